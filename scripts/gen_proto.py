@@ -1,0 +1,64 @@
+"""Regenerate the committed protobuf / gRPC code from proto/ (the one generator script).
+
+Run as `python scripts/gen_proto.py` (or `make proto`). `--check` regenerates into a
+temporary folder and fails when the committed files differ, which CI uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import filecmp
+import sys
+import tempfile
+from pathlib import Path
+
+from grpc_tools import protoc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT_ROOT = ROOT / "service"
+PACKAGE_DIR = Path("authz/api/v1")
+GENERATED = ("authz_pb2.py", "authz_pb2.pyi", "authz_pb2_grpc.py")
+
+
+def generate(out_root: Path) -> None:
+    """Run protoc on every .proto under proto/ with output below `out_root`."""
+    protos = sorted(str(p.relative_to(PROTO_ROOT)) for p in PROTO_ROOT.rglob("*.proto"))
+    (out_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
+    well_known = Path(protoc.__file__).parent / "_proto"
+    args = [
+        "grpc_tools.protoc",
+        f"-I{PROTO_ROOT}",
+        f"-I{well_known}",
+        f"--python_out={out_root}",
+        f"--pyi_out={out_root}",
+        f"--grpc_python_out={out_root}",
+        *protos,
+    ]
+    if protoc.main(args) != 0:
+        raise SystemExit("protoc failed")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="fail if regeneration changes files")
+    ns = parser.parse_args()
+    if not ns.check:
+        generate(OUT_ROOT)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        generate(Path(tmp))
+        stale = [
+            name
+            for name in GENERATED
+            if not (OUT_ROOT / PACKAGE_DIR / name).exists()
+            or not filecmp.cmp(Path(tmp) / PACKAGE_DIR / name, OUT_ROOT / PACKAGE_DIR / name, shallow=False)
+        ]
+    if stale:
+        print("generated code is stale, run `make proto`: " + ", ".join(stale), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
