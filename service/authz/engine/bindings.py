@@ -1,0 +1,145 @@
+"""The objects a compiled matcher sees as `r.sub`, `r.obj` and `r.ctx`.
+
+They compare and print as plain strings (the token's `sub`, the resource id) so stock
+Casbin matchers like `r.sub == p.sub` work, while `r.obj.owner` reads a request
+attribute. Attribute lookups resolve data first and never reach Python methods, so a
+resource attribute called `title` or `count` is the attribute, not `str.title`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from authz.principal import Principal
+
+# The request-definition names authz binds (DESIGN.md section 4).
+REQUEST_FIELDS = ("sub", "obj", "act", "dom", "ctx")
+
+
+class AttributeMissing(Exception):  # noqa: N818 - a condition outcome, not a failure
+    """Evaluation reached an attribute the request did not send (condition unknown)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(path)
+
+
+class PolicyEvalError(Exception):
+    """A matcher failed for a reason other than a missing attribute."""
+
+
+class Bound:
+    """Base of request values with attributes; `lookup` raises AttributeMissing."""
+
+    __slots__ = ()
+
+    def lookup(self, name: str, path: str) -> Any:
+        raise NotImplementedError
+
+
+class Attributes(Bound):
+    """A mapping of request attributes (resource attributes, context)."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.values = values
+
+    def lookup(self, name: str, path: str) -> Any:
+        if name in self.values:
+            return self.values[name]
+        raise AttributeMissing(path)
+
+    def __repr__(self) -> str:
+        return f"Attributes({dict(self.values)!r})"
+
+
+class Resource(Attributes):
+    """The request's resource: equals its id string; `r.obj.<name>` reads attributes."""
+
+    __slots__ = ("id",)
+
+    def __init__(self, resource_id: str, values: Mapping[str, Any]) -> None:
+        super().__init__(values)
+        self.id = resource_id
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Resource):
+            return self.id == other.id
+        return isinstance(other, str) and self.id == other
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __str__(self) -> str:
+        return self.id
+
+    def __repr__(self) -> str:
+        return f"Resource({self.id!r})"
+
+
+_SUBJECT_FIELDS = ("id", "permissions", "roles", "scopes", "client_id", "machine", "claims")
+
+
+class Subject(Bound):
+    """The principal as a matcher sees it: equals its `sub`; exposes the token's facts."""
+
+    __slots__ = ("principal", "reach")
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+        # Role closures per (role definition, domain), filled on first use in a request.
+        self.reach: dict[tuple[str, str | None], frozenset[str]] = {}
+
+    def lookup(self, name: str, path: str) -> Any:
+        if name == "org_id":
+            if self.principal.org_id is None:
+                raise AttributeMissing(path)
+            return self.principal.org_id
+        if name in _SUBJECT_FIELDS:
+            value = getattr(self.principal, name)
+            return list(value) if isinstance(value, tuple) else value
+        raise AttributeMissing(path)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Subject):
+            return self.principal.id == other.principal.id
+        return isinstance(other, str) and self.principal.id == other
+
+    def __hash__(self) -> int:
+        return hash(self.principal.id)
+
+    def __str__(self) -> str:
+        return self.principal.id
+
+    def __repr__(self) -> str:
+        return f"Subject({self.principal.id!r})"
+
+
+def plain(value: Any) -> Any:
+    """The string a bound value stands for, for functions such as keyMatch2."""
+    return str(value) if isinstance(value, Resource | Subject) else value
+
+
+def get_attr(value: Any, name: str, path: str) -> Any:
+    """`value.name` inside a matcher: request data only, never Python internals."""
+    if isinstance(value, Bound):
+        return value.lookup(name, path)
+    if isinstance(value, Mapping):
+        if name in value:
+            return value[name]
+        raise AttributeMissing(path)
+    raise PolicyEvalError(f"{path}: cannot read attribute {name!r} of a {type(value).__name__}")
+
+
+def get_item(value: Any, key: Any, path: str) -> Any:
+    """`value[key]` inside a matcher; a missing key is a missing attribute."""
+    if isinstance(value, Bound):
+        return value.lookup(str(key), f"{path}[{key!r}]")
+    try:
+        return value[key]
+    except (KeyError, IndexError):
+        raise AttributeMissing(f"{path}[{key!r}]") from None
+    except TypeError as exc:
+        raise PolicyEvalError(f"{path}: {exc}") from None

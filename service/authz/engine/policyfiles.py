@@ -1,0 +1,110 @@
+"""Reading a policy directory: `model.conf`, the `*.csv` policy files and their version."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from authz.errors import PolicyLoadError
+
+MODEL_FILE = "model.conf"
+_INTERESTING = re.compile(r"[,\[\]()]")
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyLine:
+    """One `p`/`g` line of a policy file, with where it came from."""
+
+    file: str
+    line: int
+    ptype: str
+    values: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        """The line in canonical form: `p, a, b, c`."""
+        return ", ".join((self.ptype, *self.values))
+
+    @property
+    def location(self) -> str:
+        """`FILE:LINE: p, a, b, c`, the form `matched_rules` and findings use."""
+        return f"{self.file}:{self.line}: {self.text}"
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySource:
+    """The raw contents of a policy directory, read once."""
+
+    model_text: str
+    files: tuple[tuple[str, str], ...]  # (name relative to the directory, text)
+
+    @property
+    def version(self) -> str:
+        """Short content digest: changes exactly when the model or a policy file changes."""
+        digest = hashlib.sha256()
+        for name, text in ((MODEL_FILE, self.model_text), *self.files):
+            digest.update(name.encode() + b"\0" + text.encode() + b"\0")
+        return digest.hexdigest()[:12]
+
+
+def split_tokens(line: str) -> list[str] | None:
+    """Split a policy line on top-level commas, as pycasbin's file adapter does.
+
+    Commas inside (), [] stay in their token so conditions like `f(a, b)` survive.
+    Returns None for blank and comment lines.
+    """
+    line = line.strip()
+    if not line or line.startswith("#"):
+        return None
+    depth = 0
+    tokens: list[str] = []
+    start = 0
+    for match in _INTERESTING.finditer(line):
+        char = match.group()
+        if char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(depth - 1, 0)
+        elif depth == 0:
+            tokens.append(line[start : match.start()].strip())
+            start = match.end()
+    tokens.append(line[start:].strip())
+    return tokens
+
+
+def read_policy_dir(directory: Path) -> PolicySource:
+    """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name)."""
+    model_path = directory / MODEL_FILE
+    if not directory.is_dir():
+        raise PolicyLoadError(f"policy directory {directory} does not exist")
+    if not model_path.is_file():
+        raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
+    csvs = sorted(p for p in directory.glob("*.csv") if p.is_file())
+    if not csvs:
+        raise PolicyLoadError(f"{directory} has no *.csv policy file")
+    try:
+        return PolicySource(
+            model_text=model_path.read_text(encoding="utf-8"),
+            files=tuple((p.name, p.read_text(encoding="utf-8")) for p in csvs),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyLoadError(f"cannot read policy directory {directory}: {exc}") from exc
+
+
+def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
+    """Every policy line of every file, plus findings for lines that are not `p`/`g` lines."""
+    lines: list[PolicyLine] = []
+    findings: list[str] = []
+    for name, text in source.files:
+        for number, raw in enumerate(text.splitlines(), start=1):
+            tokens = split_tokens(raw)
+            if tokens is None:
+                continue
+            key = tokens[0]
+            if not re.fullmatch(r"[pg]\d*", key):
+                findings.append(f"{name}:{number}: unknown line type {key!r} (expected p, p2, g, g2 ...)")
+                continue
+            lines.append(PolicyLine(name, number, key, tuple(tokens[1:])))
+    return lines, findings

@@ -1,0 +1,375 @@
+"""An immutable, compiled policy snapshot and the decisions it answers.
+
+A snapshot is built once from a policy directory (model + policy files), validated as
+a whole, and never changed afterwards, so any number of threads may evaluate it at
+once and a reload simply swaps in a new one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from authz.decision import Decision, Reason
+from authz.engine.bindings import Attributes, AttributeMissing, Resource, Subject, plain
+from authz.engine.matcher import MatcherSyntaxError, compile_expression, escape_assertion
+from authz.engine.model import Effect, ModelSpec, builtin_functions, parse_model
+from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.engine.roles import RoleGraph
+from authz.errors import PolicyLoadError
+from authz.principal import Principal
+
+ALLOW, DENY, INDETERMINATE = 1, 2, 0
+_EVAL = re.compile(r"\beval\((?P<rule>[^)]*)\)")
+_PATTERN = re.compile(r"\*|\{|/:|\(")
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A compiled `p` line: its values, its effect and its matcher function."""
+
+    line: PolicyLine
+    effect: int
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Hit:
+    rule: Rule
+    missing: str | None = None  # set when the condition is unknown
+
+
+@dataclass
+class Snapshot:
+    """A loaded policy: compiled rules, role graphs and the version they came from."""
+
+    version: str
+    model: ModelSpec
+    rules: list[Rule]
+    graphs: dict[str, RoleGraph]
+    lines: list[PolicyLine]
+    empty_fn: Callable[..., Any] | None = None
+    resources: frozenset[str] = field(default_factory=frozenset)
+
+    # -- decisions -------------------------------------------------------------------
+
+    def decide(
+        self,
+        principal: Principal,
+        resource: str,
+        action: str,
+        attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        *,
+        explain: bool = False,
+        subject: Subject | None = None,
+    ) -> Decision:
+        """Evaluate one request; every failure inside evaluation denies.
+
+        Pass the same `subject` for many decisions of one principal so role closures
+        are computed once.
+        """
+        subject = subject or Subject(principal)
+        bound = {
+            "r_sub": subject,
+            "r_obj": Resource(resource, attributes or {}),
+            "r_act": action,
+            "r_dom": principal.org_id or "",
+            "r_ctx": Attributes(context or {}),
+        }
+        rvals = tuple(bound[name] for name in self.model.request)
+        try:
+            if not self.rules:
+                return self._decide_empty(rvals)
+            return _EFFECTS[self.model.effect](self._hits(rvals, explain), explain)
+        except _EvalFailure as failure:
+            return Decision(False, Reason.POLICY_ERROR, str(failure), (failure.location,))
+
+    def _hits(self, rvals: tuple[Any, ...], explain: bool) -> Iterator[_Hit]:
+        for rule in self.rules:
+            try:
+                result = rule.fn(*rvals, *rule.line.values)
+            except AttributeMissing as missing:
+                yield _Hit(rule, missing.path)
+                continue
+            except Exception as exc:
+                raise _EvalFailure(rule.line.location, f"{type(exc).__name__}: {exc}") from exc
+            if _truth(result, rule.line.location):
+                yield _Hit(rule)
+
+    def _decide_empty(self, rvals: tuple[Any, ...]) -> Decision:
+        # pycasbin evaluates the matcher once with empty policy values when there are none.
+        assert self.empty_fn is not None
+        try:
+            ok = _truth(self.empty_fn(*rvals, *("" for _ in self.model.policy)), "model.conf")
+        except AttributeMissing as missing:
+            return Decision(False, Reason.NO_MATCHING_RULE, f"{missing.path} was not sent")
+        except _EvalFailure:
+            raise
+        except Exception as exc:
+            raise _EvalFailure("model.conf", f"{type(exc).__name__}: {exc}") from exc
+        if ok:
+            return Decision(True, Reason.ALLOWED, "allowed by the matcher (no policy lines)")
+        return Decision(False, Reason.NO_MATCHING_RULE, "no policy rule allows this request")
+
+    def visible_resources(self, prefix: str) -> list[str]:
+        """Literal resource ids named by policy lines that start with `prefix`, sorted."""
+        return sorted(r for r in self.resources if r.startswith(prefix))
+
+
+class _EvalFailure(Exception):
+    def __init__(self, location: str, message: str) -> None:
+        self.location = location
+        super().__init__(f"policy error at {location}: {message}")
+
+
+def _truth(result: Any, location: str) -> bool:
+    # Mirrors pycasbin: a bool, or a float compared with zero; anything else is an error.
+    if isinstance(result, bool):
+        return result
+    if isinstance(result, float):
+        return result != 0
+    raise _EvalFailure(location, f"matcher result should be bool, got {type(result).__name__}")
+
+
+def _missing_note(unknown: list[_Hit]) -> str:
+    if not unknown:
+        return ""
+    names = sorted({hit.missing or "" for hit in unknown})
+    return f"; not evaluated because the request did not send {', '.join(names)}"
+
+
+def _allowed(hits: list[_Hit]) -> Decision:
+    rules = tuple(hit.rule.line.location for hit in hits)
+    return Decision(True, Reason.ALLOWED, f"allowed by {rules[0]}" if rules else "allowed", rules)
+
+
+def _denied(hits: list[_Hit]) -> Decision:
+    rules = tuple(hit.rule.line.location for hit in hits)
+    return Decision(False, Reason.EXPLICIT_DENY, f"denied by {rules[0]}", rules)
+
+
+def _missing(hits: list[_Hit]) -> Decision:
+    first = hits[0]
+    rules = tuple(hit.rule.line.location for hit in hits)
+    return Decision(
+        False,
+        Reason.ATTRIBUTE_MISSING,
+        f"attribute {first.missing} was not sent and deny rule {rules[0]} depends on it",
+        rules,
+    )
+
+
+def _no_match(unknown: list[_Hit]) -> Decision:
+    return Decision(False, Reason.NO_MATCHING_RULE, "no policy rule allows this request" + _missing_note(unknown))
+
+
+def _allow_override(hits: Iterator[_Hit], explain: bool) -> Decision:
+    allows: list[_Hit] = []
+    unknown: list[_Hit] = []
+    for hit in hits:
+        if hit.rule.effect != ALLOW:
+            continue
+        if hit.missing:
+            unknown.append(hit)
+            continue
+        allows.append(hit)
+        if not explain:
+            break
+    return _allowed(allows) if allows else _no_match(unknown)
+
+
+def _scan_denies(hits: Iterator[_Hit], explain: bool) -> tuple[list[_Hit], list[_Hit], list[_Hit], list[_Hit]]:
+    allows: list[_Hit] = []
+    denies: list[_Hit] = []
+    unknown_denies: list[_Hit] = []
+    unknown_allows: list[_Hit] = []
+    for hit in hits:
+        if hit.rule.effect == DENY:
+            if hit.missing:
+                unknown_denies.append(hit)
+            else:
+                denies.append(hit)
+                if not explain:
+                    break
+        elif hit.rule.effect == ALLOW:
+            (unknown_allows if hit.missing else allows).append(hit)
+    return allows, denies, unknown_denies, unknown_allows
+
+
+def _deny_override(hits: Iterator[_Hit], explain: bool) -> Decision:
+    allows, denies, unknown_denies, _ = _scan_denies(hits, explain)
+    if denies:
+        return _denied(denies)
+    if unknown_denies:
+        return _missing(unknown_denies)
+    return _allowed(allows)
+
+
+def _allow_and_deny(hits: Iterator[_Hit], explain: bool) -> Decision:
+    allows, denies, unknown_denies, unknown_allows = _scan_denies(hits, explain)
+    if denies:
+        return _denied(denies)
+    if unknown_denies:
+        return _missing(unknown_denies)
+    return _allowed(allows) if allows else _no_match(unknown_allows)
+
+
+def _priority(hits: Iterator[_Hit], explain: bool) -> Decision:
+    unknown: list[_Hit] = []
+    for hit in hits:
+        if hit.rule.effect == INDETERMINATE:
+            continue
+        if hit.missing:
+            if hit.rule.effect == DENY:
+                # The deny might have matched: fail closed rather than fall through.
+                return _missing([hit])
+            unknown.append(hit)
+            continue
+        return _allowed([hit]) if hit.rule.effect == ALLOW else _denied([hit])
+    return _no_match(unknown)
+
+
+_EFFECTS: dict[Effect, Callable[[Iterator[_Hit], bool], Decision]] = {
+    Effect.ALLOW_OVERRIDE: _allow_override,
+    Effect.DENY_OVERRIDE: _deny_override,
+    Effect.ALLOW_AND_DENY: _allow_and_deny,
+    Effect.PRIORITY: _priority,
+}
+
+
+# -- building ----------------------------------------------------------------------
+
+
+def _g_function(graph: RoleGraph) -> Callable[..., bool]:
+    def g(name1: Any, name2: Any, *domain: Any) -> bool:
+        dom = str(plain(domain[0])) if domain else None
+        if isinstance(name1, Subject):
+            key = (graph.name, dom)
+            reach = name1.reach.get(key)
+            if reach is None:
+                principal = name1.principal
+                reach = graph.reach((principal.id, *principal.grants), dom)
+                name1.reach[key] = reach
+            return str(plain(name2)) in reach
+        return str(plain(name2)) in graph.closure(str(plain(name1)), dom)
+
+    return g
+
+
+def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
+    def call(*args: Any) -> Any:
+        return fn(*(plain(a) for a in args))
+
+    return call
+
+
+def _effect_of(values: tuple[str, ...], eft_index: int | None) -> int:
+    if eft_index is None:
+        return ALLOW
+    return {"allow": ALLOW, "deny": DENY}.get(values[eft_index], INDETERMINATE)
+
+
+def _priority_key(priority_index: int) -> Callable[[PolicyLine], Any]:
+    # pycasbin sorts numerically when the value is digits, else as text (stable).
+    def key(line: PolicyLine) -> Any:
+        value = line.values[priority_index]
+        return int(value) if value.isdigit() else value
+
+    return key
+
+
+def build_snapshot(source: PolicySource) -> Snapshot:
+    """Parse, validate and compile a policy source; raises PolicyLoadError with findings."""
+    model = parse_model(source.model_text)
+    lines, findings = parse_lines(source)
+    graphs = {name: RoleGraph(name, arity >= 3) for name, arity in model.roles.items()}
+    p_lines: list[PolicyLine] = []
+    for line in lines:
+        if line.ptype == "p":
+            if len(line.values) != len(model.policy):
+                findings.append(f"{line.location}: has {len(line.values)} values, "
+                                f"the policy definition p needs {len(model.policy)}")
+            else:
+                p_lines.append(line)
+        elif line.ptype in graphs:
+            arity = model.roles[line.ptype]
+            if len(line.values) != arity:
+                findings.append(f"{line.location}: has {len(line.values)} values, "
+                                f"role definition {line.ptype} needs {arity}")
+            else:
+                graphs[line.ptype].add_link(*line.values[:2], *(line.values[2:3] or (None,)))
+        elif not line.ptype.startswith("p"):
+            findings.append(f"{line.location}: role definition {line.ptype} is not in model.conf")
+        # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
+
+    functions: dict[str, Callable[..., Any]] = {k: _plain_args(f) for k, f in builtin_functions().items()}
+    functions.update({name: _g_function(graph) for name, graph in graphs.items()})
+    params = (*model.request, *model.policy)
+
+    rule_names = _EVAL.findall(model.matcher)
+    compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
+
+    def compile_for(line: PolicyLine | None) -> Callable[..., Any]:
+        texts: tuple[str, ...] = ()
+        if rule_names and line is not None:
+            texts = tuple(escape_assertion(line.values[model.policy.index(n)]) for n in rule_names)
+        fn = compiled.get(texts)
+        if fn is None:
+            text = model.matcher
+            for rule in texts:
+                text = _EVAL.sub(lambda _m, rule=rule: f"({rule})", text, count=1)
+            fn = compile_expression(text, params, functions)
+            compiled[texts] = fn
+        return fn
+
+    missing_eval = [n for n in rule_names if n not in model.policy]
+    if missing_eval:
+        findings.append(f"model.conf: eval({', '.join(missing_eval)}) names no policy field")
+
+    rules: list[Rule] = []
+    eft_index = model.field_index("eft")
+    if not findings:
+        for line in p_lines:
+            try:
+                rules.append(Rule(line, _effect_of(line.values, eft_index), compile_for(line)))
+            except MatcherSyntaxError as exc:
+                findings.append(f"{line.location}: {exc}")
+    empty_fn = None
+    if not p_lines and not findings:
+        if rule_names:
+            findings.append("model.conf: the matcher uses eval() but there are no policy lines")
+        else:
+            try:
+                empty_fn = compile_for(None)
+            except MatcherSyntaxError as exc:
+                findings.append(f"model.conf: matcher: {exc}")
+    if findings:
+        raise PolicyLoadError("the policy does not load", findings)
+
+    priority_index = model.field_index("priority")
+    if model.effect is Effect.PRIORITY and priority_index is not None:
+        rules.sort(key=lambda r: _priority_key(priority_index)(r.line))
+
+    obj_index = model.field_index("obj")
+    resources = frozenset(
+        line.values[obj_index] for line in p_lines
+        if obj_index is not None and not _PATTERN.search(line.values[obj_index])
+    )
+    return Snapshot(
+        version=source.version,
+        model=model,
+        rules=rules,
+        graphs=graphs,
+        lines=lines,
+        empty_fn=empty_fn,
+        resources=resources,
+    )
+
+
+def load_snapshot(directory: Path) -> Snapshot:
+    """Read and build the policy in `directory`."""
+    return build_snapshot(read_policy_dir(directory))

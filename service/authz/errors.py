@@ -1,0 +1,34 @@
+"""Typed errors of the service; the gRPC layer maps each to one status code in one place."""
+
+from __future__ import annotations
+
+
+class AuthzError(Exception):
+    """Base class of every error authz reports to a caller."""
+
+
+class InvalidArgument(AuthzError):
+    """The request itself is malformed (empty resource, oversized field, too many items)."""
+
+
+class PolicyLoadError(AuthzError):
+    """A policy directory could not be turned into a serving snapshot.
+
+    `findings` lists each problem as `FILE:LINE: message` so an operator can jump to it.
+    """
+
+    def __init__(self, message: str, findings: list[str] | None = None) -> None:
+        self.findings = findings or [message]
+        super().__init__(message if not findings else message + ":\n  " + "\n  ".join(findings))
+
+
+class ConfigError(AuthzError):
+    """The service configuration is invalid; `problems` holds one message per mistake."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n  " + "\n  ".join(problems))
+
+
+class Unavailable(AuthzError):
+    """A dependency the decision needs (policies, keys) is not ready yet."""

@@ -1,0 +1,65 @@
+"""Verified Auth0 access-token claims turned into the principal that policies see."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+MACHINE_GRANT_TYPE = "client-credentials"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: the token's subject and what the token grants.
+
+    `grants` are the names that act as Casbin role links for this principal: a user
+    token's permissions and roles; a machine token's scopes as well (Auth0 puts an M2M
+    application's granted permissions in `scope`).
+    """
+
+    id: str
+    permissions: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    org_id: str | None = None
+    client_id: str = ""
+    machine: bool = False
+    expires_at: float | None = None
+    claims: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def grants(self) -> frozenset[str]:
+        """Every name this principal holds directly (before the policy's `g` lines)."""
+        names = set(self.permissions) | set(self.roles)
+        if self.machine:
+            names |= set(self.scopes)
+        return frozenset(names)
+
+
+def _string_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,) if value else ()
+    if isinstance(value, list | tuple):
+        return tuple(v for v in value if isinstance(v, str))
+    return ()
+
+
+def principal_from_claims(claims: Mapping[str, Any], roles_claim: str | None = None) -> Principal:
+    """Build a principal from verified claims (or from a what-if claims file)."""
+    scope = claims.get("scope", "")
+    scopes = tuple(scope.split()) if isinstance(scope, str) else _string_list(scope)
+    client_id = claims.get("azp") or claims.get("client_id") or ""
+    org = claims.get("org_id")
+    exp = claims.get("exp")
+    return Principal(
+        id=str(claims.get("sub", "")),
+        permissions=_string_list(claims.get("permissions")),
+        roles=_string_list(claims.get(roles_claim)) if roles_claim else (),
+        scopes=scopes,
+        org_id=org if isinstance(org, str) and org else None,
+        client_id=client_id if isinstance(client_id, str) else "",
+        machine=claims.get("gty") == MACHINE_GRANT_TYPE,
+        expires_at=float(exp) if isinstance(exp, int | float) else None,
+        claims=dict(claims),
+    )
