@@ -38,7 +38,9 @@ def to_struct(values: Mapping[str, Any] | None) -> struct_pb2.Struct | None:
         struct.update(_plain(values))
     except (ValueError, TypeError) as exc:
         # protobuf's message names neither the key nor the accepted types.
-        raise TypeError(f"attributes must be JSON-like (str, int, float, bool, None, list, dict): {exc}") from exc
+        raise TypeError(
+            f"attributes must be JSON-like (str, int, float, bool, None, list, dict): {exc}"
+        ) from exc
     return struct
 
 
@@ -106,13 +108,18 @@ def check_result(response: Any) -> CheckResult:
 def batch_request(token: str, items: Iterable[CheckItem | tuple[str, str]], explain: bool) -> Any:
     """Build a BatchCheckRequest; items without a correlation id get their position."""
     request = authz_pb2.BatchCheckRequest(token=token, explain=explain)
+    seen: set[str] = set()
     for index, raw in enumerate(items):
         item = raw if isinstance(raw, CheckItem) else CheckItem(resource=raw[0], action=raw[1])
+        # Without an id, results could only be matched by position, which the contract does
+        # not promise; a duplicate id would make BatchResult.get ambiguous.
+        correlation_id = item.correlation_id or str(index)
+        if correlation_id in seen:
+            raise ValueError(f"duplicate correlation_id {correlation_id!r} in batch")
+        seen.add(correlation_id)
         request.items.append(
             authz_pb2.BatchCheckItem(
-                # Without an id, results could only be matched by position, which the server
-                # does not promise to keep.
-                correlation_id=item.correlation_id or str(index),
+                correlation_id=correlation_id,
                 resource=item.resource,
                 action=item.action,
                 attributes=to_struct(item.attributes),

@@ -17,7 +17,7 @@ __all__ = [
     "is_token_reason",
 ]
 
-_TOKEN_REASON_PREFIX = "REASON_TOKEN_"
+_AUTHN_REASON_PREFIX = "REASON_TOKEN_"
 
 
 def is_token_reason(reason: str) -> bool:
@@ -26,7 +26,7 @@ def is_token_reason(reason: str) -> bool:
     Token faults mean "who are you?" (HTTP 401); every other deny means "not allowed" (HTTP 403).
     """
     # A prefix test, not a fixed set, so token reasons added to the enum later still map to 401.
-    return reason.startswith(_TOKEN_REASON_PREFIX)
+    return reason.startswith(_AUTHN_REASON_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,26 @@
+"""Python client and ASGI middleware for the authz policy decision service."""
+
+from .client import AsyncAuthzClient, AuthzClient
+from .errors import AuthzError
+from .results import (
+    BatchItemResult,
+    BatchResult,
+    CheckItem,
+    CheckResult,
+    Principal,
+    Visibility,
+    is_token_reason,
+)
+
+__all__ = [
+    "AsyncAuthzClient",
+    "AuthzClient",
+    "AuthzError",
+    "BatchItemResult",
+    "BatchResult",
+    "CheckItem",
+    "CheckResult",
+    "Principal",
+    "Visibility",
+    "is_token_reason",
+]

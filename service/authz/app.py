@@ -1,0 +1,89 @@
+"""Assembling a running service from Settings: keys, policy, handlers, transports, lifecycle."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from importlib import resources
+from pathlib import Path
+
+from grpc_health.v1 import health_pb2
+
+from authz.config import Settings
+from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
+from authz.handlers import DecisionService
+from authz.server import SERVICE_NAME, build_server, server_credentials
+from authz.store import PolicyStore
+from authz.tokens import KeySet, TokenSettings, TokenVerifier
+
+log = logging.getLogger("authz")
+
+
+def demo_policy_dir() -> Path:
+    """The demo policies shipped inside the package."""
+    return Path(str(resources.files("authz") / "demo_policies"))
+
+
+class App:
+    """One authz process: call `start`, then `wait` or `stop`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dev_issuer: DevIssuer | None = None
+        issuers, audiences, jwks_url = settings.issuer, settings.audience, settings.jwks_url
+        roles_claim = settings.roles_claim or None
+        policy_dir = Path(settings.policy_dir)
+        if settings.dev:
+            self.dev_issuer = DevIssuer(dev_dir(), settings.dev_issuer_port)
+            issuers, jwks_url = (self.dev_issuer.issuer,), self.dev_issuer.jwks_url
+            audiences = audiences or (DEV_AUDIENCE,)
+            roles_claim = roles_claim or DEV_ROLES_CLAIM
+            if not policy_dir.exists():
+                policy_dir = demo_policy_dir()
+        self.policy_dir = policy_dir
+        self.keys = KeySet(jwks_url, refresh_interval=settings.jwks_refresh_seconds)
+        self.verifier = TokenVerifier(
+            TokenSettings(issuers, audiences, settings.algorithms, settings.leeway_seconds, roles_claim), self.keys
+        )
+        self.store = PolicyStore(policy_dir)
+        self.service = DecisionService(self.verifier, self.store, batch_limit=settings.batch_limit)
+        self._stop = threading.Event()
+        self.port = 0
+
+    def start(self) -> None:
+        """Load the policy (raises PolicyLoadError when broken), bind and serve."""
+        for warning in self.settings.warnings:
+            log.warning("%s", warning)
+        self.store.reload()
+        if self.dev_issuer is not None:
+            self.dev_issuer.start()
+        s = self.settings
+        credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert else None
+        self.server, self.port, self.health = build_server(
+            self.service, s.listen, credentials=credentials, reuse_port=s.workers > 1
+        )
+        self.server.start()
+        self.keys.start(self._stop)
+        threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
+        log.info("authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir)
+
+    def _serving_when_ready(self) -> None:
+        # SERVING only once the policy is loaded and the JWKS was fetched once.
+        while not self._stop.is_set():
+            if self.keys.wait_ready(timeout=0.5) and self.store.loaded:
+                for name in ("", SERVICE_NAME):
+                    self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+                log.info("health: SERVING")
+                return
+
+    def stop(self, grace: float = 10.0) -> None:
+        """Drain: report NOT_SERVING, let in-flight RPCs finish (up to `grace` s), stop."""
+        self._stop.set()
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+        if self.dev_issuer is not None:
+            self.dev_issuer.stop()
+
+    def wait(self) -> None:
+        """Block until the server terminates."""
+        self.server.wait_for_termination()

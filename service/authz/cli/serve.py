@@ -1,0 +1,85 @@
+"""`authz serve`: run the service until SIGTERM / SIGINT, then drain."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from types import FrameType
+
+from authz.app import App
+from authz.config import Settings, load_settings
+
+log = logging.getLogger("authz")
+
+FLAG_HELP = {
+    "listen": "gRPC host:port (AUTHZ_LISTEN, default 127.0.0.1:50051)",
+    "policy_dir": "policy directory (AUTHZ_POLICY_DIR, default ./policies)",
+    "issuer": "trusted issuer(s), comma-separated, with Auth0's trailing slash (AUTHZ_ISSUER)",
+    "audience": "accepted audience(s), comma-separated: your API identifier (AUTHZ_AUDIENCE)",
+    "jwks_url": "JWKS URL (AUTHZ_JWKS_URL, default ISSUER/.well-known/jwks.json)",
+    "algorithms": "allowed signing algorithms (AUTHZ_ALGORITHMS, default RS256)",
+    "leeway_seconds": "clock leeway for exp/nbf (AUTHZ_LEEWAY_SECONDS, default 30)",
+    "roles_claim": "claim holding the user's roles (AUTHZ_ROLES_CLAIM)",
+    "batch_limit": "max BatchCheck items (AUTHZ_BATCH_LIMIT, default 100)",
+    "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
+    "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
+    "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",
+    "workers": "processes (AUTHZ_WORKERS, default 1)",
+}
+
+
+def add_serve_args(parser: argparse.ArgumentParser) -> None:
+    """The serve command's flags (each overrides its AUTHZ_* variable)."""
+    parser.add_argument("--config", help="TOML settings file (AUTHZ_CONFIG)")
+    for name, text in FLAG_HELP.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
+    parser.add_argument("--dev", action="store_true",
+                        help="local dev issuer and demo policies; refuses to start next to a real issuer")
+    parser.add_argument("--dev-issuer-port", dest="dev_issuer_port", help="dev JWKS port (default 50055)")
+
+
+def settings_from_args(ns: argparse.Namespace) -> Settings:
+    """Settings from flags, environment and config file."""
+    flags = {name: getattr(ns, name) for name in (*FLAG_HELP, "config", "dev_issuer_port")}
+    if ns.dev:
+        flags["dev"] = True
+    return load_settings(flags)
+
+
+def run_serve(ns: argparse.Namespace) -> int:
+    """Start, print how to try it in dev mode, and block until a stop signal."""
+    app = App(settings_from_args(ns))
+    app.start()
+    if app.dev_issuer is not None:
+        print_dev_banner(app)
+    stopped = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: draining", signal.Signals(signum).name)
+        stopped.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopped.wait()
+    app.stop()
+    return 0
+
+
+def print_dev_banner(app: App) -> None:
+    """How to try the dev server, printed once at start."""
+    address = app.settings.listen
+    print(
+        f"""
+authz is running in DEV mode on {address} (issuer {app.dev_issuer.issuer if app.dev_issuer else ''})
+policies: {app.policy_dir}
+
+Try it (in another terminal, from this directory):
+  TOKEN=$(.venv/bin/authz token --sub alice --permission read:orders)
+  .venv/bin/authz check --token "$TOKEN" GET /api/orders/42
+  .venv/bin/authz check --token "$TOKEN" DELETE /api/orders/42 --attr status=shipped
+  .venv/bin/authz principal --token "$TOKEN"
+""",
+        flush=True,
+    )

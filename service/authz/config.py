@@ -1,0 +1,200 @@
+"""Settings for `authz serve`: flags, then AUTHZ_* variables, then a TOML file, then defaults.
+
+Every mistake is collected and reported together (one line each) before the server
+starts, so an operator fixes a deployment in one round.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from authz.errors import ConfigError
+
+ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
+LIST_KEYS = ("issuer", "audience", "algorithms", "cors_origins")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated service settings (names match AUTHZ_* without the prefix, lower case)."""
+
+    listen: str = "127.0.0.1:50051"
+    policy_dir: str = "policies"
+    issuer: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+    jwks_url: str = ""
+    algorithms: tuple[str, ...] = ("RS256",)
+    leeway_seconds: float = 30.0
+    roles_claim: str = ""
+    batch_limit: int = 100
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    http_listen: str = ""
+    cors_origins: tuple[str, ...] = ()
+    admin_enabled: bool = False
+    reload_requires_tests: bool = False
+    workers: int = 1
+    jwks_refresh_seconds: float = 600.0
+    dev: bool = False
+    dev_issuer_port: int = 50055
+    warnings: tuple[str, ...] = field(default=(), compare=False)
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and the loopback address ranges."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """`host:port` (IPv6 in brackets) into its parts; raises ValueError."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(address)
+    return host, int(port)
+
+
+def _as_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(v.strip() for v in value.split(",") if v.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(v).strip() for v in value if str(v).strip())
+    raise TypeError(f"expected a list or comma-separated string, got {value!r}")
+
+
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _coerce(name: str, value: Any, default: Any) -> Any:
+    if name in LIST_KEYS:
+        return _as_list(value)
+    if isinstance(default, bool):
+        return _as_bool(value)
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)
+
+
+def load_settings(
+    flags: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+) -> Settings:
+    """Merge the sources (flags win) and validate; raises ConfigError listing every problem."""
+    flags = {k: v for k, v in (flags or {}).items() if v is not None}
+    env = os.environ if env is None else env
+    problems: list[str] = []
+    names = {f.name: f.default for f in fields(Settings) if f.name != "warnings"}
+    raw: dict[str, tuple[str, Any]] = {}
+
+    path = config_file or flags.pop("config", None) or env.get("AUTHZ_CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError([f"config file {path}: {exc}"]) from exc
+        for key, value in data.items():
+            if key not in names or key == "dev":
+                problems.append(f"config file {path}: unknown key {key!r}")
+            else:
+                raw[key] = (f"config file key {key!r}", value)
+    for key in names:
+        var = f"AUTHZ_{key.upper()}"
+        if var in env and key != "dev":
+            raw[key] = (var, env[var])
+    for key, value in flags.items():
+        if key in names:
+            raw[key] = (f"--{key.replace('_', '-')}", value)
+
+    values: dict[str, Any] = {}
+    for key, (source, value) in raw.items():
+        try:
+            values[key] = _coerce(key, value, names[key])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{source}: {exc}")
+    settings = Settings(**values)
+    return _validate(settings, problems)
+
+
+def _check_url(kind: str, url: str, problems: list[str]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
+        return
+    if parts.scheme == "http":
+        problems.append(f"{kind} {url!r}: plain http is accepted only on loopback hosts; use https")
+    else:
+        problems.append(f"{kind} {url!r} is not an https URL")
+
+
+def _validate(s: Settings, problems: list[str]) -> Settings:
+    warnings: list[str] = []
+    for kind, address in (("listen", s.listen), ("http_listen", s.http_listen)):
+        if address:
+            try:
+                split_host_port(address)
+            except ValueError:
+                problems.append(f"{kind} {address!r} is not host:port (for example 127.0.0.1:50051)")
+    if s.dev:
+        if s.issuer or s.jwks_url:
+            problems.append(
+                "--dev refuses to start next to a real issuer: unset AUTHZ_ISSUER / AUTHZ_JWKS_URL "
+                "(or the config file's issuer / jwks_url), or drop --dev"
+            )
+    else:
+        if not s.issuer:
+            problems.append("issuer is required (AUTHZ_ISSUER=https://YOUR_TENANT.auth0.com/), or use --dev")
+        if not s.audience:
+            problems.append("audience is required (AUTHZ_AUDIENCE=your API identifier), or use --dev")
+    for issuer in s.issuer:
+        _check_url("issuer", issuer, problems)
+        if not issuer.endswith("/"):
+            warnings.append(f"issuer {issuer!r} has no trailing slash; Auth0 issuers end with '/' and are compared exactly")
+    jwks_url = s.jwks_url
+    if not jwks_url and s.issuer:
+        jwks_url = s.issuer[0].rstrip("/") + "/.well-known/jwks.json"
+    if s.jwks_url:
+        _check_url("jwks_url", s.jwks_url, problems)
+    bad = [a for a in s.algorithms if a not in ALLOWED_ALGORITHMS]
+    if bad or not s.algorithms:
+        problems.append(f"algorithms {', '.join(bad) or '(empty)'} not allowed; choose from {', '.join(ALLOWED_ALGORITHMS)}")
+    if not 0 <= s.leeway_seconds <= 300:
+        problems.append(f"leeway_seconds {s.leeway_seconds} must be between 0 and 300")
+    if not 1 <= s.batch_limit <= 10_000:
+        problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
+    if not 1 <= s.workers <= 64:
+        problems.append(f"workers {s.workers} must be between 1 and 64")
+    if bool(s.tls_cert) != bool(s.tls_key):
+        problems.append("tls_cert and tls_key go together: set both or neither")
+    if s.tls_client_ca and not s.tls_cert:
+        problems.append("tls_client_ca (mTLS) needs tls_cert and tls_key")
+    for kind, file in (("tls_cert", s.tls_cert), ("tls_key", s.tls_key), ("tls_client_ca", s.tls_client_ca)):
+        if file and not Path(file).is_file():
+            problems.append(f"{kind} {file!r} does not exist")
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**{**{f.name: getattr(s, f.name) for f in fields(s)}, "jwks_url": jwks_url,
+                       "warnings": tuple(warnings)})

@@ -1,0 +1,204 @@
+"""The four decision RPCs, transport-free: plain values in, plain values out.
+
+The gRPC servicer (and any other transport) only converts messages to these calls, so
+every transport gives the same answers. A bad token is an answer (allowed=false with
+its reason), never an error; a malformed request raises InvalidArgument.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from authz.decision import Decision, Reason
+from authz.engine import Snapshot, Subject
+from authz.errors import InvalidArgument
+from authz.principal import Principal, principal_from_claims
+from authz.store import PolicyStore
+from authz.tokens import TokenRejected, TokenVerifier
+from authz.tokens.hints import principal_hints
+
+log = logging.getLogger("authz.decisions")
+
+MAX_FIELD_CHARS = 4096
+MAX_ELEMENTS = 1000
+DEFAULT_VISIBILITY_ACTION = "view"
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """One question: may the principal do `action` on `resource`?"""
+
+    resource: str
+    action: str
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    context: Mapping[str, Any] = field(default_factory=dict)
+    correlation_id: str = ""
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """The answer to Check."""
+
+    decision: Decision
+    subject: str
+    policy_version: str
+    decision_id: str
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """The answers to BatchCheck, in request order."""
+
+    results: list[tuple[str, Decision]]
+    subject: str
+    policy_version: str
+    decision_id: str
+
+
+@dataclass(frozen=True)
+class VisibilityOutcome:
+    """Which elements may be shown; `reason` is UNSPECIFIED when the token verified."""
+
+    decisions: dict[str, bool]
+    subject: str
+    policy_version: str
+    valid_until: float | None
+    reason: Reason = Reason.UNSPECIFIED
+    message: str = ""
+
+    @property
+    def visible(self) -> list[str]:
+        """The visible element ids, sorted."""
+        return sorted(k for k, v in self.decisions.items() if v)
+
+
+@dataclass(frozen=True)
+class PrincipalOutcome:
+    """The verified principal, or why the token was not accepted, plus hints."""
+
+    principal: Principal | None
+    reason: Reason
+    message: str
+    hints: list[str]
+
+
+def _check_field(name: str, value: str, *, required: bool = True) -> None:
+    if required and not value:
+        raise InvalidArgument(f"{name} is required")
+    if len(value) > MAX_FIELD_CHARS:
+        raise InvalidArgument(f"{name} is longer than {MAX_FIELD_CHARS} characters")
+
+
+def _validate_item(item: CheckItem, where: str = "") -> None:
+    _check_field(f"{where}resource", item.resource)
+    _check_field(f"{where}action", item.action)
+    _check_field(f"{where}correlation_id", item.correlation_id, required=False)
+
+
+class DecisionService:
+    """Verifies tokens and asks the live policy snapshot. Thread-safe."""
+
+    def __init__(self, verifier: TokenVerifier, store: PolicyStore, *, batch_limit: int = 100) -> None:
+        self.verifier = verifier
+        self.store = store
+        self.batch_limit = batch_limit
+
+    def _principal(self, token: str) -> Principal | TokenRejected:
+        try:
+            return self.verifier.verify(token)
+        except TokenRejected as rejected:
+            return rejected
+
+    def check(self, token: str, item: CheckItem, *, explain: bool = False) -> CheckOutcome:
+        """Decide one request."""
+        _validate_item(item)
+        snapshot = self.store.current
+        decision_id = uuid.uuid4().hex
+        who = self._principal(token)
+        if isinstance(who, TokenRejected):
+            decision = Decision(False, who.reason, who.message)
+            subject = ""
+        else:
+            decision = snapshot.decide(who, item.resource, item.action, item.attributes, item.context, explain=explain)
+            subject = who.id
+        _log(decision_id, subject, item, decision, snapshot.version)
+        return CheckOutcome(decision, subject, snapshot.version, decision_id)
+
+    def batch_check(self, token: str, items: Sequence[CheckItem], *, explain: bool = False) -> BatchOutcome:
+        """Decide many requests for one token, verified once."""
+        if len(items) > self.batch_limit:
+            raise InvalidArgument(f"{len(items)} items exceed the batch limit of {self.batch_limit}")
+        for index, item in enumerate(items):
+            _validate_item(item, f"items[{index}].")
+        snapshot = self.store.current
+        decision_id = uuid.uuid4().hex
+        who = self._principal(token)
+        results: list[tuple[str, Decision]] = []
+        if isinstance(who, TokenRejected):
+            denied = Decision(False, who.reason, who.message)
+            results = [(item.correlation_id, denied) for item in items]
+            subject = ""
+        else:
+            subject = who.id
+            bound = Subject(who)
+            for item in items:
+                decision = snapshot.decide(
+                    who, item.resource, item.action, item.attributes, item.context, explain=explain, subject=bound
+                )
+                results.append((item.correlation_id, decision))
+        for item, (_, decision) in zip(items, results, strict=True):
+            _log(decision_id, subject, item, decision, snapshot.version)
+        return BatchOutcome(results, subject, snapshot.version, decision_id)
+
+    def visibility(
+        self, token: str, *, elements: Sequence[str] = (), prefix: str = "", action: str = ""
+    ) -> VisibilityOutcome:
+        """Which of `elements` (or of the policy's element ids under `prefix`) may be shown."""
+        if bool(elements) == bool(prefix):
+            raise InvalidArgument("give exactly one of elements or prefix")
+        if len(elements) > MAX_ELEMENTS:
+            raise InvalidArgument(f"{len(elements)} elements exceed the limit of {MAX_ELEMENTS}")
+        for index, element in enumerate(elements):
+            _check_field(f"elements[{index}]", element)
+        _check_field("prefix", prefix, required=False)
+        _check_field("action", action, required=False)
+        action = action or DEFAULT_VISIBILITY_ACTION
+        snapshot = self.store.current
+        names = list(dict.fromkeys(elements)) if elements else snapshot.visible_resources(prefix)
+        who = self._principal(token)
+        if isinstance(who, TokenRejected):
+            return VisibilityOutcome(
+                {name: False for name in names}, "", snapshot.version, None, who.reason, who.message
+            )
+        return VisibilityOutcome(
+            _visible(snapshot, who, names, action), who.id, snapshot.version, who.expires_at
+        )
+
+    def principal(self, token: str) -> PrincipalOutcome:
+        """The principal behind a token, with hints about common Auth0 mistakes."""
+        try:
+            claims = self.verifier.claims_of(token)
+        except TokenRejected as rejected:
+            return PrincipalOutcome(None, rejected.reason, rejected.message, rejected.hints)
+        roles_claim = self.verifier.settings.roles_claim
+        principal = principal_from_claims(claims, roles_claim)
+        hints = principal_hints(claims, roles_claim)
+        return PrincipalOutcome(principal, Reason.UNSPECIFIED, "token verified", hints)
+
+
+def _visible(snapshot: Snapshot, principal: Principal, names: Sequence[str], action: str) -> dict[str, bool]:
+    bound = Subject(principal)
+    return {name: snapshot.decide(principal, name, action, subject=bound).allowed for name in names}
+
+
+def _log(decision_id: str, subject: str, item: CheckItem, decision: Decision, version: str) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
+            decision_id, subject or "-", item.action, item.resource, decision.allowed,
+            decision.reason.name, version,
+        )

@@ -1,0 +1,139 @@
+"""The issuer's JSON Web Key Set: fetched over HTTP, cached, refreshed, rate-limited.
+
+PyJWKClient blocks on urllib, caches per-kid keys forever and refetches an unknown
+kid only after its own cooldown; authz needs different guarantees: a key removed
+from the JWKS stops verifying after the next refresh, an unknown kid triggers at most
+one fetch per cooldown, and while the endpoint is down the cached keys keep working.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+log = logging.getLogger("authz.jwks")
+
+MAX_JWKS_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """A verification key and the algorithm its JWK declares (None: any allowed one)."""
+
+    jwk: jwt.PyJWK
+    alg: str | None
+
+
+class KeySet:
+    """A cached JWKS for one URL; thread-safe."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        refresh_interval: float = 600.0,
+        unknown_kid_cooldown: float = 30.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url
+        self.refresh_interval = refresh_interval
+        self.unknown_kid_cooldown = unknown_kid_cooldown
+        self.timeout = timeout
+        self._clock = clock
+        self._keys: dict[str, SigningKey] = {}
+        self._fetch_lock = threading.Lock()
+        self._last_attempt = float("-inf")
+        self._ready = threading.Event()
+        self._listeners: list[Callable[[], None]] = []
+
+    @property
+    def ready(self) -> bool:
+        """True once the key set has been fetched successfully at least once."""
+        return self._ready.is_set()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first successful fetch (or the timeout)."""
+        return self._ready.wait(timeout)
+
+    def kids(self) -> frozenset[str]:
+        """The key ids currently trusted."""
+        return frozenset(self._keys)
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        """Call `listener` whenever keys are removed (caches keyed on them must drop)."""
+        self._listeners.append(listener)
+
+    def get(self, kid: str) -> SigningKey | None:
+        """The key for `kid`; an unknown kid triggers one rate-limited refetch."""
+        key = self._keys.get(kid)
+        if key is not None:
+            return key
+        if self._clock() - self._last_attempt >= self.unknown_kid_cooldown:
+            self.refresh(min_age=self.unknown_kid_cooldown)
+        return self._keys.get(kid)
+
+    def refresh(self, min_age: float = 0.0) -> bool:
+        """Fetch the JWKS now; on failure keep the cached keys. Returns success."""
+        with self._fetch_lock:
+            # Another thread may have fetched while this one waited for the lock.
+            if self._clock() - self._last_attempt < min_age:
+                return self.ready
+            self._last_attempt = self._clock()
+            try:
+                keys = self._fetch()
+            except Exception as exc:  # any failure keeps the last good keys
+                log.warning("JWKS fetch from %s failed: %s", self.url, exc)
+                return False
+            removed = set(self._keys) - set(keys)
+            self._keys = keys
+            self._ready.set()
+        if removed:
+            log.info("JWKS keys removed: %s", ", ".join(sorted(removed)))
+            for listener in self._listeners:
+                listener()
+        return True
+
+    def _fetch(self) -> dict[str, SigningKey]:
+        request = urllib.request.Request(self.url, headers={"Accept": "application/json", "User-Agent": "authz"})
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme validated in config
+            body = response.read(MAX_JWKS_BYTES + 1)
+        if len(body) > MAX_JWKS_BYTES:
+            raise ValueError("JWKS document is larger than 1 MiB")
+        data: Any = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("JWKS document has no 'keys' list")
+        keys: dict[str, SigningKey] = {}
+        for entry in data["keys"]:
+            if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
+                continue
+            try:
+                alg = entry.get("alg")
+                keys[str(entry["kid"])] = SigningKey(jwt.PyJWK.from_dict(entry), alg if isinstance(alg, str) else None)
+            except jwt.PyJWTError as exc:
+                log.warning("JWKS key %s skipped: %s", entry.get("kid"), exc)
+        return keys
+
+    def run(self, stop: threading.Event) -> None:
+        """Keep the key set fresh until `stop` is set: back off until the first fetch succeeds."""
+        delay = 0.5
+        while not stop.is_set():
+            if self.refresh():
+                delay = self.refresh_interval
+            else:
+                delay = min(delay * 2, 30.0) if not self.ready else min(self.refresh_interval, 30.0)
+            stop.wait(delay)
+
+    def start(self, stop: threading.Event) -> threading.Thread:
+        """Run `run` in a daemon thread."""
+        thread = threading.Thread(target=self.run, args=(stop,), name="authz-jwks", daemon=True)
+        thread.start()
+        return thread

@@ -1,0 +1,175 @@
+"""Verifying an Auth0 access token: signature first, then claims, each fault a Reason."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.api_jws import PyJWS
+
+from authz.decision import Reason
+from authz.principal import Principal, principal_from_claims
+from authz.tokens import hints
+from authz.tokens.cache import TokenCache
+from authz.tokens.jwks import KeySet
+
+log = logging.getLogger("authz.tokens")
+
+MAX_TOKEN_BYTES = 16 * 1024
+REQUIRED_CLAIMS = ("exp", "iss", "aud", "sub")
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    """What a token must satisfy to be trusted."""
+
+    issuers: tuple[str, ...]
+    audiences: tuple[str, ...]
+    algorithms: tuple[str, ...] = ("RS256",)
+    leeway: float = 30.0
+    roles_claim: str | None = None
+
+
+class TokenRejected(Exception):  # noqa: N818 - a verdict, carried to the caller as data
+    """A token that cannot be trusted; `reason` is the public Reason, `hints` explain it."""
+
+    def __init__(self, reason: Reason, message: str, hint_list: list[str] | None = None) -> None:
+        self.reason = reason
+        self.message = message
+        self.hints = hint_list or []
+        super().__init__(message)
+
+
+def strip_bearer(raw: str) -> str:
+    """Remove a `Bearer ` prefix (any case) and surrounding space."""
+    token = raw.strip()
+    if token[:7].lower() == "bearer ":
+        token = token[7:].strip()
+    return token
+
+
+class TokenVerifier:
+    """Verifies tokens against one configuration and one key set. Thread-safe."""
+
+    def __init__(
+        self,
+        settings: TokenSettings,
+        keys: KeySet,
+        *,
+        cache: TokenCache | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.cache = cache if cache is not None else TokenCache(clock=clock)
+        self._clock = clock
+        self._jws = PyJWS(algorithms=list(settings.algorithms))
+        keys.on_change(self.cache.clear)
+
+    def verify(self, raw: str) -> Principal:
+        """The principal of a valid access token; raises TokenRejected otherwise."""
+        token = strip_bearer(raw)
+        if not token:
+            raise TokenRejected(Reason.TOKEN_MISSING, "no access token was sent")
+        cached = self.cache.get(token)
+        if cached is not None:
+            return cached
+        claims = self._verified_claims(token)
+        principal = principal_from_claims(claims, self.settings.roles_claim)
+        self.cache.put(token, principal, float(claims["exp"]) + self.settings.leeway)
+        return principal
+
+    def claims_of(self, raw: str) -> dict[str, Any]:
+        """The verified claims of a token (for GetPrincipal's hints); raises TokenRejected."""
+        return self._verified_claims(strip_bearer(raw))
+
+    def _verified_claims(self, token: str) -> dict[str, Any]:
+        if not token:
+            raise TokenRejected(Reason.TOKEN_MISSING, "no access token was sent")
+        if len(token) > MAX_TOKEN_BYTES:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, f"token is larger than {MAX_TOKEN_BYTES} bytes")
+        dots = token.count(".")
+        if dots == 4:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "token is encrypted (JWE)", [hints.ENCRYPTED])
+        if dots != 2:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "token is not a JWT", [hints.OPAQUE])
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "token header is not valid JWT", [hints.OPAQUE]) from None
+        alg = header.get("alg")
+        if alg not in self.settings.algorithms:
+            raise TokenRejected(
+                Reason.TOKEN_ALGORITHM_NOT_ALLOWED,
+                f"algorithm {alg!r} is not allowed (allowed: {', '.join(self.settings.algorithms)})",
+            )
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, "token header has no key id (kid)")
+        key = self.keys.get(kid)
+        if key is None:
+            raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, f"signing key {kid!r} is not in the issuer's JWKS")
+        if key.alg and key.alg != alg:
+            raise TokenRejected(
+                Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} is for {key.alg}, the token says {alg}"
+            )
+        try:
+            decoded = self._jws.decode_complete(token, key=key.jwk.key, algorithms=[alg])
+        except jwt.InvalidSignatureError:
+            raise TokenRejected(Reason.TOKEN_SIGNATURE_INVALID, "token signature does not verify") from None
+        except jwt.InvalidAlgorithmError:
+            raise TokenRejected(Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"algorithm {alg!r} is not allowed") from None
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
+        try:
+            claims = json.loads(decoded["payload"])
+        except ValueError:
+            claims = None
+        if not isinstance(claims, dict):
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "token payload is not a JSON object")
+        self._check_claims(claims)
+        return claims
+
+    def _check_claims(self, claims: dict[str, Any]) -> None:
+        missing = [name for name in REQUIRED_CLAIMS if name not in claims]
+        if missing:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, f"token lacks required claim(s): {', '.join(missing)}")
+        exp, nbf = claims["exp"], claims.get("nbf")
+        if not _is_number(exp) or (nbf is not None and not _is_number(nbf)):
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "exp and nbf must be numbers")
+        if not isinstance(claims["sub"], str) or not claims["sub"]:
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "sub must be a non-empty string")
+        now = self._clock()
+        leeway = self.settings.leeway
+        if now > exp + leeway:
+            raise TokenRejected(Reason.TOKEN_EXPIRED, f"token expired {int(now - exp)} s ago")
+        if nbf is not None and now < nbf - leeway:
+            raise TokenRejected(Reason.TOKEN_NOT_YET_VALID, "token is not valid yet (nbf in the future)")
+        iss = claims["iss"]
+        if iss not in self.settings.issuers:
+            shown = iss if isinstance(iss, str) else repr(iss)
+            raise TokenRejected(
+                Reason.TOKEN_ISSUER_MISMATCH,
+                f"token issuer {shown!r} is not trusted",
+                [hints.issuer_hint(str(iss), self.settings.issuers)],
+            )
+        auds = hints.audiences_of(claims)
+        if not set(auds) & set(self.settings.audiences):
+            if hints.looks_like_id_token(claims):
+                raise TokenRejected(
+                    Reason.TOKEN_NOT_ACCESS_TOKEN, "an ID token was sent instead of an access token", [hints.ID_TOKEN]
+                )
+            raise TokenRejected(
+                Reason.TOKEN_AUDIENCE_MISMATCH,
+                "token audience does not match",
+                [hints.audience_hint(auds, self.settings.audiences)],
+            )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
