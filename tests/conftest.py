@@ -1,0 +1,95 @@
+"""Shared fixtures: a real issuer (JWKS over HTTP) and a real authz gRPC server on loopback."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz.api.v1 import authz_pb2_grpc
+from authz.app import App, demo_policy_dir
+from authz.config import Settings
+from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class RunningServer:
+    """A started App with a channel and stub for tests."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.address = f"127.0.0.1:{app.port}"
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = authz_pb2_grpc.AuthorizationServiceStub(self.channel)
+
+    def wait_serving(self, timeout: float = 10.0) -> None:
+        stub = health_pb2_grpc.HealthStub(self.channel)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+            if status == health_pb2.HealthCheckResponse.SERVING:
+                return
+            time.sleep(0.05)
+        raise TimeoutError("server did not become SERVING")
+
+    def close(self) -> None:
+        self.channel.close()
+        self.app.stop(grace=1)
+
+
+def settings_for(issuer: Issuer, **overrides: Any) -> Settings:
+    """Settings trusting `issuer` with the demo policies on a free loopback port."""
+    base = Settings(
+        listen="127.0.0.1:0",
+        policy_dir=str(demo_policy_dir()),
+        issuer=(issuer.url,),
+        audience=(AUDIENCE,),
+        jwks_url=issuer.jwks_url,
+        roles_claim=ROLES_CLAIM,
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="session")
+def issuer() -> Iterator[Issuer]:
+    it = Issuer()
+    yield it
+    it.close()
+
+
+@pytest.fixture(scope="session")
+def server(issuer: Issuer) -> Iterator[RunningServer]:
+    app = App(settings_for(issuer))
+    app.start()
+    running = RunningServer(app)
+    running.wait_serving()
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def make_server() -> Iterator[Callable[..., RunningServer]]:
+    """Start extra servers with their own settings (closed after the test)."""
+    started: list[RunningServer] = []
+
+    def make(settings: Settings, *, wait: bool = True, configure: Callable[[App], None] | None = None) -> RunningServer:
+        app = App(settings)
+        if configure:
+            configure(app)
+        app.start()
+        running = RunningServer(app)
+        started.append(running)
+        if wait:
+            running.wait_serving()
+        return running
+
+    yield make
+    for running in started:
+        running.close()
