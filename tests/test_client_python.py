@@ -192,20 +192,56 @@ def test_unreachable_server_raises_authz_error_quickly() -> None:
     assert time.monotonic() - started < 5
 
 
-def test_per_call_timeout_overrides_the_default(client: AuthzClient, reader: str) -> None:
-    # A deadline far shorter than any round trip: only the per-call value can explain the error.
-    with pytest.raises(AuthzError) as caught:
-        client.check("/api/orders/42", "GET", token=reader, timeout=1e-6)
+@pytest.fixture()
+def black_hole() -> Iterator[str]:
+    """An address that accepts TCP connections and never answers: only a deadline ends a call."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_per_call_timeout_overrides_the_default(black_hole: str) -> None:
+    # A tiny deadline against the live server is not deterministic (grpc rounds deadlines and
+    # loopback is fast); a peer that never answers makes the deadline the only way out.
+    with AuthzClient(black_hole, timeout=60.0) as authz, pytest.raises(AuthzError) as caught:
+        started = time.monotonic()
+        authz.check("/api/orders/42", "GET", token="x", timeout=0.3)
     assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
-    # The channel is still fine afterwards.
-    assert client.check("/api/orders/42", "GET", token=reader).allowed
+    assert 0.2 < time.monotonic() - started < 10
+
+
+def test_client_default_timeout_applies_to_every_method(black_hole: str) -> None:
+    with AuthzClient(black_hole, timeout=0.3) as authz:
+        calls: list[Callable[[], object]] = [
+            lambda: authz.check("/api/orders/42", "GET", token="x"),
+            lambda: authz.batch_check([("/api/orders/42", "GET")], token="x"),
+            lambda: authz.visibility(prefix="ui:", token="x"),
+            lambda: authz.principal(token="x"),
+        ]
+        for call in calls:
+            started = time.monotonic()
+            with pytest.raises(AuthzError) as caught:
+                call()
+            assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert time.monotonic() - started < 10
+
+
+def test_async_per_call_timeout(black_hole: str) -> None:
+    async def scenario() -> None:
+        async with AsyncAuthzClient(black_hole, timeout=60.0) as authz:
+            with pytest.raises(AuthzError) as caught:
+                await asyncio.wait_for(authz.principal(token="x", timeout=0.3), timeout=10)
+            assert caught.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("bad", [0, -1.0, float("inf"), float("nan")])
-def test_timeouts_must_be_finite_and_positive(server: Any, bad: float) -> None:
+def test_timeouts_must_be_finite_and_positive(bad: float) -> None:
     with pytest.raises(ValueError, match="timeout"):
-        AuthzClient(server.address, timeout=bad)
-    with AuthzClient(server.address) as authz, pytest.raises(ValueError, match="timeout"):
+        AuthzClient(dead_address(), timeout=bad)
+    with AuthzClient(dead_address()) as authz, pytest.raises(ValueError, match="timeout"):
         authz.check("/api/orders/42", "GET", timeout=bad)
 
 
@@ -696,3 +732,20 @@ def test_middleware_checks_websocket_handshakes(server: Any, reader: str) -> Non
 def test_middleware_refuses_a_blocking_client(server: Any) -> None:
     with AuthzClient(server.address) as blocking, pytest.raises(TypeError):
         AuthzMiddleware(InnerApp(), blocking)  # type: ignore[arg-type]
+
+
+def test_middleware_answers_503_when_authz_hangs(black_hole: str) -> None:
+    inner = InnerApp()
+
+    async def scenario() -> Response:
+        async with AsyncAuthzClient(black_hole, timeout=0.3) as authz:
+            response, _ = await call_asgi(
+                AuthzMiddleware(inner, authz), http_scope("GET", "/api/orders/42", "x")
+            )
+            return response
+
+    started = time.monotonic()
+    response = asyncio.run(scenario())
+    assert response.status == 503
+    assert not inner.called
+    assert time.monotonic() - started < 10

@@ -1,0 +1,41 @@
+# authz: `make run` starts the service on the demo policies in dev mode; `make test` runs everything.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck proto proto-check unit clean
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]" -e clients/python
+	touch $(STAMP)
+
+## run: set up and start authz in dev mode (local issuer, bundled demo policies)
+run: $(STAMP)
+	$(BIN)/authz serve --dev
+
+## test: set up, lint, type-check, check generated code, run the whole suite
+test: $(STAMP) lint typecheck proto-check
+	$(BIN)/python -m pytest -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy service/authz clients/python/authz_client
+
+## proto: regenerate the committed gRPC / protobuf code
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+proto-check: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py --check
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
