@@ -79,7 +79,9 @@ def make_server() -> Iterator[Callable[..., RunningServer]]:
     """Start extra servers with their own settings (closed after the test)."""
     started: list[RunningServer] = []
 
-    def make(settings: Settings, *, wait: bool = True, configure: Callable[[App], None] | None = None) -> RunningServer:
+    def make(
+        settings: Settings, *, wait: bool = True, configure: Callable[[App], None] | None = None
+    ) -> RunningServer:
         app = App(settings)
         if configure:
             configure(app)

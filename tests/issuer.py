@@ -81,8 +81,16 @@ class Issuer:
         keys = []
         for kid, key in self.keys.items():
             numbers = key.public_key().public_numbers()
-            keys.append({"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid,
-                         "n": _b64(numbers.n), "e": _b64(numbers.e)})
+            keys.append(
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "alg": "RS256",
+                    "kid": kid,
+                    "n": _b64(numbers.n),
+                    "e": _b64(numbers.e),
+                }
+            )
         return {"keys": keys}
 
     def claims(
@@ -119,8 +127,14 @@ class Issuer:
         claims.update(extra)
         return claims
 
-    def sign(self, claims: dict[str, Any], *, kid: str | None = None, alg: str = "RS256",
-             headers: dict[str, Any] | None = None) -> str:
+    def sign(
+        self,
+        claims: dict[str, Any],
+        *,
+        kid: str | None = None,
+        alg: str = "RS256",
+        headers: dict[str, Any] | None = None,
+    ) -> str:
         kid = kid or self.active
         return jwt.encode(claims, self.keys[kid], algorithm=alg, headers={"kid": kid, **(headers or {})})
 

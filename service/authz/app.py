@@ -43,7 +43,8 @@ class App:
         self.policy_dir = policy_dir
         self.keys = KeySet(jwks_url, refresh_interval=settings.jwks_refresh_seconds)
         self.verifier = TokenVerifier(
-            TokenSettings(issuers, audiences, settings.algorithms, settings.leeway_seconds, roles_claim), self.keys
+            TokenSettings(issuers, audiences, settings.algorithms, settings.leeway_seconds, roles_claim),
+            self.keys,
         )
         self.store = PolicyStore(policy_dir)
         self.service = DecisionService(self.verifier, self.store, batch_limit=settings.batch_limit)
@@ -65,7 +66,9 @@ class App:
         self.server.start()
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
-        log.info("authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir)
+        log.info(
+            "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
+        )
 
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.

@@ -172,7 +172,10 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
     for issuer in s.issuer:
         _check_url("issuer", issuer, problems)
         if not issuer.endswith("/"):
-            warnings.append(f"issuer {issuer!r} has no trailing slash; Auth0 issuers end with '/' and are compared exactly")
+            warnings.append(
+                f"issuer {issuer!r} has no trailing slash; "
+                "Auth0 issuers end with '/' and are compared exactly"
+            )
     jwks_url = s.jwks_url
     if not jwks_url and s.issuer:
         jwks_url = s.issuer[0].rstrip("/") + "/.well-known/jwks.json"
@@ -180,7 +183,10 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         _check_url("jwks_url", s.jwks_url, problems)
     bad = [a for a in s.algorithms if a not in ALLOWED_ALGORITHMS]
     if bad or not s.algorithms:
-        problems.append(f"algorithms {', '.join(bad) or '(empty)'} not allowed; choose from {', '.join(ALLOWED_ALGORITHMS)}")
+        problems.append(
+            f"algorithms {', '.join(bad) or '(empty)'} not allowed; "
+            f"choose from {', '.join(ALLOWED_ALGORITHMS)}"
+        )
     if not 0 <= s.leeway_seconds <= 300:
         problems.append(f"leeway_seconds {s.leeway_seconds} must be between 0 and 300")
     if not 1 <= s.batch_limit <= 10_000:
@@ -196,5 +202,10 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
             problems.append(f"{kind} {file!r} does not exist")
     if problems:
         raise ConfigError(problems)
-    return Settings(**{**{f.name: getattr(s, f.name) for f in fields(s)}, "jwks_url": jwks_url,
-                       "warnings": tuple(warnings)})
+    return Settings(
+        **{
+            **{f.name: getattr(s, f.name) for f in fields(s)},
+            "jwks_url": jwks_url,
+            "warnings": tuple(warnings),
+        }
+    )

@@ -77,7 +77,7 @@ class DevIssuer:
         body = json.dumps({"keys": [self.jwk]}).encode()
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            def do_GET(self) -> None:
                 if self.path.split("?")[0] != "/.well-known/jwks.json":
                     self.send_error(404)
                     return

@@ -123,7 +123,9 @@ class DecisionService:
             decision = Decision(False, who.reason, who.message)
             subject = ""
         else:
-            decision = snapshot.decide(who, item.resource, item.action, item.attributes, item.context, explain=explain)
+            decision = snapshot.decide(
+                who, item.resource, item.action, item.attributes, item.context, explain=explain
+            )
             subject = who.id
         _log(decision_id, subject, item, decision, snapshot.version)
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
@@ -147,7 +149,13 @@ class DecisionService:
             bound = Subject(who)
             for item in items:
                 decision = snapshot.decide(
-                    who, item.resource, item.action, item.attributes, item.context, explain=explain, subject=bound
+                    who,
+                    item.resource,
+                    item.action,
+                    item.attributes,
+                    item.context,
+                    explain=explain,
+                    subject=bound,
                 )
                 results.append((item.correlation_id, decision))
         for item, (_, decision) in zip(items, results, strict=True):
@@ -199,6 +207,11 @@ def _log(decision_id: str, subject: str, item: CheckItem, decision: Decision, ve
     if log.isEnabledFor(logging.INFO):
         log.info(
             "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
-            decision_id, subject or "-", item.action, item.resource, decision.allowed,
-            decision.reason.name, version,
+            decision_id,
+            subject or "-",
+            item.action,
+            item.resource,
+            decision.allowed,
+            decision.reason.name,
+            version,
         )

@@ -15,7 +15,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.decision import Decision
+from authz.decision import Decision, Reason
 from authz.errors import InvalidArgument, PolicyLoadError, Unavailable
 from authz.handlers import CheckItem, DecisionService
 
@@ -28,7 +28,9 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-def map_errors(method: Callable[[Any, Req, grpc.ServicerContext], Resp]) -> Callable[[Any, Req, grpc.ServicerContext], Resp]:
+def map_errors(
+    method: Callable[[Any, Req, grpc.ServicerContext], Resp],
+) -> Callable[[Any, Req, grpc.ServicerContext], Resp]:
     """The one place where typed errors become gRPC status codes."""
 
     @functools.wraps(method)
@@ -70,26 +72,36 @@ def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+def reason_name(reason: Reason) -> str:
+    """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
+    return f"REASON_{reason.name}"
+
+
 def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:
     return decision.matched_rules if explain else ()
 
 
-class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
+class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
     """AuthorizationService over gRPC; each method only converts types."""
 
     def __init__(self, service: DecisionService) -> None:
         self.service = service
 
     @map_errors
-    def Check(self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext) -> authz_pb2.CheckResponse:
+    def Check(
+        self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext
+    ) -> authz_pb2.CheckResponse:
         item = CheckItem(
-            request.resource, request.action, struct_to_dict(request.attributes), struct_to_dict(request.context)
+            request.resource,
+            request.action,
+            struct_to_dict(request.attributes),
+            struct_to_dict(request.context),
         )
         out = self.service.check(request_token(request.token, context), item, explain=request.explain)
         d = out.decision
         return authz_pb2.CheckResponse(
             allowed=d.allowed,
-            reason=int(d.reason),
+            reason=reason_name(d.reason),
             message=d.message,
             matched_rules=_rules(d, request.explain),
             subject=out.subject,
@@ -102,7 +114,13 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
         self, request: authz_pb2.BatchCheckRequest, context: grpc.ServicerContext
     ) -> authz_pb2.BatchCheckResponse:
         items = [
-            CheckItem(i.resource, i.action, struct_to_dict(i.attributes), struct_to_dict(i.context), i.correlation_id)
+            CheckItem(
+                i.resource,
+                i.action,
+                struct_to_dict(i.attributes),
+                struct_to_dict(i.context),
+                i.correlation_id,
+            )
             for i in request.items
         ]
         out = self.service.batch_check(request_token(request.token, context), items, explain=request.explain)
@@ -111,7 +129,7 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
                 authz_pb2.BatchCheckResult(
                     correlation_id=cid,
                     allowed=d.allowed,
-                    reason=int(d.reason),
+                    reason=reason_name(d.reason),
                     message=d.message,
                     matched_rules=_rules(d, request.explain),
                 )
@@ -138,7 +156,7 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
             subject=out.subject,
             policy_version=out.policy_version,
             valid_until=_timestamp(out.valid_until),
-            reason=int(out.reason),
+            reason=reason_name(out.reason),
             message=out.message,
         )
 
@@ -150,11 +168,11 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):
         p = out.principal
         if p is None:
             return authz_pb2.GetPrincipalResponse(
-                authenticated=False, reason=int(out.reason), message=out.message, hints=out.hints
+                authenticated=False, reason=reason_name(out.reason), message=out.message, hints=out.hints
             )
         return authz_pb2.GetPrincipalResponse(
             authenticated=True,
-            reason=int(out.reason),
+            reason=reason_name(out.reason),
             message=out.message,
             subject=p.id,
             permissions=p.permissions,
@@ -172,8 +190,9 @@ def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerC
     """TLS credentials from PEM files; with a client CA, client certificates are required (mTLS)."""
     pair = [(Path(key).read_bytes(), Path(cert).read_bytes())]
     if client_ca:
-        return grpc.ssl_server_credentials(pair, root_certificates=Path(client_ca).read_bytes(),
-                                           require_client_auth=True)
+        return grpc.ssl_server_credentials(
+            pair, root_certificates=Path(client_ca).read_bytes(), require_client_auth=True
+        )
     return grpc.ssl_server_credentials(pair)
 
 
@@ -210,7 +229,9 @@ def build_server(
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     try:
-        port = server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
+        port = (
+            server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
+        )
     except RuntimeError:
         port = 0
     if port == 0:

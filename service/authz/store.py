@@ -57,7 +57,9 @@ class PolicyStore:
             self._current = candidate
         log.info(
             "policy %s is live (%d rules) from %s",
-            candidate.version, len(candidate.rules), self.directory,
+            candidate.version,
+            len(candidate.rules),
+            self.directory,
         )
         for listener in self._listeners:
             listener(candidate)

@@ -83,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"authz: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"authz: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+        print(f"authz: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 2
     return code
 

@@ -18,10 +18,16 @@ DEFAULT_ADDRESS = "127.0.0.1:50051"
 
 def add_connection_args(parser: argparse.ArgumentParser) -> None:
     """--address, --token and TLS options shared by the client commands."""
-    parser.add_argument("--address", default=os.environ.get("AUTHZ_ADDRESS", DEFAULT_ADDRESS),
-                        help="host:port of the authz gRPC listener (env AUTHZ_ADDRESS)")
-    parser.add_argument("--token", default=os.environ.get("AUTHZ_TOKEN", ""),
-                        help="access token (env AUTHZ_TOKEN); never printed")
+    parser.add_argument(
+        "--address",
+        default=os.environ.get("AUTHZ_ADDRESS", DEFAULT_ADDRESS),
+        help="host:port of the authz gRPC listener (env AUTHZ_ADDRESS)",
+    )
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("AUTHZ_TOKEN", ""),
+        help="access token (env AUTHZ_TOKEN); never printed",
+    )
     parser.add_argument("--tls-ca", help="CA certificate to verify a TLS listener")
     parser.add_argument("--tls-cert", help="client certificate for mTLS")
     parser.add_argument("--tls-key", help="client key for mTLS")
@@ -50,7 +56,12 @@ def run_check(ns: argparse.Namespace) -> int:
     context = struct_pb2.Struct()
     context.update(parse_attributes(ns.ctx, ns.context_json))
     request = authz_pb2.CheckRequest(
-        token=ns.token, resource=ns.resource, action=ns.action, attributes=attrs, context=context, explain=True
+        token=ns.token,
+        resource=ns.resource,
+        action=ns.action,
+        attributes=attrs,
+        context=context,
+        explain=True,
     )
     with _channel(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).Check(request, timeout=ns.timeout)

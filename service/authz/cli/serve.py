@@ -35,8 +35,11 @@ def add_serve_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="TOML settings file (AUTHZ_CONFIG)")
     for name, text in FLAG_HELP.items():
         parser.add_argument(f"--{name.replace('_', '-')}", dest=name, help=text)
-    parser.add_argument("--dev", action="store_true",
-                        help="local dev issuer and demo policies; refuses to start next to a real issuer")
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="local dev issuer and demo policies; refuses to start next to a real issuer",
+    )
     parser.add_argument("--dev-issuer-port", dest="dev_issuer_port", help="dev JWKS port (default 50055)")
 
 
@@ -72,7 +75,7 @@ def print_dev_banner(app: App) -> None:
     address = app.settings.listen
     print(
         f"""
-authz is running in DEV mode on {address} (issuer {app.dev_issuer.issuer if app.dev_issuer else ''})
+authz is running in DEV mode on {address} (issuer {app.dev_issuer.issuer if app.dev_issuer else ""})
 policies: {app.policy_dir}
 
 Try it (in another terminal, from this directory):

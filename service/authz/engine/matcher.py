@@ -116,7 +116,9 @@ class _Rewriter(ast.NodeTransformer):
 
     def visit_Call(self, node: ast.Call) -> ast.AST:
         if not isinstance(node.func, ast.Name) or node.func.id not in self.functions:
-            raise MatcherSyntaxError(f"only the model's functions may be called, not {ast.unparse(node.func)!r}")
+            raise MatcherSyntaxError(
+                f"only the model's functions may be called, not {ast.unparse(node.func)!r}"
+            )
         if node.keywords:
             raise MatcherSyntaxError("keyword arguments are not supported in a matcher")
         node.args = [self.visit(arg) for arg in node.args]

@@ -52,9 +52,16 @@ def parse_model(text: str) -> ModelSpec:
     except Exception as exc:  # pycasbin raises bare Exceptions and RuntimeErrors
         raise PolicyLoadError(f"model.conf: {exc}") from exc
     sections: dict[str, Any] = model.model
-    problems = [f"model.conf: missing [{title}] section with '{key} = ...'" for key, title in (
-        ("r", "request_definition"), ("p", "policy_definition"), ("e", "policy_effect"), ("m", "matchers"),
-    ) if key not in sections or key not in sections[key]]
+    problems = [
+        f"model.conf: missing [{title}] section with '{key} = ...'"
+        for key, title in (
+            ("r", "request_definition"),
+            ("p", "policy_definition"),
+            ("e", "policy_effect"),
+            ("m", "matchers"),
+        )
+        if key not in sections or key not in sections[key]
+    ]
     if problems:
         raise PolicyLoadError("invalid model", problems)
     request = tuple(sections["r"]["r"].tokens)

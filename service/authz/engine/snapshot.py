@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from authz.decision import Decision, Reason
-from authz.engine.bindings import Attributes, AttributeMissing, Resource, Subject, plain
+from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.matcher import MatcherSyntaxError, compile_expression, escape_assertion
 from authz.engine.model import Effect, ModelSpec, builtin_functions, parse_model
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
@@ -164,7 +164,9 @@ def _missing(hits: list[_Hit]) -> Decision:
 
 
 def _no_match(unknown: list[_Hit]) -> Decision:
-    return Decision(False, Reason.NO_MATCHING_RULE, "no policy rule allows this request" + _missing_note(unknown))
+    return Decision(
+        False, Reason.NO_MATCHING_RULE, "no policy rule allows this request" + _missing_note(unknown)
+    )
 
 
 def _allow_override(hits: Iterator[_Hit], explain: bool) -> Decision:
@@ -182,7 +184,9 @@ def _allow_override(hits: Iterator[_Hit], explain: bool) -> Decision:
     return _allowed(allows) if allows else _no_match(unknown)
 
 
-def _scan_denies(hits: Iterator[_Hit], explain: bool) -> tuple[list[_Hit], list[_Hit], list[_Hit], list[_Hit]]:
+def _scan_denies(
+    hits: Iterator[_Hit], explain: bool
+) -> tuple[list[_Hit], list[_Hit], list[_Hit], list[_Hit]]:
     allows: list[_Hit] = []
     denies: list[_Hit] = []
     unknown_denies: list[_Hit] = []
@@ -260,6 +264,14 @@ def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     return g
 
 
+def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
+    # A function replacement keeps backslashes in conditions from being read as escapes.
+    def repl(_match: re.Match[str]) -> str:
+        return replacement
+
+    return repl
+
+
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         return fn(*(plain(a) for a in args))
@@ -291,15 +303,19 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     for line in lines:
         if line.ptype == "p":
             if len(line.values) != len(model.policy):
-                findings.append(f"{line.location}: has {len(line.values)} values, "
-                                f"the policy definition p needs {len(model.policy)}")
+                findings.append(
+                    f"{line.location}: has {len(line.values)} values, "
+                    f"the policy definition p needs {len(model.policy)}"
+                )
             else:
                 p_lines.append(line)
         elif line.ptype in graphs:
             arity = model.roles[line.ptype]
             if len(line.values) != arity:
-                findings.append(f"{line.location}: has {len(line.values)} values, "
-                                f"role definition {line.ptype} needs {arity}")
+                findings.append(
+                    f"{line.location}: has {len(line.values)} values, "
+                    f"role definition {line.ptype} needs {arity}"
+                )
             else:
                 graphs[line.ptype].add_link(*line.values[:2], *(line.values[2:3] or (None,)))
         elif not line.ptype.startswith("p"):
@@ -321,7 +337,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
         if fn is None:
             text = model.matcher
             for rule in texts:
-                text = _EVAL.sub(lambda _m, rule=rule: f"({rule})", text, count=1)
+                text = _EVAL.sub(_literal(f"({rule})"), text, count=1)
             fn = compile_expression(text, params, functions)
             compiled[texts] = fn
         return fn
@@ -356,7 +372,8 @@ def build_snapshot(source: PolicySource) -> Snapshot:
 
     obj_index = model.field_index("obj")
     resources = frozenset(
-        line.values[obj_index] for line in p_lines
+        line.values[obj_index]
+        for line in p_lines
         if obj_index is not None and not _PATTERN.search(line.values[obj_index])
     )
     return Snapshot(

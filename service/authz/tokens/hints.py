@@ -16,7 +16,7 @@ ENCRYPTED = (
     "this is an encrypted token (JWE): authz needs a signed RS256 access token. Ask for the API's "
     "audience at login and turn off token encryption on the API in Auth0."
 )
-ID_TOKEN = (
+ID_TOKEN = (  # noqa: S105 - a hint text, not a secret
     "this looks like an ID token (its audience is a client id / it carries a nonce): ID tokens "
     "prove the login to the SPA and must never be sent to an API. Send the access token instead "
     "(getAccessTokenSilently() in @auth0/auth0-react)."

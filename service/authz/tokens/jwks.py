@@ -103,8 +103,10 @@ class KeySet:
         return True
 
     def _fetch(self) -> dict[str, SigningKey]:
-        request = urllib.request.Request(self.url, headers={"Accept": "application/json", "User-Agent": "authz"})
-        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 - scheme validated in config
+        request = urllib.request.Request(
+            self.url, headers={"Accept": "application/json", "User-Agent": "authz"}
+        )
+        with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             body = response.read(MAX_JWKS_BYTES + 1)
         if len(body) > MAX_JWKS_BYTES:
             raise ValueError("JWKS document is larger than 1 MiB")
@@ -117,7 +119,9 @@ class KeySet:
                 continue
             try:
                 alg = entry.get("alg")
-                keys[str(entry["kid"])] = SigningKey(jwt.PyJWK.from_dict(entry), alg if isinstance(alg, str) else None)
+                keys[str(entry["kid"])] = SigningKey(
+                    jwt.PyJWK.from_dict(entry), alg if isinstance(alg, str) else None
+                )
             except jwt.PyJWTError as exc:
                 log.warning("JWKS key %s skipped: %s", entry.get("kid"), exc)
         return keys

@@ -101,7 +101,9 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise TokenRejected(Reason.TOKEN_MALFORMED, "token header is not valid JWT", [hints.OPAQUE]) from None
+            raise TokenRejected(
+                Reason.TOKEN_MALFORMED, "token header is not valid JWT", [hints.OPAQUE]
+            ) from None
         alg = header.get("alg")
         if alg not in self.settings.algorithms:
             raise TokenRejected(
@@ -123,7 +125,9 @@ class TokenVerifier:
         except jwt.InvalidSignatureError:
             raise TokenRejected(Reason.TOKEN_SIGNATURE_INVALID, "token signature does not verify") from None
         except jwt.InvalidAlgorithmError:
-            raise TokenRejected(Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"algorithm {alg!r} is not allowed") from None
+            raise TokenRejected(
+                Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"algorithm {alg!r} is not allowed"
+            ) from None
         except jwt.PyJWTError as exc:
             raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
         try:
@@ -138,7 +142,9 @@ class TokenVerifier:
     def _check_claims(self, claims: dict[str, Any]) -> None:
         missing = [name for name in REQUIRED_CLAIMS if name not in claims]
         if missing:
-            raise TokenRejected(Reason.TOKEN_MALFORMED, f"token lacks required claim(s): {', '.join(missing)}")
+            raise TokenRejected(
+                Reason.TOKEN_MALFORMED, f"token lacks required claim(s): {', '.join(missing)}"
+            )
         exp, nbf = claims["exp"], claims.get("nbf")
         if not _is_number(exp) or (nbf is not None and not _is_number(nbf)):
             raise TokenRejected(Reason.TOKEN_MALFORMED, "exp and nbf must be numbers")
@@ -162,7 +168,9 @@ class TokenVerifier:
         if not set(auds) & set(self.settings.audiences):
             if hints.looks_like_id_token(claims):
                 raise TokenRejected(
-                    Reason.TOKEN_NOT_ACCESS_TOKEN, "an ID token was sent instead of an access token", [hints.ID_TOKEN]
+                    Reason.TOKEN_NOT_ACCESS_TOKEN,
+                    "an ID token was sent instead of an access token",
+                    [hints.ID_TOKEN],
                 )
             raise TokenRejected(
                 Reason.TOKEN_AUDIENCE_MISMATCH,
