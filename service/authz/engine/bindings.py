@@ -17,7 +17,7 @@ from authz.principal import Principal
 REQUEST_FIELDS = ("sub", "obj", "act", "dom", "ctx")
 
 
-class AttributeMissing(Exception):  # noqa: N818 - a condition outcome, not a failure
+class AttributeMissing(Exception):
     """Evaluation reached an attribute the request did not send (condition unknown)."""
 
     def __init__(self, path: str) -> None:

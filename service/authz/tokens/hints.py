@@ -16,8 +16,9 @@ ENCRYPTED = (
     "this is an encrypted token (JWE): authz needs a signed RS256 access token. Ask for the API's "
     "audience at login and turn off token encryption on the API in Auth0."
 )
-ID_TOKEN = (  # noqa: S105 - a hint text, not a secret
-    "this looks like an ID token (its audience is a client id / it carries a nonce): ID tokens "
+# A hint text, not a secret (S105 flags the name).
+ID_TOKEN = (
+    "this looks like an ID token (its audience is a client id / it carries a nonce): ID tokens "  # noqa: S105
     "prove the login to the SPA and must never be sent to an API. Send the access token instead "
     "(getAccessTokenSilently() in @auth0/auth0-react)."
 )

@@ -35,7 +35,7 @@ class TokenSettings:
     roles_claim: str | None = None
 
 
-class TokenRejected(Exception):  # noqa: N818 - a verdict, carried to the caller as data
+class TokenRejected(Exception):
     """A token that cannot be trusted; `reason` is the public Reason, `hints` explain it."""
 
     def __init__(self, reason: Reason, message: str, hint_list: list[str] | None = None) -> None:
