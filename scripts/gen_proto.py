@@ -2,12 +2,17 @@
 
 Run as `python scripts/gen_proto.py` (or `make proto`). `--check` regenerates into a
 temporary folder and fails when the committed files differ, which CI uses.
+
+Besides the protobuf and gRPC modules it writes `authz_connect.py` (Connect / gRPC-Web,
+served over HTTP) with `protobuf=google`, so every transport shares the one set of
+`_pb2` message classes instead of a second protobuf runtime.
 """
 
 from __future__ import annotations
 
 import argparse
 import filecmp
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +23,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT_ROOT = ROOT / "service"
 PACKAGE_DIR = Path("authz/api/v1")
-GENERATED = ("authz_pb2.py", "authz_pb2.pyi", "authz_pb2_grpc.py")
+GENERATED = ("authz_pb2.py", "authz_pb2.pyi", "authz_pb2_grpc.py", "authz_connect.py")
+CONNECT_PLUGIN = "protoc-gen-connectrpc"
+
+
+def connect_plugin() -> str:
+    """The Connect code generator installed beside this Python (the venv's bin), else on PATH."""
+    beside = Path(sys.executable).with_name(CONNECT_PLUGIN)
+    found = str(beside) if beside.exists() else shutil.which(CONNECT_PLUGIN)
+    if not found:
+        raise SystemExit(f"{CONNECT_PLUGIN} not found: install the dev extras (pip install -e '.[dev]')")
+    return found
 
 
 def generate(out_root: Path) -> None:
@@ -33,6 +48,9 @@ def generate(out_root: Path) -> None:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
+        f"--plugin=protoc-gen-connectrpc={connect_plugin()}",
+        f"--connectrpc_out={out_root}",
+        "--connectrpc_opt=protobuf=google",
         *protos,
     ]
     if protoc.main(args) != 0:
