@@ -46,11 +46,11 @@ class TokenRejected(Exception):
 
 
 def strip_bearer(raw: str) -> str:
-    """Remove a `Bearer ` prefix (any case) and surrounding space."""
-    token = raw.strip()
-    if token[:7].lower() == "bearer ":
-        token = token[7:].strip()
-    return token
+    """Remove a `Bearer ` prefix (any case) and surrounding space; a bare `Bearer` is no token."""
+    parts = raw.split(None, 1)
+    if parts and parts[0].lower() == "bearer":
+        return parts[1].strip() if len(parts) > 1 else ""
+    return raw.strip()
 
 
 class TokenVerifier:
@@ -116,7 +116,7 @@ class TokenVerifier:
         key = self.keys.get(kid)
         if key is None:
             raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, f"signing key {kid!r} is not in the issuer's JWKS")
-        if key.alg and key.alg != alg:
+        if key.alg and _key_family(key.alg) != _key_family(alg):
             raise TokenRejected(
                 Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} is for {key.alg}, the token says {alg}"
             )
@@ -177,6 +177,12 @@ class TokenVerifier:
                 "token audience does not match",
                 [hints.audience_hint(auds, self.settings.audiences)],
             )
+
+
+def _key_family(alg: str) -> str:
+    # Auth0's JWKS declares its RSA keys "alg": "RS256" and signs PS256 tokens with the same
+    # keys, so a JWK's alg binds the key to its family (RSA, EC ...), not to one algorithm.
+    return "RSA" if alg[:2] in ("RS", "PS") else alg
 
 
 def _is_number(value: Any) -> bool:
