@@ -1,25 +1,20 @@
-"""The gRPC transport: proto <-> handler types, error mapping, health, reflection, TLS."""
+"""The gRPC transport: the shared proto calls, status codes, health, reflection, TLS."""
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import grpc
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.decision import Decision, Reason
-from authz.errors import InvalidArgument, PolicyLoadError, Unavailable
-from authz.handlers import CheckItem, DecisionService
-
-log = logging.getLogger("authz.server")
+from authz.convert import ProtoService, error_status
+from authz.handlers import DecisionService
 
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -28,162 +23,40 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 
 
-def map_errors(
-    method: Callable[[Any, Req, grpc.ServicerContext], Resp],
-) -> Callable[[Any, Req, grpc.ServicerContext], Resp]:
-    """The one place where typed errors become gRPC status codes."""
-
-    @functools.wraps(method)
-    def wrapper(self: Any, request: Req, context: grpc.ServicerContext) -> Resp:
-        try:
-            return method(self, request, context)
-        except InvalidArgument as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except (Unavailable, PolicyLoadError) as exc:
-            context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        except Exception:
-            log.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, "internal error; the request was denied")
-        raise AssertionError("unreachable: context.abort raises")
-
-    return wrapper
-
-
-def request_token(token: str, context: grpc.ServicerContext) -> str:
-    """The request's token field, else the `authorization` metadata."""
-    if token:
-        return token
+def _metadata_authorization(context: grpc.ServicerContext) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             return value
-    return ""
+    return None
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values (numbers arrive as floats)."""
-    return json_format.MessageToDict(message) if message.fields else {}
+def _grpc_method(
+    convert: Callable[[ProtoService, Req, str | None], Resp],
+) -> Callable[[AuthorizationServicer, Req, grpc.ServicerContext], Resp]:
+    """A servicer method: the shared proto call, its error status reported as a gRPC abort."""
 
+    @functools.wraps(convert)
+    def method(self: AuthorizationServicer, request: Req, context: grpc.ServicerContext) -> Resp:
+        try:
+            return convert(self.proto, request, _metadata_authorization(context))
+        except Exception as exc:
+            status = error_status(exc, convert.__name__)
+        context.abort(grpc.StatusCode[status.code], status.message)
+        raise AssertionError("unreachable: context.abort raises")
 
-def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    if seconds is None:
-        return None
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1_000_000_000))
-    return stamp
-
-
-def reason_name(reason: Reason) -> str:
-    """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
-    return f"REASON_{reason.name}"
-
-
-def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:
-    return decision.matched_rules if explain else ()
+    return method
 
 
 class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
-    """AuthorizationService over gRPC; each method only converts types."""
+    """AuthorizationService over gRPC; the conversion is ProtoService's, shared with Connect."""
 
     def __init__(self, service: DecisionService) -> None:
-        self.service = service
+        self.proto = ProtoService(service)
 
-    @map_errors
-    def Check(
-        self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext
-    ) -> authz_pb2.CheckResponse:
-        item = CheckItem(
-            request.resource,
-            request.action,
-            struct_to_dict(request.attributes),
-            struct_to_dict(request.context),
-        )
-        out = self.service.check(request_token(request.token, context), item, explain=request.explain)
-        d = out.decision
-        return authz_pb2.CheckResponse(
-            allowed=d.allowed,
-            reason=reason_name(d.reason),
-            message=d.message,
-            matched_rules=_rules(d, request.explain),
-            subject=out.subject,
-            policy_version=out.policy_version,
-            decision_id=out.decision_id,
-        )
-
-    @map_errors
-    def BatchCheck(
-        self, request: authz_pb2.BatchCheckRequest, context: grpc.ServicerContext
-    ) -> authz_pb2.BatchCheckResponse:
-        items = [
-            CheckItem(
-                i.resource,
-                i.action,
-                struct_to_dict(i.attributes),
-                struct_to_dict(i.context),
-                i.correlation_id,
-            )
-            for i in request.items
-        ]
-        out = self.service.batch_check(request_token(request.token, context), items, explain=request.explain)
-        return authz_pb2.BatchCheckResponse(
-            results=[
-                authz_pb2.BatchCheckResult(
-                    correlation_id=cid,
-                    allowed=d.allowed,
-                    reason=reason_name(d.reason),
-                    message=d.message,
-                    matched_rules=_rules(d, request.explain),
-                )
-                for cid, d in out.results
-            ],
-            subject=out.subject,
-            policy_version=out.policy_version,
-            decision_id=out.decision_id,
-        )
-
-    @map_errors
-    def GetVisibility(
-        self, request: authz_pb2.GetVisibilityRequest, context: grpc.ServicerContext
-    ) -> authz_pb2.GetVisibilityResponse:
-        out = self.service.visibility(
-            request_token(request.token, context),
-            elements=list(request.elements),
-            prefix=request.prefix,
-            action=request.action,
-        )
-        return authz_pb2.GetVisibilityResponse(
-            visible=out.visible,
-            decisions=out.decisions,
-            subject=out.subject,
-            policy_version=out.policy_version,
-            valid_until=_timestamp(out.valid_until),
-            reason=reason_name(out.reason),
-            message=out.message,
-        )
-
-    @map_errors
-    def GetPrincipal(
-        self, request: authz_pb2.GetPrincipalRequest, context: grpc.ServicerContext
-    ) -> authz_pb2.GetPrincipalResponse:
-        out = self.service.principal(request_token(request.token, context))
-        p = out.principal
-        if p is None:
-            return authz_pb2.GetPrincipalResponse(
-                authenticated=False, reason=reason_name(out.reason), message=out.message, hints=out.hints
-            )
-        return authz_pb2.GetPrincipalResponse(
-            authenticated=True,
-            reason=reason_name(out.reason),
-            message=out.message,
-            subject=p.id,
-            permissions=p.permissions,
-            roles=p.roles,
-            scopes=p.scopes,
-            org_id=p.org_id or "",
-            client_id=p.client_id,
-            machine=p.machine,
-            expires_at=_timestamp(p.expires_at),
-            hints=out.hints,
-        )
+    Check = _grpc_method(ProtoService.check)
+    BatchCheck = _grpc_method(ProtoService.batch_check)
+    GetVisibility = _grpc_method(ProtoService.get_visibility)
+    GetPrincipal = _grpc_method(ProtoService.get_principal)
 
 
 def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:

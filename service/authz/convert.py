@@ -1,0 +1,171 @@
+"""AuthorizationService in proto messages over DecisionService, shared by every transport.
+
+The gRPC servicer and the Connect / gRPC-Web adapter differ only in how they read the
+`authorization` header and how they report an error; the message conversion and the
+error classification live here once, so the transports cannot disagree.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+
+from authz.api.v1 import authz_pb2
+from authz.decision import Decision, Reason
+from authz.errors import InvalidArgument, PolicyLoadError, Unavailable
+from authz.handlers import CheckItem, DecisionService
+
+log = logging.getLogger("authz.server")
+
+
+@dataclass(frozen=True)
+class Status:
+    """An RPC failure as a canonical code name (the same in gRPC and Connect) and a message."""
+
+    code: str
+    message: str
+
+
+def error_status(exc: Exception, method: str) -> Status:
+    """The one place where typed errors become status codes; unexpected ones are logged."""
+    if isinstance(exc, InvalidArgument):
+        return Status("INVALID_ARGUMENT", str(exc))
+    if isinstance(exc, Unavailable | PolicyLoadError):
+        return Status("UNAVAILABLE", str(exc))
+    log.error("internal error in %s", method, exc_info=exc)
+    return Status("INTERNAL", "internal error; the request was denied")
+
+
+def request_token(token: str, authorization: str | None) -> str:
+    """The request's token field, else the `authorization` header / metadata."""
+    return token or authorization or ""
+
+
+def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
+    """A Struct as plain Python values (numbers arrive as floats)."""
+    return json_format.MessageToDict(message) if message.fields else {}
+
+
+def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    if seconds is None:
+        return None
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromNanoseconds(int(seconds * 1_000_000_000))
+    return stamp
+
+
+def reason_name(reason: Reason) -> str:
+    """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
+    return f"REASON_{reason.name}"
+
+
+def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:
+    return decision.matched_rules if explain else ()
+
+
+class ProtoService:
+    """The four RPCs with proto messages in and out; `authorization` is the header's value."""
+
+    def __init__(self, service: DecisionService) -> None:
+        self.service = service
+
+    def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
+        """Check: one decision."""
+        item = CheckItem(
+            request.resource,
+            request.action,
+            struct_to_dict(request.attributes),
+            struct_to_dict(request.context),
+        )
+        out = self.service.check(request_token(request.token, authorization), item, explain=request.explain)
+        d = out.decision
+        return authz_pb2.CheckResponse(
+            allowed=d.allowed,
+            reason=reason_name(d.reason),
+            message=d.message,
+            matched_rules=_rules(d, request.explain),
+            subject=out.subject,
+            policy_version=out.policy_version,
+            decision_id=out.decision_id,
+        )
+
+    def batch_check(
+        self, request: authz_pb2.BatchCheckRequest, authorization: str | None
+    ) -> authz_pb2.BatchCheckResponse:
+        """BatchCheck: many decisions for one token."""
+        items = [
+            CheckItem(
+                i.resource,
+                i.action,
+                struct_to_dict(i.attributes),
+                struct_to_dict(i.context),
+                i.correlation_id,
+            )
+            for i in request.items
+        ]
+        out = self.service.batch_check(
+            request_token(request.token, authorization), items, explain=request.explain
+        )
+        return authz_pb2.BatchCheckResponse(
+            results=[
+                authz_pb2.BatchCheckResult(
+                    correlation_id=cid,
+                    allowed=d.allowed,
+                    reason=reason_name(d.reason),
+                    message=d.message,
+                    matched_rules=_rules(d, request.explain),
+                )
+                for cid, d in out.results
+            ],
+            subject=out.subject,
+            policy_version=out.policy_version,
+            decision_id=out.decision_id,
+        )
+
+    def get_visibility(
+        self, request: authz_pb2.GetVisibilityRequest, authorization: str | None
+    ) -> authz_pb2.GetVisibilityResponse:
+        """GetVisibility: which UI elements may be shown."""
+        out = self.service.visibility(
+            request_token(request.token, authorization),
+            elements=list(request.elements),
+            prefix=request.prefix,
+            action=request.action,
+        )
+        return authz_pb2.GetVisibilityResponse(
+            visible=out.visible,
+            decisions=out.decisions,
+            subject=out.subject,
+            policy_version=out.policy_version,
+            valid_until=_timestamp(out.valid_until),
+            reason=reason_name(out.reason),
+            message=out.message,
+        )
+
+    def get_principal(
+        self, request: authz_pb2.GetPrincipalRequest, authorization: str | None
+    ) -> authz_pb2.GetPrincipalResponse:
+        """GetPrincipal: the verified principal, or why the token was refused, with hints."""
+        out = self.service.principal(request_token(request.token, authorization))
+        p = out.principal
+        if p is None:
+            return authz_pb2.GetPrincipalResponse(
+                authenticated=False, reason=reason_name(out.reason), message=out.message, hints=out.hints
+            )
+        return authz_pb2.GetPrincipalResponse(
+            authenticated=True,
+            reason=reason_name(out.reason),
+            message=out.message,
+            subject=p.id,
+            permissions=p.permissions,
+            roles=p.roles,
+            scopes=p.scopes,
+            org_id=p.org_id or "",
+            client_id=p.client_id,
+            machine=p.machine,
+            expires_at=_timestamp(p.expires_at),
+            hints=out.hints,
+        )
