@@ -1,0 +1,49 @@
+"""`authz policy lint [DIR] --auth0 SOURCE`: the policy's names against what Auth0 declares."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from authz.policy.auth0 import read_declarations
+from authz.policy.lint import lint_directory, render_text
+
+
+def add_lint_command(commands: Any) -> None:
+    """Register `lint` on the `policy` subcommands (an argparse subparsers action)."""
+    lint = commands.add_parser(
+        "lint",
+        help="compare the permission and role names the policies use with what Auth0 declares",
+        description=(
+            "Errors: a name the policies use that the API does not declare as a permission and the "
+            "tenant does not declare as a role. Warnings: a permission the API declares that no "
+            "policy line uses, a g line the Auth0 role does not grant. Exit status 1 on an error."
+        ),
+    )
+    lint.add_argument("dir", nargs="?", default="policies", help="policy directory (default: policies)")
+    lint.add_argument(
+        "--auth0",
+        required=True,
+        metavar="SOURCE",
+        help="a Deploy CLI export (tenant.yaml, or the directory format), or a tenant domain read live "
+        "through the Management API with AUTH0_CLIENT_ID / AUTH0_CLIENT_SECRET",
+    )
+    lint.add_argument(
+        "--audience", help="the API (resource server identifier) to compare with; default: the only one"
+    )
+    lint.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    lint.add_argument("--timeout", type=float, default=10.0, help="seconds per Management API call")
+    lint.set_defaults(func=run_lint)
+
+
+def run_lint(ns: argparse.Namespace) -> int:
+    """Print the lint findings; exit 1 when there is an error."""
+    declarations = read_declarations(ns.auth0, timeout=ns.timeout)
+    report = lint_directory(Path(ns.dir), declarations, ns.audience)
+    if ns.format == "json":
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(render_text(report, ns.dir))
+    return 1 if report.errors else 0
