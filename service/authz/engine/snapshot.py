@@ -329,10 +329,8 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     rule_names = _EVAL.findall(model.matcher)
     compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
 
-    def compile_for(line: PolicyLine | None) -> Callable[..., Any]:
-        texts: tuple[str, ...] = ()
-        if rule_names and line is not None:
-            texts = tuple(escape_assertion(line.values[model.policy.index(n)]) for n in rule_names)
+    def compile_texts(texts: tuple[str, ...]) -> Callable[..., Any]:
+        # `texts` are the line's eval() conditions, in matcher order: one compile per distinct set.
         fn = compiled.get(texts)
         if fn is None:
             text = model.matcher
@@ -342,25 +340,37 @@ def build_snapshot(source: PolicySource) -> Snapshot:
             compiled[texts] = fn
         return fn
 
+    def line_texts(line: PolicyLine) -> tuple[str, ...]:
+        return tuple(escape_assertion(line.values[model.policy.index(n)]) for n in rule_names)
+
     missing_eval = [n for n in rule_names if n not in model.policy]
     if missing_eval:
         findings.append(f"model.conf: eval({', '.join(missing_eval)}) names no policy field")
 
     rules: list[Rule] = []
     eft_index = model.field_index("eft")
-    if not findings:
-        for line in p_lines:
-            try:
-                rules.append(Rule(line, _effect_of(line.values, eft_index), compile_for(line)))
-            except MatcherSyntaxError as exc:
-                findings.append(f"{line.location}: {exc}")
+    if p_lines and not missing_eval:
+        # Compile the matcher once with neutral conditions first, so a broken matcher is one
+        # finding rather than one per line; then every line's conditions, even when other lines
+        # have findings, so a validation run reports all of them at once.
+        try:
+            compile_texts(tuple("True" for _ in rule_names))
+        except MatcherSyntaxError as exc:
+            findings.append(f"model.conf: matcher: {exc}")
+        else:
+            for line in p_lines:
+                try:
+                    fn = compile_texts(line_texts(line))
+                    rules.append(Rule(line, _effect_of(line.values, eft_index), fn))
+                except MatcherSyntaxError as exc:
+                    findings.append(f"{line.location}: {exc}")
     empty_fn = None
     if not p_lines and not findings:
         if rule_names:
             findings.append("model.conf: the matcher uses eval() but there are no policy lines")
         else:
             try:
-                empty_fn = compile_for(None)
+                empty_fn = compile_texts(())
             except MatcherSyntaxError as exc:
                 findings.append(f"model.conf: matcher: {exc}")
     if findings:

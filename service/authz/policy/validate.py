@@ -1,0 +1,175 @@
+"""`authz policy validate`: errors from the engine's own build, plus warnings it cannot see.
+
+Errors are exactly what stops `build_snapshot` (so validate and the server never
+disagree). Warnings are the sound ones: duplicate lines, role cycles, effect values
+that are neither allow nor deny, allow/deny lines the model's effect ignores, lines of
+a p-type the matcher never reads and g lines of a role definition the matcher never
+calls.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from authz.engine import Snapshot, build_snapshot
+from authz.engine.model import Effect, ModelSpec, parse_model
+from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.errors import PolicyLoadError
+from authz.policy.findings import Finding, Severity, parse_finding
+
+# Under these effects one of allow/deny never changes a decision.
+_IGNORED_EFFECT = {Effect.ALLOW_OVERRIDE: "deny", Effect.DENY_OVERRIDE: "allow"}
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validate found; `snapshot` is the built policy when it has no errors."""
+
+    findings: list[Finding]
+    snapshot: Snapshot | None
+    version: str
+
+    @property
+    def errors(self) -> list[Finding]:
+        """The findings that stop the policy from loading."""
+        return [f for f in self.findings if f.severity is Severity.ERROR]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        """Rules that load but cannot work as written."""
+        return [f for f in self.findings if f.severity is Severity.WARNING]
+
+    @property
+    def ok(self) -> bool:
+        """True when the policy loads (warnings allowed)."""
+        return not self.errors
+
+
+def validate_dir(directory: Path) -> ValidationReport:
+    """Validate the policy directory on disk."""
+    try:
+        source = read_policy_dir(directory)
+    except PolicyLoadError as exc:
+        return ValidationReport([parse_finding(f) for f in exc.findings], None, "")
+    return validate_source(source)
+
+
+def validate_source(source: PolicySource) -> ValidationReport:
+    """Validate a policy held in memory (a candidate edit or a directory read once)."""
+    findings: list[Finding] = []
+    snapshot: Snapshot | None = None
+    try:
+        snapshot = build_snapshot(source)
+    except PolicyLoadError as exc:
+        findings.extend(parse_finding(f, source.model_text) for f in exc.findings)
+    try:
+        model = parse_model(source.model_text)
+    except PolicyLoadError:
+        model = None  # already reported by the build
+    if model is not None:
+        lines, _ = parse_lines(source)
+        findings.extend(_warnings(model, lines))
+    findings.sort(key=lambda f: (f.severity is not Severity.ERROR, f.file, f.line))
+    return ValidationReport(findings, snapshot, source.version)
+
+
+def _warnings(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
+    yield from _duplicates(lines)
+    yield from _unread_types(model, lines)
+    yield from _effects(
+        model, [ln for ln in lines if ln.ptype == "p" and len(ln.values) == len(model.policy)]
+    )
+    for name, arity in model.roles.items():
+        links = [line for line in lines if line.ptype == name and len(line.values) == arity]
+        yield from _cycles(links)
+
+
+def _warning(line: PolicyLine, message: str) -> Finding:
+    return Finding(Severity.WARNING, line.file, line.line, message)
+
+
+def _duplicates(lines: list[PolicyLine]) -> Iterator[Finding]:
+    first: dict[tuple[str, tuple[str, ...]], PolicyLine] = {}
+    for line in lines:
+        key = (line.ptype, line.values)
+        seen = first.setdefault(key, line)
+        if seen is not line:
+            yield _warning(line, f"duplicate of {seen.file}:{seen.line}: {line.text}")
+
+
+def _unread_types(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
+    by_type: dict[str, list[PolicyLine]] = defaultdict(list)
+    for line in lines:
+        by_type[line.ptype].append(line)
+    for ptype, group in by_type.items():
+        first = group[0]
+        count = f"{len(group)} {ptype} line{'s' if len(group) > 1 else ''}"
+        if ptype.startswith("p") and ptype != "p":
+            # authz, like pycasbin's enforce, evaluates the `p` lines with matcher `m` only.
+            yield _warning(first, f"{count} never evaluated: only p lines are read by the matcher")
+        elif ptype in model.roles and not re.search(rf"\b{ptype}\s*\(", model.matcher):
+            yield _warning(first, f"{count} never read: the matcher does not call {ptype}()")
+
+
+def _effects(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
+    eft = model.field_index("eft")
+    if eft is None:
+        return
+    ignored = _IGNORED_EFFECT.get(model.effect)
+    for line in lines:
+        value = line.values[eft]
+        if value not in ("allow", "deny"):
+            yield _warning(
+                line, f"effect {value!r} is neither allow nor deny: the line never decides anything"
+            )
+        elif value == ignored:
+            yield _warning(line, f"{value} lines never change a decision under this model's policy effect")
+
+
+def _cycles(links: list[PolicyLine]) -> Iterator[Finding]:
+    # One graph per domain (the third value when the role definition has one).
+    graphs: dict[str, dict[str, list[PolicyLine]]] = defaultdict(lambda: defaultdict(list))
+    for line in links:
+        domain = line.values[2] if len(line.values) > 2 else ""
+        graphs[domain][line.values[0]].append(line)
+    for graph in graphs.values():
+        yield from _graph_cycles(graph)
+
+
+def _graph_cycles(graph: dict[str, list[PolicyLine]]) -> Iterator[Finding]:
+    # Depth-first search; an edge back to a name still on the path closes a cycle.
+    on_path, finished = 1, 2
+    state: dict[str, int] = {}
+    for start in list(graph):
+        if start in state:
+            continue
+        state[start] = on_path
+        path: list[PolicyLine] = []  # the g lines from `start` to the name being explored
+        stack: list[Iterator[PolicyLine]] = [iter(graph[start])]
+        while stack:
+            line = next(stack[-1], None)
+            if line is None:
+                stack.pop()
+                state[path.pop().values[1] if path else start] = finished
+                continue
+            parent = line.values[1]
+            if state.get(parent) == on_path:
+                cycle = [*path[_cycle_start(path, parent) :], line]
+                names = " -> ".join([cycle[0].values[0], *(c.values[1] for c in cycle)])
+                where = ", ".join(f"{c.file}:{c.line}" for c in cycle)
+                yield _warning(line, f"role cycle {names} (lines {where})")
+            elif parent not in state:
+                state[parent] = on_path
+                path.append(line)
+                stack.append(iter(graph.get(parent, ())))
+
+
+def _cycle_start(path: list[PolicyLine], name: str) -> int:
+    for index, line in enumerate(path):
+        if line.values[0] == name:
+            return index
+    return len(path)
