@@ -90,7 +90,12 @@ def _coerce(name: str, value: Any, default: Any) -> Any:
         return _as_list(value)
     if isinstance(default, bool):
         return _as_bool(value)
+    # TOML gives typed values: a bool or a fractional number is a mistake, not 1 or a truncation.
+    if isinstance(default, int | float) and isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
     if isinstance(default, int):
+        if isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"expected a whole number, got {value!r}")
         return int(value)
     if isinstance(default, float):
         return float(value)
