@@ -18,6 +18,7 @@ from authz.config import Settings
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
 
 REPO = Path(__file__).resolve().parent.parent
+HTTP_ORIGIN = "http://localhost:5173"
 
 
 class RunningServer:
@@ -26,6 +27,8 @@ class RunningServer:
     def __init__(self, app: App) -> None:
         self.app = app
         self.address = f"127.0.0.1:{app.port}"
+        scheme = "https" if app.settings.tls_cert else "http"
+        self.http_url = f"{scheme}://127.0.0.1:{app.http_port}" if app.http is not None else ""
         self.channel = grpc.insecure_channel(self.address)
         self.stub = authz_pb2_grpc.AuthorizationServiceStub(self.channel)
 
@@ -67,6 +70,17 @@ def issuer() -> Iterator[Issuer]:
 @pytest.fixture(scope="session")
 def server(issuer: Issuer) -> Iterator[RunningServer]:
     app = App(settings_for(issuer))
+    app.start()
+    running = RunningServer(app)
+    running.wait_serving()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="session")
+def http_server(issuer: Issuer) -> Iterator[RunningServer]:
+    """A real authz with its HTTP listener (Connect, gRPC-Web) on; CORS allows HTTP_ORIGIN."""
+    app = App(settings_for(issuer, http_listen="127.0.0.1:0", cors_origins=(HTTP_ORIGIN,)))
     app.start()
     running = RunningServer(app)
     running.wait_serving()

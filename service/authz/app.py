@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 from authz.config import Settings
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
+from authz.httpserver import HttpListener, HttpSettings
 from authz.server import SERVICE_NAME, build_server, server_credentials
 from authz.store import PolicyStore
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
@@ -50,6 +51,8 @@ class App:
         self.service = DecisionService(self.verifier, self.store, batch_limit=settings.batch_limit)
         self._stop = threading.Event()
         self.port = 0
+        self.http: HttpListener | None = None
+        self.http_port = 0
 
     def start(self) -> None:
         """Load the policy (raises PolicyLoadError when broken), bind and serve."""
@@ -64,11 +67,34 @@ class App:
             self.service, s.listen, credentials=credentials, reuse_port=s.workers > 1
         )
         self.server.start()
+        if s.http_listen:
+            self._start_http()
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
             "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
         )
+
+    def _start_http(self) -> None:
+        s = self.settings
+        http = HttpListener(
+            self.service,
+            HttpSettings(
+                s.http_listen,
+                s.cors_origins,
+                s.tls_cert,
+                s.tls_key,
+                s.tls_client_ca,
+                reuse_port=s.workers > 1,
+            ),
+        )
+        try:
+            self.http_port = http.start()
+        except BaseException:
+            self.server.stop(None)
+            raise
+        self.http = http
+        log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
 
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.
@@ -83,7 +109,10 @@ class App:
         """Drain: report NOT_SERVING, let in-flight RPCs finish (up to `grace` s), stop."""
         self._stop.set()
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        grpc_stopped = self.server.stop(grace)
+        if self.http is not None:
+            self.http.stop(grace)
+        grpc_stopped.wait()
         if self.dev_issuer is not None:
             self.dev_issuer.stop()
 

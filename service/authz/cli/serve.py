@@ -26,6 +26,8 @@ FLAG_HELP = {
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",
+    "http_listen": "Connect / gRPC-Web host:port (AUTHZ_HTTP_LISTEN, off when unset)",
+    "cors_origins": "browser origins allowed to call the HTTP listener, comma-separated (AUTHZ_CORS_ORIGINS)",
     "workers": "processes (AUTHZ_WORKERS, default 1)",
 }
 
@@ -83,6 +85,18 @@ Try it (in another terminal, from this directory):
   .venv/bin/authz check --token "$TOKEN" GET /api/orders/42
   .venv/bin/authz check --token "$TOKEN" DELETE /api/orders/42 --attr status=shipped
   .venv/bin/authz principal --token "$TOKEN"
-""",
+{_http_banner(app)}""",
         flush=True,
     )
+
+
+def _http_banner(app: App) -> str:
+    if app.http is None:
+        return ""
+    scheme = "https" if app.settings.tls_cert else "http"
+    url = f"{scheme}://{app.settings.http_listen}/authz.api.v1.AuthorizationService/Check"
+    return f"""
+Over HTTP (Connect JSON):
+  curl -s {url} -H 'content-type: application/json' -H "authorization: Bearer $TOKEN" \\
+    -d '{{"resource": "/api/orders/42", "action": "GET"}}'
+"""

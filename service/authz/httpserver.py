@@ -1,0 +1,91 @@
+"""The HTTP listener's lifecycle: uvicorn on its own thread, bound before start returns."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import uvicorn
+
+from authz.config import split_host_port
+from authz.connect import build_http_app
+from authz.handlers import DecisionService
+
+log = logging.getLogger("authz.http")
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """Where and how the HTTP listener serves; TLS when `tls_cert` is set, mTLS with `tls_client_ca`."""
+
+    listen: str
+    cors_origins: tuple[str, ...] = ()
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    max_workers: int = 16
+    reuse_port: bool = False
+
+
+def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on `host:port` (port 0 picks a free one); raises OSError when taken.
+
+    Binding here, not inside uvicorn, makes a taken port fail `App.start` at once (uvicorn
+    would log and exit the process) and lets port 0 report the port it got.
+    """
+    host, port = split_host_port(listen)
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, reuse_port=reuse_port)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+
+
+class HttpListener:
+    """Connect and gRPC-Web over HTTP/1.1 for `service`; call `start`, then `stop`."""
+
+    def __init__(self, service: DecisionService, settings: HttpSettings) -> None:
+        self.settings = settings
+        self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
+        app = build_http_app(service, self.executor, settings.cors_origins)
+        self.config = uvicorn.Config(
+            app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            ssl_certfile=settings.tls_cert or None,
+            ssl_keyfile=settings.tls_key or None,
+            ssl_ca_certs=settings.tls_client_ca or None,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
+        )
+        self.server = uvicorn.Server(self.config)
+        self.port = 0
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> int:
+        """Bind, serve on a background thread and return the bound port."""
+        self.config.load()  # here, not on the thread: a bad certificate fails start
+        sock = bind(self.settings.listen, reuse_port=self.settings.reuse_port)
+        self.port = sock.getsockname()[1]
+        self._thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [sock]}, name="authz-http", daemon=True
+        )
+        self._thread.start()
+        return self.port
+
+    def stop(self, grace: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to `grace` s), then stop the workers."""
+        # uvicorn reads the drain budget when it shuts down, so setting it now applies it.
+        self.config.timeout_graceful_shutdown = max(1, round(grace))
+        self.server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=grace + 2)
+            if self._thread.is_alive():
+                log.warning("HTTP listener did not stop within %.1f s", grace)
+        self.executor.shutdown(wait=False, cancel_futures=True)
