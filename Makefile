@@ -12,9 +12,12 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]" -e clients/python
 	touch $(STAMP)
 
-## run: set up and start authz in dev mode (local issuer, bundled demo policies)
+## run: set up and start authz in dev mode (local issuer, bundled demo policies), with the
+## Connect / gRPC-Web listener on HTTP_LISTEN for browsers from CORS_ORIGINS (the Vite demo)
+HTTP_LISTEN  ?= 127.0.0.1:8080
+CORS_ORIGINS ?= http://localhost:5173,http://127.0.0.1:5173
 run: $(STAMP)
-	$(BIN)/authz serve --dev
+	$(BIN)/authz serve --dev --http-listen $(HTTP_LISTEN) --cors-origins $(CORS_ORIGINS)
 
 ## test: set up, lint, type-check, check generated code, run the whole suite
 test: $(STAMP) lint typecheck proto-check
