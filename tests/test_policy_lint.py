@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import textwrap
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -84,7 +85,6 @@ def write_directory_export(tmp_path: Path, scopes: list[str] = PERMISSIONS, api:
     root = tmp_path / "export"
     (root / "resource-servers").mkdir(parents=True)
     (root / "roles").mkdir()
-    (root / "clients").mkdir()
     server = {
         "name": "Orders API",
         "identifier": api,
@@ -98,8 +98,10 @@ def write_directory_export(tmp_path: Path, scopes: list[str] = PERMISSIONS, api:
         '{"name": "Auth0 My Account API", "identifier": "https://##AUTH0_DOMAIN##/me/", "token_lifetime": 9}'
     )
     grants = [{"permission_name": p, "resource_server_identifier": api} for p in PERMISSIONS]
-    (root / "roles" / "admin.json").write_text(json.dumps({"name": "admin", "permissions": grants}))
-    (root / "clients" / "SPA.json").write_text('{"name": "SPA", "allowed_origins": @@ORIGINS@@}')
+    role = json.dumps({"name": "admin", "permissions": grants})
+    (root / "roles" / "admin.json").write_text(
+        role.replace('"name"', '"description": @@ADMIN_TEXT@@, "name"', 1)
+    )
     return root
 
 
@@ -142,6 +144,17 @@ def test_yaml_export_placeholders_do_not_break_parsing(tmp_path: Path) -> None:
         ("https://##AUTH0_DOMAIN##/me/", True),
     ]
     assert declarations.apis[0].scopes == tuple(PERMISSIONS)
+    assert {role.name for role in declarations.roles} == {"admin", "viewer"}
+
+
+def test_yaml_export_sections_may_be_split_out_with_include(tmp_path: Path) -> None:
+    export = write_yaml_export(tmp_path)
+    text = export.read_text()
+    start, end = text.index("resourceServers:"), text.index("roles:")
+    (tmp_path / "apis.yaml").write_text(textwrap.dedent(text[start:end].removeprefix("resourceServers:\n")))
+    export.write_text(text[:start] + "resourceServers: !include apis.yaml\n" + text[end:])
+    declarations = read_declarations(str(export))
+    assert declarations.select_api(None).scopes == tuple(PERMISSIONS)
     assert {role.name for role in declarations.roles} == {"admin", "viewer"}
 
 

@@ -138,11 +138,7 @@ def _read_live(domain: str, env: Mapping[str, str], timeout: float) -> Declarati
 
 def read_yaml_export(path: Path) -> Declarations:
     """Read a Deploy CLI `tenant.yaml` (`resourceServers`, `roles`)."""
-    text = _read_text(path)
-    try:
-        data = yaml.safe_load(_YAML_BARE.sub(r"\1'\2'", text))
-    except yaml.YAMLError as exc:
-        raise Auth0SourceError(f"{path}: not valid YAML: {exc}") from exc
+    data = _load_yaml(path, depth=0)
     if not isinstance(data, dict) or ("resourceServers" not in data and "roles" not in data):
         raise Auth0SourceError(f"{path}: no resourceServers or roles: not a Deploy CLI tenant.yaml export")
     origin = str(path)
@@ -151,6 +147,29 @@ def read_yaml_export(path: Path) -> Declarations:
         apis=tuple(api for entry in _entries(data.get("resourceServers")) if (api := _api(entry, origin))),
         roles=tuple(role for entry in _entries(data.get("roles")) if (role := _role(entry, origin))),
     )
+
+
+def _load_yaml(path: Path, depth: int) -> Any:
+    """Parse one YAML file, following the Deploy CLI's `!include FILE` (relative to it)."""
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def tagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+        if suffix == "include" and isinstance(node, yaml.ScalarNode) and depth < 8:
+            return _load_yaml(path.parent / str(loader.construct_scalar(node)), depth + 1)
+        # Any other tag: keep the plain value, since no name this lint needs depends on it.
+        if isinstance(node, yaml.MappingNode):
+            return loader.construct_mapping(node, deep=True)
+        if isinstance(node, yaml.SequenceNode):
+            return loader.construct_sequence(node, deep=True)
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+    Loader.add_multi_constructor("!", tagged)
+    try:
+        return yaml.load(_YAML_BARE.sub(r"\1'\2'", _read_text(path)), Loader=Loader)  # noqa: S506 - a SafeLoader
+    except yaml.YAMLError as exc:
+        raise Auth0SourceError(f"{path}: not valid YAML: {exc}") from exc
 
 
 def read_directory_export(path: Path) -> Declarations:
