@@ -15,7 +15,6 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,12 +101,10 @@ class Declarations:
         )
 
 
-def read_declarations(
-    source: str, *, env: Mapping[str, str] | None = None, timeout: float = 10.0
-) -> Declarations:
+def read_declarations(source: str, *, timeout: float = 10.0) -> Declarations:
     """Read `source`: an export file or directory when such a path exists, else a tenant domain."""
     if source.startswith(("https://", "http://")):
-        return _read_live(source, os.environ if env is None else env, timeout)
+        return _read_live(source, timeout)
     path = Path(source)
     if path.is_dir():
         if (path / "resource-servers").is_dir() or (path / "roles").is_dir():
@@ -119,12 +116,12 @@ def read_declarations(
     if path.is_file():
         return read_yaml_export(path)
     if _DOMAIN.fullmatch(source) and path.suffix.lower() not in (".yaml", ".yml", ".json"):
-        return _read_live(source, os.environ if env is None else env, timeout)
+        return _read_live(source, timeout)
     raise Auth0SourceError(f"{source}: no such export file or directory, and not a tenant domain")
 
 
-def _read_live(domain: str, env: Mapping[str, str], timeout: float) -> Declarations:
-    client_id, secret = env.get("AUTH0_CLIENT_ID", ""), env.get("AUTH0_CLIENT_SECRET", "")
+def _read_live(domain: str, timeout: float) -> Declarations:
+    client_id, secret = os.environ.get("AUTH0_CLIENT_ID", ""), os.environ.get("AUTH0_CLIENT_SECRET", "")
     if not client_id or not secret:
         raise Auth0SourceError(
             "reading a tenant live needs AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET: a machine-to-machine "
@@ -264,13 +261,11 @@ class ManagementApi:
         client_secret: str,
         *,
         timeout: float = 10.0,
-        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.base = tenant_base_url(domain)
         self._client_id = client_id
         self._client_secret = client_secret
         self._timeout = timeout
-        self._sleep = sleep
         self._token = ""
 
     def declarations(self) -> Declarations:
@@ -339,7 +334,7 @@ class ManagementApi:
                 break
             except urllib.error.HTTPError as exc:
                 if exc.code == 429 and attempt < MAX_RETRIES:
-                    self._sleep(_retry_wait(exc.headers))
+                    time.sleep(_retry_wait(exc.headers))
                     continue
                 raise Auth0SourceError(f"{_redacted(url)}: HTTP {exc.code}: {_auth0_message(exc)}") from exc
             except (urllib.error.URLError, OSError) as exc:
