@@ -1,0 +1,43 @@
+"""What-if: one decision for a token's claims, without a token, a signature or a server."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from authz.decision import Decision, Reason
+from authz.engine import Snapshot
+from authz.policy.nearmiss import NearMiss, near_misses
+from authz.principal import Principal, principal_from_claims
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The decision for `principal`, the policy version it came from, and near misses on a no-match."""
+
+    principal: Principal
+    action: str
+    resource: str
+    decision: Decision
+    policy_version: str
+    near_misses: tuple[NearMiss, ...] = ()
+
+
+def explain(
+    snapshot: Snapshot,
+    claims: Mapping[str, Any],
+    action: str,
+    resource: str,
+    attributes: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    roles_claim: str | None = None,
+) -> Explanation:
+    """Evaluate as the server would for a verified token carrying `claims`, with every rule that decided."""
+    principal = principal_from_claims(claims, roles_claim)
+    decision = snapshot.decide(principal, resource, action, attributes, context, explain=True)
+    misses: list[NearMiss] = []
+    if decision.reason is Reason.NO_MATCHING_RULE:
+        misses = near_misses(snapshot, principal, resource, action, attributes, context)
+    return Explanation(principal, action, resource, decision, snapshot.version, tuple(misses))
