@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +18,10 @@ from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from authz.api.v1 import authz_pb2
+from authz.api.v1 import authz_pb2, authz_pb2_grpc
+from authz.app import demo_policy_dir
 from tests.conftest import settings_for
-from tests.issuer import Issuer
+from tests.issuer import AUDIENCE, Issuer
 
 R = authz_pb2
 SERVICE = "authz.api.v1.AuthorizationService"
@@ -374,3 +380,45 @@ def test_second_server_on_the_same_port_fails(make_server, server, issuer):
     with pytest.raises(OSError, match="address in use"):
         make_server(settings_for(issuer, listen=server.address))
     assert _health(server.channel) == health_pb2.HealthCheckResponse.SERVING
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_serve_drains_on_sigterm(tmp_path, issuer):
+    address = f"127.0.0.1:{_free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
+    env |= {
+        "AUTHZ_ISSUER": issuer.url,
+        "AUTHZ_AUDIENCE": AUDIENCE,
+        "AUTHZ_POLICY_DIR": str(demo_policy_dir()),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "authz.cli.main", "serve", "--listen", address],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with grpc.insecure_channel(address) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            deadline = time.monotonic() + 30
+            while _health(channel) != health_pb2.HealthCheckResponse.SERVING and time.monotonic() < deadline:
+                time.sleep(0.05)
+            stub = authz_pb2_grpc.AuthorizationServiceStub(channel)
+            token = issuer.mint(permissions=["read:orders"])
+            assert stub.Check(
+                R.CheckRequest(token=token, resource="/api/orders/1", action="GET"), timeout=5
+            ).allowed
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, stderr
+    assert "received SIGTERM: draining" in stderr
