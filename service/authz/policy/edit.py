@@ -1,0 +1,264 @@
+"""Changing policy files safely: the library behind `authz policy add|remove|fmt` and the admin service.
+
+Every change follows one path: under a lock on the directory, read the policy, check the
+caller's expected version, build the candidate set in memory, validate it with the
+engine (and run its test suites when the directory has `tests/`), and only then replace
+each changed file atomically. Comments, blank lines and the order of lines are kept.
+
+The lock is a per-directory mutex plus `flock` on the directory itself, so writers in
+one process and writers in different processes (the CLI beside a running admin service)
+serialise.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from fnmatch import fnmatchcase
+from pathlib import Path
+
+from authz.engine import Snapshot, build_snapshot
+from authz.engine.model import parse_model
+from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.errors import AuthzError, PolicyLoadError
+from authz.policy.atomic import replace_file
+from authz.policy.ruletext import Rule, append_lines, drop_lines, format_text, rule_line
+from authz.policy.runner import require_passing_suites
+from authz.policy.suites import suite_files
+
+DEFAULT_FILE = "policy.csv"
+_FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
+
+
+class EditError(AuthzError):
+    """A policy change was not made; nothing was written."""
+
+
+class InvalidEdit(EditError):
+    """The change itself is malformed (a file name outside the directory, a rule given twice ...)."""
+
+
+class VersionConflict(EditError):
+    """The policy changed since the caller read it: `expected` is theirs, `actual` is on disk."""
+
+    def __init__(self, expected: str, actual: str) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"the policy is at version {actual}, not {expected}: someone else changed it first")
+
+
+class RuleExists(EditError):
+    """A rule to add is already in the policy."""
+
+
+class RuleNotFound(EditError):
+    """A rule to remove is not in the policy file(s)."""
+
+
+class CandidateRejected(EditError):
+    """The changed policy would not load or would fail its test suites; `findings` say why."""
+
+    def __init__(self, message: str, findings: list[str]) -> None:
+        self.findings = findings
+        super().__init__(message + ":\n  " + "\n  ".join(findings))
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def list_rules(
+    directory: Path,
+    *,
+    subject: str | None = None,
+    resource: str | None = None,
+    action: str | None = None,
+) -> list[PolicyLine]:
+    """The policy lines, in file order, filtered by glob patterns (`fnmatch`) on their fields.
+
+    `p` lines are matched on the model's `sub`, `obj` and `act` fields; role lines match a
+    subject on either name and never match a resource or action filter.
+    """
+    source = read_policy_dir(directory)
+    model = parse_model(source.model_text)
+    index = {name: model.field_index(name) for name in ("sub", "obj", "act")}
+    lines, _ = parse_lines(source)
+
+    def field(line: PolicyLine, name: str, position: int) -> str | None:
+        # Models without the conventional names: sub, obj, act are the first three values.
+        at = index[name]
+        at = position if at is None else at
+        return line.values[at] if at < len(line.values) else None
+
+    def keep(line: PolicyLine) -> bool:
+        if line.ptype in model.roles:
+            names = line.values[:2]
+            return resource is None and action is None and (subject is None or _any_match(names, subject))
+        return all(
+            pattern is None or _any_match([field(line, name, position)], pattern)
+            for name, position, pattern in (("sub", 0, subject), ("obj", 1, resource), ("act", 2, action))
+        )
+
+    return [line for line in lines if keep(line)]
+
+
+def _any_match(values: Sequence[str | None], pattern: str) -> bool:
+    return any(value is not None and fnmatchcase(value, pattern) for value in values)
+
+
+# -- changing -----------------------------------------------------------------------------
+
+
+def add_rules(
+    directory: Path,
+    file: str,
+    rules: Sequence[Rule],
+    expected_version: str | None = None,
+    *,
+    run_tests: bool = True,
+) -> str:
+    """Append `rules` to `file` (created when missing) and return the new policy version."""
+    _check_file_name(file)
+    rules = _distinct(rules)
+
+    def change(source: PolicySource) -> dict[str, str]:
+        present = {(line.ptype, *line.values): line for line in parse_lines(source)[0]}
+        for rule in rules:
+            if rule in present:
+                raise RuleExists(
+                    f"{rule_line(rule)} is already in the policy at {present[rule].file}:{present[rule].line}"
+                )
+        return {file: append_lines(dict(source.files).get(file, ""), rules)}
+
+    return _commit(directory, change, expected_version, run_tests)
+
+
+def remove_rules(
+    directory: Path,
+    file: str | None,
+    rules: Sequence[Rule],
+    expected_version: str | None = None,
+    *,
+    run_tests: bool = True,
+) -> str:
+    """Remove every line holding one of `rules` from `file` (None: from any policy file)."""
+    if file is not None:
+        _check_file_name(file)
+    rules = _distinct(rules)
+
+    def change(source: PolicySource) -> dict[str, str]:
+        texts = dict(source.files)
+        names = [file] if file is not None else sorted(texts)
+        changed: dict[str, str] = {}
+        found: set[Rule] = set()
+        for name in names:
+            if name not in texts:
+                raise RuleNotFound(f"{name} is not a policy file of {directory}")
+            text, hits = drop_lines(texts[name], rules)
+            if hits:
+                changed[name] = text
+                found |= hits
+        missing = [rule_line(rule) for rule in rules if rule not in found]
+        if missing:
+            raise RuleNotFound(f"not in {file or 'the policy'}: " + "; ".join(missing))
+        return changed
+
+    return _commit(directory, change, expected_version, run_tests)
+
+
+def format_policies(directory: Path, *, check: bool = False, run_tests: bool = True) -> list[str]:
+    """Normalise the spacing of every policy file; return the files that changed (or would)."""
+    if check:
+        source = read_policy_dir(directory)
+        return [name for name, text in source.files if format_text(text) != text]
+    changed: list[str] = []
+
+    def change(source: PolicySource) -> dict[str, str]:
+        updated = {name: format_text(text) for name, text in source.files}
+        changed.extend(name for name, text in source.files if updated[name] != text)
+        if parse_lines(_with_files(source, updated))[0] != parse_lines(source)[0]:
+            raise EditError("formatting would change a policy value; nothing was written")
+        return {name: updated[name] for name in changed}
+
+    _commit(directory, change, None, run_tests)
+    return changed
+
+
+def check_candidate(candidate: PolicySource, directory: Path, *, run_tests: bool = True) -> Snapshot:
+    """Build a candidate policy and run the suites of `directory` on it; raise CandidateRejected."""
+    try:
+        snapshot = build_snapshot(candidate)
+        if run_tests and suite_files(directory):
+            require_passing_suites(snapshot, directory)
+    except PolicyLoadError as exc:
+        headline = str(exc).splitlines()[0].rstrip(":")
+        raise CandidateRejected(f"the change was not made: {headline}", exc.findings) from exc
+    return snapshot
+
+
+def _commit(
+    directory: Path,
+    change: Callable[[PolicySource], dict[str, str]],
+    expected_version: str | None,
+    run_tests: bool,
+) -> str:
+    with _locked(directory):
+        source = read_policy_dir(directory)
+        if expected_version is not None and expected_version != source.version:
+            raise VersionConflict(expected_version, source.version)
+        updated = change(source)
+        candidate = _with_files(source, updated)
+        if candidate.version == source.version:
+            return source.version
+        check_candidate(candidate, directory, run_tests=run_tests)
+        for name in sorted(updated):
+            replace_file(directory / name, updated[name])
+        return candidate.version
+
+
+def _with_files(source: PolicySource, updated: Mapping[str, str]) -> PolicySource:
+    # Same order as read_policy_dir (sorted by name), so the version is what a reload will see.
+    files = dict(source.files) | dict(updated)
+    return PolicySource(source.model_text, tuple(sorted(files.items())))
+
+
+def _check_file_name(file: str) -> None:
+    if not _FILE_NAME.fullmatch(file):
+        raise InvalidEdit(f"{file!r} is not a policy file name: a plain NAME.csv inside the policy directory")
+
+
+def _distinct(rules: Sequence[Rule]) -> list[Rule]:
+    if not rules:
+        raise InvalidEdit("no rules given")
+    seen: list[Rule] = []
+    for given in rules:
+        rule_line(given)
+        rule = tuple(value.strip() for value in given)
+        if rule in seen:
+            raise InvalidEdit(f"{rule_line(rule)} is given twice")
+        seen.append(rule)
+    return seen
+
+
+_locks: dict[Path, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    key = directory.resolve()
+    with _locks_guard:
+        lock = _locks.setdefault(key, threading.Lock())
+    with lock:
+        try:
+            fd = os.open(key, os.O_RDONLY)
+        except OSError as exc:
+            raise PolicyLoadError(f"policy directory {directory} cannot be opened: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
