@@ -1,4 +1,4 @@
-"""`authz` entry point: serve | token | check | principal."""
+"""`authz` entry point: serve | token | check | principal | policy."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import grpc
 
 from authz.cli.attrs import UsageError
+from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
 from authz.cli.serve import add_serve_args, run_serve
 from authz.devmode import dev_dir, mint_token
@@ -67,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     principal = commands.add_parser("principal", help="show the principal behind a token, with hints")
     add_connection_args(principal)
     principal.set_defaults(func=run_principal)
+
+    add_policy_commands(commands)
     return parser
 
 
