@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+# The policy toolbox's own argument helpers, so every `policy` command reads alike.
+from authz.cli.policy import _dir_argument, _format_argument, _print_json
 from authz.policy.auth0 import read_declarations
 from authz.policy.lint import lint_directory, render_text
 
@@ -22,7 +23,7 @@ def add_lint_command(commands: Any) -> None:
             "policy line uses, a g line the Auth0 role does not grant. Exit status 1 on an error."
         ),
     )
-    lint.add_argument("dir", nargs="?", default="policies", help="policy directory (default: policies)")
+    _dir_argument(lint)
     lint.add_argument(
         "--auth0",
         required=True,
@@ -33,7 +34,7 @@ def add_lint_command(commands: Any) -> None:
     lint.add_argument(
         "--audience", help="the API (resource server identifier) to compare with; default: the only one"
     )
-    lint.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+    _format_argument(lint, ("text", "json"))
     lint.add_argument("--timeout", type=float, default=10.0, help="seconds per Management API call")
     lint.set_defaults(func=run_lint)
 
@@ -43,7 +44,7 @@ def run_lint(ns: argparse.Namespace) -> int:
     declarations = read_declarations(ns.auth0, timeout=ns.timeout)
     report = lint_directory(Path(ns.dir), declarations, ns.audience)
     if ns.format == "json":
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        _print_json(report.as_dict())
     else:
         print(render_text(report, ns.dir))
     return 1 if report.errors else 0
