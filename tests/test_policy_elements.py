@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from authz.app import demo_policy_dir
+from authz.cli.main import main
 from authz.policy.elements import element_ids, typescript_module, write_elements
 
 DEMO_UI_IDS = [
@@ -78,3 +81,33 @@ def test_write_elements_writes_the_file_and_plain_lists_one_per_line(tmp_path: P
     assert write_elements(demo_policy_dir(), "ui:menu.", typescript=False, output=None) == (
         "ui:menu.admin\nui:menu.orders\nui:menu.reports\n"
     )
+
+
+def test_cli_prints_the_ids_one_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "elements", str(demo_policy_dir())]) == 0
+    assert capsys.readouterr().out == "".join(f"{element_id}\n" for element_id in DEMO_UI_IDS)
+
+
+def test_cli_writes_the_typescript_module(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "authz-elements.ts"
+    argv = [
+        "policy",
+        "elements",
+        "--typescript",
+        str(demo_policy_dir()),
+        "--prefix",
+        "ui:menu.",
+        "--output",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert out.read_text(encoding="utf-8") == typescript_module(
+        ["ui:menu.admin", "ui:menu.orders", "ui:menu.reports"], "ui:menu."
+    )
+    assert capsys.readouterr().out == ""
+
+
+def test_cli_reports_a_broken_policy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "model.conf").write_text("[request_definition]\nr = sub, obj, act\n", encoding="utf-8")
+    assert main(["policy", "elements", str(tmp_path)]) == 2
+    assert "authz:" in capsys.readouterr().err

@@ -19,6 +19,7 @@ from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
 from authz.policy.coverage import measure
 from authz.policy.edit import DEFAULT_FILE, add_rules, format_policies, list_rules, remove_rules
+from authz.policy.elements import DEFAULT_PREFIX, write_elements
 from authz.policy.explain import explain
 from authz.policy.ruletext import parse_rule
 from authz.policy.runner import run_suites
@@ -119,6 +120,18 @@ def add_policy_commands(commands: Any) -> Any:
     )
     _edit_arguments(fmt)
     fmt.set_defaults(func=run_fmt)
+
+    elements = sub.add_parser(
+        "elements",
+        help="list the UI element ids the policies name, or write them as a TypeScript type",
+        description="With --typescript: a module exporting `type ElementId` (the union of the ids) and "
+        "`ELEMENT_IDS`, so a misspelled element id in the frontend fails its TypeScript build.",
+    )
+    _dir_argument(elements)
+    elements.add_argument("--prefix", default=DEFAULT_PREFIX, help="id prefix (default: %(default)s)")
+    elements.add_argument("--typescript", action="store_true", help="write a TypeScript module")
+    elements.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    elements.set_defaults(func=run_elements)
     return sub
 
 
@@ -310,3 +323,14 @@ def run_fmt(ns: argparse.Namespace) -> int:
     if not changed:
         print(f"{directory}: already formatted")
     return 1 if ns.check and changed else 0
+
+
+def run_elements(ns: argparse.Namespace) -> int:
+    """Print the element ids (or the TypeScript module), or write them to --output."""
+    output = Path(ns.output) if ns.output else None
+    text = write_elements(Path(ns.dir), ns.prefix, ns.typescript, output)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        print(f"wrote {output}", file=sys.stderr)
+    return 0
