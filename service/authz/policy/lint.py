@@ -77,10 +77,6 @@ class _Use:
     name: str
     line: PolicyLine
 
-    @property
-    def where(self) -> str:
-        return f"{self.line.file}:{self.line.line}"
-
 
 def lint_directory(directory: Path, declarations: Declarations, audience: str | None = None) -> LintReport:
     """Lint the policy directory against the API `audience` selects (see Declarations.select_api)."""
