@@ -1,0 +1,97 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Authz;
+
+/**
+ * Calls authz's Check over the Connect JSON protocol with plain curl (no grpc extension).
+ *
+ * `$baseUrl` is authz's HTTP listener (AUTHZ_HTTP_LISTEN), for example
+ * `http://127.0.0.1:8080`. A token problem or a policy deny is a Decision; only a failure
+ * to get an answer throws AuthzException.
+ */
+final class AuthzClient
+{
+    public const CHECK_PATH = '/authz.api.v1.AuthorizationService/Check';
+
+    private readonly string $baseUrl;
+
+    /**
+     * @param float $timeoutSeconds whole-call budget, also sent to the server as connect-timeout-ms
+     * @param array<int, mixed> $curlOptions extra CURLOPT_* settings (CA file, proxy, client certificate ...)
+     */
+    public function __construct(
+        string $baseUrl,
+        private readonly float $timeoutSeconds = 2.0,
+        private readonly array $curlOptions = [],
+    ) {
+        $this->baseUrl = rtrim($baseUrl, '/');
+    }
+
+    /**
+     * May the token's principal perform `$action` on `$resource`?
+     *
+     * @param string $token the raw access token or the whole `Authorization` header value ("Bearer ..." is fine)
+     * @param array<string, mixed> $attributes resource attributes the policy reads (owner, org_id, status ...)
+     * @param array<string, mixed> $context environment attributes (ip, time ...)
+     */
+    public function check(
+        string $token,
+        string $resource,
+        string $action,
+        array $attributes = [],
+        array $context = [],
+        bool $explain = false,
+    ): Decision {
+        $request = ['token' => $token, 'resource' => $resource, 'action' => $action, 'explain' => $explain];
+        // A Struct must be a JSON object: PHP encodes an empty array as [] so leave it out.
+        if ($attributes !== []) {
+            $request['attributes'] = (object) $attributes;
+        }
+        if ($context !== []) {
+            $request['context'] = (object) $context;
+        }
+        return Decision::fromArray($this->call(self::CHECK_PATH, $request));
+    }
+
+    /**
+     * @param array<string, mixed> $request
+     * @return array<string, mixed>
+     */
+    private function call(string $path, array $request): array
+    {
+        $timeoutMs = max(1, (int) round($this->timeoutSeconds * 1000));
+        $curl = curl_init($this->baseUrl . $path);
+        curl_setopt_array($curl, $this->curlOptions + [
+            CURLOPT_POST => true,
+            CURLOPT_POSTFIELDS => json_encode($request, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES),
+            CURLOPT_HTTPHEADER => [
+                'Content-Type: application/json',
+                'Connect-Protocol-Version: 1',
+                'Connect-Timeout-Ms: ' . $timeoutMs,
+            ],
+            CURLOPT_RETURNTRANSFER => true,
+            CURLOPT_TIMEOUT_MS => $timeoutMs,
+            CURLOPT_CONNECTTIMEOUT_MS => $timeoutMs,
+            CURLOPT_NOSIGNAL => true,
+        ]);
+        $body = curl_exec($curl);
+        $status = (int) curl_getinfo($curl, CURLINFO_RESPONSE_CODE);
+        $error = curl_error($curl);
+        curl_close($curl);
+        if (!is_string($body)) {
+            throw new AuthzException("authz unreachable at {$this->baseUrl}: {$error}");
+        }
+        $data = json_decode($body, true);
+        if ($status !== 200) {
+            $code = is_array($data) && is_string($data['code'] ?? null) ? $data['code'] : 'unknown';
+            $message = is_array($data) && is_string($data['message'] ?? null) ? $data['message'] : $body;
+            throw new AuthzException("authz answered HTTP {$status} ({$code}): {$message}", $code, $status);
+        }
+        if (!is_array($data)) {
+            throw new AuthzException('authz answered with a body that is not a JSON object', 'internal', $status);
+        }
+        return $data;
+    }
+}

@@ -1,0 +1,42 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Authz;
+
+/**
+ * The framework-free part of both middlewares: ask Check for METHOD + path, map the answer.
+ *
+ * A token problem is 401, any other deny 403, and a failure to reach authz 503: the
+ * request never reaches the application unless authz allowed it.
+ */
+final class Guard
+{
+    private readonly ?\Closure $attributes;
+
+    /**
+     * @param null|callable(object): array<string, mixed> $attributes receives the framework's request and
+     *        returns the resource attributes the policy reads (an order's owner, org_id, status ...)
+     */
+    public function __construct(private readonly AuthzClient $client, ?callable $attributes = null)
+    {
+        $this->attributes = $attributes === null ? null : \Closure::fromCallable($attributes);
+    }
+
+    public function decide(object $request, string $authorization, string $path, string $method): Verdict
+    {
+        $attributes = $this->attributes === null ? [] : ($this->attributes)($request);
+        try {
+            $decision = $this->client->check(
+                $authorization,
+                $path === '' ? '/' : $path,
+                strtoupper($method),
+                $attributes,
+            );
+        } catch (AuthzException $e) {
+            error_log('authz: request denied because authz could not answer: ' . $e->getMessage());
+            return new Verdict(503);
+        }
+        return new Verdict($decision->httpStatus(), $decision);
+    }
+}

@@ -1,0 +1,48 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Authz;
+
+use Closure;
+use Illuminate\Http\JsonResponse;
+use Illuminate\Http\Request;
+
+/**
+ * Laravel route middleware: asks authz whether the request's bearer token may use METHOD
+ * on the request path; a JSON 401 / 403 / 503 otherwise. On an allow the Decision is
+ * available as `$request->attributes->get('authz.decision')`.
+ *
+ * Register it as a singleton in a service provider (see the README), which is where the
+ * AuthzClient's URL and the optional attributes callback are given.
+ */
+final class LaravelMiddleware
+{
+    public const DECISION_ATTRIBUTE = 'authz.decision';
+
+    private readonly Guard $guard;
+
+    /**
+     * @param null|callable(Request): array<string, mixed> $attributes resource attributes for a request,
+     *        for example from a route-bound model: fn ($r) => ['owner' => $r->route('order')?->user_id]
+     */
+    public function __construct(AuthzClient $client, ?callable $attributes = null)
+    {
+        $this->guard = new Guard($client, $attributes);
+    }
+
+    public function handle(Request $request, Closure $next): mixed
+    {
+        $verdict = $this->guard->decide(
+            $request,
+            (string) $request->header('Authorization', ''),
+            $request->getPathInfo(),
+            $request->getMethod(),
+        );
+        if (!$verdict->passes()) {
+            return new JsonResponse($verdict->body(), $verdict->status, $verdict->headers());
+        }
+        $request->attributes->set(self::DECISION_ATTRIBUTE, $verdict->decision);
+        return $next($request);
+    }
+}
