@@ -1,0 +1,140 @@
+"""The test-suite schema: principals as claims, and every mistake reported with file and line."""
+
+from __future__ import annotations
+
+import pytest
+
+from authz.decision import Reason
+from authz.devmode import DEV_ROLES_CLAIM
+from authz.policy.suites import Expectation, SuiteError, load_suites, parse_suite
+
+GOOD = """\
+name: Orders
+principals:
+  alice:
+    sub: auth0|alice
+    permissions: [read:orders]
+    roles: [admin]
+    org_id: org_1
+    scope: [openid, profile]
+    claims: {email: a@example.com, sub: ignored}
+  job:
+    machine: true
+    scope: read:orders write:orders
+  plain: {}
+resources:
+  order:
+    id: /api/orders/1
+    attributes: {status: draft, total: 12.5}
+tests:
+  - name: readers read
+    principals: [alice, job]
+    resource: order
+    actions: {GET: allow, DELETE: {effect: deny, reason: EXPLICIT_DENY}, PUT: deny}
+    reason: REASON_NO_MATCHING_RULE
+    context: {ip: 10.0.0.1}
+"""
+
+
+def test_principals_are_built_from_claims_like_a_token():
+    suite = parse_suite("tests/x_test.yaml", GOOD)
+    case = suite.cases[0]
+    alice, job = (p.principal for p in case.principals)
+    assert alice.id == "auth0|alice" and alice.org_id == "org_1"
+    assert alice.permissions == ("read:orders",) and alice.roles == ("admin",)
+    assert alice.scopes == ("openid", "profile") and not alice.machine
+    assert alice.claims["email"] == "a@example.com" and alice.claims[DEV_ROLES_CLAIM] == ["admin"]
+    assert job.id == "job" and job.machine and job.grants == {"read:orders", "write:orders"}
+    assert case.resources[0].attributes == {"status": "draft", "total": 12.5}
+    assert case.context == {"ip": "10.0.0.1"} and case.line == 19
+    # The case-level reason goes to the actions whose outcome it describes.
+    assert dict(case.actions) == {
+        "GET": Expectation(True, None),
+        "DELETE": Expectation(False, Reason.EXPLICIT_DENY),
+        "PUT": Expectation(False, Reason.NO_MATCHING_RULE),
+    }
+
+
+def test_a_roles_claim_of_the_suite_is_where_roles_go():
+    suite = parse_suite("t", "roles_claim: https://x/roles\n" + GOOD)
+    assert suite.cases[0].principals[0].principal.claims["https://x/roles"] == ["admin"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("principal: alice", "principle: alice"), "t:10: tests[0]: unknown key 'principle'"),
+        (("resource: order", "resource: ordr"), "t:10: test 'ok': unknown resource 'ordr'"),
+        (
+            ("resource: order", "resources: [order]\n    resource: order"),
+            "needs exactly one of resource or resources",
+        ),
+        (("GET: allow", "GET: alow"), "t:10: test 'ok' action 'GET': expected allow or deny, not 'alow'"),
+        (("GET: allow", "GET: allow, GET: deny"), "t:13: not valid YAML: duplicate key 'GET'"),
+        (
+            ("GET: allow", "GET: {effect: allow, reason: REASON_EXPLICIT_DENY}"),
+            "REASON_EXPLICIT_DENY contradicts allow",
+        ),
+        (("GET: allow", "GET: {effect: deny, reason: NOPE}"), "unknown reason 'NOPE'"),
+        (
+            ("name: ok\n", "name: ok\n    reason: REASON_EXPLICIT_DENY\n"),
+            "t:10: test 'ok': reason REASON_EXPLICIT_DENY applies to none",
+        ),
+        (
+            ("permissions: [read:orders]", "permissions: read:orders"),
+            "principal 'alice' permissions must be a list",
+        ),
+        (("machine: false", "machine: nope"), "principal 'alice' machine must be true or false"),
+        (("id: /api/orders/1", "attributes: {}"), "resource 'order' id must be a non-empty string"),
+        (("  - name: r\n", "  - name: r\n    naem: x\n"), "t:15: tests[1]: unknown key 'naem'"),
+    ],
+)
+def test_schema_mistakes_are_located(change, expected):
+    text = """\
+name: S
+principals:
+  alice:
+    permissions: [read:orders]
+    machine: false
+resources:
+  order:
+    id: /api/orders/1
+tests:
+  - name: ok
+    principal: alice
+    resource: order
+    actions: {GET: allow}
+
+  - name: r
+    principal: alice
+    resource: order
+    actions:
+      GET: allow
+"""
+    old, new = change
+    assert old in text
+    with pytest.raises(SuiteError) as caught:
+        parse_suite("t", text.replace(old, new, 1))
+    assert any(expected in finding for finding in caught.value.findings), caught.value.findings
+
+
+def test_duplicate_case_names_and_missing_tests():
+    with pytest.raises(SuiteError, match="tests must be a non-empty list"):
+        parse_suite("t", "name: S\n")
+    doubled = GOOD + GOOD[GOOD.index("  - name") :]
+    with pytest.raises(SuiteError, match="t:25: test name 'readers read' is already used at line 19"):
+        parse_suite("t", doubled)
+
+
+def test_load_suites_reads_every_file_and_reports_all_broken_ones(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "a_test.yaml").write_text(GOOD)
+    (tests / "notes.yaml").write_text("not: a suite\n")  # not *_test.yaml: ignored
+    assert [s.file for s in load_suites(tmp_path)] == ["tests/a_test.yaml"]
+    (tests / "b_test.yaml").write_text("name: [\n")
+    (tests / "c_test.yaml").write_text("")
+    with pytest.raises(SuiteError) as caught:
+        load_suites(tmp_path)
+    assert [f.split(":")[0] for f in caught.value.findings] == ["tests/b_test.yaml", "tests/c_test.yaml"]
+    assert load_suites(tmp_path / "elsewhere") == []

@@ -1,0 +1,147 @@
+"""`authz policy validate`: engine errors as located findings, and the sound warnings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from authz.cli.main import main
+from authz.policy.findings import Severity, parse_finding
+from authz.policy.validate import validate_dir
+from tests.policy_dirs import copy_demo, line_number, write_policy
+
+RBAC_MODEL = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+"""
+
+
+def messages(report, severity):
+    return [(f.file, f.line, f.message) for f in report.findings if f.severity is severity]
+
+
+def test_demo_policies_are_valid_without_warnings():
+    report = validate_dir(Path("policies"))
+    assert report.ok and report.findings == []
+    assert report.snapshot is not None and report.version == report.snapshot.version
+
+
+def test_every_bad_line_is_reported_at_once_with_file_and_line(tmp_path):
+    policies = copy_demo(tmp_path)
+    csv = policies / "policy.csv"
+    text = csv.read_text()
+    text = text.replace(
+        "p, read:orders, /api/orders, GET, True, allow", "p, read:orders, /api/orders, GET, allow"
+    )
+    text = text.replace("r.obj.org_id == r.sub.org_id", "r.obj.org_id == = r.sub.org_id")
+    text = text.replace("r.obj.status == 'shipped'", "r.obj.status.__class__ == 'x'")
+    csv.write_text(text + "x, bogus\n")
+    report = validate_dir(policies)
+    assert not report.ok
+    errors = messages(report, Severity.ERROR)
+    lines = {(file, line) for file, line, _ in errors}
+    assert ("policy.csv", 2) in lines  # arity
+    assert ("policy.csv", line_number(csv, "== = r.sub")) in lines  # syntax error in a condition
+    assert ("policy.csv", line_number(csv, "__class__")) in lines  # not allowed in a matcher
+    assert ("policy.csv", line_number(csv, "x, bogus")) in lines  # unknown line type
+    assert any("the policy definition p needs 5" in m for _, _, m in errors)
+
+
+def test_a_broken_matcher_is_one_finding_on_its_model_line(tmp_path):
+    policies = copy_demo(tmp_path)
+    model = policies / "model.conf"
+    model.write_text(model.read_text().replace("keyMatch2(r.obj, p.obj)", "keyMatch2(r.obj, p.obj"))
+    report = validate_dir(policies)
+    assert [(f.file, f.line) for f in report.errors] == [("model.conf", line_number(model, "m = "))]
+    assert "matcher" in report.errors[0].message
+
+
+def test_missing_directory_and_model_are_errors(tmp_path):
+    assert not validate_dir(tmp_path / "nope").ok
+    (tmp_path / "p.csv").write_text("p, a, b, c\n")
+    report = validate_dir(tmp_path)
+    assert not report.ok and "model.conf" in report.errors[0].message
+
+
+def test_warnings_duplicates_cycles_effects_and_unread_lines(tmp_path):
+    policies = write_policy(
+        tmp_path / "p",
+        RBAC_MODEL,
+        policy_csv=(
+            "p, reader, /a, GET, allow\n"
+            "p,reader,/a,GET,allow\n"  # duplicate (spacing does not matter)
+            "p, reader, /b, GET, alow\n"  # unknown effect
+            "p, reader, /c, GET, deny\n"  # deny under allow-override: never decides
+            "p2, reader, /d, GET, allow\n"  # p2: never evaluated
+        ),
+        roles_csv=(
+            "g, a, b\n"
+            "g, b, c\n"
+            "g, c, a\n"  # closes the cycle a -> b -> c -> a
+            "g, d, d\n"  # a one-line cycle
+            "g2, x, y\n"  # g2: the matcher never calls g2()
+            "g2, y, z\n"
+        ),
+    )
+    report = validate_dir(policies)
+    assert report.ok, report.errors
+    warnings = messages(report, Severity.WARNING)
+    by_line = {(file, line): message for file, line, message in warnings}
+    assert "duplicate of policy.csv:1" in by_line[("policy.csv", 2)]
+    assert "'alow' is neither allow nor deny" in by_line[("policy.csv", 3)]
+    assert "deny lines never change a decision" in by_line[("policy.csv", 4)]
+    assert "p2 line never evaluated" in by_line[("policy.csv", 5)]
+    assert (
+        by_line[("roles.csv", 3)]
+        == "role cycle a -> b -> c -> a (lines roles.csv:1, roles.csv:2, roles.csv:3)"
+    )
+    assert by_line[("roles.csv", 4)].startswith("role cycle d -> d")
+    assert "2 g2 lines never read: the matcher does not call g2()" in by_line[("roles.csv", 5)]
+    assert len(warnings) == 7
+
+
+def test_cycles_are_per_domain(tmp_path):
+    model = RBAC_MODEL.replace("g = _, _\ng2 = _, _", "g = _, _, _").replace(
+        "g(r.sub, p.sub)", "g(r.sub, p.sub, 'o')"
+    )
+    policies = write_policy(
+        tmp_path / "p", model, policy_csv="p, a, /a, GET, allow\n", roles_csv="g, a, b, o1\ng, b, a, o2\n"
+    )
+    assert validate_dir(policies).findings == []
+
+
+def test_parse_finding_locates_engine_strings():
+    model = "[matchers]\nm = r.sub == p.sub\n"
+    found = parse_finding("model.conf: matcher: syntax error", model)
+    assert (found.file, found.line) == ("model.conf", 2)
+    found = parse_finding("policy.csv:7: p, a, b: has 2 values")
+    assert (found.file, found.line, found.message) == ("policy.csv", 7, "p, a, b: has 2 values")
+    assert parse_finding("policy directory /x does not exist").file == ""
+
+
+def test_cli_exit_status_and_json(tmp_path, capsys):
+    assert main(["policy", "validate", "policies"]) == 0
+    assert "policies: valid" in capsys.readouterr().out
+    policies = copy_demo(tmp_path)
+    with (policies / "roles.csv").open("a") as f:
+        f.write("g, admin, read:orders\ng, admin\n")
+    assert main(["policy", "validate", str(policies)]) == 1
+    out = capsys.readouterr().out
+    assert f"{policies}/roles.csv:9: error: g, admin: has 1 values, role definition g needs 2" in out
+    assert f"{policies}/roles.csv:8: warning: duplicate of roles.csv:2: g, admin, read:orders" in out
+    assert main(["policy", "validate", str(policies), "--format", "json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["valid"] is False and (document["errors"], document["warnings"]) == (1, 1)
+    assert {"severity": "warning", "file": "roles.csv", "line": 8}.items() <= document["findings"][1].items()
