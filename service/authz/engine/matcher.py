@@ -11,6 +11,7 @@ as `AttributeMissing` instead of a crash.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -125,19 +126,108 @@ class _Rewriter(ast.NodeTransformer):
         return node
 
 
-def compile_expression(
-    text: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
-) -> Callable[..., Any]:
-    """Compile a (pycasbin-escaped) matcher into `f(*params) -> result`.
+_LITERAL = re.compile(
+    r"""'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"|(?<![\w.])\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![\w.])"""
+)
+_CONST = "__authz_k"
 
-    Raises MatcherSyntaxError with a readable message when the text is not a valid
-    matcher expression or uses something outside the allow-list.
+
+def _literal_value(token: str) -> Any:
+    if token[0] in "'\"":
+        return token[1:-1] if "\\" not in token else ast.literal_eval(token)
+    return int(token) if token.isdigit() else float(token)
+
+
+def templatize(source: str, prefix: str = _CONST) -> tuple[str, tuple[Any, ...]]:
+    """Replace string and number literals by parameters: `a == 'x'` -> (`a == __authz_k0`, ('x',)).
+
+    Policies with many conditions usually repeat a few shapes with different constants,
+    so each shape is parsed, checked and compiled once however many lines use it.
     """
-    source = casbin_rewrite(text).strip()
+    values: list[Any] = []
+
+    def name(match: re.Match[str]) -> str:
+        values.append(_literal_value(match.group()))
+        return f"{prefix}{len(values) - 1}"
+
+    return _LITERAL.sub(name, source), tuple(values)
+
+
+EVAL = re.compile(r"\beval\((?P<rule>[^)]*)\)")
+
+
+class MatcherCompiler:
+    """Compiles one snapshot's matcher per line, once per distinct shape.
+
+    The matcher text around its `eval(...)` slots is rewritten and templated once; per
+    line only the (short) conditions go through pycasbin's escaping and rewrites, so
+    loading 100,000 conditions costs a few regex passes each, not a parse and compile.
+    """
+
+    def __init__(
+        self, matcher: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
+    ) -> None:
+        self.matcher = matcher
+        self.params = tuple(params)
+        self.functions = functions
+        self.slots = EVAL.findall(matcher)
+        fixed = EVAL.split(matcher)[::2]
+        values: list[Any] = []
+        self._fixed: list[str] = []
+        for number, piece in enumerate(fixed):
+            template, found = templatize(casbin_rewrite(piece), f"{_CONST}m{number}_")
+            self._fixed.append(template)
+            values.extend(found)
+        self._fixed_values = tuple(values)
+        self._fixed_names = tuple(_names_in(self._fixed))
+        self._shapes: dict[str, Callable[..., Any] | MatcherSyntaxError] = {}
+
+    def compile(self, conditions: Sequence[str] = ()) -> Callable[..., Any]:
+        """`f(*params) -> result` for the matcher with `conditions` in its eval() slots.
+
+        Raises MatcherSyntaxError with a readable message when the result is not a valid
+        matcher expression or uses something outside the allow-list.
+        """
+        if len(conditions) != len(self.slots):
+            raise MatcherSyntaxError(
+                f"the matcher has {len(self.slots)} eval() slot(s), got {len(conditions)}"
+            )
+        pieces = [self._fixed[0]]
+        names = list(self._fixed_names)
+        values = list(self._fixed_values)
+        for number, condition in enumerate(conditions):
+            template, found = templatize(
+                casbin_rewrite(escape_assertion(condition)).strip(), f"{_CONST}c{number}_"
+            )
+            pieces.append(f"({template})")
+            pieces.append(self._fixed[number + 1])
+            names.extend(f"{_CONST}c{number}_{i}" for i in range(len(found)))
+            values.extend(found)
+        source = "".join(pieces).strip()
+        fn = self._shapes.get(source)
+        if fn is None:
+            try:
+                fn = _compile(source, (*names, *self.params), self.functions)
+            except MatcherSyntaxError as exc:
+                fn = exc
+            self._shapes[source] = fn
+        if isinstance(fn, MatcherSyntaxError):
+            shown = " / ".join(conditions) if conditions else self.matcher
+            raise MatcherSyntaxError(f"{fn} (in {shown!r})")
+        return functools.partial(fn, *values) if values else fn
+
+
+def _names_in(templates: Sequence[str]) -> list[str]:
+    return [name for template in templates for name in re.findall(rf"\b{_CONST}m\d+_\d+\b", template)]
+
+
+def _compile(
+    source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
+) -> Callable[..., Any]:
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise MatcherSyntaxError(f"syntax error in {text!r}: {exc.msg}") from None
+        raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
     body = _Rewriter(params, functions).visit(tree).body
     lam = ast.Expression(
         ast.Lambda(

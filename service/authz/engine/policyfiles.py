@@ -6,16 +6,20 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from authz.errors import PolicyLoadError
 
 MODEL_FILE = "model.conf"
 _INTERESTING = re.compile(r"[,\[\]()]")
+_LINE_TYPE = re.compile(r"[pg]\d*")
 
 
-@dataclass(frozen=True, slots=True)
-class PolicyLine:
-    """One `p`/`g` line of a policy file, with where it came from."""
+class PolicyLine(NamedTuple):
+    """One `p`/`g` line of a policy file, with where it came from.
+
+    A NamedTuple rather than a dataclass: a 100,000-line policy builds this many of them.
+    """
 
     file: str
     line: int
@@ -58,6 +62,9 @@ def split_tokens(line: str) -> list[str] | None:
     line = line.strip()
     if not line or line.startswith("#"):
         return None
+    if "(" not in line and "[" not in line:
+        # The common case, with nothing to nest: a plain split is exact and much cheaper.
+        return [token.strip() for token in line.split(",")]
     depth = 0
     tokens: list[str] = []
     start = 0
@@ -103,7 +110,7 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
             if tokens is None:
                 continue
             key = tokens[0]
-            if not re.fullmatch(r"[pg]\d*", key):
+            if not _LINE_TYPE.fullmatch(key):
                 findings.append(f"{name}:{number}: unknown line type {key!r} (expected p, p2, g, g2 ...)")
                 continue
             lines.append(PolicyLine(name, number, key, tuple(tokens[1:])))

@@ -7,28 +7,28 @@ once and a reload simply swaps in a new one.
 
 from __future__ import annotations
 
+import gc
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
 from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
-from authz.engine.matcher import MatcherSyntaxError, compile_expression, escape_assertion
+from authz.engine.index import PolicyIndex
+from authz.engine.matcher import MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, parse_model
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
-from authz.engine.roles import RoleGraph
+from authz.engine.roles import RoleGraph, reach_for
 from authz.errors import PolicyLoadError
 from authz.principal import Principal
 
 ALLOW, DENY, INDETERMINATE = 1, 2, 0
-_EVAL = re.compile(r"\beval\((?P<rule>[^)]*)\)")
 _PATTERN = re.compile(r"\*|\{|/:|\(")
 
 
-@dataclass(frozen=True, slots=True)
-class Rule:
+class Rule(NamedTuple):
     """A compiled `p` line: its values, its effect and its matcher function."""
 
     line: PolicyLine
@@ -53,6 +53,7 @@ class Snapshot:
     lines: list[PolicyLine]
     empty_fn: Callable[..., Any] | None = None
     resources: frozenset[str] = field(default_factory=frozenset)
+    index: PolicyIndex | None = None
 
     # -- decisions -------------------------------------------------------------------
 
@@ -84,12 +85,18 @@ class Snapshot:
         try:
             if not self.rules:
                 return self._decide_empty(rvals)
-            return _EFFECTS[self.model.effect](self._hits(rvals, explain), explain)
+            rules = self.rules
+            if self.index is not None:
+                picked = self.index.candidates(bound)
+                if picked is not None:
+                    rules = [rules[i] for i in picked]
+            return _EFFECTS[self.model.effect](self._hits(rules, rvals), explain)
         except _EvalFailure as failure:
             return Decision(False, Reason.POLICY_ERROR, str(failure), (failure.location,))
 
-    def _hits(self, rvals: tuple[Any, ...], explain: bool) -> Iterator[_Hit]:
-        for rule in self.rules:
+    @staticmethod
+    def _hits(rules: list[Rule], rvals: tuple[Any, ...]) -> Iterator[_Hit]:
+        for rule in rules:
             try:
                 result = rule.fn(*rvals, *rule.line.values)
             except AttributeMissing as missing:
@@ -251,25 +258,9 @@ _EFFECTS: dict[Effect, Callable[[Iterator[_Hit], bool], Decision]] = {
 def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     def g(name1: Any, name2: Any, *domain: Any) -> bool:
         dom = str(plain(domain[0])) if domain else None
-        if isinstance(name1, Subject):
-            key = (graph.name, dom)
-            reach = name1.reach.get(key)
-            if reach is None:
-                principal = name1.principal
-                reach = graph.reach((principal.id, *principal.grants), dom)
-                name1.reach[key] = reach
-            return str(plain(name2)) in reach
-        return str(plain(name2)) in graph.closure(str(plain(name1)), dom)
+        return str(plain(name2)) in reach_for(graph, name1, dom)
 
     return g
-
-
-def _literal(replacement: str) -> Callable[[re.Match[str]], str]:
-    # A function replacement keeps backslashes in conditions from being read as escapes.
-    def repl(_match: re.Match[str]) -> str:
-        return replacement
-
-    return repl
 
 
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -279,10 +270,13 @@ def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+_EFFECT_NAMES = {"allow": ALLOW, "deny": DENY}
+
+
 def _effect_of(values: tuple[str, ...], eft_index: int | None) -> int:
     if eft_index is None:
         return ALLOW
-    return {"allow": ALLOW, "deny": DENY}.get(values[eft_index], INDETERMINATE)
+    return _EFFECT_NAMES.get(values[eft_index], INDETERMINATE)
 
 
 def _priority_key(priority_index: int) -> Callable[[PolicyLine], Any]:
@@ -326,22 +320,22 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     functions.update({name: _g_function(graph) for name, graph in graphs.items()})
     params = (*model.request, *model.policy)
 
-    rule_names = _EVAL.findall(model.matcher)
+    compiler = MatcherCompiler(model.matcher, params, functions)
+    rule_names = compiler.slots
     compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
 
     def compile_texts(texts: tuple[str, ...]) -> Callable[..., Any]:
-        # `texts` are the line's eval() conditions, in matcher order: one compile per distinct set.
+        # `texts` are the line's eval() conditions, in matcher order: identical sets share one.
         fn = compiled.get(texts)
         if fn is None:
-            text = model.matcher
-            for rule in texts:
-                text = _EVAL.sub(_literal(f"({rule})"), text, count=1)
-            fn = compile_expression(text, params, functions)
+            fn = compiler.compile(texts)
             compiled[texts] = fn
         return fn
 
+    slot_columns = [model.policy.index(n) for n in rule_names if n in model.policy]
+
     def line_texts(line: PolicyLine) -> tuple[str, ...]:
-        return tuple(escape_assertion(line.values[model.policy.index(n)]) for n in rule_names)
+        return tuple(line.values[i] for i in slot_columns)
 
     missing_eval = [n for n in rule_names if n not in model.policy]
     if missing_eval:
@@ -358,9 +352,10 @@ def build_snapshot(source: PolicySource) -> Snapshot:
         except MatcherSyntaxError as exc:
             findings.append(f"model.conf: matcher: {exc}")
         else:
+            shared = None if rule_names else compile_texts(())
             for line in p_lines:
                 try:
-                    fn = compile_texts(line_texts(line))
+                    fn = shared or compile_texts(line_texts(line))
                     rules.append(Rule(line, _effect_of(line.values, eft_index), fn))
                 except MatcherSyntaxError as exc:
                     findings.append(f"{line.location}: {exc}")
@@ -386,7 +381,9 @@ def build_snapshot(source: PolicySource) -> Snapshot:
         for line in p_lines
         if obj_index is not None and not _PATTERN.search(line.values[obj_index])
     )
+    index = PolicyIndex(model.matcher, model.policy, model.request, [r.line.values for r in rules], graphs)
     return Snapshot(
+        index=index,
         version=source.version,
         model=model,
         rules=rules,
@@ -398,5 +395,17 @@ def build_snapshot(source: PolicySource) -> Snapshot:
 
 
 def load_snapshot(directory: Path) -> Snapshot:
-    """Read and build the policy in `directory`."""
-    return build_snapshot(read_policy_dir(directory))
+    """Read and build the policy in `directory`.
+
+    The cyclic garbage collector is paused while the snapshot is built: a large policy
+    allocates hundreds of thousands of long-lived objects and nothing cyclic, so
+    generational passes over them would only slow the load down.
+    """
+    source = read_policy_dir(directory)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return build_snapshot(source)
+    finally:
+        if enabled:
+            gc.enable()

@@ -1,0 +1,296 @@
+"""Narrowing a request to the policy lines that can match it, before any matcher runs.
+
+The matcher's top-level conjuncts are read once per snapshot. A conjunct that ties a
+policy column to the request in a way an index can answer becomes a filter:
+
+- `r.X == p.Y` / `p.Y == "const"`     exact-value index on column Y
+- `g(r.X, p.Y[, r.D])`                lines whose Y is reachable from the request's X
+                                      (for `r.sub`: the subject and its token grants)
+- `keyMatch*(r.X, p.Y)`               literal-prefix index of the patterns in column Y
+- `a || b`, `a && b` inside them      union / intersection of the above
+
+A line that some filter excludes has a false conjunct, so the whole matcher is false on
+it: skipping it changes no decision. Every candidate still runs the full compiled
+matcher, so semantics stay pycasbin's. Conjuncts the indexer does not understand (eval
+conditions, arbitrary functions) simply do not narrow; with none understood every
+line is a candidate.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authz.engine.bindings import plain
+from authz.engine.matcher import casbin_rewrite
+from authz.engine.roles import RoleGraph, reach_for
+
+# Parts of a union: a line is a candidate when it is in any part.
+Parts = list[frozenset[int]]
+_EMPTY: frozenset[int] = frozenset()
+FEW = 16
+_INDEXED_R = ("r_sub", "r_obj", "r_act", "r_dom")
+_PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
+_META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
+_QUANTIFIERS = "*+?{"
+
+
+def literal_prefix(pattern: str) -> str:
+    """The longest prefix every string matching a keyMatch-family pattern starts with."""
+    if "|" in pattern or pattern == "*":
+        return ""
+    found = _META.search(pattern)
+    if found is None:
+        return pattern
+    i = found.start()
+    # A quantifier makes the character before it optional.
+    return pattern[: i - 1] if pattern[i] in _QUANTIFIERS and i > 0 else pattern[:i]
+
+
+class Filter:
+    """Candidate lines for one request, as a union of frozensets (None: every line)."""
+
+    # Cheap filters answer with a dict lookup or two; the others walk role closures.
+    cheap = True
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        raise NotImplementedError
+
+
+@dataclass
+class _Exact(Filter):
+    column: dict[str, frozenset[int]]
+    rname: str
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        return [self.column.get(str(plain(rvals[self.rname])), _EMPTY)]
+
+
+@dataclass
+class _Static(Filter):
+    lines: frozenset[int]
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        return [self.lines]
+
+
+@dataclass
+class _Reach(Filter):
+    column: dict[str, frozenset[int]]
+    graph: RoleGraph
+    rname: str
+    domain: Callable[[Mapping[str, Any]], str | None]
+    cheap = False
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        reach = reach_for(self.graph, rvals[self.rname], self.domain(rvals))
+        column = self.column
+        if len(reach) > len(column):
+            return [lines for value, lines in column.items() if value in reach]
+        return [column[name] for name in reach if name in column]
+
+
+@dataclass
+class _Prefix(Filter):
+    by_prefix: dict[str, frozenset[int]]
+    lengths: tuple[int, ...]
+    rname: str
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        text = str(plain(rvals[self.rname]))
+        found = [self.by_prefix.get(text[:n]) for n in self.lengths if n <= len(text)]
+        return [lines for lines in found if lines]
+
+
+@dataclass
+class _Any(Filter):
+    children: list[Filter]
+
+    def __post_init__(self) -> None:
+        self.cheap = all(child.cheap for child in self.children)
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        out: Parts = []
+        for child in self.children:
+            got = child.parts(rvals)
+            if got is None:
+                return None
+            out.extend(got)
+        return out
+
+
+@dataclass
+class _All(Filter):
+    children: list[Filter]
+
+    def __post_init__(self) -> None:
+        self.cheap = all(child.cheap for child in self.children)
+
+    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
+        lines = intersect([child.parts(rvals) for child in self.children])
+        return None if lines is None else [frozenset(lines)]
+
+
+def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
+    """Lines in every union (None: no narrowing known), in ascending line order."""
+    known = [p for p in all_parts if p is not None]
+    if not known:
+        return None
+    known.sort(key=lambda parts: sum(len(x) for x in parts))
+    smallest, others = known[0], known[1:]
+    seed: set[int] | frozenset[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
+    if not others:
+        return sorted(seed)
+    return sorted(i for i in seed if all(any(i in part for part in parts) for parts in others))
+
+
+class PolicyIndex:
+    """Filters for one snapshot's matcher and `p` lines."""
+
+    def __init__(
+        self,
+        matcher: str,
+        policy: Sequence[str],
+        request: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        graphs: Mapping[str, RoleGraph],
+    ) -> None:
+        self.policy = list(policy)
+        self.request = set(request) & set(_INDEXED_R)
+        self.rows = rows
+        self.graphs = graphs
+        self._columns: dict[str, dict[str, frozenset[int]]] = {}
+        self._prefixes: dict[str, tuple[dict[str, frozenset[int]], tuple[int, ...]]] = {}
+        try:
+            tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval").body
+        except SyntaxError:
+            tree = None
+        conjuncts = _conjuncts(tree) if tree is not None else []
+        filters = [f for f in (self._filter(node) for node in conjuncts) if f is not None]
+        self.cheap = [f for f in filters if f.cheap]
+        self.costly = [f for f in filters if not f.cheap]
+
+    def candidates(self, rvals: Mapping[str, Any]) -> list[int] | None:
+        """Ascending indexes of the lines that may match; None means every line."""
+        found = intersect([f.parts(rvals) for f in self.cheap])
+        if not self.costly or (found is not None and len(found) <= FEW):
+            # Few enough: the full matcher on each is cheaper than walking role closures.
+            return found
+        known: list[Parts | None] = [[frozenset(found)]] if found is not None else []
+        return intersect(known + [f.parts(rvals) for f in self.costly])
+
+    # -- analysis ----------------------------------------------------------------
+
+    def _column(self, pname: str) -> dict[str, frozenset[int]]:
+        found = self._columns.get(pname)
+        if found is None:
+            position = self.policy.index(pname)
+            groups: dict[str, list[int]] = {}
+            for number, value in enumerate([row[position] for row in self.rows]):
+                group = groups.get(value)
+                if group is None:
+                    groups[value] = [number]
+                else:
+                    group.append(number)
+            found = {value: frozenset(lines) for value, lines in groups.items()}
+            self._columns[pname] = found
+        return found
+
+    def _prefix(self, pname: str) -> tuple[dict[str, frozenset[int]], tuple[int, ...]]:
+        found = self._prefixes.get(pname)
+        if found is None:
+            position = self.policy.index(pname)
+            groups: dict[str, list[int]] = defaultdict(list)
+            prefixes: dict[str, str] = {}
+            for number, row in enumerate(self.rows):
+                value = row[position]
+                prefix = prefixes.get(value)
+                if prefix is None:
+                    prefix = prefixes[value] = literal_prefix(value)
+                groups[prefix].append(number)
+            by_prefix = {prefix: frozenset(lines) for prefix, lines in groups.items()}
+            found = (by_prefix, tuple(sorted({len(p) for p in by_prefix})))
+            self._prefixes[pname] = found
+        return found
+
+    def _is_r(self, node: ast.AST) -> str | None:
+        return node.id if isinstance(node, ast.Name) and node.id in self.request else None
+
+    def _is_p(self, node: ast.AST) -> str | None:
+        return node.id if isinstance(node, ast.Name) and node.id in self.policy else None
+
+    def _filter(self, node: ast.AST) -> Filter | None:
+        if isinstance(node, ast.BoolOp):
+            children = [self._filter(v) for v in node.values]
+            if isinstance(node.op, ast.Or):
+                if any(c is None for c in children):
+                    return None
+                return _Any([c for c in children if c is not None])
+            known = [c for c in children if c is not None]
+            return _All(known) if known else None
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
+            return self._equality(node.left, node.comparators[0])
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            return self._call(node.func.id, node.args)
+        return None
+
+    def _equality(self, left: ast.AST, right: ast.AST) -> Filter | None:
+        for a, b in ((left, right), (right, left)):
+            pname, rname = self._is_p(a), self._is_r(b)
+            if pname and rname:
+                return _Exact(self._column(pname), rname)
+            if pname and isinstance(b, ast.Constant) and isinstance(b.value, str):
+                return _Static(self._column(pname).get(b.value, _EMPTY))
+        return None
+
+    def _call(self, name: str, args: list[ast.expr]) -> Filter | None:
+        if len(args) < 2:
+            return None
+        rname, pname = self._is_r(args[0]), self._is_p(args[1])
+        if not rname or not pname:
+            return self._static_call(name, args)
+        if name in _PREFIX_FUNCTIONS and len(args) == 2:
+            by_prefix, lengths = self._prefix(pname)
+            return _Prefix(by_prefix, lengths, rname)
+        graph = self.graphs.get(name)
+        if graph is None or len(args) > 3:
+            return None
+        if len(args) == 2:
+            return _Reach(self._column(pname), graph, rname, lambda _r: None)
+        dom = args[2]
+        dname = self._is_r(dom)
+        if dname:
+            return _Reach(self._column(pname), graph, rname, lambda r: str(plain(r[dname])))
+        if isinstance(dom, ast.Constant) and isinstance(dom.value, str):
+            value = dom.value
+            return _Reach(self._column(pname), graph, rname, lambda _r: value)
+        return None
+
+    def _static_call(self, name: str, args: list[ast.expr]) -> Filter | None:
+        # keyMatch(p.obj, "/*"): depends on the line alone, so it is decided at build time.
+        if name not in _PREFIX_FUNCTIONS or len(args) != 2:
+            return None
+        pname = self._is_p(args[0])
+        const = args[1]
+        if not pname or not isinstance(const, ast.Constant) or not isinstance(const.value, str):
+            return None
+        from authz.engine.model import builtin_functions
+
+        fn = builtin_functions()[name]
+        try:
+            lines = frozenset(
+                i for value, rows in self._column(pname).items() if fn(value, const.value) for i in rows
+            )
+        except Exception:  # a pattern the function rejects: do not narrow
+            return None
+        return _Static(lines)
+
+
+def _conjuncts(node: ast.AST) -> list[ast.AST]:
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And):
+        return [c for value in node.values for c in _conjuncts(value)]
+    return [node]
