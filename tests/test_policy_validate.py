@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from authz.cli.main import main
 from authz.policy.findings import Severity, parse_finding
 from authz.policy.validate import validate_dir
+from tests.conftest import REPO
 from tests.policy_dirs import copy_demo, line_number, write_policy
 
 RBAC_MODEL = """[request_definition]
@@ -33,7 +33,7 @@ def messages(report, severity):
 
 
 def test_demo_policies_are_valid_without_warnings():
-    report = validate_dir(Path("policies"))
+    report = validate_dir(REPO / "policies")
     assert report.ok and report.findings == []
     assert report.snapshot is not None and report.version == report.snapshot.version
 
@@ -132,8 +132,8 @@ def test_parse_finding_locates_engine_strings():
 
 
 def test_cli_exit_status_and_json(tmp_path, capsys):
-    assert main(["policy", "validate", "policies"]) == 0
-    assert "policies: valid" in capsys.readouterr().out
+    assert main(["policy", "validate", str(REPO / "policies")]) == 0
+    assert "/policies: valid" in capsys.readouterr().out
     policies = copy_demo(tmp_path)
     with (policies / "roles.csv").open("a") as f:
         f.write("g, admin, read:orders\ng, admin\n")
