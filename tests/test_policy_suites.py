@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from authz.decision import Reason
 from authz.devmode import DEV_ROLES_CLAIM
+from authz.engine import load_snapshot
+from authz.policy.runner import run_suites
 from authz.policy.suites import Expectation, SuiteError, load_suites, parse_suite
+from tests.conftest import REPO
 
 GOOD = """\
 name: Orders
@@ -138,3 +143,12 @@ def test_load_suites_reads_every_file_and_reports_all_broken_ones(tmp_path):
         load_suites(tmp_path)
     assert [f.split(":")[0] for f in caught.value.findings] == ["tests/b_test.yaml", "tests/c_test.yaml"]
     assert load_suites(tmp_path / "elsewhere") == []
+
+
+def test_the_documented_example_suite_is_valid_and_passes_on_the_demo():
+    text = (REPO / "docs" / "policies.md").read_text()
+    example = re.search(r"```yaml\n(.*?)```", text, re.DOTALL)
+    assert example is not None
+    suite = parse_suite("docs/policies.md", example.group(1))
+    results = run_suites(load_snapshot(REPO / "policies"), [suite])
+    assert len(results) == 7 and all(r.passed for r in results), [r.problem for r in results]
