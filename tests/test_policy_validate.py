@@ -128,7 +128,9 @@ def test_parse_finding_locates_engine_strings():
     assert (found.file, found.line) == ("model.conf", 2)
     found = parse_finding("policy.csv:7: p, a, b: has 2 values")
     assert (found.file, found.line, found.message) == ("policy.csv", 7, "p, a, b: has 2 values")
-    assert parse_finding("policy directory /x does not exist").file == ""
+    unlocated = parse_finding("policy directory /x does not exist")
+    assert unlocated.file == "" and unlocated.render() == "error: policy directory /x does not exist"
+    assert unlocated.render("/x") == "/x: error: policy directory /x does not exist"
 
 
 def test_cli_exit_status_and_json(tmp_path, capsys):

@@ -40,7 +40,11 @@ class Finding:
     def render(self, prefix: str = "") -> str:
         """`PREFIX/FILE:LINE: severity: message`, the form editors jump to."""
         where = f"{prefix.rstrip('/')}/{self.location}" if prefix and self.file else self.location or prefix
-        return f"{where}: {self.severity.value}: {self.message}"
+        return (
+            f"{where}: {self.severity.value}: {self.message}"
+            if where
+            else f"{self.severity.value}: {self.message}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form."""
