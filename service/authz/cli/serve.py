@@ -10,6 +10,7 @@ from types import FrameType
 
 from authz.app import App
 from authz.config import Settings, load_settings
+from authz.workers import serve_workers
 
 log = logging.getLogger("authz")
 
@@ -54,8 +55,16 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
 
 
 def run_serve(ns: argparse.Namespace) -> int:
+    """Serve in this process, or in `--workers` pre-forked processes sharing the port."""
+    settings = settings_from_args(ns)
+    if settings.workers > 1:
+        return serve_workers(settings, serve_process)
+    return serve_process(settings)
+
+
+def serve_process(settings: Settings) -> int:
     """Start, print how to try it in dev mode, and block until a stop signal."""
-    app = App(settings_from_args(ns))
+    app = App(settings)
     app.start()
     if app.dev_issuer is not None:
         print_dev_banner(app)
