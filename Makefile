@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto proto-check unit clean
+.PHONY: run test lint typecheck proto proto-check unit clean bench
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy service/authz clients/python/authz_client
+
+## bench: measure decisions, loads, tokens and serving against same-run baselines (not part of test)
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
 
 ## proto: regenerate the committed gRPC / protobuf code
 proto: $(STAMP)

@@ -1,0 +1,49 @@
+"""How big and how long: the full run `make bench` does, and `--quick` for the smoke test."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Sizes and time budgets of one bench run; `workdir` holds its generated policies."""
+
+    workdir: Path
+    sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000)
+    engine_requests: int = 2_000  # distinct requests per cell (never repeated: no cache hits)
+    warmup_requests: int = 100
+    authz_budget_s: float = 1.5
+    pycasbin_budget_s: float = 5.0
+    pycasbin_max_samples: int = 300
+    token_count: int = 300
+    rpc_seconds: float = 3.0
+    rpc_warmup_s: float = 0.5
+    rpc_threads: int = 8
+    rpc_channels: int = 4
+    rpc_policy_lines: int = 1_000
+
+    @classmethod
+    def quick(cls, workdir: Path) -> Profile:
+        """Small sizes and short durations: checks the harness works, not the figures."""
+        return cls(
+            workdir,
+            sizes=(100, 1_000),
+            engine_requests=200,
+            warmup_requests=20,
+            authz_budget_s=0.2,
+            pycasbin_budget_s=0.3,
+            pycasbin_max_samples=50,
+            token_count=30,
+            rpc_seconds=0.5,
+            rpc_warmup_s=0.1,
+            rpc_threads=4,
+            rpc_channels=2,
+            rpc_policy_lines=200,
+        )
+
+    @property
+    def growth_sizes(self) -> tuple[int, int]:
+        """The two sizes the growth ratio compares: 1,000 and the largest."""
+        return (1_000 if 1_000 in self.sizes else self.sizes[0]), self.sizes[-1]

@@ -1,0 +1,97 @@
+"""gRPC serving: Check against the empty RPC floor, batching, and --workers 2 against 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import serving
+from bench.profile import Profile
+from bench.report import Report
+from bench.stats import ratio
+from tests.issuer import Issuer
+
+MIN_CHECK_SHARE = 0.70
+MIN_BATCH_GAIN = 20.0
+ITEMS = {"health": 1, "check": 1, "batch": serving.BATCH_ITEMS, "visibility": serving.VISIBILITY_ELEMENTS}
+LABELS = {
+    "health": "empty RPC (health Check)",
+    "check": "Check",
+    "batch": f"BatchCheck({serving.BATCH_ITEMS})",
+    "visibility": f"GetVisibility({serving.VISIBILITY_ELEMENTS})",
+}
+
+
+def measure(profile: Profile, address: str, kind: str, report: Report) -> dict[str, Any]:
+    """One load-generator run of `kind`; a warning when calls failed or tokens were rejected."""
+    result = serving.load(profile, address, kind, profile.workdir / "payload.json")
+    result["decisions_per_s"] = result["rps"] * ITEMS[kind]
+    if result["rejected"] or result["errors"]:
+        report.warn(f"{kind}: {result['rejected']} calls had the token rejected, {result['errors']} failed")
+    return result
+
+
+def _row(name: str, r: dict[str, Any]) -> list[Any]:
+    return [name, r["rps"], r["decisions_per_s"], r["p50_us"], r["p99_us"]]
+
+
+HEADERS = ["rpc", "RPCs/s", "decisions/s", "p50 µs", "p99 µs"]
+
+
+def run(profile: Profile, report: Report) -> None:
+    """One `authz serve`, one load generator: the empty RPC, Check, BatchCheck, GetVisibility."""
+    issuer = Issuer()
+    try:
+        policy, _ = serving.write_payload(profile, issuer)
+        with serving.authz_serve(profile, issuer, policy) as address:
+            data = {kind: measure(profile, address, kind, report) for kind in LABELS}
+    finally:
+        issuer.close()
+    data["check_share_of_empty"] = ratio(data["check"]["rps"], data["health"]["rps"])
+    data["batch_gain"] = ratio(data["batch"]["decisions_per_s"], data["check"]["decisions_per_s"])
+    data["visibility_gain"] = ratio(data["visibility"]["decisions_per_s"], data["check"]["decisions_per_s"])
+    report.target(
+        "gRPC: Check throughput / empty RPC's", data["check_share_of_empty"], MIN_CHECK_SHARE, at_least=True
+    )
+    report.target(
+        "gRPC: BatchCheck(100) decisions/s / Check's", data["batch_gain"], MIN_BATCH_GAIN, at_least=True
+    )
+    report.section(
+        "grpc",
+        f"gRPC (one process; client: {profile.rpc_threads} threads over {profile.rpc_channels} channels, "
+        f"{profile.rpc_policy_lines:,}-line policy)",
+        HEADERS,
+        [_row(LABELS[kind], data[kind]) for kind in LABELS],
+        data,
+    )
+    report.note(
+        f"Check = {data['check_share_of_empty']:.0%} of the empty RPC's throughput; "
+        f"BatchCheck {data['batch_gain']:.1f}x and GetVisibility {data['visibility_gain']:.1f}x "
+        "the decisions/s of single Checks"
+    )
+
+
+def run_workers(profile: Profile, report: Report) -> None:
+    """`authz serve --workers 2` against `--workers 1`: Check RPCs/s and BatchCheck decisions/s."""
+    issuer = Issuer()
+    data: dict[str, Any] = {}
+    try:
+        policy, _ = serving.write_payload(profile, issuer)
+        for workers in (1, 2):
+            with serving.authz_serve(profile, issuer, policy, workers=workers) as address:
+                data[str(workers)] = {
+                    kind: measure(profile, address, kind, report) for kind in ("check", "batch")
+                }
+    finally:
+        issuer.close()
+    data["check_ratio"] = ratio(data["2"]["check"]["rps"], data["1"]["check"]["rps"])
+    data["batch_ratio"] = ratio(data["2"]["batch"]["decisions_per_s"], data["1"]["batch"]["decisions_per_s"])
+    rows = [
+        _row(f"--workers {w}: {LABELS[kind]}", data[str(w)][kind])
+        for w in (1, 2)
+        for kind in ("check", "batch")
+    ]
+    report.section("workers", "Multi-core serving (the same load generator)", HEADERS, rows, data)
+    report.note(
+        f"--workers 2 / --workers 1: Check {data['check_ratio']:.2f}x, BatchCheck {data['batch_ratio']:.2f}x "
+        "(the load generator shares the same cores)"
+    )
