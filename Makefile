@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto proto-check unit clean bench
+.PHONY: run test lint typecheck proto proto-check unit clean bench e2e-deps demo
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,23 @@ CORS_ORIGINS ?= http://localhost:5173,http://127.0.0.1:5173
 run: $(STAMP)
 	$(BIN)/authz serve --dev --http-listen $(HTTP_LISTEN) --cors-origins $(CORS_ORIGINS)
 
+## demo: build the React demo page and run it with its own dev authz (gRPC 50051, HTTP 8080):
+## open http://127.0.0.1:5173/ and pick a user (stop `make run` first: same ports)
+demo: $(STAMP) e2e-deps
+	cd clients/typescript && npm run demo:build
+	node clients/typescript/demo/scripts/serve-demo.mjs
+
+## e2e-deps: what the TypeScript and browser tests need: Debian's chromium and clients/typescript's packages
+NPM_STAMP := clients/typescript/node_modules/.installed
+e2e-deps: $(NPM_STAMP)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+
+$(NPM_STAMP): clients/typescript/package-lock.json
+	cd clients/typescript && npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
 ## test: set up, lint, type-check, check generated code, run the whole suite
-test: $(STAMP) lint typecheck proto-check
+test: $(STAMP) lint typecheck proto-check e2e-deps
 	$(BIN)/python -m pytest -q
 
 unit: $(STAMP)
