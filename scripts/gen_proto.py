@@ -23,7 +23,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT_ROOT = ROOT / "service"
 PACKAGE_DIR = Path("authz/api/v1")
-GENERATED = ("authz_pb2.py", "authz_pb2.pyi", "authz_pb2_grpc.py", "authz_connect.py")
+GENERATED = tuple(
+    f"{proto}{suffix}"
+    for proto in ("authz", "admin")
+    for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_connect.py")
+)
 CONNECT_PLUGIN = "protoc-gen-connectrpc"
 
 

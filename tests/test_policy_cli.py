@@ -25,11 +25,11 @@ def test_the_demo_policies_pass_their_suite_and_validate():
     tested = authz("policy", "test", "policies", "--coverage")
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "FAIL" not in tested.stdout
-    assert "70 passed, 0 failed" in tested.stdout
-    assert "coverage: 16/16 p lines, 6/6 role lines exercised" in tested.stdout
+    assert "82 passed, 0 failed" in tested.stdout
+    assert "coverage: 18/18 p lines, 6/6 role lines exercised" in tested.stdout
     validated = authz("policy", "validate", "policies")
     assert validated.returncode == 0, validated.stdout
-    assert validated.stdout.startswith("policies: valid (16 rules")
+    assert validated.stdout.startswith("policies: valid (18 rules")
     formatted = authz("policy", "fmt", "policies", "--check")
     assert formatted.returncode == 0, formatted.stdout
 

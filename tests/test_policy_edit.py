@@ -43,7 +43,13 @@ def test_add_appends_keeps_everything_else_and_returns_the_new_version(policies)
     after = (policies / "policy.csv").read_text()
     assert after == before + "p, read:invoices, /api/invoices, GET, True, allow\n"
     assert version == read_policy_dir(policies).version == load_snapshot(policies).version
-    assert sorted(os.listdir(policies)) == ["model.conf", "policy.csv", "roles.csv", "tests"]  # no temp files
+    assert sorted(os.listdir(policies)) == [  # no temp files
+        "admin.csv",
+        "model.conf",
+        "policy.csv",
+        "roles.csv",
+        "tests",
+    ]
 
 
 def test_remove_keeps_comments_and_order(policies):
@@ -178,11 +184,13 @@ def test_list_filters_with_globs(policies):
         "policy.csv:2: p, read:orders, /api/orders, GET, True, allow"
     ]
     admin = [ln.location for ln in list_rules(policies, subject="admin")]
-    assert admin[:2] == [
+    assert admin[:4] == [
+        "admin.csv:4: p, admin, authz:policies, read, True, allow",
+        "admin.csv:5: p, admin, authz:policies, write, True, allow",
         "policy.csv:18: p, admin, /api/admin/*, *, True, allow",
         "policy.csv:24: p, admin, ui:menu.admin, view, True, allow",
     ]
-    assert len(admin) == 8  # and the six g lines
+    assert len(admin) == 10  # and the six g lines
     assert [ln.line for ln in list_rules(policies, subject="read:orders")] == [2, 3, 22, 2]
     assert len(list_rules(policies, resource="ui:*")) == 6
 

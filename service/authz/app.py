@@ -9,10 +9,14 @@ from pathlib import Path
 
 from grpc_health.v1 import health_pb2
 
+from authz.admin import PolicyAdmin
+from authz.adminserver import admin_service
 from authz.config import Settings
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
 from authz.httpserver import HttpListener, HttpSettings
+from authz.policy.runner import require_passing_suites
+from authz.reload import PolicyReloader
 from authz.server import SERVICE_NAME, build_server, server_credentials
 from authz.store import PolicyStore
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
@@ -47,7 +51,10 @@ class App:
             TokenSettings(issuers, audiences, settings.algorithms, settings.leeway_seconds, roles_claim),
             self.keys,
         )
-        self.store = PolicyStore(policy_dir)
+        self.store = PolicyStore(
+            policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
+        )
+        self.reloader = PolicyReloader(self.store)
         self.service = DecisionService(self.verifier, self.store, batch_limit=settings.batch_limit)
         self._stop = threading.Event()
         self.port = 0
@@ -63,12 +70,14 @@ class App:
             self.dev_issuer.start()
         s = self.settings
         credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert else None
+        extra = admin_service(PolicyAdmin(self.service)) if s.admin_enabled else None
         self.server, self.port, self.health = build_server(
-            self.service, s.listen, credentials=credentials, reuse_port=s.workers > 1
+            self.service, s.listen, credentials=credentials, reuse_port=s.workers > 1, extra=extra
         )
         self.server.start()
         if s.http_listen:
             self._start_http()
+        self.reloader.start()
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
@@ -108,6 +117,7 @@ class App:
     def stop(self, grace: float = 10.0) -> None:
         """Drain: report NOT_SERVING, let in-flight RPCs finish (up to `grace` s), stop."""
         self._stop.set()
+        self.reloader.stop()
         self.health.enter_graceful_shutdown()
         grpc_stopped = self.server.stop(grace)
         if self.http is not None:

@@ -15,7 +15,17 @@ from google.protobuf import json_format, struct_pb2, timestamp_pb2
 
 from authz.api.v1 import authz_pb2
 from authz.decision import Decision, Reason
-from authz.errors import InvalidArgument, PolicyLoadError, Unavailable
+from authz.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    PolicyLoadError,
+    Unauthenticated,
+    Unavailable,
+)
 from authz.handlers import CheckItem, DecisionService
 
 log = logging.getLogger("authz.server")
@@ -29,12 +39,26 @@ class Status:
     message: str
 
 
+# Typed errors and their canonical codes, most specific first. The policy editing errors
+# (authz.policy.edit) derive from these: a VersionConflict is a Conflict, hence ABORTED.
+_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (InvalidArgument, "INVALID_ARGUMENT"),
+    (Unauthenticated, "UNAUTHENTICATED"),
+    (PermissionDenied, "PERMISSION_DENIED"),
+    (Conflict, "ABORTED"),
+    (AlreadyExists, "ALREADY_EXISTS"),
+    (NotFound, "NOT_FOUND"),
+    (FailedPrecondition, "FAILED_PRECONDITION"),
+    (Unavailable, "UNAVAILABLE"),
+    (PolicyLoadError, "UNAVAILABLE"),
+)
+
+
 def error_status(exc: Exception, method: str) -> Status:
     """The one place where typed errors become status codes; unexpected ones are logged."""
-    if isinstance(exc, InvalidArgument):
-        return Status("INVALID_ARGUMENT", str(exc))
-    if isinstance(exc, Unavailable | PolicyLoadError):
-        return Status("UNAVAILABLE", str(exc))
+    for kind, code in _CODES:
+        if isinstance(exc, kind):
+            return Status(code, str(exc))
     log.error("internal error in %s", method, exc_info=exc)
     return Status("INTERNAL", "internal error; the request was denied")
 
@@ -49,7 +73,8 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     return json_format.MessageToDict(message) if message.fields else {}
 
 
-def _timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
+    """A Unix time as a protobuf Timestamp (None stays None: the field is left unset)."""
     if seconds is None:
         return None
     stamp = timestamp_pb2.Timestamp()
@@ -140,7 +165,7 @@ class ProtoService:
             decisions=out.decisions,
             subject=out.subject,
             policy_version=out.policy_version,
-            valid_until=_timestamp(out.valid_until),
+            valid_until=to_timestamp(out.valid_until),
             reason=reason_name(out.reason),
             message=out.message,
         )
@@ -166,6 +191,6 @@ class ProtoService:
             org_id=p.org_id or "",
             client_id=p.client_id,
             machine=p.machine,
-            expires_at=_timestamp(p.expires_at),
+            expires_at=to_timestamp(p.expires_at),
             hints=out.hints,
         )

@@ -11,6 +11,30 @@ class InvalidArgument(AuthzError):
     """The request itself is malformed (empty resource, oversized field, too many items)."""
 
 
+class Unauthenticated(AuthzError):
+    """The caller's token was not accepted by an RPC that needs a verified caller (the admin service)."""
+
+
+class PermissionDenied(AuthzError):
+    """The verified caller is not allowed to make this call."""
+
+
+class Conflict(AuthzError):
+    """The state changed since the caller read it (optimistic concurrency): read again, then retry."""
+
+
+class AlreadyExists(AuthzError):
+    """What the caller asked to create is already there."""
+
+
+class NotFound(AuthzError):
+    """What the caller named is not there."""
+
+
+class FailedPrecondition(AuthzError):
+    """The request is well-formed but the current state does not allow it (nothing was changed)."""
+
+
 class PolicyLoadError(AuthzError):
     """A policy directory could not be turned into a serving snapshot.
 

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from pathlib import Path
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -21,6 +21,13 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+Target = TypeVar("Target")
+
+
+class ProtoServicer(Protocol[Target]):
+    """A gRPC servicer whose methods delegate to the proto-level calls of `proto`."""
+
+    proto: Target
 
 
 def _metadata_authorization(context: grpc.ServicerContext) -> str | None:
@@ -30,13 +37,13 @@ def _metadata_authorization(context: grpc.ServicerContext) -> str | None:
     return None
 
 
-def _grpc_method(
-    convert: Callable[[ProtoService, Req, str | None], Resp],
-) -> Callable[[AuthorizationServicer, Req, grpc.ServicerContext], Resp]:
+def grpc_method(
+    convert: Callable[[Target, Req, str | None], Resp],
+) -> Callable[[ProtoServicer[Target], Req, grpc.ServicerContext], Resp]:
     """A servicer method: the shared proto call, its error status reported as a gRPC abort."""
 
     @functools.wraps(convert)
-    def method(self: AuthorizationServicer, request: Req, context: grpc.ServicerContext) -> Resp:
+    def method(self: ProtoServicer[Target], request: Req, context: grpc.ServicerContext) -> Resp:
         try:
             return convert(self.proto, request, _metadata_authorization(context))
         except Exception as exc:
@@ -53,10 +60,10 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # typ
     def __init__(self, service: DecisionService) -> None:
         self.proto = ProtoService(service)
 
-    Check = _grpc_method(ProtoService.check)
-    BatchCheck = _grpc_method(ProtoService.batch_check)
-    GetVisibility = _grpc_method(ProtoService.get_visibility)
-    GetPrincipal = _grpc_method(ProtoService.get_principal)
+    Check = grpc_method(ProtoService.check)
+    BatchCheck = grpc_method(ProtoService.batch_check)
+    GetVisibility = grpc_method(ProtoService.get_visibility)
+    GetPrincipal = grpc_method(ProtoService.get_principal)
 
 
 def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:

@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from authz.engine import Snapshot, load_snapshot
+from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
 
 log = logging.getLogger("authz.policy")
+
+
+@dataclass(frozen=True)
+class RejectedReload:
+    """The latest reload that did not go live (the last good policy kept serving)."""
+
+    at: float  # time.time()
+    message: str
+    findings: tuple[str, ...]  # `FILE:LINE: message` each
 
 
 class PolicyStore:
@@ -23,6 +35,7 @@ class PolicyStore:
         self._current: Snapshot | None = None
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Snapshot], None]] = []
+        self._rejected: RejectedReload | None = None
 
     @property
     def current(self) -> Snapshot:
@@ -37,6 +50,11 @@ class PolicyStore:
         """True once a snapshot serves."""
         return self._current is not None
 
+    @property
+    def last_rejected(self) -> RejectedReload | None:
+        """Why the latest reload was rejected; None once the directory's policy serves again."""
+        return self._rejected
+
     def on_swap(self, listener: Callable[[Snapshot], None]) -> None:
         """Call `listener(snapshot)` after each new snapshot goes live."""
         self._listeners.append(listener)
@@ -44,14 +62,26 @@ class PolicyStore:
     def reload(self) -> Snapshot:
         """Build and validate a snapshot from disk and make it live.
 
-        On any error the previous snapshot keeps serving and PolicyLoadError is raised.
-        An unchanged policy (same version) is not swapped.
+        On any error the previous snapshot keeps serving, the rejection is logged with its
+        `FILE:LINE` findings and kept as `last_rejected`, and PolicyLoadError is raised. An
+        unchanged policy (same version) is neither rebuilt nor swapped.
         """
         with self._lock:
-            candidate = load_snapshot(self.directory)
-            if self._validate is not None:
-                self._validate(candidate, self.directory)
             previous = self._current
+            try:
+                # A cheap read first: most change events (an edit already reloaded, tests/,
+                # temporary files) leave the policy as it serves, and building is what costs.
+                if previous is not None and read_policy_dir(self.directory).version == previous.version:
+                    self._rejected = None
+                    return previous
+                candidate = load_snapshot(self.directory)
+                if self._validate is not None:
+                    self._validate(candidate, self.directory)
+            except PolicyLoadError as exc:
+                if previous is not None:
+                    self._reject(exc, previous)
+                raise
+            self._rejected = None
             if previous is not None and previous.version == candidate.version:
                 return previous
             self._current = candidate
@@ -64,3 +94,13 @@ class PolicyStore:
         for listener in self._listeners:
             listener(candidate)
         return candidate
+
+    def _reject(self, exc: PolicyLoadError, serving: Snapshot) -> None:
+        headline = str(exc).splitlines()[0].rstrip(":")
+        self._rejected = RejectedReload(time.time(), headline, tuple(exc.findings))
+        log.error(
+            "policy reload rejected, %s keeps serving: %s\n  %s",
+            serving.version,
+            headline,
+            "\n  ".join(exc.findings),
+        )

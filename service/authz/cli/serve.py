@@ -63,7 +63,7 @@ def run_serve(ns: argparse.Namespace) -> int:
 
 
 def serve_process(settings: Settings) -> int:
-    """Start, print how to try it in dev mode, and block until a stop signal."""
+    """Start, print how to try it in dev mode, and block until a stop signal; SIGHUP reloads the policy."""
     app = App(settings)
     app.start()
     if app.dev_issuer is not None:
@@ -74,8 +74,12 @@ def serve_process(settings: Settings) -> int:
         log.info("received %s: draining", signal.Signals(signum).name)
         stopped.set()
 
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        app.reloader.request("SIGHUP")
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     stopped.wait()
     app.stop()
     return 0

@@ -54,6 +54,7 @@ class Snapshot:
     empty_fn: Callable[..., Any] | None = None
     resources: frozenset[str] = field(default_factory=frozenset)
     index: PolicyIndex | None = None
+    model_text: str = ""
 
     # -- decisions -------------------------------------------------------------------
 
@@ -391,6 +392,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
         lines=lines,
         empty_fn=empty_fn,
         resources=resources,
+        model_text=source.model_text,
     )
 
 

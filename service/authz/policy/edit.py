@@ -24,7 +24,14 @@ from pathlib import Path
 from authz.engine import Snapshot, build_snapshot
 from authz.engine.model import parse_model
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
-from authz.errors import AuthzError, PolicyLoadError
+from authz.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PolicyLoadError,
+)
 from authz.policy.atomic import replace_file
 from authz.policy.ruletext import Rule, append_lines, drop_lines, format_text, rule_line
 from authz.policy.runner import require_passing_suites
@@ -34,15 +41,15 @@ DEFAULT_FILE = "policy.csv"
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
 
 
-class EditError(AuthzError):
+class EditError(FailedPrecondition):
     """A policy change was not made; nothing was written."""
 
 
-class InvalidEdit(EditError):
+class InvalidEdit(EditError, InvalidArgument):
     """The change itself is malformed (a file name outside the directory, a rule given twice ...)."""
 
 
-class VersionConflict(EditError):
+class VersionConflict(EditError, Conflict):
     """The policy changed since the caller read it: `expected` is theirs, `actual` is on disk."""
 
     def __init__(self, expected: str, actual: str) -> None:
@@ -51,11 +58,11 @@ class VersionConflict(EditError):
         super().__init__(f"the policy is at version {actual}, not {expected}: someone else changed it first")
 
 
-class RuleExists(EditError):
+class RuleExists(EditError, AlreadyExists):
     """A rule to add is already in the policy."""
 
 
-class RuleNotFound(EditError):
+class RuleNotFound(EditError, NotFound):
     """A rule to remove is not in the policy file(s)."""
 
 

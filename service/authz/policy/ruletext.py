@@ -12,13 +12,13 @@ import re
 from collections.abc import Sequence
 
 from authz.engine.policyfiles import split_tokens
-from authz.errors import AuthzError
+from authz.errors import InvalidArgument
 
 Rule = tuple[str, ...]
 _PTYPE = re.compile(r"[pg]\d*")
 
 
-class RuleSyntaxError(AuthzError):
+class RuleSyntaxError(InvalidArgument):
     """A rule cannot be written as one policy line that reads back as the same values."""
 
 

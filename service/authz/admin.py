@@ -1,0 +1,180 @@
+"""The policy admin service, transport-free: read, validate, edit, reload and what-if.
+
+Callers are authorised by authz itself: a `Check` of the caller's token for `read` or
+`write` on `authz:policies` against the policy in force (logged like any decision). Edits
+go through the one editing gate (`authz.policy.edit`: lock, expected version, candidate
+built and its suites run, atomic replace) and are made live before the call returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authz.convert import reason_name
+from authz.engine.policyfiles import PolicyLine, PolicySource
+from authz.errors import InvalidArgument, PermissionDenied, PolicyLoadError, Unauthenticated
+from authz.handlers import CheckItem, DecisionService
+from authz.policy.edit import DEFAULT_FILE, add_rules, remove_rules
+from authz.policy.explain import Explanation, explain
+from authz.policy.findings import parse_finding
+from authz.policy.ruletext import Rule
+from authz.policy.runner import require_passing_suites
+from authz.policy.validate import ValidationReport, validate_source
+from authz.store import RejectedReload
+
+log = logging.getLogger("authz.admin")
+
+POLICY_RESOURCE = "authz:policies"
+READ = "read"
+WRITE = "write"
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """The serving policy, and why the directory's current state is not serving (if it is not)."""
+
+    version: str
+    model_text: str
+    lines: list[PolicyLine]
+    rejected: RejectedReload | None
+
+
+@dataclass(frozen=True)
+class ReloadOutcome:
+    """What a reload did: `ok` when the directory's policy serves, `changed` when a new one went live."""
+
+    ok: bool
+    changed: bool
+    version: str
+    rejected: RejectedReload | None
+
+
+class PolicyAdmin:
+    """The admin calls over the decision service's store and verifier. Thread-safe."""
+
+    def __init__(self, decisions: DecisionService) -> None:
+        self.decisions = decisions
+        self.store = decisions.store
+
+    def authorize(self, token: str, action: str) -> str:
+        """The caller's subject when the policy in force allows `action` on `authz:policies`."""
+        outcome = self.decisions.check(token, CheckItem(POLICY_RESOURCE, action))
+        decision = outcome.decision
+        if decision.reason.is_token_problem:
+            raise Unauthenticated(f"{reason_name(decision.reason)}: {decision.message}")
+        if not decision.allowed:
+            raise PermissionDenied(
+                f"{outcome.subject} may not {action} {POLICY_RESOURCE} ({reason_name(decision.reason)})"
+            )
+        return outcome.subject
+
+    def get_policy(self, token: str) -> PolicyView:
+        """The serving policy: model text, lines with file and line, version, last rejected reload."""
+        self.authorize(token, READ)
+        snapshot = self.store.current
+        return PolicyView(snapshot.version, snapshot.model_text, snapshot.lines, self.store.last_rejected)
+
+    def validate(
+        self, token: str, model_text: str, files: Mapping[str, str], *, run_tests: bool = False
+    ) -> ValidationReport:
+        """Validate a complete candidate set in memory; with `run_tests`, also run the directory's suites."""
+        self.authorize(token, READ)
+        if not files:
+            raise InvalidArgument("give the candidate's policy files (name -> text)")
+        source = PolicySource(model_text or self.store.current.model_text, tuple(sorted(files.items())))
+        report = validate_source(source)
+        if not run_tests or report.snapshot is None:
+            return report
+        try:
+            require_passing_suites(report.snapshot, self.store.directory)
+        except PolicyLoadError as exc:
+            failures = [parse_finding(f) for f in exc.findings]
+            return ValidationReport([*report.findings, *failures], report.snapshot, report.version)
+        return report
+
+    def add_rules(self, token: str, file: str, rules: Sequence[Rule], expected_version: str) -> str:
+        """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
+        who = self.authorize(token, WRITE)
+        file = file or DEFAULT_FILE
+        version = add_rules(self.store.directory, file, rules, _required_version(expected_version))
+        self.store.reload()
+        log.info(
+            "%s added %d rule(s) to %s: policy %s -> %s", who, len(rules), file, expected_version, version
+        )
+        return version
+
+    def remove_rules(self, token: str, file: str, rules: Sequence[Rule], expected_version: str) -> str:
+        """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
+        who = self.authorize(token, WRITE)
+        version = remove_rules(self.store.directory, file or None, rules, _required_version(expected_version))
+        self.store.reload()
+        log.info(
+            "%s removed %d rule(s) from %s: policy %s -> %s",
+            who,
+            len(rules),
+            file or "the policy",
+            expected_version,
+            version,
+        )
+        return version
+
+    def reload(self, token: str) -> ReloadOutcome:
+        """Reload the directory now; a rejected policy is an outcome (with findings), not an error."""
+        who = self.authorize(token, WRITE)
+        before = self.store.current.version
+        log.info("reloading the policy (asked by %s)", who)
+        try:
+            snapshot = self.store.reload()
+        except PolicyLoadError:
+            return ReloadOutcome(False, False, self.store.current.version, self.store.last_rejected)
+        return ReloadOutcome(True, snapshot.version != before, snapshot.version, None)
+
+    def evaluate(
+        self,
+        token: str,
+        claims: Mapping[str, Any],
+        claims_json: str,
+        action: str,
+        resource: str,
+        attributes: Mapping[str, Any],
+        context: Mapping[str, Any],
+    ) -> Explanation:
+        """What-if for a token's claims (no signature): decision, reason, deciding rules, near misses."""
+        self.authorize(token, READ)
+        if not action or not resource:
+            raise InvalidArgument("action and resource are required")
+        return explain(
+            self.store.current,
+            _claims(claims, claims_json),
+            action,
+            resource,
+            attributes,
+            context,
+            roles_claim=self.decisions.verifier.settings.roles_claim,
+        )
+
+
+def _required_version(expected: str) -> str:
+    if not expected:
+        raise InvalidArgument("expected_version is required: the version GetPolicy returned")
+    return expected
+
+
+def _claims(claims: Mapping[str, Any], claims_json: str) -> Mapping[str, Any]:
+    if claims and claims_json:
+        raise InvalidArgument("give claims or claims_json, not both")
+    if not claims_json:
+        if not claims:
+            raise InvalidArgument("give the claims to evaluate as (claims or claims_json)")
+        return claims
+    try:
+        parsed = json.loads(claims_json)
+    except ValueError as exc:
+        raise InvalidArgument(f"claims_json is not JSON: {exc}") from exc
+    if not isinstance(parsed, dict):
+        raise InvalidArgument("claims_json must be a JSON object")
+    return parsed

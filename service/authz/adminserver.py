@@ -1,0 +1,169 @@
+"""PolicyAdminService over gRPC: proto messages <-> `authz.admin.PolicyAdmin` calls.
+
+Registered on the same gRPC server as the decision API (`build_server(extra=...)`) when
+`admin_enabled` is set. Errors become status codes in `authz.convert.error_status`, the
+one place for every transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import grpc
+
+from authz.admin import PolicyAdmin
+from authz.api.v1 import admin_pb2, admin_pb2_grpc
+from authz.convert import reason_name, request_token, struct_to_dict, to_timestamp
+from authz.policy.findings import Finding, Severity, parse_finding
+from authz.policy.ruletext import Rule
+from authz.server import grpc_method
+from authz.store import RejectedReload
+
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
+_SEVERITY = {
+    Severity.ERROR: admin_pb2.FINDING_SEVERITY_ERROR,
+    Severity.WARNING: admin_pb2.FINDING_SEVERITY_WARNING,
+}
+
+
+def _finding(finding: Finding) -> admin_pb2.Finding:
+    return admin_pb2.Finding(
+        severity=_SEVERITY[finding.severity], file=finding.file, line=finding.line, message=finding.message
+    )
+
+
+def _reload_error(rejected: RejectedReload | None) -> admin_pb2.ReloadError | None:
+    if rejected is None:
+        return None
+    return admin_pb2.ReloadError(
+        at=to_timestamp(rejected.at),
+        message=rejected.message,
+        findings=[_finding(parse_finding(text)) for text in rejected.findings],
+    )
+
+
+def _rules(rules: Sequence[admin_pb2.PolicyRule]) -> list[Rule]:
+    return [(rule.ptype, *rule.values) for rule in rules]
+
+
+class AdminProto:
+    """The admin RPCs with proto messages in and out; `authorization` is the metadata's value."""
+
+    def __init__(self, admin: PolicyAdmin) -> None:
+        self.admin = admin
+
+    def get_policy(
+        self, request: admin_pb2.GetPolicyRequest, authorization: str | None
+    ) -> admin_pb2.GetPolicyResponse:
+        """GetPolicy: the serving policy."""
+        view = self.admin.get_policy(request_token(request.token, authorization))
+        return admin_pb2.GetPolicyResponse(
+            version=view.version,
+            model=view.model_text,
+            lines=[
+                admin_pb2.PolicyLine(
+                    file=line.file,
+                    line=line.line,
+                    ptype=line.ptype,
+                    values=line.values,
+                    location=line.location,
+                )
+                for line in view.lines
+            ],
+            last_reload_error=_reload_error(view.rejected),
+        )
+
+    def validate_policy(
+        self, request: admin_pb2.ValidatePolicyRequest, authorization: str | None
+    ) -> admin_pb2.ValidatePolicyResponse:
+        """ValidatePolicy: a candidate's findings, nothing written."""
+        report = self.admin.validate(
+            request_token(request.token, authorization),
+            request.model,
+            dict(request.files),
+            run_tests=request.run_tests,
+        )
+        return admin_pb2.ValidatePolicyResponse(
+            ok=report.ok, version=report.version, findings=[_finding(f) for f in report.findings]
+        )
+
+    def add_rules(
+        self, request: admin_pb2.AddRulesRequest, authorization: str | None
+    ) -> admin_pb2.AddRulesResponse:
+        """AddRules: through the editing gate, live on return."""
+        version = self.admin.add_rules(
+            request_token(request.token, authorization),
+            request.file,
+            _rules(request.rules),
+            request.expected_version,
+        )
+        return admin_pb2.AddRulesResponse(version=version)
+
+    def remove_rules(
+        self, request: admin_pb2.RemoveRulesRequest, authorization: str | None
+    ) -> admin_pb2.RemoveRulesResponse:
+        """RemoveRules: through the editing gate, live on return."""
+        version = self.admin.remove_rules(
+            request_token(request.token, authorization),
+            request.file,
+            _rules(request.rules),
+            request.expected_version,
+        )
+        return admin_pb2.RemoveRulesResponse(version=version)
+
+    def reload_policy(
+        self, request: admin_pb2.ReloadPolicyRequest, authorization: str | None
+    ) -> admin_pb2.ReloadPolicyResponse:
+        """ReloadPolicy: reload now, say whether it went live."""
+        out = self.admin.reload(request_token(request.token, authorization))
+        return admin_pb2.ReloadPolicyResponse(
+            ok=out.ok, changed=out.changed, version=out.version, error=_reload_error(out.rejected)
+        )
+
+    def evaluate(
+        self, request: admin_pb2.EvaluateRequest, authorization: str | None
+    ) -> admin_pb2.EvaluateResponse:
+        """Evaluate: what-if for a set of claims."""
+        out = self.admin.evaluate(
+            request_token(request.token, authorization),
+            struct_to_dict(request.claims),
+            request.claims_json,
+            request.action,
+            request.resource,
+            struct_to_dict(request.attributes),
+            struct_to_dict(request.context),
+        )
+        d = out.decision
+        return admin_pb2.EvaluateResponse(
+            allowed=d.allowed,
+            reason=reason_name(d.reason),
+            message=d.message,
+            matched_rules=d.matched_rules,
+            subject=out.principal.id,
+            policy_version=out.policy_version,
+            near_misses=[admin_pb2.NearMiss(rule=m.rule, needs=m.needs) for m in out.near_misses],
+        )
+
+
+class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
+    """PolicyAdminService over gRPC."""
+
+    def __init__(self, admin: PolicyAdmin) -> None:
+        self.proto = AdminProto(admin)
+
+    GetPolicy = grpc_method(AdminProto.get_policy)
+    ValidatePolicy = grpc_method(AdminProto.validate_policy)
+    AddRules = grpc_method(AdminProto.add_rules)
+    RemoveRules = grpc_method(AdminProto.remove_rules)
+    ReloadPolicy = grpc_method(AdminProto.reload_policy)
+    Evaluate = grpc_method(AdminProto.evaluate)
+
+
+def admin_service(admin: PolicyAdmin) -> dict[str, Callable[[grpc.Server], None]]:
+    """The `extra` entry for `build_server` that serves PolicyAdminService (and lists it for reflection)."""
+    servicer = PolicyAdminServicer(admin)
+
+    def register(server: grpc.Server) -> None:
+        admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(servicer, server)
+
+    return {ADMIN_SERVICE_NAME: register}

@@ -1,0 +1,211 @@
+import datetime
+
+from authz.api.v1 import authz_pb2 as _authz_pb2
+from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FindingSeverity(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FINDING_SEVERITY_UNSPECIFIED: _ClassVar[FindingSeverity]
+    FINDING_SEVERITY_ERROR: _ClassVar[FindingSeverity]
+    FINDING_SEVERITY_WARNING: _ClassVar[FindingSeverity]
+FINDING_SEVERITY_UNSPECIFIED: FindingSeverity
+FINDING_SEVERITY_ERROR: FindingSeverity
+FINDING_SEVERITY_WARNING: FindingSeverity
+
+class PolicyRule(_message.Message):
+    __slots__ = ("ptype", "values")
+    PTYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    ptype: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ptype: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PolicyLine(_message.Message):
+    __slots__ = ("file", "line", "ptype", "values", "location")
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    PTYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    file: str
+    line: int
+    ptype: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    location: str
+    def __init__(self, file: _Optional[str] = ..., line: _Optional[int] = ..., ptype: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ..., location: _Optional[str] = ...) -> None: ...
+
+class Finding(_message.Message):
+    __slots__ = ("severity", "file", "line", "message")
+    SEVERITY_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    severity: FindingSeverity
+    file: str
+    line: int
+    message: str
+    def __init__(self, severity: _Optional[_Union[FindingSeverity, str]] = ..., file: _Optional[str] = ..., line: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class ReloadError(_message.Message):
+    __slots__ = ("at", "message", "findings")
+    AT_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    at: _timestamp_pb2.Timestamp
+    message: str
+    findings: _containers.RepeatedCompositeFieldContainer[Finding]
+    def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ...) -> None: ...
+
+class GetPolicyRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class GetPolicyResponse(_message.Message):
+    __slots__ = ("version", "model", "lines", "last_reload_error")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    LAST_RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    model: str
+    lines: _containers.RepeatedCompositeFieldContainer[PolicyLine]
+    last_reload_error: ReloadError
+    def __init__(self, version: _Optional[str] = ..., model: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[PolicyLine, _Mapping]]] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
+
+class ValidatePolicyRequest(_message.Message):
+    __slots__ = ("token", "model", "files", "run_tests")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    RUN_TESTS_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    model: str
+    files: _containers.ScalarMap[str, str]
+    run_tests: bool
+    def __init__(self, token: _Optional[str] = ..., model: _Optional[str] = ..., files: _Optional[_Mapping[str, str]] = ..., run_tests: _Optional[bool] = ...) -> None: ...
+
+class ValidatePolicyResponse(_message.Message):
+    __slots__ = ("ok", "version", "findings")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FINDINGS_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    version: str
+    findings: _containers.RepeatedCompositeFieldContainer[Finding]
+    def __init__(self, ok: _Optional[bool] = ..., version: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ...) -> None: ...
+
+class AddRulesRequest(_message.Message):
+    __slots__ = ("token", "rules", "file", "expected_version")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    file: str
+    expected_version: str
+    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ...) -> None: ...
+
+class AddRulesResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class RemoveRulesRequest(_message.Message):
+    __slots__ = ("token", "rules", "file", "expected_version")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
+    file: str
+    expected_version: str
+    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ...) -> None: ...
+
+class RemoveRulesResponse(_message.Message):
+    __slots__ = ("version",)
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    def __init__(self, version: _Optional[str] = ...) -> None: ...
+
+class ReloadPolicyRequest(_message.Message):
+    __slots__ = ("token",)
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    def __init__(self, token: _Optional[str] = ...) -> None: ...
+
+class ReloadPolicyResponse(_message.Message):
+    __slots__ = ("ok", "changed", "version", "error")
+    OK_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    ok: bool
+    changed: bool
+    version: str
+    error: ReloadError
+    def __init__(self, ok: _Optional[bool] = ..., changed: _Optional[bool] = ..., version: _Optional[str] = ..., error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
+
+class EvaluateRequest(_message.Message):
+    __slots__ = ("token", "claims", "claims_json", "action", "resource", "attributes", "context")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_JSON_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    claims: _struct_pb2.Struct
+    claims_json: str
+    action: str
+    resource: str
+    attributes: _struct_pb2.Struct
+    context: _struct_pb2.Struct
+    def __init__(self, token: _Optional[str] = ..., claims: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., claims_json: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+
+class NearMiss(_message.Message):
+    __slots__ = ("rule", "needs")
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    NEEDS_FIELD_NUMBER: _ClassVar[int]
+    rule: str
+    needs: str
+    def __init__(self, rule: _Optional[str] = ..., needs: _Optional[str] = ...) -> None: ...
+
+class EvaluateResponse(_message.Message):
+    __slots__ = ("allowed", "reason", "message", "matched_rules", "subject", "policy_version", "near_misses")
+    ALLOWED_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_RULES_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    NEAR_MISSES_FIELD_NUMBER: _ClassVar[int]
+    allowed: bool
+    reason: _authz_pb2.Reason
+    message: str
+    matched_rules: _containers.RepeatedScalarFieldContainer[str]
+    subject: str
+    policy_version: str
+    near_misses: _containers.RepeatedCompositeFieldContainer[NearMiss]
+    def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[_authz_pb2.Reason, str]] = ..., message: _Optional[str] = ..., matched_rules: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., policy_version: _Optional[str] = ..., near_misses: _Optional[_Iterable[_Union[NearMiss, _Mapping]]] = ...) -> None: ...
