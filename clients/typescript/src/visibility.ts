@@ -160,7 +160,11 @@ export class VisibilityStore {
       // A token getter that throws (auth0-react's `login_required`) means nobody is signed in.
       return this.settle(++this.generation, undefined, view({ status: "signed-out", reason: Reason.TOKEN_MISSING, error }));
     }
-    if (this.isFresh(token)) return this.state;
+    if (this.isFresh(token)) {
+      // A timer may fire a moment before valid_until: keep one pending.
+      if (this.timer === undefined) this.schedule(this.state);
+      return this.state;
+    }
     if (this.inflight && this.inflight.token === token) return this.inflight.promise;
     if (token !== this.token) this.publish(view({ status: "loading" }));
     const generation = ++this.generation;
@@ -216,7 +220,10 @@ export class VisibilityStore {
       delay = Math.max(state.validUntil.getTime() - this.now(), 0) || this.retryMs;
     }
     if (delay === undefined || this.listeners.size === 0) return;
-    this.timer = setTimeout(() => void this.refresh(), Math.min(delay, MAX_TIMER_MS));
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.refresh();
+    }, Math.min(delay, MAX_TIMER_MS));
   }
 
   private clearTimer(): void {

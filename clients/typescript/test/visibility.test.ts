@@ -1,7 +1,7 @@
 // VisibilityStore against the real server: one GetVisibility call per token, cached until
 // valid_until passes or the token changes; rejected tokens and failures show nothing.
 
-import { describe, expect, inject, it } from "vitest";
+import { describe, expect, inject, it, vi } from "vitest";
 import { createAuthzClient, freshStore } from "./helpers.js";
 import { Reason, VisibilityStore, isTokenReason } from "../src/index.js";
 import { freePort } from "../scripts/authz-dev.mjs";
@@ -63,6 +63,20 @@ describe("VisibilityStore", () => {
     clock = first.validUntil!.getTime() + 1;
     await store.refresh();
     expect(calls).toHaveLength(2);
+  });
+
+  it("refreshes by itself at valid_until while someone is subscribed", async () => {
+    // A clock shifted so that the token's exp is 100 ms away.
+    let offset = 0;
+    const { store, calls } = freshStore(baseUrl, () => tokens.alice, { now: () => Date.now() + offset });
+    const first = await store.refresh();
+    offset = first.validUntil!.getTime() - Date.now() - 100;
+    const unsubscribe = store.subscribe(() => {});
+    try {
+      await vi.waitFor(() => expect(calls).toHaveLength(2), { timeout: 5_000 });
+    } finally {
+      unsubscribe();
+    }
   });
 
   it("shares one call between concurrent refreshes", async () => {
