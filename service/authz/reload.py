@@ -24,6 +24,8 @@ from authz.errors import PolicyLoadError
 from authz.store import PolicyStore
 
 log = logging.getLogger("authz.reload")
+# watchfiles logs every batch at INFO; the reload's own line says the same with its outcome.
+logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 DEBOUNCE_MS = 500
 STEP_MS = 100
