@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
+
 from authz_client import (
     AsyncAuthzClient,
     AuthzClient,

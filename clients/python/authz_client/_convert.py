@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
-from authz.api.v1 import authz_pb2
 from google.protobuf import struct_pb2
+
+from authz.api.v1 import authz_pb2
 
 from .results import BatchItemResult, BatchResult, CheckItem, CheckResult, Principal, Visibility
 

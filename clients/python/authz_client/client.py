@@ -12,8 +12,9 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 import grpc
-from authz.api.v1 import authz_pb2_grpc
 from grpc import aio
+
+from authz.api.v1 import authz_pb2_grpc
 
 from . import _convert
 from ._convert import Call, Metadata
