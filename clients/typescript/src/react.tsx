@@ -11,7 +11,7 @@
  * ```
  */
 
-import { createContext, useContext, useEffect, useMemo, useSyncExternalStore, type ReactNode } from "react";
+import { createContext, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from "react";
 import { createAuthzClient, type AuthzClient, type TokenGetter } from "./client.js";
 import type { ElementId } from "./elements.js";
 import { VisibilityStore, type Visibility } from "./visibility.js";
@@ -43,16 +43,23 @@ export interface AuthzProviderProps {
 
 /** Provides the authz client and the cached visibility of the user's UI elements. */
 export function AuthzProvider({ baseUrl, client, getToken, prefix, action, children }: AuthzProviderProps) {
+  // The latest token getter, so a new one needs no new client and keeps the cache.
+  const latestGetToken = useRef(getToken);
   const value = useMemo<AuthzContextValue>(() => {
-    const resolved = client ?? createAuthzClient({ baseUrl: requireBaseUrl(baseUrl), getToken });
-    return { client: resolved, store: new VisibilityStore(resolved, getToken, { prefix, action }) };
-    // The token getter is swapped in below without rebuilding the client or dropping the cache.
-    // eslint-disable-next-line react-hooks/exhaustive-deps
+    const current: TokenGetter = () => latestGetToken.current();
+    const resolved = client ?? createAuthzClient({ baseUrl: requireBaseUrl(baseUrl), getToken: current });
+    return { client: resolved, store: new VisibilityStore(resolved, current, { prefix, action }) };
   }, [baseUrl, client, prefix, action]);
 
   useEffect(() => {
-    void value.store.setTokenGetter(getToken);
+    if (latestGetToken.current === getToken) return;
+    latestGetToken.current = getToken;
+    void value.store.refresh();
   }, [value, getToken]);
+
+  useEffect(() => {
+    void value.store.refresh();
+  }, [value]);
 
   useEffect(() => {
     // After a sign-in in another tab the token getter returns a different token.

@@ -120,7 +120,7 @@ export class VisibilityStore {
 
   constructor(
     private readonly client: AuthzClient,
-    private getToken: TokenGetter,
+    private readonly getToken: TokenGetter,
     options: VisibilityOptions = {},
   ) {
     this.prefix = options.prefix ?? "ui:";
@@ -141,12 +141,6 @@ export class VisibilityStore {
       if (this.listeners.size === 0) this.clearTimer();
     };
   };
-
-  /** Use another token getter (a different signed-in user) and refresh. */
-  setTokenGetter(getToken: TokenGetter): Promise<Visibility> {
-    this.getToken = getToken;
-    return this.refresh();
-  }
 
   /**
    * Make the answer current: reads the token and asks authz again only when the token

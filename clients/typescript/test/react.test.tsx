@@ -4,7 +4,7 @@
 import { act, useState } from "react";
 import { createRoot, type Root } from "react-dom/client";
 import { afterEach, beforeEach, describe, expect, inject, it, vi } from "vitest";
-import { AuthzProvider, Can, useVisibility } from "../src/react.js";
+import { AuthzProvider, Can, useAuthzClient, useVisibility } from "../src/react.js";
 
 const { baseUrl, tokens } = inject("authz");
 // Renders and answers arriving from the server are flushed inside act().
@@ -70,6 +70,30 @@ describe("React bindings", () => {
     expect(text()).not.toContain("Admin");
     act(() => switchUser(tokens.admin));
     await until(() => expect(text()).toBe("OrdersReportsAdmin"));
+  });
+
+  it("gives a client that sends the current token", async () => {
+    let switchUser!: (token: string) => void;
+    let client!: ReturnType<typeof useAuthzClient>;
+    function Grab() {
+      client = useAuthzClient();
+      return null;
+    }
+    function App() {
+      const [token, setToken] = useState(tokens.alice);
+      switchUser = setToken;
+      return (
+        <AuthzProvider baseUrl={baseUrl} getToken={() => token}>
+          <Grab />
+        </AuthzProvider>
+      );
+    }
+    act(() => root.render(<App />));
+    expect((await client.getPrincipal({})).subject).toBe("alice");
+    const before = client;
+    act(() => switchUser(tokens.admin));
+    expect(client).toBe(before); // the same client and cache, with the new token
+    expect((await client.getPrincipal({})).subject).toBe("root");
   });
 
   it("shows the sign-in prompt for an expired token", async () => {
