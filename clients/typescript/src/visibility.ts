@@ -152,7 +152,8 @@ export class VisibilityStore {
       token = (await this.getToken()) || undefined;
     } catch (error) {
       // A token getter that throws (auth0-react's `login_required`) means nobody is signed in.
-      return this.settle(++this.generation, undefined, view({ status: "signed-out", reason: Reason.TOKEN_MISSING, error }));
+      const signedOut = view({ status: "signed-out", reason: Reason.TOKEN_MISSING, error });
+      return this.settle(++this.generation, undefined, signedOut);
     }
     if (this.isFresh(token)) {
       // A timer may fire a moment before valid_until: keep one pending.
@@ -165,13 +166,6 @@ export class VisibilityStore {
     const promise = this.fetch(token).then((next) => this.settle(generation, token, next));
     this.inflight = { token, promise };
     return promise;
-  }
-
-  /** Stop timers and forget listeners. */
-  dispose(): void {
-    this.clearTimer();
-    this.listeners.clear();
-    this.generation++;
   }
 
   private isFresh(token: string | undefined): boolean {
