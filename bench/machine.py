@@ -27,4 +27,6 @@ def describe() -> dict[str, Any]:
         "cpu": cpu_model(),
         "python": f"{platform.python_implementation()} {platform.python_version()}",
         "platform": platform.platform(),
+        # Other work on the same cores moves every figure: recorded so a run can be judged.
+        "load_average_at_start": os.getloadavg()[0],
     }

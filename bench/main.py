@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen sections; exit 0 whatever the verdicts (a bench reports, it does not gate)."""
     ns = parse_args(argv)
-    # Decision and token logs would measure the terminal; the figures are the engine's.
+    # Only warnings from the bench's own process: its output is the tables.
     logging.basicConfig(level=logging.WARNING)
     machine = describe()
     started = time.monotonic()
@@ -51,13 +52,18 @@ def main(argv: list[str] | None = None) -> int:
         report = Report(machine, {"quick": ns.quick, "sections": ns.sections})
         print(
             f"authz bench on {machine['cores']} cores, {machine['cpu']}, {machine['python']}"
-            f"{' (quick)' if ns.quick else ''}",
+            f"{' (quick)' if ns.quick else ''}; load average {machine['load_average_at_start']:.2f}",
             flush=True,
         )
         for name in ns.sections:
             SECTIONS[name](profile, report)
         report.print_targets()
-        report.sections["elapsed_s"] = round(time.monotonic() - started, 1)
+        report.options["elapsed_s"] = round(time.monotonic() - started, 1)
+        machine["load_average_at_end"] = os.getloadavg()[0]
         report.write(ns.out)
-    print(f"\nwrote {ns.out} ({report.sections['elapsed_s']} s)", flush=True)
+    print(
+        f"\nwrote {ns.out} ({report.options['elapsed_s']} s; "
+        f"load average {machine['load_average_at_end']:.2f} at the end)",
+        flush=True,
+    )
     return 0

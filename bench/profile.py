@@ -23,6 +23,8 @@ class Profile:
     rpc_threads: int = 8
     rpc_channels: int = 4
     rpc_policy_lines: int = 1_000
+    rpc_rounds: int = 4  # interleaved runs per compared figure (A B B A)
+    load_rounds: int = 2  # fresh-process loads per engine and size (the fastest counts)
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -41,6 +43,8 @@ class Profile:
             rpc_threads=4,
             rpc_channels=2,
             rpc_policy_lines=200,
+            rpc_rounds=1,
+            load_rounds=1,
         )
 
     @property
