@@ -1,0 +1,53 @@
+"""pycasbin as the reference authz is compared with: enforcers over the same files, ABAC objects.
+
+Only tests import this; authz's own engine never sees these helpers.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import casbin
+
+from authz.engine.policyfiles import MODEL_FILE
+
+
+class AttrStr(str):
+    """A string carrying attributes, the way pycasbin's ABAC examples pass `r.obj.owner`.
+
+    pycasbin reads request attributes with plain attribute access, so its side of a
+    comparison needs objects like this; authz's side gets the same values as `attributes`.
+    """
+
+    def __new__(cls, value: str, **attributes: Any) -> AttrStr:
+        obj = super().__new__(cls, value)
+        obj.__dict__.update(attributes)
+        return obj
+
+
+def enforcer(directory: Path) -> casbin.Enforcer:
+    """pycasbin's own Enforcer over `directory`'s model.conf and its one policy.csv."""
+    return casbin.Enforcer(str(directory / MODEL_FILE), str(directory / "policy.csv"))
+
+
+def write_policy(directory: Path, model_text: str, lines: Iterable[str]) -> Path:
+    """Write a one-file policy directory (model.conf + policy.csv) and return it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MODEL_FILE).write_text(model_text, encoding="utf-8")
+    (directory / "policy.csv").write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return directory
+
+
+def line_matches(model_text: str, p_line: str, g_lines: Iterable[str], request: tuple[Any, ...]) -> bool:
+    """pycasbin's matcher on one `p` line alone (with the role lines): does it match `request`?
+
+    `enforce_ex` names the line whose matcher was true whatever its effect, so a
+    one-line policy tells whether that line matches, for allow and deny lines alike.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = write_policy(Path(tmp), model_text, [p_line, *g_lines])
+        _, explained = enforcer(directory).enforce_ex(*request)
+    return bool(explained)
