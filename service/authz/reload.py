@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 
 import watchfiles
 
@@ -34,14 +35,12 @@ STEP_MS = 100
 class PolicyReloader:
     """Reloads `store` when its directory changes or `request` is called; `start`, then `stop`."""
 
-    def __init__(self, store: PolicyStore, *, debounce_ms: int = DEBOUNCE_MS, step_ms: int = STEP_MS) -> None:
+    def __init__(self, store: PolicyStore) -> None:
         self.store = store
-        self._debounce_ms = debounce_ms
-        self._step_ms = step_ms
         self._stop = threading.Event()
         self._wanted = threading.Event()
-        self._reasons: list[str] = []
-        self._reasons_lock = threading.Lock()
+        # A deque, not a list under a lock: a signal handler may interrupt its own thread.
+        self._reasons: deque[str] = deque()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -53,8 +52,7 @@ class PolicyReloader:
 
     def request(self, reason: str) -> None:
         """Ask for a reload soon (returns at once; safe to call from a signal handler)."""
-        with self._reasons_lock:
-            self._reasons.append(reason)
+        self._reasons.append(reason)
         self._wanted.set()
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -70,8 +68,8 @@ class PolicyReloader:
             for changes in watchfiles.watch(
                 directory,
                 watch_filter=None,
-                debounce=self._debounce_ms,
-                step=self._step_ms,
+                debounce=DEBOUNCE_MS,
+                step=STEP_MS,
                 stop_event=self._stop,
             ):
                 self.request(f"{len(changes)} file change(s) in {directory}")
@@ -85,8 +83,9 @@ class PolicyReloader:
             if self._stop.is_set():
                 return
             self._wanted.clear()
-            with self._reasons_lock:
-                reasons, self._reasons = self._reasons, []
+            reasons = [self._reasons.popleft() for _ in range(len(self._reasons))]
+            if not reasons:
+                continue  # taken by the previous pass, whose reload read the disk after them
             log.info("reloading the policy (%s)", "; ".join(reasons))
             try:
                 self.store.reload()
