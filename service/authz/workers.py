@@ -96,7 +96,7 @@ def _child(
             sock.close()
         for signum in STOPPING:
             signal.signal(signum, signal.SIG_DFL)
-        # A worker whose serve loop does not handle SIGHUP keeps serving instead of dying.
+        # Until the serve loop installs its reload handler, a forwarded SIGHUP must not kill the worker.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
         log.info("authz worker %d (pid %d) starting", number, os.getpid())
