@@ -11,7 +11,16 @@
  * ```
  */
 
-import { createContext, useContext, useEffect, useMemo, useRef, useSyncExternalStore, type ReactNode } from "react";
+import {
+  createContext,
+  useContext,
+  useEffect,
+  useInsertionEffect,
+  useMemo,
+  useRef,
+  useSyncExternalStore,
+  type ReactNode,
+} from "react";
 import { createAuthzClient, type AuthzClient, type TokenGetter } from "./client.js";
 import type { ElementId } from "./elements.js";
 import { VisibilityStore, type Visibility } from "./visibility.js";
@@ -43,23 +52,23 @@ export interface AuthzProviderProps {
 
 /** Provides the authz client and the cached visibility of the user's UI elements. */
 export function AuthzProvider({ baseUrl, client, getToken, prefix, action, children }: AuthzProviderProps) {
-  // The latest token getter, so a new one needs no new client and keeps the cache.
+  // The latest token getter, so a new one needs no new client and keeps the cache. Set in
+  // an insertion effect: it runs before every other effect, children's included, so a
+  // child's effect calling the client already sends the new token.
   const latestGetToken = useRef(getToken);
+  useInsertionEffect(() => {
+    latestGetToken.current = getToken;
+  }, [getToken]);
   const value = useMemo<AuthzContextValue>(() => {
     const current: TokenGetter = () => latestGetToken.current();
     const resolved = client ?? createAuthzClient({ baseUrl: requireBaseUrl(baseUrl), getToken: current });
     return { client: resolved, store: new VisibilityStore(resolved, current, { prefix, action }) };
   }, [baseUrl, client, prefix, action]);
 
+  // Cheap when nothing changed: the store asks authz only for a new token or an expired answer.
   useEffect(() => {
-    if (latestGetToken.current === getToken) return;
-    latestGetToken.current = getToken;
     void value.store.refresh();
   }, [value, getToken]);
-
-  useEffect(() => {
-    void value.store.refresh();
-  }, [value]);
 
   useEffect(() => {
     // After a sign-in in another tab the token getter returns a different token.
