@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto proto-check unit clean bench e2e-deps demo
+.PHONY: run test lint typecheck proto proto-check unit clean bench system-deps e2e-deps demo
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,20 @@ demo: $(STAMP) e2e-deps
 	cd clients/typescript && npm run demo:build
 	node clients/typescript/demo/scripts/serve-demo.mjs
 
-## e2e-deps: what the TypeScript and browser tests need: Debian's chromium and clients/typescript's packages
+## system-deps: Debian packages the tests drive: chromium (browser e2e), php with curl and the PSR-7 /
+## Laravel request libraries (PHP client), curl (HTTP tests). Installed once, skipped when present.
+SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-nyholm-psr7 curl
+system-deps:
+	@if ! command -v chromium >/dev/null || ! command -v php >/dev/null || ! command -v curl >/dev/null \
+	  || ! php -m | grep -qx curl || [ ! -f /usr/share/php/Illuminate/Http/autoload.php ] \
+	  || [ ! -f /usr/share/php/Nyholm/Psr7/autoload.php ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null \
+	  || echo "warning: could not install $(SYSTEM_PACKAGES); the tests that need them skip and say why" >&2; \
+	fi
+
+## e2e-deps: what the TypeScript and browser tests need: system packages and clients/typescript's packages
 NPM_STAMP := clients/typescript/node_modules/.installed
-e2e-deps: $(NPM_STAMP)
-	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+e2e-deps: system-deps $(NPM_STAMP)
 
 $(NPM_STAMP): clients/typescript/package-lock.json
 	cd clients/typescript && npm ci --no-audit --no-fund
