@@ -65,7 +65,9 @@ def run(profile: Profile, report: Report) -> None:
             def runner(kind: str) -> Callable[[], dict[str, Any]]:
                 return lambda: measure(profile, address, kind, report)
 
-            data = interleaved({kind: runner(kind) for kind in ("health", "check")}, profile.rpc_rounds)
+            data: dict[str, Any] = interleaved(
+                {kind: runner(kind) for kind in ("health", "check")}, profile.rpc_rounds
+            )
             data.update(interleaved({kind: runner(kind) for kind in ("batch", "visibility")}, 1))
     finally:
         issuer.close()

@@ -64,7 +64,7 @@ async def serve_aio(settings: Settings) -> None:
         ]
     )
     authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AioServicer(ProtoService(app.service)), server)
-    health_servicer = health.aio.HealthServicer()
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(settings.listen)
     await server.start()
