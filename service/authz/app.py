@@ -123,6 +123,7 @@ class App:
         if self.http is not None:
             self.http.stop(grace)
         grpc_stopped.wait()
+        self.service.decision_log.flush()
         if self.dev_issuer is not None:
             self.dev_issuer.stop()
 

@@ -7,13 +7,14 @@ its reason), never an error; a malformed request raises InvalidArgument.
 
 from __future__ import annotations
 
-import logging
-import uuid
+import itertools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from authz.decision import Decision, Reason
+from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
 from authz.errors import InvalidArgument
 from authz.principal import Principal, principal_from_claims
@@ -21,7 +22,15 @@ from authz.store import PolicyStore
 from authz.tokens import TokenRejected, TokenVerifier
 from authz.tokens.hints import principal_hints
 
-log = logging.getLogger("authz.decisions")
+# Unique per process start and per call, without a urandom read per decision.
+_ID_PREFIX = os.urandom(8).hex()
+_ids = itertools.count()
+
+
+def new_decision_id() -> str:
+    """A decision id: unique per call, the key that ties a response to its log line."""
+    return f"{_ID_PREFIX}{next(_ids):016x}"
+
 
 MAX_FIELD_CHARS = 4096
 MAX_ELEMENTS = 1000
@@ -106,6 +115,12 @@ class DecisionService:
         self.verifier = verifier
         self.store = store
         self.batch_limit = batch_limit
+        self.decision_log = DecisionLog()
+
+    def _log(self, decision_id: str, subject: str, item: CheckItem, decision: Decision, version: str) -> None:
+        self.decision_log.record(
+            decision_id, subject, item.action, item.resource, decision.allowed, decision.reason.name, version
+        )
 
     def _principal(self, token: str) -> Principal | TokenRejected:
         try:
@@ -117,7 +132,7 @@ class DecisionService:
         """Decide one request."""
         _validate_item(item)
         snapshot = self.store.current
-        decision_id = uuid.uuid4().hex
+        decision_id = new_decision_id()
         who = self._principal(token)
         if isinstance(who, TokenRejected):
             decision = Decision(False, who.reason, who.message)
@@ -127,7 +142,7 @@ class DecisionService:
                 who, item.resource, item.action, item.attributes, item.context, explain=explain
             )
             subject = who.id
-        _log(decision_id, subject, item, decision, snapshot.version)
+        self._log(decision_id, subject, item, decision, snapshot.version)
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
 
     def batch_check(self, token: str, items: Sequence[CheckItem], *, explain: bool = False) -> BatchOutcome:
@@ -137,7 +152,7 @@ class DecisionService:
         for index, item in enumerate(items):
             _validate_item(item, f"items[{index}].")
         snapshot = self.store.current
-        decision_id = uuid.uuid4().hex
+        decision_id = new_decision_id()
         who = self._principal(token)
         results: list[tuple[str, Decision]] = []
         if isinstance(who, TokenRejected):
@@ -159,7 +174,7 @@ class DecisionService:
                 )
                 results.append((item.correlation_id, decision))
         for item, (_, decision) in zip(items, results, strict=True):
-            _log(decision_id, subject, item, decision, snapshot.version)
+            self._log(decision_id, subject, item, decision, snapshot.version)
         return BatchOutcome(results, subject, snapshot.version, decision_id)
 
     def visibility(
@@ -201,17 +216,3 @@ class DecisionService:
 def _visible(snapshot: Snapshot, principal: Principal, names: Sequence[str], action: str) -> dict[str, bool]:
     bound = Subject(principal)
     return {name: snapshot.decide(principal, name, action, subject=bound).allowed for name in names}
-
-
-def _log(decision_id: str, subject: str, item: CheckItem, decision: Decision, version: str) -> None:
-    if log.isEnabledFor(logging.INFO):
-        log.info(
-            "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
-            decision_id,
-            subject or "-",
-            item.action,
-            item.resource,
-            decision.allowed,
-            decision.reason.name,
-            version,
-        )

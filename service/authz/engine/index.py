@@ -129,9 +129,15 @@ class _All(Filter):
 
     def __post_init__(self) -> None:
         self.cheap = all(child.cheap for child in self.children)
+        # Dropping a static child keeps a superset, which is all a filter owes: with a
+        # request-dependent child beside it, intersecting would cost more than it saves.
+        dynamic = [child for child in self.children if not isinstance(child, _Static)]
+        self._used = dynamic or self.children
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        lines = intersect([child.parts(rvals) for child in self.children])
+        if len(self._used) == 1:
+            return self._used[0].parts(rvals)
+        lines = intersect([child.parts(rvals) for child in self._used])
         return None if lines is None else [frozenset(lines)]
 
 
@@ -140,12 +146,18 @@ def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
     known = [p for p in all_parts if p is not None]
     if not known:
         return None
-    known.sort(key=lambda parts: sum(len(x) for x in parts))
-    smallest, others = known[0], known[1:]
-    seed: set[int] | frozenset[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
-    if not others:
-        return sorted(seed)
-    return sorted(i for i in seed if all(any(i in part for part in parts) for parts in others))
+    if len(known) > 1:
+        known.sort(key=lambda parts: sum(len(x) for x in parts))
+    smallest = known[0]
+    found: set[int] | frozenset[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
+    for parts in known[1:]:
+        if not found:
+            break
+        if len(parts) == 1:
+            found = found & parts[0]  # C-level, walks the smaller side
+        else:
+            found = {i for i in found if any(i in part for part in parts)}
+    return sorted(found)
 
 
 class PolicyIndex:
