@@ -182,6 +182,10 @@ class MatcherCompiler:
         self._fixed_names = tuple(_names_in(self._fixed))
         self._shapes: dict[str, Callable[..., Any] | MatcherSyntaxError] = {}
 
+    def shapes(self) -> list[str]:
+        """Every distinct source compiled so far (literals lifted out)."""
+        return list(self._shapes)
+
     def compile(self, conditions: Sequence[str] = ()) -> Callable[..., Any]:
         """`f(*params) -> result` for the matcher with `conditions` in its eval() slots.
 

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
 from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
+from authz.engine.cache import DecisionCache, cacheable, decision_key
 from authz.engine.index import PolicyIndex
 from authz.engine.matcher import MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, parse_model
@@ -55,6 +56,7 @@ class Snapshot:
     resources: frozenset[str] = field(default_factory=frozenset)
     index: PolicyIndex | None = None
     model_text: str = ""
+    cache: DecisionCache | None = None
 
     # -- decisions -------------------------------------------------------------------
 
@@ -74,6 +76,26 @@ class Snapshot:
         Pass the same `subject` for many decisions of one principal so role closures
         are computed once.
         """
+        cache = self.cache
+        key = decision_key(principal, resource, action, attributes, context, explain) if cache else None
+        if key is not None and cache is not None:
+            found = cache.get(key)
+            if found is None:
+                found = self._decide(principal, resource, action, attributes, context, explain, subject)
+                cache.put(key, found)
+            return found
+        return self._decide(principal, resource, action, attributes, context, explain, subject)
+
+    def _decide(
+        self,
+        principal: Principal,
+        resource: str,
+        action: str,
+        attributes: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None,
+        explain: bool,
+        subject: Subject | None,
+    ) -> Decision:
         subject = subject or Subject(principal)
         bound = {
             "r_sub": subject,
@@ -384,6 +406,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     )
     index = PolicyIndex(model.matcher, model.policy, model.request, [r.line.values for r in rules], graphs)
     return Snapshot(
+        cache=DecisionCache() if cacheable(compiler.shapes()) else None,
         index=index,
         version=source.version,
         model=model,
