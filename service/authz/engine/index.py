@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,9 +28,35 @@ from authz.engine.bindings import plain
 from authz.engine.matcher import casbin_rewrite
 from authz.engine.roles import RoleGraph, reach_for
 
+# Line numbers of one index group: a tuple while small (a 1-tuple is a fifth of a
+# frozenset's size, and most groups of a large policy hold one line), else a frozenset.
+Lines = tuple[int, ...] | frozenset[int]
 # Parts of a union: a line is a candidate when it is in any part.
-Parts = list[frozenset[int]]
-_EMPTY: frozenset[int] = frozenset()
+Parts = list[Lines]
+SMALL_GROUP = 16
+# A value shared by this many lines hardly narrows anything (a method column, say):
+# it is not stored, and a request for it is "no narrowing" from this filter.
+BROAD_MIN = 64
+BROAD_SHARE = 16
+
+
+def _group(lines: list[int]) -> Lines:
+    return tuple(lines) if len(lines) <= SMALL_GROUP else frozenset(lines)
+
+
+def _groups(pairs: Iterable[tuple[str, int]], total: int) -> dict[str, Lines | None]:
+    groups: dict[str, list[int]] = {}
+    for value, number in pairs:
+        group = groups.get(value)
+        if group is None:
+            groups[value] = [number]
+        else:
+            group.append(number)
+    broad = max(BROAD_MIN, total // BROAD_SHARE)
+    return {value: None if len(lines) > broad else _group(lines) for value, lines in groups.items()}
+
+
+_EMPTY: Lines = ()
 FEW = 16
 _INDEXED_R = ("r_sub", "r_obj", "r_act", "r_dom")
 _PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
@@ -63,24 +88,25 @@ class Filter:
 
 @dataclass
 class _Exact(Filter):
-    column: dict[str, frozenset[int]]
+    column: dict[str, Lines | None]
     rname: str
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        return [self.column.get(str(plain(rvals[self.rname])), _EMPTY)]
+        lines = self.column.get(str(plain(rvals[self.rname])), _EMPTY)
+        return None if lines is None else [lines]
 
 
 @dataclass
 class _Static(Filter):
-    lines: frozenset[int]
+    lines: Lines | None
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        return [self.lines]
+        return None if self.lines is None else [self.lines]
 
 
 @dataclass
 class _Reach(Filter):
-    column: dict[str, frozenset[int]]
+    column: dict[str, Lines | None]
     graph: RoleGraph
     rname: str
     domain: Callable[[Mapping[str, Any]], str | None]
@@ -90,20 +116,32 @@ class _Reach(Filter):
         reach = reach_for(self.graph, rvals[self.rname], self.domain(rvals))
         column = self.column
         if len(reach) > len(column):
-            return [lines for value, lines in column.items() if value in reach]
-        return [column[name] for name in reach if name in column]
+            found = [lines for value, lines in column.items() if value in reach]
+        else:
+            found = [column[name] for name in reach if name in column]
+        return _known(found)
 
 
 @dataclass
 class _Prefix(Filter):
-    by_prefix: dict[str, frozenset[int]]
+    by_prefix: dict[str, Lines | None]
     lengths: tuple[int, ...]
     rname: str
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
         text = str(plain(rvals[self.rname]))
-        found = [self.by_prefix.get(text[:n]) for n in self.lengths if n <= len(text)]
-        return [lines for lines in found if lines]
+        by_prefix = self.by_prefix
+        return _known([by_prefix[text[:n]] for n in self.lengths if n <= len(text) and text[:n] in by_prefix])
+
+
+def _known(found: list[Lines | None]) -> Parts | None:
+    # One broad group among them means this filter cannot narrow the request.
+    parts: Parts = []
+    for lines in found:
+        if lines is None:
+            return None
+        parts.append(lines)
+    return parts
 
 
 @dataclass
@@ -149,12 +187,15 @@ def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
     if len(known) > 1:
         known.sort(key=lambda parts: sum(len(x) for x in parts))
     smallest = known[0]
-    found: set[int] | frozenset[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
+    found: Lines | set[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
     for parts in known[1:]:
         if not found:
             break
         if len(parts) == 1:
-            found = found & parts[0]  # C-level, walks the smaller side
+            other = parts[0]
+            mine = found if isinstance(found, set | frozenset) else set(found)
+            # C-level either way: `&` walks the smaller set, intersection() the small tuple.
+            found = mine & other if isinstance(other, frozenset) else mine.intersection(other)
         else:
             found = {i for i in found if any(i in part for part in parts)}
     return sorted(found)
@@ -175,8 +216,10 @@ class PolicyIndex:
         self.request = set(request) & set(_INDEXED_R)
         self.rows = rows
         self.graphs = graphs
-        self._columns: dict[str, dict[str, frozenset[int]]] = {}
-        self._prefixes: dict[str, tuple[dict[str, frozenset[int]], tuple[int, ...]]] = {}
+        self._columns: dict[str, dict[str, Lines | None]] = {}
+        # One int object per line number, shared by every column's groups.
+        self._numbers = list(range(len(rows)))
+        self._prefixes: dict[str, tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
         try:
             tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval").body
         except SyntaxError:
@@ -197,34 +240,29 @@ class PolicyIndex:
 
     # -- analysis ----------------------------------------------------------------
 
-    def _column(self, pname: str) -> dict[str, frozenset[int]]:
+    def _column(self, pname: str) -> dict[str, Lines | None]:
         found = self._columns.get(pname)
         if found is None:
             position = self.policy.index(pname)
-            groups: dict[str, list[int]] = {}
-            for number, value in enumerate([row[position] for row in self.rows]):
-                group = groups.get(value)
-                if group is None:
-                    groups[value] = [number]
-                else:
-                    group.append(number)
-            found = {value: frozenset(lines) for value, lines in groups.items()}
+            found = _groups(
+                zip([row[position] for row in self.rows], self._numbers, strict=True), len(self.rows)
+            )
             self._columns[pname] = found
         return found
 
-    def _prefix(self, pname: str) -> tuple[dict[str, frozenset[int]], tuple[int, ...]]:
+    def _prefix(self, pname: str) -> tuple[dict[str, Lines | None], tuple[int, ...]]:
         found = self._prefixes.get(pname)
         if found is None:
             position = self.policy.index(pname)
-            groups: dict[str, list[int]] = defaultdict(list)
             prefixes: dict[str, str] = {}
-            for number, row in enumerate(self.rows):
+            keys = []
+            for row in self.rows:
                 value = row[position]
                 prefix = prefixes.get(value)
                 if prefix is None:
                     prefix = prefixes[value] = literal_prefix(value)
-                groups[prefix].append(number)
-            by_prefix = {prefix: frozenset(lines) for prefix, lines in groups.items()}
+                keys.append(prefix)
+            by_prefix = _groups(zip(keys, self._numbers, strict=True), len(self.rows))
             found = (by_prefix, tuple(sorted({len(p) for p in by_prefix})))
             self._prefixes[pname] = found
         return found
@@ -293,13 +331,16 @@ class PolicyIndex:
         from authz.engine.model import builtin_functions
 
         fn = builtin_functions()[name]
+        position = self.policy.index(pname)
+        verdicts: dict[str, bool] = {}
         try:
-            lines = frozenset(
-                i for value, rows in self._column(pname).items() if fn(value, const.value) for i in rows
-            )
+            for row in self.rows:
+                if row[position] not in verdicts:
+                    verdicts[row[position]] = bool(fn(row[position], const.value))
         except Exception:  # a pattern the function rejects: do not narrow
             return None
-        return _Static(lines)
+        lines = [n for n, row in zip(self._numbers, self.rows, strict=True) if verdicts[row[position]]]
+        return _Static(None if len(lines) > max(BROAD_MIN, len(self.rows) // BROAD_SHARE) else _group(lines))
 
 
 def _conjuncts(node: ast.AST) -> list[ast.AST]:

@@ -104,6 +104,8 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
     """Every policy line of every file, plus findings for lines that are not `p`/`g` lines."""
     lines: list[PolicyLine] = []
     findings: list[str] = []
+    # One string object per distinct value: subjects and actions repeat on most lines.
+    shared: dict[str, str] = {}
     for name, text in source.files:
         for number, raw in enumerate(text.splitlines(), start=1):
             tokens = split_tokens(raw)
@@ -113,5 +115,6 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
             if not _LINE_TYPE.fullmatch(key):
                 findings.append(f"{name}:{number}: unknown line type {key!r} (expected p, p2, g, g2 ...)")
                 continue
-            lines.append(PolicyLine(name, number, key, tuple(tokens[1:])))
+            values = tuple([shared.setdefault(token, token) for token in tokens[1:]])
+            lines.append(PolicyLine(name, number, shared.setdefault(key, key), values))
     return lines, findings
