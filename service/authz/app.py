@@ -6,12 +6,15 @@ import logging
 import threading
 from importlib import resources
 from pathlib import Path
+from typing import cast
 
 from grpc_health.v1 import health_pb2
 
 from authz.admin import PolicyAdmin
 from authz.adminserver import admin_service
 from authz.config import Settings
+from authz.decisionlog import DecisionLog
+from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
 from authz.httpserver import HttpListener, HttpSettings
@@ -55,7 +58,12 @@ class App:
             policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
         )
         self.reloader = PolicyReloader(self.store)
-        self.service = DecisionService(self.verifier, self.store, batch_limit=settings.batch_limit)
+        self.service = DecisionService(
+            self.verifier,
+            self.store,
+            batch_limit=settings.batch_limit,
+            decision_log=DecisionLog(cast(DecisionLogMode, settings.decision_log)),
+        )
         self._stop = threading.Event()
         self.port = 0
         self.http: HttpListener | None = None

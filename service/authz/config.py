@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from authz.decisionlog import MODES as DECISION_LOG_MODES
 from authz.errors import ConfigError
 
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
@@ -42,6 +43,7 @@ class Settings:
     admin_enabled: bool = False
     reload_requires_tests: bool = False
     workers: int = 1
+    decision_log: str = "all"
     jwks_refresh_seconds: float = 600.0
     dev: bool = False
     dev_issuer_port: int = 50055
@@ -196,6 +198,8 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"leeway_seconds {s.leeway_seconds} must be between 0 and 300")
     if not 1 <= s.batch_limit <= 10_000:
         problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
+    if s.decision_log not in DECISION_LOG_MODES:
+        problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
     if bool(s.tls_cert) != bool(s.tls_key):

@@ -98,9 +98,12 @@ def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     return stamp
 
 
+_REASON_NAMES = {reason: f"REASON_{reason.name}" for reason in Reason}
+
+
 def reason_name(reason: Reason) -> str:
     """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
-    return f"REASON_{reason.name}"
+    return _REASON_NAMES[reason]
 
 
 def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:

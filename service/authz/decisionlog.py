@@ -1,73 +1,117 @@
-"""The decision log: one line per decision, written off the request path.
+"""The decision log: one line per call, written off the request path.
 
-Formatting a log record and writing it to a stream costs more than a decision, so the
-request thread only enqueues a tuple; a daemon thread turns it into an `authz.decisions`
-log line. The line carries the decision id that the response returns, never the token.
+Formatting log records and writing them costs more than a decision, so the request
+thread only appends a tuple to a deque (atomic, no lock, no wake-up); a daemon thread
+drains it every few milliseconds into `authz.decisions` lines. A line carries the
+decision id that the response returns, never the token. A BatchCheck is one line with
+every item's outcome, as its response has one decision id. `mode` chooses what is
+logged: every decision, only denials, or nothing.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
+import time
+from collections.abc import Sequence
+from typing import Literal
+
+from authz.decision import Decision
 
 log = logging.getLogger("authz.decisions")
 
+MODES = ("all", "deny", "off")
+Mode = Literal["all", "deny", "off"]
 MAX_PENDING = 100_000
-_STOP = None
+DRAIN_SECONDS = 0.02
+YIELD_EVERY = 8
 
-Entry = tuple[str, str, str, str, bool, str, str]
+# (action, resource, decision) for each item of one call.
+Outcome = tuple[str, str, Decision]
+Entry = tuple[str, str, str, Sequence[Outcome], bool]
 
 
 class DecisionLog:
-    """Queue decisions for logging; `flush` waits until everything queued is written."""
+    """Queue decisions for logging; `flush` writes everything queued so far."""
 
-    def __init__(self) -> None:
-        self._queue: queue.Queue[Entry | None] = queue.Queue(MAX_PENDING)
+    def __init__(self, mode: Mode = "all") -> None:
+        self.mode = mode
+        self._pending: collections.deque[Entry] = collections.deque()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self.dropped = 0
 
     def record(
         self,
         decision_id: str,
         subject: str,
-        action: str,
-        resource: str,
-        allowed: bool,
-        reason: str,
         version: str,
+        outcomes: Sequence[Outcome],
+        *,
+        batch: bool = False,
     ) -> None:
-        """Queue one decision (dropped and counted when the writer is far behind)."""
-        if not log.isEnabledFor(logging.INFO):
+        """Queue one call's decisions (dropped and counted when the writer is far behind)."""
+        if self.mode == "off" or not log.isEnabledFor(logging.INFO):
             return
+        if self.mode == "deny":
+            outcomes = [o for o in outcomes if not o[2].allowed]
+            if not outcomes:
+                return
         if self._thread is None:
             self._start()
-        try:
-            self._queue.put_nowait((decision_id, subject or "-", action, resource, allowed, reason, version))
-        except queue.Full:
+        if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
+            return
+        self._pending.append((decision_id, subject or "-", version, outcomes, batch))
 
     def flush(self) -> None:
-        """Block until every queued decision has been logged."""
-        if self._thread is not None:
-            self._queue.join()
+        """Write everything queued so far, in this thread."""
+        self._drain()
 
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._write, name="authz-decision-log", daemon=True)
+                thread = threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
                 thread.start()
                 self._thread = thread
 
-    def _write(self) -> None:
+    def _run(self) -> None:
+        wait = threading.Event().wait
         while True:
-            entry = self._queue.get()
-            try:
-                if entry is _STOP:
-                    return
+            wait(DRAIN_SECONDS)
+            self._drain(yield_gil=True)
+
+    def _drain(self, *, yield_gil: bool = False) -> None:
+        with self._write_lock:
+            pending = self._pending
+            written = 0
+            while pending:
+                written += 1
+                if yield_gil and written % YIELD_EVERY == 0:
+                    # Hand the GIL back now and then: a writer that keeps it for its whole
+                    # backlog makes every RPC thread wait out the interpreter's switch interval.
+                    time.sleep(0)
+                decision_id, subject, version, outcomes, batch = pending.popleft()
+                if not batch:
+                    action, resource, decision = outcomes[0]
+                    log.info(
+                        "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
+                        decision_id,
+                        subject,
+                        action,
+                        resource,
+                        decision.allowed,
+                        decision.reason.name,
+                        version,
+                    )
+                    continue
                 log.info(
-                    "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s", *entry
+                    "decision id=%s subject=%s policy=%s batch=%d: %s",
+                    decision_id,
+                    subject,
+                    version,
+                    len(outcomes),
+                    "; ".join(f"{a} {r} allowed={d.allowed} reason={d.reason.name}" for a, r, d in outcomes),
                 )
-            finally:
-                self._queue.task_done()

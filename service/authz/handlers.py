@@ -102,25 +102,32 @@ def _check_field(name: str, value: str, *, required: bool = True) -> None:
         raise InvalidArgument(f"{name} is longer than {MAX_FIELD_CHARS} characters")
 
 
-def _validate_item(item: CheckItem, where: str = "") -> None:
-    _check_field(f"{where}resource", item.resource)
-    _check_field(f"{where}action", item.action)
-    _check_field(f"{where}correlation_id", item.correlation_id, required=False)
+def _validate_item(item: CheckItem, index: int | None = None) -> None:
+    # The common case costs three comparisons; names are built only for an error.
+    resource, action, cid = item.resource, item.action, item.correlation_id
+    if resource and action and max(len(resource), len(action), len(cid)) <= MAX_FIELD_CHARS:
+        return
+    where = "" if index is None else f"items[{index}]."
+    _check_field(f"{where}resource", resource)
+    _check_field(f"{where}action", action)
+    _check_field(f"{where}correlation_id", cid, required=False)
 
 
 class DecisionService:
     """Verifies tokens and asks the live policy snapshot. Thread-safe."""
 
-    def __init__(self, verifier: TokenVerifier, store: PolicyStore, *, batch_limit: int = 100) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        store: PolicyStore,
+        *,
+        batch_limit: int = 100,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
         self.verifier = verifier
         self.store = store
         self.batch_limit = batch_limit
-        self.decision_log = DecisionLog()
-
-    def _log(self, decision_id: str, subject: str, item: CheckItem, decision: Decision, version: str) -> None:
-        self.decision_log.record(
-            decision_id, subject, item.action, item.resource, decision.allowed, decision.reason.name, version
-        )
+        self.decision_log = decision_log or DecisionLog()
 
     def _principal(self, token: str) -> Principal | TokenRejected:
         try:
@@ -142,7 +149,9 @@ class DecisionService:
                 who, item.resource, item.action, item.attributes, item.context, explain=explain
             )
             subject = who.id
-        self._log(decision_id, subject, item, decision, snapshot.version)
+        self.decision_log.record(
+            decision_id, subject, snapshot.version, [(item.action, item.resource, decision)]
+        )
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
 
     def batch_check(self, token: str, items: Sequence[CheckItem], *, explain: bool = False) -> BatchOutcome:
@@ -150,7 +159,7 @@ class DecisionService:
         if len(items) > self.batch_limit:
             raise InvalidArgument(f"{len(items)} items exceed the batch limit of {self.batch_limit}")
         for index, item in enumerate(items):
-            _validate_item(item, f"items[{index}].")
+            _validate_item(item, index)
         snapshot = self.store.current
         decision_id = new_decision_id()
         who = self._principal(token)
@@ -174,7 +183,9 @@ class DecisionService:
                 )
                 results.append((item.correlation_id, decision))
         for item, (_, decision) in zip(items, results, strict=True):
-            self._log(decision_id, subject, item, decision, snapshot.version)
+            self.decision_log.record(
+                decision_id, subject, snapshot.version, [(item.action, item.resource, decision)]
+            )
         return BatchOutcome(results, subject, snapshot.version, decision_id)
 
     def visibility(

@@ -45,7 +45,9 @@ def grpc_method(
     @functools.wraps(convert)
     def method(self: ProtoServicer[Target], request: Req, context: grpc.ServicerContext) -> Resp:
         try:
-            return convert(self.proto, request, _metadata_authorization(context))
+            # The metadata is read only when the request carries no token of its own.
+            token = getattr(request, "token", "")
+            return convert(self.proto, request, None if token else _metadata_authorization(context))
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         context.abort(grpc.StatusCode[status.code], status.message)

@@ -30,6 +30,7 @@ FLAG_HELP = {
     "http_listen": "Connect / gRPC-Web host:port (AUTHZ_HTTP_LISTEN, off when unset)",
     "cors_origins": "browser origins allowed to call the HTTP listener, comma-separated (AUTHZ_CORS_ORIGINS)",
     "workers": "processes (AUTHZ_WORKERS, default 1)",
+    "decision_log": "decision log lines: all, deny (denials only) or off (AUTHZ_DECISION_LOG, default all)",
 }
 
 
