@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck proto proto-check unit clean bench system-deps e2e-deps demo
+.PHONY: run test test-pythons lint typecheck proto proto-check unit clean bench system-deps e2e-deps demo
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,9 +44,14 @@ $(NPM_STAMP): clients/typescript/package-lock.json
 	cd clients/typescript && npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-## test: set up, lint, type-check, check generated code, run the whole suite
+## test: set up, lint, type-check, check generated code, run the whole suite, then the
+## Python suite again on CPython 3.12 / 3.13 where this machine has them
 test: $(STAMP) lint typecheck proto-check e2e-deps
 	$(BIN)/python -m pytest -q
+	scripts/test_other_pythons.sh
+
+test-pythons: $(STAMP)
+	scripts/test_other_pythons.sh
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q
