@@ -21,7 +21,7 @@ run: $(STAMP)
 
 ## demo: build the React demo page and run it with its own dev authz (gRPC 50051, HTTP 8080):
 ## open http://127.0.0.1:5173/ and pick a user (stop `make run` first: same ports)
-demo: $(STAMP) e2e-deps
+demo: $(STAMP) $(NPM_STAMP)
 	cd clients/typescript && npm run demo:build
 	node clients/typescript/demo/scripts/serve-demo.mjs
 
