@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+NPM_STAMP := clients/typescript/node_modules/.installed
 
 .PHONY: run test test-pythons lint typecheck proto proto-check unit clean bench system-deps e2e-deps demo
 
@@ -37,7 +38,6 @@ system-deps:
 	fi
 
 ## e2e-deps: what the TypeScript and browser tests need: system packages and clients/typescript's packages
-NPM_STAMP := clients/typescript/node_modules/.installed
 e2e-deps: system-deps $(NPM_STAMP)
 
 $(NPM_STAMP): clients/typescript/package-lock.json
