@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from authz.cli.attrs import UsageError, parse_attributes
+from authz.cli.output import print_decision
 from authz.convert import reason_name
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
@@ -250,16 +251,19 @@ def run_explain(ns: argparse.Namespace) -> int:
             }
         )
     else:
-        verdict = "ALLOW" if decision.allowed else "DENY"
-        print(f"{verdict}  {ns.action} {ns.resource}  ({reason_name(decision.reason)})")
-        print(f"  subject:  {principal.id or '-'}")
-        print(f"  grants:   {', '.join(sorted(principal.grants)) or '-'}")
-        print(f"  message:  {decision.message}")
-        print(f"  policy:   {result.policy_version} ({ns.dir})")
-        if decision.matched_rules:
-            print("  rules:")
-            for rule in decision.matched_rules:
-                print(f"    {rule}")
+        print_decision(
+            ns.action,
+            ns.resource,
+            decision.allowed,
+            reason_name(decision.reason),
+            [
+                ("subject", principal.id or "-"),
+                ("grants", ", ".join(sorted(principal.grants)) or "-"),
+                ("message", decision.message),
+                ("policy", f"{result.policy_version} ({ns.dir})"),
+            ],
+            decision.matched_rules,
+        )
         if result.near_misses:
             print("  near misses:")
             for miss in result.near_misses:

@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.cli.attrs import parse_attributes
+from authz.cli.output import print_decision
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 
@@ -65,15 +66,18 @@ def run_check(ns: argparse.Namespace) -> int:
     )
     with _channel(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).Check(request, timeout=ns.timeout)
-    verdict = "ALLOW" if reply.allowed else "DENY"
-    print(f"{verdict}  {ns.action} {ns.resource}  ({_reason(reply.reason)})")
-    print(f"  subject:  {reply.subject or '-'}")
-    print(f"  message:  {reply.message}")
-    print(f"  policy:   {reply.policy_version}   decision: {reply.decision_id}")
-    if reply.matched_rules:
-        print("  rules:")
-        for rule in reply.matched_rules:
-            print(f"    {rule}")
+    print_decision(
+        ns.action,
+        ns.resource,
+        reply.allowed,
+        _reason(reply.reason),
+        [
+            ("subject", reply.subject or "-"),
+            ("message", reply.message),
+            ("policy", f"{reply.policy_version}   decision: {reply.decision_id}"),
+        ],
+        reply.matched_rules,
+    )
     return 0 if reply.allowed else 1
 
 
