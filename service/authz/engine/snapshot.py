@@ -286,6 +286,13 @@ def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     return g
 
 
+def _finding_order(finding: str) -> tuple[str, int, str]:
+    # `FILE:LINE: message` sorts by file, then line number; model.conf findings come first.
+    file, _, rest = finding.partition(":")
+    number, _, _ = rest.partition(":")
+    return ("" if file == "model.conf" else file, int(number) if number.isdigit() else 0, finding)
+
+
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any) -> Any:
         return fn(*(plain(a) for a in args))
@@ -392,7 +399,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
             except MatcherSyntaxError as exc:
                 findings.append(f"model.conf: matcher: {exc}")
     if findings:
-        raise PolicyLoadError("the policy does not load", findings)
+        raise PolicyLoadError("the policy does not load", sorted(findings, key=_finding_order))
 
     priority_index = model.field_index("priority")
     if model.effect is Effect.PRIORITY and priority_index is not None:
