@@ -18,6 +18,7 @@ from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
 from authz.httpserver import HttpListener, HttpSettings
+from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_suites
 from authz.reload import PolicyReloader
 from authz.server import SERVICE_NAME, build_server, server_credentials
@@ -58,16 +59,23 @@ class App:
             policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
         )
         self.reloader = PolicyReloader(self.store)
+        self.metrics = Metrics()
         self.service = DecisionService(
             self.verifier,
             self.store,
             batch_limit=settings.batch_limit,
             decision_log=DecisionLog(cast(DecisionLogMode, settings.decision_log)),
+            metrics=self.metrics,
+        )
+        self.metrics.watch(
+            ServiceCollector(self.store, self.keys, self.verifier.cache, self.service.decision_log)
         )
         self._stop = threading.Event()
         self.port = 0
         self.http: HttpListener | None = None
         self.http_port = 0
+        self.metrics_listener: MetricsListener | None = None
+        self.metrics_port = 0
 
     def start(self) -> None:
         """Load the policy (raises PolicyLoadError when broken), bind and serve."""
@@ -85,6 +93,8 @@ class App:
         self.server.start()
         if s.http_listen:
             self._start_http()
+        if s.metrics_listen:
+            self._start_metrics()
         self.reloader.start()
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
@@ -113,6 +123,18 @@ class App:
         self.http = http
         log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
 
+    def _start_metrics(self) -> None:
+        listener = MetricsListener(self.metrics.registry, self.settings.metrics_listen)
+        try:
+            self.metrics_port = listener.start()
+        except BaseException:
+            self.server.stop(None)
+            if self.http is not None:
+                self.http.stop(0)
+            raise
+        self.metrics_listener = listener
+        log.info("authz metrics (Prometheus) on http://%s/metrics", self.settings.metrics_listen)
+
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.
         while not self._stop.is_set():
@@ -131,6 +153,8 @@ class App:
         if self.http is not None:
             self.http.stop(grace)
         grpc_stopped.wait()
+        if self.metrics_listener is not None:
+            self.metrics_listener.stop()
         self.service.decision_log.flush()
         if self.dev_issuer is not None:
             self.dev_issuer.stop()

@@ -40,6 +40,7 @@ class Settings:
     tls_client_ca: str = ""
     http_listen: str = ""
     cors_origins: tuple[str, ...] = ()
+    metrics_listen: str = ""
     admin_enabled: bool = False
     reload_requires_tests: bool = False
     workers: int = 1
@@ -159,7 +160,11 @@ def _check_url(kind: str, url: str, problems: list[str]) -> None:
 
 def _validate(s: Settings, problems: list[str]) -> Settings:
     warnings: list[str] = []
-    for kind, address in (("listen", s.listen), ("http_listen", s.http_listen)):
+    for kind, address in (
+        ("listen", s.listen),
+        ("http_listen", s.http_listen),
+        ("metrics_listen", s.metrics_listen),
+    ):
         if address:
             try:
                 split_host_port(address)
@@ -202,6 +207,12 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
+    if s.metrics_listen and s.workers > 1:
+        # Each worker counts only its own requests and could not bind the one port besides.
+        problems.append(
+            f"metrics_listen serves one process's metrics and cannot be combined with workers {s.workers}: "
+            "run one process per container and scale with replicas, or unset metrics_listen"
+        )
     if bool(s.tls_cert) != bool(s.tls_key):
         problems.append("tls_cert and tls_key go together: set both or neither")
     if s.tls_client_ca and not s.tls_cert:

@@ -7,9 +7,12 @@ error classification live here once, so the transports cannot disagree.
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from time import perf_counter
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -27,8 +30,14 @@ from authz.errors import (
     Unavailable,
 )
 from authz.handlers import CheckItem, DecisionService
+from authz.metrics import RpcMetrics
 
 log = logging.getLogger("authz.server")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+# A ProtoService method: (self, request, the `authorization` header's value) -> response.
+ProtoCall = Callable[["ProtoService", Req, str | None], Resp]
 
 
 @dataclass(frozen=True)
@@ -54,13 +63,21 @@ _CODES: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def error_status(exc: Exception, method: str) -> Status:
-    """The one place where typed errors become status codes; unexpected ones are logged."""
+def error_code(exc: Exception) -> str:
+    """The one place where typed errors become canonical codes; INTERNAL for anything else."""
     for kind, code in _CODES:
         if isinstance(exc, kind):
-            return Status(code, str(exc))
+            return code
+    return "INTERNAL"
+
+
+def error_status(exc: Exception, method: str) -> Status:
+    """An error as the status a transport reports; unexpected ones are logged, their text withheld."""
+    code = error_code(exc)
+    if code != "INTERNAL":
+        return Status(code, str(exc))
     log.error("internal error in %s", method, exc_info=exc)
-    return Status("INTERNAL", "internal error; the request was denied")
+    return Status(code, "internal error; the request was denied")
 
 
 def request_token(token: str, authorization: str | None) -> str:
@@ -110,12 +127,35 @@ def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:
     return decision.matched_rules if explain else ()
 
 
+def _measured(rpc: str) -> Callable[[ProtoCall[Req, Resp]], ProtoCall[Req, Resp]]:
+    """Time an RPC and count its failure's code, here where every transport passes."""
+
+    def wrap(call: ProtoCall[Req, Resp]) -> ProtoCall[Req, Resp]:
+        @functools.wraps(call)
+        def measured(self: ProtoService, request: Req, authorization: str | None) -> Resp:
+            metrics = self.rpcs[rpc]
+            started = perf_counter()
+            try:
+                return call(self, request, authorization)
+            except Exception as exc:
+                metrics.failed(error_code(exc))
+                raise
+            finally:
+                metrics.observe(perf_counter() - started)
+
+        return measured
+
+    return wrap
+
+
 class ProtoService:
     """The four RPCs with proto messages in and out; `authorization` is the header's value."""
 
     def __init__(self, service: DecisionService) -> None:
         self.service = service
+        self.rpcs: dict[str, RpcMetrics] = service.metrics.rpcs
 
+    @_measured("Check")
     def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
         """Check: one decision."""
         item = CheckItem(
@@ -126,6 +166,7 @@ class ProtoService:
         )
         out = self.service.check(request_token(request.token, authorization), item, explain=request.explain)
         d = out.decision
+        self.rpcs["Check"].decided(d.reason)
         return authz_pb2.CheckResponse(
             allowed=d.allowed,
             reason=reason_name(d.reason),
@@ -136,6 +177,7 @@ class ProtoService:
             decision_id=out.decision_id,
         )
 
+    @_measured("BatchCheck")
     def batch_check(
         self, request: authz_pb2.BatchCheckRequest, authorization: str | None
     ) -> authz_pb2.BatchCheckResponse:
@@ -153,6 +195,7 @@ class ProtoService:
         out = self.service.batch_check(
             request_token(request.token, authorization), items, explain=request.explain
         )
+        self.rpcs["BatchCheck"].decided_all(d.reason for _, d in out.results)
         return authz_pb2.BatchCheckResponse(
             results=[
                 authz_pb2.BatchCheckResult(
@@ -169,6 +212,7 @@ class ProtoService:
             decision_id=out.decision_id,
         )
 
+    @_measured("GetVisibility")
     def get_visibility(
         self, request: authz_pb2.GetVisibilityRequest, authorization: str | None
     ) -> authz_pb2.GetVisibilityResponse:
@@ -189,6 +233,7 @@ class ProtoService:
             message=out.message,
         )
 
+    @_measured("GetPrincipal")
     def get_principal(
         self, request: authz_pb2.GetPrincipalRequest, authorization: str | None
     ) -> authz_pb2.GetPrincipalResponse:

@@ -17,6 +17,7 @@ from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
 from authz.errors import InvalidArgument
+from authz.metrics import Metrics
 from authz.principal import Principal, principal_from_claims
 from authz.store import PolicyStore
 from authz.tokens import TokenRejected, TokenVerifier
@@ -123,11 +124,14 @@ class DecisionService:
         *,
         batch_limit: int = 100,
         decision_log: DecisionLog | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.verifier = verifier
         self.store = store
         self.batch_limit = batch_limit
         self.decision_log = decision_log or DecisionLog()
+        # Recorded by the proto layer (convert.ProtoService), which every transport calls.
+        self.metrics = metrics or Metrics()
 
     def _principal(self, token: str) -> Principal | TokenRejected:
         try:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from authz.engine import Snapshot, load_snapshot
+from authz.engine.cache import CacheStats
 from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
 
@@ -36,6 +37,10 @@ class PolicyStore:
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Snapshot], None]] = []
         self._rejected: RejectedReload | None = None
+        # Counted under the reload lock, read by the metrics at scrape; the first load counts too.
+        self.reloads = {"ok": 0, "rejected": 0, "unchanged": 0}
+        # Shared by every snapshot's decision cache, so the counts survive a swap.
+        self.cache_stats = CacheStats()
 
     @property
     def current(self) -> Snapshot:
@@ -73,18 +78,24 @@ class PolicyStore:
                 # temporary files) leave the policy as it serves, and building is what costs.
                 if previous is not None and read_policy_dir(self.directory).version == previous.version:
                     self._rejected = None
+                    self.reloads["unchanged"] += 1
                     return previous
                 candidate = load_snapshot(self.directory)
                 if self._validate is not None:
                     self._validate(candidate, self.directory)
             except PolicyLoadError as exc:
+                self.reloads["rejected"] += 1
                 if previous is not None:
                     self._reject(exc, previous)
                 raise
             self._rejected = None
             if previous is not None and previous.version == candidate.version:
+                self.reloads["unchanged"] += 1
                 return previous
+            if candidate.cache is not None:
+                candidate.cache.stats = self.cache_stats  # not yet live: no request reads it
             self._current = candidate
+            self.reloads["ok"] += 1
         log.info(
             "policy %s is live (%d rules) from %s",
             candidate.version,

@@ -29,6 +29,7 @@ FLAG_HELP = {
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",
     "http_listen": "Connect / gRPC-Web host:port (AUTHZ_HTTP_LISTEN, off when unset)",
     "cors_origins": "browser origins allowed to call the HTTP listener, comma-separated (AUTHZ_CORS_ORIGINS)",
+    "metrics_listen": "Prometheus /metrics host:port, plain HTTP (AUTHZ_METRICS_LISTEN, off when unset)",
     "workers": "processes (AUTHZ_WORKERS, default 1)",
     "decision_log": "decision log lines: all, deny (denials only) or off (AUTHZ_DECISION_LOG, default all)",
 }

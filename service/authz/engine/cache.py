@@ -14,6 +14,7 @@ from typing import Any
 
 from authz.decision import Decision
 from authz.principal import Principal
+from authz.tally import Tally
 
 MAX_ENTRIES = 20_000
 _UNCACHEABLE = re.compile(r"\btimeMatch\s*\(|\br_sub\s*\.\s*claims\b")
@@ -61,20 +62,37 @@ def decision_key(
         return None
 
 
+class CacheStats:
+    """Lookups that found a decision (`hits`) and that did not (`misses`)."""
+
+    __slots__ = ("hits", "misses")
+
+    def __init__(self) -> None:
+        self.hits = Tally()
+        self.misses = Tally()
+
+
 class DecisionCache:
     """A bounded map of request keys to decisions; thread-safe by construction.
 
     Plain dict operations are atomic in CPython; when full it starts over rather than
-    tracking recency, which keeps every hit a single lookup.
+    tracking recency, which keeps every hit a single lookup. The store gives the caches of
+    its successive snapshots one `stats`, so the counts never go back at a swap.
     """
 
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
+        self.stats = CacheStats()
         self._entries: dict[tuple[Any, ...], Decision] = {}
 
     def get(self, key: tuple[Any, ...]) -> Decision | None:
         """The cached decision for `key`, if any."""
-        return self._entries.get(key)
+        found = self._entries.get(key)
+        if found is None:
+            self.stats.misses.bump()
+        else:
+            self.stats.hits.bump()
+        return found
 
     def put(self, key: tuple[Any, ...], decision: Decision) -> None:
         """Remember a decision."""

@@ -54,6 +54,8 @@ class KeySet:
         self._last_attempt = float("-inf")
         self._ready = threading.Event()
         self._listeners: list[Callable[[], None]] = []
+        # Fetch attempts by result, counted under the fetch lock (read by the metrics at scrape).
+        self.fetches = {"ok": 0, "error": 0}
 
     @property
     def ready(self) -> bool:
@@ -91,8 +93,10 @@ class KeySet:
             try:
                 keys = self._fetch()
             except Exception as exc:  # any failure keeps the last good keys
+                self.fetches["error"] += 1
                 log.warning("JWKS fetch from %s failed: %s", self.url, exc)
                 return False
+            self.fetches["ok"] += 1
             removed = set(self._keys) - set(keys)
             self._keys = keys
             self._ready.set()
