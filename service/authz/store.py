@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from authz.engine import Snapshot, load_snapshot
+from authz.engine import Snapshot, build_snapshot
 from authz.engine.cache import CacheStats
 from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
@@ -76,11 +76,12 @@ class PolicyStore:
             try:
                 # A cheap read first: most change events (an edit already reloaded, tests/,
                 # temporary files) leave the policy as it serves, and building is what costs.
-                if previous is not None and read_policy_dir(self.directory).version == previous.version:
+                source = read_policy_dir(self.directory)
+                if previous is not None and source.version == previous.version:
                     self._rejected = None
                     self.reloads["unchanged"] += 1
                     return previous
-                candidate = load_snapshot(self.directory)
+                candidate = build_snapshot(source)
                 if self._validate is not None:
                     self._validate(candidate, self.directory)
             except PolicyLoadError as exc:
@@ -89,9 +90,6 @@ class PolicyStore:
                     self._reject(exc, previous)
                 raise
             self._rejected = None
-            if previous is not None and previous.version == candidate.version:
-                self.reloads["unchanged"] += 1
-                return previous
             if candidate.cache is not None:
                 candidate.cache.stats = self.cache_stats  # not yet live: no request reads it
             self._current = candidate

@@ -26,6 +26,7 @@ from typing import Any
 
 from authz.engine.bindings import plain
 from authz.engine.matcher import casbin_rewrite
+from authz.engine.model import builtin_functions
 from authz.engine.roles import RoleGraph, reach_for
 
 # Line numbers of one index group: a tuple while small (a 1-tuple is a fifth of a
@@ -328,8 +329,6 @@ class PolicyIndex:
         const = args[1]
         if not pname or not isinstance(const, ast.Constant) or not isinstance(const.value, str):
             return None
-        from authz.engine.model import builtin_functions
-
         fn = builtin_functions()[name]
         position = self.policy.index(pname)
         verdicts: dict[str, bool] = {}

@@ -319,7 +319,22 @@ def _priority_key(priority_index: int) -> Callable[[PolicyLine], Any]:
 
 
 def build_snapshot(source: PolicySource) -> Snapshot:
-    """Parse, validate and compile a policy source; raises PolicyLoadError with findings."""
+    """Parse, validate and compile a policy source; raises PolicyLoadError with findings.
+
+    The cyclic garbage collector is paused while the snapshot is built: a large policy
+    allocates hundreds of thousands of long-lived objects and nothing cyclic, so
+    generational passes over them would only slow the load down.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(source)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _build(source: PolicySource) -> Snapshot:
     model = parse_model(source.model_text)
     lines, findings = parse_lines(source)
     graphs = {name: RoleGraph(name, arity >= 3) for name, arity in model.roles.items()}
@@ -427,17 +442,5 @@ def build_snapshot(source: PolicySource) -> Snapshot:
 
 
 def load_snapshot(directory: Path) -> Snapshot:
-    """Read and build the policy in `directory`.
-
-    The cyclic garbage collector is paused while the snapshot is built: a large policy
-    allocates hundreds of thousands of long-lived objects and nothing cyclic, so
-    generational passes over them would only slow the load down.
-    """
-    source = read_policy_dir(directory)
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return build_snapshot(source)
-    finally:
-        if enabled:
-            gc.enable()
+    """Read and build the policy in `directory`."""
+    return build_snapshot(read_policy_dir(directory))
