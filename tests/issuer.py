@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
 import time
 import uuid
@@ -19,6 +20,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 AUDIENCE = "https://orders.example.com"
 ROLES_CLAIM = "https://orders.example.com/roles"
 _KEYS: list[rsa.RSAPrivateKey] = []
+
+
+_TOKEN_AGE = re.compile(r"token expired \d+ s ago")
+
+
+def without_token_age(text: str) -> str:
+    """`text` with the age in "token expired N s ago" masked.
+
+    Two answers about the same expired token, computed a moment apart, can straddle a
+    second boundary; comparisons across transports must not depend on that.
+    """
+    return _TOKEN_AGE.sub("token expired N s ago", text)
 
 
 def _fresh_key() -> rsa.RSAPrivateKey:
