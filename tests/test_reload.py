@@ -133,7 +133,7 @@ def _generation(root: Path, stamp: str, files: dict[str, str]) -> str:
     return name
 
 
-def test_configmap_symlink_swap_reloads_once(make_server, issuer, tmp_path, caplog):
+def test_configmap_symlink_swap_swaps_once(make_server, issuer, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="authz")
     # The layout the kubelet mounts: files link through `..data` to a timestamped directory.
     root = tmp_path / "config"
@@ -159,8 +159,12 @@ def test_configmap_symlink_swap_reloads_once(make_server, issuer, tmp_path, capl
     wait_for(lambda: check(srv.stub, token).allowed)
     time.sleep(1.0)  # longer than a debounce window: a second batch would have been reloaded by now
     reloads = [r.getMessage() for r in caplog.records if r.name == "authz.reload"]
-    assert len(reloads) == 1, reloads
+    assert reloads, "the watcher saw the swap"
+    # One swap to the new generation and no rejection: no reload ever read a half-swapped
+    # directory. A stalled machine may split the kubelet's steps into two watch batches;
+    # the later one then finds the policy it serves and changes nothing.
     assert swaps == [read_policy_dir(root).version]
+    assert srv.app.store.reloads == {"ok": 2, "rejected": 0, "unchanged": len(reloads) - 1}
 
 
 def test_reload_requires_tests_rejects_a_change_that_breaks_a_suite(make_server, issuer, tmp_path):

@@ -416,11 +416,13 @@ def test_unknown_kid_refetch_is_rate_limited(make_server, own_issuer):
     time.sleep(1.1)  # past the cooldown of the initial fetch
     stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     fetches = own_issuer.fetches
+    started = time.monotonic()
     for n in range(10):
         token = jwt.encode(own_issuer.claims(), stranger, algorithm="RS256", headers={"kid": f"unknown-{n}"})
         assert _check(srv, token).reason == R.REASON_TOKEN_KEY_UNKNOWN
-    # Ten unknown kids in a burst: one fetch, not ten.
-    assert own_issuer.fetches == fetches + 1
+    cooldowns = int((time.monotonic() - started) / srv.app.keys.unknown_kid_cooldown)
+    # Ten unknown kids in a burst: one fetch, not ten (one more per cooldown on a stalled machine).
+    assert 1 <= own_issuer.fetches - fetches <= 1 + cooldowns < 10
 
 
 # --- the token is never logged -------------------------------------------------------------
