@@ -165,6 +165,17 @@ def test_dev_next_to_a_real_issuer_is_refused():
     assert "--dev refuses" in _one_problem(flags={"dev": True}, env={"AUTHZ_JWKS_URL": ISSUER + "jwks"})
 
 
+def test_dev_on_a_non_loopback_address_is_warned_about():
+    assert load_settings({"dev": True}, {}).warnings == ()
+    assert load_settings({"dev": True, "listen": "[::1]:50051"}, {}).warnings == ()
+    s = load_settings({"dev": True, "listen": "0.0.0.0:50051", "http_listen": "127.0.0.1:8080"}, {})
+    assert len(s.warnings) == 1
+    assert "0.0.0.0:50051" in s.warnings[0]
+    assert "dev key" in s.warnings[0]
+    # Outside dev mode a public address is the normal case.
+    assert load_settings({"listen": "0.0.0.0:50051"}, REQUIRED).warnings == ()
+
+
 def test_dev_cannot_come_from_the_environment():
     # Dev mode is a deliberate flag, never a leftover variable in a deployment.
     assert not load_settings({}, {**REQUIRED, "AUTHZ_DEV": "1"}).dev

@@ -158,6 +158,22 @@ def _check_url(kind: str, url: str, problems: list[str]) -> None:
         problems.append(f"{kind} {url!r} is not an https URL")
 
 
+def _dev_exposure(s: Settings) -> list[str]:
+    # Warned, not refused: a dev container must listen on 0.0.0.0 to be reached at all.
+    exposed = []
+    for kind, address in (("listen", s.listen), ("http_listen", s.http_listen)):
+        try:
+            host, _ = split_host_port(address)
+        except ValueError:
+            continue  # absent, or already reported as malformed
+        if not is_loopback(host):
+            exposed.append(
+                f"dev mode {kind} {address!r} is not a loopback address: anyone who can reach it "
+                "gets decisions for tokens signed by the local dev key; dev mode is for one machine"
+            )
+    return exposed
+
+
 def _validate(s: Settings, problems: list[str]) -> Settings:
     warnings: list[str] = []
     for kind, address in (
@@ -176,6 +192,7 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
                 "--dev refuses to start next to a real issuer: unset AUTHZ_ISSUER / AUTHZ_JWKS_URL "
                 "(or the config file's issuer / jwks_url), or drop --dev"
             )
+        warnings.extend(_dev_exposure(s))
     else:
         if not s.issuer:
             problems.append("issuer is required (AUTHZ_ISSUER=https://YOUR_TENANT.auth0.com/), or use --dev")
