@@ -15,7 +15,7 @@ import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from authz.api.v1 import authz_pb2
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.app import App
 from authz.config import load_settings
 from authz.errors import ConfigError, PolicyLoadError
@@ -144,6 +144,44 @@ def test_decisions_errors_and_cache_lookups_move_by_exactly_the_calls_made(
         labelled("authz_decision_cache_hits_total"): 3,
         labelled("authz_decision_cache_misses_total"): 4,
     }
+
+
+def test_admin_rpcs_are_timed_and_their_errors_counted_when_the_admin_service_is_on(
+    make_server: Callable[..., RunningServer], metered: RunningServer, issuer: Issuer, tmp_path: Path
+) -> None:
+    admin_on = make_server(
+        settings_for(
+            issuer,
+            policy_dir=str(copy_demo(tmp_path)),
+            admin_enabled=True,
+            http_listen="127.0.0.1:0",
+            metrics_listen="127.0.0.1:0",
+        )
+    )
+    before = scrape(admin_on.app.metrics_port)
+    # Listed from the start, at 0, like the decision RPCs.
+    assert labelled("authz_rpc_duration_seconds_count", rpc="GetPolicy") in before
+    root = issuer.mint(sub="root", roles=["admin"])
+    admin_pb2_grpc.PolicyAdminServiceStub(admin_on.channel).GetPolicy(admin_pb2.GetPolicyRequest(token=root))
+    reader = issuer.mint(permissions=["read:orders"])
+    refused = urllib.request.Request(
+        admin_on.http_url + "/authz.api.v1.PolicyAdminService/ReloadPolicy",
+        data=json.dumps({"token": reader}).encode(),
+        headers={"content-type": "application/json"},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(refused, timeout=5)
+    assert denied.value.code == 403
+
+    changes = moved(before, scrape(admin_on.app.metrics_port))
+    assert changes[labelled("authz_rpc_duration_seconds_count", rpc="GetPolicy")] == 1
+    assert changes[labelled("authz_rpc_duration_seconds_count", rpc="ReloadPolicy")] == 1
+    assert changes[labelled("authz_rpc_errors_total", rpc="ReloadPolicy", code="PERMISSION_DENIED")] == 1
+    # The admin's own authorisation is not a Check RPC.
+    assert labelled("authz_rpc_duration_seconds_count", rpc="Check") not in changes
+    # Without the admin service, its RPCs are not listed at all.
+    assert not any(dict(labels).get("rpc") == "GetPolicy" for _, labels in scrape(metered.app.metrics_port))
 
 
 def test_a_reload_replaces_the_policy_version_label(

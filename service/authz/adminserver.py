@@ -1,8 +1,9 @@
-"""PolicyAdminService over gRPC: proto messages <-> `authz.admin.PolicyAdmin` calls.
+"""PolicyAdminService in proto messages: `authz.admin.PolicyAdmin` calls, and their gRPC servicer.
 
-Registered on the same gRPC server as the decision API (`build_server(extra=...)`) when
-`admin_enabled` is set. Errors become status codes in `authz.convert.error_status`, the
-one place for every transport.
+Registered on the same gRPC server as the decision API (`build_server(extra=...)`), and
+its AdminProto on the HTTP listener (`authz.connect`), when `admin_enabled` is set.
+Errors become status codes in `authz.convert.error_status`, the one place for every
+transport.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import grpc
 
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
-from authz.convert import reason_name, request_token, struct_to_dict, to_timestamp
+from authz.convert import measured, reason_name, request_token, struct_to_dict, to_timestamp
+from authz.metrics import ADMIN_RPCS
 from authz.policy.findings import Finding, Severity, parse_finding
 from authz.policy.ruletext import Rule
 from authz.server import grpc_method
@@ -51,7 +53,9 @@ class AdminProto:
 
     def __init__(self, admin: PolicyAdmin) -> None:
         self.admin = admin
+        self.rpcs = admin.decisions.metrics.track(ADMIN_RPCS)
 
+    @measured("GetPolicy")
     def get_policy(
         self, request: admin_pb2.GetPolicyRequest, authorization: str | None
     ) -> admin_pb2.GetPolicyResponse:
@@ -73,6 +77,7 @@ class AdminProto:
             last_reload_error=_reload_error(view.rejected),
         )
 
+    @measured("ValidatePolicy")
     def validate_policy(
         self, request: admin_pb2.ValidatePolicyRequest, authorization: str | None
     ) -> admin_pb2.ValidatePolicyResponse:
@@ -87,6 +92,7 @@ class AdminProto:
             ok=report.ok, version=report.version, findings=[_finding(f) for f in report.findings]
         )
 
+    @measured("AddRules")
     def add_rules(
         self, request: admin_pb2.AddRulesRequest, authorization: str | None
     ) -> admin_pb2.AddRulesResponse:
@@ -99,6 +105,7 @@ class AdminProto:
         )
         return admin_pb2.AddRulesResponse(version=version)
 
+    @measured("RemoveRules")
     def remove_rules(
         self, request: admin_pb2.RemoveRulesRequest, authorization: str | None
     ) -> admin_pb2.RemoveRulesResponse:
@@ -111,6 +118,7 @@ class AdminProto:
         )
         return admin_pb2.RemoveRulesResponse(version=version)
 
+    @measured("ReloadPolicy")
     def reload_policy(
         self, request: admin_pb2.ReloadPolicyRequest, authorization: str | None
     ) -> admin_pb2.ReloadPolicyResponse:
@@ -120,6 +128,7 @@ class AdminProto:
             ok=out.ok, changed=out.changed, version=out.version, error=_reload_error(out.rejected)
         )
 
+    @measured("Evaluate")
     def evaluate(
         self, request: admin_pb2.EvaluateRequest, authorization: str | None
     ) -> admin_pb2.EvaluateResponse:
@@ -148,8 +157,8 @@ class AdminProto:
 class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
     """PolicyAdminService over gRPC."""
 
-    def __init__(self, admin: PolicyAdmin) -> None:
-        self.proto = AdminProto(admin)
+    def __init__(self, proto: AdminProto) -> None:
+        self.proto = proto
 
     GetPolicy = grpc_method(AdminProto.get_policy)
     ValidatePolicy = grpc_method(AdminProto.validate_policy)
@@ -159,9 +168,9 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
     Evaluate = grpc_method(AdminProto.evaluate)
 
 
-def admin_service(admin: PolicyAdmin) -> dict[str, Callable[[grpc.Server], None]]:
+def admin_service(proto: AdminProto) -> dict[str, Callable[[grpc.Server], None]]:
     """The `extra` entry for `build_server` that serves PolicyAdminService (and lists it for reflection)."""
-    servicer = PolicyAdminServicer(admin)
+    servicer = PolicyAdminServicer(proto)
 
     def register(server: grpc.Server) -> None:
         admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(servicer, server)

@@ -11,7 +11,7 @@ from typing import cast
 from grpc_health.v1 import health_pb2
 
 from authz.admin import PolicyAdmin
-from authz.adminserver import admin_service
+from authz.adminserver import AdminProto, admin_service
 from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
@@ -86,13 +86,17 @@ class App:
             self.dev_issuer.start()
         s = self.settings
         credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert else None
-        extra = admin_service(PolicyAdmin(self.service)) if s.admin_enabled else None
+        admin = AdminProto(PolicyAdmin(self.service)) if s.admin_enabled else None
         self.server, self.port, self.health = build_server(
-            self.service, s.listen, credentials=credentials, reuse_port=s.workers > 1, extra=extra
+            self.service,
+            s.listen,
+            credentials=credentials,
+            reuse_port=s.workers > 1,
+            extra=admin_service(admin) if admin is not None else None,
         )
         self.server.start()
         if s.http_listen:
-            self._start_http()
+            self._start_http(admin)
         if s.metrics_listen:
             self._start_metrics()
         self.reloader.start()
@@ -102,7 +106,7 @@ class App:
             "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
         )
 
-    def _start_http(self) -> None:
+    def _start_http(self, admin: AdminProto | None) -> None:
         s = self.settings
         http = HttpListener(
             self.service,
@@ -114,6 +118,7 @@ class App:
                 s.tls_client_ca,
                 reuse_port=s.workers > 1,
             ),
+            admin,
         )
         try:
             self.http_port = http.start()

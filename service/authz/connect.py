@@ -1,8 +1,10 @@
-"""AuthorizationService over HTTP: Connect (JSON and binary) and gRPC-Web, behind CORS.
+"""The services over HTTP: Connect (JSON and binary) and gRPC-Web, behind CORS.
 
-The ASGI application is connectrpc's, generated from the same proto as the gRPC stubs
-(`authz_connect.py`, `protobuf=google`), and each method runs the same ProtoService call
-as the gRPC servicer, so the two transports cannot disagree.
+The ASGI applications are connectrpc's, generated from the same protos as the gRPC stubs
+(`authz_connect.py`, `admin_connect.py`, `protobuf=google`), and each method runs the
+same proto-level call as the gRPC servicer (ProtoService, AdminProto), so the two
+transports cannot disagree. PolicyAdminService is mounted only when the admin service is
+enabled.
 """
 
 from __future__ import annotations
@@ -10,18 +12,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
+from connectrpc.server import ConnectASGIApplication
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.middleware.cors import CORSMiddleware
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from authz.api.v1 import authz_pb2
+from authz.adminserver import AdminProto
+from authz.api.v1 import admin_pb2, authz_pb2
+from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.convert import ProtoService, error_status
 from authz.handlers import DecisionService
@@ -41,6 +46,7 @@ CORS_MAX_AGE_SECONDS = 600
 
 Req = TypeVar("Req", bound=Message)
 Resp = TypeVar("Resp", bound=Message)
+Target = TypeVar("Target")
 
 
 class JSONWithDefaults:
@@ -67,20 +73,20 @@ class JSONWithDefaults:
         return message
 
 
-class ConnectServicer:
-    """The generated Connect service protocol over ProtoService.
+class _OnExecutor(Generic[Target]):
+    """Runs `proto`'s calls on `executor`, never on the event loop, their errors as Connect errors.
 
-    Decisions are CPU work and a token with an unknown `kid` may fetch the JWKS, so each
-    call runs on `executor`, never on the event loop.
+    Decisions are CPU work, a token with an unknown `kid` may fetch the JWKS and an admin
+    edit writes files and runs the policy's test suites.
     """
 
-    def __init__(self, service: DecisionService, executor: Executor) -> None:
-        self.proto = ProtoService(service)
+    def __init__(self, proto: Target, executor: Executor) -> None:
+        self.proto = proto
         self.executor = executor
 
     async def _call(
         self,
-        convert: Callable[[ProtoService, Req, str | None], Resp],
+        convert: Callable[[Target, Req, str | None], Resp],
         request: Req,
         ctx: RequestContext[Req, Resp],
     ) -> Resp:
@@ -91,6 +97,13 @@ class ConnectServicer:
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         raise ConnectError(Code[status.code], status.message)
+
+
+class ConnectServicer(_OnExecutor[ProtoService]):
+    """The generated Connect service protocol of AuthorizationService over ProtoService."""
+
+    def __init__(self, service: DecisionService, executor: Executor) -> None:
+        super().__init__(ProtoService(service), executor)
 
     async def check(
         self,
@@ -125,13 +138,93 @@ class ConnectServicer:
         return await self._call(ProtoService.get_principal, request, ctx)
 
 
-def build_http_app(service: DecisionService, executor: Executor, cors_origins: Sequence[str] = ()) -> ASGIApp:
-    """The ASGI app for the HTTP listener; with `cors_origins`, browsers from those origins may call it."""
-    app: ASGIApp = AuthorizationServiceASGIApplication(
-        ConnectServicer(service, executor),
-        read_max_bytes=MAX_MESSAGE_BYTES,
-        codecs=[google_protobuf_binary_codec(), JSONWithDefaults()],
-    )
+class AdminConnectServicer(_OnExecutor[AdminProto]):
+    """The generated Connect service protocol of PolicyAdminService over AdminProto."""
+
+    async def get_policy(
+        self,
+        request: admin_pb2.GetPolicyRequest,
+        ctx: RequestContext[admin_pb2.GetPolicyRequest, admin_pb2.GetPolicyResponse],
+    ) -> admin_pb2.GetPolicyResponse:
+        """GetPolicy over Connect / gRPC-Web."""
+        return await self._call(AdminProto.get_policy, request, ctx)
+
+    async def validate_policy(
+        self,
+        request: admin_pb2.ValidatePolicyRequest,
+        ctx: RequestContext[admin_pb2.ValidatePolicyRequest, admin_pb2.ValidatePolicyResponse],
+    ) -> admin_pb2.ValidatePolicyResponse:
+        """ValidatePolicy over Connect / gRPC-Web."""
+        return await self._call(AdminProto.validate_policy, request, ctx)
+
+    async def add_rules(
+        self,
+        request: admin_pb2.AddRulesRequest,
+        ctx: RequestContext[admin_pb2.AddRulesRequest, admin_pb2.AddRulesResponse],
+    ) -> admin_pb2.AddRulesResponse:
+        """AddRules over Connect / gRPC-Web."""
+        return await self._call(AdminProto.add_rules, request, ctx)
+
+    async def remove_rules(
+        self,
+        request: admin_pb2.RemoveRulesRequest,
+        ctx: RequestContext[admin_pb2.RemoveRulesRequest, admin_pb2.RemoveRulesResponse],
+    ) -> admin_pb2.RemoveRulesResponse:
+        """RemoveRules over Connect / gRPC-Web."""
+        return await self._call(AdminProto.remove_rules, request, ctx)
+
+    async def reload_policy(
+        self,
+        request: admin_pb2.ReloadPolicyRequest,
+        ctx: RequestContext[admin_pb2.ReloadPolicyRequest, admin_pb2.ReloadPolicyResponse],
+    ) -> admin_pb2.ReloadPolicyResponse:
+        """ReloadPolicy over Connect / gRPC-Web."""
+        return await self._call(AdminProto.reload_policy, request, ctx)
+
+    async def evaluate(
+        self,
+        request: admin_pb2.EvaluateRequest,
+        ctx: RequestContext[admin_pb2.EvaluateRequest, admin_pb2.EvaluateResponse],
+    ) -> admin_pb2.EvaluateResponse:
+        """Evaluate over Connect / gRPC-Web."""
+        return await self._call(AdminProto.evaluate, request, ctx)
+
+
+def _by_service(apps: Sequence[ConnectASGIApplication[Any]]) -> ASGIApp:
+    """One ASGI app that hands each request to the application of its path's service."""
+    routes = {app.path: app for app in apps}
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        service = "/" + scope.get("path", "").lstrip("/").partition("/")[0]
+        # An unknown service goes to the first app, which answers it with Connect's 404.
+        await routes.get(service, apps[0])(scope, receive, send)
+
+    return route
+
+
+def build_http_app(
+    service: DecisionService,
+    executor: Executor,
+    cors_origins: Sequence[str] = (),
+    admin: AdminProto | None = None,
+) -> ASGIApp:
+    """The ASGI app for the HTTP listener, with PolicyAdminService when `admin` is given.
+
+    With `cors_origins`, browsers from those origins may call it.
+    """
+    codecs = [google_protobuf_binary_codec(), JSONWithDefaults()]
+    apps: list[ConnectASGIApplication[Any]] = [
+        AuthorizationServiceASGIApplication(
+            ConnectServicer(service, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
+        )
+    ]
+    if admin is not None:
+        apps.append(
+            PolicyAdminServiceASGIApplication(
+                AdminConnectServicer(admin, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
+            )
+        )
+    app = _by_service(apps) if len(apps) > 1 else apps[0]
     if not cors_origins:
         return app
     # The token travels in a header, never a cookie: credentials stay off, so "*" is usable.

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -36,8 +36,17 @@ log = logging.getLogger("authz.server")
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-# A ProtoService method: (self, request, the `authorization` header's value) -> response.
-ProtoCall = Callable[["ProtoService", Req, str | None], Resp]
+
+
+class Measured(Protocol):
+    """A proto-level service whose RPCs `measured` times: it holds their metric series."""
+
+    rpcs: dict[str, RpcMetrics]
+
+
+Target = TypeVar("Target", bound=Measured)
+# A proto-level RPC: (self, request, the `authorization` header's value) -> response.
+ProtoCall = Callable[[Target, Req, str | None], Resp]
 
 
 @dataclass(frozen=True)
@@ -127,12 +136,14 @@ def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:
     return decision.matched_rules if explain else ()
 
 
-def _measured(rpc: str) -> Callable[[ProtoCall[Req, Resp]], ProtoCall[Req, Resp]]:
+def measured(
+    rpc: str,
+) -> Callable[[ProtoCall[Target, Req, Resp]], ProtoCall[Target, Req, Resp]]:
     """Time an RPC and count its failure's code, here where every transport passes."""
 
-    def wrap(call: ProtoCall[Req, Resp]) -> ProtoCall[Req, Resp]:
+    def wrap(call: ProtoCall[Target, Req, Resp]) -> ProtoCall[Target, Req, Resp]:
         @functools.wraps(call)
-        def measured(self: ProtoService, request: Req, authorization: str | None) -> Resp:
+        def timed(self: Target, request: Req, authorization: str | None) -> Resp:
             metrics = self.rpcs[rpc]
             started = perf_counter()
             try:
@@ -143,7 +154,7 @@ def _measured(rpc: str) -> Callable[[ProtoCall[Req, Resp]], ProtoCall[Req, Resp]
             finally:
                 metrics.observe(perf_counter() - started)
 
-        return measured
+        return timed
 
     return wrap
 
@@ -155,7 +166,7 @@ class ProtoService:
         self.service = service
         self.rpcs: dict[str, RpcMetrics] = service.metrics.rpcs
 
-    @_measured("Check")
+    @measured("Check")
     def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
         """Check: one decision."""
         item = CheckItem(
@@ -177,7 +188,7 @@ class ProtoService:
             decision_id=out.decision_id,
         )
 
-    @_measured("BatchCheck")
+    @measured("BatchCheck")
     def batch_check(
         self, request: authz_pb2.BatchCheckRequest, authorization: str | None
     ) -> authz_pb2.BatchCheckResponse:
@@ -212,7 +223,7 @@ class ProtoService:
             decision_id=out.decision_id,
         )
 
-    @_measured("GetVisibility")
+    @measured("GetVisibility")
     def get_visibility(
         self, request: authz_pb2.GetVisibilityRequest, authorization: str | None
     ) -> authz_pb2.GetVisibilityResponse:
@@ -233,7 +244,7 @@ class ProtoService:
             message=out.message,
         )
 
-    @_measured("GetPrincipal")
+    @measured("GetPrincipal")
     def get_principal(
         self, request: authz_pb2.GetPrincipalRequest, authorization: str | None
     ) -> authz_pb2.GetPrincipalResponse:

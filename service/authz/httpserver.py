@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from authz.adminserver import AdminProto
 from authz.config import split_host_port
 from authz.connect import build_http_app
 from authz.handlers import DecisionService
@@ -47,12 +48,14 @@ def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
 
 
 class HttpListener:
-    """Connect and gRPC-Web over HTTP/1.1 for `service`; call `start`, then `stop`."""
+    """Connect and gRPC-Web over HTTP/1.1 for `service` (and `admin`); call `start`, then `stop`."""
 
-    def __init__(self, service: DecisionService, settings: HttpSettings) -> None:
+    def __init__(
+        self, service: DecisionService, settings: HttpSettings, admin: AdminProto | None = None
+    ) -> None:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
-        app = build_http_app(service, self.executor, settings.cors_origins)
+        app = build_http_app(service, self.executor, settings.cors_origins, admin)
         self.config = uvicorn.Config(
             app,
             lifespan="off",

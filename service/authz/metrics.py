@@ -30,6 +30,8 @@ from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
 
 RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal")
+# PolicyAdminService's, tracked only when the admin service is enabled.
+ADMIN_RPCS = ("GetPolicy", "ValidatePolicy", "AddRules", "RemoveRules", "ReloadPolicy", "Evaluate")
 DECIDING_RPCS = ("Check", "BatchCheck")
 # A Check answered from the caches takes about 10 µs in process, a new RS256 token a few
 # hundred, a JWKS fetch for an unknown key up to its 5 s timeout.
@@ -118,8 +120,19 @@ class Metrics:
             ("rpc", "code"),
             registry=self.registry,
         )
+        self._errors = errors
         self.rpcs = {rpc: RpcMetrics(rpc, errors) for rpc in RPCS}
         self.registry.register(_RpcCollector(self.rpcs))
+
+    def track(self, rpcs: Iterable[str]) -> dict[str, RpcMetrics]:
+        """Add series for more RPCs (the admin service's) and return `rpcs`; call before serving.
+
+        Before serving, because a scrape iterates `rpcs`: a series added during one would
+        change the dict under it.
+        """
+        for rpc in rpcs:
+            self.rpcs.setdefault(rpc, RpcMetrics(rpc, self._errors))
+        return self.rpcs
 
     def watch(self, sources: ServiceCollector) -> None:
         """Report the counts and state that `sources` hold at every scrape."""
