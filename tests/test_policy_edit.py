@@ -11,6 +11,7 @@ import pytest
 from authz.cli.main import main
 from authz.engine import load_snapshot
 from authz.engine.policyfiles import read_policy_dir
+from authz.policy.atomic import replace_files
 from authz.policy.edit import (
     CandidateRejected,
     InvalidEdit,
@@ -151,6 +152,22 @@ def test_add_to_a_new_file_and_through_a_symlink_keeps_mode_and_link(tmp_path, p
     assert (policies / "roles.csv").is_symlink()
     assert real.read_text().endswith("g, admin, manage:users\ng, admin, read:invoices\n")
     assert stat.S_IMODE(real.stat().st_mode) == 0o640
+
+
+def test_a_set_of_files_is_replaced_only_when_every_one_could_be_written(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text("old a\n")
+    # The second target's directory does not exist: its temporary file cannot be created.
+    second.symlink_to(tmp_path / "gone" / "b.csv")
+    with pytest.raises(FileNotFoundError):
+        replace_files({first: "new a\n", second: "new b\n"})
+    assert first.read_text() == "old a\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]  # no temporary left
+
+    second.unlink()
+    replace_files({first: "new a\n", second: "new b\n"})
+    assert (first.read_text(), second.read_text()) == ("new a\n", "new b\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.csv"]
 
 
 def test_fmt_normalises_spacing_and_never_quotes(policies):

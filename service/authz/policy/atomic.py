@@ -1,4 +1,4 @@
-"""Replacing a file atomically: readers see the old text or the new one, never a mix."""
+"""Replacing files atomically: readers see the old text or the new one, never a mix."""
 
 from __future__ import annotations
 
@@ -6,18 +6,44 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 NEW_FILE_MODE = 0o644
 
 
-def replace_file(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, fsync it, rename it over `path`.
+def replace_files(texts: Mapping[Path, str]) -> None:
+    """Replace each file with its text: all written and fsynced first, then all renamed at once.
 
-    The temporary name starts with a dot and does not end in `.csv`, so a policy reader
-    never picks it up. A symlinked `path` is written through (the link stays). The file
-    keeps its permissions; a new one gets 0644.
+    Each file is replaced atomically; a directory has no atomic rename of a set, so the
+    set changes in one burst of renames (microseconds, well inside the reload watcher's
+    100 ms batch), and a failure while writing (a full disk) changes none of them.
+    Temporary names start with a dot and do not end in `.csv`, so a policy reader never
+    picks them up. A symlinked path is written through (the link stays). A file keeps
+    its permissions; a new one gets 0644.
     """
+    staged: list[tuple[str, Path]] = []
+    try:
+        for path, text in texts.items():
+            staged.append(_stage(path, text))
+        for temp, target in staged:
+            os.replace(temp, target)
+    except BaseException:
+        for temp, _ in staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temp)
+        raise
+    # The renames themselves must survive a crash too.
+    for parent in {target.parent for _, target in staged}:
+        directory = os.open(parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+
+
+def _stage(path: Path, text: str) -> tuple[str, Path]:
+    """`text` in a fsynced temporary file beside `path`'s target, with the target's mode."""
     target = path.resolve() if path.is_symlink() else path
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else NEW_FILE_MODE
     fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -27,14 +53,8 @@ def replace_file(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, mode)
-        os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temp)
         raise
-    # The rename itself must survive a crash too.
-    directory = os.open(target.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    return temp, target

@@ -32,7 +32,7 @@ from authz.errors import (
     NotFound,
     PolicyLoadError,
 )
-from authz.policy.atomic import replace_file
+from authz.policy.atomic import replace_files
 from authz.policy.ruletext import Rule, append_lines, drop_lines, format_text, rule_line
 from authz.policy.runner import require_passing_suites
 from authz.policy.suites import suite_files
@@ -221,8 +221,7 @@ def _commit(
         if candidate.version == source.version:
             return source.version
         check_candidate(candidate, directory, run_tests=run_tests)
-        for name in sorted(updated):
-            replace_file(directory / name, updated[name])
+        replace_files({directory / name: updated[name] for name in sorted(updated)})
         return candidate.version
 
 
