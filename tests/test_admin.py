@@ -317,6 +317,8 @@ def test_reload_policy_makes_the_directory_live_or_says_why_not(make_server, iss
     )
     v3 = copy_demo(tmp_path, "v3")
     (v3 / "policy.csv").write_text((v3 / "policy.csv").read_text() + "p, oops\n")
+    v4 = copy_demo(tmp_path, "v4")
+    (v4 / "model.conf").write_text((v4 / "model.conf").read_text().replace("eval(p.cond)", "eval(p.cond) &&"))
     current = tmp_path / "current"
     current.symlink_to(v1)
     srv = make_server(settings_for(issuer, policy_dir=str(current), admin_enabled=True))
@@ -336,10 +338,24 @@ def test_reload_policy_makes_the_directory_live_or_says_why_not(make_server, iss
     refused = stub.ReloadPolicy(A.ReloadPolicyRequest(token=token), timeout=5)
     assert (refused.ok, refused.changed, refused.version) == (False, False, read_policy_dir(v2).version)
     broken_line = len((v1 / "policy.csv").read_text().splitlines()) + 1
-    assert [(f.file, f.line) for f in refused.error.findings] == [("policy.csv", broken_line)]
+    assert [(f.severity, f.file, f.line, f.message) for f in refused.error.findings] == [
+        (
+            A.FINDING_SEVERITY_ERROR,
+            "policy.csv",
+            broken_line,
+            "p, oops: has 1 values, the policy definition p needs 5",
+        )
+    ]
     view = stub.GetPolicy(A.GetPolicyRequest(token=token), timeout=5)
     assert view.version == read_policy_dir(v2).version
     assert view.last_reload_error.findings == refused.error.findings
+    # A model.conf finding is located on the line of the definition it is about.
+    point_to(v4)
+    refused = stub.ReloadPolicy(A.ReloadPolicyRequest(token=token), timeout=5)
+    assert not refused.ok and refused.error.message == "the policy does not load"
+    [finding] = refused.error.findings
+    assert (finding.file, finding.line) == ("model.conf", line_number(v4 / "model.conf", "m = "))
+    assert finding.message.startswith("matcher: syntax error")
 
 
 def test_evaluate_is_the_what_if_of_policy_explain(admin):

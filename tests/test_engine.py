@@ -16,6 +16,7 @@ from authz.app import demo_policy_dir
 from authz.decision import Decision, Reason
 from authz.engine import Snapshot, load_snapshot
 from authz.errors import PolicyLoadError
+from authz.findings import Finding, Severity
 from authz.principal import Principal
 from tests.pycasbin_ref import AttrStr, enforcer, write_policy
 
@@ -67,7 +68,7 @@ def snapshot(tmp_path: Path, model: str, *lines: str) -> Snapshot:
     return load_snapshot(write_policy(tmp_path, model, lines))
 
 
-def load_findings(tmp_path: Path, model: str, *lines: str) -> list[str]:
+def load_findings(tmp_path: Path, model: str, *lines: str) -> list[Finding]:
     with pytest.raises(PolicyLoadError) as raised:
         snapshot(tmp_path, model, *lines)
     return raised.value.findings
@@ -196,16 +197,16 @@ def test_attributes_named_like_str_methods_are_the_attributes(tmp_path: Path) ->
     ids=["method-call", "dunder", "unknown-name", "lambda", "import", "comprehension"],
 )
 def test_forbidden_constructs_are_rejected_at_load(tmp_path: Path, condition: str, complaint: str) -> None:
-    findings = load_findings(
+    [finding] = load_findings(
         tmp_path,
         cond_model(),
         "# a comment line",
         "p, alice, doc, read, True, allow",
         f"p, alice, doc, read, {condition}, allow",
     )
-    assert len(findings) == 1
-    assert findings[0].startswith("policy.csv:3: ")
-    assert complaint in findings[0]
+    assert (finding.severity, finding.file, finding.line) == (Severity.ERROR, "policy.csv", 3)
+    assert finding.message.startswith(f"p, alice, doc, read, {condition}, allow: ")
+    assert complaint in finding.message
 
 
 def test_bang_is_rewritten_inside_string_literals_like_pycasbin(tmp_path: Path) -> None:
@@ -297,15 +298,12 @@ def test_line_arity_errors_name_file_and_line(tmp_path: Path) -> None:
     findings = load_findings(
         tmp_path, RBAC_MODEL, "p, alice, data1, read", "", "p, bob, data2", "g, alice", "g, a, b, c", "x, y"
     )
-    expected = {
-        "policy.csv:3: ": "has 2 values, the policy definition p needs 3",
-        "policy.csv:4: ": "has 1 values, role definition g needs 2",
-        "policy.csv:5: ": "has 3 values, role definition g needs 2",
-        "policy.csv:6: ": "unknown line type 'x'",
-    }
-    assert len(findings) == len(expected)
-    for where, what in expected.items():
-        assert [f for f in findings if f.startswith(where) and what in f], (where, findings)
+    assert [(f.severity, f.file, f.line, f.message) for f in findings] == [
+        (Severity.ERROR, "policy.csv", 3, "p, bob, data2: has 2 values, the policy definition p needs 3"),
+        (Severity.ERROR, "policy.csv", 4, "g, alice: has 1 values, role definition g needs 2"),
+        (Severity.ERROR, "policy.csv", 5, "g, a, b, c: has 3 values, role definition g needs 2"),
+        (Severity.ERROR, "policy.csv", 6, "unknown line type 'x' (expected p, p2, g, g2 ...)"),
+    ]
 
 
 def test_policy_version_changes_exactly_when_a_policy_file_changes(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from authz.policy.edit import (
     remove_rules,
 )
 from authz.policy.ruletext import RuleSyntaxError, format_text, parse_rule
-from tests.policy_dirs import copy_demo
+from tests.policy_dirs import copy_demo, line_number
 
 INVOICES = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
 
@@ -70,7 +70,11 @@ def test_a_change_that_breaks_a_test_is_refused_and_nothing_is_written(policies)
     with pytest.raises(CandidateRejected) as caught:
         remove_rules(policies, "policy.csv", [parse_rule("p, read:orders, /api/orders, GET, True, allow")])
     assert "the change was not made: 4 policy test(s) fail" in str(caught.value)
-    assert any("readers list and read orders" in f for f in caught.value.findings)
+    case = line_number(policies / "tests" / "orders_test.yaml", "readers list and read orders")
+    assert any(
+        (f.file, f.line) == ("tests/orders_test.yaml", case) and "readers list and read orders" in f.message
+        for f in caught.value.findings
+    ), caught.value.findings
     assert snapshot_files(policies) == before
 
 
@@ -78,9 +82,10 @@ def test_a_change_that_does_not_load_is_refused_with_its_line(policies):
     before = snapshot_files(policies)
     with pytest.raises(CandidateRejected) as caught:
         add_rules(policies, "policy.csv", [parse_rule("p, a, /b, GET, r.obj.x ==, allow")])
-    assert caught.value.findings[0].startswith(
-        "policy.csv:28: p, a, /b, GET, r.obj.x ==, allow: syntax error"
-    )
+    [finding] = caught.value.findings
+    assert (finding.file, finding.line) == ("policy.csv", 28)
+    assert finding.message.startswith("p, a, /b, GET, r.obj.x ==, allow: syntax error")
+    assert str(caught.value).endswith(f"\n  policy.csv:28: {finding.message}")
     with pytest.raises(CandidateRejected, match="has 3 values"):
         add_rules(policies, "policy.csv", [parse_rule("p, a, /b, GET")])
     assert snapshot_files(policies) == before

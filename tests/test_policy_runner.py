@@ -144,10 +144,20 @@ def test_require_passing_suites_fits_the_store_validate_hook(tmp_path):
     )
     with pytest.raises(PolicyLoadError) as caught:
         require_passing_suites(load_snapshot(policies), policies)
-    assert any("clerks create orders [clerk POST /api/orders]" in f for f in caught.value.findings)
+    case = line_number(policies / "tests" / "orders_test.yaml", "clerks create orders")
+    assert any(
+        (f.file, f.line) == ("tests/orders_test.yaml", case)
+        and f.message.startswith("clerks create orders [clerk POST /api/orders]: expected allow, got deny")
+        for f in caught.value.findings
+    ), caught.value.findings
     (policies / "tests" / "broken_test.yaml").write_text("name: x\ntests: 3\n")
-    with pytest.raises(PolicyLoadError, match=r"tests/broken_test\.yaml:1: tests must be a non-empty list"):
+    with pytest.raises(
+        PolicyLoadError, match=r"tests/broken_test\.yaml:1: tests must be a non-empty list"
+    ) as caught:
         require_passing_suites(load_snapshot(policies), policies)
+    assert [(f.file, f.line, f.message) for f in caught.value.findings] == [
+        ("tests/broken_test.yaml", 1, "tests must be a non-empty list")
+    ]
 
 
 def test_a_directory_without_suites_is_a_usage_error(tmp_path, capsys):

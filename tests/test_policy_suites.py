@@ -66,35 +66,43 @@ def test_a_roles_claim_of_the_suite_is_where_roles_go():
 
 
 @pytest.mark.parametrize(
-    ("change", "expected"),
+    ("change", "line", "expected"),
     [
-        (("principal: alice", "principle: alice"), "t:10: tests[0]: unknown key 'principle'"),
-        (("resource: order", "resource: ordr"), "t:10: test 'ok': unknown resource 'ordr'"),
+        (("principal: alice", "principle: alice"), 10, "tests[0]: unknown key 'principle'"),
+        (("resource: order", "resource: ordr"), 10, "test 'ok': unknown resource 'ordr'"),
         (
             ("resource: order", "resources: [order]\n    resource: order"),
-            "needs exactly one of resource or resources",
+            10,
+            "test 'ok' needs exactly one of resource or resources",
         ),
-        (("GET: allow", "GET: alow"), "t:10: test 'ok' action 'GET': expected allow or deny, not 'alow'"),
-        (("GET: allow", "GET: allow, GET: deny"), "t:13: not valid YAML: duplicate key 'GET'"),
+        (("GET: allow", "GET: alow"), 10, "test 'ok' action 'GET': expected allow or deny, not 'alow'"),
+        (("GET: allow", "GET: allow, GET: deny"), 13, "not valid YAML: duplicate key 'GET'"),
         (
             ("GET: allow", "GET: {effect: allow, reason: REASON_EXPLICIT_DENY}"),
-            "REASON_EXPLICIT_DENY contradicts allow",
+            10,
+            "test 'ok' action 'GET': REASON_EXPLICIT_DENY contradicts allow",
         ),
-        (("GET: allow", "GET: {effect: deny, reason: NOPE}"), "unknown reason 'NOPE'"),
+        (
+            ("GET: allow", "GET: {effect: deny, reason: NOPE}"),
+            10,
+            "test 'ok' action 'GET': unknown reason 'NOPE'",
+        ),
         (
             ("name: ok\n", "name: ok\n    reason: REASON_EXPLICIT_DENY\n"),
-            "t:10: test 'ok': reason REASON_EXPLICIT_DENY applies to none",
+            10,
+            "test 'ok': reason REASON_EXPLICIT_DENY applies to none",
         ),
         (
             ("permissions: [read:orders]", "permissions: read:orders"),
+            4,
             "principal 'alice' permissions must be a list",
         ),
-        (("machine: false", "machine: nope"), "principal 'alice' machine must be true or false"),
-        (("id: /api/orders/1", "attributes: {}"), "resource 'order' id must be a non-empty string"),
-        (("  - name: r\n", "  - name: r\n    naem: x\n"), "t:15: tests[1]: unknown key 'naem'"),
+        (("machine: false", "machine: nope"), 4, "principal 'alice' machine must be true or false"),
+        (("id: /api/orders/1", "attributes: {}"), 8, "resource 'order' id must be a non-empty string"),
+        (("  - name: r\n", "  - name: r\n    naem: x\n"), 15, "tests[1]: unknown key 'naem'"),
     ],
 )
-def test_schema_mistakes_are_located(change, expected):
+def test_schema_mistakes_are_located(change, line, expected):
     text = """\
 name: S
 principals:
@@ -120,7 +128,8 @@ tests:
     assert old in text
     with pytest.raises(SuiteError) as caught:
         parse_suite("t", text.replace(old, new, 1))
-    assert any(expected in finding for finding in caught.value.findings), caught.value.findings
+    found = caught.value.findings
+    assert any(f.file == "t" and f.line == line and f.message.startswith(expected) for f in found), found
 
 
 def test_duplicate_case_names_and_missing_tests():
@@ -141,7 +150,10 @@ def test_load_suites_reads_every_file_and_reports_all_broken_ones(tmp_path):
     (tests / "c_test.yaml").write_text("")
     with pytest.raises(SuiteError) as caught:
         load_suites(tmp_path)
-    assert [f.split(":")[0] for f in caught.value.findings] == ["tests/b_test.yaml", "tests/c_test.yaml"]
+    assert [(f.file, f.line, f.message) for f in caught.value.findings] == [
+        ("tests/b_test.yaml", 2, "not valid YAML: expected the node content, but found '<stream end>'"),
+        ("tests/c_test.yaml", 0, "empty file"),
+    ]
     assert load_suites(tmp_path / "elsewhere") == []
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from authz.cli.main import main
-from authz.policy.findings import Severity, parse_finding
+from authz.engine import load_snapshot
+from authz.errors import PolicyLoadError
+from authz.findings import Finding, Severity
 from authz.policy.validate import validate_dir
 from tests.conftest import REPO
 from tests.policy_dirs import copy_demo, line_number, write_policy
@@ -122,15 +126,77 @@ def test_cycles_are_per_domain(tmp_path):
     assert validate_dir(policies).findings == []
 
 
-def test_parse_finding_locates_engine_strings():
-    model = "[matchers]\nm = r.sub == p.sub\n"
-    found = parse_finding("model.conf: matcher: syntax error", model)
-    assert (found.file, found.line) == ("model.conf", 2)
-    found = parse_finding("policy.csv:7: p, a, b: has 2 values")
-    assert (found.file, found.line, found.message) == ("policy.csv", 7, "p, a, b: has 2 values")
-    unlocated = parse_finding("policy directory /x does not exist")
-    assert unlocated.file == "" and unlocated.render() == "error: policy directory /x does not exist"
-    assert unlocated.render("/x") == "/x: error: policy directory /x does not exist"
+# The definitions in an unusual order, with comments, so a line is only right when it is looked up.
+SHUFFLED_MODEL = """# matchers first
+[matchers]
+m = r.sub == p.sub && r.obj == p.obj && r.act == p.act
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[policy_definition]
+p = sub, obj, act, eft
+
+# the request last
+[request_definition]
+r = sub, obj, act
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "message"),
+    [
+        ("r.act == p.act", "r.act == = p.act", "m = ", "matcher: syntax error"),
+        ("r.act == p.act", "r.act == p.act && eval(p.cond)", "m = ", "eval(p_cond) names no policy field"),
+        ("r = sub, obj, act", "r = sub, obj, act, zone", "r = ", "unsupported request field(s) zone"),
+        ("e = some(where (p.eft == allow))", "e = max(p.eft)", "e = ", "unsupported policy effect"),
+    ],
+    ids=["matcher-syntax", "eval-field", "request-field", "effect"],
+)
+def test_the_engine_locates_model_findings_on_their_definition_line(tmp_path, old, new, key, message):
+    policies = write_policy(
+        tmp_path / "p", SHUFFLED_MODEL.replace(old, new), policy_csv="p, a, /a, GET, allow\n"
+    )
+    model = policies / "model.conf"
+    with pytest.raises(PolicyLoadError) as raised:
+        load_snapshot(policies)
+    [finding] = raised.value.findings
+    assert (finding.severity, finding.file, finding.line) == (
+        Severity.ERROR,
+        "model.conf",
+        line_number(model, key),
+    )
+    assert finding.message.startswith(message)
+    assert f"model.conf:{finding.line}: {finding.message}" in str(raised.value)
+    assert validate_dir(policies).errors == [finding]
+
+
+def test_a_policy_file_with_an_unusual_name_keeps_its_file_and_line(tmp_path):
+    # A leading space, other spaces, dots and non-ASCII letters: no colon, so nothing to confuse
+    # a `FILE:LINE:` reader, but still a name a regular expression over the text could lose.
+    name = " règles 2024 (v2.1).csv"
+    policies = write_policy(tmp_path / "p", RBAC_MODEL)
+    (policies / name).write_text("# comment\np, a, /a, GET, allow\np, b, /b\n")
+    with pytest.raises(PolicyLoadError) as raised:
+        load_snapshot(policies)
+    assert [(f.file, f.line, f.message) for f in raised.value.findings] == [
+        (name, 3, "p, b, /b: has 2 values, the policy definition p needs 4")
+    ]
+    [error] = validate_dir(policies).errors
+    assert (error.file, error.line) == (name, 3)
+    assert error.render(str(policies)) == f"{policies}/{name}:3: error: {error.message}"
+
+
+def test_an_unlocated_error_is_one_finding_without_a_file(tmp_path):
+    missing = tmp_path / "nope"
+    with pytest.raises(PolicyLoadError) as raised:
+        load_snapshot(missing)
+    message = f"policy directory {missing} does not exist"
+    assert str(raised.value) == message
+    assert raised.value.findings == [Finding(Severity.ERROR, "", 0, message)]
+    [error] = validate_dir(missing).errors
+    assert error.render() == f"error: {message}"
+    assert error.render(str(missing)) == f"{missing}: error: {message}"
 
 
 def test_cli_exit_status_and_json(tmp_path, capsys):

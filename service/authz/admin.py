@@ -20,7 +20,6 @@ from authz.errors import InvalidArgument, PermissionDenied, PolicyLoadError, Una
 from authz.handlers import CheckItem, DecisionService
 from authz.policy.edit import DEFAULT_FILE, add_rules, remove_rules
 from authz.policy.explain import Explanation, explain
-from authz.policy.findings import parse_finding
 from authz.policy.ruletext import Rule
 from authz.policy.runner import require_passing_suites
 from authz.policy.validate import ValidationReport, validate_source
@@ -92,8 +91,7 @@ class PolicyAdmin:
         try:
             require_passing_suites(report.snapshot, self.store.directory)
         except PolicyLoadError as exc:
-            failures = [parse_finding(f) for f in exc.findings]
-            return ValidationReport([*report.findings, *failures], report.snapshot, report.version)
+            return ValidationReport([*report.findings, *exc.findings], report.snapshot, report.version)
         return report
 
     def add_rules(self, token: str, file: str, rules: Sequence[Rule], expected_version: str) -> str:

@@ -15,8 +15,8 @@ import grpc
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
 from authz.convert import measured, reason_name, request_token, struct_to_dict, to_timestamp
+from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
-from authz.policy.findings import Finding, Severity, parse_finding
 from authz.policy.ruletext import Rule
 from authz.server import grpc_method
 from authz.store import RejectedReload
@@ -40,7 +40,7 @@ def _reload_error(rejected: RejectedReload | None) -> admin_pb2.ReloadError | No
     return admin_pb2.ReloadError(
         at=to_timestamp(rejected.at),
         message=rejected.message,
-        findings=[_finding(parse_finding(text)) for text in rejected.findings],
+        findings=[_finding(f) for f in rejected.findings],
     )
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from authz.findings import Finding, listed
+
 
 class AuthzError(Exception):
     """Base class of every error authz reports to a caller."""
@@ -38,12 +42,21 @@ class FailedPrecondition(AuthzError):
 class PolicyLoadError(AuthzError):
     """A policy directory could not be turned into a serving snapshot.
 
-    `findings` lists each problem as `FILE:LINE: message` so an operator can jump to it.
+    `findings` locates each problem (file and line) so an operator can jump to it; without
+    any, the message is the one unlocated finding. The text lists them as `FILE:LINE: message`.
     """
 
-    def __init__(self, message: str, findings: list[str] | None = None) -> None:
-        self.findings = findings or [message]
-        super().__init__(message if not findings else message + ":\n  " + "\n  ".join(findings))
+    def __init__(self, message: str, findings: Sequence[Finding] | None = None) -> None:
+        self.message = message
+        self.findings = list(findings) if findings else [Finding.error("", 0, message)]
+        # One finding that reads exactly as the message (see `at`) is not repeated under it.
+        alone = [str(f) for f in self.findings] == [message]
+        super().__init__(message if alone else listed(message, self.findings))
+
+    @classmethod
+    def at(cls, finding: Finding) -> PolicyLoadError:
+        """The error of one located problem: its text is the finding's."""
+        return cls(str(finding), [finding])
 
 
 class ConfigError(AuthzError):

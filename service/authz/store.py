@@ -13,6 +13,7 @@ from authz.engine import Snapshot, build_snapshot
 from authz.engine.cache import CacheStats
 from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
+from authz.findings import Finding
 
 log = logging.getLogger("authz.policy")
 
@@ -23,7 +24,7 @@ class RejectedReload:
 
     at: float  # time.time()
     message: str
-    findings: tuple[str, ...]  # `FILE:LINE: message` each
+    findings: tuple[Finding, ...]
 
 
 class PolicyStore:
@@ -105,11 +106,10 @@ class PolicyStore:
         return candidate
 
     def _reject(self, exc: PolicyLoadError, serving: Snapshot) -> None:
-        headline = str(exc).splitlines()[0].rstrip(":")
-        self._rejected = RejectedReload(time.time(), headline, tuple(exc.findings))
+        self._rejected = RejectedReload(time.time(), exc.message, tuple(exc.findings))
         log.error(
             "policy reload rejected, %s keeps serving: %s\n  %s",
             serving.version,
-            headline,
-            "\n  ".join(exc.findings),
+            exc.message,
+            "\n  ".join(str(f) for f in exc.findings),
         )

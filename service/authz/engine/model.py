@@ -12,7 +12,9 @@ from casbin.model import Model
 from casbin.model.function import FunctionMap
 
 from authz.engine.bindings import REQUEST_FIELDS
+from authz.engine.policyfiles import MODEL_FILE
 from authz.errors import PolicyLoadError
+from authz.findings import Finding, model_line
 
 # pycasbin logs every decision through its own loggers; authz logs decisions itself.
 logging.getLogger("casbin").propagate = False
@@ -50,10 +52,10 @@ def parse_model(text: str) -> ModelSpec:
     try:
         model.load_model_from_text(text)
     except Exception as exc:  # pycasbin raises bare Exceptions and RuntimeErrors
-        raise PolicyLoadError(f"model.conf: {exc}") from exc
+        raise PolicyLoadError.at(Finding.error(MODEL_FILE, 0, str(exc))) from exc
     sections: dict[str, Any] = model.model
     problems = [
-        f"model.conf: missing [{title}] section with '{key} = ...'"
+        Finding.error(MODEL_FILE, 0, f"missing [{title}] section with '{key} = ...'")
         for key, title in (
             ("r", "request_definition"),
             ("p", "policy_definition"),
@@ -67,16 +69,18 @@ def parse_model(text: str) -> ModelSpec:
     request = tuple(sections["r"]["r"].tokens)
     unknown = [t for t in request if t.removeprefix("r_") not in REQUEST_FIELDS]
     if unknown:
-        raise PolicyLoadError(
-            "model.conf: unsupported request field(s) "
-            + ", ".join(t.removeprefix("r_") for t in unknown)
-            + f" (authz binds {', '.join(REQUEST_FIELDS)})"
+        fields = ", ".join(t.removeprefix("r_") for t in unknown)
+        raise PolicyLoadError.at(
+            model_error(
+                text, "r", f"unsupported request field(s) {fields} (authz binds {', '.join(REQUEST_FIELDS)})"
+            )
         )
     effect_text = "".join(sections["e"]["e"].value.split())
     try:
         effect = Effect(effect_text)
     except ValueError:
-        raise PolicyLoadError(f"model.conf: unsupported policy effect {sections['e']['e'].value!r}") from None
+        message = f"unsupported policy effect {sections['e']['e'].value!r}"
+        raise PolicyLoadError.at(model_error(text, "e", message)) from None
     roles = {key: len(ast.value.split(",")) for key, ast in sections.get("g", {}).items()}
     return ModelSpec(
         request=request,
@@ -85,6 +89,11 @@ def parse_model(text: str) -> ModelSpec:
         effect=effect,
         roles=roles,
     )
+
+
+def model_error(model_text: str, key: str, message: str) -> Finding:
+    """An error about the definition `key` (r, p, e, m ...) of model.conf, located on its line."""
+    return Finding.error(MODEL_FILE, model_line(model_text, key), message)
 
 
 def builtin_functions() -> dict[str, Callable[..., Any]]:

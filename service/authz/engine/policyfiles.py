@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from authz.errors import PolicyLoadError
+from authz.findings import Finding
 
 MODEL_FILE = "model.conf"
 _INTERESTING = re.compile(r"[,\[\]()]")
@@ -33,7 +34,7 @@ class PolicyLine(NamedTuple):
 
     @property
     def location(self) -> str:
-        """`FILE:LINE: p, a, b, c`, the form `matched_rules` and findings use."""
+        """`FILE:LINE: p, a, b, c`, the form `matched_rules` uses."""
         return f"{self.file}:{self.line}: {self.text}"
 
 
@@ -100,10 +101,10 @@ def read_policy_dir(directory: Path) -> PolicySource:
         raise PolicyLoadError(f"cannot read policy directory {directory}: {exc}") from exc
 
 
-def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
+def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     """Every policy line of every file, plus findings for lines that are not `p`/`g` lines."""
     lines: list[PolicyLine] = []
-    findings: list[str] = []
+    findings: list[Finding] = []
     # One string object per distinct value: subjects and actions repeat on most lines.
     shared: dict[str, str] = {}
     for name, text in source.files:
@@ -113,7 +114,9 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[str]]:
                 continue
             key = tokens[0]
             if not _LINE_TYPE.fullmatch(key):
-                findings.append(f"{name}:{number}: unknown line type {key!r} (expected p, p2, g, g2 ...)")
+                findings.append(
+                    Finding.error(name, number, f"unknown line type {key!r} (expected p, p2, g, g2 ...)")
+                )
                 continue
             values = tuple([shared.setdefault(token, token) for token in tokens[1:]])
             lines.append(PolicyLine(name, number, shared.setdefault(key, key), values))

@@ -19,10 +19,11 @@ from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subjec
 from authz.engine.cache import DecisionCache, cacheable, decision_key
 from authz.engine.index import PolicyIndex
 from authz.engine.matcher import MatcherCompiler, MatcherSyntaxError
-from authz.engine.model import Effect, ModelSpec, builtin_functions, parse_model
-from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
+from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.roles import RoleGraph, reach_for
 from authz.errors import PolicyLoadError
+from authz.findings import Finding
 from authz.principal import Principal
 
 ALLOW, DENY, INDETERMINATE = 1, 2, 0
@@ -286,11 +287,14 @@ def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     return g
 
 
-def _finding_order(finding: str) -> tuple[str, int, str]:
-    # `FILE:LINE: message` sorts by file, then line number; model.conf findings come first.
-    file, _, rest = finding.partition(":")
-    number, _, _ = rest.partition(":")
-    return ("" if file == "model.conf" else file, int(number) if number.isdigit() else 0, finding)
+def _finding_order(finding: Finding) -> tuple[str, int, str]:
+    # By file, then line number; model.conf findings come first.
+    return ("" if finding.file == MODEL_FILE else finding.file, finding.line, finding.message)
+
+
+def _line_error(line: PolicyLine, message: str) -> Finding:
+    # The message quotes the line, so a finding reads on its own: `p, a, b: has 2 values ...`.
+    return Finding.error(line.file, line.line, f"{line.text}: {message}")
 
 
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -343,8 +347,10 @@ def _build(source: PolicySource) -> Snapshot:
         if line.ptype == "p":
             if len(line.values) != len(model.policy):
                 findings.append(
-                    f"{line.location}: has {len(line.values)} values, "
-                    f"the policy definition p needs {len(model.policy)}"
+                    _line_error(
+                        line,
+                        f"has {len(line.values)} values, the policy definition p needs {len(model.policy)}",
+                    )
                 )
             else:
                 p_lines.append(line)
@@ -352,13 +358,14 @@ def _build(source: PolicySource) -> Snapshot:
             arity = model.roles[line.ptype]
             if len(line.values) != arity:
                 findings.append(
-                    f"{line.location}: has {len(line.values)} values, "
-                    f"role definition {line.ptype} needs {arity}"
+                    _line_error(
+                        line, f"has {len(line.values)} values, role definition {line.ptype} needs {arity}"
+                    )
                 )
             else:
                 graphs[line.ptype].add_link(*line.values[:2], *(line.values[2:3] or (None,)))
         elif not line.ptype.startswith("p"):
-            findings.append(f"{line.location}: role definition {line.ptype} is not in model.conf")
+            findings.append(_line_error(line, f"role definition {line.ptype} is not in model.conf"))
         # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
 
     functions: dict[str, Callable[..., Any]] = {k: _plain_args(f) for k, f in builtin_functions().items()}
@@ -384,7 +391,9 @@ def _build(source: PolicySource) -> Snapshot:
 
     missing_eval = [n for n in rule_names if n not in model.policy]
     if missing_eval:
-        findings.append(f"model.conf: eval({', '.join(missing_eval)}) names no policy field")
+        findings.append(
+            model_error(source.model_text, "m", f"eval({', '.join(missing_eval)}) names no policy field")
+        )
 
     rules: list[Rule] = []
     eft_index = model.field_index("eft")
@@ -395,7 +404,7 @@ def _build(source: PolicySource) -> Snapshot:
         try:
             compile_texts(tuple("True" for _ in rule_names))
         except MatcherSyntaxError as exc:
-            findings.append(f"model.conf: matcher: {exc}")
+            findings.append(model_error(source.model_text, "m", f"matcher: {exc}"))
         else:
             shared = None if rule_names else compile_texts(())
             for line in p_lines:
@@ -403,16 +412,18 @@ def _build(source: PolicySource) -> Snapshot:
                     fn = shared or compile_texts(line_texts(line))
                     rules.append(Rule(line, _effect_of(line.values, eft_index), fn))
                 except MatcherSyntaxError as exc:
-                    findings.append(f"{line.location}: {exc}")
+                    findings.append(_line_error(line, str(exc)))
     empty_fn = None
     if not p_lines and not findings:
         if rule_names:
-            findings.append("model.conf: the matcher uses eval() but there are no policy lines")
+            findings.append(
+                model_error(source.model_text, "m", "the matcher uses eval() but there are no policy lines")
+            )
         else:
             try:
                 empty_fn = compile_texts(())
             except MatcherSyntaxError as exc:
-                findings.append(f"model.conf: matcher: {exc}")
+                findings.append(model_error(source.model_text, "m", f"matcher: {exc}"))
     if findings:
         raise PolicyLoadError("the policy does not load", sorted(findings, key=_finding_order))
 

@@ -32,6 +32,7 @@ from authz.errors import (
     NotFound,
     PolicyLoadError,
 )
+from authz.findings import Finding, listed
 from authz.policy.atomic import replace_files
 from authz.policy.ruletext import Rule, append_lines, drop_lines, format_text, rule_line
 from authz.policy.runner import require_passing_suites
@@ -69,9 +70,9 @@ class RuleNotFound(EditError, NotFound):
 class CandidateRejected(EditError):
     """The changed policy would not load or would fail its test suites; `findings` say why."""
 
-    def __init__(self, message: str, findings: list[str]) -> None:
+    def __init__(self, message: str, findings: list[Finding]) -> None:
         self.findings = findings
-        super().__init__(message + ":\n  " + "\n  ".join(findings))
+        super().__init__(listed(message, findings))
 
 
 # -- reading ------------------------------------------------------------------------------
@@ -201,8 +202,7 @@ def check_candidate(candidate: PolicySource, directory: Path, *, run_tests: bool
         if run_tests and suite_files(directory):
             require_passing_suites(snapshot, directory)
     except PolicyLoadError as exc:
-        headline = str(exc).splitlines()[0].rstrip(":")
-        raise CandidateRejected(f"the change was not made: {headline}", exc.findings) from exc
+        raise CandidateRejected(f"the change was not made: {exc.message}", exc.findings) from exc
     return snapshot
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from authz.engine.model import parse_model
 from authz.engine.policyfiles import PolicyLine, parse_lines, read_policy_dir
+from authz.findings import Finding, Severity
 from authz.policy.auth0 import Api, Declarations, Role
-from authz.policy.findings import Finding, Severity
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,6 +10,7 @@ from authz.convert import reason_name
 from authz.decision import Decision, Reason
 from authz.engine import Snapshot
 from authz.errors import PolicyLoadError
+from authz.findings import Finding
 from authz.policy.nearmiss import NearMiss, near_misses
 from authz.policy.suites import (
     Case,
@@ -109,5 +110,5 @@ def require_passing_suites(snapshot: Snapshot, directory: Path) -> None:
     if failures:
         raise PolicyLoadError(
             f"{len(failures)} policy test(s) fail",
-            [f"{r.location}: {r.label}: {r.problem}" for r in failures],
+            [Finding.error(r.suite.file, r.case.line, f"{r.label}: {r.problem}") for r in failures],
         )

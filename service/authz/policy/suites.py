@@ -41,6 +41,7 @@ import yaml
 from authz.decision import Reason
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.errors import AuthzError
+from authz.findings import Finding, listed
 from authz.principal import MACHINE_GRANT_TYPE, Principal, principal_from_claims
 
 TESTS_DIR = "tests"
@@ -66,11 +67,11 @@ _T = TypeVar("_T")
 
 
 class SuiteError(AuthzError):
-    """A test suite file cannot be used; `findings` are `tests/FILE:LINE: message`."""
+    """A test suite file cannot be used; `findings` locate each mistake (`tests/FILE:LINE`)."""
 
-    def __init__(self, findings: list[str]) -> None:
+    def __init__(self, findings: list[Finding]) -> None:
         self.findings = findings
-        super().__init__("invalid policy test suite:\n  " + "\n  ".join(findings))
+        super().__init__(listed("invalid policy test suite", findings))
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def suite_files(directory: Path) -> list[Path]:
 def load_suites(directory: Path) -> list[Suite]:
     """Read every suite of a policy directory; raises SuiteError listing every mistake."""
     suites: list[Suite] = []
-    findings: list[str] = []
+    findings: list[Finding] = []
     for path in suite_files(directory):
         name = f"{TESTS_DIR}/{path.name}"
         try:
@@ -141,7 +142,7 @@ def load_suites(directory: Path) -> list[Suite]:
         except SuiteError as exc:
             findings.extend(exc.findings)
         except (OSError, UnicodeDecodeError) as exc:
-            findings.append(f"{name}: cannot read: {exc}")
+            findings.append(Finding.error(name, 0, f"cannot read: {exc}"))
     if findings:
         raise SuiteError(findings)
     return suites
@@ -153,12 +154,13 @@ def parse_suite(file: str, text: str) -> Suite:
         document = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{file}:{mark.line + 1}" if mark is not None else file
-        raise SuiteError([f"{where}: not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
+        line = mark.line + 1 if mark is not None else 0
+        problem = getattr(exc, "problem", None) or exc
+        raise SuiteError([Finding.error(file, line, f"not valid YAML: {problem}")]) from None
     reader = _Reader(file)
     suite = reader.suite(document)
     if reader.findings or suite is None:
-        raise SuiteError(reader.findings or [f"{file}: empty suite"])
+        raise SuiteError(reader.findings or [Finding.error(file, 0, "empty suite")])
     return suite
 
 
@@ -211,10 +213,10 @@ class _Reader:
 
     def __init__(self, file: str) -> None:
         self.file = file
-        self.findings: list[str] = []
+        self.findings: list[Finding] = []
 
     def error(self, line: int, message: str) -> None:
-        self.findings.append(f"{self.file}:{line}: {message}" if line else f"{self.file}: {message}")
+        self.findings.append(Finding.error(self.file, line, message))
 
     def mapping(self, value: Any, what: str, line: int, keys: set[str] | None = None) -> Mapping[str, Any]:
         if value is None:

@@ -19,7 +19,7 @@ from authz.engine import Snapshot, build_snapshot
 from authz.engine.model import Effect, ModelSpec, parse_model
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.errors import PolicyLoadError
-from authz.policy.findings import Finding, Severity, parse_finding
+from authz.findings import Finding, Severity
 
 # Under these effects one of allow/deny never changes a decision.
 _IGNORED_EFFECT = {Effect.ALLOW_OVERRIDE: "deny", Effect.DENY_OVERRIDE: "allow"}
@@ -54,7 +54,7 @@ def validate_dir(directory: Path) -> ValidationReport:
     try:
         source = read_policy_dir(directory)
     except PolicyLoadError as exc:
-        return ValidationReport([parse_finding(f) for f in exc.findings], None, "")
+        return ValidationReport(exc.findings, None, "")
     return validate_source(source)
 
 
@@ -65,7 +65,7 @@ def validate_source(source: PolicySource) -> ValidationReport:
     try:
         snapshot = build_snapshot(source)
     except PolicyLoadError as exc:
-        findings.extend(parse_finding(f, source.model_text) for f in exc.findings)
+        findings.extend(exc.findings)
     try:
         model = parse_model(source.model_text)
     except PolicyLoadError:

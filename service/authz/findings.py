@@ -1,19 +1,16 @@
-"""Validation findings as data: severity, file, line and message."""
+"""Problems found in a policy directory, as data: severity, file, line and message.
+
+Created where the problem is found (the engine, the suite reader, validate, lint), so the
+location is never re-read from text. Depends on nothing else in authz: the engine uses it.
+"""
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from authz.engine.policyfiles import MODEL_FILE
-
-# Engine findings read `FILE:LINE: message` or `model.conf: message`.
-_LOCATED = re.compile(r"(?P<file>[^:\s][^:]*):(?P<line>\d+): (?P<message>.*)", re.DOTALL)
-_MODEL = re.compile(rf"{re.escape(MODEL_FILE)}: (?P<message>.*)", re.DOTALL)
-# Which model.conf definition a model finding is about, by the words the engine uses.
-_MODEL_KEYS = (("matcher", "m"), ("eval(", "m"), ("request field", "r"), ("policy effect", "e"))
 
 
 class Severity(enum.Enum):
@@ -25,17 +22,27 @@ class Severity(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One problem, located: `file` is relative to the policy directory, `line` is 0 when unknown."""
+    """One problem, located: `file` is relative to the policy directory ("" when no file is
+    involved), `line` is 0 when unknown."""
 
     severity: Severity
     file: str
     line: int
     message: str
 
+    @classmethod
+    def error(cls, file: str, line: int, message: str) -> Finding:
+        """An error at `file:line`."""
+        return cls(Severity.ERROR, file, line, message)
+
     @property
     def location(self) -> str:
         """`FILE:LINE` (or just `FILE` when the line is unknown)."""
         return f"{self.file}:{self.line}" if self.line else self.file
+
+    def __str__(self) -> str:
+        """`FILE:LINE: message` (`FILE: message`, or the message alone when unlocated): the log form."""
+        return f"{self.location}: {self.message}" if self.file else self.message
 
     def render(self, prefix: str = "") -> str:
         """`PREFIX/FILE:LINE: severity: message`, the form editors jump to."""
@@ -56,6 +63,11 @@ class Finding:
         }
 
 
+def listed(message: str, findings: Iterable[Finding]) -> str:
+    """`message:` and then one indented `FILE:LINE: message` line per finding: an error's text."""
+    return message + ":" + "".join(f"\n  {finding}" for finding in findings)
+
+
 def model_line(model_text: str, key: str) -> int:
     """The line of `key = ...` in model.conf (0 when absent)."""
     pattern = re.compile(rf"\s*{re.escape(key)}\s*=")
@@ -63,17 +75,3 @@ def model_line(model_text: str, key: str) -> int:
         if pattern.match(raw):
             return number
     return 0
-
-
-def parse_finding(text: str, model_text: str = "", severity: Severity = Severity.ERROR) -> Finding:
-    """Turn an engine finding string into a Finding, locating model.conf findings when it can."""
-    model = _MODEL.fullmatch(text)
-    if model:
-        message = model.group("message")
-        key = next((k for words, k in _MODEL_KEYS if words in message), None)
-        line = model_line(model_text, key) if key and model_text else 0
-        return Finding(severity, MODEL_FILE, line, message)
-    located = _LOCATED.fullmatch(text)
-    if located:
-        return Finding(severity, located.group("file"), int(located.group("line")), located.group("message"))
-    return Finding(severity, "", 0, text)
