@@ -135,7 +135,7 @@ export class VisibilityStore {
   /** Call `listener` after every change; returns the unsubscribe function. */
   subscribe = (listener: () => void): (() => void) => {
     this.listeners.add(listener);
-    if (this.listeners.size === 1) this.schedule(this.state);
+    if (this.listeners.size === 1) this.schedule(this.state, false);
     return () => {
       this.listeners.delete(listener);
       if (this.listeners.size === 0) this.clearTimer();
@@ -157,7 +157,7 @@ export class VisibilityStore {
     }
     if (this.isFresh(token)) {
       // A timer may fire a moment before valid_until: keep one pending.
-      if (this.timer === undefined) this.schedule(this.state);
+      if (this.timer === undefined) this.schedule(this.state, false);
       return this.state;
     }
     if (this.inflight && this.inflight.token === token) return this.inflight.promise;
@@ -195,17 +195,20 @@ export class VisibilityStore {
     this.inflight = undefined;
     this.token = token;
     this.publish(next);
-    this.schedule(next);
+    this.schedule(next, true);
     return next;
   }
 
-  private schedule(state: Visibility): void {
+  /** Refresh when `state` runs out; `justFetched` when authz gave it a moment ago. */
+  private schedule(state: Visibility, justFetched: boolean): void {
     this.clearTimer();
     let delay: number | undefined;
     if (state.status === "error") delay = this.retryMs;
     else if (state.status === "ready" && state.validUntil) {
-      // Past `valid_until` but still accepted (clock leeway): ask again later, not in a loop.
-      delay = Math.max(state.validUntil.getTime() - this.now(), 0) || this.retryMs;
+      delay = Math.max(state.validUntil.getTime() - this.now(), 0);
+      // A fresh answer already past `valid_until` (clock leeway): ask again later, not in a
+      // loop. An older answer that ran out while nobody listened is refreshed at once.
+      if (delay === 0 && justFetched) delay = this.retryMs;
     }
     if (delay === undefined || this.listeners.size === 0) return;
     this.timer = setTimeout(() => {

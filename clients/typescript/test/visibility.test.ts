@@ -79,6 +79,35 @@ describe("VisibilityStore", () => {
     }
   });
 
+  it("refreshes at once when someone subscribes after valid_until has passed", async () => {
+    let offset = 0;
+    const now = () => Date.now() + offset;
+    const { store, calls } = freshStore(baseUrl, () => tokens.alice, { now, retryMs: 60_000 });
+    const first = await store.refresh();
+    offset = first.validUntil!.getTime() - Date.now() + 1_000; // ran out while nobody listened
+    const unsubscribe = store.subscribe(() => {});
+    try {
+      await vi.waitFor(() => expect(calls).toHaveLength(2), { timeout: 5_000 });
+    } finally {
+      unsubscribe();
+    }
+  });
+
+  it("waits retryMs, not a loop, when a fresh answer is already past valid_until", async () => {
+    // A clock far ahead: every answer is past its valid_until the moment it arrives.
+    const now = () => Date.now() + 30 * 24 * 3600 * 1000;
+    const { store, calls } = freshStore(baseUrl, () => tokens.alice, { now, retryMs: 1_000 });
+    const unsubscribe = store.subscribe(() => {});
+    try {
+      await store.refresh();
+      await vi.waitFor(() => expect(calls).toHaveLength(2), { timeout: 5_000 });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(calls.length).toBeLessThanOrEqual(3);
+    } finally {
+      unsubscribe();
+    }
+  });
+
   it("shares one call between concurrent refreshes", async () => {
     const { store, calls } = freshStore(baseUrl, () => tokens.alice);
     const [a, b] = await Promise.all([store.refresh(), store.refresh()]);
