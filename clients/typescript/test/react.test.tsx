@@ -43,7 +43,8 @@ afterEach(() => {
 });
 
 const text = () => container.textContent ?? "";
-const until = (assertion: () => void) => act(() => vi.waitFor(assertion));
+// Each wait covers a real call to authz: vi.waitFor's 1 s default is short on a busy machine.
+const until = (assertion: () => void) => act(() => vi.waitFor(assertion, { timeout: 5_000 }));
 const ready = () => until(() => expect(container.querySelector("nav")?.dataset.status).toBe("ready"));
 
 describe("React bindings", () => {
