@@ -6,6 +6,11 @@ temporary folder and fails when the committed files differ, which CI uses.
 Besides the protobuf and gRPC modules it writes `authz_connect.py` (Connect / gRPC-Web,
 served over HTTP) with `protobuf=google`, so every transport shares the one set of
 `_pb2` message classes instead of a second protobuf runtime.
+
+The Python client (`clients/python`) gets its own copy of AuthorizationService's modules
+under `authz_client/_api`, with the imports pointed there, so installing the client does
+not install the server. Both copies register the same `authz/api/v1/authz.proto`; in one
+process protobuf keeps one definition and the two modules share their message classes.
 """
 
 from __future__ import annotations
@@ -29,6 +34,14 @@ GENERATED = tuple(
     for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_connect.py")
 )
 CONNECT_PLUGIN = "protoc-gen-connectrpc"
+CLIENT_ROOT = ROOT / "clients" / "python"
+CLIENT_DIR = Path("authz_client/_api")
+CLIENT_GENERATED = ("authz_pb2.py", "authz_pb2.pyi", "authz_pb2_grpc.py")
+# What moves in the client's copy: the module path, written as an import and as a name.
+CLIENT_REWRITES = (
+    ("from authz.api.v1 import", "from authz_client._api import"),
+    ("'authz.api.v1.authz_pb2'", "'authz_client._api.authz_pb2'"),
+)
 
 
 def connect_plugin() -> str:
@@ -61,21 +74,39 @@ def generate(out_root: Path) -> None:
         raise SystemExit("protoc failed")
 
 
+def copy_for_client(out_root: Path, client_root: Path) -> None:
+    """Write the client's copy of AuthorizationService's modules from the ones in `out_root`."""
+    (client_root / CLIENT_DIR).mkdir(parents=True, exist_ok=True)
+    for name in CLIENT_GENERATED:
+        text = (out_root / PACKAGE_DIR / name).read_text()
+        for old, new in CLIENT_REWRITES:
+            text = text.replace(old, new)
+        (client_root / CLIENT_DIR / name).write_text(text)
+
+
+def stale_files(fresh: Path, committed: Path, names: tuple[str, ...]) -> list[str]:
+    """The `names` under `committed` that are missing or differ from those under `fresh`."""
+    return [
+        str(committed / name)
+        for name in names
+        if not (committed / name).exists() or not filecmp.cmp(fresh / name, committed / name, shallow=False)
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--check", action="store_true", help="fail if regeneration changes files")
     ns = parser.parse_args()
     if not ns.check:
         generate(OUT_ROOT)
+        copy_for_client(OUT_ROOT, CLIENT_ROOT)
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         generate(Path(tmp))
-        stale = [
-            name
-            for name in GENERATED
-            if not (OUT_ROOT / PACKAGE_DIR / name).exists()
-            or not filecmp.cmp(Path(tmp) / PACKAGE_DIR / name, OUT_ROOT / PACKAGE_DIR / name, shallow=False)
-        ]
+        copy_for_client(Path(tmp), Path(tmp))
+        stale = stale_files(Path(tmp) / PACKAGE_DIR, OUT_ROOT / PACKAGE_DIR, GENERATED) + stale_files(
+            Path(tmp) / CLIENT_DIR, CLIENT_ROOT / CLIENT_DIR, CLIENT_GENERATED
+        )
     if stale:
         print("generated code is stale, run `make proto`: " + ", ".join(stale), file=sys.stderr)
         return 1

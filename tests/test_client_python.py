@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
+import subprocess
+import sys
 import time
+import tomllib
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -750,3 +755,40 @@ def test_middleware_answers_503_when_authz_hangs(black_hole: str) -> None:
     assert response.status == 503
     assert not inner.called
     assert time.monotonic() - started < 10
+
+
+# --------------------------------------------------------------------------- packaging
+
+CLIENT_DIR = Path(__file__).resolve().parent.parent / "clients" / "python"
+
+# Runs in a fresh interpreter where the server package cannot be imported at all.
+WITHOUT_THE_SERVER = """
+import importlib.abc, json, sys
+
+class NoServer(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in {"authz", "casbin"}:
+            raise ImportError(f"{name} is not installed here")
+        return None
+
+sys.meta_path.insert(0, NoServer())
+sys.path.insert(0, sys.argv[1])
+from authz_client import AuthzClient
+
+with AuthzClient(sys.argv[2], timeout=10.0) as client:
+    result = client.check("/api/orders/42", "GET", token=sys.argv[3])
+print(json.dumps({"allowed": result.allowed, "reason": result.reason, "server": "authz" in sys.modules}))
+"""
+
+
+def test_the_client_needs_only_grpcio_and_protobuf(server: Any, reader: str) -> None:
+    declared = tomllib.loads((CLIENT_DIR / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert sorted(re.split(r"[<>=!~ ;\[]", dep)[0] for dep in declared) == ["grpcio", "protobuf"]
+    done = subprocess.run(
+        [sys.executable, "-c", WITHOUT_THE_SERVER, str(CLIENT_DIR), server.address, reader],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"allowed": True, "reason": "REASON_ALLOWED", "server": False}

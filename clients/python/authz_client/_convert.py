@@ -10,7 +10,7 @@ from typing import Any, Generic, TypeVar
 
 from google.protobuf import struct_pb2
 
-from authz.api.v1 import authz_pb2
+from authz_client._api import authz_pb2
 
 from .results import BatchItemResult, BatchResult, CheckItem, CheckResult, Principal, Visibility
 

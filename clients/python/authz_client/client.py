@@ -14,7 +14,7 @@ from typing import Any, Self, TypeVar
 import grpc
 from grpc import aio
 
-from authz.api.v1 import authz_pb2_grpc
+from authz_client._api import authz_pb2_grpc
 
 from . import _convert
 from ._convert import Call, Metadata

@@ -1,0 +1,1 @@
+"""AuthorizationService's generated modules, the client's own copy (`make proto` writes them)."""
