@@ -667,6 +667,17 @@ def test_middleware_resource_and_skip_hooks(server: Any, reader: str) -> None:
     assert "authz" not in inner.scopes[0]
 
 
+def test_middleware_answers_400_for_a_path_authz_refuses_as_malformed(server: Any, reader: str) -> None:
+    long_path = "/api/orders/" + "x" * 5000  # over authz's field limit: INVALID_ARGUMENT
+    response, inner = through_middleware(server.address, http_scope("GET", long_path, reader))
+    assert response.status == 400
+    body = response.json()
+    assert body["error"] == "bad_request"
+    assert "resource" in body["message"]
+    assert reader not in response.body.decode()
+    assert not inner.called
+
+
 def test_middleware_fails_closed_when_authz_is_unreachable() -> None:
     inner = InnerApp()
 

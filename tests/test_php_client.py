@@ -153,7 +153,7 @@ def test_an_unreachable_authz_fails_closed_with_503(php, issuer):
         assert result[framework]["body"] == {"error": "authorization check failed"}
 
 
-def test_a_request_authz_refuses_as_malformed_fails_closed(php, http_server, issuer):
+def test_a_request_authz_refuses_as_malformed_is_a_400(php, http_server, issuer):
     token = issuer.mint(permissions=["read:orders"])
     path = "/api/orders/" + "x" * 5000  # over the service's field limit: INVALID_ARGUMENT
     case = {
@@ -167,5 +167,5 @@ def test_a_request_authz_refuses_as_malformed_fails_closed(php, http_server, iss
     assert result["client"]["error"] == "invalid_argument"
     assert "HTTP 400" in result["client"]["message"]
     for framework in ("psr15", "laravel"):
-        assert result[framework]["status"] == 503, framework
-        assert result[framework]["body"] == {"error": "authorization check failed"}
+        assert result[framework]["status"] == 400, framework
+        assert result[framework]["body"] == {"error": "bad request"}

@@ -7,8 +7,9 @@ namespace Authz;
 /**
  * The framework-free part of both middlewares: ask Check for METHOD + path, map the answer.
  *
- * A token problem is 401, any other deny 403, and a failure to reach authz 503: the
- * request never reaches the application unless authz allowed it.
+ * A token problem is 401, any other deny 403, a request authz refuses as malformed 400
+ * (a path over its field limit: a retry would repeat it), and a failure to reach authz
+ * 503: the request never reaches the application unless authz allowed it.
  */
 final class Guard
 {
@@ -34,6 +35,10 @@ final class Guard
                 $attributes,
             );
         } catch (AuthzException $e) {
+            if ($e->connectCode === 'invalid_argument') {
+                error_log('authz: request refused as malformed: ' . $e->getMessage());
+                return new Verdict(400);
+            }
             error_log('authz: request denied because authz could not answer: ' . $e->getMessage());
             return new Verdict(503);
         }

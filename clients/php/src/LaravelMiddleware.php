@@ -10,7 +10,7 @@ use Illuminate\Http\Request;
 
 /**
  * Laravel route middleware: asks authz whether the request's bearer token may use METHOD
- * on the request path; a JSON 401 / 403 / 503 otherwise. On an allow the Decision is
+ * on the request path; a JSON 401 / 403 / 400 / 503 otherwise. On an allow the Decision is
  * available as `$request->attributes->get('authz.decision')`.
  *
  * Register it as a singleton in a service provider (see the README), which is where the

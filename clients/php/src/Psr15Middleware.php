@@ -12,7 +12,7 @@ use Psr\Http\Server\RequestHandlerInterface;
 
 /**
  * PSR-15 middleware: asks authz whether the request's bearer token may use METHOD on the
- * request path; 401 / 403 / 503 otherwise. On an allow the Decision is available to the
+ * request path; 401 / 403 / 400 / 503 otherwise. On an allow the Decision is available to the
  * application as the request attribute `authz.decision`.
  *
  * Needs the PSR-7, PSR-15 and PSR-17 interfaces that any PSR-15 application already has;

@@ -5,8 +5,8 @@ declare(strict_types=1);
 namespace Authz;
 
 /**
- * What a middleware answers for one request: pass it on (200), 401, 403, or 503 when authz
- * could not be asked (fail closed).
+ * What a middleware answers for one request: pass it on (200), 401, 403, 400 when authz
+ * refused the request as malformed, or 503 when authz could not be asked (fail closed).
  */
 final class Verdict
 {
@@ -25,6 +25,7 @@ final class Verdict
     public function body(): array
     {
         $error = match ($this->status) {
+            400 => 'bad request',
             401 => 'unauthorized',
             403 => 'forbidden',
             default => 'authorization check failed',

@@ -13,6 +13,8 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
+import grpc
+
 from .client import AsyncAuthzClient
 from .errors import AuthzError
 from .results import CheckResult
@@ -30,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 class AuthzMiddleware:
-    """Answer 401 / 403 / 503 for requests authz does not allow; pass the rest on.
+    """Answer 401 / 403 / 400 / 503 for requests authz does not allow; pass the rest on.
 
     ``client_or_target`` is an :class:`AsyncAuthzClient` (yours to configure and close) or a
     ``host:port`` for a plaintext client the middleware owns. Hooks, each given the ASGI scope:
@@ -83,7 +85,14 @@ class AuthzMiddleware:
         try:
             result = await self._decide(scope)
         except AuthzError as exc:
-            # Fail closed: no answer is never an allow. Details go to the log, not the client.
+            # Fail closed: no answer is never an allow.
+            if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
+                # The request cannot be asked about as sent (a path over authz's field limit):
+                # a client error that a retry would repeat, not an outage.
+                log.info("authz refused %s %s as malformed: %s", _method(scope), scope.get("path"), exc)
+                await _deny(scope, send, 400, {"error": "bad_request", "message": exc.details})
+                return
+            # Details go to the log, not the client.
             log.warning("authz unavailable for %s %s: %s", _method(scope), scope.get("path"), exc)
             await _deny(
                 scope, send, 503, {"error": "authz_unavailable", "message": "authorization unavailable"}
