@@ -67,6 +67,14 @@ def issuer() -> Iterator[Issuer]:
     it.close()
 
 
+@pytest.fixture
+def own_issuer() -> Iterator[Issuer]:
+    """An issuer of this test alone: it may rotate, remove keys, go down or hold its answers."""
+    it = Issuer()
+    yield it
+    it.close()
+
+
 @pytest.fixture(scope="session")
 def server(issuer: Issuer) -> Iterator[RunningServer]:
     app = App(settings_for(issuer))

@@ -51,11 +51,15 @@ class Issuer:
         self.active = self.add_key()
         self.down = False
         self.fetches = 0
+        # While set to an unset Event, every JWKS request waits for it: a slow endpoint.
+        self.hold: threading.Event | None = None
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 issuer.fetches += 1
+                if issuer.hold is not None:
+                    issuer.hold.wait(30)
                 if issuer.down:
                     self.send_error(503)
                     return

@@ -265,16 +265,18 @@ def test_ranges_and_addresses():
         "AUTHZ_LEEWAY_SECONDS": "-1",
         "AUTHZ_BATCH_LIMIT": "0",
         "AUTHZ_WORKERS": "100",
+        "AUTHZ_MAX_CONCURRENT_RPCS": "0",
         "AUTHZ_LISTEN": "50051",
         "AUTHZ_HTTP_LISTEN": "localhost:http",
     }
     problems = _problems(env=env)
+    assert any(p.startswith("max_concurrent_rpcs 0 must be between") for p in problems)
     assert any(p.startswith("leeway_seconds -1.0 must be between") for p in problems)
     assert any(p.startswith("batch_limit 0 must be between") for p in problems)
     assert any(p.startswith("workers 100 must be between") for p in problems)
     assert any(p.startswith("listen '50051' is not host:port") for p in problems)
     assert any(p.startswith("http_listen 'localhost:http' is not host:port") for p in problems)
-    assert len(problems) == 5
+    assert len(problems) == 6
 
 
 def test_several_problems_reported_together(tmp_path):

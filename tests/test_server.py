@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import grpc
@@ -32,14 +31,6 @@ UI_ELEMENTS = [
     "ui:menu.orders",
     "ui:menu.reports",
 ]
-
-
-@pytest.fixture
-def own_issuer() -> Iterator[Issuer]:
-    """An issuer of this test alone (it may go down)."""
-    it = Issuer()
-    yield it
-    it.close()
 
 
 def _health(channel: grpc.Channel, service: str = "") -> int:
@@ -152,6 +143,45 @@ def test_batch_limit_is_configurable(make_server, issuer):
     assert (
         len(srv.stub.BatchCheck(R.BatchCheckRequest(token=token, items=_items(3)), timeout=10).results) == 3
     )
+
+
+def test_calls_beyond_max_concurrent_rpcs_are_refused_at_once(make_server, own_issuer):
+    # Every unknown kid may refetch at once, so a token signed by a new key holds its call
+    # in flight while the (held) JWKS endpoint answers.
+    srv = make_server(
+        settings_for(own_issuer, max_concurrent_rpcs=1),
+        configure=lambda app: setattr(app.keys, "unknown_kid_cooldown", 0.0),
+    )
+    reader = own_issuer.mint(permissions=["read:orders"])
+    read = R.CheckRequest(token=reader, resource="/api/orders/1", action="GET")
+    assert srv.stub.Check(read, timeout=10).allowed
+    own_issuer.hold = threading.Event()
+    own_issuer.rotate()
+    fetches = own_issuer.fetches
+    rotated = R.CheckRequest(token=own_issuer.mint(permissions=["read:orders"]), resource="/x", action="GET")
+    held = srv.stub.Check.future(rotated, timeout=30)
+    deadline = time.monotonic() + 10
+    while own_issuer.fetches == fetches and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert own_issuer.fetches == fetches + 1, "the held call reached the JWKS endpoint"
+
+    with pytest.raises(grpc.RpcError) as refused:
+        srv.stub.Check(read, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    own_issuer.hold.set()
+    assert held.result().reason == R.REASON_NO_MATCHING_RULE  # verified with the new key, then decided
+    # The slot is free again once the held call has finished (the server counts it done a
+    # moment after its answer left).
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            assert srv.stub.Check(read, timeout=10).allowed
+            break
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 def test_visibility_needs_exactly_one_of_elements_or_prefix(server, issuer):

@@ -13,7 +13,6 @@ import hmac
 import json
 import logging
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -24,7 +23,7 @@ from google.protobuf import struct_pb2
 
 from authz.api.v1 import authz_pb2
 from tests.conftest import settings_for
-from tests.issuer import AUDIENCE, Issuer
+from tests.issuer import AUDIENCE
 
 R = authz_pb2
 CLIENT_ID = "k3bKxCW2pTfR8n1JzQvYm4aD7sLhE9uG"
@@ -60,14 +59,6 @@ def _assert_denied(server: Any, token: str, reason: int) -> None:
     principal = _principal(server, token)
     assert not principal.authenticated
     assert principal.reason == reason
-
-
-@pytest.fixture
-def own_issuer() -> Iterator[Issuer]:
-    """An issuer of this test alone: it may rotate, remove keys or go down."""
-    it = Issuer()
-    yield it
-    it.close()
 
 
 # --- every token Reason -------------------------------------------------------------------

@@ -91,6 +91,7 @@ class App:
             self.service,
             s.listen,
             credentials=credentials,
+            max_concurrent_rpcs=s.max_concurrent_rpcs,
             reuse_port=s.workers > 1,
             extra=admin_service(admin) if admin is not None else None,
         )

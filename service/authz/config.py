@@ -35,6 +35,7 @@ class Settings:
     leeway_seconds: float = 30.0
     roles_claim: str = ""
     batch_limit: int = 100
+    max_concurrent_rpcs: int = 1000
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
@@ -220,6 +221,8 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"leeway_seconds {s.leeway_seconds} must be between 0 and 300")
     if not 1 <= s.batch_limit <= 10_000:
         problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
+    if not 1 <= s.max_concurrent_rpcs <= 1_000_000:
+        problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
     if s.decision_log not in DECISION_LOG_MODES:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if not 1 <= s.workers <= 64:

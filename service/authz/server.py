@@ -84,16 +84,20 @@ def build_server(
     *,
     credentials: grpc.ServerCredentials | None = None,
     max_workers: int = 16,
+    max_concurrent_rpcs: int | None = None,
     reuse_port: bool = False,
     extra: Mapping[str, Callable[[grpc.Server], None]] | None = None,
 ) -> tuple[grpc.Server, int, health.HealthServicer]:
     """A ready-to-start gRPC server with the API, health and reflection; returns its bound port.
 
     `so_reuseport` is off unless asked for: grpcio's default would let a second server
-    silently bind a port that is already in use.
+    silently bind a port that is already in use. Beyond `max_concurrent_rpcs` calls in
+    progress or waiting for a thread, a call is refused at once with RESOURCE_EXHAUSTED:
+    under a load spike callers fail fast (and closed) instead of queueing without bound.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc"),
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
