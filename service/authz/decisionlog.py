@@ -3,7 +3,10 @@
 Formatting log records and writing them costs more than a decision, so the request
 thread only appends a tuple to a deque (atomic, no lock, no wake-up); a daemon thread
 drains it every few milliseconds into `authz.decisions` lines. A line carries the
-decision id that the response returns, never the token. A BatchCheck is one line with
+decision id that the response returns, never the token. The caller-supplied values
+(subject, action, resource) are written logfmt-style, quoted and escaped when they hold a
+space, a quote, `=` or a control character, so a crafted resource cannot forge a line or
+a field of this audit trail. A BatchCheck is one line with
 every item's outcome, as its response has one decision id. `mode` chooses what is
 logged: every decision, only denials, or nothing.
 """
@@ -11,6 +14,7 @@ logged: every decision, only denials, or nothing.
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import threading
 import time
@@ -30,6 +34,13 @@ YIELD_EVERY = 8
 # (action, resource, decision) for each item of one call.
 Outcome = tuple[str, str, Decision]
 Entry = tuple[str, str, str, Sequence[Outcome], bool]
+
+
+def field(value: str) -> str:
+    """`value` as one logfmt value: as it is when plain, else a JSON string (quoted, escaped)."""
+    if value and value.isprintable() and not any(c in value for c in ' "=;'):
+        return value
+    return json.dumps(value)
 
 
 class DecisionLog:
@@ -99,9 +110,9 @@ class DecisionLog:
                     log.info(
                         "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
                         decision_id,
-                        subject,
-                        action,
-                        resource,
+                        field(subject),
+                        field(action),
+                        field(resource),
                         decision.allowed,
                         decision.reason.name,
                         version,
@@ -110,8 +121,11 @@ class DecisionLog:
                 log.info(
                     "decision id=%s subject=%s policy=%s batch=%d: %s",
                     decision_id,
-                    subject,
+                    field(subject),
                     version,
                     len(outcomes),
-                    "; ".join(f"{a} {r} allowed={d.allowed} reason={d.reason.name}" for a, r, d in outcomes),
+                    "; ".join(
+                        f"{field(a)} {field(r)} allowed={d.allowed} reason={d.reason.name}"
+                        for a, r, d in outcomes
+                    ),
                 )

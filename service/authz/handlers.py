@@ -186,10 +186,16 @@ class DecisionService:
                     subject=bound,
                 )
                 results.append((item.correlation_id, decision))
-        for item, (_, decision) in zip(items, results, strict=True):
-            self.decision_log.record(
-                decision_id, subject, snapshot.version, [(item.action, item.resource, decision)]
-            )
+        self.decision_log.record(
+            decision_id,
+            subject,
+            snapshot.version,
+            [
+                (item.action, item.resource, decision)
+                for item, (_, decision) in zip(items, results, strict=True)
+            ],
+            batch=True,
+        )
         return BatchOutcome(results, subject, snapshot.version, decision_id)
 
     def visibility(

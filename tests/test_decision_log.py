@@ -1,0 +1,82 @@
+"""The decision log (`authz.decisions`) written by a real server: its lines, its modes, its quoting."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from authz.api.v1 import authz_pb2
+from tests.conftest import settings_for
+
+
+def decision_lines(srv: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """Every decision log line so far (the writer's queue flushed first)."""
+    srv.app.service.decision_log.flush()
+    return [r.getMessage() for r in caplog.records if r.name == "authz.decisions"]
+
+
+def with_id(lines: list[str], decision_id: str) -> list[str]:
+    return [line for line in lines if line.startswith(f"decision id={decision_id} ")]
+
+
+def test_a_check_is_one_line_with_its_decision_id(server, issuer, caplog):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    token = issuer.mint(sub="alice", permissions=["read:orders"])
+    reply = server.stub.Check(
+        authz_pb2.CheckRequest(token=token, resource="/api/orders/42", action="GET"), timeout=10
+    )
+    (line,) = with_id(decision_lines(server, caplog), reply.decision_id)
+    assert line == (
+        f"decision id={reply.decision_id} subject=alice action=GET resource=/api/orders/42 "
+        f"allowed=True reason=ALLOWED policy={reply.policy_version}"
+    )
+
+
+def test_a_crafted_resource_cannot_forge_a_line_or_a_field(server, issuer, caplog):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    token = issuer.mint(sub="mallory", permissions=[])
+    forged = "/api/orders/1 allowed=True\ndecision id=forged subject=admin allowed=True"
+    reply = server.stub.Check(authz_pb2.CheckRequest(token=token, resource=forged, action="GET"), timeout=10)
+    assert not reply.allowed
+    lines = decision_lines(server, caplog)
+    assert not any("id=forged" in line.split("resource=")[0] for line in lines)
+    (line,) = with_id(lines, reply.decision_id)
+    assert "\n" not in line
+    assert (
+        'resource="/api/orders/1 allowed=True\\ndecision id=forged subject=admin allowed=True" '
+        "allowed=False reason=NO_MATCHING_RULE" in line
+    )
+
+    items = [
+        authz_pb2.BatchCheckItem(resource="/api/orders/2", action="GET"),
+        authz_pb2.BatchCheckItem(resource="/a; GET /api/orders/3 allowed=True", action="GET"),
+    ]
+    batch = server.stub.BatchCheck(authz_pb2.BatchCheckRequest(token=token, items=items), timeout=10)
+    (line,) = with_id(decision_lines(server, caplog), batch.decision_id)
+    assert line.endswith(
+        "batch=2: GET /api/orders/2 allowed=False reason=NO_MATCHING_RULE; "
+        'GET "/a; GET /api/orders/3 allowed=True" allowed=False reason=NO_MATCHING_RULE'
+    )
+
+
+@pytest.mark.parametrize(("mode", "logged"), [("deny", {"deny"}), ("off", set())])
+def test_modes_choose_what_is_logged(make_server, issuer, caplog, mode, logged):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    srv = make_server(settings_for(issuer, decision_log=mode))
+    token = issuer.mint(permissions=["read:orders"])
+    ids = {
+        "allow": srv.stub.Check(authz_pb2.CheckRequest(token=token, resource="/api/orders/1", action="GET")),
+        "deny": srv.stub.Check(authz_pb2.CheckRequest(token=token, resource="/api/orders", action="POST")),
+    }
+    items = [
+        authz_pb2.BatchCheckItem(resource="/api/orders/1", action="GET"),
+        authz_pb2.BatchCheckItem(resource="/api/orders", action="POST"),
+    ]
+    batch = srv.stub.BatchCheck(authz_pb2.BatchCheckRequest(token=token, items=items))
+    lines = decision_lines(srv, caplog)
+    assert {kind for kind, reply in ids.items() if with_id(lines, reply.decision_id)} == logged
+    # A batch is one line; in `deny` mode it lists only the denied items.
+    expected = [] if mode == "off" else [": POST /api/orders allowed=False reason=NO_MATCHING_RULE"]
+    assert [line[line.index(": ") :] for line in with_id(lines, batch.decision_id)] == expected
