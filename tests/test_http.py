@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -480,3 +481,30 @@ def test_tls_on_both_listeners(issuer, make_server, tmp_path):
         assert stub.Check(json_format.ParseDict(payload, authz_pb2.CheckRequest()), timeout=5).allowed
     finally:
         channel.close()
+
+
+def test_connections_beyond_max_concurrent_rpcs_get_503_at_once(make_server, issuer):
+    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=2))
+    payload = {
+        "token": issuer.mint(permissions=["read:orders"]),
+        "resource": "/api/orders/1",
+        "action": "GET",
+    }
+
+    def status_when(want: int) -> int:
+        # The server registers a new connection a moment after accepting it: ask until it shows.
+        deadline = time.monotonic() + 10
+        while (status := post_json(srv.http_url, "Check", payload).status) != want:
+            assert time.monotonic() < deadline, f"still {status}"
+            time.sleep(0.02)
+        return status
+
+    assert status_when(200) == 200
+    host, port = srv.http_url.removeprefix("http://").rsplit(":", 1)
+    idle = socket.create_connection((host, int(port)))
+    try:
+        # The idle connection and the asking one make two: the limit.
+        assert status_when(503) == 503
+    finally:
+        idle.close()
+    assert status_when(200) == 200

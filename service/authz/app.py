@@ -118,6 +118,7 @@ class App:
                 s.tls_key,
                 s.tls_client_ca,
                 reuse_port=s.workers > 1,
+                max_connections=s.max_concurrent_rpcs,
             ),
             admin,
         )

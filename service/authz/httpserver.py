@@ -30,6 +30,8 @@ class HttpSettings:
     tls_client_ca: str = ""
     max_workers: int = 16
     reuse_port: bool = False
+    # Open connections (and requests in progress) beyond which uvicorn answers 503 at once.
+    max_connections: int | None = None
 
 
 def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
@@ -66,6 +68,7 @@ class HttpListener:
             ssl_keyfile=settings.tls_key or None,
             ssl_ca_certs=settings.tls_client_ca or None,
             ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
+            limit_concurrency=settings.max_connections,
         )
         self.server = uvicorn.Server(self.config)
         self.port = 0
