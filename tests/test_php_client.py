@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from authz.api.v1 import authz_pb2
-from tests.conftest import REPO
+from tests.conftest import REPO, settings_for
 
 HARNESS = REPO / "tests" / "php" / "harness.php"
 DEBIAN_AUTOLOADERS = (
@@ -151,6 +151,24 @@ def test_an_unreachable_authz_fails_closed_with_503(php, issuer):
     for framework in ("psr15", "laravel"):
         assert result[framework]["status"] == 503, framework
         assert result[framework]["body"] == {"error": "authorization check failed"}
+
+
+def test_an_authz_shedding_load_fails_closed_with_503(php, make_server, issuer):
+    # With a limit of one connection, the asking connection alone reaches it: uvicorn's own
+    # plain-text 503, with no Connect error body.
+    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=1))
+    case = {
+        "name": "overloaded",
+        "authorization": f"Bearer {issuer.mint(permissions=['read:orders'])}",
+        "method": "GET",
+        "path": "/api/orders/1",
+        "order": "",
+    }
+    (result,) = run_harness(php, srv.http_url, [case])["results"]
+    assert result["client"]["error"] == "unavailable"
+    assert "HTTP 503" in result["client"]["message"]
+    for framework in ("psr15", "laravel"):
+        assert result[framework]["status"] == 503, framework
 
 
 def test_a_request_authz_refuses_as_malformed_is_a_400(php, http_server, issuer):

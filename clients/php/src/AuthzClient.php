@@ -85,7 +85,7 @@ final class AuthzClient
         }
         $data = json_decode($body, true);
         if ($status !== 200) {
-            $code = is_array($data) && is_string($data['code'] ?? null) ? $data['code'] : 'unknown';
+            $code = is_array($data) && is_string($data['code'] ?? null) ? $data['code'] : self::codeOf($status);
             $message = is_array($data) && is_string($data['message'] ?? null) ? $data['message'] : $body;
             throw new AuthzException("authz answered HTTP {$status} ({$code}): {$message}", $code, $status);
         }
@@ -93,5 +93,21 @@ final class AuthzClient
             throw new AuthzException('authz answered with a body that is not a JSON object', 'internal', $status);
         }
         return $data;
+    }
+
+    /**
+     * The Connect code of an error answer without a Connect body (a proxy's, or the server's
+     * own 503 when it sheds load), from its HTTP status as the Connect protocol maps it.
+     */
+    private static function codeOf(int $status): string
+    {
+        return match ($status) {
+            400 => 'internal',
+            401 => 'unauthenticated',
+            403 => 'permission_denied',
+            404 => 'unimplemented',
+            429, 502, 503, 504 => 'unavailable',
+            default => 'unknown',
+        };
     }
 }
