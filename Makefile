@@ -27,10 +27,12 @@ demo: $(STAMP) $(NPM_STAMP)
 	node clients/typescript/demo/scripts/serve-demo.mjs
 
 ## system-deps: Debian packages the tests drive: chromium (browser e2e), php with curl and the PSR-7 /
-## Laravel request libraries (PHP client), curl (HTTP tests). Installed once, skipped when present.
-SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-nyholm-psr7 curl
+## Laravel request libraries (PHP client), curl (HTTP tests), nginx (forward auth through
+## auth_request). Installed once, skipped when present.
+SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-nyholm-psr7 curl nginx
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v php >/dev/null || ! command -v curl >/dev/null \
+	  || [ ! -x /usr/sbin/nginx ] \
 	  || ! php -m | grep -qx curl || [ ! -f /usr/share/php/Illuminate/Http/autoload.php ] \
 	  || [ ! -f /usr/share/php/Nyholm/Psr7/autoload.php ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null \

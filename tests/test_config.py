@@ -176,6 +176,13 @@ def test_dev_on_a_non_loopback_address_is_warned_about():
     assert load_settings({"listen": "0.0.0.0:50051"}, REQUIRED).warnings == ()
 
 
+def test_forward_auth_needs_the_http_listener():
+    assert "set http_listen" in _one_problem(env={**REQUIRED, "AUTHZ_FORWARD_AUTH": "true"})
+    assert load_settings(
+        {}, {**REQUIRED, "AUTHZ_FORWARD_AUTH": "true", "AUTHZ_HTTP_LISTEN": "127.0.0.1:8080"}
+    ).forward_auth
+
+
 def test_dev_cannot_come_from_the_environment():
     # Dev mode is a deliberate flag, never a leftover variable in a deployment.
     assert not load_settings({}, {**REQUIRED, "AUTHZ_DEV": "1"}).dev

@@ -119,6 +119,7 @@ class App:
                 s.tls_client_ca,
                 reuse_port=s.workers > 1,
                 max_connections=s.max_concurrent_rpcs,
+                forward_auth=s.forward_auth,
             ),
             admin,
         )

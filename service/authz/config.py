@@ -41,6 +41,7 @@ class Settings:
     tls_client_ca: str = ""
     http_listen: str = ""
     cors_origins: tuple[str, ...] = ()
+    forward_auth: bool = False
     metrics_listen: str = ""
     admin_enabled: bool = False
     reload_requires_tests: bool = False
@@ -227,6 +228,8 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
+    if s.forward_auth and not s.http_listen:
+        problems.append("forward_auth is served on the HTTP listener: set http_listen too")
     if s.metrics_listen and s.workers > 1:
         # Each worker counts only its own requests and could not bind the one port besides.
         problems.append(

@@ -10,15 +10,14 @@ enabled.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
-from connectrpc.server import ConnectASGIApplication
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.middleware.cors import CORSMiddleware
@@ -29,6 +28,8 @@ from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.convert import ProtoService, error_status
+from authz.forwardauth import PATH as FORWARD_AUTH_PATH
+from authz.forwardauth import ForwardAuthApp
 from authz.handlers import DecisionService
 from authz.server import MAX_MESSAGE_BYTES
 
@@ -190,14 +191,12 @@ class AdminConnectServicer(_OnExecutor[AdminProto]):
         return await self._call(AdminProto.evaluate, request, ctx)
 
 
-def _by_service(apps: Sequence[ConnectASGIApplication[Any]]) -> ASGIApp:
-    """One ASGI app that hands each request to the application of its path's service."""
-    routes = {app.path: app for app in apps}
+def _by_first_segment(routes: Mapping[str, ASGIApp], fallback: ASGIApp) -> ASGIApp:
+    """One ASGI app that hands each request to the app of its path's first segment."""
 
     async def route(scope: Scope, receive: Receive, send: Send) -> None:
-        service = "/" + scope.get("path", "").lstrip("/").partition("/")[0]
-        # An unknown service goes to the first app, which answers it with Connect's 404.
-        await routes.get(service, apps[0])(scope, receive, send)
+        first = "/" + scope.get("path", "").lstrip("/").partition("/")[0]
+        await routes.get(first, fallback)(scope, receive, send)
 
     return route
 
@@ -207,24 +206,27 @@ def build_http_app(
     executor: Executor,
     cors_origins: Sequence[str] = (),
     admin: AdminProto | None = None,
+    forward_auth: bool = False,
 ) -> ASGIApp:
-    """The ASGI app for the HTTP listener, with PolicyAdminService when `admin` is given.
+    """The ASGI app for the HTTP listener, with PolicyAdminService when `admin` is given and
+    the proxies' endpoint (`authz.forwardauth`) with `forward_auth`.
 
     With `cors_origins`, browsers from those origins may call it.
     """
     codecs = [google_protobuf_binary_codec(), JSONWithDefaults()]
-    apps: list[ConnectASGIApplication[Any]] = [
-        AuthorizationServiceASGIApplication(
-            ConnectServicer(service, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
-        )
-    ]
+    decisions = AuthorizationServiceASGIApplication(
+        ConnectServicer(service, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
+    )
+    routes: dict[str, ASGIApp] = {decisions.path: decisions}
     if admin is not None:
-        apps.append(
-            PolicyAdminServiceASGIApplication(
-                AdminConnectServicer(admin, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
-            )
+        admin_app = PolicyAdminServiceASGIApplication(
+            AdminConnectServicer(admin, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
         )
-    app = _by_service(apps) if len(apps) > 1 else apps[0]
+        routes[admin_app.path] = admin_app
+    if forward_auth:
+        routes[FORWARD_AUTH_PATH] = ForwardAuthApp(service, executor)
+    # An unknown path goes to the decision API, which answers it with Connect's 404.
+    app = _by_first_segment(routes, decisions) if len(routes) > 1 else decisions
     if not cors_origins:
         return app
     # The token travels in a header, never a cookie: credentials stay off, so "*" is usable.

@@ -32,6 +32,7 @@ class HttpSettings:
     reuse_port: bool = False
     # Open connections (and requests in progress) beyond which uvicorn answers 503 at once.
     max_connections: int | None = None
+    forward_auth: bool = False
 
 
 def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
@@ -57,7 +58,7 @@ class HttpListener:
     ) -> None:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
-        app = build_http_app(service, self.executor, settings.cors_origins, admin)
+        app = build_http_app(service, self.executor, settings.cors_origins, admin, settings.forward_auth)
         self.config = uvicorn.Config(
             app,
             lifespan="off",

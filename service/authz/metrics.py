@@ -32,7 +32,8 @@ from authz.tokens import KeySet, TokenCache
 RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal")
 # PolicyAdminService's, tracked only when the admin service is enabled.
 ADMIN_RPCS = ("GetPolicy", "ValidatePolicy", "AddRules", "RemoveRules", "ReloadPolicy", "Evaluate")
-DECIDING_RPCS = ("Check", "BatchCheck")
+# ForwardAuth is the HTTP listener's proxy endpoint (`forwardauth.py`), tracked when enabled.
+DECIDING_RPCS = ("Check", "BatchCheck", "ForwardAuth")
 # A Check answered from the caches takes about 10 µs in process, a new RS256 token a few
 # hundred, a JWKS fetch for an unknown key up to its 5 s timeout.
 DURATION_BUCKETS = (

@@ -1,0 +1,133 @@
+"""Forward auth: a reverse proxy asks authz about each request before passing it on.
+
+nginx (`auth_request`, ingress-nginx `auth-url`), Traefik (`ForwardAuth`) and Caddy
+(`forward_auth`) send a subrequest carrying the original request's method and URI in
+headers and its `Authorization` header as it came. authz answers with the status the proxy
+acts on: 200 (pass it on; `X-Authz-Subject` and `X-Authz-Decision-Id` can travel to the
+upstream), 401 for a token problem, 403 for any other deny. The decision is `Check` with
+the path as the resource and the method as the action, so the policies that protect the
+API through the middlewares protect it here too, with no code in the upstream. A proxy
+sends no resource attributes: rules that need them deny (ATTRIBUTE_MISSING).
+
+The path is checked before it is asked about. The upstream may resolve `.` and `..`
+segments, `//` or an encoded slash differently from the policy's patterns (a route
+pattern could match `/api/orders/../admin` while the upstream serves `/api/admin`), so
+such paths are refused with 400, which every proxy turns into a refusal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from starlette.types import Receive, Scope, Send
+
+from authz.convert import error_status, measured, reason_name
+from authz.decision import Reason
+from authz.errors import InvalidArgument
+from authz.handlers import CheckItem, CheckOutcome, DecisionService
+from authz.metrics import RpcMetrics
+
+PATH = "/forward-auth"
+RPC = "ForwardAuth"
+# Traefik and Caddy, then the nginx convention (`proxy_set_header X-Original-URI $request_uri`),
+# then ingress-nginx, which sends the whole URL.
+METHOD_HEADERS = (b"x-forwarded-method", b"x-original-method")
+URI_HEADERS = (b"x-forwarded-uri", b"x-original-uri", b"x-original-url")
+_HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAVAILABLE": 503}
+
+
+@dataclass(frozen=True)
+class ForwardedRequest:
+    """The original request as the proxy described it."""
+
+    method: str
+    path: str
+
+
+def _first(headers: dict[bytes, bytes], names: tuple[bytes, ...]) -> str:
+    for name in names:
+        if name in headers:
+            return headers[name].decode("latin-1")
+    return ""
+
+
+def forwarded_request(headers: dict[bytes, bytes]) -> ForwardedRequest:
+    """The original method and path from the proxy's headers; InvalidArgument when unusable."""
+    method, uri = _first(headers, METHOD_HEADERS), _first(headers, URI_HEADERS)
+    if not method or not uri:
+        raise InvalidArgument(
+            "forward auth needs the original method and URI: X-Forwarded-Method and "
+            "X-Forwarded-Uri (Traefik, Caddy) or X-Original-Method and X-Original-URI (nginx)"
+        )
+    raw = urlsplit(uri).path
+    if "%2f" in raw.lower() or "%5c" in raw.lower():
+        raise InvalidArgument("the path has an encoded slash or backslash")
+    path = unquote(raw)
+    segments = path.split("/")
+    if (
+        not path.startswith("/")
+        or not path.isprintable()
+        or any(s in (".", "..") for s in segments)
+        or "" in segments[1:-1]
+    ):
+        raise InvalidArgument("the path is not in normal form (dot segments, '//' or control characters)")
+    return ForwardedRequest(method.upper(), path)
+
+
+class ForwardAuthApp:
+    """The ASGI app of PATH on the HTTP listener; decisions run on `executor`."""
+
+    def __init__(self, service: DecisionService, executor: Executor) -> None:
+        self.service = service
+        self.executor = executor
+        self.rpcs: dict[str, RpcMetrics] = service.metrics.track((RPC,))
+
+    @measured(RPC)
+    def decide(self, request: ForwardedRequest, authorization: str | None) -> CheckOutcome:
+        """Check the forwarded request with the forwarded token."""
+        outcome = self.service.check(authorization or "", CheckItem(request.path, request.method))
+        self.rpcs[RPC].decided(outcome.decision.reason)
+        return outcome
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one proxy subrequest."""
+        if scope["type"] != "http":
+            return
+        headers = dict(scope.get("headers", ()))
+        try:
+            request = forwarded_request(headers)
+            outcome = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self.decide, request, _first(headers, (b"authorization",))
+            )
+        except Exception as exc:
+            # Fail closed: a proxy treats anything but 2xx, 401 and 403 as a refusal.
+            status = error_status(exc, RPC)
+            body = {"error": status.code.lower(), "message": status.message}
+            await _answer(send, _HTTP_STATUS.get(status.code, 500), body)
+            return
+        decision = outcome.decision
+        extra = [(b"x-authz-decision-id", outcome.decision_id.encode())]
+        body = {"reason": reason_name(decision.reason), "decision_id": outcome.decision_id}
+        if decision.allowed:
+            extra.append((b"x-authz-subject", outcome.subject.encode()))
+            await _answer(send, 200, {"allowed": True, **body}, extra)
+        elif decision.reason.is_token_problem:
+            missing = decision.reason is Reason.TOKEN_MISSING
+            extra.append((b"www-authenticate", b"Bearer" if missing else b'Bearer error="invalid_token"'))
+            await _answer(send, 401, {"error": "unauthenticated", **body}, extra)
+        else:
+            await _answer(send, 403, {"error": "forbidden", **body}, extra)
+
+
+async def _answer(
+    send: Send, status: int, body: Mapping[str, object], extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
+    payload = json.dumps(body).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers + (extra or [])})
+    await send({"type": "http.response.body", "body": payload})

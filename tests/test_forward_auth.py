@@ -1,0 +1,266 @@
+"""Forward auth (`/forward-auth`): the real server asked with a proxy's headers, and a real nginx
+with `auth_request` in front of a real upstream."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authz.errors import InvalidArgument
+from authz.forwardauth import ForwardedRequest, forwarded_request
+from tests.conftest import RunningServer, settings_for
+
+NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+
+
+def ask(base: str, headers: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
+    """GET /forward-auth as a proxy sends it: status, headers (lower-case) and JSON body."""
+    request = urllib.request.Request(f"{base}/forward-auth", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            status, got, body = response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        status, got, body = error.code, error.headers, error.read()
+    return status, {k.lower(): v for k, v in got.items()}, json.loads(body) if body else {}
+
+
+def traefik(method: str, uri: str, token: str | None = None) -> dict[str, str]:
+    headers = {"X-Forwarded-Method": method, "X-Forwarded-Uri": uri}
+    return headers | ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+@pytest.fixture
+def proxied(make_server: Any, issuer: Any) -> RunningServer:
+    server: RunningServer = make_server(
+        settings_for(issuer, http_listen="127.0.0.1:0", forward_auth=True, metrics_listen="127.0.0.1:0")
+    )
+    return server
+
+
+# --- the original request from the proxy's headers -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            {b"x-forwarded-method": b"get", b"x-forwarded-uri": b"/api/orders/42?x=1"},
+            ("GET", "/api/orders/42"),
+        ),
+        ({b"x-original-method": b"DELETE", b"x-original-uri": b"/api/orders/7"}, ("DELETE", "/api/orders/7")),
+        (
+            {b"x-original-method": b"GET", b"x-original-url": b"https://shop.example.com/api/reports/q3#top"},
+            ("GET", "/api/reports/q3"),
+        ),
+        (
+            {b"x-forwarded-method": b"GET", b"x-forwarded-uri": b"/api/orders/caf%C3%A9"},
+            ("GET", "/api/orders/café"),
+        ),
+    ],
+)
+def test_the_original_method_and_path_come_from_the_proxys_headers(headers, expected):
+    assert forwarded_request(headers) == ForwardedRequest(*expected)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/api/orders/../admin/users",
+        "/api/orders/%2e%2e/admin/users",
+        "/api/orders/./42",
+        "/api//admin/users",
+        "/api/orders%2F..%2Fadmin",
+        "/api/orders/42%0a",
+        "api/orders/42",
+    ],
+)
+def test_a_path_the_upstream_could_resolve_differently_is_refused(uri):
+    with pytest.raises(InvalidArgument):
+        forwarded_request({b"x-forwarded-method": b"GET", b"x-forwarded-uri": uri.encode()})
+
+
+def test_without_the_original_method_or_uri_nothing_is_asked():
+    with pytest.raises(InvalidArgument, match="X-Forwarded-Method"):
+        forwarded_request({b"x-forwarded-uri": b"/api/orders/1"})
+
+
+# --- the endpoint on a real server -----------------------------------------------------------
+
+
+def test_allow_passes_the_subject_and_decision_id(proxied, issuer):
+    token = issuer.mint(sub="alice", permissions=["read:orders"])
+    status, headers, body = ask(proxied.http_url, traefik("GET", "/api/orders/42?page=2", token))
+    assert status == 200
+    assert headers["x-authz-subject"] == "alice"
+    assert headers["x-authz-decision-id"] == body["decision_id"]
+    assert body["reason"] == "REASON_ALLOWED"
+    with urllib.request.urlopen(f"http://127.0.0.1:{proxied.app.metrics_port}/metrics", timeout=5) as scrape:
+        metrics = scrape.read().decode()
+    assert 'authz_decisions_total{outcome="ALLOWED",rpc="ForwardAuth"} 1.0' in metrics
+    assert 'authz_rpc_duration_seconds_count{rpc="ForwardAuth"} 1.0' in metrics
+
+
+def test_token_problems_are_401_and_other_denies_403(proxied, issuer):
+    reader = issuer.mint(permissions=["read:orders"])
+    status, headers, body = ask(proxied.http_url, traefik("GET", "/api/orders/42"))
+    assert (status, headers["www-authenticate"], body["reason"]) == (401, "Bearer", "REASON_TOKEN_MISSING")
+    expired = issuer.mint(permissions=["read:orders"], exp_in=-3600)
+    status, headers, body = ask(proxied.http_url, traefik("GET", "/api/orders/42", expired))
+    assert (status, body["reason"]) == (401, "REASON_TOKEN_EXPIRED")
+    assert headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+    status, headers, body = ask(proxied.http_url, traefik("POST", "/api/orders", reader))
+    assert (status, body["reason"]) == (403, "REASON_NO_MATCHING_RULE")
+    assert "x-authz-subject" not in headers
+    # A proxy sends no resource attributes: a rule that needs them denies.
+    deleter = issuer.mint(permissions=["delete:orders"])
+    status, _, body = ask(proxied.http_url, traefik("DELETE", "/api/orders/7", deleter))
+    assert (status, body["reason"]) == (403, "REASON_ATTRIBUTE_MISSING")
+
+
+def test_a_malformed_forward_is_a_400_and_decides_nothing(proxied, issuer):
+    admin = issuer.mint(roles=["admin"])
+    status, _, body = ask(proxied.http_url, traefik("GET", "/api/orders/../admin/users", admin))
+    assert (status, body["error"]) == (400, "invalid_argument")
+    status, _, body = ask(proxied.http_url, {"Authorization": f"Bearer {admin}"})
+    assert status == 400
+    assert "X-Original-URI" in body["message"]
+
+
+def test_forward_auth_is_off_unless_enabled(http_server, issuer):
+    token = issuer.mint(permissions=["read:orders"])
+    status, _, _ = ask(http_server.http_url, traefik("GET", "/api/orders/42", token))
+    assert status == 404
+
+
+# --- through a real nginx ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Upstream(BaseHTTPRequestHandler):
+    """The protected app: echoes what reached it, and the subject nginx passed on."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"path": self.path, "subject": self.headers.get("X-User", "")}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        self.do_GET()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {tmp}/error.log;
+pid {tmp}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            auth_request /_authz;
+            auth_request_set $authz_subject $upstream_http_x_authz_subject;
+            proxy_set_header X-User $authz_subject;
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+        location = /_authz {{
+            internal;
+            proxy_pass {authz}/forward-auth;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Original-URI $request_uri;
+            proxy_set_header X-Original-Method $request_method;
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx(proxied: RunningServer, tmp_path: Path) -> Iterator[str]:
+    if NGINX is None:
+        pytest.skip("nginx is not installed (make system-deps installs it)")
+    upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = _free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(
+        NGINX_CONF.format(
+            tmp=tmp_path, port=port, upstream=upstream.server_address[1], authz=proxied.http_url
+        )
+    )
+    process = subprocess.Popen(
+        [NGINX, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        upstream.shutdown()
+
+
+def through(base: str, method: str, path: str, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(base + path, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_nginx_auth_request_protects_an_upstream_with_the_policies(nginx, issuer):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    status, body = through(nginx, "GET", "/api/orders/42?page=2", reader)
+    assert status == 200
+    assert json.loads(body) == {"path": "/api/orders/42?page=2", "subject": "alice"}
+
+    assert through(nginx, "GET", "/api/orders/42")[0] == 401
+    assert through(nginx, "POST", "/api/orders", reader)[0] == 403
+    assert through(nginx, "GET", "/api/admin/users", reader)[0] == 403
+    admin = issuer.mint(sub="root", roles=["admin"])
+    assert through(nginx, "GET", "/api/admin/users", admin)[0] == 200
+    # authz's 400 for a path in no normal form is a refusal to nginx too (it answers 500).
+    status, _ = through(nginx, "GET", "/api/orders/%2e%2e/admin/users", reader)
+    assert status not in (200, 401, 403)
