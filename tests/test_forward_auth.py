@@ -71,7 +71,7 @@ def proxied(make_server: Any, issuer: Any) -> RunningServer:
     ],
 )
 def test_the_original_method_and_path_come_from_the_proxys_headers(headers, expected):
-    assert forwarded_request(headers) == ForwardedRequest(*expected)
+    assert forwarded_request(list(headers.items())) == ForwardedRequest(*expected)
 
 
 @pytest.mark.parametrize(
@@ -88,12 +88,41 @@ def test_the_original_method_and_path_come_from_the_proxys_headers(headers, expe
 )
 def test_a_path_the_upstream_could_resolve_differently_is_refused(uri):
     with pytest.raises(InvalidArgument):
-        forwarded_request({b"x-forwarded-method": b"GET", b"x-forwarded-uri": uri.encode()})
+        forwarded_request([(b"x-forwarded-method", b"GET"), (b"x-forwarded-uri", uri.encode())])
 
 
 def test_without_the_original_method_or_uri_nothing_is_asked():
     with pytest.raises(InvalidArgument, match="X-Forwarded-Method"):
-        forwarded_request({b"x-forwarded-uri": b"/api/orders/1"})
+        forwarded_request([(b"x-forwarded-uri", b"/api/orders/1")])
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # A client's own X-Forwarded-* passed on by nginx beside the X-Original-* it sets.
+        [
+            (b"x-forwarded-method", b"GET"),
+            (b"x-forwarded-uri", b"/api/orders/1"),
+            (b"x-original-method", b"DELETE"),
+            (b"x-original-uri", b"/api/admin/users"),
+        ],
+        [(b"x-original-method", b"GET"), (b"x-original-uri", b"/a"), (b"x-original-url", b"https://h/b")],
+        [(b"x-forwarded-method", b"GET"), (b"x-forwarded-uri", b"/a"), (b"x-forwarded-uri", b"/b")],
+    ],
+)
+def test_forwarded_headers_that_disagree_are_refused(headers):
+    with pytest.raises(InvalidArgument, match="disagree"):
+        forwarded_request(headers)
+
+
+def test_forwarded_headers_that_agree_are_one_request():
+    headers = [
+        (b"x-forwarded-method", b"get"),
+        (b"x-original-method", b"GET"),
+        (b"x-forwarded-uri", b"/api/orders/1?a=1"),
+        (b"x-original-url", b"https://shop.example.com/api/orders/1"),
+    ]
+    assert forwarded_request(headers) == ForwardedRequest("GET", "/api/orders/1")
 
 
 # --- the endpoint on a real server -----------------------------------------------------------
@@ -264,3 +293,15 @@ def test_nginx_auth_request_protects_an_upstream_with_the_policies(nginx, issuer
     # authz's 400 for a path in no normal form is a refusal to nginx too (it answers 500).
     status, _ = through(nginx, "GET", "/api/orders/%2e%2e/admin/users", reader)
     assert status not in (200, 401, 403)
+    # nginx passes a client's own X-Forwarded-* on to the subrequest: it cannot choose what is asked.
+    spoofed = urllib.request.Request(
+        nginx + "/api/admin/users",
+        headers={
+            "Authorization": f"Bearer {reader}",
+            "X-Forwarded-Method": "GET",
+            "X-Forwarded-Uri": "/api/orders/1",
+        },
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(spoofed, timeout=10)
+    assert refused.value.code not in (200, 401, 403)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -49,22 +49,33 @@ class ForwardedRequest:
     path: str
 
 
-def _first(headers: dict[bytes, bytes], names: tuple[bytes, ...]) -> str:
-    for name in names:
-        if name in headers:
-            return headers[name].decode("latin-1")
-    return ""
+def _values(headers: Sequence[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list[str]:
+    return [value.decode("latin-1") for name, value in headers if name in names]
 
 
-def forwarded_request(headers: dict[bytes, bytes]) -> ForwardedRequest:
-    """The original method and path from the proxy's headers; InvalidArgument when unusable."""
-    method, uri = _first(headers, METHOD_HEADERS), _first(headers, URI_HEADERS)
-    if not method or not uri:
+def _one(values: list[str], what: str) -> str:
+    # A proxy sets its own header, but passes on the client's others: nginx forwards a
+    # client's X-Forwarded-Uri beside the X-Original-URI it sets. Only an answer that
+    # every such header agrees on is asked about; a spoofed one that differs refuses.
+    if len(set(values)) > 1:
+        # The values stay out of the message: one of them may be a token.
+        raise InvalidArgument(f"the forwarded {what} headers disagree")
+    return values[0] if values else ""
+
+
+def forwarded_request(headers: Sequence[tuple[bytes, bytes]]) -> ForwardedRequest:
+    """The original method and path from the proxy's headers; InvalidArgument when unusable.
+
+    `headers` are the raw (lower-case name, value) pairs, repeats included.
+    """
+    method = _one([m.upper() for m in _values(headers, METHOD_HEADERS)], "method")
+    uris = _values(headers, URI_HEADERS)
+    if not method or not uris:
         raise InvalidArgument(
             "forward auth needs the original method and URI: X-Forwarded-Method and "
             "X-Forwarded-Uri (Traefik, Caddy) or X-Original-Method and X-Original-URI (nginx)"
         )
-    raw = urlsplit(uri).path
+    raw = _one([urlsplit(uri).path for uri in uris], "path")
     if "%2f" in raw.lower() or "%5c" in raw.lower():
         raise InvalidArgument("the path has an encoded slash or backslash")
     path = unquote(raw)
@@ -76,7 +87,7 @@ def forwarded_request(headers: dict[bytes, bytes]) -> ForwardedRequest:
         or "" in segments[1:-1]
     ):
         raise InvalidArgument("the path is not in normal form (dot segments, '//' or control characters)")
-    return ForwardedRequest(method.upper(), path)
+    return ForwardedRequest(method, path)
 
 
 class ForwardAuthApp:
@@ -98,11 +109,12 @@ class ForwardAuthApp:
         """Answer one proxy subrequest."""
         if scope["type"] != "http":
             return
-        headers = dict(scope.get("headers", ()))
+        headers = list(scope.get("headers", ()))
         try:
             request = forwarded_request(headers)
+            token = _one(_values(headers, (b"authorization",)), "authorization")
             outcome = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.decide, request, _first(headers, (b"authorization",))
+                self.executor, self.decide, request, token
             )
         except Exception as exc:
             # Fail closed: a proxy treats anything but 2xx, 401 and 403 as a refusal.
