@@ -83,6 +83,10 @@ def test_the_original_method_and_path_come_from_the_proxys_headers(headers, expe
         "/api//admin/users",
         "/api/orders%2F..%2Fadmin",
         "/api/orders/42%0a",
+        "/api/orders/..;/admin/users",
+        "/api/orders/1;jsessionid=x",
+        "/api/orders/..%5cadmin",
+        "/api/orders\\..\\admin",
         "api/orders/42",
     ],
 )

@@ -10,9 +10,10 @@ API through the middlewares protect it here too, with no code in the upstream. A
 sends no resource attributes: rules that need them deny (ATTRIBUTE_MISSING).
 
 The path is checked before it is asked about. The upstream may resolve `.` and `..`
-segments, `//` or an encoded slash differently from the policy's patterns (a route
-pattern could match `/api/orders/../admin` while the upstream serves `/api/admin`), so
-such paths are refused with 400, which every proxy turns into a refusal.
+segments, `//`, `;` parameters, a backslash or an encoded slash differently from the
+policy's patterns (a route pattern could match `/api/orders/../admin` while the upstream
+serves `/api/admin`), so such paths are refused with 400, which every proxy turns into a
+refusal.
 """
 
 from __future__ import annotations
@@ -85,8 +86,14 @@ def forwarded_request(headers: Sequence[tuple[bytes, bytes]]) -> ForwardedReques
         or not path.isprintable()
         or any(s in (".", "..") for s in segments)
         or "" in segments[1:-1]
+        # Servlet containers drop `;params` from a segment (`/..;/` is `/../`), and some
+        # servers read a backslash as a slash.
+        or ";" in path
+        or "\\" in path
     ):
-        raise InvalidArgument("the path is not in normal form (dot segments, '//' or control characters)")
+        raise InvalidArgument(
+            "the path is not in normal form (dot segments, '//', ';', a backslash or control characters)"
+        )
     return ForwardedRequest(method, path)
 
 
