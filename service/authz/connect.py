@@ -4,7 +4,8 @@ The ASGI applications are connectrpc's, generated from the same protos as the gR
 (`authz_connect.py`, `admin_connect.py`, `protobuf=google`), and each method runs the
 same proto-level call as the gRPC servicer (ProtoService, AdminProto), so the two
 transports cannot disagree. PolicyAdminService is mounted only when the admin service is
-enabled.
+enabled, and the reverse proxies' `/forward-auth` (`authz.forwardauth`) only with
+`forward_auth`.
 """
 
 from __future__ import annotations
