@@ -1,4 +1,4 @@
-"""Python client and ASGI middleware for the authz policy decision service."""
+"""Python client, and ASGI and WSGI middlewares, for the authz policy decision service."""
 
 from .client import AsyncAuthzClient, AuthzClient
 from .errors import AuthzError

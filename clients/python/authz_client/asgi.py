@@ -8,13 +8,11 @@ request's ``authorization`` header as the token.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
-import grpc
-
+from ._refusals import Refusal, refusal_for, refusal_for_error
 from .client import AsyncAuthzClient
 from .errors import AuthzError
 from .results import CheckResult
@@ -85,31 +83,13 @@ class AuthzMiddleware:
         try:
             result = await self._decide(scope)
         except AuthzError as exc:
-            # Fail closed: no answer is never an allow.
-            if exc.code == grpc.StatusCode.INVALID_ARGUMENT:
-                # The request cannot be asked about as sent (a path over authz's field limit):
-                # a client error that a retry would repeat, not an outage.
-                log.info("authz refused %s %s as malformed: %s", _method(scope), scope.get("path"), exc)
-                await _deny(scope, send, 400, {"error": "bad_request", "message": exc.details})
-                return
-            # Details go to the log, not the client.
-            log.warning("authz unavailable for %s %s: %s", _method(scope), scope.get("path"), exc)
-            await _deny(
-                scope, send, 503, {"error": "authz_unavailable", "message": "authorization unavailable"}
-            )
+            await _deny(scope, send, refusal_for_error(exc, log, _method(scope), str(scope.get("path"))))
             return
-
-        if result.allowed:
+        refusal = refusal_for(result)
+        if refusal is None:
             await self.app({**scope, "authz": result}, receive, send)
             return
-        body = {"reason": result.reason, "message": result.message, "decision_id": result.decision_id}
-        if result.token_problem:
-            challenge = (
-                "Bearer" if result.reason == "REASON_TOKEN_MISSING" else 'Bearer error="invalid_token"'
-            )
-            await _deny(scope, send, 401, {"error": "unauthenticated", **body}, challenge)
-        else:
-            await _deny(scope, send, 403, {"error": "forbidden", **body})
+        await _deny(scope, send, refusal)
 
     async def _decide(self, scope: Scope) -> CheckResult:
         attributes: Mapping[str, Any] | None = None
@@ -162,16 +142,12 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def _deny(
-    scope: Scope, send: Send, status: int, body: dict[str, str], challenge: str | None = None
-) -> None:
+async def _deny(scope: Scope, send: Send, refusal: Refusal) -> None:
     if scope.get("type") == "websocket":
         # Closing before accept is how ASGI refuses a handshake (the server answers 403).
-        await send({"type": "websocket.close", "code": 1008, "reason": body.get("reason", body["error"])})
+        reason = refusal.body.get("reason", refusal.body["error"])
+        await send({"type": "websocket.close", "code": 1008, "reason": reason})
         return
-    payload = json.dumps(body).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
-    if challenge is not None:
-        headers.append((b"www-authenticate", challenge.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
+    headers = [(name.encode(), value.encode()) for name, value in refusal.headers()]
+    await send({"type": "http.response.start", "status": refusal.status, "headers": headers})
+    await send({"type": "http.response.body", "body": refusal.payload()})
