@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -125,6 +126,10 @@ def test_the_path_is_the_mount_point_and_below_as_utf8():
 
 
 def test_an_async_client_is_refused():
-    async_client = AsyncAuthzClient("127.0.0.1:1")
-    with pytest.raises(TypeError):
-        AuthzMiddleware(orders_app, async_client)  # type: ignore[arg-type]
+    async def scenario() -> None:
+        # A grpc.aio client belongs to an event loop: it is made inside one.
+        async with AsyncAuthzClient("127.0.0.1:1") as async_client:
+            with pytest.raises(TypeError):
+                AuthzMiddleware(orders_app, async_client)  # type: ignore[arg-type]
+
+    asyncio.run(scenario())
