@@ -172,6 +172,35 @@ def test_a_malformed_forward_is_a_400_and_decides_nothing(proxied, issuer):
     assert "X-Original-URI" in body["message"]
 
 
+def envoy(base: str, method: str, path: str, token: str | None = None, **headers: str) -> tuple[int, Any]:
+    """A check as Envoy's HTTP ext_authz sends it: the original method, the path appended."""
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(f"{base}/forward-auth{path}", method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def test_an_appended_path_is_the_original_request(proxied, issuer):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    assert envoy(proxied.http_url, "GET", "/api/orders/42?page=2", reader)[0] == 200
+    status, body = envoy(proxied.http_url, "POST", "/api/orders", reader)
+    assert (status, body["reason"]) == (403, "REASON_NO_MATCHING_RULE")
+    deleter = issuer.mint(permissions=["delete:orders"])
+    status, body = envoy(proxied.http_url, "DELETE", "/api/orders/7", deleter)
+    assert (status, body["reason"]) == (403, "REASON_ATTRIBUTE_MISSING")
+    # The raw path is checked: an encoded dot segment is refused, not decoded into a match.
+    assert envoy(proxied.http_url, "GET", "/api/orders/%2e%2e/admin/users", reader)[0] == 400
+    # A header that describes another request than the appended path refuses.
+    status, body = envoy(
+        proxied.http_url, "GET", "/api/admin/users", reader, **{"X-Forwarded-Uri": "/api/orders/1"}
+    )
+    assert (status, body["message"]) == (400, "the forwarded path headers disagree")
+
+
 def test_forward_auth_is_off_unless_enabled(http_server, issuer):
     token = issuer.mint(permissions=["read:orders"])
     status, _, _ = ask(http_server.http_url, traefik("GET", "/api/orders/42", token))

@@ -2,12 +2,14 @@
 
 nginx (`auth_request`, ingress-nginx `auth-url`), Traefik (`ForwardAuth`) and Caddy
 (`forward_auth`) send a subrequest carrying the original request's method and URI in
-headers and its `Authorization` header as it came. authz answers with the status the proxy
-acts on: 200 (pass it on; `X-Authz-Subject` and `X-Authz-Decision-Id` can travel to the
-upstream), 401 for a token problem, 403 for any other deny. The decision is `Check` with
-the path as the resource and the method as the action, so the policies that protect the
-API through the middlewares protect it here too, with no code in the upstream. A proxy
-sends no resource attributes: rules that need them deny (ATTRIBUTE_MISSING).
+headers and its `Authorization` header as it came; Envoy's HTTP `ext_authz` (with
+`path_prefix: /forward-auth`) sends the original method and appends the original path.
+authz answers with the status the proxy acts on: 200 (pass it on; `X-Authz-Subject` and
+`X-Authz-Decision-Id` can travel to the upstream), 401 for a token problem, 403 for any
+other deny. The decision is `Check` with the path as the resource and the method as the
+action, so the policies that protect the API through the middlewares protect it here too,
+with no code in the upstream. A proxy sends no resource attributes: rules that need them
+deny (ATTRIBUTE_MISSING).
 
 The path is checked before it is asked about. The upstream may resolve `.` and `..`
 segments, `//`, `;` parameters, a backslash or an encoded slash differently from the
@@ -64,13 +66,20 @@ def _one(values: list[str], what: str) -> str:
     return values[0] if values else ""
 
 
-def forwarded_request(headers: Sequence[tuple[bytes, bytes]]) -> ForwardedRequest:
+def forwarded_request(
+    headers: Sequence[tuple[bytes, bytes]], appended: tuple[str, str] | None = None
+) -> ForwardedRequest:
     """The original method and path from the proxy's headers; InvalidArgument when unusable.
 
-    `headers` are the raw (lower-case name, value) pairs, repeats included.
+    `headers` are the raw (lower-case name, value) pairs, repeats included. `appended` is the
+    subrequest's own method and the raw path the proxy appended to PATH (Envoy's HTTP
+    `ext_authz` with `path_prefix`), one more description that must agree with the others.
     """
-    method = _one([m.upper() for m in _values(headers, METHOD_HEADERS)], "method")
-    uris = _values(headers, URI_HEADERS)
+    methods, uris = _values(headers, METHOD_HEADERS), _values(headers, URI_HEADERS)
+    if appended is not None:
+        methods.append(appended[0])
+        uris.append(appended[1])
+    method = _one([m.upper() for m in methods], "method")
     if not method or not uris:
         raise InvalidArgument(
             "forward auth needs the original method and URI: X-Forwarded-Method and "
@@ -117,8 +126,12 @@ class ForwardAuthApp:
         if scope["type"] != "http":
             return
         headers = list(scope.get("headers", ()))
+        # `/forward-auth/api/orders/42`: the original path, appended by the proxy.
+        raw_path = bytes(scope.get("raw_path") or scope["path"].encode())
+        below = raw_path[len(PATH) :].decode("latin-1")
+        appended = (str(scope["method"]), below) if below else None
         try:
-            request = forwarded_request(headers)
+            request = forwarded_request(headers, appended)
             token = _one(_values(headers, (b"authorization",)), "authorization")
             outcome = await asyncio.get_running_loop().run_in_executor(
                 self.executor, self.decide, request, token
