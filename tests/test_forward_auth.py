@@ -201,6 +201,26 @@ def test_an_appended_path_is_the_original_request(proxied, issuer):
     assert (status, body["message"]) == (400, "the forwarded path headers disagree")
 
 
+def test_two_different_tokens_refuse_without_echoing_either(proxied, issuer):
+    first, second = issuer.mint(sub="a", permissions=["read:orders"]), issuer.mint(sub="b")
+    # urllib keeps one value per header name: both Authorization headers go over a raw socket.
+    host, port = proxied.http_url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            (
+                "GET /forward-auth HTTP/1.1\r\nHost: authz\r\nConnection: close\r\n"
+                "X-Forwarded-Method: GET\r\nX-Forwarded-Uri: /api/orders/1\r\n"
+                f"Authorization: Bearer {first}\r\nAuthorization: Bearer {second}\r\n\r\n"
+            ).encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert b"authorization headers disagree" in answer
+    assert first.encode() not in answer and second.encode() not in answer
+
+
 def test_forward_auth_is_off_unless_enabled(http_server, issuer):
     token = issuer.mint(permissions=["read:orders"])
     status, _, _ = ask(http_server.http_url, traefik("GET", "/api/orders/42", token))
