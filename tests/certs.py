@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,25 @@ class Pki:
     server_key: Path
     client_cert: Path
     client_key: Path
+    authority: _Ca
+
+    def renew_server(self, *, key_too: bool = True) -> int:
+        """Replace the server pair as cert-manager does (temporary file, rename); the new serial.
+
+        With `key_too=False` only the certificate is replaced: a rotation caught half-written.
+        """
+        cert, key = self.authority.issue("authz server", ExtendedKeyUsageOID.SERVER_AUTH, _LOOPBACK)
+        staging = self.server_cert.parent / "staging"
+        staging.mkdir(exist_ok=True)
+        _write(staging, "server", cert, key)
+        os.replace(staging / "server.pem", self.server_cert)
+        if key_too:
+            os.replace(staging / "server.key", self.server_key)
+        return int(cert.serial_number)
+
+    def finish_renewal(self) -> None:
+        """Put the key of a half-written renewal in place."""
+        os.replace(self.server_cert.parent / "staging" / "server.key", self.server_key)
 
 
 class _Ca:
@@ -63,6 +83,12 @@ class _Ca:
         return builder.sign(self.key, hashes.SHA256()), key
 
 
+_LOOPBACK: list[x509.GeneralName] = [
+    x509.DNSName("localhost"),
+    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+]
+
+
 def _builder(
     subject: x509.Name, issuer: x509.Name, public_key: ec.EllipticCurvePublicKey
 ) -> x509.CertificateBuilder:
@@ -95,11 +121,7 @@ def make_pki(directory: Path, name: str = "authz test CA") -> Pki:
     """Write a fresh CA, a server certificate for 127.0.0.1 and localhost, and a client certificate."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = _Ca(name)
-    san: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    server_cert, server_key = ca.issue("authz server", ExtendedKeyUsageOID.SERVER_AUTH, san)
+    server_cert, server_key = ca.issue("authz server", ExtendedKeyUsageOID.SERVER_AUTH, _LOOPBACK)
     client_cert, client_key = ca.issue("orders-api backend", ExtendedKeyUsageOID.CLIENT_AUTH)
     _write(directory, "server", server_cert, server_key)
     _write(directory, "client", client_cert, client_key)
@@ -109,4 +131,5 @@ def make_pki(directory: Path, name: str = "authz test CA") -> Pki:
         server_key=directory / "server.key",
         client_cert=directory / "client.pem",
         client_key=directory / "client.key",
+        authority=ca,
     )

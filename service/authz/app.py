@@ -21,8 +21,9 @@ from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_suites
 from authz.reload import PolicyReloader
-from authz.server import SERVICE_NAME, build_server, server_credentials
+from authz.server import SERVICE_NAME, build_server
 from authz.store import PolicyStore
+from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
 
 log = logging.getLogger("authz")
@@ -85,7 +86,10 @@ class App:
         if self.dev_issuer is not None:
             self.dev_issuer.start()
         s = self.settings
-        credentials = server_credentials(s.tls_cert, s.tls_key, s.tls_client_ca) if s.tls_cert else None
+        # With a client CA, client certificates are required (mTLS); rotated files are taken live.
+        credentials = (
+            grpc_credentials(CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)) if s.tls_cert else None
+        )
         admin = AdminProto(PolicyAdmin(self.service)) if s.admin_enabled else None
         self.server, self.port, self.health = build_server(
             self.service,

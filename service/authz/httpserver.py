@@ -15,6 +15,7 @@ from authz.adminserver import AdminProto
 from authz.config import split_host_port
 from authz.connect import build_http_app
 from authz.handlers import DecisionService
+from authz.tlsfiles import CertificateFiles, ContextReloader
 
 log = logging.getLogger("authz.http")
 
@@ -72,12 +73,19 @@ class HttpListener:
             limit_concurrency=settings.max_connections,
         )
         self.server = uvicorn.Server(self.config)
+        self.tls: ContextReloader | None = None
         self.port = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
         """Bind, serve on a background thread and return the bound port."""
         self.config.load()  # here, not on the thread: a bad certificate fails start
+        if self.config.ssl is not None:
+            s = self.settings
+            self.tls = ContextReloader(
+                self.config.ssl, CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)
+            )
+            self.tls.start()
         sock = bind(self.settings.listen, reuse_port=self.settings.reuse_port)
         self.port = sock.getsockname()[1]
         self._thread = threading.Thread(
@@ -91,6 +99,8 @@ class HttpListener:
         # uvicorn reads the drain budget when it shuts down, so setting it now applies it.
         self.config.timeout_graceful_shutdown = max(1, round(grace))
         self.server.should_exit = True
+        if self.tls is not None:
+            self.tls.stop()
         if self._thread is not None:
             self._thread.join(timeout=grace + 2)
             if self._thread.is_alive():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from concurrent import futures
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 import grpc
@@ -66,16 +65,6 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # typ
     BatchCheck = grpc_method(ProtoService.batch_check)
     GetVisibility = grpc_method(ProtoService.get_visibility)
     GetPrincipal = grpc_method(ProtoService.get_principal)
-
-
-def server_credentials(cert: str, key: str, client_ca: str = "") -> grpc.ServerCredentials:
-    """TLS credentials from PEM files; with a client CA, client certificates are required (mTLS)."""
-    pair = [(Path(key).read_bytes(), Path(cert).read_bytes())]
-    if client_ca:
-        return grpc.ssl_server_credentials(
-            pair, root_certificates=Path(client_ca).read_bytes(), require_client_auth=True
-        )
-    return grpc.ssl_server_credentials(pair)
 
 
 def build_server(

@@ -1,0 +1,138 @@
+"""TLS certificates re-read when their files change, so a rotation needs no restart.
+
+cert-manager, Vault agents and the kubelet replace certificate files in place (a Secret
+volume is a `..data` symlink swap). The gRPC listener asks for its certificate on every
+new connection (`grpc.dynamic_ssl_server_credentials`); the HTTP listener's SSL context
+is reloaded by a watcher thread. Either way the new files are taken only once they are a
+matching certificate and key: while a rotation is half-written (the new certificate beside
+the old key), the old pair keeps serving and the files are read again on the next check.
+Connections already open keep the certificate they were made with.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+log = logging.getLogger("authz.tls")
+# How often the HTTP listener looks at its files; the gRPC listener looks per connection.
+HTTP_RECHECK_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One certificate chain with its key, and the client CA bundle (mTLS), as PEM bytes."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None
+
+
+class CertificateFiles:
+    """A listener's certificate, key and client CA files, and what was last taken from them."""
+
+    def __init__(self, cert: str, key: str, client_ca: str = "") -> None:
+        self.paths = tuple(Path(p) for p in (cert, key, client_ca) if p)
+        self.cert, self.key = Path(cert), Path(key)
+        self.client_ca = Path(client_ca) if client_ca else None
+        self._lock = threading.Lock()
+        self._taken = self._stamp()
+        self.current = self._read()  # at start a broken pair is an error, not a fallback
+
+    def _stamp(self) -> tuple[tuple[int, int, int], ...]:
+        stamps = []
+        for path in self.paths:
+            try:
+                st = os.stat(path)  # follows symlinks: a `..data` swap changes the target
+            except OSError:
+                return ()
+            stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(stamps)
+
+    def _read(self) -> Pair:
+        pair = Pair(
+            self.cert.read_bytes(),
+            self.key.read_bytes(),
+            self.client_ca.read_bytes() if self.client_ca else None,
+        )
+        # Refuses a certificate that does not match its key, or PEM that does not parse.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert, self.key)
+        if self.client_ca is not None:
+            context.load_verify_locations(self.client_ca)
+        return pair
+
+    def refresh(self) -> Pair | None:
+        """The new pair when the files changed into a usable one since the last call, else None."""
+        with self._lock:
+            stamp = self._stamp()
+            if not stamp or stamp == self._taken:
+                return None
+            try:
+                pair = self._read()
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                log.warning(
+                    "TLS files changed but are not usable yet (%s); the previous certificate serves", exc
+                )
+                return None
+            if self._stamp() != stamp:
+                return None  # changed again while being read: the next check takes the result
+            self._taken, self.current = stamp, pair
+        log.info("TLS certificate reloaded from %s", self.cert)
+        return pair
+
+
+def grpc_credentials(files: CertificateFiles) -> grpc.ServerCredentials:
+    """gRPC server credentials that take the files' new certificate on the next connection."""
+
+    def configuration(pair: Pair) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration(
+            [(pair.key, pair.cert)], root_certificates=pair.client_ca
+        )
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        pair = files.refresh()
+        return configuration(pair) if pair is not None else None
+
+    return grpc.dynamic_ssl_server_credentials(
+        configuration(files.current),
+        # grpcio documents None as "keep the current configuration"; its stubs omit it.
+        fetch,  # type: ignore[arg-type]
+        require_client_authentication=files.client_ca is not None,
+    )
+
+
+class ContextReloader:
+    """Reloads an `ssl.SSLContext` (the HTTP listener's) from `files` when they change."""
+
+    def __init__(self, context: ssl.SSLContext, files: CertificateFiles) -> None:
+        self.context, self.files = context, files
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="authz-tls-reload", daemon=True)
+
+    def start(self) -> None:
+        """Start watching."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HTTP_RECHECK_SECONDS):
+            if self.files.refresh() is None:
+                continue
+            # New handshakes use the new chain. A CA bundle only adds: a CA dropped from the
+            # file stays trusted by this listener until a restart.
+            try:
+                self.context.load_cert_chain(self.files.cert, self.files.key)
+                if self.files.client_ca is not None:
+                    self.context.load_verify_locations(self.files.client_ca)
+            except (OSError, ssl.SSLError) as exc:
+                log.warning("HTTP listener kept its previous TLS certificate: %s", exc)
