@@ -106,6 +106,18 @@ def test_clock_and_raw_claims_policies_are_not_cached(tmp_path: Path) -> None:
     assert load_snapshot(claims).cache is None
 
 
+def test_claims_read_by_subscript_are_not_cached(tmp_path: Path) -> None:
+    # The key of `r.sub[...]` is a literal the compiler lifts out of the text, so only the
+    # matcher's syntax tree shows that the raw claims are read.
+    directory = _dir(tmp_path, " && r.sub['claims']['amr'] == 'mfa'")
+    snapshot = load_snapshot(directory)
+    assert snapshot.cache is None
+    with_mfa = Principal("alice", claims={"amr": "mfa"})
+    with_password = Principal("alice", claims={"amr": "pwd"})
+    assert snapshot.decide(with_mfa, "doc", "read").allowed
+    assert not snapshot.decide(with_password, "doc", "read").allowed
+
+
 def test_a_new_snapshot_starts_with_an_empty_cache(tmp_path: Path) -> None:
     directory = _dir(tmp_path)
     alice = Principal("alice")

@@ -3,13 +3,13 @@
 A snapshot is immutable, so for the same principal facts, resource, action, attributes
 and context it always answers the same; the cache dies with the snapshot, so a reload
 never serves an old answer. Policies whose answers depend on something else (the clock
-through `timeMatch`, or raw token claims through `r.sub.claims`) are not cached.
+through `timeMatch`, or raw token claims through `r.sub.claims`) are not cached: the
+matcher compiler sees that while it rewrites them (`MatcherCompiler.cacheable`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from authz.decision import Decision
@@ -17,12 +17,6 @@ from authz.principal import Principal
 from authz.tally import Tally
 
 MAX_ENTRIES = 20_000
-_UNCACHEABLE = re.compile(r"\btimeMatch\s*\(|\br_sub\s*\.\s*claims\b")
-
-
-def cacheable(sources: Iterable[str]) -> bool:
-    """Whether decisions of matchers compiled from `sources` depend on the request only."""
-    return not any(_UNCACHEABLE.search(source) for source in sources)
 
 
 def _freeze(value: Any) -> Any:

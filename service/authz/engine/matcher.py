@@ -19,6 +19,8 @@ from typing import Any
 from authz.engine.bindings import get_attr, get_item
 
 _ATTR = "__authz_attr"
+# The request parameter the principal is bound to.
+SUBJECT = "r_sub"
 _ITEM = "__authz_item"
 
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
@@ -86,6 +88,10 @@ class _Rewriter(ast.NodeTransformer):
     def __init__(self, params: Sequence[str], functions: Mapping[str, object]) -> None:
         self.params = set(params)
         self.functions = functions
+        # False once the matcher reads what the decision cache's key leaves out: the clock
+        # (`timeMatch`) or the raw token claims (`r.sub.claims`, or `r.sub[...]`, whose key
+        # is a lifted literal this pass cannot see).
+        self.cacheable = True
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         if not isinstance(node, _ALLOWED_NODES):
@@ -101,6 +107,8 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         if node.attr.startswith("_"):
             raise MatcherSyntaxError(f"attribute {node.attr!r} is not allowed")
+        if node.attr == "claims":
+            self.cacheable = False
         path = display_path(node)
         value = self.visit(node.value)
         return ast.Call(
@@ -110,6 +118,8 @@ class _Rewriter(ast.NodeTransformer):
         )
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
+        if isinstance(node.value, ast.Name) and node.value.id == SUBJECT:
+            self.cacheable = False
         path = display_path(node.value)
         value = self.visit(node.value)
         key = self.visit(node.slice)
@@ -122,6 +132,8 @@ class _Rewriter(ast.NodeTransformer):
             )
         if node.keywords:
             raise MatcherSyntaxError("keyword arguments are not supported in a matcher")
+        if node.func.id == "timeMatch":
+            self.cacheable = False
         node.args = [self.visit(arg) for arg in node.args]
         return node
 
@@ -181,10 +193,8 @@ class MatcherCompiler:
         self._fixed_values = tuple(values)
         self._fixed_names = tuple(_names_in(self._fixed))
         self._shapes: dict[str, Callable[..., Any] | MatcherSyntaxError] = {}
-
-    def shapes(self) -> list[str]:
-        """Every distinct source compiled so far (literals lifted out)."""
-        return list(self._shapes)
+        # Whether every shape compiled so far decides on the decision cache's key alone.
+        self.cacheable = True
 
     def compile(self, conditions: Sequence[str] = ()) -> Callable[..., Any]:
         """`f(*params) -> result` for the matcher with `conditions` in its eval() slots.
@@ -211,7 +221,8 @@ class MatcherCompiler:
         fn = self._shapes.get(source)
         if fn is None:
             try:
-                fn = _compile(source, (*names, *self.params), self.functions)
+                fn, cacheable = _compile(source, (*names, *self.params), self.functions)
+                self.cacheable = self.cacheable and cacheable
             except MatcherSyntaxError as exc:
                 fn = exc
             self._shapes[source] = fn
@@ -227,12 +238,14 @@ def _names_in(templates: Sequence[str]) -> list[str]:
 
 def _compile(
     source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
-) -> Callable[..., Any]:
+) -> tuple[Callable[..., Any], bool]:
+    """The compiled matcher, and whether its decisions can be cached (see `_Rewriter`)."""
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
-    body = _Rewriter(params, functions).visit(tree).body
+    rewriter = _Rewriter(params, functions)
+    body = rewriter.visit(tree).body
     lam = ast.Expression(
         ast.Lambda(
             args=ast.arguments(
@@ -248,4 +261,4 @@ def _compile(
     ast.fix_missing_locations(lam)
     namespace: dict[str, Any] = {"__builtins__": {}, _ATTR: get_attr, _ITEM: get_item, **functions}
     compiled: Callable[..., Any] = eval(compile(lam, "<matcher>", "eval"), namespace)  # noqa: S307
-    return compiled
+    return compiled, rewriter.cacheable

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
 from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
-from authz.engine.cache import DecisionCache, cacheable, decision_key
+from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.index import PolicyIndex
-from authz.engine.matcher import MatcherCompiler, MatcherSyntaxError
+from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.roles import RoleGraph, reach_for
@@ -99,7 +99,7 @@ class Snapshot:
     ) -> Decision:
         subject = subject or Subject(principal)
         bound = {
-            "r_sub": subject,
+            SUBJECT: subject,
             "r_obj": Resource(resource, attributes or {}),
             "r_act": action,
             "r_dom": principal.org_id or "",
@@ -439,7 +439,7 @@ def _build(source: PolicySource) -> Snapshot:
     )
     index = PolicyIndex(model.matcher, model.policy, model.request, [r.line.values for r in rules], graphs)
     return Snapshot(
-        cache=DecisionCache() if cacheable(compiler.shapes()) else None,
+        cache=DecisionCache() if compiler.cacheable else None,
         index=index,
         version=source.version,
         model=model,
