@@ -18,7 +18,7 @@ from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
 from authz.errors import InvalidArgument
 from authz.metrics import Metrics
-from authz.principal import Principal, principal_from_claims
+from authz.principal import Principal
 from authz.store import PolicyStore
 from authz.tokens import TokenRejected, TokenVerifier
 from authz.tokens.hints import principal_hints
@@ -225,12 +225,11 @@ class DecisionService:
     def principal(self, token: str) -> PrincipalOutcome:
         """The principal behind a token, with hints about common Auth0 mistakes."""
         try:
-            claims = self.verifier.claims_of(token)
+            # Through the token cache like any decision; the principal keeps its claims.
+            principal = self.verifier.verify(token)
         except TokenRejected as rejected:
             return PrincipalOutcome(None, rejected.reason, rejected.message, rejected.hints)
-        roles_claim = self.verifier.settings.roles_claim
-        principal = principal_from_claims(claims, roles_claim)
-        hints = principal_hints(claims, roles_claim)
+        hints = principal_hints(principal.claims, self.verifier.settings.roles_claim)
         return PrincipalOutcome(principal, Reason.UNSPECIFIED, "token verified", hints)
 
 

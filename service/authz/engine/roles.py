@@ -25,13 +25,6 @@ class RoleGraph:
         """Record `g, child, parent[, domain]`."""
         self._parents[domain][child].add(parent)
 
-    def links(self) -> Iterable[tuple[str, str, str | None]]:
-        """Every link as (child, parent, domain)."""
-        for domain, parents in self._parents.items():
-            for child, roles in parents.items():
-                for role in roles:
-                    yield child, role, domain
-
     def reach(
         self, starts: Iterable[str], domain: str | None = None, linked: Iterable[str] = ()
     ) -> frozenset[str]:
@@ -47,7 +40,7 @@ class RoleGraph:
         return frozenset().union(*parts)
 
     def _walk(self, name: str, domain: str | None, hops: int) -> frozenset[str]:
-        parents = self._parents.get(domain if self.with_domain else None, {})
+        parents = self._parents.get(domain, {})
         seen = {name}
         frontier = {name}
         for _ in range(hops):
@@ -60,7 +53,9 @@ class RoleGraph:
 
     def closure(self, name: str, domain: str | None = None, hops: int = MAX_HOPS) -> frozenset[str]:
         """Names within `hops` links of `name`, memoised: the snapshot is immutable once built."""
-        if name not in self._parents.get(domain if self.with_domain else None, {}):
+        # A graph without domains has one: request domains must not multiply its memo.
+        domain = domain if self.with_domain else None
+        if name not in self._parents.get(domain, {}):
             # Unknown names are not memoised: request data must not grow the snapshot.
             return frozenset((name,))
         key = (domain, name, hops)

@@ -66,13 +66,17 @@ def validate_source(source: PolicySource) -> ValidationReport:
         snapshot = build_snapshot(source)
     except PolicyLoadError as exc:
         findings.extend(exc.findings)
-    try:
-        model = parse_model(source.model_text)
-    except PolicyLoadError:
-        model = None  # already reported by the build
-    if model is not None:
-        lines, _ = parse_lines(source)
-        findings.extend(_warnings(model, lines))
+    if snapshot is not None:
+        findings.extend(_warnings(snapshot.model, snapshot.lines))
+    else:
+        # The build failed; the warnings still come from whatever parses.
+        try:
+            model = parse_model(source.model_text)
+        except PolicyLoadError:
+            model = None  # already reported by the build
+        if model is not None:
+            lines, _ = parse_lines(source)
+            findings.extend(_warnings(model, lines))
     findings.sort(key=lambda f: (f.severity is not Severity.ERROR, f.file, f.line))
     return ValidationReport(findings, snapshot, source.version)
 
