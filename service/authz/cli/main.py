@@ -87,7 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"authz: {exc}", file=sys.stderr)
         return 2
     except grpc.RpcError as exc:
-        print(f"authz: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        hint = ""
+        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+            hint = "\n  is authz running there? Start it with `make run` or `authz serve`, or set --address"
+        print(f"authz: {exc.code().name}: {exc.details()}{hint}", file=sys.stderr)
         return 2
     return code
 

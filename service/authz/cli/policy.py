@@ -189,9 +189,9 @@ def run_test(ns: argparse.Namespace) -> int:
         name_filter = re.compile(ns.run) if ns.run else None
     except re.error as exc:
         raise UsageError(f"--run {ns.run!r} is not a regular expression: {exc}") from None
+    snapshot = load_snapshot(directory)  # first: a missing directory is reported as such
     if not suite_files(directory):
         raise UsageError(f"{directory} has no test suites (tests/*_test.yaml)")
-    snapshot = load_snapshot(directory)
     results = run_suites(snapshot, load_suites(directory), name_filter)
     if not results:
         raise UsageError(f"no test case matches --run {ns.run!r}")

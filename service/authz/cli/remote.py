@@ -11,7 +11,7 @@ import grpc
 from google.protobuf import struct_pb2
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.cli.attrs import parse_attributes
+from authz.cli.attrs import UsageError, parse_attributes
 from authz.cli.output import print_decision
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -29,17 +29,20 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("AUTHZ_TOKEN", ""),
         help="access token (env AUTHZ_TOKEN); never printed",
     )
-    parser.add_argument("--tls-ca", help="CA certificate to verify a TLS listener")
+    parser.add_argument("--tls-ca", help="CA certificate to verify a TLS listener (default: the system's)")
     parser.add_argument("--tls-cert", help="client certificate for mTLS")
     parser.add_argument("--tls-key", help="client key for mTLS")
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
 
 
 def _channel(ns: argparse.Namespace) -> grpc.Channel:
-    if not ns.tls_ca:
+    # Any TLS option means TLS: a client certificate must never be dropped for plaintext.
+    if not (ns.tls_ca or ns.tls_cert or ns.tls_key):
         return grpc.insecure_channel(ns.address)
+    if bool(ns.tls_cert) != bool(ns.tls_key):
+        raise UsageError("--tls-cert and --tls-key go together: give both for mTLS, or neither")
     creds = grpc.ssl_channel_credentials(
-        root_certificates=Path(ns.tls_ca).read_bytes(),
+        root_certificates=Path(ns.tls_ca).read_bytes() if ns.tls_ca else None,
         private_key=Path(ns.tls_key).read_bytes() if ns.tls_key else None,
         certificate_chain=Path(ns.tls_cert).read_bytes() if ns.tls_cert else None,
     )

@@ -86,7 +86,9 @@ def read_policy_dir(directory: Path) -> PolicySource:
     """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name)."""
     model_path = directory / MODEL_FILE
     if not directory.is_dir():
-        raise PolicyLoadError(f"policy directory {directory} does not exist")
+        # A relative default (`policies`) read from another folder is the usual cause.
+        where = "" if directory.is_absolute() else f" (relative to {Path.cwd()})"
+        raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
     if not model_path.is_file():
         raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
     csvs = sorted(p for p in directory.glob("*.csv") if p.is_file())
