@@ -11,7 +11,7 @@ import type { JsonObject } from "@bufbuild/protobuf";
 import { createAuthzClient, type AuthzClient } from "./client.js";
 import type { CheckResponse } from "./gen/authz/api/v1/authz_pb.js";
 import { Reason } from "./gen/authz/api/v1/authz_pb.js";
-import { isTokenReason } from "./visibility.js";
+import { isTokenReason, reasonName } from "./visibility.js";
 
 /** The parts of a `node:http` IncomingMessage (and of Express's request) the middleware reads. */
 export interface NodeRequest {
@@ -75,7 +75,7 @@ export function authzMiddleware<Req extends NodeRequest = NodeRequest>(
         next();
         return;
       }
-      const body = { reason: `REASON_${Reason[answer.reason]}`, message: answer.message, decision_id: answer.decisionId };
+      const body = { reason: reasonName(answer.reason), message: answer.message, decision_id: answer.decisionId };
       if (isTokenReason(answer.reason)) {
         const challenge = answer.reason === Reason.TOKEN_MISSING ? "Bearer" : 'Bearer error="invalid_token"';
         refuse(res, 401, { error: "unauthenticated", ...body }, challenge);

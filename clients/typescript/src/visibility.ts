@@ -51,22 +51,19 @@ export interface VisibilityOptions {
   now?: () => number;
 }
 
-const TOKEN_REASONS = new Set<Reason>([
-  Reason.TOKEN_MISSING,
-  Reason.TOKEN_MALFORMED,
-  Reason.TOKEN_EXPIRED,
-  Reason.TOKEN_NOT_YET_VALID,
-  Reason.TOKEN_SIGNATURE_INVALID,
-  Reason.TOKEN_AUDIENCE_MISMATCH,
-  Reason.TOKEN_ISSUER_MISMATCH,
-  Reason.TOKEN_ALGORITHM_NOT_ALLOWED,
-  Reason.TOKEN_KEY_UNKNOWN,
-  Reason.TOKEN_NOT_ACCESS_TOKEN,
-]);
-
-/** True for the reasons that mean "this token was not accepted" (HTTP 401, sign in again). */
+/**
+ * True for the reasons that mean "this token was not accepted" (HTTP 401, sign in again).
+ * By name, as the Python and PHP clients test it, so a token reason added to the proto is
+ * one as soon as the code is regenerated.
+ */
 export function isTokenReason(reason: Reason): boolean {
-  return TOKEN_REASONS.has(reason);
+  return Reason[reason]?.startsWith("TOKEN_") ?? false;
+}
+
+/** The proto name of a reason (`REASON_TOKEN_EXPIRED`); `REASON_UNKNOWN_<n>` for one this build lacks. */
+export function reasonName(reason: Reason): string {
+  const name = Reason[reason] as string | undefined;
+  return name === undefined ? `REASON_UNKNOWN_${reason}` : `REASON_${name}`;
 }
 
 // setTimeout's delay is a signed 32-bit number of milliseconds.
