@@ -118,7 +118,6 @@ def mint_token(
     machine: bool = False,
     expires_in: int = 3600,
     audience: str | None = None,
-    extra: dict[str, Any] | None = None,
 ) -> str:
     """A dev access token in Auth0's shape, signed with the dev key."""
     state_path = directory / STATE_FILE
@@ -148,5 +147,4 @@ def mint_token(
         claims[state["roles_claim"]] = roles
     if org_id:
         claims["org_id"] = org_id
-    claims.update(extra or {})
     return jwt.encode(claims, key, algorithm="RS256", headers={"kid": public_jwk(key)["kid"]})

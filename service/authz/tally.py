@@ -19,13 +19,13 @@ class Tally:
         self._cells: list[list[int]] = []
         self._lock = threading.Lock()
 
-    def bump(self, amount: int = 1) -> None:
-        """Add `amount` (one by default)."""
+    def bump(self) -> None:
+        """Add one."""
         try:
             cell: list[int] = self._local.cell
         except AttributeError:
             cell = self._new_cell()
-        cell[0] += amount
+        cell[0] += 1
 
     def _new_cell(self) -> list[int]:
         cell = [0]
