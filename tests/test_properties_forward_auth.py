@@ -144,13 +144,20 @@ targets = st.one_of(mutated_route(), composed)
 SOURCES = ["X-Original-URI", "X-Forwarded-Uri", "Envoy"]
 
 
+class Tokens(dict[str, str]):
+    """Tokens by who holds them; a failure report names the holders, not the tokens."""
+
+    def __repr__(self) -> str:
+        return f"Tokens({', '.join(self)})"
+
+
 @pytest.fixture(scope="module")
-def tokens(issuer: Issuer) -> dict[str, str]:
-    return {
-        "reader": issuer.mint(sub="alice", permissions=["read:orders"]),
-        "admin": issuer.mint(sub="root", roles=["admin"]),
-        "none": "",
-    }
+def tokens(issuer: Issuer) -> Tokens:
+    return Tokens(
+        reader=issuer.mint(sub="alice", permissions=["read:orders"]),
+        admin=issuer.mint(sub="root", roles=["admin"]),
+        none="",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -224,6 +231,9 @@ def test_forward_auth_decides_on_the_path_nginx_serves_or_refuses(
     if status == 400:
         assert body["error"] == "invalid_argument"
         return
+    if source == "Envoy":
+        # The HTTP server split the query off before authz saw it (and would refuse a tab there).
+        target = target.partition("?")[0]
     served = nginx_path(target.encode("latin-1"))
     assert served is not None, f"{target!r} is asked about, while nginx refuses it"
     # With `proxy_pass` and no URI, nginx passes the target on as it came: an upstream that
