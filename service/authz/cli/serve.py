@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 
 from authz.app import App
 from authz.config import Settings, load_settings
+from authz.errors import ListenError
 from authz.workers import serve_workers
 
 log = logging.getLogger("authz")
@@ -59,11 +61,19 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
 
 
 def run_serve(ns: argparse.Namespace) -> int:
-    """Serve in this process, or in `--workers` pre-forked processes sharing the port."""
+    """Serve in this process, or in `--workers` pre-forked processes sharing the port.
+
+    A listener that cannot bind (`make run` beside another server) ends in one line that
+    names the address and the setting that moves it, and exit code 1.
+    """
     settings = settings_from_args(ns)
-    if settings.workers > 1:
-        return serve_workers(settings, serve_process)
-    return serve_process(settings)
+    try:
+        if settings.workers > 1:
+            return serve_workers(settings, serve_process)
+        return serve_process(settings)
+    except ListenError as exc:
+        print(f"authz: {exc}", file=sys.stderr)
+        return 1
 
 
 def serve_process(settings: Settings) -> int:
