@@ -55,7 +55,7 @@ _URL_PREFIX = re.compile(
 # Escapes whose decoding would make a separator or a dot segment the upstream may or may not
 # see (an encoded `/`, `.` or `\`), or end the string early (NUL).
 _STRUCTURAL_ESCAPE = re.compile(r"%(?:2f|2e|5c|00)", re.IGNORECASE)
-_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAVAILABLE": 503}
 
 
@@ -68,11 +68,7 @@ class ForwardedRequest:
 
 
 def _values(headers: Sequence[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list[str]:
-    return [value.decode("latin-1") for name, value in _named(headers, names)]
-
-
-def _named(headers: Sequence[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list[tuple[bytes, bytes]]:
-    return [(name, value) for name, value in headers if name in names]
+    return [value.decode("latin-1") for name, value in headers if name in names]
 
 
 def _refuse(why: str) -> InvalidArgument:
@@ -111,7 +107,7 @@ def request_path(target: str, *, url: bool = False) -> str:
         # Servlet containers drop `;params` from a segment (`/..;/` is `/../`), and some
         # servers read a backslash as a slash.
         raise _refuse("a ';' or a backslash")
-    if _STRUCTURAL_ESCAPE.search(raw) or _ESCAPE.search(raw):
+    if _STRUCTURAL_ESCAPE.search(raw) or _MALFORMED_ESCAPE.search(raw):
         raise _refuse("an encoded '/', '.', backslash or NUL, or a malformed escape")
     try:
         path = unquote_to_bytes(raw).decode("utf-8")
@@ -145,19 +141,19 @@ def forwarded_request(
     subrequest's own method and the raw path the proxy appended to PATH (Envoy's HTTP
     `ext_authz` with `path_prefix`), one more description that must agree with the others.
     """
-    methods, uris = _values(headers, METHOD_HEADERS), _named(headers, URI_HEADERS)
+    methods = _values(headers, METHOD_HEADERS)
+    # (target, whether it is a whole URL): X-Original-URL is one, the others are paths.
+    uris = [(value.decode("latin-1"), name == URL_HEADER) for name, value in headers if name in URI_HEADERS]
     if appended is not None:
         methods.append(appended[0])
-        uris.append((PATH.encode(), appended[1].encode("latin-1")))
+        uris.append((appended[1], False))
     method = _one([m.upper() for m in methods], "method")
     if not method or not uris:
         raise InvalidArgument(
             "forward auth needs the original method and URI: X-Forwarded-Method and "
             "X-Forwarded-Uri (Traefik, Caddy) or X-Original-Method and X-Original-URI (nginx)"
         )
-    # Each source is read by its own rule: X-Original-URL is a whole URL, the others a path.
-    paths = [request_path(uri.decode("latin-1"), url=name == URL_HEADER) for name, uri in uris]
-    path = _one(paths, "path")
+    path = _one([request_path(uri, url=url) for uri, url in uris], "path")
     return ForwardedRequest(method, path)
 
 
