@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
@@ -134,7 +135,11 @@ def _send(request: urllib.request.Request) -> tuple[int, dict[str, str], Any]:
 def test_a_grpc_check_continues_the_callers_trace(start_app, exporter, issuer):
     server = start_app(issuer)
     token = issuer.mint(sub="alice", permissions=["read:orders"])
-    metadata = (("traceparent", TRACEPARENT), ("tracestate", TRACESTATE), ("authorization", f"Bearer {token}"))
+    metadata = (
+        ("traceparent", TRACEPARENT),
+        ("tracestate", TRACESTATE),
+        ("authorization", f"Bearer {token}"),
+    )
     answer = server.stub.Check(
         authz_pb2.CheckRequest(resource="/api/orders/42", action="GET"), metadata=metadata, timeout=5
     )
@@ -165,7 +170,10 @@ def test_a_grpc_check_continues_the_callers_trace(start_app, exporter, issuer):
     )
     again = one_trace(exporter, "authz.Check")
     assert f"{again['authz.Check'].context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
-    assert again["authz.token.verify"].attributes == {"authz.token.cache_hit": True, "authz.token.valid": True}
+    assert again["authz.token.verify"].attributes == {
+        "authz.token.cache_hit": True,
+        "authz.token.valid": True,
+    }
     assert again["authz.decide"].attributes is not None
     assert again["authz.decide"].attributes["authz.allowed"] is False
     assert_no_token_text(list(again.values()), token)
@@ -388,24 +396,37 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):  # type: ignore[mis
     """An OTLP/gRPC trace receiver, as a collector runs it: keeps what it is sent."""
 
     def __init__(self) -> None:
+        # While set to an unset Event, every export waits for it: a stalled collector.
+        self.hold: threading.Event | None = None
         self.requests: list[trace_service_pb2.ExportTraceServiceRequest] = []
         self.metadata: list[dict[str, str]] = []
         self.lock = threading.Lock()
 
     def Export(self, request: Any, context: grpc.ServicerContext) -> Any:
+        if self.hold is not None:
+            self.hold.wait(30)
         with self.lock:
             self.requests.append(request)
             self.metadata.append({k: v for k, v in context.invocation_metadata() if isinstance(v, str)})
         return trace_service_pb2.ExportTraceServiceResponse()
 
 
-def test_otlp_exports_to_the_collector_the_otel_variables_name(issuer, monkeypatch):
+@pytest.fixture
+def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A receiver on loopback that the OTEL_* variables point the exporter at."""
     receiver = Receiver()
-    collector = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, collector)
-    port = collector.add_insecure_port("127.0.0.1:0")
-    collector.start()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    yield receiver
+    if receiver.hold is not None:
+        receiver.hold.set()
+    server.stop(None)
+
+
+def test_otlp_exports_to_the_collector_the_otel_variables_name(issuer, collector, monkeypatch):
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=orders")
     monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
     monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
@@ -420,11 +441,10 @@ def test_otlp_exports_to_the_collector_the_otel_variables_name(issuer, monkeypat
     finally:
         # Stopping shuts the provider down, which exports what the batch still holds.
         server.close()
-        collector.stop(None)
     assert not tracing.enabled
     spans = {
         span.name: (resource_spans.resource, span)
-        for request in receiver.requests
+        for request in collector.requests
         for resource_spans in request.resource_spans
         for scope_spans in resource_spans.scope_spans
         for span in scope_spans.spans
@@ -433,5 +453,20 @@ def test_otlp_exports_to_the_collector_the_otel_variables_name(issuer, monkeypat
     resource, check = spans["authz.Check"]
     assert check.trace_id.hex() == TRACE_ID and check.parent_span_id.hex() == PARENT_ID
     assert {a.key: a.value.string_value for a in resource.attributes}["service.name"] == "authz"
-    assert all(m.get("x-tenant") == "orders" for m in receiver.metadata)
-    assert token not in str(receiver.requests)
+    assert all(m.get("x-tenant") == "orders" for m in collector.metadata)
+    assert token not in str(collector.requests)
+
+
+def test_a_stalled_collector_holds_the_drain_only_briefly(issuer, collector):
+    collector.hold = threading.Event()
+    app = App(settings_for(issuer, tracing="otlp"))
+    app.start()
+    server = RunningServer(app)
+    server.wait_serving()
+    request = authz_pb2.CheckRequest(resource="/api/orders/42", action="GET")
+    assert not server.stub.Check(request, timeout=5).allowed
+    started = time.monotonic()
+    server.close()
+    # Without the bound, the exporter would wait out its 10 s timeout on the stalled export.
+    assert time.monotonic() - started < tracing.STOP_SECONDS + 5
+    assert not collector.requests

@@ -22,6 +22,7 @@ runs, and only `tracing = "otlp"` is refused.
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
@@ -52,6 +53,8 @@ R = TypeVar("R")
 HeaderSource = Mapping[str, str] | Iterable[tuple[str | bytes, str | bytes]]
 TRACE_FIELDS = ("traceparent", "tracestate")
 SERVICE_NAME = "authz"
+# How long stopping waits for the last spans to go out (see `stop`).
+STOP_SECONDS = 2.0
 EXTRA_MODULES = ("opentelemetry.sdk.trace", "opentelemetry.exporter.otlp.proto.grpc.trace_exporter")
 
 # Read on every RPC: the only cost tracing has while it is off.
@@ -116,15 +119,23 @@ def start(mode: str, provider: TracerProvider | None = None) -> TracerProvider |
 
 
 def stop(provider: TracerProvider) -> None:
-    """Export what is pending; shut the OTLP provider down. Tracing goes off if it still used it."""
+    """Export what is pending and shut the OTLP provider down, waiting at most STOP_SECONDS.
+
+    Tracing goes off if `provider` is still the one in use. A provider handed to `start`
+    is flushed, not shut down: its owner does that.
+    """
     global enabled, _built
     if provider is _provider:
         enabled = False
-    if provider is _built:
-        _built = None
-        provider.shutdown()
-    else:
+    if provider is not _built:
         provider.force_flush()
+        return
+    _built = None
+    # A collector that is down or stalls would hold the drain for the exporter's timeout
+    # and retries (OTEL_EXPORTER_OTLP_TIMEOUT, 10 s): its last spans are not worth that.
+    last = threading.Thread(target=provider.shutdown, name="authz-tracing-stop", daemon=True)
+    last.start()
+    last.join(STOP_SECONDS)
 
 
 def _tracer_in_use() -> trace.Tracer:
