@@ -247,6 +247,25 @@ def test_batch_visibility_and_principal_spans(start_app, exporter, issuer):
     assert_no_token_text(exporter.get_finished_spans(), token)
 
 
+@pytest.mark.parametrize(
+    "traceparent",
+    [
+        "garbage",
+        f"00-{'0' * 32}-{PARENT_ID}-01",  # an all-zero trace id is invalid
+        f"ff-{TRACE_ID}-{PARENT_ID}-01",  # version ff is forbidden
+        f"00-{TRACE_ID}-{PARENT_ID}-01-extra",  # version 00 has exactly four fields
+    ],
+)
+def test_an_invalid_traceparent_starts_a_new_trace(start_app, exporter, issuer, traceparent):
+    server = start_app(issuer)
+    token = issuer.mint(sub="alice", permissions=["read:orders"])
+    request = authz_pb2.CheckRequest(token=token, resource="/api/orders/42", action="GET")
+    assert server.stub.Check(request, metadata=(("traceparent", traceparent),), timeout=5).allowed
+    check = one_trace(exporter, "authz.Check")["authz.Check"]
+    assert check.parent is None
+    assert f"{check.context.trace_id:032x}" != TRACE_ID
+
+
 def test_a_failed_rpc_is_marked_with_its_code_only(start_app, exporter, issuer):
     server = start_app(issuer)
     with pytest.raises(grpc.RpcError) as failed:
