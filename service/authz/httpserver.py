@@ -15,6 +15,8 @@ from authz.adminserver import AdminProto
 from authz.config import split_host_port
 from authz.connect import build_http_app
 from authz.handlers import DecisionService
+from authz.httplimits import HttpLimits, guarded_protocol
+from authz.inflight import InFlightLimit
 from authz.tlsfiles import CertificateFiles, ContextReloader
 
 log = logging.getLogger("authz.http")
@@ -31,9 +33,8 @@ class HttpSettings:
     tls_client_ca: str = ""
     max_workers: int = 16
     reuse_port: bool = False
-    # Open connections (and requests in progress) beyond which uvicorn answers 503 at once.
-    max_connections: int | None = None
     forward_auth: bool = False
+    limits: HttpLimits = HttpLimits()
 
 
 def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
@@ -61,7 +62,10 @@ class HttpListener:
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
         app = build_http_app(service, self.executor, settings.cors_origins, admin, settings.forward_auth)
         self.config = uvicorn.Config(
-            app,
+            InFlightLimit(app, settings.limits.max_in_flight),
+            # h11 always (never httptools, even when installed): the read deadlines and the
+            # connection caps live in this protocol; requests in progress are InFlightLimit's.
+            http=guarded_protocol(settings.limits),
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -70,7 +74,6 @@ class HttpListener:
             ssl_keyfile=settings.tls_key or None,
             ssl_ca_certs=settings.tls_client_ca or None,
             ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
-            limit_concurrency=settings.max_connections,
         )
         self.server = uvicorn.Server(self.config)
         self.tls: ContextReloader | None = None
