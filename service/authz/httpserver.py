@@ -61,11 +61,12 @@ class HttpListener:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
         app = build_http_app(service, self.executor, settings.cors_origins, admin, settings.forward_auth)
+        self.protocol = guarded_protocol(settings.limits)
         self.config = uvicorn.Config(
             InFlightLimit(app, settings.limits.max_in_flight),
             # h11 always (never httptools, even when installed): the read deadlines and the
             # connection caps live in this protocol; requests in progress are InFlightLimit's.
-            http=guarded_protocol(settings.limits),
+            http=self.protocol,
             lifespan="off",
             log_config=None,
             access_log=False,
