@@ -14,6 +14,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -483,28 +484,42 @@ def test_tls_on_both_listeners(issuer, make_server, tmp_path):
         channel.close()
 
 
-def test_connections_beyond_max_concurrent_rpcs_get_503_at_once(make_server, issuer):
-    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=2))
+def test_requests_beyond_max_concurrent_rpcs_get_503_at_once_idle_connections_do_not_count(
+    make_server, issuer
+):
+    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=1))
+    assert srv.app.http is not None
     payload = {
         "token": issuer.mint(permissions=["read:orders"]),
         "resource": "/api/orders/1",
         "action": "GET",
     }
-
-    def status_when(want: int) -> int:
-        # The server registers a new connection a moment after accepting it: ask until it shows.
-        deadline = time.monotonic() + 10
-        while (status := post_json(srv.http_url, "Check", payload).status) != want:
-            assert time.monotonic() < deadline, f"still {status}"
-            time.sleep(0.02)
-        return status
-
-    assert status_when(200) == 200
     host, port = srv.http_url.removeprefix("http://").rsplit(":", 1)
-    idle = socket.create_connection((host, int(port)))
+    idle = [socket.create_connection((host, int(port))) for _ in range(5)]
+    release = threading.Event()
     try:
-        # The idle connection and the asking one make two: the limit.
-        assert status_when(503) == 503
+        assert post_json(srv.http_url, "Check", payload).status == 200
+        # Every decision thread busy: a Check now waits for one, in progress all the while.
+        pool = srv.app.http.executor
+        blockers = [pool.submit(release.wait, 30) for _ in range(srv.app.http.settings.max_workers)]
+        answered: list[int] = []
+        waiting = threading.Thread(
+            target=lambda: answered.append(post_json(srv.http_url, "Check", payload).status)
+        )
+        waiting.start()
+        limit = srv.app.http.config.app
+        deadline = time.monotonic() + 10
+        while limit.in_flight < 1:
+            assert time.monotonic() < deadline, "the waiting Check never arrived"
+            time.sleep(0.02)
+        reply = post_json(srv.http_url, "Check", payload)
+        assert reply.status == 503 and reply.json()["code"] == "unavailable"
+        release.set()
+        waiting.join(10)
+        assert answered == [200]
+        assert all(b.result(10) for b in blockers)
     finally:
-        idle.close()
-    assert status_when(200) == 200
+        release.set()
+        for sock in idle:
+            sock.close()
+    assert post_json(srv.http_url, "Check", payload).status == 200

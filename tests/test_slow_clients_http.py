@@ -96,7 +96,7 @@ def stall(port: int, index: int, source: str) -> socket.socket:
     elif index % 3 == 2:
         sock.sendall(
             f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
-            "content-length: 1000\r\n\r\n{\"resource\": ".encode()
+            'content-length: 1000\r\n\r\n{"resource": '.encode()
         )
     return sock
 
@@ -118,7 +118,8 @@ def answers_quickly(srv: RunningServer, issuer: Any) -> dict[str, float]:
     """p50 seconds of Check, /forward-auth and the gRPC health check; every answer the right one."""
     token = issuer.mint(permissions=["read:orders"])
     check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
-    forward = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/orders/1", "Authorization": f"Bearer {token}"}
+    forward = {"X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/api/orders/1"}
+    forward["Authorization"] = f"Bearer {token}"
     health = health_pb2_grpc.HealthStub(srv.channel)
 
     def timed_health() -> tuple[int, float]:
@@ -255,9 +256,8 @@ def test_limit_settings_are_bounded():
 
     env = {"AUTHZ_ISSUER": "https://tenant.example/", "AUTHZ_AUDIENCE": "api"}
     with pytest.raises(ConfigError) as caught:
-        load_settings(
-            {"http_header_timeout_seconds": "0", "http_max_connections_per_client": "0"}, env
-        )
+        load_settings({"http_header_timeout_seconds": "0", "http_max_connections_per_client": "0"}, env)
     assert len(caught.value.problems) == 2, caught.value.problems
-    s = load_settings({}, env | {"AUTHZ_HTTP_BODY_TIMEOUT_SECONDS": "2.5", "AUTHZ_HTTP_MAX_CONNECTIONS": "64"})
+    env |= {"AUTHZ_HTTP_BODY_TIMEOUT_SECONDS": "2.5", "AUTHZ_HTTP_MAX_CONNECTIONS": "64"}
+    s = load_settings({}, env)
     assert (s.http_body_timeout_seconds, s.http_max_connections) == (2.5, 64)

@@ -7,7 +7,7 @@ import socket
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
@@ -34,7 +34,7 @@ class HttpSettings:
     max_workers: int = 16
     reuse_port: bool = False
     forward_auth: bool = False
-    limits: HttpLimits = HttpLimits()
+    limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
