@@ -20,6 +20,7 @@ import asyncio
 import json
 import logging
 import resource
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -138,6 +139,8 @@ class GuardedH11Protocol(H11Protocol):
     """
 
     guard: ClassVar[ConnectionGuard]
+    # The listener's TLS context: the handshake runs inside the header deadline, after the caps.
+    tls: ClassVar[ssl.SSLContext | None] = None
 
     def __init__(
         self,
@@ -150,12 +153,47 @@ class GuardedH11Protocol(H11Protocol):
         self.host = ""
         self.phase: Phase | None = None
         self.deadline: asyncio.TimerHandle | None = None
+        self.socket: asyncio.Transport | None = None  # the TCP connection, under any TLS
+        self.handshake: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """Count the connection in, or answer 503 and close it when a cap is reached."""
-        super().connection_made(transport)
-        self.host = self.client[0] if self.client else ""
+        """Count the connection in (or refuse it), then start its TLS handshake or serve it."""
+        self.socket = transport
+        peer = transport.get_extra_info("peername")
+        self.host = str(peer[0]) if isinstance(peer, tuple) else ""
         refusal = self.guard.admit(self)
+        if self.tls is None:
+            self._serve(transport, refusal)
+        elif refusal is not None:
+            transport.abort()  # no TLS yet to answer through, and a handshake is work
+        else:
+            # Nothing is read until start_tls owns the connection, so the ClientHello waits.
+            transport.pause_reading()
+            self._arm("headers")
+            self.handshake = self.loop.create_task(self._start_tls(transport, self.tls))
+
+    async def _start_tls(self, transport: asyncio.Transport, context: ssl.SSLContext) -> None:
+        secured = None
+        try:
+            secured = await self.loop.start_tls(
+                transport,
+                self,
+                context,
+                server_side=True,
+                ssl_handshake_timeout=self.guard.limits.header_timeout,
+            )
+        except Exception as exc:  # the deadline, a bad or missing client certificate, a reset
+            log.debug("TLS handshake from %s failed: %s", self.host, exc)
+        finally:
+            if secured is None:
+                self._disarm()
+                self.guard.release(self)
+                transport.abort()
+        if secured is not None:
+            self._serve(secured, None)
+
+    def _serve(self, transport: asyncio.Transport, refusal: str | None) -> None:
+        super().connection_made(transport)
         if refusal is not None:
             self.transport.write(error_response(HTTPStatus.SERVICE_UNAVAILABLE, "unavailable", refusal))
             self.transport.close()
@@ -166,7 +204,8 @@ class GuardedH11Protocol(H11Protocol):
         """Count the connection out and stop its deadline."""
         self._disarm()
         self.guard.release(self)
-        super().connection_lost(exc)
+        if self.transport is not None:  # None: lost before uvicorn's part began
+            super().connection_lost(exc)
 
     def handle_events(self) -> None:
         """uvicorn's parsing, then the deadline of the phase the client is in."""
@@ -179,10 +218,16 @@ class GuardedH11Protocol(H11Protocol):
         self._follow()
 
     def drop(self) -> None:
-        """Close this connection (between requests) to make room for a new one."""
+        """Close this connection (between requests, or still in its handshake) to make room."""
         self.guard.release(self)
         self._disarm()
-        self.transport.close()
+        self._close()
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        elif self.socket is not None:
+            self.socket.abort()  # in its TLS handshake: start_tls sees it and gives up
 
     def _follow(self) -> None:
         state = self.conn.their_state
@@ -192,9 +237,13 @@ class GuardedH11Protocol(H11Protocol):
         self._disarm()
         self.phase = phase
         if phase is not None and not self.transport.is_closing():
-            limits = self.guard.limits
-            timeout = limits.header_timeout if phase == "headers" else limits.body_timeout
-            self.deadline = self.loop.call_later(timeout, self._expired)
+            self._arm(phase)
+
+    def _arm(self, phase: Phase) -> None:
+        self.phase = phase
+        limits = self.guard.limits
+        timeout = limits.header_timeout if phase == "headers" else limits.body_timeout
+        self.deadline = self.loop.call_later(timeout, self._expired)
 
     def _disarm(self) -> None:
         if self.deadline is not None:
@@ -203,6 +252,9 @@ class GuardedH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         self.deadline = None
+        if self.transport is None:
+            self._close()
+            return
         if self.transport.is_closing():
             return
         limits = self.guard.limits

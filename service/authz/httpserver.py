@@ -86,8 +86,11 @@ class HttpListener:
         self.config.load()  # here, not on the thread: a bad certificate fails start
         if self.config.ssl is not None:
             s = self.settings
+            # The protocol runs the handshake itself, so the caps and the header deadline
+            # cover it: uvicorn serves plain TCP.
+            self.protocol.tls, self.config.ssl = self.config.ssl, None
             self.tls = ContextReloader(
-                self.config.ssl, CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)
+                self.protocol.tls, CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)
             )
             self.tls.start()
         sock = bind(self.settings.listen, reuse_port=self.settings.reuse_port)
