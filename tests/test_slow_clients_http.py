@@ -11,6 +11,7 @@ import http.client
 import json
 import resource
 import socket
+import ssl
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.certs import make_pki
 from tests.conftest import RunningServer, settings_for
 
 CHECK_PATH = "/authz.api.v1.AuthorizationService/Check"
@@ -40,7 +42,8 @@ def descriptors() -> Iterator[None]:
 
 def start(make_server: Callable[..., RunningServer], issuer: Any, **overrides: Any) -> RunningServer:
     settings = settings_for(issuer, http_listen="127.0.0.1:0", forward_auth=True, **overrides)
-    return make_server(settings)
+    # With TLS the fixture's plaintext health probe cannot be used; the HTTP answers wait instead.
+    return make_server(settings, wait=not settings.tls_cert)
 
 
 def port_of(srv: RunningServer) -> int:
@@ -70,8 +73,11 @@ def read_all(sock: socket.socket, timeout: float = 20.0) -> bytes:
     """Everything the server sends until it closes the connection."""
     sock.settimeout(timeout)
     data = b""
-    while chunk := sock.recv(65536):
-        data += chunk
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass  # closed with a reset: what the server had sent may be lost, never added to
     return data
 
 
@@ -248,6 +254,35 @@ def test_past_the_listeners_cap_the_oldest_idle_connection_makes_room(make_serve
     finally:
         for sock in idle:
             sock.close()
+
+
+def test_tls_handshakes_count_against_the_caps_and_the_header_deadline(make_server, issuer, tmp_path):
+    pki = make_pki(tmp_path)
+    tls = {"tls_cert": str(pki.server_cert), "tls_key": str(pki.server_key)}
+    srv = start(make_server, issuer, http_max_connections_per_client=16, **tls, **PATIENT)
+    # TCP connections that never send their ClientHello: held, and counted as their address's.
+    silent = [connect(port_of(srv), "127.0.0.2") for _ in range(16)]
+    try:
+        wait_for(lambda: held(srv) == 16, "the listener to hold 16 handshakes")
+        assert read_all(connect(port_of(srv), "127.0.0.2")) == b"", "the 17th is closed unanswered"
+        token = issuer.mint(permissions=["read:orders"])
+        check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", port_of(srv), timeout=10, context=ssl.create_default_context(cafile=str(pki.ca))
+        )
+        conn.request("POST", CHECK_PATH, body=check, headers={"content-type": "application/json"})
+        response = conn.getresponse()
+        assert response.status == 200 and json.loads(response.read())["allowed"] is True
+        conn.close()
+        assert all(still_open(sock) for sock in silent)
+    finally:
+        for sock in silent:
+            sock.close()
+    quick = start(make_server, issuer, http_header_timeout_seconds=0.5, **tls)
+    began = time.monotonic()
+    assert read_all(connect(port_of(quick))) == b""
+    assert time.monotonic() - began >= 0.45
+    wait_for(lambda: held(quick) == 0, "the listener to let the silent handshake go")
 
 
 def test_limit_settings_are_bounded():

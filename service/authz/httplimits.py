@@ -155,6 +155,9 @@ class GuardedH11Protocol(H11Protocol):
         self.deadline: asyncio.TimerHandle | None = None
         self.socket: asyncio.Transport | None = None  # the TCP connection, under any TLS
         self.handshake: asyncio.Task[None] | None = None
+        # Bytes decrypted between the handshake's end and start_tls returning (a request sent
+        # with the client's Finished message): handed to uvicorn once it serves the connection.
+        self.early = bytearray()
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection in (or refuse it), then start its TLS handshake or serve it."""
@@ -185,10 +188,11 @@ class GuardedH11Protocol(H11Protocol):
         except Exception as exc:  # the deadline, a bad or missing client certificate, a reset
             log.debug("TLS handshake from %s failed: %s", self.host, exc)
         finally:
-            if secured is None:
+            if secured is None or secured.is_closing():  # is_closing: lost right after its handshake
                 self._disarm()
                 self.guard.release(self)
                 transport.abort()
+                secured = None
         if secured is not None:
             self._serve(secured, None)
 
@@ -199,6 +203,16 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
             return
         self._follow()
+        if self.early:
+            early, self.early = bytes(self.early), bytearray()
+            self.data_received(early)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, once it serves the connection; before, kept (see `early`)."""
+        if self.transport is None:
+            self.early += data
+            return
+        super().data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Count the connection out and stop its deadline."""
