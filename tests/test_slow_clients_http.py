@@ -285,6 +285,36 @@ def test_tls_handshakes_count_against_the_caps_and_the_header_deadline(make_serv
     wait_for(lambda: held(quick) == 0, "the listener to let the silent handshake go")
 
 
+def test_mtls_on_the_http_listener_needs_a_client_certificate_of_its_ca(make_server, issuer, tmp_path):
+    pki, other = make_pki(tmp_path / "ours"), make_pki(tmp_path / "theirs", "another CA")
+    srv = start(
+        make_server,
+        issuer,
+        tls_cert=str(pki.server_cert),
+        tls_key=str(pki.server_key),
+        tls_client_ca=str(pki.ca),
+    )
+    token = issuer.mint(permissions=["read:orders"])
+    check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+
+    def status_with(client: Any | None) -> int:
+        context = ssl.create_default_context(cafile=str(pki.ca))
+        if client is not None:
+            context.load_cert_chain(client.client_cert, client.client_key)
+        conn = http.client.HTTPSConnection("127.0.0.1", port_of(srv), timeout=10, context=context)
+        try:
+            conn.request("POST", CHECK_PATH, body=check, headers={"content-type": "application/json"})
+            return conn.getresponse().status
+        finally:
+            conn.close()
+
+    assert status_with(pki) == 200
+    for refused in (None, other):  # no certificate; one from another CA
+        with pytest.raises((ssl.SSLError, ConnectionError)):
+            status_with(refused)
+    wait_for(lambda: held(srv) == 0, "the refused handshakes to be let go")
+
+
 def test_limit_settings_are_bounded():
     from authz.config import load_settings
     from authz.errors import ConfigError
