@@ -154,6 +154,7 @@ class GuardedH11Protocol(H11Protocol):
         self.phase: Phase | None = None
         self.deadline: asyncio.TimerHandle | None = None
         self.socket: asyncio.Transport | None = None  # the TCP connection, under any TLS
+        # The loop keeps only a weak reference to a task: this one lives as long as its connection.
         self.handshake: asyncio.Task[None] | None = None
         # Bytes decrypted between the handshake's end and start_tls returning (a request sent
         # with the client's Finished message): handed to uvicorn once it serves the connection.
@@ -172,6 +173,7 @@ class GuardedH11Protocol(H11Protocol):
         else:
             # Nothing is read until start_tls owns the connection, so the ClientHello waits.
             transport.pause_reading()
+            self.phase = "headers"
             self._arm("headers")
             self.handshake = self.loop.create_task(self._start_tls(transport, self.tls))
 
@@ -254,7 +256,6 @@ class GuardedH11Protocol(H11Protocol):
             self._arm(phase)
 
     def _arm(self, phase: Phase) -> None:
-        self.phase = phase
         limits = self.guard.limits
         timeout = limits.header_timeout if phase == "headers" else limits.body_timeout
         self.deadline = self.loop.call_later(timeout, self._expired)
