@@ -14,8 +14,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +34,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.api.v1.authz_connect import AuthorizationServiceClientSync
 from tests.conftest import HTTP_ORIGIN, settings_for
 from tests.issuer import without_token_age
+from tests.shedding import one_request_in_progress
 
 SERVICE_PATH = "/authz.api.v1.AuthorizationService"
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary (.ci/run adds it)")
@@ -488,7 +487,6 @@ def test_requests_beyond_max_concurrent_rpcs_get_503_at_once_idle_connections_do
     make_server, issuer
 ):
     srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=1))
-    assert srv.app.http is not None
     payload = {
         "token": issuer.mint(permissions=["read:orders"]),
         "resource": "/api/orders/1",
@@ -496,30 +494,13 @@ def test_requests_beyond_max_concurrent_rpcs_get_503_at_once_idle_connections_do
     }
     host, port = srv.http_url.removeprefix("http://").rsplit(":", 1)
     idle = [socket.create_connection((host, int(port))) for _ in range(5)]
-    release = threading.Event()
     try:
         assert post_json(srv.http_url, "Check", payload).status == 200
-        # Every decision thread busy: a Check now waits for one, in progress all the while.
-        pool = srv.app.http.executor
-        blockers = [pool.submit(release.wait, 30) for _ in range(srv.app.http.settings.max_workers)]
-        answered: list[int] = []
-        waiting = threading.Thread(
-            target=lambda: answered.append(post_json(srv.http_url, "Check", payload).status)
-        )
-        waiting.start()
-        limit = srv.app.http.config.app
-        deadline = time.monotonic() + 10
-        while limit.in_flight < 1:
-            assert time.monotonic() < deadline, "the waiting Check never arrived"
-            time.sleep(0.02)
-        reply = post_json(srv.http_url, "Check", payload)
-        assert reply.status == 503 and reply.json()["code"] == "unavailable"
-        release.set()
-        waiting.join(10)
-        assert answered == [200]
-        assert all(b.result(10) for b in blockers)
+        with one_request_in_progress(srv, payload) as held:
+            reply = post_json(srv.http_url, "Check", payload)
+            assert reply.status == 503 and reply.json()["code"] == "unavailable"
+        assert held == [200]
     finally:
-        release.set()
         for sock in idle:
             sock.close()
     assert post_json(srv.http_url, "Check", payload).status == 200
