@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from authz.config import load_settings
+from authz.errors import ConfigError
 from tests.certs import make_pki
 from tests.conftest import RunningServer, settings_for
 
@@ -317,9 +319,6 @@ def test_mtls_on_the_http_listener_needs_a_client_certificate_of_its_ca(make_ser
 
 
 def test_limit_settings_are_bounded():
-    from authz.config import load_settings
-    from authz.errors import ConfigError
-
     env = {"AUTHZ_ISSUER": "https://tenant.example/", "AUTHZ_AUDIENCE": "api"}
     with pytest.raises(ConfigError) as caught:
         load_settings({"http_header_timeout_seconds": "0", "http_max_connections_per_client": "0"}, env)
