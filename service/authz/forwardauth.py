@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import Receive, Scope, Send
 
+from authz import tracing
 from authz.convert import error_status, measured, reason_name
 from authz.decision import Reason
 from authz.errors import InvalidArgument
@@ -133,9 +134,8 @@ class ForwardAuthApp:
         try:
             request = forwarded_request(headers, appended)
             token = _one(_values(headers, (b"authorization",)), "authorization")
-            outcome = await asyncio.get_running_loop().run_in_executor(
-                self.executor, self.decide, request, token
-            )
+            decide = tracing.continued(self.decide, lambda: headers, "forward-auth")
+            outcome = await asyncio.get_running_loop().run_in_executor(self.executor, decide, request, token)
         except Exception as exc:
             # Fail closed: a proxy treats anything but 2xx, 401 and 403 as a refusal.
             status = error_status(exc, RPC)

@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.convert import ProtoService, error_status
 from authz.handlers import DecisionService
@@ -46,7 +47,8 @@ def grpc_method(
         try:
             # The metadata is read only when the request carries no token of its own.
             token = getattr(request, "token", "")
-            return convert(self.proto, request, None if token else _metadata_authorization(context))
+            call = tracing.continued(convert, context.invocation_metadata, "grpc")
+            return call(self.proto, request, None if token else _metadata_authorization(context))
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         context.abort(grpc.StatusCode[status.code], status.message)

@@ -34,6 +34,8 @@ FLAG_HELP = {
     "metrics_listen": "Prometheus /metrics host:port, plain HTTP (AUTHZ_METRICS_LISTEN, off when unset)",
     "workers": "processes (AUTHZ_WORKERS, default 1)",
     "decision_log": "decision log lines: all, deny (denials only) or off (AUTHZ_DECISION_LOG, default all)",
+    "tracing": "OpenTelemetry spans: off, or otlp to the collector the OTEL_* variables name "
+    "(AUTHZ_TRACING, default off)",
 }
 
 
