@@ -44,6 +44,10 @@ class Settings:
     http_listen: str = ""
     cors_origins: tuple[str, ...] = ()
     forward_auth: bool = False
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_max_connections: int = 4096
+    http_max_connections_per_client: int = 128
     metrics_listen: str = ""
     admin_enabled: bool = False
     reload_requires_tests: bool = False
@@ -227,6 +231,12 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
     if not 1 <= s.max_concurrent_rpcs <= 1_000_000:
         problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
+    for name in ("http_header_timeout_seconds", "http_body_timeout_seconds"):
+        if not 0 < getattr(s, name) <= 3600:
+            problems.append(f"{name} {getattr(s, name)} must be above 0 and at most 3600")
+    for name in ("http_max_connections", "http_max_connections_per_client"):
+        if not 1 <= getattr(s, name) <= 1_000_000:
+            problems.append(f"{name} {getattr(s, name)} must be between 1 and 1000000")
     if s.decision_log not in DECISION_LOG_MODES:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if s.tracing not in TRACING_MODES:
