@@ -18,7 +18,8 @@ import pytest
 
 from authz.app import demo_policy_dir
 from authz.cli.main import main
-from authz.policy.auth0 import Auth0SourceError, read_declarations, tenant_base_url
+from authz.auth0.mgmt import tenant_base_url
+from authz.policy.auth0 import Auth0SourceError, read_declarations
 from authz.policy.lint import lint_directory
 
 API = "https://orders.example.com"
@@ -452,7 +453,7 @@ def test_live_tenant_errors_are_reported(
     tenant: FakeTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_lint(capsys, str(demo_policy_dir()), "--auth0", tenant.url)
-    assert code == 2 and "needs AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET" in err
+    assert code == 2 and "needs AUTH0_MANAGEMENT_TOKEN, or AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET" in err
     monkeypatch.setenv("AUTH0_CLIENT_ID", tenant.client_id)
     monkeypatch.setenv("AUTH0_CLIENT_SECRET", "wrong")
     code, _, err = run_lint(capsys, str(demo_policy_dir()), "--auth0", tenant.url)
