@@ -67,7 +67,11 @@ class Management:
         # The SDK's generated client, since its ManagementClient wrapper builds https://DOMAIN itself
         # and the loopback test tenant speaks plain http (tenant_base_url allows that nowhere else).
         self._api = Auth0(
-            base_url=f"{self.base}/api/v2", token=token, timeout=timeout, max_retries=0, follow_redirects=False
+            base_url=f"{self.base}/api/v2",
+            token=token,
+            timeout=timeout,
+            max_retries=0,
+            follow_redirects=False,
         )
 
     def _token(self, env: Mapping[str, str]) -> str:
@@ -86,7 +90,9 @@ class Management:
         try:
             answer = grant.client_credentials(audience=f"https://{parts.netloc}/api/v2/")
         except Auth0Error as exc:
-            raise ManagementError(f"{where}: HTTP {exc.status_code}: {exc.message}", exc.status_code) from None
+            raise ManagementError(
+                f"{where}: HTTP {exc.status_code}: {exc.message}", exc.status_code
+            ) from None
         except requests.RequestException as exc:
             raise ManagementError(f"{where}: {type(exc).__name__}: no answer") from None
         token = answer.get("access_token") if isinstance(answer, dict) else None
@@ -101,7 +107,10 @@ class Management:
         servers = f"{self.base}/api/v2/resource-servers"
         roles = f"{self.base}/api/v2/roles"
         apis = [api_from(entry, servers) for entry in self.resource_servers()]
-        found = [role_from(entry, roles, self.role_permissions(str(entry.get("id") or ""))) for entry in self.roles()]
+        found = [
+            role_from(entry, roles, self.role_permissions(str(entry.get("id") or "")))
+            for entry in self.roles()
+        ]
         return Declarations(
             source=self.base,
             apis=tuple(api for api in apis if api),
@@ -190,11 +199,17 @@ class Management:
 
     def delete_role(self, role_id: str) -> None:
         """DELETE /api/v2/roles/{id}."""
-        self._call("delete a role (DELETE /api/v2/roles/{id})", "delete:roles", lambda: self._api.roles.delete(role_id))
+        self._call(
+            "delete a role (DELETE /api/v2/roles/{id})",
+            "delete:roles",
+            lambda: self._api.roles.delete(role_id),
+        )
 
     def grant(self, role_id: str, permissions: Sequence[tuple[str, str]], *, add: bool) -> None:
         """POST (add) or DELETE /api/v2/roles/{id}/permissions for (API identifier, permission) pairs."""
-        body = [PermissionRequestPayload(resource_server_identifier=a, permission_name=p) for a, p in permissions]
+        body = [
+            PermissionRequestPayload(resource_server_identifier=a, permission_name=p) for a, p in permissions
+        ]
         client = self._api.roles.permissions
         method = "POST" if add else "DELETE"
         self._call(

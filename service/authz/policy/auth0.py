@@ -134,10 +134,12 @@ def read_yaml_export(path: Path) -> Declarations:
     if not isinstance(data, dict) or ("resourceServers" not in data and "roles" not in data):
         raise Auth0SourceError(f"{path}: no resourceServers or roles: not a Deploy CLI tenant.yaml export")
     origin = str(path)
+    apis = [api_from(entry, origin) for entry in _entries(data.get("resourceServers"))]
+    roles = [role_from(entry, origin) for entry in _entries(data.get("roles"))]
     return Declarations(
         source=origin,
-        apis=tuple(api for entry in _entries(data.get("resourceServers")) if (api := api_from(entry, origin))),
-        roles=tuple(role for entry in _entries(data.get("roles")) if (role := role_from(entry, origin))),
+        apis=tuple(api for api in apis if api),
+        roles=tuple(role for role in roles if role),
     )
 
 
