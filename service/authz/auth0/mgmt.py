@@ -95,10 +95,10 @@ class Management:
             ) from None
         except requests.RequestException as exc:
             raise ManagementError(f"{where}: {type(exc).__name__}: no answer") from None
-        token = answer.get("access_token") if isinstance(answer, dict) else None
-        if not isinstance(token, str) or not token:
+        issued = answer.get("access_token") if isinstance(answer, dict) else None
+        if not isinstance(issued, str) or not issued:
             raise ManagementError(f"{where} answered without an access_token")
-        return token
+        return issued
 
     # -- reads ----------------------------------------------------------------------------
 
