@@ -1,4 +1,4 @@
-"""`authz` entry point: serve | token | check | principal | policy."""
+"""`authz` entry point: serve | token | check | principal | policy | auth0."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import grpc
 
 from authz.cli.attrs import UsageError
+from authz.cli.auth0 import add_auth0_commands
 from authz.cli.lint import add_lint_command
 from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     principal.set_defaults(func=run_principal)
 
     add_lint_command(add_policy_commands(commands))
+    add_auth0_commands(commands)
     return parser
 
 
