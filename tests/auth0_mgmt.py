@@ -61,7 +61,9 @@ class MgmtTenant:
     token_audiences: list[str] = field(default_factory=list)
     rate_limit_next: int = 0  # answer this many requests with 429 first
     rate_limit_header: str = "reset"  # "reset" (x-ratelimit-reset) or "retry-after"
-    fail_write: int = 0  # answer the Nth write from now with 503 (0: none)
+    fail_write: int = 0  # answer the Nth write from now with 503 (0: none) ...
+    fail_repeats: int = 1  # ... and this many writes from there on (its retries included)
+    failing: int = 0
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 0
@@ -131,8 +133,13 @@ class MgmtTenant:
                 self.writes.append((method, path, body))
                 if self.fail_write:
                     self.fail_write -= 1
-                    if not self.fail_write:
-                        return error(503, "Service Unavailable", "The service is temporarily unavailable")
+                    self.failing = self.fail_repeats if not self.fail_write else 0
+                if self.failing:
+                    self.failing -= 1
+                    status, _, answer = error(
+                        503, "Service Unavailable", "The service is temporarily unavailable"
+                    )
+                    return status, {"Retry-After": "0"}, answer
             return self.route(method, path.removeprefix("/api/v2"), query, body)
 
     def oauth_token(self, body: Any) -> Answer:

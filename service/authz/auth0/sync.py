@@ -110,26 +110,18 @@ def make_plan(
     wanted_roles = {role.name for role in desired.roles}
     for role in desired.roles:
         items.append(_role_item(role, current_roles.get(role.name), managed))
-    # After the role changes: what every remaining role grants (a pruned permission must not be one).
-    still: dict[tuple[str, str], list[str]] = {}
     for role in tenant.roles:
         if role.name not in wanted_roles:
-            for pair in role.permissions:
-                still.setdefault(pair, []).append(role.name)
-    for role in desired.roles:
+            in_use = "users hold it" if prune and role_in_use(role) else ""
+            items.append(
+                _extra(Item("role", role.name, Status.ONLY_IN_AUTH0, role_id=role.id), prune, force, in_use)
+            )
+    # What every role left after the plan grants: a pruned permission must not be one of them.
+    deleted = {item.name for item in items if item.kind == "role" and item.status is Status.DELETE}
+    still: dict[tuple[str, str], list[str]] = {}
+    for role in (*desired.roles, *(r for r in tenant.roles if r.name not in wanted_roles | deleted)):
         for pair in role.permissions:
             still.setdefault(pair, []).append(role.name)
-    for role in tenant.roles:
-        if role.name not in wanted_roles:
-            in_use = prune and role_in_use(role)
-            items.append(
-                _extra(
-                    Item("role", role.name, Status.ONLY_IN_AUTH0, role_id=role.id),
-                    prune,
-                    force,
-                    "users hold it" if in_use else "",
-                )
-            )
     for api in desired.apis:
         held = next((a for a in tenant.apis if a.identifier == api.identifier), None)
         if held is None:
