@@ -165,8 +165,8 @@ def test_prune_refuses_what_is_still_used_unless_forced(
     code, out, _ = run(capsys, "plan", demo(), "--prune")
     assert code == 2
     assert (
-        "  ! refused       permission export:orders  not deleted: role legacy grants it (--force deletes it anyway)"
-        in out
+        "  ! refused       permission export:orders  "
+        "not deleted: role legacy grants it (--force deletes it anyway)" in out
     )
     assert "  ! refused       role legacy  not deleted: users hold it (--force deletes it anyway)" in out
     assert run(capsys, "apply", demo(), "--prune", "--yes")[0] == 0
@@ -192,7 +192,7 @@ def test_rate_limits_are_waited_out_and_pages_followed(
 ) -> None:
     tenant.rate_limit_next = 2  # with x-ratelimit-reset one second ahead
     assert run(capsys, "plan", demo())[0] == 2
-    # The first call is limited twice, then answered; two roles fill one page of two, then the total says done.
+    # The first call is limited twice, then answered; two roles fill one page of two, and `total` ends it.
     listings = [(path, q.get("page")) for _, path, q in tenant.requests if path.startswith("/api/v2/r")]
     assert listings[:4] == [("/api/v2/resource-servers", ["0"])] * 3 + [("/api/v2/roles", ["0"])]
     tenant.rate_limit_next = 10
@@ -256,7 +256,7 @@ def test_export_yaml_is_deploy_cli_input_that_lints_clean(
 
 def test_export_directory_round_trips(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "tenant"
-    code, _, err = run(
+    code, _, _ = run(
         capsys, "export", demo(), "--format", "directory", "--output", str(target), "--audience", API
     )
     assert code == 0
