@@ -150,7 +150,8 @@ def compare(
             impacts.append(PrincipalImpact(name, kind, tuple(changes)))
         elif kind != "everyone":
             unchanged.append(name)
-    text = tuple(_with_effect(block, impacts) for block in blocks)
+    snapshots = {"old": old, "new": new}
+    text = tuple(_with_effect(block, impacts, snapshots) for block in blocks)
     return Impact(old_name, new_name, old.version, new.version, tuple(impacts), tuple(unchanged), text)
 
 
@@ -266,19 +267,42 @@ def _blocks(old_source: PolicySource, new_source: PolicySource) -> list[TextChan
     return found
 
 
-def _with_effect(block: TextChange, impacts: list[PrincipalImpact]) -> TextChange:
-    """The block with `effect` set: a change of access cites one of its lines, or it is a g line of a
-    role or permission whose access changed."""
+def _with_effect(
+    block: TextChange, impacts: list[PrincipalImpact], snapshots: dict[str, Snapshot]
+) -> TextChange:
+    """The block with `effect` set: a change of access cites one of its lines, or one of its g lines
+    links a role to a name through which a changed access of that role matched."""
     cited = {cause for p in impacts for c in p.changes for cause in c.because}
-    moved = {p.name for p in impacts}
-    effect = any(where in cited or _g_effect(text, moved) for where, text in block.locations())
+    effect = any(
+        where in cited or _g_effect(where.split(" ", 1)[0], text, impacts, snapshots)
+        for where, text in block.locations()
+    )
     return TextChange(block.file, block.old, block.new, effect, block.comments_only)
+
+
+def _g_effect(side: str, text: str, impacts: list[PrincipalImpact], snapshots: dict[str, Snapshot]) -> bool:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) < 3 or parts[0] != "g":
+        return False
+    if "|" in parts[1]:
+        return True  # a user's assignment: users are not compared, so it is never called without effect
+    snapshot = snapshots[side]
+    graph = snapshot.graphs.get("g")
+    reach = graph.closure(parts[2]) if graph else frozenset((parts[2],))
+    sub = snapshot.model.field_index("sub")
+    subjects = {
+        ln.location.split(": ", 1)[0]: ln.values[sub]
+        for ln in snapshot.lines
+        if sub is not None and ln.ptype == "p"
+    }
+    return any(
+        subjects.get(location) in reach
+        for p in impacts
+        if p.name == parts[1]
+        for c in p.changes
+        for location in (c.before if side == "old" else c.after).lines
+    )
 
 
 def _is_comment(line: str) -> bool:
     return not line.strip() or line.strip().startswith("#")
-
-
-def _g_effect(text: str, moved: set[str]) -> bool:
-    parts = [p.strip() for p in text.split(",")]
-    return len(parts) >= 3 and parts[0] == "g" and (parts[1] in moved or parts[2] in moved)
