@@ -175,7 +175,8 @@ def test_markdown_for_a_pull_request(old: Path, new: Path, capsys: pytest.Captur
     loss = "| - loses | `view` | `ui:button.delete-order` | allowed → denied |\n\n"
     assert out == (
         "### Policy impact\n\n"
-        f"`{old}` ({versions[0]}) → `{new}` ({versions[1]}): 0 gain(s), 2 loss(es), 0 changed condition(s)\n\n"
+        f"`{old}` ({versions[0]}) → `{new}` ({versions[1]}): "
+        "0 gain(s), 2 loss(es), 0 changed condition(s)\n\n"
         f"#### role admin\n\n{table}{loss}#### permission delete:orders\n\n{table}{loss}"
         "Unchanged: `create:orders`, `manage:users`, `read:orders`, `read:reports`, `update:orders`\n"
     )
