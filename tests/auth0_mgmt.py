@@ -64,6 +64,8 @@ class MgmtTenant:
     fail_write: int = 0  # answer the Nth write from now with 503 (0: none) ...
     fail_repeats: int = 1  # ... and this many writes from there on (its retries included)
     failing: int = 0
+    stall: bool = False  # hold every answer until `release` is set (or 30 s pass): a timeout
+    release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
     _next_id: int = 0
@@ -120,6 +122,8 @@ class MgmtTenant:
     # -- the HTTP answer -------------------------------------------------------------------
 
     def answer(self, method: str, path: str, query: dict[str, list[str]], headers: Any, body: Any) -> Answer:
+        if self.stall:
+            self.release.wait(30)
         with self.lock:
             self.requests.append((method, path, query))
             if method == "POST" and path == "/oauth/token":
@@ -328,6 +332,7 @@ def serve(tenant: MgmtTenant) -> Iterator[MgmtTenant]:
     try:
         yield tenant
     finally:
+        tenant.release.set()
         http.shutdown()
         http.server_close()
         thread.join(timeout=10)

@@ -119,30 +119,62 @@ def test_a_new_role_is_created_with_its_grants(
 
 
 def test_a_failure_half_way_reports_what_was_applied_and_a_second_apply_converges(
-    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str]
+    tenant: MgmtTenant, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    policies = Path(shutil.copytree(demo_policy_dir(), tmp_path / "policies"))
+    with (policies / "roles.csv").open("a") as f:
+        f.write("g, support, read:orders\n")
     tenant.fail_write, tenant.fail_repeats = 2, 4  # the second write fails, and each of its retries
-    code, out, _ = run(capsys, "apply", demo(), "--yes")
+    code, out, _ = run(capsys, "apply", str(policies), "--yes")
     assert code == 1
-    lines = out.splitlines()
-    assert f"done: API {API}: update permission create:orders; create permission manage:users" in lines
-    failed = [line for line in lines if line.startswith("failed: ")]
-    assert failed == [
-        "failed: role admin: grant create:orders, delete:orders, manage:users, read:reports, update:orders: "
-        "add role permissions (POST /api/v2/roles/{id}/permissions): HTTP 503: "
-        "The service is temporarily unavailable"
+    grants = "create:orders, delete:orders, manage:users, read:reports, update:orders"
+    assert out.splitlines()[-5:] == [
+        f"done: API {API}: update permission create:orders; create permission manage:users",
+        f"failed: role admin: grant {grants}: add role permissions (POST /api/v2/roles/{{id}}/permissions): "
+        "HTTP 503: The service is temporarily unavailable",
+        "not applied: create role support",
+        "not applied: role support: grant read:orders",
+        "1 step(s) applied, 1 failed, 2 not attempted; run `authz auth0 apply` again to finish",
     ]
-    assert (
-        lines[-1] == "1 step(s) applied, 1 failed, 0 not attempted; run `authz auth0 apply` again to finish"
-    )
     assert tenant.grants_of("admin") == {(API, "read:orders")}
+    assert not any(r["name"] == "support" for r in tenant.roles)
 
-    code, out, _ = run(capsys, "plan", demo())
+    code, out, _ = run(capsys, "plan", str(policies))
     assert code == 2 and "  ~ update        role admin  grant" in out
     assert "permission create:orders  description" not in out  # the done part is not redone
-    code, out, _ = run(capsys, "apply", demo(), "--yes")
+    code, out, _ = run(capsys, "apply", str(policies), "--yes")
     assert code == 0, out
-    assert run(capsys, "plan", demo())[0] == 0
+    assert "done: API" not in out
+    assert run(capsys, "plan", str(policies))[0] == 0
+    assert tenant.grants_of("support") == {(API, "read:orders")}
+
+
+def test_a_tenant_that_does_not_answer_times_out(
+    tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tenant.stall = True
+    code, _, err = run(capsys, "plan", demo(), "--timeout", "0.2")
+    assert code == 1 and err == f"authz: {tenant.url}/oauth/token: no answer within 0.2 s\n"
+    monkeypatch.setenv("AUTH0_MANAGEMENT_TOKEN", tenant.token)  # no token request: straight to the API
+    code, _, err = run(capsys, "plan", demo(), "--timeout", "0.2")
+    assert code == 1
+    assert err == "authz: list the APIs (GET /api/v2/resource-servers): no answer within 0.2 s\n"
+
+
+def test_plan_as_json(tenant: MgmtTenant, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plan", demo(), "--format", "json")
+    assert code == 2
+    plan = json.loads(out)
+    assert plan["tenant"] == tenant.url and plan["in_sync"] is False
+    assert {
+        "kind": "permission",
+        "name": "manage:users",
+        "status": "create",
+        "api": API,
+        "detail": "",
+        "grant": [],
+        "revoke": [],
+    } in plan["items"]
 
 
 def test_a_token_without_a_scope_names_it(tenant: MgmtTenant, capsys: pytest.CaptureFixture[str]) -> None:

@@ -93,8 +93,10 @@ class Management:
             raise ManagementError(
                 f"{where}: HTTP {exc.status_code}: {exc.message}", exc.status_code
             ) from None
+        except requests.Timeout:
+            raise ManagementError(f"{where}: no answer within {self._timeout:g} s") from None
         except requests.RequestException as exc:
-            raise ManagementError(f"{where}: {type(exc).__name__}: no answer") from None
+            raise ManagementError(f"{where}: unreachable ({type(exc).__name__})") from None
         issued = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(issued, str) or not issued:
             raise ManagementError(f"{where} answered without an access_token")
