@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -252,6 +253,25 @@ def test_apply_without_a_terminal_asks_for_yes(
     code, _, err = run(capsys, "apply", demo())
     assert code == 1 and "run again with --yes" in err
     assert tenant.writes == []
+
+
+class Terminal(io.StringIO):
+    """Typed answers on a standard input that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_apply_asks_on_a_terminal(
+    tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("sys.stdin", Terminal("n\n"))
+    code, out, _ = run(capsys, "apply", demo())
+    assert code == 1 and out.endswith(f"Apply 3 change(s) to {tenant.url}? [y/N] nothing applied\n")
+    assert tenant.writes == []
+    monkeypatch.setattr("sys.stdin", Terminal("y\n"))
+    code, out, _ = run(capsys, "apply", demo())
+    assert code == 0 and out.endswith(f"applied 2 step(s); Auth0 now follows {demo()}\n")
 
 
 def test_a_missing_api_or_audience_is_an_error(
