@@ -1,10 +1,7 @@
-"""`authz auth0 plan | apply`: bring a tenant's APIs and roles in line with the policy declarations.
+"""`authz auth0 plan`: what a tenant must change to follow the policy declarations.
 
 A plan compares what the policies declare (`declare.py`) with what the tenant holds, item by
-item: create, update, unchanged, only in Auth0. Applying it runs its steps in an order in
-which each one can succeed on its own (permissions before the roles that grant them, removals
-last), stops at the first failure and reports what was done and what was not; the next plan
-is made from the tenant again, so running apply again finishes the job.
+item: create, update, unchanged, only in Auth0. `apply.py` carries it out.
 
 Nothing that exists only in Auth0 is deleted without `prune`; with it, a permission that a
 remaining role grants or a role that users hold is refused unless `force`. A role the policies
@@ -14,12 +11,11 @@ define is updated in place (its id, and so its users' assignments, stay).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
-from authz.auth0.mgmt import Management, ManagementError
-from authz.policy.auth0 import Auth0SourceError, Declarations, Role
+from authz.policy.auth0 import Api, Auth0SourceError, Declarations, Role
 
 
 class Status(Enum):
@@ -65,11 +61,10 @@ class Item:
 
 @dataclass(frozen=True, slots=True)
 class ApiState:
-    """An API as the tenant holds it: its id and its current (permission, description) list."""
+    """An API the plan touches: its identifier (the audience) and its Management API id."""
 
     identifier: str
     id: str
-    scopes: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +124,7 @@ def make_plan(
                 f"{tenant.source} has no API {api.identifier}: create it first "
                 "(Applications > APIs > Create API, identifier = the audience), then plan again"
             )
-        apis.append(ApiState(held.identifier, held.id, tuple((s, held.description(s)) for s in held.scopes)))
+        apis.append(ApiState(held.identifier, held.id))
         for scope in api.scopes:
             items.append(_scope_item(api.identifier, scope, api.description(scope), held))
         for scope in held.scopes:
@@ -173,7 +168,7 @@ def _role_item(role: Role, held: Role | None, managed: set[str]) -> Item:
     )
 
 
-def _scope_item(api: str, scope: str, description: str, held: Any) -> Item:
+def _scope_item(api: str, scope: str, description: str, held: Api) -> Item:
     if scope not in held.scopes:
         return Item("permission", scope, Status.CREATE, api, description=description)
     current = held.description(scope)
@@ -203,116 +198,3 @@ def _with(item: Item, status: Status, detail: str) -> Item:
         item.revoke,
         item.role_id,
     )
-
-
-# -- apply ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One Management API change and the plan items it carries out."""
-
-    text: str
-    run: Callable[[Management], None]
-
-
-@dataclass
-class Outcome:
-    """What apply did: the steps done, the one that failed (with why) and those not attempted."""
-
-    done: list[str] = field(default_factory=list)
-    failed: str = ""
-    error: str = ""
-    not_attempted: list[str] = field(default_factory=list)
-
-
-def steps(plan: Plan) -> list[Step]:
-    """The plan as Management API calls, in an order where each can succeed on its own."""
-    result: list[Step] = []
-    by_api = {api.identifier: api for api in plan.apis}
-    for api in plan.apis:
-        mine = [i for i in plan.items if i.kind == "permission" and i.api == api.identifier]
-        added = [i for i in mine if i.status in (Status.CREATE, Status.UPDATE)]
-        if added:
-            keep = [(i.name, i.description) for i in mine if i.status is not Status.CREATE]
-            full = keep + [(i.name, i.description) for i in mine if i.status is Status.CREATE]
-            text = "; ".join(f"{i.status.value} permission {i.name}" for i in added)
-            result.append(Step(f"API {api.identifier}: {text}", _scopes(api.id, full)))
-    for item in plan.items:
-        if item.kind == "role" and item.status is Status.CREATE:
-            result.extend(_role_creation(item))
-        elif item.kind == "role" and item.status is Status.UPDATE:
-            result.extend(_role_updates(item))
-        elif item.kind == "role" and item.status is Status.DELETE:
-            result.append(Step(f"delete role {item.name}", _delete(item.role_id)))
-    for identifier, api in by_api.items():
-        gone = {
-            i.name
-            for i in plan.items
-            if i.kind == "permission" and i.api == identifier and i.status is Status.DELETE
-        }
-        if gone:
-            mine = [i for i in plan.items if i.kind == "permission" and i.api == identifier]
-            full = [(i.name, i.description) for i in mine if i.name not in gone]
-            text = "; ".join(f"delete permission {name}" for name in sorted(gone))
-            result.append(Step(f"API {identifier}: {text}", _scopes(api.id, full)))
-    return result
-
-
-def _scopes(server_id: str, scopes: list[tuple[str, str]]) -> Callable[[Management], None]:
-    return lambda m: m.set_scopes(server_id, scopes)
-
-
-def _delete(role_id: str) -> Callable[[Management], None]:
-    return lambda m: m.delete_role(role_id)
-
-
-def _role_creation(item: Item) -> list[Step]:
-    """Two steps: the role, then its grants (by the id the first one learnt)."""
-    made: dict[str, str] = {}
-
-    def create(m: Management) -> None:
-        made["id"] = m.create_role(item.name, item.description)
-
-    found = [Step(f"create role {item.name}", create)]
-    if item.grant:
-        names = ", ".join(p for _, p in item.grant)
-        found.append(
-            Step(f"role {item.name}: grant {names}", lambda m: m.grant(made["id"], item.grant, add=True))
-        )
-    return found
-
-
-def _role_updates(item: Item) -> list[Step]:
-    role_id, found = item.role_id, []
-    if "description" in item.detail:
-        found.append(
-            Step(f"role {item.name}: description", lambda m: m.update_role(role_id, item.description))
-        )
-    if item.grant:
-        names = ", ".join(p for _, p in item.grant)
-        found.append(
-            Step(f"role {item.name}: grant {names}", lambda m: m.grant(role_id, item.grant, add=True))
-        )
-    if item.revoke:
-        names = ", ".join(p for _, p in item.revoke)
-        found.append(
-            Step(f"role {item.name}: revoke {names}", lambda m: m.grant(role_id, item.revoke, add=False))
-        )
-    return found
-
-
-def apply(plan: Plan, management: Management, report: Callable[[str], None] = lambda text: None) -> Outcome:
-    """Run the plan's steps in order; stop at the first failure. `report` hears each step as it is done."""
-    outcome = Outcome()
-    todo = steps(plan)
-    for index, step in enumerate(todo):
-        try:
-            step.run(management)
-        except ManagementError as exc:
-            outcome.failed, outcome.error = step.text, str(exc)
-            outcome.not_attempted = [s.text for s in todo[index + 1 :]]
-            return outcome
-        outcome.done.append(step.text)
-        report(step.text)
-    return outcome

@@ -112,7 +112,7 @@ def run_plan(ns: argparse.Namespace) -> int:
 
 def run_apply(ns: argparse.Namespace) -> int:
     """Apply the plan; exit 0 when the tenant is in line, 1 on an error or a refusal."""
-    from authz.auth0.sync import apply  # the SDK is loaded by the tenant commands only
+    from authz.auth0.apply import apply  # the SDK is loaded by the tenant commands only
 
     try:
         plan, management = _plan(ns)
