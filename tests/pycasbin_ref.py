@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import casbin
+from casbin.util.builtin_operators import time_match_func
 
 from authz.engine.policyfiles import MODEL_FILE
 
@@ -29,8 +30,30 @@ class AttrStr(str):
 
 
 def enforcer(directory: Path) -> casbin.Enforcer:
-    """pycasbin's own Enforcer over `directory`'s model.conf and its one policy.csv."""
-    return casbin.Enforcer(str(directory / MODEL_FILE), str(directory / "policy.csv"))
+    """pycasbin's own Enforcer over `directory`'s model.conf and its one policy.csv.
+
+    Where a role definition has link conditions (`g = _, _, (_, _)`), every link gets
+    Casbin's timeMatch as its condition: the registration in code pycasbin needs for what
+    authz does from the files alone.
+    """
+    reference = casbin.Enforcer(str(directory / MODEL_FILE), str(directory / "policy.csv"))
+    register_time_conditions(reference)
+    return reference
+
+
+def register_time_conditions(reference: casbin.Enforcer) -> None:
+    """`add_named_(domain_)link_condition_func(..., time_match_func)` for every conditional link."""
+    for ptype, assertion in reference.model.model.get("g", {}).items():
+        if not assertion.params_tokens:
+            continue
+        names = len(assertion.tokens)
+        for link in assertion.policy:
+            if names == 2:
+                reference.add_named_link_condition_func(ptype, link[0], link[1], time_match_func)
+            else:
+                reference.add_named_domain_link_condition_func(
+                    ptype, link[0], link[1], link[2], time_match_func
+                )
 
 
 def write_policy(directory: Path, model_text: str, lines: Iterable[str]) -> Path:

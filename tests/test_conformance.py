@@ -80,6 +80,9 @@ CASES = (
     Case("priority"),
     Case("priority_explicit"),
     Case("rbac_with_domains"),
+    Case("rbac_with_temporal_roles"),
+    Case("rbac_with_domain_temporal_roles"),
+    Case("subject_priority"),
     Case(
         "keymatch2",
         extra_objects=(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import ast
 import enum
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from casbin.model import Model
 from casbin.model.function import FunctionMap
 
 from authz.engine.bindings import REQUEST_FIELDS
+from authz.engine.matcher import casbin_rewrite
 from authz.engine.policyfiles import MODEL_FILE
 from authz.errors import PolicyLoadError
 from authz.findings import Finding, model_line
@@ -28,6 +31,8 @@ class Effect(enum.Enum):
     DENY_OVERRIDE = "!some(where(p_eft==deny))"
     ALLOW_AND_DENY = "some(where(p_eft==allow))&&!some(where(p_eft==deny))"
     PRIORITY = "priority(p_eft)||deny"
+    # Priority by the subject's depth in the `g` hierarchy: the most specific subject first.
+    SUBJECT_PRIORITY = "subjectPriority(p_eft)||deny"
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,12 @@ class ModelSpec:
     matcher: str  # escaped matcher text
     effect: Effect
     roles: dict[str, int]  # role definition -> arity (2, or 3 with a domain)
+    # Role definition -> number of link-condition values after the names (`g = _, _, (_, _)`: 2).
+    conditions: dict[str, int] = field(default_factory=dict)
+
+    def role_values(self, name: str) -> int:
+        """How many values a line of role definition `name` carries (names, domain, condition)."""
+        return self.roles[name] + self.conditions.get(name, 0)
 
     def field_index(self, name: str) -> int | None:
         """Position of `p_<name>` in the policy definition, if present."""
@@ -81,14 +92,81 @@ def parse_model(text: str) -> ModelSpec:
     except ValueError:
         message = f"unsupported policy effect {sections['e']['e'].value!r}"
         raise PolicyLoadError.at(model_error(text, "e", message)) from None
-    roles = {key: len(ast.value.split(",")) for key, ast in sections.get("g", {}).items()}
+    roles: dict[str, int] = {}
+    conditions: dict[str, int] = {}
+    for key, definition in sections.get("g", {}).items():
+        roles[key], count = _role_shape(text, key, definition.value)
+        if count:
+            conditions[key] = count
+    if effect is Effect.SUBJECT_PRIORITY and ("g" not in roles or "g" in conditions):
+        why = (
+            "which has link conditions (pycasbin would read their start time as a domain)"
+            if "g" in roles
+            else "which the model lacks"
+        )
+        message = f"subjectPriority(p.eft) ranks subjects by role definition g, {why}"
+        raise PolicyLoadError.at(model_error(text, "e", message))
+    matcher = sections["m"]["m"].value
+    for name, count in _calls(matcher):
+        if name in conditions and count != roles[name]:
+            # pycasbin looks a link's condition up under the domain it is given: with a domain
+            # the definition does not have (or without one it does) every window is skipped.
+            message = (
+                f"{name}() is called with {count} arguments but role definition {name} has link "
+                f"conditions and {roles[name]} names: Casbin would skip the conditions"
+            )
+            raise PolicyLoadError.at(model_error(text, "m", message))
     return ModelSpec(
         request=request,
         policy=tuple(sections["p"]["p"].tokens),
-        matcher=sections["m"]["m"].value,
+        matcher=matcher,
         effect=effect,
         roles=roles,
+        conditions=conditions,
     )
+
+
+# `_, _`, `_, _, _` and with link conditions `_, _, (_, _)` / `_, _, _, (_, _)`.
+_ROLE_SHAPE = re.compile(r"\s*_\s*(?:,\s*_\s*)*(?:,\s*\(\s*_\s*(?:,\s*_\s*)*\)\s*)?")
+# The one link condition authz implements: Casbin's timeMatch over a (start, end) window.
+LINK_CONDITION_VALUES = 2
+
+
+def _role_shape(text: str, key: str, value: str) -> tuple[int, int]:
+    """(names incl. domain, link-condition values) of a role definition; refuses other shapes."""
+    if not _ROLE_SHAPE.fullmatch(value):
+        raise PolicyLoadError.at(
+            model_error(
+                text,
+                key,
+                f"role definition {key} = {value!r} is not `_, _` or `_, _, _`, "
+                "optionally followed by link-condition values `(_, _)`",
+            )
+        )
+    names, _, params = value.partition("(")
+    arity = names.count("_")
+    count = params.count("_")
+    if arity > 3:
+        message = f"role definition {key} has {arity - 2} domains; Casbin's role managers take at most one"
+        raise PolicyLoadError.at(model_error(text, key, message))
+    if params and count != LINK_CONDITION_VALUES:
+        message = (
+            f"role definition {key} has {count} link-condition value(s); authz implements the time "
+            "window condition (start, end), `(_, _)`, only"
+        )
+        raise PolicyLoadError.at(model_error(text, key, message))
+    return arity, count
+
+
+def _calls(matcher: str) -> Iterator[tuple[str, int]]:
+    """(function name, argument count) of every call in the matcher that parses."""
+    try:
+        tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval")
+    except SyntaxError:
+        return  # reported when the matcher is compiled
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            yield node.func.id, len(node.args)
 
 
 def model_error(model_text: str, key: str, message: str) -> Finding:

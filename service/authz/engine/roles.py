@@ -2,28 +2,89 @@
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from authz.engine.bindings import Subject, plain
 
 # pycasbin's role manager checks the start names plus 9 further hops (max level 10).
 MAX_HOPS = 9
+# Its conditional role manager (link conditions) counts its levels down to 0: one hop more.
+MAX_HOPS_CONDITIONAL = 10
+# Casbin's timeMatch format; `_` leaves that end of the window open.
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+OPEN = "_"
+
+# A time window (start, end); None is an open end. A link holds strictly inside it.
+Window = tuple[datetime | None, datetime | None]
+
+
+def now() -> datetime:
+    """The clock link windows are read against: local time, as Casbin's timeMatch reads it."""
+    return datetime.now()
+
+
+def parse_window(start: str, end: str) -> Window:
+    """A link's (start, end) values as a Window; raises ValueError naming a malformed time."""
+    return (_parse_time(start), _parse_time(end))
+
+
+def _parse_time(text: str) -> datetime | None:
+    if text == OPEN:
+        return None
+    try:
+        return datetime.strptime(text, TIME_FORMAT)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time as `YYYY-MM-DD HH:MM:SS` or `_`") from None
 
 
 class RoleGraph:
     """The links of one role definition (`g`, `g2` ...), per domain when it has one."""
 
-    def __init__(self, name: str, with_domain: bool) -> None:
+    def __init__(self, name: str, with_domain: bool, timed: bool = False) -> None:
         self.name = name
         self.with_domain = with_domain
+        # With link conditions every link carries a time window, read per request.
+        self.timed = timed
+        self.max_hops = MAX_HOPS_CONDITIONAL if timed else MAX_HOPS
         self._parents: dict[str | None, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._closures: dict[tuple[str | None, str, int], frozenset[str]] = {}
+        self._windows: dict[tuple[str | None, str, str], Window] = {}
+        self._bounds: list[datetime] = []
+        # The closures of the current clock state (see `_state`), replaced when it changes.
+        self._timed_memo: tuple[tuple[int, bool], dict[tuple[str | None, str, int], frozenset[str]]] = (
+            (-1, False),
+            {},
+        )
 
-    def add_link(self, child: str, parent: str, domain: str | None = None) -> None:
-        """Record `g, child, parent[, domain]`."""
+    def add_link(
+        self, child: str, parent: str, domain: str | None = None, window: Window | None = None
+    ) -> None:
+        """Record `g, child, parent[, domain][, start, end]`.
+
+        A later line for the same link replaces its window, as pycasbin's condition
+        parameters are replaced.
+        """
         self._parents[domain][child].add(parent)
+        if window is not None:
+            self._windows[(domain, child, parent)] = window
+            self._bounds = sorted({*self._bounds, *(t for t in window if t is not None)})
+
+    def _state(self, at: datetime) -> tuple[int, bool]:
+        # Which links hold changes only at window ends: between two of them (or exactly on
+        # one, as the comparison is strict) every request sees the same closures.
+        position = bisect.bisect_left(self._bounds, at)
+        return position, position < len(self._bounds) and self._bounds[position] == at
+
+    def _holds(self, domain: str | None, child: str, parent: str, at: datetime) -> bool:
+        window = self._windows.get((domain, child, parent))
+        if window is None:
+            return True
+        start, end = window
+        return (start is None or at > start) and (end is None or at < end)
 
     def reach(
         self, starts: Iterable[str], domain: str | None = None, linked: Iterable[str] = ()
@@ -36,33 +97,53 @@ class RoleGraph:
         all the sources at once would find.
         """
         parts = [self.closure(name, domain) for name in starts]
-        parts += [self.closure(name, domain, MAX_HOPS - 1) for name in linked]
+        parts += [self.closure(name, domain, self.max_hops - 1) for name in linked]
         return frozenset().union(*parts)
 
-    def _walk(self, name: str, domain: str | None, hops: int) -> frozenset[str]:
+    def _walk(self, name: str, domain: str | None, hops: int, at: datetime | None) -> frozenset[str]:
         parents = self._parents.get(domain, {})
         seen = {name}
         frontier = {name}
         for _ in range(hops):
-            nxt = {p for n in frontier for p in parents.get(n, ()) if p not in seen}
+            nxt = {
+                p
+                for n in frontier
+                for p in parents.get(n, ())
+                if p not in seen and (at is None or self._holds(domain, n, p, at))
+            }
             if not nxt:
                 break
             seen |= nxt
             frontier = nxt
         return frozenset(seen)
 
-    def closure(self, name: str, domain: str | None = None, hops: int = MAX_HOPS) -> frozenset[str]:
-        """Names within `hops` links of `name`, memoised: the snapshot is immutable once built."""
+    def closure(self, name: str, domain: str | None = None, hops: int | None = None) -> frozenset[str]:
+        """Names within `hops` links of `name` (default: the depth limit), memoised.
+
+        The snapshot is immutable once built; with time windows the memo is per clock state.
+        """
         # A graph without domains has one: request domains must not multiply its memo.
-        domain = domain if self.with_domain else None
+        # With one, a g() call without a domain reads the links of domain "" as pycasbin does.
+        domain = (domain or "") if self.with_domain else None
+        hops = self.max_hops if hops is None else hops
         if name not in self._parents.get(domain, {}):
             # Unknown names are not memoised: request data must not grow the snapshot.
             return frozenset((name,))
         key = (domain, name, hops)
-        found = self._closures.get(key)
+        at = None
+        memo = self._closures
+        if self.timed:
+            at = now()
+            state = self._state(at)
+            current = self._timed_memo
+            if current[0] != state:
+                current = (state, {})
+                self._timed_memo = current
+            memo = current[1]
+        found = memo.get(key)
         if found is None:
-            found = self._walk(name, domain, hops)
-            self._closures[key] = found
+            found = self._walk(name, domain, hops, at)
+            memo[key] = found
         return found
 
 

@@ -21,7 +21,8 @@ from authz.engine.index import PolicyIndex
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
-from authz.engine.roles import RoleGraph, reach_for
+from authz.engine.priority import priority_findings, subject_rank
+from authz.engine.roles import RoleGraph, parse_window, reach_for
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
 from authz.principal import Principal
@@ -273,6 +274,7 @@ _EFFECTS: dict[Effect, Callable[[Iterator[_Hit], bool], Decision]] = {
     Effect.DENY_OVERRIDE: _deny_override,
     Effect.ALLOW_AND_DENY: _allow_and_deny,
     Effect.PRIORITY: _priority,
+    Effect.SUBJECT_PRIORITY: _priority,
 }
 
 
@@ -285,6 +287,18 @@ def _g_function(graph: RoleGraph) -> Callable[..., bool]:
         return str(plain(name2)) in reach_for(graph, name1, dom)
 
     return g
+
+
+def _add_link(graph: RoleGraph, names: int, line: PolicyLine) -> Finding | None:
+    """Add one `g` line's link (with its time window when the definition has one)."""
+    window = None
+    if graph.timed:
+        try:
+            window = parse_window(*line.values[names : names + 2])
+        except ValueError as exc:
+            return _line_error(line, f"link condition: {exc}")
+    graph.add_link(line.values[0], line.values[1], line.values[2] if names == 3 else None, window)
+    return None
 
 
 def _finding_order(finding: Finding) -> tuple[str, int, str]:
@@ -341,7 +355,10 @@ def build_snapshot(source: PolicySource) -> Snapshot:
 def _build(source: PolicySource) -> Snapshot:
     model = parse_model(source.model_text)
     lines, findings = parse_lines(source)
-    graphs = {name: RoleGraph(name, arity >= 3) for name, arity in model.roles.items()}
+    graphs = {
+        name: RoleGraph(name, arity >= 3, timed=name in model.conditions)
+        for name, arity in model.roles.items()
+    }
     p_lines: list[PolicyLine] = []
     for line in lines:
         if line.ptype == "p":
@@ -355,7 +372,7 @@ def _build(source: PolicySource) -> Snapshot:
             else:
                 p_lines.append(line)
         elif line.ptype in graphs:
-            arity = model.roles[line.ptype]
+            arity = model.role_values(line.ptype)
             if len(line.values) != arity:
                 findings.append(
                     _line_error(
@@ -363,7 +380,9 @@ def _build(source: PolicySource) -> Snapshot:
                     )
                 )
             else:
-                graphs[line.ptype].add_link(*line.values[:2], *(line.values[2:3] or (None,)))
+                finding = _add_link(graphs[line.ptype], model.roles[line.ptype], line)
+                if finding is not None:
+                    findings.append(finding)
         elif not line.ptype.startswith("p"):
             findings.append(_line_error(line, f"role definition {line.ptype} is not in model.conf"))
         # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
@@ -424,11 +443,15 @@ def _build(source: PolicySource) -> Snapshot:
                 empty_fn = compile_texts(())
             except MatcherSyntaxError as exc:
                 findings.append(model_error(source.model_text, "m", f"matcher: {exc}"))
+    findings.extend(priority_findings(model, p_lines, lines))
     if findings:
         raise PolicyLoadError("the policy does not load", sorted(findings, key=_finding_order))
 
+    if model.effect is Effect.SUBJECT_PRIORITY:
+        rank = subject_rank(model, lines)
+        rules.sort(key=lambda r: rank(r.line))
     priority_index = model.field_index("priority")
-    if model.effect is Effect.PRIORITY and priority_index is not None:
+    if model.effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY) and priority_index is not None:
         rules.sort(key=lambda r: _priority_key(priority_index)(r.line))
 
     obj_index = model.field_index("obj")
@@ -439,7 +462,8 @@ def _build(source: PolicySource) -> Snapshot:
     )
     index = PolicyIndex(model.matcher, model.policy, model.request, [r.line.values for r in rules], graphs)
     return Snapshot(
-        cache=DecisionCache() if compiler.cacheable else None,
+        # Decisions through time windows read the clock, which the cache key leaves out.
+        cache=DecisionCache() if compiler.cacheable and not model.conditions else None,
         index=index,
         version=source.version,
         model=model,

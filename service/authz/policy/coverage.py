@@ -51,16 +51,19 @@ def measure(snapshot: Snapshot, results: Iterable[CheckResult]) -> Coverage:
         principal = result.principal.principal
         starts = {principal.id, *principal.grants, result.resource.id, result.action}
         targets = {value for line in decided for value in line.values}
-        for lines in role_lines.values():
-            exercised.update(_links_between(lines, starts, targets, principal.org_id or ""))
+        for ptype, lines in role_lines.items():
+            domain = (principal.org_id or "") if snapshot.graphs[ptype].with_domain else None
+            exercised.update(_links_between(lines, starts, targets, domain))
     evaluated = tuple(line for line in snapshot.lines if line.ptype == "p" or line.ptype in snapshot.graphs)
     return Coverage(evaluated, frozenset(exercised))
 
 
-def _links_between(lines: list[PolicyLine], starts: set[str], targets: set[str], domain: str) -> set[str]:
+def _links_between(
+    lines: list[PolicyLine], starts: set[str], targets: set[str], domain: str | None
+) -> set[str]:
     # A link child -> parent lies on a path from starts to targets when its child is
-    # reachable from a start and its parent reaches a target.
-    links = [line for line in lines if len(line.values) < 3 or line.values[2] == domain]
+    # reachable from a start and its parent reaches a target (None: no domains).
+    links = [line for line in lines if domain is None or line.values[2] == domain]
     forward: dict[str, set[str]] = defaultdict(set)
     backward: dict[str, set[str]] = defaultdict(set)
     for line in links:

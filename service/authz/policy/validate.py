@@ -88,8 +88,8 @@ def _warnings(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
         model, [ln for ln in lines if ln.ptype == "p" and len(ln.values) == len(model.policy)]
     )
     for name, arity in model.roles.items():
-        links = [line for line in lines if line.ptype == name and len(line.values) == arity]
-        yield from _cycles(links)
+        links = [line for line in lines if line.ptype == name and len(line.values) == model.role_values(name)]
+        yield from _cycles(links, arity == 3)
 
 
 def _warning(line: PolicyLine, message: str) -> Finding:
@@ -134,11 +134,11 @@ def _effects(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
             yield _warning(line, f"{value} lines never change a decision under this model's policy effect")
 
 
-def _cycles(links: list[PolicyLine]) -> Iterator[Finding]:
+def _cycles(links: list[PolicyLine], with_domain: bool) -> Iterator[Finding]:
     # One graph per domain (the third value when the role definition has one).
     graphs: dict[str, dict[str, list[PolicyLine]]] = defaultdict(lambda: defaultdict(list))
     for line in links:
-        domain = line.values[2] if len(line.values) > 2 else ""
+        domain = line.values[2] if with_domain else ""
         graphs[domain][line.values[0]].append(line)
     for graph in graphs.values():
         yield from _graph_cycles(graph)
