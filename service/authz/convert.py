@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from authz.api.v1 import authz_pb2
+from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
 from authz.decision import Decision, Reason
 from authz.errors import (
     AlreadyExists,
@@ -95,12 +96,29 @@ def request_token(token: str, authorization: str | None) -> str:
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values (numbers arrive as floats)."""
-    return {key: _value(value) for key, value in message.fields.items()} if message.fields else {}
+    """A Struct as plain Python values (numbers arrive as floats).
+
+    A field set to null is left out, at every depth: null means "not sent", so a policy
+    that reads it fails closed exactly as when the caller omitted it (and the decision
+    cache sees one key for both).
+    """
+    if not message.fields:
+        return {}
+    return {
+        key: _value(value)
+        for key, value in message.fields.items()
+        if value.WhichOneof("kind") not in _NULL_KINDS
+    }
+
+
+# An unset Value (no kind) is read as null, as protobuf's JSON mapping does.
+_NULL_KINDS = ("null_value", None)
 
 
 def _value(value: struct_pb2.Value) -> Any:
     # Walked by hand: json_format.MessageToDict costs more than a whole decision.
+    # A null inside a list stays in place (dropping it would move the items after it);
+    # reading it in a matcher counts as missing all the same (bindings).
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -113,6 +131,14 @@ def _value(value: struct_pb2.Value) -> Any:
     if kind == "list_value":
         return [_value(item) for item in value.list_value.values]
     return None
+
+
+def _check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str) -> None:
+    # Refused before conversion, which costs Python time per value: a Struct this large
+    # breaks a per-item bound (attrlimits) whatever it holds, and DecisionService checks
+    # the exact bounds on what is converted.
+    if attributes.ByteSize() + context.ByteSize() > MAX_WIRE_BYTES:
+        raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
 
 
 def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
@@ -169,6 +195,7 @@ class ProtoService:
     @measured("Check")
     def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
         """Check: one decision."""
+        _check_wire_size(request.attributes, request.context, "")
         item = CheckItem(
             request.resource,
             request.action,
@@ -193,6 +220,8 @@ class ProtoService:
         self, request: authz_pb2.BatchCheckRequest, authorization: str | None
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
+        for index, i in enumerate(request.items):
+            _check_wire_size(i.attributes, i.context, f"items[{index}]: ")
         items = [
             CheckItem(
                 i.resource,
