@@ -141,12 +141,20 @@ def _check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, 
         raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
 
 
+# The range a Timestamp can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_TIMESTAMP, _MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799
+
+
 def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    """A Unix time as a protobuf Timestamp (None stays None: the field is left unset)."""
+    """A Unix time as a protobuf Timestamp (None stays None: the field is left unset).
+
+    A token may say it expires in 1e308 seconds; that is reported as the latest time a
+    Timestamp holds rather than failing the call.
+    """
     if seconds is None:
         return None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1_000_000_000))
+    stamp.FromNanoseconds(int(min(max(seconds, _MIN_TIMESTAMP), _MAX_TIMESTAMP) * 1_000_000_000))
     return stamp
 
 
