@@ -25,35 +25,11 @@ from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.principal import Principal
 from tests.conftest import RunningServer, settings_for
-from tests.policy_dirs import write_policy
+from tests.policy_dirs import ATTRIBUTE_MODEL, ATTRIBUTE_POLICY, write_policy
 
 R = authz_pb2
 CHECK_PATH = "/authz.api.v1.AuthorizationService/Check"
 
-MODEL = """\
-[request_definition]
-r = sub, obj, act, ctx
-
-[policy_definition]
-p = sub, obj, act, cond, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = (p.sub == "*" || g(r.sub, p.sub)) && r.obj == p.obj && r.act == p.act && eval(p.cond)
-"""
-POLICY = """\
-p, *, doc, delete, True, allow
-p, *, doc, delete, r.obj.status == 'shipped', deny
-p, *, doc, delete, r.obj.meta.lock == 'held', deny
-p, *, doc, delete, r.obj.tags[0] == 'frozen', deny
-p, *, doc, delete, r.ctx.risk == 'high', deny
-p, *, doc, share, r.sub.claims.tenant == r.obj.tenant, allow
-"""
 SAFE_ATTRIBUTES: dict[str, Any] = {"status": "draft", "meta": {"lock": "none"}, "tags": ["open"]}
 SAFE_CONTEXT: dict[str, Any] = {"risk": "low"}
 Request = tuple[dict[str, Any], dict[str, Any]]  # (attributes, context)
@@ -84,7 +60,7 @@ def struct(values: dict[str, Any]) -> struct_pb2.Struct:
 
 @pytest.fixture(scope="module")
 def null_server(issuer: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    directory = write_policy(tmp_path_factory.mktemp("nulls"), MODEL, policy_csv=POLICY)
+    directory = write_policy(tmp_path_factory.mktemp("nulls"), ATTRIBUTE_MODEL, policy_csv=ATTRIBUTE_POLICY)
     app = App(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
     app.start()
     running = RunningServer(app)
@@ -267,7 +243,7 @@ def test_connect_refuses_the_same_bounds(null_server, issuer):
 
 def test_the_engine_reads_null_as_not_sent(tmp_path: Path) -> None:
     # `authz policy test` and what-if call the engine with YAML / JSON values directly.
-    snapshot = load_snapshot(write_policy(tmp_path / "p", MODEL, policy_csv=POLICY))
+    snapshot = load_snapshot(write_policy(tmp_path / "p", ATTRIBUTE_MODEL, policy_csv=ATTRIBUTE_POLICY))
     for path, (with_null, without) in NULL_CASES.items():
         null = snapshot.decide(Principal("sam"), "doc", "delete", *with_null)
         omitted = snapshot.decide(Principal("sam"), "doc", "delete", *without)
