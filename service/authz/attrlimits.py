@@ -27,6 +27,9 @@ VALUE_BYTES = 8
 MAX_WIRE_BYTES = MAX_ATTRIBUTE_BYTES + 16 * MAX_ATTRIBUTE_VALUES
 
 
+_SCALARS = (int, float, type(None))  # bool is an int
+
+
 def _text_bytes(text: str) -> int:
     return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
@@ -51,7 +54,7 @@ def check_attributes(attributes: Mapping[str, Any], context: Mapping[str, Any], 
     """
     values = size = 0
     for name, root in (("attributes", attributes), ("context", context)):
-        stack: list[tuple[Any, int]] = [(root, 0)]
+        stack: list[tuple[Any, int]] = [(root, 0)] if root else []
         while stack:
             container, depth = stack.pop()
             values += len(container)
@@ -62,20 +65,23 @@ def check_attributes(attributes: Mapping[str, Any], context: Mapping[str, Any], 
                 )
             children = container
             if isinstance(container, Mapping):
-                size += sum(_key_bytes(key) for key in container)
+                for key in container:
+                    size += _key_bytes(key)
                 children = container.values()
             for child in children:
                 if isinstance(child, str):
-                    size += _text_bytes(child)
+                    size += len(child) if child.isascii() else _text_bytes(child)
                     continue
                 size += VALUE_BYTES
-                if isinstance(child, Mapping | list | tuple):
-                    if depth >= MAX_ATTRIBUTE_DEPTH:
-                        raise InvalidArgument(
-                            f"{where}{name} nests lists or structs more than {MAX_ATTRIBUTE_DEPTH} deep "
-                            f"({bounds_message()})"
-                        )
-                    stack.append((child, depth + 1))
+                # Scalars first: an isinstance against Mapping (an ABC) is the slow test.
+                if isinstance(child, _SCALARS) or not isinstance(child, list | tuple | Mapping):
+                    continue
+                if depth >= MAX_ATTRIBUTE_DEPTH:
+                    raise InvalidArgument(
+                        f"{where}{name} nests lists or structs more than {MAX_ATTRIBUTE_DEPTH} deep "
+                        f"({bounds_message()})"
+                    )
+                stack.append((child, depth + 1))
             if size > MAX_ATTRIBUTE_BYTES:
                 raise InvalidArgument(
                     f"{where}attributes and context are larger than {MAX_ATTRIBUTE_BYTES} bytes "

@@ -102,17 +102,12 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     that reads it fails closed exactly as when the caller omitted it (and the decision
     cache sees one key for both).
     """
-    if not message.fields:
-        return {}
-    return {
-        key: _value(value)
-        for key, value in message.fields.items()
-        if value.WhichOneof("kind") not in _NULL_KINDS
-    }
-
-
-# An unset Value (no kind) is read as null, as protobuf's JSON mapping does.
-_NULL_KINDS = ("null_value", None)
+    out: dict[str, Any] = {}
+    for key, value in message.fields.items():
+        converted = _value(value)
+        if converted is not None:  # null, or a Value with no kind set (read as null)
+            out[key] = converted
+    return out
 
 
 def _value(value: struct_pb2.Value) -> Any:
