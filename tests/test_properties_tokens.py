@@ -285,3 +285,14 @@ def test_a_far_future_exp_is_reported_as_the_latest_timestamp(server, issuer):
         R.GetVisibilityRequest(token=_signed_with_raw_times(issuer, exp="1e308"), prefix="ui:"), timeout=20
     )
     assert visibility.valid_until.ToJsonString() == "9999-12-31T23:59:59Z"
+
+
+def test_a_signed_payload_nested_thousands_deep_is_malformed(server, issuer):
+    # json.loads raises RecursionError, not ValueError, for arrays nested this deep.
+    header = b64(json.dumps({"alg": "RS256", "kid": issuer.active}).encode())
+    signing_input = f"{header}.{b64(b'[' * 5000 + b']' * 5000)}".encode()
+    signature = issuer.keys[issuer.active].sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    check, principal = _ask(server, f"{signing_input.decode()}.{b64(signature)}")
+    assert (check.allowed, check.reason) == (False, R.REASON_TOKEN_MALFORMED)
+    assert check.message == "token payload is not a JSON object"
+    assert principal.reason == R.REASON_TOKEN_MALFORMED

@@ -127,7 +127,7 @@ class TokenVerifier:
             raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
         try:
             claims = json.loads(decoded["payload"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             claims = None
         if not isinstance(claims, dict):
             raise TokenRejected(Reason.TOKEN_MALFORMED, "token payload is not a JSON object")
