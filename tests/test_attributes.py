@@ -19,7 +19,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from authz.api.v1 import authz_pb2
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.app import App
 from authz.decision import Reason
 from authz.engine import load_snapshot
@@ -248,3 +248,26 @@ def test_the_engine_reads_null_as_not_sent(tmp_path: Path) -> None:
         null = snapshot.decide(Principal("sam"), "doc", "delete", *with_null)
         omitted = snapshot.decide(Principal("sam"), "doc", "delete", *without)
         assert null == omitted and null.reason is Reason.ATTRIBUTE_MISSING and path in null.message
+
+
+def test_admin_evaluate_keeps_the_same_bounds(make_server, issuer):
+    srv = make_server(settings_for(issuer, admin_enabled=True))
+    stub = admin_pb2_grpc.PolicyAdminServiceStub(srv.channel)
+    admin = issuer.mint(sub="root", roles=["admin"])
+
+    def evaluate(attributes: dict[str, Any]) -> Any:
+        request = admin_pb2.EvaluateRequest(
+            token=admin,
+            claims_json='{"sub": "dora", "permissions": ["delete:orders"]}',
+            action="DELETE",
+            resource="/api/orders/1",
+            attributes=struct(attributes),
+        )
+        return stub.Evaluate(request, timeout=10)
+
+    assert evaluate({"status": "draft"}).allowed
+    assert evaluate({"status": None}).reason == R.REASON_ATTRIBUTE_MISSING
+    for oversized in ({"deep": _nested(9, 1)}, {"blob": "x" * (1 << 20)}):
+        with pytest.raises(grpc.RpcError) as caught:
+            evaluate(oversized)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -128,10 +128,12 @@ def _value(value: struct_pb2.Value) -> Any:
     return None
 
 
-def _check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str) -> None:
-    # Refused before conversion, which costs Python time per value: a Struct this large
-    # breaks a per-item bound (attrlimits) whatever it holds, and DecisionService checks
-    # the exact bounds on what is converted.
+def check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str = "") -> None:
+    """Refuse an item's Structs before converting them when they are too large to be in bounds.
+
+    Conversion costs Python time per value; a Struct this large breaks a per-item bound
+    (attrlimits) whatever it holds. DecisionService checks the exact bounds afterwards.
+    """
     if attributes.ByteSize() + context.ByteSize() > MAX_WIRE_BYTES:
         raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
 
@@ -198,7 +200,7 @@ class ProtoService:
     @measured("Check")
     def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
         """Check: one decision."""
-        _check_wire_size(request.attributes, request.context, "")
+        check_wire_size(request.attributes, request.context)
         item = CheckItem(
             request.resource,
             request.action,
@@ -224,7 +226,7 @@ class ProtoService:
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
         for index, i in enumerate(request.items):
-            _check_wire_size(i.attributes, i.context, f"items[{index}]: ")
+            check_wire_size(i.attributes, i.context, f"items[{index}]: ")
         items = [
             CheckItem(
                 i.resource,
