@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,7 +131,7 @@ class TokenVerifier:
             raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
         try:
             claims = json.loads(decoded["payload"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             claims = None
         if not isinstance(claims, dict):
             raise TokenRejected(Reason.TOKEN_MALFORMED, "token payload is not a JSON object")
@@ -144,8 +145,11 @@ class TokenVerifier:
                 Reason.TOKEN_MALFORMED, f"token lacks required claim(s): {', '.join(missing)}"
             )
         exp, nbf = claims["exp"], claims.get("nbf")
-        if not _is_number(exp) or (nbf is not None and not _is_number(nbf)):
-            raise TokenRejected(Reason.TOKEN_MALFORMED, "exp and nbf must be numbers")
+        optional = (value for value in (nbf, claims.get("iat")) if value is not None)
+        if not _is_time(exp) or not all(_is_time(value) for value in optional):
+            # NaN compares false with everything and 1e999 is infinity: either would make
+            # a token that never expires (or is never "not yet valid").
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "exp, nbf and iat must be finite numbers")
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise TokenRejected(Reason.TOKEN_MALFORMED, "sub must be a non-empty string")
         now = self._clock()
@@ -183,5 +187,11 @@ def _key_family(alg: str) -> str:
     return "RSA" if alg[:2] in ("RS", "PS") else alg
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _is_time(value: Any) -> bool:
+    # A NumericDate: a finite number that a float can hold (a 400-digit int cannot).
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
