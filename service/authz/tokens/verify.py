@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ import jwt
 from jwt.api_jws import PyJWS
 
 from authz.decision import Reason
-from authz.principal import Principal, principal_from_claims
+from authz.principal import Principal, numeric_date, principal_from_claims
 from authz.tokens import hints
 from authz.tokens.cache import TokenCache
 from authz.tokens.jwks import KeySet
@@ -146,7 +145,7 @@ class TokenVerifier:
             )
         exp, nbf = claims["exp"], claims.get("nbf")
         optional = (value for value in (nbf, claims.get("iat")) if value is not None)
-        if not _is_time(exp) or not all(_is_time(value) for value in optional):
+        if numeric_date(exp) is None or any(numeric_date(value) is None for value in optional):
             # NaN compares false with everything and 1e999 is infinity: either would make
             # a token that never expires (or is never "not yet valid").
             raise TokenRejected(Reason.TOKEN_MALFORMED, "exp, nbf and iat must be finite numbers")
@@ -185,13 +184,3 @@ def _key_family(alg: str) -> str:
     # Auth0's JWKS declares its RSA keys "alg": "RS256" and signs PS256 tokens with the same
     # keys, so a JWK's alg binds the key to its family (RSA, EC ...), not to one algorithm.
     return "RSA" if alg[:2] in ("RS", "PS") else alg
-
-
-def _is_time(value: Any) -> bool:
-    # A NumericDate: a finite number that a float can hold (a 400-digit int cannot).
-    if not isinstance(value, int | float) or isinstance(value, bool):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:
-        return False
