@@ -6,9 +6,10 @@ domains where the model has them) is decided by pycasbin's own `Enforcer` and by
 first at engine level, then through the real gRPC server with real tokens whose `sub` is
 the user and whose `org_id` is the domain.
 
-Deliberate adaptation: pycasbin's ABAC example reads `r.sub.age`, but authz binds `r.sub`
-to the token, so the ABAC case keeps the stock model and reads resource attributes
-(`r.obj.age`, `r.obj.owner` ...) and the token's `r.sub.org_id` instead.
+pycasbin's ABAC example (`abac_sub_rule`) reads `r.sub.Age`: authz reads it from the token's
+claims (plain or namespaced, `https://example.com/Age`); pycasbin gets an object with that
+attribute. `abac_rule` reads resource attributes (`r.obj.age`, `r.obj.owner` ...) and the
+token's `r.sub.org_id`.
 """
 
 from __future__ import annotations
@@ -50,13 +51,18 @@ class Request:
     act: str
     dom: str = ""
     attributes: tuple[tuple[str, Any], ...] = ()
+    claims: tuple[tuple[str, Any], ...] = ()  # extra token claims
 
     @property
     def attrs(self) -> dict[str, Any]:
         return dict(self.attributes)
 
     def principal(self) -> Principal:
-        return Principal(id=self.sub, org_id=self.dom or None)
+        return Principal(id=self.sub, org_id=self.dom or None, claims=dict(self.claims))
+
+    def subject_attributes(self) -> dict[str, Any]:
+        """The claims as pycasbin's side reads them: `r.sub.Age`, namespace dropped."""
+        return {name.rsplit("/", 1)[-1]: value for name, value in self.claims}
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,11 @@ CASES = (
         extra_actions=("POST", "GETX", "get"),
     ),
     Case("abac_rule", extra_objects=("/data5",), extra_actions=("write", UNKNOWN_ACTION)),
+    Case("abac_sub_rule", extra_objects=("/data5",), extra_actions=("write", UNKNOWN_ACTION)),
 )
+# Ages on both sides of the stock example's bounds, as a plain and as a namespaced claim.
+AGES = (10, 18, 19, 59, 60, 70)
+AGE_CLAIMS = ("Age", "https://example.com/Age")
 
 
 def _field(tokens: list[str], name: str) -> int | None:
@@ -143,6 +153,13 @@ def grid(case: Case) -> list[Request]:
                 subjects, objects, actions, ("org_1", "org_2"), _abac_attribute_sets()
             )
         ]
+    if case.name == "abac_sub_rule":
+        return [
+            Request(sub, obj, act, claims=((claim, age),))
+            for sub, obj, act, claim, age in itertools.product(
+                ("alice", "bob"), objects, actions, AGE_CLAIMS, AGES
+            )
+        ]
     subjects = _unique(
         _values(policy, _field(tokens, "sub")), [n for link in links for n in link[:2]], [UNKNOWN_SUBJECT]
     )
@@ -160,6 +177,8 @@ def reference_decider(case: Case) -> Callable[[Request], bool]:
     has_dom = "r_dom" in reference.model["r"]["r"].tokens
 
     def decide(req: Request) -> bool:
+        if req.claims:
+            return bool(reference.enforce(AttrStr(req.sub, **req.subject_attributes()), req.obj, req.act))
         if req.attributes:
             return bool(
                 reference.enforce(AttrStr(req.sub, org_id=req.dom), AttrStr(req.obj, **req.attrs), req.act)
@@ -205,12 +224,12 @@ def test_grpc_server_decides_like_pycasbin(
 ) -> None:
     running = make_server(settings_for(issuer, policy_dir=str(case.directory)))
     expected = reference_decider(case)
-    by_token: dict[tuple[str, str], list[Request]] = {}
+    by_token: dict[tuple[str, str, tuple[tuple[str, Any], ...]], list[Request]] = {}
     for req in grid(case):
-        by_token.setdefault((req.sub, req.dom), []).append(req)
+        by_token.setdefault((req.sub, req.dom, req.claims), []).append(req)
     mismatches = []
-    for (sub, dom), requests in by_token.items():
-        token = issuer.mint(sub=sub, org_id=dom or None, permissions=[])
+    for (sub, dom, claims), requests in by_token.items():
+        token = issuer.mint(sub=sub, org_id=dom or None, permissions=[], **dict(claims))
         # The whole grid through BatchCheck ...
         for start in range(0, len(requests), BATCH):
             chunk = requests[start : start + BATCH]

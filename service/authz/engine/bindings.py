@@ -85,6 +85,27 @@ class Resource(Attributes):
 
 
 _SUBJECT_FIELDS = ("id", "permissions", "roles", "scopes", "client_id", "machine", "claims")
+# The principal's facts a decision cache key holds (`r.sub.<other>` reads raw claims).
+KEYED_SUBJECT_FIELDS = frozenset((*_SUBJECT_FIELDS, "org_id")) - {"claims"}
+
+
+def claim(claims: Mapping[str, Any], name: str, path: str) -> Any:
+    """`r.sub.<name>` for a name that is not a principal field: the token claim `name`, else the
+    one namespaced claim ending in `/<name>` (Auth0's `https://example.com/<name>`).
+
+    Absent (or null) is a missing attribute, as for `r.obj`; two namespaced claims of that
+    name are an error rather than a guess.
+    """
+    value = claims.get(name)
+    if value is None and name:
+        suffix = f"/{name}"
+        namespaced = sorted(key for key in claims if isinstance(key, str) and key.endswith(suffix))
+        if len(namespaced) > 1:
+            raise PolicyEvalError(f"{path}: the token has several claims ending in {suffix}: {namespaced}")
+        value = claims.get(namespaced[0]) if namespaced else None
+    if value is None:
+        raise AttributeMissing(path)
+    return value
 
 
 class Subject(Bound):
@@ -105,7 +126,7 @@ class Subject(Bound):
         if name in _SUBJECT_FIELDS:
             value = getattr(self.principal, name)
             return list(value) if isinstance(value, tuple) else value
-        raise AttributeMissing(path)
+        return claim(self.principal.claims, name, path)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Subject):

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from authz.engine.bindings import get_attr, get_item
+from authz.engine.bindings import KEYED_SUBJECT_FIELDS, get_attr, get_item
 
 _ATTR = "__authz_attr"
 # The request parameter the principal is bound to.
@@ -85,9 +85,12 @@ def display_path(node: ast.AST) -> str:
 
 
 class _Rewriter(ast.NodeTransformer):
-    def __init__(self, params: Sequence[str], functions: Mapping[str, object]) -> None:
+    def __init__(
+        self, params: Sequence[str], functions: Mapping[str, object], subject: str = SUBJECT
+    ) -> None:
         self.params = set(params)
         self.functions = functions
+        self.subject = subject
         # False once the matcher reads what the decision cache's key leaves out: the clock
         # (`timeMatch`) or the raw token claims (`r.sub.claims`, or `r.sub[...]`, whose key
         # is a lifted literal this pass cannot see).
@@ -107,7 +110,12 @@ class _Rewriter(ast.NodeTransformer):
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         if node.attr.startswith("_"):
             raise MatcherSyntaxError(f"attribute {node.attr!r} is not allowed")
-        if node.attr == "claims":
+        if node.attr == "claims" or (
+            isinstance(node.value, ast.Name)
+            and node.value.id == self.subject
+            and node.attr not in KEYED_SUBJECT_FIELDS
+        ):
+            # Raw claims, or a claim read as `r.sub.<name>`: not in the cache key.
             self.cacheable = False
         path = display_path(node)
         value = self.visit(node.value)
@@ -118,7 +126,7 @@ class _Rewriter(ast.NodeTransformer):
         )
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.AST:
-        if isinstance(node.value, ast.Name) and node.value.id == SUBJECT:
+        if isinstance(node.value, ast.Name) and node.value.id == self.subject:
             self.cacheable = False
         path = display_path(node.value)
         value = self.visit(node.value)
@@ -177,9 +185,15 @@ class MatcherCompiler:
     """
 
     def __init__(
-        self, matcher: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
+        self,
+        matcher: str,
+        params: Sequence[str],
+        functions: Mapping[str, Callable[..., Any]],
+        subject: str = SUBJECT,
     ) -> None:
         self.matcher = matcher
+        # The request parameter bound to the principal (`r_sub`, or the model's own name).
+        self.subject = subject
         self.params = tuple(params)
         self.functions = functions
         self.slots = EVAL.findall(matcher)
@@ -221,7 +235,7 @@ class MatcherCompiler:
         fn = self._shapes.get(source)
         if fn is None:
             try:
-                fn, cacheable = _compile(source, (*names, *self.params), self.functions)
+                fn, cacheable = _compile(source, (*names, *self.params), self.functions, self.subject)
                 self.cacheable = self.cacheable and cacheable
             except MatcherSyntaxError as exc:
                 fn = exc
@@ -237,14 +251,14 @@ def _names_in(templates: Sequence[str]) -> list[str]:
 
 
 def _compile(
-    source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
+    source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]], subject: str
 ) -> tuple[Callable[..., Any], bool]:
     """The compiled matcher, and whether its decisions can be cached (see `_Rewriter`)."""
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
-    rewriter = _Rewriter(params, functions)
+    rewriter = _Rewriter(params, functions, subject)
     body = rewriter.visit(tree).body
     lam = ast.Expression(
         ast.Lambda(
