@@ -89,6 +89,7 @@ CASES = (
     Case("rbac_with_temporal_roles"),
     Case("rbac_with_domain_temporal_roles"),
     Case("subject_priority"),
+    Case("basic_positional"),
     Case(
         "keymatch2",
         extra_objects=(
@@ -112,7 +113,15 @@ AGE_CLAIMS = ("Age", "https://example.com/Age")
 
 
 def _field(tokens: list[str], name: str) -> int | None:
-    return tokens.index(f"p_{name}") if f"p_{name}" in tokens else None
+    if f"p_{name}" in tokens:
+        return tokens.index(f"p_{name}")
+    # A policy definition with its own names (`p = user, thing, action`): by position.
+    if any(t.removeprefix("p_") in ("sub", "sub_rule") for t in tokens) or name not in _BY_POSITION:
+        return None
+    return _BY_POSITION.index(name)
+
+
+_BY_POSITION = ("sub", "obj", "act")
 
 
 def _values(rows: list[list[str]], index: int | None) -> list[str]:

@@ -59,7 +59,6 @@ def _groups(pairs: Iterable[tuple[str, int]], total: int) -> dict[str, Lines | N
 
 _EMPTY: Lines = ()
 FEW = 16
-_INDEXED_R = ("r_sub", "r_obj", "r_act", "r_dom")
 _PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
 _META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
 _QUANTIFIERS = "*+?{"
@@ -214,7 +213,8 @@ class PolicyIndex:
         graphs: Mapping[str, RoleGraph],
     ) -> None:
         self.policy = list(policy)
-        self.request = set(request) & set(_INDEXED_R)
+        # The caller names the request values that are plain strings (not r.ctx).
+        self.request = set(request)
         self.rows = rows
         self.graphs = graphs
         self._columns: dict[str, dict[str, Lines | None]] = {}

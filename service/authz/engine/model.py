@@ -6,7 +6,7 @@ import ast
 import enum
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +44,22 @@ class ModelSpec:
     matcher: str  # escaped matcher text
     effect: Effect
     roles: dict[str, int]  # role definition -> arity (2, or 3 with a domain)
+    # What each request position is bound to (r_sub, r_obj ...): `request` itself when the
+    # model uses authz's names, else by position (`r = user, thing, action`).
+    bind: tuple[str, ...] = ()
     # Role definition -> number of link-condition values after the names (`g = _, _, (_, _)`: 2).
     conditions: dict[str, int] = field(default_factory=dict)
+
+    def request_values(self, bound: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The matcher's request arguments from the request bound by authz's names."""
+        return tuple(bound[name] for name in (self.bind or self.request))
+
+    def aliased(self, bound: dict[str, Any]) -> dict[str, Any]:
+        """`bound` plus the model's own request names (`r_user` ...), for the policy index."""
+        for own, canonical in zip(self.request, self.bind, strict=False):
+            if own != canonical:
+                bound[own] = bound[canonical]
+        return bound
 
     def role_values(self, name: str) -> int:
         """How many values a line of role definition `name` carries (names, domain, condition)."""
@@ -78,14 +92,7 @@ def parse_model(text: str) -> ModelSpec:
     if problems:
         raise PolicyLoadError("invalid model", problems)
     request = tuple(sections["r"]["r"].tokens)
-    unknown = [t for t in request if t.removeprefix("r_") not in REQUEST_FIELDS]
-    if unknown:
-        fields = ", ".join(t.removeprefix("r_") for t in unknown)
-        raise PolicyLoadError.at(
-            model_error(
-                text, "r", f"unsupported request field(s) {fields} (authz binds {', '.join(REQUEST_FIELDS)})"
-            )
-        )
+    bind = _binding(text, request)
     effect_text = "".join(sections["e"]["e"].value.split())
     try:
         effect = Effect(effect_text)
@@ -116,8 +123,15 @@ def parse_model(text: str) -> ModelSpec:
                 f"conditions and {roles[name]} names: Casbin would skip the conditions"
             )
             raise PolicyLoadError.at(model_error(text, "m", message))
+        expected = (2, 3) if name in roles else (2,) if name in _BUILTINS else None
+        if expected is not None and count not in expected:
+            # pycasbin drops extra arguments of its functions (and fails on too few).
+            shown = " or ".join(str(n) for n in expected)
+            message = f"{name}() is called with {count} argument(s); it takes {shown}"
+            raise PolicyLoadError.at(model_error(text, "m", message))
     return ModelSpec(
         request=request,
+        bind=bind,
         policy=tuple(sections["p"]["p"].tokens),
         matcher=matcher,
         effect=effect,
@@ -158,6 +172,28 @@ def _role_shape(text: str, key: str, value: str) -> tuple[int, int]:
     return arity, count
 
 
+# Casbin's request definitions by position when the names are not authz's own.
+_POSITIONAL = {3: ("sub", "obj", "act"), 4: ("sub", "dom", "obj", "act")}
+
+
+def _binding(text: str, request: tuple[str, ...]) -> tuple[str, ...]:
+    """What each request position binds to; refuses definitions authz cannot bind."""
+    names = [token.removeprefix("r_") for token in request]
+    if all(name in REQUEST_FIELDS for name in names):
+        return request
+    by_position = _POSITIONAL.get(len(names))
+    clash = by_position is not None and any(
+        name in REQUEST_FIELDS and name != role for name, role in zip(names, by_position, strict=True)
+    )
+    if by_position is None or clash:
+        message = (
+            f"request definition r = {', '.join(names)}: authz binds the names {', '.join(REQUEST_FIELDS)}, "
+            "or other names by position as `sub, obj, act` or `sub, dom, obj, act`"
+        )
+        raise PolicyLoadError.at(model_error(text, "r", message))
+    return tuple(f"r_{role}" for role in by_position)
+
+
 def _calls(matcher: str) -> Iterator[tuple[str, int]]:
     """(function name, argument count) of every call in the matcher that parses."""
     try:
@@ -177,3 +213,7 @@ def model_error(model_text: str, key: str, message: str) -> Finding:
 def builtin_functions() -> dict[str, Callable[..., Any]]:
     """pycasbin's matcher functions (keyMatch2, regexMatch ...), by matcher name."""
     return dict(FunctionMap.load_function_map().get_functions())
+
+
+# Every one of them compares two values (keyMatch2(key, pattern), timeMatch(start, end) ...).
+_BUILTINS = frozenset(builtin_functions())

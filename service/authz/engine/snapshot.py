@@ -28,6 +28,8 @@ from authz.findings import Finding
 from authz.principal import Principal
 
 ALLOW, DENY, INDETERMINATE = 1, 2, 0
+# The request values an index can compare with policy values (r.ctx is a mapping).
+_INDEXED = ("r_sub", "r_obj", "r_act", "r_dom")
 _PATTERN = re.compile(r"\*|\{|/:|\(")
 
 
@@ -106,13 +108,13 @@ class Snapshot:
             "r_dom": principal.org_id or "",
             "r_ctx": Attributes(context or {}),
         }
-        rvals = tuple(bound[name] for name in self.model.request)
+        rvals = self.model.request_values(bound)
         try:
             if not self.rules:
                 return self._decide_empty(rvals)
             rules = self.rules
             if self.index is not None:
-                picked = self.index.candidates(bound)
+                picked = self.index.candidates(self.model.aliased(bound))
                 if picked is not None:
                     rules = [rules[i] for i in picked]
             return _EFFECTS[self.model.effect](self._hits(rules, rvals), explain)
@@ -289,6 +291,13 @@ def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     return g
 
 
+# pycasbin keeps CSV quotes in the value; Casbin's Go and Node adapters strip them.
+_QUOTED = (
+    "{} is quoted: pycasbin keeps the quotes as part of the value while Casbin's Go and Node "
+    "adapters strip them, so authz refuses it; write the value without quotes"
+)
+
+
 def _add_link(graph: RoleGraph, names: int, line: PolicyLine) -> Finding | None:
     """Add one `g` line's link (with its time window when the definition has one)."""
     window = None
@@ -361,6 +370,10 @@ def _build(source: PolicySource) -> Snapshot:
     }
     p_lines: list[PolicyLine] = []
     for line in lines:
+        quoted = next((value for value in line.values if value.startswith('"')), None)
+        if quoted is not None:
+            findings.append(_line_error(line, _QUOTED.format(quoted)))
+            continue
         if line.ptype == "p":
             if len(line.values) != len(model.policy):
                 findings.append(
@@ -391,7 +404,10 @@ def _build(source: PolicySource) -> Snapshot:
     functions.update({name: _g_function(graph) for name, graph in graphs.items()})
     params = (*model.request, *model.policy)
 
-    compiler = MatcherCompiler(model.matcher, params, functions)
+    subject = next(
+        (own for own, role in zip(model.request, model.bind, strict=True) if role == SUBJECT), SUBJECT
+    )
+    compiler = MatcherCompiler(model.matcher, params, functions, subject)
     rule_names = compiler.slots
     compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
 
@@ -460,7 +476,8 @@ def _build(source: PolicySource) -> Snapshot:
         for line in p_lines
         if obj_index is not None and not _PATTERN.search(line.values[obj_index])
     )
-    index = PolicyIndex(model.matcher, model.policy, model.request, [r.line.values for r in rules], graphs)
+    indexed = [own for own, role in zip(model.request, model.bind, strict=True) if role in _INDEXED]
+    index = PolicyIndex(model.matcher, model.policy, indexed, [r.line.values for r in rules], graphs)
     return Snapshot(
         # Decisions through time windows read the clock, which the cache key leaves out.
         cache=DecisionCache() if compiler.cacheable and not model.conditions else None,

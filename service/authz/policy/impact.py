@@ -213,8 +213,8 @@ def access(snapshot: Snapshot, principal: Principal, subject: Subject, resource:
         "r_dom": "",
         "r_ctx": Attributes({}),
     }
-    rvals = tuple(bound[name] for name in snapshot.model.request)
-    picked = snapshot.index.candidates(bound) if snapshot.index is not None else None
+    rvals = snapshot.model.request_values(bound)
+    picked = snapshot.index.candidates(snapshot.model.aliased(bound)) if snapshot.index is not None else None
     rules = snapshot.rules if picked is None else [snapshot.rules[i] for i in picked]
     lines: set[str] = set()
     conditions: set[tuple[str, str]] = set()
