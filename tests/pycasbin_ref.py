@@ -5,12 +5,14 @@ Only tests import this; authz's own engine never sees these helpers.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import casbin
+from casbin.model.function import FunctionMap
 from casbin.util.builtin_operators import time_match_func
 
 from authz.engine.policyfiles import MODEL_FILE
@@ -38,7 +40,21 @@ def enforcer(directory: Path) -> casbin.Enforcer:
     """
     reference = casbin.Enforcer(str(directory / MODEL_FILE), str(directory / "policy.csv"))
     register_time_conditions(reference)
+    register_matching(reference, (directory / MODEL_FILE).read_text(encoding="utf-8"))
     return reference
+
+
+_MATCHING = re.compile(r"^\s*#\s*authz:\s*(g\d*) matches (roles|domains) with (\w+)\s*$", re.MULTILINE)
+
+
+def register_matching(reference: casbin.Enforcer, model_text: str) -> None:
+    """What authz's `# authz: g matches roles|domains with F` says, as pycasbin's calls in code."""
+    functions = FunctionMap.load_function_map().get_functions()
+    for ptype, what, name in _MATCHING.findall(model_text):
+        if what == "roles":
+            reference.add_named_matching_func(ptype, functions[name])
+        else:
+            reference.add_named_domain_matching_func(ptype, functions[name])
 
 
 def register_time_conditions(reference: casbin.Enforcer) -> None:

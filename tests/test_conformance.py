@@ -90,6 +90,13 @@ CASES = (
     Case("rbac_with_domain_temporal_roles"),
     Case("subject_priority"),
     Case("basic_positional"),
+    Case("rbac_with_domain_pattern", extra_objects=("data3",)),
+    Case("rbac_with_all_pattern", extra_objects=("/book/1", "/book/", "/book/1/2", "/pen/1")),
+    Case(
+        "rbac_with_pattern",
+        extra_objects=("/book/1", "/book/1/2", "/pen/1", "/pen/2", "/book2/1", "/pen2/7", "/pen3/1"),
+        extra_actions=("POST",),
+    ),
     Case(
         "keymatch2",
         extra_objects=(

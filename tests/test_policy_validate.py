@@ -148,7 +148,12 @@ r = sub, obj, act
     [
         ("r.act == p.act", "r.act == = p.act", "m = ", "matcher: syntax error"),
         ("r.act == p.act", "r.act == p.act && eval(p.cond)", "m = ", "eval(p_cond) names no policy field"),
-        ("r = sub, obj, act", "r = sub, obj, act, zone", "r = ", "request definition r = sub, obj, act, zone: authz binds"),
+        (
+            "r = sub, obj, act",
+            "r = sub, obj, act, zone",
+            "r = ",
+            "request definition r = sub, obj, act, zone",
+        ),
         ("e = some(where (p.eft == allow))", "e = max(p.eft)", "e = ", "unsupported policy effect"),
     ],
     ids=["matcher-syntax", "eval-field", "request-field", "effect"],

@@ -308,7 +308,8 @@ class PolicyIndex:
             by_prefix, lengths = self._prefix(pname)
             return _Prefix(by_prefix, lengths, rname)
         graph = self.graphs.get(name)
-        if graph is None or len(args) > 3:
+        # A pattern-matched graph holds for names outside any reach set: it cannot narrow.
+        if graph is None or graph.matching is not None or len(args) > 3:
             return None
         if len(args) == 2:
             return _Reach(self._column(pname), graph, rname, lambda _r: None)

@@ -49,6 +49,9 @@ class ModelSpec:
     bind: tuple[str, ...] = ()
     # Role definition -> number of link-condition values after the names (`g = _, _, (_, _)`: 2).
     conditions: dict[str, int] = field(default_factory=dict)
+    # Role definition -> (role-name matching function, domain matching function), from
+    # `# authz: g matches roles with keyMatch2` directives (pycasbin: add_named_matching_func).
+    matching: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def request_values(self, bound: Mapping[str, Any]) -> tuple[Any, ...]:
         """The matcher's request arguments from the request bound by authz's names."""
@@ -129,7 +132,9 @@ def parse_model(text: str) -> ModelSpec:
             shown = " or ".join(str(n) for n in expected)
             message = f"{name}() is called with {count} argument(s); it takes {shown}"
             raise PolicyLoadError.at(model_error(text, "m", message))
+    matching = _directives(text, roles, conditions)
     return ModelSpec(
+        matching=matching,
         request=request,
         bind=bind,
         policy=tuple(sections["p"]["p"].tokens),
@@ -170,6 +175,62 @@ def _role_shape(text: str, key: str, value: str) -> tuple[int, int]:
         )
         raise PolicyLoadError.at(model_error(text, key, message))
     return arity, count
+
+
+_DIRECTIVE = re.compile(r"\s*#\s*authz\s*:\s*(?P<body>.*?)\s*")
+_MATCHING = re.compile(r"(?P<role>g\d*) matches (?P<what>roles|domains) with (?P<fn>\w+)")
+# pycasbin's functions that compare a name with a pattern (patterns.SPECIAL).
+MATCHING_FUNCTIONS = (
+    "keyMatch",
+    "keyMatch2",
+    "keyMatch3",
+    "keyMatch4",
+    "keyMatch5",
+    "globMatch",
+    "regexMatch",
+)
+
+
+def _directives(
+    text: str, roles: dict[str, int], conditions: dict[str, int]
+) -> dict[str, tuple[str | None, str | None]]:
+    """The `# authz: g matches roles|domains with FUNCTION` comments of model.conf.
+
+    What pycasbin sets in code (`add_named_matching_func`, `add_named_domain_matching_func`)
+    is declared beside the role definition; any other `# authz:` comment is an error, so a
+    typo never silently turns matching off.
+    """
+    found: dict[str, tuple[str | None, str | None]] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        directive = _DIRECTIVE.fullmatch(raw)
+        if directive is None:
+            continue
+        body = directive.group("body")
+        parsed = _MATCHING.fullmatch(body)
+        problem = None
+        if parsed is None:
+            problem = f"unknown directive {body!r} (expected `g matches roles|domains with FUNCTION`)"
+        else:
+            role, what, fn = parsed.group("role", "what", "fn")
+            if role not in roles:
+                problem = f"role definition {role} is not in the model"
+            elif fn not in MATCHING_FUNCTIONS:
+                problem = f"{fn} is not a matching function ({', '.join(MATCHING_FUNCTIONS)})"
+            elif what == "domains" and roles[role] != 3:
+                problem = f"role definition {role} has no domain to match"
+            elif role in conditions:
+                problem = (
+                    f"role definition {role} has link conditions, which authz does not combine with matching"
+                )
+            else:
+                roles_fn, domains_fn = found.get(role, (None, None))
+                if (roles_fn if what == "roles" else domains_fn) is not None:
+                    problem = f"{role} already matches {what} with a function"
+                else:
+                    found[role] = (fn, domains_fn) if what == "roles" else (roles_fn, fn)
+        if problem is not None:
+            raise PolicyLoadError.at(Finding.error(MODEL_FILE, number, f"authz directive: {problem}"))
+    return found
 
 
 # Casbin's request definitions by position when the names are not authz's own.

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from authz.engine.bindings import Subject, plain
+from authz.engine.patterns import Matching
 
 # pycasbin's role manager checks the start names plus 9 further hops (max level 10).
 MAX_HOPS = 9
@@ -52,6 +53,8 @@ class RoleGraph:
         self.max_hops = MAX_HOPS_CONDITIONAL if timed else MAX_HOPS
         self._parents: dict[str | None, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._closures: dict[tuple[str | None, str, int], frozenset[str]] = {}
+        # Role / domain pattern matching, set once every link is added (see patterns.py).
+        self.matching: Matching | None = None
         self._windows: dict[tuple[str | None, str, str], Window] = {}
         self._bounds: list[datetime] = []
         # The closures of the current clock state (see `_state`), replaced when it changes.
@@ -72,6 +75,24 @@ class RoleGraph:
         if window is not None:
             self._windows[(domain, child, parent)] = window
             self._bounds = sorted({*self._bounds, *(t for t in window if t is not None)})
+
+    @property
+    def links(self) -> Mapping[str | None, Mapping[str, set[str]]]:
+        """Parents by domain (None without domains) and child: the `g` lines as added."""
+        return self._parents
+
+    def match_patterns(self, roles: str | None, domains: str | None) -> None:
+        """Turn on pattern matching of role names and/or domains by pycasbin functions."""
+        self.matching = Matching(self._parents, roles, domains)
+
+    def holds(self, reach: frozenset[str], start: str, target: str, domain: str | None) -> bool:
+        """`g(start, target[, domain])` given `reach`, the names `start` reaches."""
+        if target in reach:
+            return True
+        if self.matching is None:
+            return False
+        domain = (domain or "") if self.with_domain else None
+        return self.matching.view(domain).hit((name for name in reach if name != start), target)
 
     def _state(self, at: datetime) -> tuple[int, bool]:
         # Which links hold changes only at window ends: between two of them (or exactly on
@@ -97,7 +118,7 @@ class RoleGraph:
         all the sources at once would find.
         """
         parts = [self.closure(name, domain) for name in starts]
-        parts += [self.closure(name, domain, self.max_hops - 1) for name in linked]
+        parts += [self.closure(name, domain, self.max_hops - 1, parent=True) for name in linked]
         return frozenset().union(*parts)
 
     def _walk(self, name: str, domain: str | None, hops: int, at: datetime | None) -> frozenset[str]:
@@ -117,7 +138,9 @@ class RoleGraph:
             frontier = nxt
         return frozenset(seen)
 
-    def closure(self, name: str, domain: str | None = None, hops: int | None = None) -> frozenset[str]:
+    def closure(
+        self, name: str, domain: str | None = None, hops: int | None = None, parent: bool = False
+    ) -> frozenset[str]:
         """Names within `hops` links of `name` (default: the depth limit), memoised.
 
         The snapshot is immutable once built; with time windows the memo is per clock state.
@@ -126,6 +149,8 @@ class RoleGraph:
         # With one, a g() call without a domain reads the links of domain "" as pycasbin does.
         domain = (domain or "") if self.with_domain else None
         hops = self.max_hops if hops is None else hops
+        if self.matching is not None:
+            return self.matching.view(domain).closure(name, hops, parent)
         if name not in self._parents.get(domain, {}):
             # Unknown names are not memoised: request data must not grow the snapshot.
             return frozenset((name,))
@@ -145,6 +170,12 @@ class RoleGraph:
             found = self._walk(name, domain, hops, at)
             memo[key] = found
         return found
+
+
+def holds(graph: RoleGraph, value: Any, target: str, domain: str | None) -> bool:
+    """`g(value, target[, domain])`: whether `value` (the subject, or any value) reaches `target`."""
+    start = value.principal.id if isinstance(value, Subject) else str(plain(value))
+    return graph.holds(reach_for(graph, value, domain), start, target, domain)
 
 
 def reach_for(graph: RoleGraph, value: Any, domain: str | None) -> frozenset[str]:

@@ -20,9 +20,10 @@ from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.index import PolicyIndex
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
+from authz.engine.patterns import enable_matching
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.priority import priority_findings, subject_rank
-from authz.engine.roles import RoleGraph, parse_window, reach_for
+from authz.engine.roles import RoleGraph, holds, parse_window, reach_for
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
 from authz.principal import Principal
@@ -286,6 +287,8 @@ _EFFECTS: dict[Effect, Callable[[Iterator[_Hit], bool], Decision]] = {
 def _g_function(graph: RoleGraph) -> Callable[..., bool]:
     def g(name1: Any, name2: Any, *domain: Any) -> bool:
         dom = str(plain(domain[0])) if domain else None
+        if graph.matching is not None:
+            return holds(graph, name1, str(plain(name2)), dom)
         return str(plain(name2)) in reach_for(graph, name1, dom)
 
     return g
@@ -400,6 +403,10 @@ def _build(source: PolicySource) -> Snapshot:
             findings.append(_line_error(line, f"role definition {line.ptype} is not in model.conf"))
         # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
 
+    for name, (roles_fn, domains_fn) in model.matching.items():
+        finding = enable_matching(graphs[name], roles_fn, domains_fn, source.model_text)
+        if finding is not None:
+            findings.append(finding)
     functions: dict[str, Callable[..., Any]] = {k: _plain_args(f) for k, f in builtin_functions().items()}
     functions.update({name: _g_function(graph) for name, graph in graphs.items()})
     params = (*model.request, *model.policy)
