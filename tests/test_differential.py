@@ -11,18 +11,24 @@ holding only that `p` line (and the role links) says so.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import re
 import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from unittest import mock
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import casbin.util.builtin_operators as casbin_operators
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.decision import Reason
 from authz.engine import load_snapshot
+from authz.engine import roles as roles_module
 from authz.principal import Principal
 from tests.pycasbin_ref import AttrStr, enforcer, line_matches, write_policy
 
@@ -32,6 +38,9 @@ EFFECTS = (
     "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
     "priority(p.eft) || deny",
 )
+# Ranks subjects by the policy's g lines; token grants are no part of that hierarchy, so
+# its family uses users linked by g lines, without grants.
+SUBJECT_PRIORITY = "subjectPriority(p.eft) || deny"
 DENY_OVERRIDE = EFFECTS[1]
 NAMES = tuple(f"n{i}" for i in range(14))  # permissions and roles
 USERS = ("u0", "u1", "u2")
@@ -41,17 +50,21 @@ RULE = re.compile(r"policy\.csv:(\d+): (.*)")
 # All attributes are present, so only these reasons are possible.
 DECIDED = {Reason.ALLOWED, Reason.NO_MATCHING_RULE, Reason.EXPLICIT_DENY}
 FAMILY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The families added with link conditions, patterns and subject priority: fewer, costlier worlds.
+NEW_FAMILY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def model_text(policy: str, effect: str, matcher: str) -> str:
+def model_text(
+    policy: str, effect: str, matcher: str, roles: str = "g = _, _", request: str = "sub, obj, act"
+) -> str:
     return f"""[request_definition]
-r = sub, obj, act
+r = {request}
 
 [policy_definition]
 p = {policy}
 
 [role_definition]
-g = _, _
+{roles}
 
 [policy_effect]
 e = {effect}
@@ -80,15 +93,23 @@ class World:
     principals: tuple[Principal, ...]
     requests: tuple[Request, ...]
     abac: bool = False
+    # Moments every request is decided at (the clock held still), for time-windowed links.
+    moments: tuple[datetime, ...] = ()
+    # What pycasbin's copy of a grant link ends with: an open window for timed links.
+    link_suffix: str = ""
+    # pycasbin adds the names a request asks about to a pattern-matched role graph, so later
+    # answers depend on earlier requests: each request gets an enforcer of its own.
+    fresh_reference: bool = False
 
     @property
     def grant_links(self) -> list[str]:
         """The token grants as pycasbin role links (scopes grant only on machine tokens)."""
-        return [
-            f"g, {p.id}, {grant}"
-            for p in self.principals
-            for grant in sorted({*p.permissions, *p.roles, *(p.scopes if p.machine else ())})
-        ]
+        return [link for p in self.principals for link in self.grant_links_of(p)]
+
+    def grant_links_of(self, principal: Principal) -> list[str]:
+        """One token's grants as pycasbin role links."""
+        grants = {*principal.permissions, *principal.roles, *(principal.scopes if principal.machine else ())}
+        return [f"g, {principal.id}, {grant}{self.link_suffix}" for grant in sorted(grants)]
 
     def reference_request(self, req: Request) -> tuple[Any, ...]:
         principal = self.principals[req.who]
@@ -179,9 +200,14 @@ def rbac_worlds(draw: st.DrawFn) -> World:
     else:
         policy = "sub, obj, act, eft"
         p_lines = tuple(f"p, {s}, {o}, {a}, {e}" for s, o, a, e, _ in lines)
+    matcher = "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"
+    request = "sub, obj, act"
+    if draw(st.booleans()):
+        # Casbin's request names are free: authz binds others by position.
+        request, matcher = "user, thing, action", "g(r.user, p.sub) && r.thing == p.obj && r.action == p.act"
     return World(
         effect=effect,
-        model=model_text(policy, effect, "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"),
+        model=model_text(policy, effect, matcher, request=request),
         p_lines=p_lines,
         g_lines=draw(role_links(chain)),
         principals=draw(principals(chain)),
@@ -292,11 +318,142 @@ def abac_worlds(draw: st.DrawFn) -> World:
     )
 
 
+NOW = datetime(2031, 3, 4, 12, 0, 0)
+# Window ends around NOW, and the moments decided: on each end and either side of it.
+INSTANTS = (NOW - timedelta(hours=2), NOW - timedelta(seconds=1), NOW, NOW + timedelta(seconds=1))
+MOMENTS = (
+    NOW - timedelta(hours=3),
+    NOW - timedelta(seconds=1),
+    NOW - timedelta(microseconds=1),
+    NOW,
+    NOW + timedelta(microseconds=1),
+    NOW + timedelta(seconds=1),
+)
+TIME_END = st.sampled_from(INSTANTS).map(lambda t: t.strftime("%Y-%m-%d %H:%M:%S")) | st.just("_")
+
+
+@st.composite
+def timed_worlds(draw: st.DrawFn) -> World:
+    """RBAC whose g lines carry (start, end) windows around NOW, decided at moments on their edges."""
+    effect = draw(st.sampled_from(EFFECTS))
+    chain = draw(deep_chain())
+    objects, actions = st.sampled_from(("orders", "reports")), st.sampled_from(("read", "write"))
+    lines = draw(st.lists(st.tuples(SUBJECTS, objects, actions, EFT), min_size=1, max_size=10))
+    lines += [(name, draw(objects), draw(actions), "allow") for name in chain[-3:]]
+    links = [link.removeprefix("g, ") for link in draw(role_links(chain))]
+    return World(
+        effect=effect,
+        model=model_text(
+            "sub, obj, act, eft",
+            effect,
+            "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act",
+            roles="g = _, _, (_, _)",
+        ),
+        p_lines=tuple(", ".join(("p", *line)) for line in lines),
+        g_lines=tuple(f"g, {link}, {draw(TIME_END)}, {draw(TIME_END)}" for link in links),
+        principals=draw(principals(chain)),
+        requests=_requests(draw, objects, actions),
+        moments=tuple(draw(st.lists(st.sampled_from(MOMENTS), min_size=1, max_size=3, unique=True))),
+        link_suffix=", _, _",
+    )
+
+
+# Role names some of which are patterns for the matching functions drawn.
+ROLE_PATTERNS = ("n1*", "n*", "u*", "n1", "n[12]", "n1.", "*")
+OBJECT_NAMES = ("/r/1", "/r/2", "/s/1", "/r/:id", "/r/*", "/s/*", "/r/{id}", "grp_r", "grp_s")
+REQUEST_OBJECTS = ("/r/1", "/r/2", "/r/3", "/s/1", "/s/9", "grp_r", "/r/1?x=1")
+ROLE_FUNCTIONS = ("keyMatch", "keyMatch2", "globMatch", "regexMatch")
+OBJECT_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4", "keyMatch5", "globMatch")
+
+
+@st.composite
+def pattern_worlds(draw: st.DrawFn) -> World:
+    """Role names (g) and object groups (g2) matched by pycasbin functions, declared in model.conf."""
+    effect = draw(st.sampled_from(EFFECTS))
+    roles_fn = draw(st.sampled_from((None, *ROLE_FUNCTIONS)))
+    objects_fn = draw(st.sampled_from(OBJECT_FUNCTIONS))
+    directives = [f"# authz: g2 matches roles with {objects_fn}"]
+    if roles_fn:
+        directives.append(f"# authz: g matches roles with {roles_fn}")
+    names = st.sampled_from(NAMES[:5] + ROLE_PATTERNS + USERS)
+    objects = st.sampled_from(OBJECT_NAMES)
+    actions = st.sampled_from(("read", "write"))
+    lines = draw(st.lists(st.tuples(names, objects, actions, EFT), min_size=1, max_size=10))
+    g = draw(st.lists(st.tuples(names, names), max_size=6))
+    g2 = draw(st.lists(st.tuples(objects, objects), max_size=6))
+    grants = st.lists(st.sampled_from(NAMES[:5] + ROLE_PATTERNS), max_size=2, unique=True).map(tuple)
+    tokens = tuple(
+        Principal(id=uid, permissions=draw(grants), org_id=draw(st.sampled_from(ORGS))) for uid in USERS
+    )
+    return World(
+        effect=effect,
+        model=model_text(
+            "sub, obj, act, eft",
+            effect,
+            "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+            roles="\n".join(("g = _, _", "g2 = _, _", *directives)),
+        ),
+        p_lines=tuple(", ".join(("p", *line)) for line in lines),
+        g_lines=tuple(f"g, {a}, {b}" for a, b in g) + tuple(f"g2, {a}, {b}" for a, b in g2),
+        principals=tokens,
+        requests=_requests(draw, st.sampled_from(REQUEST_OBJECTS + OBJECT_NAMES), actions),
+        fresh_reference=True,
+    )
+
+
+@st.composite
+def subject_priority_worlds(draw: st.DrawFn) -> World:
+    """subjectPriority: users linked by g lines (no token grants), the most specific line wins."""
+    order = list(USERS + NAMES[:6])
+    # Links only from earlier to later names: a hierarchy without cycles, as pycasbin needs.
+    pairs = draw(
+        st.lists(st.tuples(st.integers(0, len(order) - 2), st.integers(1, len(order) - 1)), max_size=10)
+    )
+    links = [(order[a], order[b]) for a, b in pairs if a < b]
+    objects, actions = st.sampled_from(("orders", "reports")), st.sampled_from(("read", "write"))
+    lines = draw(st.lists(st.tuples(st.sampled_from(order), objects, actions, EFT), min_size=1, max_size=12))
+    return World(
+        effect=SUBJECT_PRIORITY,
+        model=model_text(
+            "sub, obj, act, eft", SUBJECT_PRIORITY, "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"
+        ),
+        p_lines=tuple(", ".join(("p", *line)) for line in lines),
+        g_lines=tuple(f"g, {a}, {b}" for a, b in links),
+        principals=tuple(Principal(id=uid) for uid in USERS),
+        requests=_requests(draw, objects, actions),
+    )
+
+
 # -- the comparison --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def frozen_clock(at: datetime) -> Iterator[None]:
+    """The clock both engines read held at `at` (pycasbin's timeMatch, authz's link windows)."""
+
+    class Frozen(datetime):
+        @classmethod
+        def now(cls, tz: Any = None) -> datetime:  # noqa: ARG003 - pycasbin passes no zone
+            return at
+
+    with (
+        mock.patch.object(casbin_operators, "datetime", Frozen),
+        mock.patch.object(roles_module, "now", lambda: at),
+    ):
+        yield
 
 
 def assert_agrees_with_pycasbin(world: World) -> None:
     """authz's decisions equal pycasbin's, and every reported rule matches on its own."""
+    if not world.moments:
+        _assert_agrees(world)
+        return
+    for moment in world.moments:
+        with frozen_clock(moment):
+            _assert_agrees(world)
+
+
+def _assert_agrees(world: World) -> None:
     links = [*world.g_lines, *world.grant_links]
     with tempfile.TemporaryDirectory() as tmp:
         ours = write_policy(Path(tmp) / "authz", world.model, [*world.p_lines, *world.g_lines])
@@ -310,6 +467,10 @@ def assert_agrees_with_pycasbin(world: World) -> None:
                 principal, req.obj, req.act, dict(req.attributes) or None, explain=True
             )
             ref_request = world.reference_request(req)
+            if world.fresh_reference:
+                # Only this token's grants: pattern roles would carry one token's grants to another.
+                links = [*world.g_lines, *world.grant_links_of(principal)]
+                reference = enforcer(write_policy(Path(tmp) / "one", world.model, [*world.p_lines, *links]))
             expected = reference.enforce(*ref_request)
             assert decision.allowed == expected, (req, principal, decision)
             assert decision.reason in DECIDED, decision
@@ -341,4 +502,22 @@ def test_keymatch2_routes(world: World) -> None:
 @FAMILY_SETTINGS
 @given(abac_worlds())
 def test_abac_conditions(world: World) -> None:
+    assert_agrees_with_pycasbin(world)
+
+
+@NEW_FAMILY_SETTINGS
+@given(timed_worlds())
+def test_time_windowed_role_links(world: World) -> None:
+    assert_agrees_with_pycasbin(world)
+
+
+@NEW_FAMILY_SETTINGS
+@given(pattern_worlds())
+def test_pattern_matched_roles_and_objects(world: World) -> None:
+    assert_agrees_with_pycasbin(world)
+
+
+@NEW_FAMILY_SETTINGS
+@given(subject_priority_worlds())
+def test_subject_priority(world: World) -> None:
     assert_agrees_with_pycasbin(world)

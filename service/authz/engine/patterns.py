@@ -2,23 +2,27 @@
 
 pycasbin registers these in code (`add_named_matching_func("g", "keyMatch2", ...)`,
 `add_named_domain_matching_func`); authz reads them from a model.conf directive (see
-`model.py`). Their meaning, as pycasbin's role manager builds it:
+`model.py`). What they mean is how pycasbin's role manager builds its role graph, so
+`Roles` replays that construction link by line, in file order:
 
-- a name that matches a pattern role inherits the pattern's parents: with `g, /book/:id,
-  book_admin`, `/book/1` reaches `book_admin`;
-- a pattern parent reaches every name matching it: with `g, alice, /book/:id`, alice reaches
-  `/book/1` (whether or not `/book/1` appears in any line);
-- with domain matching, a request in domain `d` sees the links of `d` and of every domain
-  pattern `d` matches (`g, alice, admin, *` holds in every domain).
+- a name that matches a pattern role copies the pattern's roles when it is first seen,
+  and the pattern's members get the name as a role (`g, alice, /book/:id` then reaches
+  `/book/1`);
+- a link `u -> v` also links every known name matching `u` to `v`, and `v` to every
+  known name matching `v`;
+- with domain matching, a request in domain `d` sees the links of `d` and then of every
+  domain pattern `d` matches (`g, alice, admin, *` holds in every domain).
 
-A name counts as a pattern only when it can match another name: it contains one of the
-function's special characters (regexMatch and keyMatch5 treat every name as one). The
-work of relating names to patterns is bounded at build time (MAX_PAIRS).
+pycasbin creates the names a request asks about inside its graph; authz computes the
+same answer for them without changing the snapshot (`Roles.reach`, `Roles.holds`). A
+name counts as a pattern only when it can match another name (it contains one of the
+function's special characters; regexMatch and keyMatch5 treat every name as one), and
+the build work is bounded (MAX_PAIRS).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from authz.engine.model import builtin_functions
@@ -28,8 +32,8 @@ from authz.findings import Finding, model_line
 if TYPE_CHECKING:
     from authz.engine.roles import RoleGraph
 
-# pycasbin matching functions a model may name, and the characters that make a name a pattern.
 _REGEX = ".^$*+?{}[]\\|()"
+# The characters that make a name a pattern under each function (None: every name is one).
 SPECIAL: dict[str, str | None] = {
     "keyMatch": "*",
     "keyMatch2": ":" + _REGEX,
@@ -39,19 +43,23 @@ SPECIAL: dict[str, str | None] = {
     "globMatch": "*?[]{}\\",
     "regexMatch": None,  # a prefix match: any name may match a longer one
 }
-# Names x patterns compared when a snapshot is built: beyond this the build is refused.
-MAX_PAIRS = 200_000
+# Links x names compared while a snapshot is built: beyond this the build is refused.
+MAX_PAIRS = 2_000_000
 # Domain views kept per graph (request domains are request data: the memo is bounded).
 MAX_VIEWS = 1024
 
-Links = Mapping[str | None, Mapping[str, set[str]]]
+# (child, parent, domain or None), in policy order.
+Link = tuple[str, str, str | None]
 
 
 def matcher_for(name: str) -> Callable[[str, str], bool]:
-    """pycasbin's function `name` as a matching function: an error is no match, as there."""
+    """pycasbin's function `name` as a matching function; an error is no match, as there."""
     fn = builtin_functions()[name]
+    special = SPECIAL[name]
 
     def match(value: str, pattern: str) -> bool:
+        if value == pattern or (special is not None and not any(c in special for c in pattern)):
+            return value == pattern  # a plain name matches only itself
         try:
             return bool(fn(value, pattern))
         except Exception:  # pycasbin's match_error_handler: a pattern that fails matches nothing
@@ -60,125 +68,110 @@ def matcher_for(name: str) -> Callable[[str, str], bool]:
     return match
 
 
-def is_pattern(function: str, name: str) -> bool:
-    """Whether `name` may match some other name under `function`."""
-    special = SPECIAL[function]
-    return special is None or any(char in special for char in name)
+class Roles:
+    """pycasbin's default role manager with a matching function, built by replaying links."""
 
-
-def pairs(links: Links, function: str) -> int:
-    """Name x pattern comparisons a view over all the links could need (the build bound)."""
-    names = {n for parents in links.values() for child, ps in parents.items() for n in (child, *ps)}
-    return len(names) * sum(1 for n in names if is_pattern(function, n))
-
-
-def is_pattern_name(view: View, name: str) -> bool:
-    """Whether `name` (a request value, not in the view's lines) may match other names."""
-    return view.function is not None and is_pattern(view.function, name)
-
-
-class View:
-    """The links one request domain sees, with role patterns resolved for known names."""
-
-    def __init__(self, parents: Mapping[str, set[str]], function: str | None) -> None:
-        self.parents = parents
-        self.function = function
+    def __init__(self, links: Iterable[tuple[str, str]], function: str | None) -> None:
         self.match = matcher_for(function) if function else None
-        names = {n for child, ps in parents.items() for n in (child, *ps)}
-        self.patterns = frozenset(n for n in names if function and is_pattern(function, n))
-        self.names = frozenset(names)
-        parent_names = {p for ps in parents.values() for p in ps}
-        self._next: dict[str, frozenset[str]] = {}
-        for name in names:
-            found = set(parents.get(name, ()))
-            found |= self._inherited(name)
-            if name in parent_names:
-                found |= self._expanded(name)
-            self._next[name] = frozenset(found)
-        self._closures: dict[tuple[str, int, bool], frozenset[str]] = {}
+        self.roles: dict[str, set[str]] = {}
+        self.users: dict[str, set[str]] = {}
+        for child, parent in links:
+            self._add_link(child, parent)
 
-    def _expanded(self, name: str) -> set[str]:
-        # A pattern that is some link's parent reaches every name matching it.
-        match = self.match
-        if match is None or not is_pattern_name(self, name):
-            return set()
-        return {other for other in self.names if other != name and match(other, name)}
+    def _add_role(self, user: str, role: str) -> None:
+        self.roles[user].add(role)
+        self.users[role].add(user)
 
-    def _inherited(self, name: str) -> set[str]:
-        # A name matching a pattern role has the pattern's parents.
+    def _get(self, name: str) -> None:
+        if name in self.roles:
+            return
+        matching = self._matching_roles(name)
+        self.roles[name] = set()
+        self.users[name] = set()
+        for pattern in matching:
+            for role in list(self.roles[pattern]):
+                self._add_role(name, role)
+            for user in list(self.users[pattern]):
+                self._add_role(user, name)
+
+    def _matching_roles(self, name: str) -> list[str]:
         match = self.match
         if match is None:
-            return set()
-        return {
-            p
-            for pattern in self.patterns
-            if pattern != name and match(name, pattern)
-            for p in self.parents.get(pattern, ())
-        }
+            return []
+        return [other for other in self.roles if other != name and match(name, other)]
 
-    def closure(self, name: str, hops: int, parent: bool = False) -> frozenset[str]:
-        """Names within `hops` steps of `name` (itself included).
-
-        `parent`: `name` is the parent of a link (a token grant is `g, sub, grant`), so as a
-        pattern it also reaches the names matching it.
-        """
-        known = name in self._next
-        if known:
-            found = self._closures.get((name, hops, parent))
-            if found is not None:
-                return found
-        seen = {name}
-        frontier = {name}
-        for _ in range(hops):
-            nxt: set[str] = set()
-            for node in frontier:
-                step = self._next.get(node)
-                if step is None:  # the start, not in any line
-                    step = frozenset(self._inherited(node) | (self._expanded(node) if parent else set()))
-                elif parent and node == name:
-                    step = step | self._expanded(node)
-                nxt |= step - seen
-            if not nxt:
-                break
-            seen |= nxt
-            frontier = nxt
-        result = frozenset(seen)
-        if known:  # request names are not memoised: request data must not grow the snapshot
-            self._closures[(name, hops, parent)] = result
-        return result
-
-    def hit(self, reached: Iterable[str], target: str) -> bool:
-        """Whether a pattern among `reached` (the start excluded) matches `target`."""
+    def _add_link(self, child: str, parent: str) -> None:
+        self._get(child)
+        self._get(parent)
+        self._add_role(child, parent)
         match = self.match
-        return match is not None and any(
-            name in self.patterns and name != target and match(target, name) for name in reached
-        )
+        if match is None:
+            return
+        for other in list(self.roles):
+            if other != child and match(other, child):
+                self._add_role(other, parent)
+            if other != parent and match(other, parent):
+                self._add_role(parent, other)
+
+    def first_step(self, name: str, parent: bool) -> set[str]:
+        """The roles of `name`; for a name pycasbin has not seen, those it would copy.
+
+        `parent`: `name` is added as a link's parent (a token grant, `g, sub, grant`), so it
+        is also linked to every known name matching it.
+        """
+        found = set(self.roles[name]) if name in self.roles else set()
+        if name not in self.roles:
+            for pattern in self._matching_roles(name):
+                found |= self.roles[pattern]
+        if parent and self.match is not None:
+            match = self.match
+            found |= {other for other in self.roles if other != name and match(other, name)}
+        return found
+
+    def reach(self, name: str, hops: int, parent: bool = False) -> frozenset[str]:
+        """Names within `hops` steps of `name`, itself included (pycasbin's levels)."""
+        seen = {name}
+        frontier = self.first_step(name, parent) - seen if hops > 0 else set()
+        for _ in range(hops - 1 if hops > 0 else 0):
+            if not frontier:
+                break
+            seen |= frontier
+            frontier = {r for node in frontier for r in self.roles.get(node, ())} - seen
+        seen |= frontier
+        return frozenset(seen)
+
+    def holds(self, reached: Iterable[str], target: str) -> bool:
+        """Whether `target`, a name pycasbin has not seen, joins a role among `reached` (the
+        start excluded; token grants included): created, it becomes a role of every member
+        of a pattern it matches."""
+        match = self.match
+        if match is None or target in self.roles:
+            return False
+        return any(name != target and match(target, name) for name in reached)
 
 
 class Matching:
-    """Pattern matching for one role graph: a View per request domain."""
+    """Pattern matching for one role graph: a `Roles` per request domain."""
 
-    def __init__(self, links: Links, roles: str | None, domains: str | None) -> None:
-        self.links = links
+    def __init__(self, links: Sequence[Link], roles: str | None, domains: str | None) -> None:
         self.roles = roles
         self.domain_match = matcher_for(domains) if domains else None
-        self._views: dict[str | None, View] = {}
+        self._by_domain: dict[str | None, list[tuple[str, str]]] = {}
+        for child, parent, domain in links:
+            self._by_domain.setdefault(domain, []).append((child, parent))
+        self._views: dict[str | None, Roles] = {}
 
-    def view(self, domain: str | None) -> View:
-        """The view of `domain` (None: a graph without domains)."""
+    def view(self, domain: str | None) -> Roles:
+        """The role graph a request in `domain` sees (None: a graph without domains)."""
         found = self._views.get(domain)
         if found is None:
-            parents: dict[str, set[str]] = {}
-            for source, links in self.links.items():
-                if source == domain or (
-                    self.domain_match is not None
-                    and domain is not None
-                    and source is not None
-                    and self.domain_match(domain, source)
-                ):
-                    for child, ps in links.items():
-                        parents.setdefault(child, set()).update(ps)
-            found = View(parents, self.roles)
+            links = list(self._by_domain.get(domain, ()))
+            if self.domain_match is not None and domain is not None:
+                match = self.domain_match
+                for source, more in self._by_domain.items():
+                    if source is not None and source != domain and match(domain, source):
+                        links += more
+            found = Roles(links, self.roles)
             if len(self._views) >= MAX_VIEWS:
                 self._views = {}
             self._views[domain] = found
@@ -186,22 +179,20 @@ class Matching:
 
 
 def enable_matching(
-    graph: RoleGraph, roles: str | None, domains: str | None, model_text: str
+    graph: RoleGraph, links: Sequence[Link], roles: str | None, domains: str | None, model_text: str
 ) -> Finding | None:
-    """Turn matching on for `graph` once its links are in, and resolve the link domains' views
-    now (not on a request); a finding when the names x patterns work exceeds MAX_PAIRS."""
-    links = graph.links
-    if roles is not None:
-        work = pairs(links, roles)
-        if work > MAX_PAIRS:
-            return Finding.error(
-                MODEL_FILE,
-                model_line(model_text, graph.name),
-                f"role pattern matching on {graph.name} would compare {work} name/pattern pairs "
-                f"(limit {MAX_PAIRS}): fewer pattern names, or a function with fewer special characters",
-            )
-    graph.match_patterns(roles, domains)
-    assert graph.matching is not None
-    for domain in list(links):
+    """Turn matching on for `graph` (its links in policy order) and build the link domains'
+    views now, not on a request; a finding when the work would exceed MAX_PAIRS."""
+    names = {name for child, parent, _ in links for name in (child, parent)}
+    work = len(links) * len(names) if roles is not None else 0
+    if work > MAX_PAIRS:
+        return Finding.error(
+            MODEL_FILE,
+            model_line(model_text, graph.name),
+            f"role pattern matching on {graph.name} would compare {work} link/name pairs "
+            f"(limit {MAX_PAIRS}): pycasbin relates every link to every name",
+        )
+    graph.matching = Matching(links, roles, domains)
+    for domain in {domain for _, _, domain in links}:
         graph.matching.view(domain)
     return None

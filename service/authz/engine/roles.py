@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -76,15 +76,6 @@ class RoleGraph:
             self._windows[(domain, child, parent)] = window
             self._bounds = sorted({*self._bounds, *(t for t in window if t is not None)})
 
-    @property
-    def links(self) -> Mapping[str | None, Mapping[str, set[str]]]:
-        """Parents by domain (None without domains) and child: the `g` lines as added."""
-        return self._parents
-
-    def match_patterns(self, roles: str | None, domains: str | None) -> None:
-        """Turn on pattern matching of role names and/or domains by pycasbin functions."""
-        self.matching = Matching(self._parents, roles, domains)
-
     def holds(self, reach: frozenset[str], start: str, target: str, domain: str | None) -> bool:
         """`g(start, target[, domain])` given `reach`, the names `start` reaches."""
         if target in reach:
@@ -92,7 +83,7 @@ class RoleGraph:
         if self.matching is None:
             return False
         domain = (domain or "") if self.with_domain else None
-        return self.matching.view(domain).hit((name for name in reach if name != start), target)
+        return self.matching.view(domain).holds((name for name in reach if name != start), target)
 
     def _state(self, at: datetime) -> tuple[int, bool]:
         # Which links hold changes only at window ends: between two of them (or exactly on
@@ -150,7 +141,7 @@ class RoleGraph:
         domain = (domain or "") if self.with_domain else None
         hops = self.max_hops if hops is None else hops
         if self.matching is not None:
-            return self.matching.view(domain).closure(name, hops, parent)
+            return self.matching.view(domain).reach(name, hops, parent)
         if name not in self._parents.get(domain, {}):
             # Unknown names are not memoised: request data must not grow the snapshot.
             return frozenset((name,))

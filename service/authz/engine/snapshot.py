@@ -404,7 +404,13 @@ def _build(source: PolicySource) -> Snapshot:
         # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
 
     for name, (roles_fn, domains_fn) in model.matching.items():
-        finding = enable_matching(graphs[name], roles_fn, domains_fn, source.model_text)
+        with_domain = model.roles[name] == 3
+        links = [
+            (line.values[0], line.values[1], line.values[2] if with_domain else None)
+            for line in lines
+            if line.ptype == name and len(line.values) == model.role_values(name)
+        ]
+        finding = enable_matching(graphs[name], links, roles_fn, domains_fn, source.model_text)
         if finding is not None:
             findings.append(finding)
     functions: dict[str, Callable[..., Any]] = {k: _plain_args(f) for k, f in builtin_functions().items()}
