@@ -16,11 +16,11 @@ import itertools
 import re
 import tempfile
 from collections.abc import Iterator
-from datetime import datetime, timedelta
-from unittest import mock
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import casbin.util.builtin_operators as casbin_operators
 from hypothesis import HealthCheck, given, settings
@@ -433,7 +433,7 @@ def frozen_clock(at: datetime) -> Iterator[None]:
 
     class Frozen(datetime):
         @classmethod
-        def now(cls, tz: Any = None) -> datetime:  # noqa: ARG003 - pycasbin passes no zone
+        def now(cls, tz: Any = None) -> datetime:
             return at
 
     with (
