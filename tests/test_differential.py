@@ -1,8 +1,11 @@
 """Differential test: random policies and requests, authz's engine against pycasbin's Enforcer.
 
-Three families (RBAC over token grants with random role graphs; keyMatch2 routes with
-methods; ABAC `eval()` conditions on owner/org/status/amount, every attribute present),
-each under a random policy effect. pycasbin has no tokens, so its copy of the policy gets
+Families: RBAC over token grants with random role graphs (sometimes with Casbin's own
+request names, bound by position); keyMatch2 routes with methods; ABAC `eval()` conditions
+on owner/org/status/amount, every attribute present; role links with time windows, decided
+with the clock held on and around each window's ends; role names and object groups matched
+by pycasbin functions (`# authz: g matches roles with F`); subjectPriority. Each runs under
+a random policy effect where it has a choice. pycasbin has no tokens, so its copy of the policy gets
 the token grants as the role links they stand for (`g, <sub>, <grant>`, DESIGN.md
 section 4). For every request authz's decision must equal pycasbin's, and every rule
 authz reports in `matched_rules` must match on its own: pycasbin's matcher over a policy
