@@ -52,6 +52,12 @@ MAX_VIEWS = 1024
 Link = tuple[str, str, str | None]
 
 
+def is_pattern(function: str, name: str) -> bool:
+    """Whether `name` may match a name other than itself under `function`."""
+    special = SPECIAL[function]
+    return special is None or any(char in special for char in name)
+
+
 def matcher_for(name: str) -> Callable[[str, str], bool]:
     """pycasbin's function `name` as a matching function; an error is no match, as there."""
     fn = builtin_functions()[name]
@@ -72,11 +78,19 @@ class Roles:
     """pycasbin's default role manager with a matching function, built by replaying links."""
 
     def __init__(self, links: Iterable[tuple[str, str]], function: str | None) -> None:
+        self.function = function
         self.match = matcher_for(function) if function else None
         self.roles: dict[str, set[str]] = {}
         self.users: dict[str, set[str]] = {}
+        # Only a pattern can match a name other than itself: the loops pycasbin runs over
+        # every role need to visit only these (in the order pycasbin would meet them).
+        self.patterns: dict[str, None] = {}
+        self._reach: dict[tuple[str, int, bool], frozenset[str]] = {}
         for child, parent in links:
             self._add_link(child, parent)
+
+    def _is_pattern(self, name: str) -> bool:
+        return self.function is not None and is_pattern(self.function, name)
 
     def _add_role(self, user: str, role: str) -> None:
         self.roles[user].add(role)
@@ -88,6 +102,8 @@ class Roles:
         matching = self._matching_roles(name)
         self.roles[name] = set()
         self.users[name] = set()
+        if self._is_pattern(name):
+            self.patterns[name] = None
         for pattern in matching:
             for role in list(self.roles[pattern]):
                 self._add_role(name, role)
@@ -98,7 +114,7 @@ class Roles:
         match = self.match
         if match is None:
             return []
-        return [other for other in self.roles if other != name and match(name, other)]
+        return [other for other in self.patterns if other != name and match(name, other)]
 
     def _add_link(self, child: str, parent: str) -> None:
         self._get(child)
@@ -107,6 +123,8 @@ class Roles:
         match = self.match
         if match is None:
             return
+        if child not in self.patterns and parent not in self.patterns:
+            return  # a plain name matches only itself: pycasbin's loop adds nothing
         for other in list(self.roles):
             if other != child and match(other, child):
                 self._add_role(other, parent)
@@ -123,13 +141,26 @@ class Roles:
         if name not in self.roles:
             for pattern in self._matching_roles(name):
                 found |= self.roles[pattern]
-        if parent and self.match is not None:
+        if parent and self.match is not None and self._is_pattern(name):
             match = self.match
             found |= {other for other in self.roles if other != name and match(other, name)}
         return found
 
     def reach(self, name: str, hops: int, parent: bool = False) -> frozenset[str]:
-        """Names within `hops` steps of `name`, itself included (pycasbin's levels)."""
+        """Names within `hops` steps of `name`, itself included (pycasbin's levels).
+
+        Memoised for the names of the policy (request names would grow the snapshot).
+        """
+        key = (name, hops, parent)
+        found = self._reach.get(key)
+        if found is not None:
+            return found
+        result = self._walk(name, hops, parent)
+        if name in self.roles:
+            self._reach[key] = result
+        return result
+
+    def _walk(self, name: str, hops: int, parent: bool) -> frozenset[str]:
         seen = {name}
         frontier = self.first_step(name, parent) - seen if hops > 0 else set()
         for _ in range(hops - 1 if hops > 0 else 0):
@@ -184,13 +215,14 @@ def enable_matching(
     """Turn matching on for `graph` (its links in policy order) and build the link domains'
     views now, not on a request; a finding when the work would exceed MAX_PAIRS."""
     names = {name for child, parent, _ in links for name in (child, parent)}
-    work = len(links) * len(names) if roles is not None else 0
+    patterns = sum(1 for name in names if roles is not None and is_pattern(roles, name))
+    work = (len(links) + len(names)) * patterns
     if work > MAX_PAIRS:
         return Finding.error(
             MODEL_FILE,
             model_line(model_text, graph.name),
-            f"role pattern matching on {graph.name} would compare {work} link/name pairs "
-            f"(limit {MAX_PAIRS}): pycasbin relates every link to every name",
+            f"role pattern matching on {graph.name} would compare {work} name/pattern pairs "
+            f"(limit {MAX_PAIRS}): fewer pattern names, or a function with fewer special characters",
         )
     graph.matching = Matching(links, roles, domains)
     for domain in {domain for _, _, domain in links}:
