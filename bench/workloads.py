@@ -17,6 +17,16 @@ from typing import Any
 from tests.pycasbin_ref import write_policy
 
 FAMILIES = ("rbac", "routes", "abac")
+# The rbac family with time-windowed role links, and with pattern-matched roles: each is
+# measured against plain rbac at the same size (issue 12: within 2x).
+VARIANTS = {"rbac-timed": "rbac", "rbac-patterns": "rbac"}
+# Windows on the timed variant's links: most open, some current, some long past.
+_WINDOWS = (
+    ", _, _",
+    ", _, _",
+    ", 2020-01-01 00:00:00, 2999-01-01 00:00:00",
+    ", 2000-01-01 00:00:00, 2001-01-01 00:00:00",
+)
 
 _HEAD = """[request_definition]
 r = sub, obj, act
@@ -209,6 +219,7 @@ def _attributes(rng: random.Random, user: str, users: list[str]) -> dict[str, An
 
 def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
     """`size` policy lines of `family` and `n_requests` requests (half aimed at the users' grants)."""
+    variant, family = family, VARIANTS.get(family, family)
     rng = random.Random(f"{family}/{size}/{seed}")
     n_users = max(4, min(50, size // 25))
     n_roles = max(2, size // 100)
@@ -242,4 +253,12 @@ def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
             obj, act = _REQUESTS[family](rng, k)
         attributes = _attributes(rng, user, users) if family == "abac" else {}
         requests.append(Request(user, obj, act, attributes))
-    return Workload(family, size, MODELS[family], p_lines + g_lines, requests, users, perms)
+    model = MODELS[family]
+    if variant == "rbac-timed":
+        model = model.replace("g = _, _", "g = _, _, (_, _)")
+        g_lines = [line + _WINDOWS[i % len(_WINDOWS)] for i, line in enumerate(g_lines)]
+    elif variant == "rbac-patterns":
+        model = model.replace("g = _, _", "g = _, _\n# authz: g matches roles with keyMatch")
+        # Users by id prefix (user1, user10 ...) and a family of permissions through one role.
+        g_lines += [f"g, user1*, {roles[0]}", f"g, user2*, {roles[-1]}", f"g, {roles[0]}, read:c1*"]
+    return Workload(variant, size, model, p_lines + g_lines, requests, users, perms)

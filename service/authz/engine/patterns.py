@@ -86,6 +86,7 @@ class Roles:
         # every role need to visit only these (in the order pycasbin would meet them).
         self.patterns: dict[str, None] = {}
         self._reach: dict[tuple[str, int, bool], frozenset[str]] = {}
+        self._patterns_in: dict[frozenset[str], tuple[str, ...]] = {}
         for child, parent in links:
             self._add_link(child, parent)
 
@@ -171,14 +172,25 @@ class Roles:
         seen |= frontier
         return frozenset(seen)
 
-    def holds(self, reached: Iterable[str], target: str) -> bool:
-        """Whether `target`, a name pycasbin has not seen, joins a role among `reached` (the
-        start excluded; token grants included): created, it becomes a role of every member
-        of a pattern it matches."""
+    def holds(self, reached: frozenset[str], start: str, target: str) -> bool:
+        """Whether `target`, a name pycasbin has not seen, joins a role among `reached` (other
+        than `start`; token grants included): created, it becomes a role of every member of
+        a pattern it matches."""
         match = self.match
         if match is None or target in self.roles:
             return False
-        return any(name != target and match(target, name) for name in reached)
+        patterns = self._patterns_in.get(reached)
+        if patterns is None:
+            # Per reach set: a request's candidate lines ask about the same set many times.
+            patterns = tuple(
+                name
+                for name in reached
+                if name in self.patterns or (name not in self.roles and self._is_pattern(name))
+            )
+            if len(self._patterns_in) >= MAX_VIEWS:
+                self._patterns_in = {}
+            self._patterns_in[reached] = patterns
+        return any(name != target and name != start and match(target, name) for name in patterns)
 
 
 class Matching:
