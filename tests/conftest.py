@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -11,6 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import settings as hypothesis_settings
 
 from authz.api.v1 import authz_pb2_grpc
 from authz.app import App, demo_policy_dir
@@ -19,6 +21,12 @@ from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
 
 REPO = Path(__file__).resolve().parent.parent
 HTTP_ORIGIN = "http://localhost:5173"
+
+# Property tests: `default` in `make test`; `make fuzz` selects `fuzz` (HYPOTHESIS_PROFILE=fuzz).
+# No deadline in either: a busy machine must not turn a slow example into a failure.
+hypothesis_settings.register_profile("default", deadline=None)
+hypothesis_settings.register_profile("fuzz", max_examples=2000, deadline=None)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 class RunningServer:
@@ -36,7 +44,10 @@ class RunningServer:
         stub = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+            except grpc.RpcError:  # a stalled machine can miss one probe's deadline
+                status = None
             if status == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.05)

@@ -106,10 +106,11 @@ class PolicyStore:
         return candidate
 
     def _reject(self, exc: PolicyLoadError, serving: Snapshot) -> None:
-        self._rejected = RejectedReload(time.time(), exc.message, tuple(exc.findings))
+        # Logged before it is published: whoever sees `last_rejected` also finds the log line.
         log.error(
             "policy reload rejected, %s keeps serving: %s\n  %s",
             serving.version,
             exc.message,
             "\n  ".join(str(f) for f in exc.findings),
         )
+        self._rejected = RejectedReload(time.time(), exc.message, tuple(exc.findings))
