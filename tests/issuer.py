@@ -53,6 +53,10 @@ class Issuer:
         self.fetches = 0
         # While set to an unset Event, every JWKS request waits for it: a slow endpoint.
         self.hold: threading.Event | None = None
+        # When set, served instead of the key set (garbage, a huge document), with or without
+        # a Content-Length.
+        self.body: bytes | None = None
+        self.declare_length = True
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,12 +70,19 @@ class Issuer:
                 if self.path != "/.well-known/jwks.json":
                     self.send_error(404)
                     return
-                body = json.dumps(issuer.jwks()).encode()
+                body = issuer.body if issuer.body is not None else json.dumps(issuer.jwks()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                if issuer.declare_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True  # the end of the body is the end of the connection
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    for at in range(0, len(body), 65536):
+                        self.wfile.write(body[at : at + 65536])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the reader stopped reading: what a size cap does
 
             def log_message(self, *args: Any) -> None:
                 pass

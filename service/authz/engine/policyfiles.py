@@ -91,7 +91,8 @@ def read_policy_dir(directory: Path) -> PolicySource:
         raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
     if not model_path.is_file():
         raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
-    csvs = sorted(p for p in directory.glob("*.csv") if p.is_file())
+    # A symlink counts even when it dangles: skipping it would drop its rules (a deny among them).
+    csvs = sorted(p for p in directory.glob("*.csv") if p.is_file() or p.is_symlink())
     if not csvs:
         raise PolicyLoadError(f"{directory} has no *.csv policy file")
     try:
