@@ -51,6 +51,7 @@ class Issuer:
         self.active = self.add_key()
         self.down = False
         self.fetches = 0
+        self.served = 0  # documents sent in full (fetches counts every request, refused ones too)
         # While set to an unset Event, every JWKS request waits for it: a slow endpoint.
         self.hold: threading.Event | None = None
         # When set, served instead of the key set (garbage, a huge document), with or without
@@ -82,7 +83,8 @@ class Issuer:
                     for at in range(0, len(body), 65536):
                         self.wfile.write(body[at : at + 65536])
                 except (BrokenPipeError, ConnectionResetError):
-                    pass  # the reader stopped reading: what a size cap does
+                    return  # the reader stopped reading: what a size cap does
+                issuer.served += 1
 
             def log_message(self, *args: Any) -> None:
                 pass

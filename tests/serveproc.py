@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -54,7 +55,9 @@ class ServeProcess:
             "AUTHZ_DECISION_LOG": "off",
         }
         environment |= dict(env or {})
-        self._lines: list[str] = []
+        # The latest lines only: a long soak logs more than a test should keep in memory.
+        self._lines: deque[str] = deque(maxlen=20_000)
+        self._lines_lock = threading.Lock()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "authz.cli.main", "serve"],
             cwd=cwd,
@@ -69,7 +72,8 @@ class ServeProcess:
     def _drain(self) -> None:
         assert self.process.stderr is not None
         for line in self.process.stderr:
-            self._lines.append(line)
+            with self._lines_lock:
+                self._lines.append(line)
 
     @property
     def pid(self) -> int:
@@ -77,8 +81,9 @@ class ServeProcess:
         return self.process.pid
 
     def output(self) -> str:
-        """Everything the server logged so far."""
-        return "".join(self._lines)
+        """What the server logged so far (the latest 20,000 lines)."""
+        with self._lines_lock:
+            return "".join(self._lines)
 
     def wait_logged(self, fragment: str, timeout: float = 30.0) -> None:
         """Wait until the log contains `fragment`."""
