@@ -34,6 +34,7 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)
 DEBOUNCE_MS = 500
 STEP_MS = 100
 MISSING_POLL_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
 
 
 class PolicyReloader:
@@ -72,6 +73,7 @@ class PolicyReloader:
         # directory found at the path, and while there is none the path is polled.
         directory = self.store.directory
         missing = False
+        retry = MISSING_POLL_SECONDS
         while not self._stop.is_set():
             identity = _identity(directory)
             if identity is None:
@@ -90,10 +92,14 @@ class PolicyReloader:
                 self.request(f"{directory} is back")
             try:
                 self._watch_while(directory, identity)
+                retry = MISSING_POLL_SECONDS
             except Exception:
                 # Serving goes on with the policy it has; SIGHUP and the admin service still reload.
-                log.exception("cannot watch %s for policy changes; retrying (SIGHUP reloads)", directory)
-                self._stop.wait(MISSING_POLL_SECONDS)
+                log.exception(
+                    "cannot watch %s for policy changes; retrying in %g s (SIGHUP reloads)", directory, retry
+                )
+                self._stop.wait(retry)
+                retry = min(retry * 2, MAX_RETRY_SECONDS)  # a lasting cause (inotify limits) stays quiet
 
     def _watch_while(self, directory: Path, identity: tuple[int, int]) -> None:
         """Watch `directory` until stopped or until the path no longer names the same directory."""

@@ -85,11 +85,19 @@ class PolicyStore:
                 candidate = build_snapshot(source)
                 if self._validate is not None:
                     self._validate(candidate, self.directory)
-            except PolicyLoadError as exc:
+            except (PolicyLoadError, OSError) as exc:
+                # An unreadable file (the suites' too) is a rejection like any other, reported as one.
+                error = (
+                    exc
+                    if isinstance(exc, PolicyLoadError)
+                    else PolicyLoadError(f"cannot read the policy: {exc}")
+                )
                 self.reloads["rejected"] += 1
                 if previous is not None:
-                    self._reject(exc, previous)
-                raise
+                    self._reject(error, previous)
+                if error is exc:
+                    raise
+                raise error from exc
             self._rejected = None
             if candidate.cache is not None:
                 candidate.cache.stats = self.cache_stats  # not yet live: no request reads it
