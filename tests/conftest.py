@@ -40,7 +40,7 @@ class RunningServer:
         self.channel = grpc.insecure_channel(self.address)
         self.stub = authz_pb2_grpc.AuthorizationServiceStub(self.channel)
 
-    def wait_serving(self, timeout: float = 10.0) -> None:
+    def wait_serving(self, timeout: float = 30.0) -> None:
         stub = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -49,7 +49,7 @@ class Issuer:
     def __init__(self) -> None:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.active = self.add_key()
-        self.down = False
+        self.down: bool | str = False  # True: 503; "close": the connection closes unanswered
         self.fetches = 0
         self.served = 0  # documents sent in full (fetches counts every request, refused ones too)
         # While set to an unset Event, every JWKS request waits for it: a slow endpoint.
@@ -66,7 +66,10 @@ class Issuer:
                 if issuer.hold is not None:
                     issuer.hold.wait(30)
                 if issuer.down:
-                    self.send_error(503)
+                    if issuer.down == "close":
+                        self.close_connection = True  # no answer at all: the connection just ends
+                    else:
+                        self.send_error(503)
                     return
                 if self.path != "/.well-known/jwks.json":
                     self.send_error(404)

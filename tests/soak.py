@@ -11,8 +11,8 @@ reads a copy of the demo policies. Meanwhile, from this process:
 - every second a policy file is replaced (temporary file, rename) with a new rule, so the
   server reloads every second;
 - the issuer rotates its signing key (publishes the new key, waits until authz fetched it,
-  signs with it, then removes the old one), and goes down (503) for longer than authz's
-  refresh interval between rotations;
+  signs with it, then removes the old one), and goes down (503, or connections closed
+  unanswered) for longer than authz's refresh interval between rotations;
 - the server certificate is replaced twice (cert-manager style: temporary file, rename);
 - the server's VmRSS is sampled every second.
 
@@ -444,7 +444,9 @@ def _soak(
             issuer.down, next_at = False, now + 1
         elif rotation.step == "idle" and not issuer.down and now >= next_at:
             if outage_next:
-                issuer.down, outage_until = True, now + OUTAGE_SECONDS
+                # Outages alternate between 503 answers and connections closed unanswered.
+                issuer.down = "close" if report.outages % 2 else True
+                outage_until = now + OUTAGE_SECONDS
                 report.outages += 1
             else:
                 rotation.step = "publish"

@@ -87,6 +87,16 @@ def test_jwks_down_at_start_then_up_then_down_again(make_server, own_issuer):
     assert _health(srv.channel) == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_jwks_closing_connections_unanswered_keeps_the_cached_keys(make_server, own_issuer):
+    srv = make_server(settings_for(own_issuer))
+    token = own_issuer.mint(permissions=["read:orders"])
+    assert _check(srv, token).allowed
+    own_issuer.down = "close"
+    assert not srv.app.keys.refresh()
+    assert srv.app.keys.last_error is not None and srv.app.keys.last_error.kind == "unreachable"
+    assert _check(srv, own_issuer.mint(sub="bob", permissions=["read:orders"])).allowed
+
+
 def test_slow_jwks_neither_blocks_cached_keys_nor_holds_an_unknown_kid_past_the_timeout(
     make_server, own_issuer
 ):
