@@ -220,7 +220,8 @@ class Load:
     def join(self) -> None:
         """Wait for the threads (they stop within one call of `stop`)."""
         for thread in self.threads:
-            thread.join(CALL_TIMEOUT + 10)
+            if thread.ident is not None:  # started
+                thread.join(CALL_TIMEOUT + 10)
 
     def _grpc_loop(self, kind: str) -> None:
         calls: dict[

@@ -243,12 +243,14 @@ def test_sighup_reloads(tmp_path, issuer, workers):
         with grpc.insecure_channel(address) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             wait_for(lambda: _serving(channel), timeout=30)
+            # The channel reaches one worker; each logs SERVING once its SIGHUP handler is set.
+            wait_for(lambda: log_path.read_text().count("health: SERVING") == workers, 60, "every worker up")
             stub = authz_pb2_grpc.AuthorizationServiceStub(channel)
             assert not check(stub, token).allowed
             (tmp_path / "next").symlink_to(v2)
             os.replace(tmp_path / "next", current)
             process.send_signal(signal.SIGHUP)
-            wait_for(lambda: log_path.read_text().count("reloading the policy (SIGHUP)") == workers)
+            wait_for(lambda: log_path.read_text().count("reloading the policy (SIGHUP)") == workers, 30)
             reply = wait_for(lambda: check(stub, token) if check(stub, token).allowed else None)
             assert reply.policy_version == read_policy_dir(v2).version
         process.send_signal(signal.SIGTERM)
