@@ -470,6 +470,57 @@ def test_sigkill_during_policy_writes_leaves_the_old_or_the_new_file(tmp_path):
     assert sorted(p.name for p in policies.iterdir()) == sorted([*others, "policy.csv", "tests"])
 
 
+def _admin_writes(address: str, token: str, rule: Any, stop: threading.Event, done: list[str]) -> None:
+    """Add `rule`, remove it, add it ... through the admin service until stopped or refused."""
+    with grpc.insecure_channel(address) as channel:
+        admin = admin_pb2_grpc.PolicyAdminServiceStub(channel)
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            try:
+                view = admin.GetPolicy(admin_pb2.GetPolicyRequest(token=token), timeout=10)
+                present = any(line.ptype == "p" and line.values == rule.values for line in view.lines)
+                if present:
+                    request = admin_pb2.RemoveRulesRequest(
+                        token=token, rules=[rule], expected_version=view.version
+                    )
+                    done.append(admin.RemoveRules(request, timeout=10).version)
+                else:
+                    request = admin_pb2.AddRulesRequest(
+                        token=token, rules=[rule], expected_version=view.version
+                    )
+                    done.append(admin.AddRules(request, timeout=10).version)
+            except grpc.RpcError:
+                return  # the server was killed
+
+
+def test_sigkill_of_the_server_during_admin_writes_leaves_the_old_or_the_new_file(issuer, tmp_path):
+    policies = copy_demo(tmp_path)
+    old = (policies / "policy.csv").read_bytes()
+    new = old + ANALYST_READS_ORDERS.encode()
+    root = issuer.mint(sub="root", roles=["admin"])
+    rule = admin_pb2.PolicyRule(ptype="p", values=[v.strip() for v in ANALYST_READS_ORDERS.split(",")[1:]])
+    rng = random.Random(11)  # noqa: S311 - kill moments, not crypto
+    for _ in range(3):
+        server = ServeProcess(issuer, policies, cwd=tmp_path, env={"AUTHZ_ADMIN_ENABLED": "true"})
+        stop, done = threading.Event(), []
+        writer = threading.Thread(target=_admin_writes, args=(server.address, root, rule, stop, done))
+        try:
+            with grpc.insecure_channel(server.address) as channel:
+                server.wait_serving(channel)  # it loads whatever the previous kill left
+            writer.start()
+            wait_for(lambda: len(done) >= 2, 60, "admin writes going on")  # noqa: B023 - read at once
+            time.sleep(rng.uniform(0.0, 0.4))  # a random moment inside the write stream, on purpose
+            server.process.send_signal(signal.SIGKILL)
+            server.process.wait(30)
+        finally:
+            stop.set()
+            if writer.ident is not None:
+                writer.join(30)
+            server.kill()
+        assert (policies / "policy.csv").read_bytes() in (old, new)
+        build_snapshot(read_policy_dir(policies))
+
+
 # --- SIGTERM under load ---------------------------------------------------------------------
 
 
