@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -519,6 +520,35 @@ def test_sigkill_of_the_server_during_admin_writes_leaves_the_old_or_the_new_fil
             server.kill()
         assert (policies / "policy.csv").read_bytes() in (old, new)
         build_snapshot(read_policy_dir(policies))
+
+
+def _gone(pid: int) -> bool:
+    # A zombie (exited, not yet reaped by whoever adopted it) counts as gone.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_sigkill_of_the_workers_parent_stops_its_workers(issuer, tmp_path):
+    server = ServeProcess(issuer, copy_demo(tmp_path), cwd=tmp_path, env={"AUTHZ_WORKERS": "2"})
+    pids: list[int] = []
+    try:
+        with grpc.insecure_channel(server.address) as channel:
+            server.wait_serving(channel)
+        found = wait_for(lambda: re.search(r"workers on \S+ \(pids ([\d ]+)\)", server.output()), 30, "pids")
+        pids = [int(pid) for pid in found.group(1).split()]
+        assert len(pids) == 2 and not any(_gone(pid) for pid in pids)
+        server.process.send_signal(signal.SIGKILL)
+        server.process.wait(30)
+        # Nothing could forward a signal; the kernel tells the workers, and they drain and exit.
+        wait_for(lambda: all(_gone(pid) for pid in pids), 60, "the workers exiting")
+    finally:
+        server.kill()
+        for pid in pids:
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- SIGTERM under load ---------------------------------------------------------------------

@@ -5,8 +5,9 @@ kid only after its own cooldown; authz needs different guarantees: a key removed
 from the JWKS stops verifying after the next refresh, an unknown kid triggers at most
 one fetch per cooldown, and while the endpoint is down the cached keys keep working.
 
-A fetch is bounded: `timeout` seconds in all (not per read, so an endpoint that drips
-bytes cannot hold the fetch lock), at most MAX_JWKS_BYTES read (a larger declared
+A fetch is bounded: each wait for the endpoint at most `timeout` seconds, and reading
+the body stops `timeout` seconds after the fetch began (so an endpoint that drips bytes
+cannot hold the fetch lock; about twice `timeout` at worst), at most MAX_JWKS_BYTES read (a larger declared
 `Content-Length` is refused before any of the body is read). A document that is not a
 JWKS, or has no usable signing key, is refused like an outage: the last good keys stay.
 """
@@ -33,9 +34,12 @@ _READ_CHUNK = 64 * 1024
 
 
 class JwksFetchError(Exception):
-    """A JWKS fetch that did not give keys; `kind` names the fault for logs and tests."""
+    """A JWKS fetch that did not give keys; `kind` names the fault for logs and tests.
 
-    KINDS = ("unreachable", "status", "too-slow", "too-large", "malformed")
+    Kinds: `unreachable` (no connection, or it closed unanswered), `status` (an HTTP
+    error), `too-slow`, `too-large`, `malformed` (not a JWKS with a usable key), and
+    `unexpected` for anything else.
+    """
 
     def __init__(self, kind: str, detail: str) -> None:
         self.kind = kind
@@ -115,7 +119,7 @@ class KeySet:
             except Exception as exc:  # any failure keeps the last good keys
                 self.fetches["error"] += 1
                 self.last_error = (
-                    exc if isinstance(exc, JwksFetchError) else JwksFetchError("malformed", str(exc))
+                    exc if isinstance(exc, JwksFetchError) else JwksFetchError("unexpected", repr(exc))
                 )
                 log.warning(
                     "JWKS fetch from %s failed (%s); %d cached key(s) stay in use",
@@ -136,7 +140,7 @@ class KeySet:
         return True
 
     def _fetch(self) -> dict[str, SigningKey]:
-        data = json_document(self._download())
+        data = _json_document(self._download())
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise JwksFetchError("malformed", "the document has no 'keys' list")
         keys: dict[str, SigningKey] = {}
@@ -202,7 +206,7 @@ class KeySet:
         return thread
 
 
-def json_document(body: bytes) -> Any:
+def _json_document(body: bytes) -> Any:
     """`body` parsed as JSON; anything else is a malformed JWKS."""
     try:
         return json.loads(body)
