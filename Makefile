@@ -70,7 +70,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 ## fuzz: the hypothesis property tests with many more examples than `make test` runs
-## (tests/test_properties_*.py read AUTHZ_FUZZ_EXAMPLES; the conftest loads the `fuzz` profile)
+## (the conftest's hypothesis profile `fuzz`: 3,000 examples each; tests that count their own
+## examples read AUTHZ_FUZZ_EXAMPLES)
 FUZZ_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	AUTHZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests -k properties
