@@ -16,10 +16,11 @@ reads a copy of the demo policies. Meanwhile, from this process:
 - the server certificate is replaced twice (cert-manager style: temporary file, rename);
 - the server's VmRSS is sampled every second.
 
-It passes when no RPC failed (an error or a wrong decision), the server drained and exited
-0 on SIGTERM, the rotated certificate is the one served, and resident memory did not grow
-by more than 5% over the second half of the run (the slope of a least-squares line through
-that half's samples, times its duration, over its mean). Latency is reported, not judged:
+It passes when no RPC failed (an error or a wrong decision), no reload was rejected (none
+read a half-written file), the server drained and exited 0 on SIGTERM, the rotated
+certificate is the one served, and resident memory did not grow by more than 5% over the
+second half of the run (the slope of a least-squares line through that half's samples,
+times its duration, over its mean). Latency is reported, not judged:
 on a shared 2-core machine it says more about the neighbours than about authz.
 """
 
@@ -151,10 +152,11 @@ class Report:
 
     @property
     def passed(self) -> bool:
-        """No failed RPC, a clean exit, the new certificate served, memory flat."""
+        """No failed RPC, no rejected reload, a clean exit, the new certificate served, memory flat."""
         return (
             not self.problems
             and self.failed == 0
+            and self.metrics.get("reload_rejected", 1) == 0  # every rewrite was read whole
             and self.exit_status == 0
             and self.cert_served
             and self.rss_growth() <= RSS_GROWTH_LIMIT
