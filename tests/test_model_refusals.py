@@ -62,6 +62,12 @@ LINE = "p, alice, data, read, allow"
             "not a whole number",
         ),
         (MODEL.replace("some(where (p.eft == allow))", "max(p.eft)"), [LINE], ("model.conf", 11), "effect"),
+        (
+            MODEL.replace("[matchers]\n", "[matchers]\nm2 = r.sub == p.sub\n"),
+            [LINE],
+            ("model.conf", 14),
+            "section m2 is for Casbin's enforce context",
+        ),
     ],
 )
 def test_refused_with_file_line_and_reason(tmp_path, model, lines, where, fragment):
