@@ -115,3 +115,29 @@ def test_what_if_claims_with_an_impossible_exp_have_no_expiry(exp):
     result = explain(snapshot, claims, "GET", "/api/orders/1", {}, roles_claim=DEV_ROLES_CLAIM)
     assert result.principal.expires_at is None
     assert result.decision.allowed
+
+
+def test_explain_shows_pattern_matching_and_time_windows(claims_file, capsys):
+    conformance = REPO / "tests" / "conformance"
+    code = main(
+        [
+            "policy",
+            "explain",
+            "--claims",
+            claims_file(sub="alice"),
+            "--dir",
+            str(conformance / "rbac_with_pattern"),
+        ]
+        + ["--format", "json", "GET", "/book/1"]
+    )
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["allowed"]
+    assert out["model_notes"] == ["g2 matches roles with keyMatch2"]
+    assert out["matched_rules"] == ["policy.csv:3: p, book_admin, book_group, GET"]
+    code = main(
+        ["policy", "explain", "--claims", claims_file(sub="alice")]
+        + ["--dir", str(conformance / "rbac_with_temporal_roles"), "read", "data2"]
+    )
+    text = capsys.readouterr().out
+    assert code == 1
+    assert "model:    g links hold inside their time windows" in text

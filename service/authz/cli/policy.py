@@ -248,6 +248,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 "subject": principal.id,
                 "grants": sorted(principal.grants),
                 "policy_version": result.policy_version,
+                "model_notes": list(result.model_notes),
             }
         )
     else:
@@ -261,6 +262,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 ("grants", ", ".join(sorted(principal.grants)) or "-"),
                 ("message", decision.message),
                 ("policy", f"{result.policy_version} ({ns.dir})"),
+                *(("model", note) for note in result.model_notes),
             ],
             decision.matched_rules,
         )

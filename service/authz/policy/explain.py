@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.decision import Decision, Reason
-from authz.engine import Snapshot
+from authz.engine import Snapshot, roles
+from authz.engine.model import ModelSpec
 from authz.policy.nearmiss import NearMiss, near_misses
 from authz.principal import Principal, principal_from_claims
 
@@ -22,6 +23,8 @@ class Explanation:
     decision: Decision
     policy_version: str
     near_misses: tuple[NearMiss, ...] = ()
+    # How the model's role definitions decide beyond plain links (pattern matching, windows).
+    model_notes: tuple[str, ...] = ()
 
 
 def explain(
@@ -40,4 +43,21 @@ def explain(
     misses: list[NearMiss] = []
     if decision.reason is Reason.NO_MATCHING_RULE:
         misses = near_misses(snapshot, principal, resource, action, attributes, context)
-    return Explanation(principal, action, resource, decision, snapshot.version, tuple(misses))
+    return Explanation(
+        principal, action, resource, decision, snapshot.version, tuple(misses), model_notes(snapshot.model)
+    )
+
+
+def model_notes(model: ModelSpec) -> tuple[str, ...]:
+    """What the model declares that plain Casbin files leave to code: matching and link windows."""
+    notes = [
+        f"{name} matches {what} with {fn}"
+        for name, functions in sorted(model.matching.items())
+        for what, fn in zip(("roles", "domains"), functions, strict=True)
+        if fn
+    ]
+    notes += [
+        f"{name} links hold inside their time windows (now {roles.now():%Y-%m-%d %H:%M:%S}, local time)"
+        for name in sorted(model.conditions)
+    ]
+    return tuple(notes)
