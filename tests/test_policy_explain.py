@@ -127,16 +127,27 @@ def test_explain_shows_pattern_matching_and_time_windows(claims_file, capsys):
             claims_file(sub="alice"),
             "--dir",
             str(conformance / "rbac_with_pattern"),
+            "--format",
+            "json",
+            "GET",
+            "/book/1",
         ]
-        + ["--format", "json", "GET", "/book/1"]
     )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["allowed"]
     assert out["model_notes"] == ["g2 matches roles with keyMatch2"]
     assert out["matched_rules"] == ["policy.csv:3: p, book_admin, book_group, GET"]
     code = main(
-        ["policy", "explain", "--claims", claims_file(sub="alice")]
-        + ["--dir", str(conformance / "rbac_with_temporal_roles"), "read", "data2"]
+        [
+            "policy",
+            "explain",
+            "--claims",
+            claims_file(sub="alice"),
+            "--dir",
+            str(conformance / "rbac_with_temporal_roles"),
+            "read",
+            "data2",
+        ]
     )
     text = capsys.readouterr().out
     assert code == 1
