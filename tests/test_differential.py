@@ -103,6 +103,8 @@ class World:
     # pycasbin adds the names a request asks about to a pattern-matched role graph, so later
     # answers depend on earlier requests: each request gets an enforcer of its own.
     fresh_reference: bool = False
+    # The request carries the token's org_id as r.dom (`r = sub, dom, obj, act`).
+    domains: bool = False
 
     @property
     def grant_links(self) -> list[str]:
@@ -116,6 +118,8 @@ class World:
 
     def reference_request(self, req: Request) -> tuple[Any, ...]:
         principal = self.principals[req.who]
+        if self.domains:
+            return (principal.id, principal.org_id or "", req.obj, req.act)
         if not self.abac:
             return (principal.id, req.obj, req.act)
         return (
@@ -404,6 +408,41 @@ def pattern_worlds(draw: st.DrawFn) -> World:
     )
 
 
+DOMAIN_PATTERNS = ("o1", "o2", "o*", "*", "x")
+
+
+@st.composite
+def domain_pattern_worlds(draw: st.DrawFn) -> World:
+    """Role links per domain, some granted in domain patterns (`*`, `o*`) matched by a function."""
+    effect = draw(st.sampled_from(EFFECTS))
+    function = draw(st.sampled_from(("keyMatch", "keyMatch2", "globMatch")))
+    names = st.sampled_from(NAMES[:6] + USERS)
+    objects, actions = st.sampled_from(("orders", "reports")), st.sampled_from(("read", "write"))
+    lines = draw(
+        st.lists(st.tuples(names, st.sampled_from(ORGS), objects, actions, EFT), min_size=1, max_size=10)
+    )
+    # Users only as members: a user named as a role would carry another token's grants.
+    roles = st.sampled_from(NAMES[:6])
+    links = draw(st.lists(st.tuples(names, roles, st.sampled_from(DOMAIN_PATTERNS)), max_size=8))
+    return World(
+        effect=effect,
+        model=model_text(
+            "sub, dom, obj, act, eft",
+            effect,
+            "g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act",
+            roles=f"g = _, _, _\n# authz: g matches domains with {function}",
+            request="sub, dom, obj, act",
+        ),
+        p_lines=tuple(", ".join(("p", *line)) for line in lines),
+        g_lines=tuple(f"g, {a}, {b}, {d}" for a, b, d in links),
+        principals=draw(principals(())),
+        requests=_requests(draw, objects, actions),
+        # A token's grants hold in every domain: in pycasbin's copy, links in domain `*`.
+        link_suffix=", *",
+        domains=True,
+    )
+
+
 @st.composite
 def subject_priority_worlds(draw: st.DrawFn) -> World:
     """subjectPriority: users linked by g lines (no token grants), the most specific line wins."""
@@ -523,4 +562,10 @@ def test_pattern_matched_roles_and_objects(world: World) -> None:
 @NEW_FAMILY_SETTINGS
 @given(subject_priority_worlds())
 def test_subject_priority(world: World) -> None:
+    assert_agrees_with_pycasbin(world)
+
+
+@NEW_FAMILY_SETTINGS
+@given(domain_pattern_worlds())
+def test_domain_patterns(world: World) -> None:
     assert_agrees_with_pycasbin(world)
