@@ -8,17 +8,18 @@ transport.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import grpc
 
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
+from authz.callgate import CallGate
 from authz.convert import measured, reason_name, request_token, struct_to_dict, to_timestamp
 from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
 from authz.policy.ruletext import Rule
-from authz.server import grpc_method
+from authz.server import Register, grpc_method
 from authz.store import RejectedReload
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
@@ -155,10 +156,11 @@ class AdminProto:
 
 
 class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
-    """PolicyAdminService over gRPC."""
+    """PolicyAdminService over gRPC; every call runs on the thread pool (a reload builds a policy)."""
 
-    def __init__(self, proto: AdminProto) -> None:
+    def __init__(self, proto: AdminProto, gate: CallGate) -> None:
         self.proto = proto
+        self.gate = gate
 
     GetPolicy = grpc_method(AdminProto.get_policy)
     ValidatePolicy = grpc_method(AdminProto.validate_policy)
@@ -168,11 +170,10 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
     Evaluate = grpc_method(AdminProto.evaluate)
 
 
-def admin_service(proto: AdminProto) -> dict[str, Callable[[grpc.Server], None]]:
+def admin_service(proto: AdminProto) -> dict[str, Register]:
     """The `extra` entry for `build_server` that serves PolicyAdminService (and lists it for reflection)."""
-    servicer = PolicyAdminServicer(proto)
 
-    def register(server: grpc.Server) -> None:
-        admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(servicer, server)
+    def register(server: grpc.aio.Server, gate: CallGate) -> None:
+        admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(PolicyAdminServicer(proto, gate), server)
 
     return {ADMIN_SERVICE_NAME: register}

@@ -16,12 +16,13 @@ from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
+from authz.grpcloop import LoopHealth, ServerLoop
 from authz.handlers import DecisionService
 from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_suites
 from authz.reload import PolicyReloader
-from authz.server import SERVICE_NAME, build_server
+from authz.server import SERVICE_NAME, GrpcServer, build_server
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
@@ -73,6 +74,9 @@ class App:
         )
         self._stop = threading.Event()
         self.port = 0
+        self.grpc = ServerLoop()
+        self.grpc_server: GrpcServer | None = None
+        self.health: LoopHealth | None = None
         self.http: HttpListener | None = None
         self.http_port = 0
         self.metrics_listener: MetricsListener | None = None
@@ -91,15 +95,18 @@ class App:
             grpc_credentials(CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)) if s.tls_cert else None
         )
         admin = AdminProto(PolicyAdmin(self.service)) if s.admin_enabled else None
-        self.server, self.port, self.health = build_server(
-            self.service,
-            s.listen,
-            credentials=credentials,
-            max_concurrent_rpcs=s.max_concurrent_rpcs,
-            reuse_port=s.workers > 1,
-            extra=admin_service(admin) if admin is not None else None,
+        self.grpc_server = self.grpc.start(
+            lambda: build_server(
+                self.service,
+                s.listen,
+                credentials=credentials,
+                max_concurrent_rpcs=s.max_concurrent_rpcs,
+                reuse_port=s.workers > 1,
+                extra=admin_service(admin) if admin is not None else None,
+            )
         )
-        self.server.start()
+        self.port = self.grpc_server.port
+        self.health = LoopHealth(self.grpc_server.health, self.grpc)
         if s.http_listen:
             self._start_http(admin)
         if s.metrics_listen:
@@ -130,7 +137,7 @@ class App:
         try:
             self.http_port = http.start()
         except BaseException:
-            self.server.stop(None)
+            self.grpc.stop(None).wait()
             raise
         self.http = http
         log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
@@ -140,7 +147,7 @@ class App:
         try:
             self.metrics_port = listener.start()
         except BaseException:
-            self.server.stop(None)
+            self.grpc.stop(None).wait()
             if self.http is not None:
                 self.http.stop(0)
             raise
@@ -150,7 +157,7 @@ class App:
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.
         while not self._stop.is_set():
-            if self.keys.wait_ready(timeout=0.5) and self.store.loaded:
+            if self.keys.wait_ready(timeout=0.5) and self.store.loaded and self.health is not None:
                 for name in ("", SERVICE_NAME):
                     self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
                 log.info("health: SERVING")
@@ -160,8 +167,9 @@ class App:
         """Drain: report NOT_SERVING, let in-flight RPCs finish (up to `grace` s), stop."""
         self._stop.set()
         self.reloader.stop()
-        self.health.enter_graceful_shutdown()
-        grpc_stopped = self.server.stop(grace)
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
+        grpc_stopped = self.grpc.stop(grace)
         if self.http is not None:
             self.http.stop(grace)
         grpc_stopped.wait()
@@ -173,4 +181,4 @@ class App:
 
     def wait(self) -> None:
         """Block until the server terminates."""
-        self.server.wait_for_termination()
+        self.grpc.wait()

@@ -1,0 +1,157 @@
+"""What a gRPC call may hold while it waits: a bounded wait for its request, a slot, a thread.
+
+On the event loop a call that has sent its headers but not its request message costs a
+suspended coroutine, never a thread, so stalled clients cannot take the workers away
+from others (the sync server parked a pool thread on each of them). `CallGate` is a
+server interceptor that serves every single-request method as a stream of one:
+
+- the request message must arrive within `request_seconds` of the call reaching the
+  server, else the call ends with DEADLINE_EXCEEDED, so stalled calls do not pile up for
+  as long as their clients care to keep them open;
+- `max_in_progress` bounds the calls being answered, counted from their request's
+  arrival to their answer: calls still waiting for their message are not counted, so
+  stalled calls can never make the server refuse the calls of others (grpcio's own
+  `maximum_concurrent_rpcs` counts a call from its headers, and refuses everyone once
+  that many stall);
+- `run_blocking` hands work that may block (a token verification that may fetch the
+  JWKS, the admin calls) to the thread pool, at most `max_in_progress` jobs queued or
+  running; a job keeps its place until its thread is done with it, even when its call
+  was cancelled meanwhile, so cancelled calls cannot queue unbounded work.
+
+Streaming-request methods (reflection) read their own messages and pass through as they
+are, and so do synchronous handlers (grpcio runs them on its migration thread pool once
+their request has arrived). Every counter is touched on the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import grpc
+
+# Time for the request message to arrive once the call's headers have. A client sends both
+# in one write; 10 s carries a 4 MiB message (MAX_MESSAGE_BYTES) over a 4 Mbit/s link.
+REQUEST_MESSAGE_SECONDS = 10.0
+
+Result = TypeVar("Result")
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Context = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:  # generic in grpc-stubs only
+    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    Interceptor = grpc.aio.ServerInterceptor
+
+
+class Overloaded(Exception):
+    """More blocking jobs are queued or running than the server takes: RESOURCE_EXHAUSTED."""
+
+
+def _is_async(handler: Handler) -> bool:
+    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
+
+
+class CallGate(Interceptor):
+    """Bounded request wait and admission for every single-request method; the blocking-job pool."""
+
+    def __init__(self, max_in_progress: int | None, request_seconds: float, pool: Executor) -> None:
+        self.max_in_progress = max_in_progress
+        self.request_seconds = request_seconds
+        self.pool = pool
+        self.awaiting_request = 0  # calls whose request message has not arrived yet
+        self.in_progress = 0  # calls being answered
+        self.blocking_jobs = 0  # run_blocking jobs queued or running
+        self._gated: dict[str, tuple[Handler, Handler]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler:
+        """The method's handler, as a gated stream of one when it takes a single request."""
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or not _is_async(handler):
+            return handler
+        # One wrapper per registered method, made on its first call (unknown methods have no
+        # handler, so this holds no more entries than the server has methods).
+        known = self._gated.get(details.method)
+        if known is None or known[0] is not handler:
+            known = (handler, self._gate(details.method, handler))
+            self._gated[details.method] = known
+        return known[1]
+
+    def _gate(self, method: str, handler: Handler) -> Handler:
+        if handler.response_streaming:
+            streaming: Any = handler.unary_stream
+
+            # A server stream (health Watch) lives as long as its client watches: it gets the
+            # bounded request wait but holds no slot, or idle watchers could refuse everyone.
+            async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+                request = await self._receive(method, context)
+                out = streaming(request, context)
+                if inspect.isasyncgen(out):
+                    async for response in out:
+                        yield response
+                else:
+                    await out
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        unary: Any = handler.unary_unary
+
+        async def call(requests: Any, context: Context) -> Any:
+            request = await self._receive(method, context)
+            if self.max_in_progress is not None and self.in_progress >= self.max_in_progress:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server is answering {self.max_in_progress} calls; retry later",
+                )
+            self.in_progress += 1
+            try:
+                return await unary(request, context)
+            finally:
+                self.in_progress -= 1
+
+        return grpc.stream_unary_rpc_method_handler(
+            call, handler.request_deserializer, handler.response_serializer
+        )
+
+    async def _receive(self, method: str, context: Context) -> Any:
+        self.awaiting_request += 1
+        try:
+            async with asyncio.timeout(self.request_seconds):
+                request = await context.read()
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no request message within {self.request_seconds:g} s of the call's headers",
+            )
+        finally:
+            self.awaiting_request -= 1
+        if request is grpc.aio.EOF:  # type: ignore[attr-defined]
+            # The sync server's answer to a unary call without a message.
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f'"{method}" requires exactly one request message.'
+            )
+        return request
+
+    async def run_blocking(self, work: Callable[..., Result], *args: Any) -> Result:
+        """`work(*args)` on the pool; raises Overloaded when `max_in_progress` jobs are already there."""
+        if self.max_in_progress is not None and self.blocking_jobs >= self.max_in_progress:
+            raise Overloaded(f"{self.max_in_progress} blocking calls are queued; retry later")
+        self.blocking_jobs += 1
+        job = asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+        job.add_done_callback(self._job_done)
+        # Shielded: a cancelled call stops waiting, but the job's place is given back only
+        # once its thread has finished it.
+        return await asyncio.shield(job)
+
+    def _job_done(self, job: asyncio.Future[Any]) -> None:
+        self.blocking_jobs -= 1
+        if not job.cancelled():
+            job.exception()  # retrieved here, so a job whose caller left logs no warning
