@@ -12,6 +12,7 @@ from grpc_health.v1 import health_pb2
 
 from authz.admin import PolicyAdmin
 from authz.adminserver import AdminProto, admin_service
+from authz.callgate import REQUEST_MESSAGE_SECONDS
 from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
@@ -74,6 +75,8 @@ class App:
         )
         self._stop = threading.Event()
         self.port = 0
+        # How long a gRPC call may take to send its request message (authz.callgate).
+        self.request_message_seconds = REQUEST_MESSAGE_SECONDS
         self.grpc = ServerLoop()
         self.grpc_server: GrpcServer | None = None
         self.health: LoopHealth | None = None
@@ -101,6 +104,7 @@ class App:
                 s.listen,
                 credentials=credentials,
                 max_concurrent_rpcs=s.max_concurrent_rpcs,
+                request_seconds=self.request_message_seconds,
                 reuse_port=s.workers > 1,
                 extra=admin_service(admin) if admin is not None else None,
             )

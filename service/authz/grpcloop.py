@@ -1,16 +1,24 @@
-"""The grpc.aio server on an event loop of its own thread, driven from ordinary threads.
+"""The grpc.aio server on an event loop thread, driven from ordinary threads.
 
 `App` and everything around it (signal handlers, the readiness thread, tests) are
 synchronous; this keeps their view of the gRPC server the same as the sync server's:
 `start` returns once the port is bound and the server runs, `stop(grace)` drains, `wait`
 blocks until it has stopped, and `LoopHealth.set` / `enter_graceful_shutdown` may be
 called from any thread.
+
+One loop thread serves every server of the process and is never closed. grpcio's aio
+layer shares one completion queue among all event loops of a process and keeps each loop
+it has seen; an operation that completes after its loop was closed (the receive of a call
+cancelled by the drain, a moment after `stop`) is then handed to the closed loop, which
+raises in whichever loop is running. A process serves one App, so one loop costs nothing;
+tests that start many Apps one after another get no such errors. A `--workers` child makes
+its own loop: it forks before any gRPC object (or this loop) exists.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
@@ -23,57 +31,67 @@ from authz.server import GrpcServer
 # How long a health change from another thread may wait for the loop (it is never busy for long).
 HEALTH_CALL_SECONDS = 10.0
 
+_shared: tuple[int, asyncio.AbstractEventLoop, threading.Thread] | None = None
+_shared_lock = threading.Lock()
+
+
+def serving_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
+    """The process's gRPC event loop and its thread, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="authz-grpc", daemon=True)
+            thread.start()
+            _shared = (os.getpid(), loop, thread)
+        return _shared[1], _shared[2]
+
 
 class ServerLoop:
-    """One thread running an event loop that serves one grpc.aio server until `stop`."""
+    """One grpc.aio server on the process's gRPC event loop, from `start` until `stop`."""
 
-    def __init__(self, name: str = "authz-grpc") -> None:
-        self._name = name
-        self._thread: threading.Thread | None = None
+    def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
         self._grace: float | None = None
         self._stopping: asyncio.Event | None = None
         self.stopped = threading.Event()
 
     def start(self, build: Callable[[], Awaitable[GrpcServer]]) -> GrpcServer:
-        """Build (in the loop) and start the server; raises what building raised (OSError: port taken)."""
+        """Build (on the loop) and start the server; raises what building raised (OSError: port taken)."""
+        self.loop, self._thread = serving_loop()
         started: Future[GrpcServer] = Future()
-        self._thread = threading.Thread(target=self._run, args=(build, started), name=self._name, daemon=True)
-        self._thread.start()
-        return started.result()
-
-    def _run(self, build: Callable[[], Awaitable[GrpcServer]], started: Future[GrpcServer]) -> None:
+        serving = asyncio.run_coroutine_threadsafe(self._serve(build, started), self.loop)
+        serving.add_done_callback(lambda _: self.stopped.set())
         try:
-            asyncio.run(self._serve(build, started))
-        except BaseException as exc:
-            if not started.done():
-                started.set_exception(exc)
-            else:
-                raise
-        finally:
-            self.stopped.set()
+            return started.result()
+        except BaseException:
+            serving.result()  # finished: building raised, and `started` carries the same error
+            raise
 
     async def _serve(self, build: Callable[[], Awaitable[GrpcServer]], started: Future[GrpcServer]) -> None:
-        self.loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        built = await build()
-        await built.server.start()
+        try:
+            built = await build()
+            await built.server.start()
+        except BaseException as exc:
+            started.set_exception(exc)
+            return
         started.set_result(built)
-        await self._stopping.wait()
-        # New calls are refused at once; calls in flight get `grace` seconds, then are cancelled.
-        await built.server.stop(self._grace)
-        built.gate.pool.shutdown(wait=False)
+        try:
+            await self._stopping.wait()
+            # New calls are refused at once; calls in flight get `grace` seconds, then are cancelled.
+            await built.server.stop(self._grace)
+        finally:
+            built.gate.pool.shutdown(wait=False)
 
     def stop(self, grace: float | None) -> threading.Event:
         """Begin the drain; the returned event is set once the server has stopped."""
-        loop, stopping = self.loop, self._stopping
-        if self._thread is None:  # never started
+        if self.loop is None or self._stopping is None:  # never started
             self.stopped.set()
-        if loop is not None and stopping is not None and not self.stopped.is_set():
+        elif not self.stopped.is_set():
             self._grace = grace
-            # RuntimeError: the loop has just closed, so the server has stopped already.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stopping.set)
+            self.loop.call_soon_threadsafe(self._stopping.set)
         return self.stopped
 
     def wait(self) -> None:
@@ -81,20 +99,14 @@ class ServerLoop:
         self.stopped.wait()
 
     def call(self, coroutine: Coroutine[Any, Any, None], timeout: float = HEALTH_CALL_SECONDS) -> None:
-        """Run `coroutine` on the loop and wait for it; closed unrun once the loop has stopped."""
-        loop = self.loop
-        if loop is None or self.stopped.is_set():
+        """Run `coroutine` on the loop and wait for it; closed unrun once the server has stopped."""
+        if self.loop is None or self.stopped.is_set():
             coroutine.close()
             return
         if threading.current_thread() is self._thread:
             coroutine.close()
             raise RuntimeError("ServerLoop.call from the loop's own thread would wait for itself")
-        try:
-            future = asyncio.run_coroutine_threadsafe(coroutine, loop)
-        except RuntimeError:  # closed in the meantime
-            coroutine.close()
-            return
-        future.result(timeout)
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
 
 class LoopHealth:
