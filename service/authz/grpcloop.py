@@ -11,7 +11,8 @@ layer shares one completion queue among all event loops of a process and keeps e
 it has seen; an operation that completes after its loop was closed (the receive of a call
 cancelled by the drain, a moment after `stop`) is then handed to the closed loop, which
 raises in whichever loop is running. A process serves one App, so one loop costs nothing;
-tests that start many Apps one after another get no such errors. A `--workers` child makes
+tests that start many Apps one after another get no such errors. The loop holds a
+reference to grpcio's aio runtime for the same reason (`_run_forever`). A `--workers` child makes
 its own loop: it forks before any gRPC object (or this loop) exists.
 """
 
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any
 
+import grpc
 from grpc_health.v1 import health_pb2
 
 from authz.server import GrpcServer
@@ -35,13 +37,22 @@ _shared: tuple[int, asyncio.AbstractEventLoop, threading.Thread] | None = None
 _shared_lock = threading.Lock()
 
 
+def _run_forever(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    # One reference to grpcio's aio runtime for as long as the loop lives: when the last aio
+    # object goes, grpcio shuts its completion queue down from whichever thread dropped it,
+    # pulling the queue's socket out from under this loop's selector.
+    grpc.aio.init_grpc_aio()  # type: ignore[attr-defined]
+    loop.run_forever()
+
+
 def serving_loop() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     """The process's gRPC event loop and its thread, started on first use."""
     global _shared
     with _shared_lock:
         if _shared is None or _shared[0] != os.getpid():
             loop = asyncio.new_event_loop()
-            thread = threading.Thread(target=loop.run_forever, name="authz-grpc", daemon=True)
+            thread = threading.Thread(target=_run_forever, args=(loop,), name="authz-grpc", daemon=True)
             thread.start()
             _shared = (os.getpid(), loop, thread)
         return _shared[1], _shared[2]
