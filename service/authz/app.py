@@ -6,10 +6,11 @@ import logging
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from grpc_health.v1 import health_pb2
 
+from authz import tracing
 from authz.admin import PolicyAdmin
 from authz.adminserver import AdminProto, admin_service
 from authz.callgate import REQUEST_MESSAGE_SECONDS
@@ -28,6 +29,9 @@ from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = logging.getLogger("authz")
 
 
@@ -37,10 +41,15 @@ def demo_policy_dir() -> Path:
 
 
 class App:
-    """One authz process: call `start`, then `wait` or `stop`."""
+    """One authz process: call `start`, then `wait` or `stop`.
 
-    def __init__(self, settings: Settings) -> None:
+    With `tracing = "otlp"`, `tracer_provider` (tests: the SDK's in-memory exporter) takes the
+    place of the OTLP exporter's. Tracing is per process: the last App built sets it.
+    """
+
+    def __init__(self, settings: Settings, *, tracer_provider: TracerProvider | None = None) -> None:
         self.settings = settings
+        self.tracer_provider = tracing.start(settings.tracing, tracer_provider)
         self.dev_issuer: DevIssuer | None = None
         issuers, audiences, jwks_url = settings.issuer, settings.audience, settings.jwks_url
         roles_claim = settings.roles_claim or None
@@ -63,7 +72,8 @@ class App:
         )
         self.reloader = PolicyReloader(self.store)
         self.metrics = Metrics()
-        self.service = DecisionService(
+        decisions = tracing.TracedDecisionService if self.tracer_provider else DecisionService
+        self.service = decisions(
             self.verifier,
             self.store,
             batch_limit=settings.batch_limit,
@@ -180,6 +190,8 @@ class App:
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
         self.service.decision_log.flush()
+        if self.tracer_provider is not None:
+            tracing.stop(self.tracer_provider)
         if self.dev_issuer is not None:
             self.dev_issuer.stop()
 

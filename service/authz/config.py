@@ -20,6 +20,8 @@ from authz.errors import ConfigError
 
 ALLOWED_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 LIST_KEYS = ("issuer", "audience", "algorithms", "cors_origins")
+# authz.tracing: off, or spans exported over OTLP (configured by the OTEL_* variables).
+TRACING_MODES = ("off", "otlp")
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,7 @@ class Settings:
     reload_requires_tests: bool = False
     workers: int = 1
     decision_log: str = "all"
+    tracing: str = "off"
     jwks_refresh_seconds: float = 600.0
     dev: bool = False
     dev_issuer_port: int = 50055
@@ -226,6 +229,8 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
     if s.decision_log not in DECISION_LOG_MODES:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
+    if s.tracing not in TRACING_MODES:
+        problems.append(f"tracing {s.tracing!r} must be one of {', '.join(TRACING_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
     if s.forward_auth and not s.http_listen:

@@ -14,6 +14,7 @@ import uvicorn
 from authz.adminserver import AdminProto
 from authz.config import split_host_port
 from authz.connect import build_http_app
+from authz.errors import ListenError
 from authz.handlers import DecisionService
 from authz.tlsfiles import CertificateFiles, ContextReloader
 
@@ -48,7 +49,7 @@ def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family, reuse_port=reuse_port)
     except OSError as exc:
-        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+        raise ListenError.of("http_listen", listen, exc) from exc
 
 
 class HttpListener:

@@ -19,9 +19,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.callgate import REQUEST_MESSAGE_SECONDS, CallGate, Overloaded
 from authz.convert import ProtoService, Status, error_status
+from authz.errors import ListenError
 from authz.handlers import DecisionService
 
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
@@ -65,9 +67,11 @@ def grpc_method(
         token = getattr(request, "token", "")
         authorization = None if token else _metadata_authorization(context)
         try:
+            # With tracing on, the caller's trace is attached where `call` runs (loop or pool).
+            call = tracing.continued(convert, lambda: tuple(context.invocation_metadata() or ()), "grpc")
             if inline is not None and inline(self.proto, token or authorization or ""):
-                return convert(self.proto, request, authorization)
-            return await self.gate.run_blocking(convert, self.proto, request, authorization)
+                return call(self.proto, request, authorization)
+            return await self.gate.run_blocking(call, self.proto, request, authorization)
         except Overloaded as exc:
             status = Status("RESOURCE_EXHAUSTED", str(exc))
         except Exception as exc:
@@ -158,5 +162,5 @@ async def build_server(
     if port == 0:
         await server.stop(None)
         pool.shutdown(wait=False)
-        raise OSError(f"cannot listen on {listen}: address in use or not available")
+        raise ListenError("listen", listen, "address in use or not available")
     return GrpcServer(server, port, health_servicer, gate)
