@@ -36,6 +36,12 @@ SAMPLES = 9
 CALLS_PER_CONNECTION = 100
 
 
+def _patient(app: App) -> None:
+    # The stalled calls must outlast the test however slow a busy machine is; the server's
+    # own end to them has its own test below.
+    app.request_message_seconds = 600.0
+
+
 class StalledCalls:
     """Calls that sent their headers and never send a message, from a client event loop of their own."""
 
@@ -161,7 +167,7 @@ def _assert_others_answered(server: RunningServer, issuer: Issuer) -> None:
 @pytest.mark.parametrize("count", [16, 1000])
 def test_stalled_calls_leave_health_and_check_answering(make_server, issuer, stalled, count):
     # 1,000 is also the default max_concurrent_rpcs: stalled calls must not count against it.
-    srv = make_server(settings_for(issuer))
+    srv = make_server(settings_for(issuer), configure=_patient)
     assert srv.app.settings.max_concurrent_rpcs == 1000
     calls = stalled(srv)
     calls.open(count)
@@ -172,7 +178,7 @@ def test_stalled_calls_leave_health_and_check_answering(make_server, issuer, sta
 
 
 def test_stalled_calls_do_not_count_against_max_concurrent_rpcs(make_server, issuer, stalled):
-    srv = make_server(settings_for(issuer, max_concurrent_rpcs=2))
+    srv = make_server(settings_for(issuer, max_concurrent_rpcs=2), configure=_patient)
     stalled(srv).open(10)
     _wait_for(lambda: _gate(srv.app).awaiting_request == 10, "10 stalled calls reached the server")
     token = issuer.mint(permissions=["read:orders"])
@@ -207,6 +213,13 @@ def test_a_call_that_ends_without_a_message_is_refused(server):
         method(iter(()), timeout=10)
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert refused.value.details() == f'"{CHECK_PATH}" requires exactly one request message.'
+
+
+def test_a_message_over_4_mib_is_refused(server):
+    method = server.channel.unary_unary(CHECK_PATH)
+    with pytest.raises(grpc.RpcError) as refused:
+        method(b"\x0a" + b"\xff\xff\xff\x02" + b"x" * (5 * 1024 * 1024), timeout=30)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_a_request_that_is_not_the_message_is_refused(server):
