@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import grpc
-
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
-from authz.callgate import CallGate
+from authz.callgate import CallGate, GatedServer
 from authz.convert import measured, reason_name, request_token, struct_to_dict, to_timestamp
 from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
@@ -173,7 +171,7 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
 def admin_service(proto: AdminProto) -> dict[str, Register]:
     """The `extra` entry for `build_server` that serves PolicyAdminService (and lists it for reflection)."""
 
-    def register(server: grpc.aio.Server, gate: CallGate) -> None:
+    def register(server: GatedServer, gate: CallGate) -> None:
         admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(PolicyAdminServicer(proto, gate), server)
 
     return {ADMIN_SERVICE_NAME: register}

@@ -2,8 +2,8 @@
 
 On the event loop a call that has sent its headers but not its request message costs a
 suspended coroutine, never a thread, so stalled clients cannot take the workers away
-from others (the sync server parked a pool thread on each of them). `CallGate` is a
-server interceptor that serves every single-request method as a stream of one:
+from others (the sync server parked a pool thread on each of them). `CallGate` serves
+every single-request method as a stream of one:
 
 - the request message must arrive within `request_seconds` of the call reaching the
   server, else the call ends with DEADLINE_EXCEEDED, so stalled calls do not pile up for
@@ -18,6 +18,9 @@ server interceptor that serves every single-request method as a stream of one:
   running; a job keeps its place until its thread is done with it, even when its call
   was cancelled meanwhile, so cancelled calls cannot queue unbounded work.
 
+Methods are gated where they are registered: `GatedServer` stands in for the server in
+the generated `add_*Servicer_to_server` functions and wraps each handler once, so a call
+pays for no lookup of its own (a server interceptor would run a coroutine per call).
 Streaming-request methods (reflection) read their own messages and pass through as they
 are, and so do synchronous handlers (grpcio runs them on its migration thread pool once
 their request has arrived). Every counter is touched on the event loop thread only.
@@ -27,7 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -42,9 +45,9 @@ Result = TypeVar("Result")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 Context = grpc.aio.ServicerContext[Any, Any]
 if TYPE_CHECKING:  # generic in grpc-stubs only
-    Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+    GenericHandler = grpc.GenericRpcHandler[Any, Any]
 else:
-    Interceptor = grpc.aio.ServerInterceptor
+    GenericHandler = grpc.GenericRpcHandler
 
 
 class Overloaded(Exception):
@@ -56,7 +59,7 @@ def _is_async(handler: Handler) -> bool:
     return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
 
 
-class CallGate(Interceptor):
+class CallGate:
     """Bounded request wait and admission for every single-request method; the blocking-job pool."""
 
     def __init__(self, max_in_progress: int | None, request_seconds: float, pool: Executor) -> None:
@@ -66,24 +69,12 @@ class CallGate(Interceptor):
         self.awaiting_request = 0  # calls whose request message has not arrived yet
         self.in_progress = 0  # calls being answered
         self.blocking_jobs = 0  # run_blocking jobs queued or running
-        self._gated: dict[str, tuple[Handler, Handler]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Handler]],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler:
-        """The method's handler, as a gated stream of one when it takes a single request."""
-        handler = await continuation(details)
-        if handler is None or handler.request_streaming or not _is_async(handler):
+    def gated(self, method: str, handler: Handler) -> Handler:
+        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request."""
+        if handler.request_streaming or not _is_async(handler):
             return handler
-        # One wrapper per registered method, made on its first call (unknown methods have no
-        # handler, so this holds no more entries than the server has methods).
-        known = self._gated.get(details.method)
-        if known is None or known[0] is not handler:
-            known = (handler, self._gate(details.method, handler))
-            self._gated[details.method] = known
-        return known[1]
+        return self._gate(method, handler)
 
     def _gate(self, method: str, handler: Handler) -> Handler:
         if handler.response_streaming:
@@ -159,3 +150,40 @@ class CallGate(Interceptor):
         self.blocking_jobs -= 1
         if not job.cancelled():
             job.exception()  # retrieved here, so a job whose caller left logs no warning
+
+
+class _GatedGeneric(GenericHandler):
+    """A generic handler whose single-request methods are gated, each wrapped on its first call."""
+
+    def __init__(self, inner: GenericHandler, gate: CallGate) -> None:
+        self.inner, self.gate = inner, gate
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        """The inner handler's answer, gated (unknown methods stay None, so nothing is kept for them)."""
+        handler = self.inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, self.gate.gated(method, handler))
+            self._wrapped[method] = known
+        return known[1]
+
+
+class GatedServer:
+    """The server as the generated `add_*Servicer_to_server` functions see it: every method gated."""
+
+    def __init__(self, server: grpc.aio.Server, gate: CallGate) -> None:
+        self.server: Any = server  # add_registered_method_handlers is newer than grpc-stubs
+        self.gate = gate
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        """Register `service`'s methods (looked up before any generic handler), gated."""
+        gated = {name: self.gate.gated(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        self.server.add_registered_method_handlers(service, gated)
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[GenericHandler]) -> None:
+        """Register generic handlers, each method gated."""
+        self.server.add_generic_rpc_handlers([_GatedGeneric(handler, self.gate) for handler in handlers])

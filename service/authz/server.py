@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.callgate import REQUEST_MESSAGE_SECONDS, CallGate, Overloaded
+from authz.callgate import REQUEST_MESSAGE_SECONDS, CallGate, GatedServer, Overloaded
 from authz.convert import ProtoService, Status, error_status
 from authz.errors import ListenError
 from authz.handlers import DecisionService
@@ -33,8 +33,9 @@ Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Target = TypeVar("Target")
 Context = grpc.aio.ServicerContext[Any, Any]
-# A service registered beside the decision API: (server, the gate its methods run blocking work through).
-Register = Callable[[grpc.aio.Server, CallGate], None]
+# A service registered beside the decision API: (the server, gating every method it adds;
+# the gate its methods run blocking work through).
+Register = Callable[[GatedServer, CallGate], None]
 
 
 class ProtoServicer(Protocol[Target]):
@@ -136,19 +137,19 @@ async def build_server(
     gate = CallGate(max_concurrent_rpcs, request_seconds, pool)
     server = grpc.aio.server(
         migration_thread_pool=pool,
-        interceptors=[gate],
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), server)
+    gated = GatedServer(server, gate)
+    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), gated)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, gated)
     names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
     for name, register in (extra or {}).items():
-        register(server, gate)
+        register(gated, gate)
         names.append(name)
     reflection.enable_server_reflection(names, server)
     for name in ("", SERVICE_NAME):
