@@ -24,6 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import App
+from authz.callgate import CallGate, GatedServer
+from authz.grpcloop import ServerLoop
+from authz.server import build_server
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 
@@ -56,7 +59,7 @@ class StalledCalls:
     def _run(self, coroutine: Any, timeout: float = 60) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
-    def open(self, count: int, *, timeout: float = 300) -> None:
+    def open(self, count: int, *, timeout: float = 300, path: str = CHECK_PATH) -> None:
         """`count` stalled calls, at most CALLS_PER_CONNECTION on each connection of their own."""
 
         async def open_all() -> None:
@@ -65,7 +68,7 @@ class StalledCalls:
                     # A local subchannel pool: each channel its own TCP connection.
                     options = [("grpc.use_local_subchannel_pool", 1)]
                     self.channels.append(grpc.aio.insecure_channel(self.address, options=options))
-                method = self.channels[-1].stream_unary(CHECK_PATH)
+                method = self.channels[-1].stream_unary(path)
                 # No request iterator and no write: the headers go out, a message never does.
                 self.calls.append(method(timeout=timeout))
 
@@ -102,11 +105,11 @@ class StalledCalls:
 
 
 @pytest.fixture
-def stalled() -> Iterator[Callable[[RunningServer], StalledCalls]]:
+def stalled() -> Iterator[Callable[[str], StalledCalls]]:
     opened: list[StalledCalls] = []
 
-    def make(server: RunningServer) -> StalledCalls:
-        calls = StalledCalls(server.address)
+    def make(address: str) -> StalledCalls:
+        calls = StalledCalls(address)
         opened.append(calls)
         return calls
 
@@ -169,7 +172,7 @@ def test_stalled_calls_leave_health_and_check_answering(make_server, issuer, sta
     # 1,000 is also the default max_concurrent_rpcs: stalled calls must not count against it.
     srv = make_server(settings_for(issuer), configure=_patient)
     assert srv.app.settings.max_concurrent_rpcs == 1000
-    calls = stalled(srv)
+    calls = stalled(srv.address)
     calls.open(count)
     gate = _gate(srv.app)
     _wait_for(lambda: gate.awaiting_request == count, f"{count} stalled calls reached the server")
@@ -179,7 +182,7 @@ def test_stalled_calls_leave_health_and_check_answering(make_server, issuer, sta
 
 def test_stalled_calls_do_not_count_against_max_concurrent_rpcs(make_server, issuer, stalled):
     srv = make_server(settings_for(issuer, max_concurrent_rpcs=2), configure=_patient)
-    stalled(srv).open(10)
+    stalled(srv.address).open(10)
     _wait_for(lambda: _gate(srv.app).awaiting_request == 10, "10 stalled calls reached the server")
     token = issuer.mint(permissions=["read:orders"])
     read = R.CheckRequest(token=token, resource="/api/orders/1", action="GET")
@@ -191,7 +194,7 @@ def test_a_call_whose_message_never_comes_is_ended_by_the_server(make_server, is
     srv = make_server(
         settings_for(issuer), configure=lambda app: setattr(app, "request_message_seconds", 0.5)
     )
-    calls = stalled(srv)
+    calls = stalled(srv.address)
     calls.open(3, timeout=120)  # the client would wait far longer than the server does
     started = time.monotonic()
     for index in range(3):
@@ -287,3 +290,40 @@ def test_work_of_cancelled_calls_still_counts_until_its_thread_is_done(make_serv
         own_issuer.hold.set()
     _wait_for(lambda: gate.blocking_jobs == 0, "the held verification finished")
     assert srv.stub.Check(_rotated_check(own_issuer), timeout=10).reason == R.REASON_NO_MATCHING_RULE
+
+
+def test_a_service_added_with_a_generic_handler_is_gated_too(issuer, stalled):
+    # build_server(extra=...) hands services a stand-in server; a service that registers
+    # only a generic handler (no registered methods) gets the same bounded request wait.
+    async def say(request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    def register(server: GatedServer, gate: CallGate) -> None:
+        handler = grpc.unary_unary_rpc_method_handler(
+            say, health_pb2.HealthCheckRequest.FromString, health_pb2.HealthCheckResponse.SerializeToString
+        )
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Echo", {"Say": handler})])
+
+    app = App(settings_for(issuer))
+    loop = ServerLoop()
+    built = loop.start(
+        lambda: build_server(app.service, "127.0.0.1:0", request_seconds=0.5, extra={"test.Echo": register})
+    )
+    try:
+        address = f"127.0.0.1:{built.port}"
+        with grpc.insecure_channel(address) as channel:
+            say_call = channel.unary_unary(
+                "/test.Echo/Say",
+                health_pb2.HealthCheckRequest.SerializeToString,
+                health_pb2.HealthCheckResponse.FromString,
+            )
+            assert say_call(health_pb2.HealthCheckRequest(), timeout=10).status == 1
+        calls = stalled(address)
+        calls.open(2, path="/test.Echo/Say")
+        for index in range(2):
+            code, details = calls.outcome(index)
+            assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert details == "no request message within 0.5 s of the call's headers"
+        assert built.gate.awaiting_request == 0
+    finally:
+        loop.stop(1).wait(30)
