@@ -88,6 +88,15 @@ class StalledCalls:
         result: tuple[grpc.StatusCode, str] = self._run(ended(), timeout)
         return result
 
+    def ended(self) -> list[int]:
+        """The indexes of the calls that have ended."""
+
+        async def done() -> list[int]:
+            return [index for index, call in enumerate(self.calls) if call.done()]
+
+        result: list[int] = self._run(done())
+        return result
+
     def close(self) -> None:
         async def close_all() -> None:
             for call in self.calls:
@@ -205,6 +214,27 @@ def test_a_call_whose_message_never_comes_is_ended_by_the_server(make_server, is
     assert srv.stub.Check(
         R.CheckRequest(token=token, resource="/api/orders/1", action="GET"), timeout=10
     ).allowed
+
+
+def test_beyond_the_cap_on_waiting_calls_the_longest_waiting_ends(make_server, issuer, stalled):
+    def configure(app: App) -> None:
+        _patient(app)
+        app.max_awaiting_request = 5
+
+    srv = make_server(settings_for(issuer), configure=configure)
+    calls = stalled(srv.address)
+    calls.open(8)
+    _wait_for(lambda: len(calls.ended()) == 3, "3 calls were ended")
+    assert _gate(srv.app).awaiting_request == 5
+    # A caller that sends its message at once is never the longest-waiting: at the cap its
+    # arrival ends the oldest stalled call instead.
+    _assert_others_answered(srv, issuer)
+    ended = calls.ended()
+    assert _gate(srv.app).awaiting_request == 8 - len(ended) <= 5
+    for index in ended:
+        code, details = calls.outcome(index)
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert details == "5 calls are waiting for their request message; this one had waited longest"
 
 
 def test_a_call_that_ends_without_a_message_is_refused(server):

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 from authz import tracing
 from authz.admin import PolicyAdmin
 from authz.adminserver import AdminProto, admin_service
-from authz.callgate import REQUEST_MESSAGE_SECONDS
+from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
 from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
@@ -85,8 +85,10 @@ class App:
         )
         self._stop = threading.Event()
         self.port = 0
-        # How long a gRPC call may take to send its request message (authz.callgate).
+        # How long a gRPC call may take to send its request message, and how many may be
+        # waiting for theirs at once (authz.callgate).
         self.request_message_seconds = REQUEST_MESSAGE_SECONDS
+        self.max_awaiting_request = MAX_AWAITING_REQUEST
         self.grpc = ServerLoop()
         self.grpc_server: GrpcServer | None = None
         self.health: LoopHealth | None = None
@@ -115,6 +117,7 @@ class App:
                 credentials=credentials,
                 max_concurrent_rpcs=s.max_concurrent_rpcs,
                 request_seconds=self.request_message_seconds,
+                max_awaiting=self.max_awaiting_request,
                 reuse_port=s.workers > 1,
                 extra=admin_service(admin) if admin is not None else None,
             )

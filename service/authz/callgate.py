@@ -8,6 +8,10 @@ every single-request method as a stream of one:
 - the request message must arrive within `request_seconds` of the call reaching the
   server, else the call ends with DEADLINE_EXCEEDED, so stalled calls do not pile up for
   as long as their clients care to keep them open;
+- at most `max_awaiting` calls wait for their message at once (each holds some 24 KiB);
+  beyond that the one that has waited longest is ended with RESOURCE_EXHAUSTED. A caller
+  that sends its message with its headers is never the longest-waiting, so a flood of
+  stalled calls costs bounded memory and still refuses no one else;
 - `max_in_progress` bounds the calls being answered, counted from their request's
   arrival to their answer: calls still waiting for their message are not counted, so
   stalled calls can never make the server refuse the calls of others (grpcio's own
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
@@ -40,6 +45,9 @@ from google.protobuf.message import DecodeError
 # Time for the request message to arrive once the call's headers have. A client sends both
 # in one write; 10 s carries a 4 MiB message (MAX_MESSAGE_BYTES) over a 4 Mbit/s link.
 REQUEST_MESSAGE_SECONDS = 10.0
+# Calls waiting for their message at once: about 240 MiB of them, ten times the default
+# max_concurrent_rpcs.
+MAX_AWAITING_REQUEST = 10_000
 
 Result = TypeVar("Result")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -62,13 +70,28 @@ def _is_async(handler: Handler) -> bool:
 class CallGate:
     """Bounded request wait and admission for every single-request method; the blocking-job pool."""
 
-    def __init__(self, max_in_progress: int | None, request_seconds: float, pool: Executor) -> None:
+    def __init__(
+        self,
+        max_in_progress: int | None,
+        request_seconds: float,
+        pool: Executor,
+        max_awaiting: int = MAX_AWAITING_REQUEST,
+    ) -> None:
         self.max_in_progress = max_in_progress
         self.request_seconds = request_seconds
         self.pool = pool
-        self.awaiting_request = 0  # calls whose request message has not arrived yet
+        self.max_awaiting = max(1, max_awaiting)
         self.in_progress = 0  # calls being answered
         self.blocking_jobs = 0  # run_blocking jobs queued or running
+        # The calls waiting for their request message, longest-waiting first, and those of
+        # them being ended to make room.
+        self._awaiting: OrderedDict[asyncio.Task[Any], None] = OrderedDict()
+        self._ended: set[asyncio.Task[Any]] = set()
+
+    @property
+    def awaiting_request(self) -> int:
+        """Calls whose request message has not arrived yet."""
+        return len(self._awaiting)
 
     def gated(self, method: str, handler: Handler) -> Handler:
         """`handler` (of `/service/method`) as a gated stream of one if it is async with one request."""
@@ -114,10 +137,23 @@ class CallGate:
         )
 
     async def _receive(self, method: str, context: Context) -> Any:
-        self.awaiting_request += 1
+        task = asyncio.current_task()
+        assert task is not None  # grpcio runs every handler in a task of its own
+        self._awaiting[task] = None
+        if len(self._awaiting) > self.max_awaiting:
+            self._end_longest_waiting()
         try:
             async with asyncio.timeout(self.request_seconds):
                 request = await context.read()
+        except asyncio.CancelledError:
+            if task not in self._ended:
+                raise  # cancelled by grpcio: the client went away or the server is stopping
+            task.uncancel()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.max_awaiting} calls are waiting for their request message; "
+                "this one had waited longest",
+            )
         except DecodeError:
             # The sync server's code for it; the parser's text is not echoed, nor logged as a fault.
             await context.abort(grpc.StatusCode.INTERNAL, "the request message does not parse")
@@ -127,13 +163,20 @@ class CallGate:
                 f"no request message within {self.request_seconds:g} s of the call's headers",
             )
         finally:
-            self.awaiting_request -= 1
+            self._awaiting.pop(task, None)
+            self._ended.discard(task)
         if request is grpc.aio.EOF:  # type: ignore[attr-defined]
             # The sync server's answer to a unary call without a message.
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED, f'"{method}" requires exactly one request message.'
             )
         return request
+
+    def _end_longest_waiting(self) -> None:
+        # Cancelled out of its wait; its own _receive turns that into the answer above.
+        longest, _ = self._awaiting.popitem(last=False)
+        self._ended.add(longest)
+        longest.cancel()
 
     async def run_blocking(self, work: Callable[..., Result], *args: Any) -> Result:
         """`work(*args)` on the pool; raises Overloaded when `max_in_progress` jobs are already there."""

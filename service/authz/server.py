@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.callgate import REQUEST_MESSAGE_SECONDS, CallGate, GatedServer, Overloaded
+from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS, CallGate, GatedServer, Overloaded
 from authz.convert import ProtoService, Status, error_status
 from authz.errors import ListenError
 from authz.handlers import DecisionService
@@ -122,6 +122,7 @@ async def build_server(
     max_workers: int = 16,
     max_concurrent_rpcs: int | None = None,
     request_seconds: float = REQUEST_MESSAGE_SECONDS,
+    max_awaiting: int = MAX_AWAITING_REQUEST,
     reuse_port: bool = False,
     extra: Mapping[str, Register] | None = None,
 ) -> GrpcServer:
@@ -134,7 +135,7 @@ async def build_server(
     used: it counts calls still waiting for their request message (see `authz.callgate`).
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
-    gate = CallGate(max_concurrent_rpcs, request_seconds, pool)
+    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting)
     server = grpc.aio.server(
         migration_thread_pool=pool,
         options=[
