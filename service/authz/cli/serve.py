@@ -27,7 +27,7 @@ FLAG_HELP = {
     "roles_claim": "claim holding the user's roles (AUTHZ_ROLES_CLAIM)",
     "batch_limit": "max BatchCheck items (AUTHZ_BATCH_LIMIT, default 100)",
     "max_concurrent_rpcs": "gRPC calls being answered before RESOURCE_EXHAUSTED, and HTTP "
-    "connections before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
+    "requests being answered before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",
