@@ -20,9 +20,11 @@ from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
 from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
+from authz.errors import Unavailable
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
-from authz.policy.runner import require_passing_suites
+from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
+from authz.sources import policy_origin
 from authz.server import SERVICE_NAME, build_server
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
@@ -67,7 +69,8 @@ class App:
             self.keys,
         )
         self.store = PolicyStore(
-            policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
+            policy_origin(settings.policy_store, policy_dir, settings.policy_store_check_seconds),
+            validate=require_passing_content if settings.reload_requires_tests else None,
         )
         self.reloader = PolicyReloader(self.store)
         self.metrics = Metrics()
@@ -93,7 +96,11 @@ class App:
         """Load the policy (raises PolicyLoadError when broken), bind and serve."""
         for warning in self.settings.warnings:
             log.warning("%s", warning)
-        self.store.reload()
+        try:
+            self.store.reload()
+        except Unavailable as exc:
+            # A policy store down at start: serve NOT_SERVING and follow it until it answers.
+            log.error("health: NOT_SERVING until a policy loads: %s", exc)
         if self.dev_issuer is not None:
             self.dev_issuer.start()
         s = self.settings
@@ -119,7 +126,10 @@ class App:
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
-            "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
+            "authz listening on %s (policy %s from %s)",
+            s.listen,
+            self.store.current.version if self.store.loaded else "not loaded yet",
+            self.store.origin.location,
         )
 
     def _start_http(self, admin: AdminProto | None) -> None:

@@ -1,15 +1,11 @@
-"""Live reload: watch the policy directory and take reload requests (SIGHUP), then reload the store.
+"""Live reload: follow the policy's source and take reload requests (SIGHUP), then reload the store.
 
 Every trigger ends in `PolicyStore.reload`, which builds the new snapshot beside the
 serving one, validates it and swaps it in, or keeps the last good one and says why.
 
-The watch covers the directory itself, recursively, with no filter: a Kubernetes
-ConfigMap update is a `..data` symlink swap (a new `..TIMESTAMP/` directory, a new
-`..data` link renamed over the old one, the old directory removed), and a default
-filter that hid dot-names or temporary files could drop exactly the event that
-matters. watchfiles groups a burst of events into one batch (`step` ms of quiet ends
-it, `debounce` ms caps it; its 1.6 s default would break a two-second reload budget),
-and one batch, or any number of requests that arrive during a reload, cause one more
+The source's `watch` says when to read again: a policy directory's file changes
+(`authz.sources.directory`), a policy store's new head (`authz.sources.follow`). One
+batch of changes, or any number of requests that arrive during a reload, cause one more
 reload of the whole set.
 """
 
@@ -19,17 +15,10 @@ import logging
 import threading
 from collections import deque
 
-import watchfiles
-
-from authz.errors import PolicyLoadError
+from authz.errors import PolicyLoadError, Unavailable
 from authz.store import PolicyStore
 
 log = logging.getLogger("authz.reload")
-# watchfiles logs every batch at INFO; the reload's own line says the same with its outcome.
-logging.getLogger("watchfiles").setLevel(logging.WARNING)
-
-DEBOUNCE_MS = 500
-STEP_MS = 100
 
 
 class PolicyReloader:
@@ -63,19 +52,7 @@ class PolicyReloader:
             thread.join(timeout)
 
     def _watch(self) -> None:
-        directory = self.store.directory
-        try:
-            for changes in watchfiles.watch(
-                directory,
-                watch_filter=None,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=self._stop,
-            ):
-                self.request(f"{len(changes)} file change(s) in {directory}")
-        except Exception:
-            # Serving goes on with the policy it has; SIGHUP and the admin service still reload.
-            log.exception("cannot watch %s for policy changes; reload with SIGHUP", directory)
+        self.store.origin.watch(self.request, self._stop)
 
     def _reload_loop(self) -> None:
         while True:
@@ -91,5 +68,8 @@ class PolicyReloader:
                 self.store.reload()
             except PolicyLoadError:
                 pass  # logged with its findings by the store; the last good policy serves
+            except Unavailable as exc:
+                # The source's watch logs the outage and asks again once it can read.
+                log.warning("policy not reloaded, the last good policy keeps serving: %s", exc)
             except Exception:
                 log.exception("policy reload failed; the last good policy keeps serving")
