@@ -17,15 +17,15 @@ from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
+from authz.errors import Unavailable
 from authz.handlers import DecisionService
 from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
-from authz.errors import Unavailable
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
-from authz.sources import policy_origin
 from authz.server import SERVICE_NAME, build_server
+from authz.sources import policy_origin
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier

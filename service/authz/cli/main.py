@@ -1,4 +1,4 @@
-"""`authz` entry point: serve | token | check | principal | policy."""
+"""`authz` entry point: serve | token | check | principal | policy | store."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from authz.cli.lint import add_lint_command
 from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
 from authz.cli.serve import add_serve_args, run_serve
+from authz.cli.store import add_store_commands
 from authz.devmode import dev_dir, mint_token
 from authz.errors import AuthzError
 
@@ -70,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_args(principal)
     principal.set_defaults(func=run_principal)
 
-    add_lint_command(add_policy_commands(commands))
+    policy = add_policy_commands(commands)
+    add_lint_command(policy)
+    add_store_commands(commands, policy)
     return parser
 
 

@@ -137,14 +137,14 @@ def push(
     content = read_dir_content(directory)
 
     def change(base: StoredVersion | None) -> PolicyContent:
-        if expected_version is None and base is not None and base.info.kind != PUSH:
-            if base.content.version != content.version:
-                raise Conflict(
-                    f"the policy store has moved on since the last push: its head {base.info.version} "
-                    f"(#{base.info.id}, {base.info.kind} by {base.info.author}: {base.info.message}) was not "
-                    f"pushed; pull it into {directory} first, or push with --expected-version "
-                    f"{base.info.version} to replace it"
-                )
+        moved = base is not None and base.info.kind != PUSH and base.content.version != content.version
+        if expected_version is None and base is not None and moved:
+            raise Conflict(
+                f"the policy store has moved on since the last push: its head {base.info.version} "
+                f"(#{base.info.id}, {base.info.kind} by {base.info.author}: {base.info.message}) was not "
+                f"pushed; pull it into {directory} first, or push with --expected-version "
+                f"{base.info.version} to replace it"
+            )
         return content
 
     head, changed = store.commit(

@@ -46,6 +46,7 @@ _INFO = (
 # SQLSTATEs that no retry fixes: wrong password or user, no such database.
 _AUTH_STATES = {"28P01", "28000"}
 _NO_DATABASE = "3D000"
+_AUTH_SIGNS = ("password authentication failed", "no pg_hba.conf entry", "role \"", "no password supplied")
 
 
 class StoreUnavailable(Unavailable):
@@ -144,17 +145,19 @@ class PostgresStore:
     def connect_error(self, exc: Exception) -> StoreUnavailable | StoreSetupError:
         """What a failed connection means, in one line that says what to do."""
         state = getattr(exc, "sqlstate", None)
-        if state in _AUTH_STATES:
+        text = str(exc)
+        # libpq gives no SQLSTATE for a refused login, only the server's message.
+        if state in _AUTH_STATES or any(sign in text for sign in _AUTH_SIGNS):
             return StoreSetupError(
                 f"the policy store {self.location} refused user {self.user!r}: fix the user or password "
                 "in AUTHZ_POLICY_STORE / --store (or PGPASSWORD)"
             )
-        if state == _NO_DATABASE:
+        if state == _NO_DATABASE or (f'database "{self.dbname}" does not exist' in text):
             return StoreSetupError(
                 f"the policy store {self.location}: database {self.dbname!r} does not exist: create it "
                 f"(createdb {self.dbname}) or fix the database name in AUTHZ_POLICY_STORE / --store"
             )
-        reason = " ".join(str(exc).split()) or type(exc).__name__
+        reason = " ".join(text.split()) or type(exc).__name__
         return StoreUnavailable(
             f"cannot connect to the policy store {self.location} ({reason}): start PostgreSQL there "
             "or fix the host and port in AUTHZ_POLICY_STORE / --store"
@@ -172,8 +175,8 @@ class PostgresStore:
             )
         if found < LATEST:
             raise StoreSetupError(
-                f"the policy store {self.location} is at schema migration {found}, this authz needs {LATEST}: "
-                "run `authz store migrate --store DSN`"
+                f"the policy store {self.location} is at schema migration {found}, "
+                f"this authz needs {LATEST}: run `authz store migrate --store DSN`"
             )
 
     @contextmanager
@@ -195,7 +198,7 @@ class PostgresStore:
 
     def info(self, conn: Connection, where: str, params: tuple[Any, ...]) -> VersionInfo | None:
         """The newest version matching `where` (an SQL condition on `v`)."""
-        row = conn.execute(f"{_INFO} WHERE {where} ORDER BY v.id DESC LIMIT 1", params).fetchone()  # noqa: S608
+        row = conn.execute(f"{_INFO} WHERE {where} ORDER BY v.id DESC LIMIT 1", params).fetchone()
         return None if row is None else VersionInfo(*row)
 
     def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
@@ -214,7 +217,7 @@ class PostgresStore:
         if not 1 <= limit <= 10_000:
             raise InvalidArgument(f"limit {limit} must be between 1 and 10000")
         with self.session() as conn:
-            rows = conn.execute(f"{_INFO} ORDER BY v.id DESC LIMIT %s", (limit,)).fetchall()  # noqa: S608
+            rows = conn.execute(f"{_INFO} ORDER BY v.id DESC LIMIT %s", (limit,)).fetchall()
         return [VersionInfo(*row) for row in rows]
 
     def get(self, ref: str) -> StoredVersion:
@@ -291,7 +294,7 @@ class PostgresStore:
             " VALUES (%s, %s, %s, %s, %s) RETURNING id, extract(epoch FROM created_at)::float8",
             (content.version, parent and parent.info.id, author, message, kind),
         ).fetchone()
-        assert row is not None  # noqa: S101 - INSERT ... RETURNING returns its row
+        assert row is not None  # INSERT ... RETURNING returns its row
         version_id = int(row[0])
         with (
             conn.cursor() as cursor,
