@@ -199,7 +199,7 @@ class PolicyAdmin:
         self.authorize(token, READ)
         return self._policy_store().get(ref)
 
-    def rollback(self, token: str, ref: str, expected_version: str, message: str = "") -> VersionInfo:
+    def rollback(self, token: str, ref: str, expected_version: str, message: str = "") -> changes.Committed:
         """A new version with the content of `ref`, serving when the call returns."""
         who = self.authorize(token, WRITE)
         done = changes.rollback(
@@ -207,7 +207,7 @@ class PolicyAdmin:
         )
         self.store.reload()
         log.info("%s rolled the policy back to %s: now %s (#%d)", who, ref, done.head.version, done.head.id)
-        return done.head
+        return done
 
     def _policy_store(self) -> PostgresStore:
         origin = self.store.origin

@@ -46,7 +46,7 @@ _INFO = (
 # SQLSTATEs that no retry fixes: wrong password or user, no such database.
 _AUTH_STATES = {"28P01", "28000"}
 _NO_DATABASE = "3D000"
-_AUTH_SIGNS = ("password authentication failed", "no pg_hba.conf entry", "role \"", "no password supplied")
+_AUTH_SIGNS = ("password authentication failed", "no pg_hba.conf entry", 'role "', "no password supplied")
 
 
 class StoreUnavailable(Unavailable):
