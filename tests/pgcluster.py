@@ -11,6 +11,7 @@ TCP connections, plus one password-protected role so a test can give wrong crede
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -82,7 +83,8 @@ class PostgresServer:
             "-t",
             "60",
             "-o",
-            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c max_connections=200 -c fsync=off",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} "
+            "-c max_connections=200 -c fsync=off",
             "start",
         )
 
@@ -118,10 +120,8 @@ def postgres_server() -> Iterator[PostgresServer]:
         server.sql(f"CREATE ROLE {PASSWORD_ROLE} LOGIN PASSWORD '{PASSWORD}'")
         yield server
     finally:
-        try:
-            server.stop()
-        except (subprocess.SubprocessError, OSError):
-            pass  # already stopped by a test that failed halfway
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            server.stop()  # raises when a test that failed halfway left it stopped
         shutil.rmtree(root, ignore_errors=True)
 
 

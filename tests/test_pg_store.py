@@ -1,4 +1,4 @@
-"""The PostgreSQL policy store as a library, on a real PostgreSQL: migrations, versions, writers, push/pull."""
+"""The PostgreSQL policy store as a library, on a real PostgreSQL: migrations, writers, push/pull."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from authz.sources import changes
 from authz.sources.directory import read_dir_content
 from authz.sources.pgschema import LATEST, migrate, schema_version
 from authz.sources.postgres import PostgresStore, StoreSetupError, StoreUnavailable
-from tests.pgcluster import PASSWORD_ROLE, PostgresServer, pg_dsn, postgres_server  # noqa: F401
+from tests.pgcluster import PASSWORD_ROLE, PostgresServer
 from tests.policy_dirs import copy_demo
 
 RULE = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
@@ -87,27 +87,35 @@ def test_two_writers_on_one_version_exactly_one_wins_every_round(pg_dsn, tmp_pat
         with store.session() as conn:
             head = store.head(conn)
         assert head is not None
-        start = threading.Barrier(2)
-        outcomes: list[object] = []
-
-        def write(n: int, base: str = head.info.version, r: int = round_) -> None:
-            rule = ("p", f"perm:{r}:{n}", f"/api/r{r}/w{n}", "GET", "True", "allow")
-            start.wait(timeout=30)
-            try:
-                outcomes.append(changes.add_rules(store, "policy.csv", [rule], base, author=f"w{n}", run_tests=False))
-            except VersionConflict as exc:
-                outcomes.append(exc)
-
-        threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(60)
+        outcomes = _race(store, head.info.version, round_)
         wins = [o for o in outcomes if isinstance(o, changes.Committed)]
         losses = [o for o in outcomes if isinstance(o, VersionConflict)]
         assert len(wins) == 1 and len(losses) == 1, (round_, outcomes)
         assert losses[0].actual == wins[0].head.version  # the loser is told the version that won
         assert wins[0].head.parent == head.info.version
+
+
+def _race(store: PostgresStore, base: str, round_: int) -> list[object]:
+    """Two writers adding different rules on version `base` at the same moment; their outcomes."""
+    start = threading.Barrier(2)
+    outcomes: list[object] = []
+
+    def write(n: int) -> None:
+        rule = ("p", f"perm:{round_}:{n}", f"/api/r{round_}/w{n}", "GET", "True", "allow")
+        start.wait(timeout=30)
+        try:
+            outcomes.append(
+                changes.add_rules(store, "policy.csv", [rule], base, author=f"w{n}", run_tests=False)
+            )
+        except VersionConflict as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return outcomes
 
 
 def test_a_rejected_candidate_is_not_stored(pg_dsn, tmp_path):
@@ -137,7 +145,9 @@ def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn
     head = store.history()[0]
     edited = changes.add_rules(store, "policy.csv", [RULE], head.version, author="alice")
     directory = copy_demo(tmp_path, "git")
-    (directory / "policy.csv").write_text((directory / "policy.csv").read_text() + "p, x:y, /x, GET, True, allow\n")
+    (directory / "policy.csv").write_text(
+        (directory / "policy.csv").read_text() + "p, x:y, /x, GET, True, allow\n"
+    )
     with pytest.raises(Conflict, match="moved on since the last push"):
         changes.push(store, directory, None, author="ci")
     with pytest.raises(VersionConflict):
@@ -150,7 +160,9 @@ def test_push_runs_the_suites(pg_dsn, tmp_path):
     store = migrated(pg_dsn)
     directory = copy_demo(tmp_path)
     text = (directory / "policy.csv").read_text()
-    (directory / "policy.csv").write_text("\n".join(ln for ln in text.splitlines() if "read:orders" not in ln))
+    (directory / "policy.csv").write_text(
+        "\n".join(ln for ln in text.splitlines() if "read:orders" not in ln)
+    )
     with pytest.raises(CandidateRejected, match="fail"):
         changes.push(store, directory, None, author="ci")
     assert store.history() == []
@@ -158,10 +170,12 @@ def test_push_runs_the_suites(pg_dsn, tmp_path):
 
 def test_connection_errors_say_what_to_do(postgres_server: PostgresServer, pg_dsn):
     refused = PostgresStore(f"postgresql://postgres@127.0.0.1:{_closed_port()}/x")
-    with pytest.raises(StoreUnavailable, match="cannot connect to the policy store .* start PostgreSQL"):
+    with pytest.raises(StoreUnavailable, match=r"cannot connect to the policy store .* start PostgreSQL"):
         refused.connect()
     wrong = PostgresStore(postgres_server.dsn("postgres", PASSWORD_ROLE, "wrong-password"))
-    with pytest.raises(StoreSetupError, match="refused user 'authz_secret': fix the user or password") as caught:
+    with pytest.raises(
+        StoreSetupError, match="refused user 'authz_secret': fix the user or password"
+    ) as caught:
         wrong.connect()
     assert "wrong-password" not in str(caught.value)
     with pytest.raises(StoreSetupError, match="database 'nope' does not exist: create it"):
