@@ -63,18 +63,12 @@ class PostgresOrigin:
         """The head's content (from the cache while the head's id is unchanged)."""
         with self._lock:
             try:
-                conn = self._reader_connection()
-                head = self.store.head_id(conn)
-                if head is None:
-                    raise StoreEmpty(
-                        f"the policy store {self.location} holds no policy version yet: publish one with "
-                        "`authz policy push DIR --store DSN`"
-                    )
-                if self._cached is None or self._cached.info.id != head:
-                    info = self.store.info(conn, "v.id = %s", (head,))
-                    if info is None:
-                        raise StoreUnavailable(f"version #{head} vanished while it was read")
-                    self._cached = self.store.load(conn, info)
+                try:
+                    stored = self._read_head(self._reader_connection())
+                except self.store.psycopg.OperationalError:
+                    # The reader may have been cut by a restart since its last use: one fresh try.
+                    self._drop_reader()
+                    stored = self._read_head(self._reader_connection())
             except self.store.psycopg.Error as exc:
                 self._drop_reader()
                 error = self.store.connect_error(exc)
@@ -86,8 +80,22 @@ class PostgresOrigin:
             except AuthzError as exc:
                 self._set(isinstance(exc, StoreEmpty), str(exc))
                 raise
-            self._set(True, "", head=self._cached.info.version)
-            return self._cached.content
+            self._set(True, "", head=stored.info.version)
+            return stored.content
+
+    def _read_head(self, conn: Connection) -> StoredVersion:
+        head = self.store.head_id(conn)
+        if head is None:
+            raise StoreEmpty(
+                f"the policy store {self.location} holds no policy version yet: publish one with "
+                "`authz policy push DIR --store DSN`"
+            )
+        if self._cached is None or self._cached.info.id != head:
+            info = self.store.info(conn, "v.id = %s", (head,))
+            if info is None:
+                raise StoreUnavailable(f"version #{head} vanished while it was read")
+            self._cached = self.store.load(conn, info)
+        return self._cached
 
     def _reader_connection(self) -> Connection:
         if self._reader is None or self._reader.closed or self._reader.broken:
