@@ -1,0 +1,158 @@
+"""Three `authz serve` processes on one PostgreSQL store: edits through one are answered by all.
+
+Each edit goes through replica A's admin API; a watcher per replica asks Check for the
+edit's resource on its own channel until it is allowed. The time from the write to the
+first allowed answer is reported per replica (median, max). It is measured from the
+moment AddRules was called, so it includes the write itself and is an upper bound on
+the time from the commit. The assertion is generous (the machine is shared); the 1 s
+target is `make bench`'s.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
+from authz.sources import changes
+from authz.sources.pgschema import migrate
+from authz.sources.postgres import PostgresStore
+from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
+from tests.policy_dirs import copy_demo
+
+EDITS = 20
+REPLICAS = 3
+GENEROUS_SECONDS = 10.0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def three_replicas(pg_dsn: str, issuer: Issuer, tmp_path: Path) -> Iterator[list[str]]:
+    store = PostgresStore(pg_dsn)
+    with store.connect(check_schema=False) as conn:
+        migrate(conn)
+    changes.push(store, copy_demo(tmp_path), None, author="ci")
+    processes: list[subprocess.Popen[bytes]] = []
+    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(REPLICAS)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")} | {
+        "AUTHZ_POLICY_STORE": pg_dsn,
+        "AUTHZ_ADMIN_ENABLED": "true",
+        "AUTHZ_ISSUER": issuer.url,
+        "AUTHZ_AUDIENCE": AUDIENCE,
+        "AUTHZ_JWKS_URL": issuer.jwks_url,
+        "AUTHZ_ROLES_CLAIM": ROLES_CLAIM,
+        "AUTHZ_DECISION_LOG": "off",
+    }
+    try:
+        for n, address in enumerate(addresses):
+            with (tmp_path / f"replica-{n}.log").open("wb") as out:
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "authz.cli.main", "serve", "--listen", address],
+                        env=env,
+                        cwd=tmp_path,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        for address in addresses:
+            _wait_serving(address)
+        yield addresses
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_serving(address: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        while time.monotonic() < deadline:
+            try:
+                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if status.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise AssertionError(f"{address} did not become SERVING")
+
+
+def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, issuer, capsys):
+    admin_token = issuer.mint(sub="root", roles=["admin"])
+    reader = issuer.mint(sub="ann", permissions=[f"edit:{i}" for i in range(EDITS)])
+    channels = [grpc.insecure_channel(address) for address in three_replicas]
+    admin = admin_pb2_grpc.PolicyAdminServiceStub(channels[0])
+    latencies: dict[int, list[float]] = {n: [] for n in range(REPLICAS)}
+    try:
+        for i in range(EDITS):
+            version = admin.GetPolicy(admin_pb2.GetPolicyRequest(token=admin_token), timeout=10).version
+            rule = admin_pb2.PolicyRule(ptype="p", values=[f"edit:{i}", f"/api/e{i}", "GET", "True", "allow"])
+            request = authz_pb2.CheckRequest(token=reader, resource=f"/api/e{i}", action="GET")
+            seen: dict[int, float] = {}
+            ready = threading.Barrier(REPLICAS + 1)
+
+            def watch(
+                n: int, request: authz_pb2.CheckRequest = request, seen: dict[int, float] = seen
+            ) -> None:
+                stub = authz_pb2_grpc.AuthorizationServiceStub(channels[n])
+                assert not stub.Check(request, timeout=10).allowed  # not before the write
+                ready.wait(30)
+                deadline = time.monotonic() + GENEROUS_SECONDS * 3
+                while time.monotonic() < deadline:
+                    if stub.Check(request, timeout=10).allowed:
+                        seen[n] = time.monotonic()
+                        return
+                    time.sleep(0.002)
+
+            watchers = [threading.Thread(target=watch, args=(n,)) for n in range(REPLICAS)]
+            for thread in watchers:
+                thread.start()
+            ready.wait(30)
+            written = time.monotonic()
+            admin.AddRules(
+                admin_pb2.AddRulesRequest(token=admin_token, rules=[rule], expected_version=version),
+                timeout=30,
+            )
+            for thread in watchers:
+                thread.join(GENEROUS_SECONDS * 4)
+            assert sorted(seen) == list(range(REPLICAS)), f"edit {i}: replicas {sorted(seen)} answered"
+            for n, at in seen.items():
+                latencies[n].append(at - written)
+    finally:
+        for channel in channels:
+            channel.close()
+    followers = [t for n in (1, 2) for t in latencies[n]]
+    every = [t for values in latencies.values() for t in values]
+    with capsys.disabled():
+        for n, values in latencies.items():
+            print(
+                f"\nreplica {'ABC'[n]}: write -> first new answer over {EDITS} edits: "
+                f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
+            )
+        print(
+            f"all replicas: median {statistics.median(every) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms"
+        )
+    assert max(followers) < GENEROUS_SECONDS
