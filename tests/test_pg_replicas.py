@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -100,6 +100,26 @@ def _wait_serving(address: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"{address} did not become SERVING")
 
 
+def _first_allowed(
+    channel: grpc.Channel,
+    request: authz_pb2.CheckRequest,
+    ready: threading.Barrier,
+    seen: dict[int, float],
+    n: int,
+) -> None:
+    """Ask until allowed (denied before the write), then record when into `seen[n]`."""
+    stub = authz_pb2_grpc.AuthorizationServiceStub(channel)
+    if stub.Check(request, timeout=10).allowed:
+        return  # allowed before the write: never recorded, so the test fails
+    ready.wait(30)
+    deadline = time.monotonic() + GENEROUS_SECONDS * 3
+    while time.monotonic() < deadline:
+        if stub.Check(request, timeout=10).allowed:
+            seen[n] = time.monotonic()
+            return
+        time.sleep(0.002)
+
+
 def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, issuer, capsys):
     admin_token = issuer.mint(sub="root", roles=["admin"])
     reader = issuer.mint(sub="ann", permissions=[f"edit:{i}" for i in range(EDITS)])
@@ -114,20 +134,10 @@ def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, i
             seen: dict[int, float] = {}
             ready = threading.Barrier(REPLICAS + 1)
 
-            def watch(
-                n: int, request: authz_pb2.CheckRequest = request, seen: dict[int, float] = seen
-            ) -> None:
-                stub = authz_pb2_grpc.AuthorizationServiceStub(channels[n])
-                assert not stub.Check(request, timeout=10).allowed  # not before the write
-                ready.wait(30)
-                deadline = time.monotonic() + GENEROUS_SECONDS * 3
-                while time.monotonic() < deadline:
-                    if stub.Check(request, timeout=10).allowed:
-                        seen[n] = time.monotonic()
-                        return
-                    time.sleep(0.002)
-
-            watchers = [threading.Thread(target=watch, args=(n,)) for n in range(REPLICAS)]
+            watchers = [
+                threading.Thread(target=_first_allowed, args=(channels[n], request, ready, seen, n))
+                for n in range(REPLICAS)
+            ]
             for thread in watchers:
                 thread.start()
             ready.wait(30)
@@ -156,3 +166,47 @@ def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, i
             f"all replicas: median {statistics.median(every) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms"
         )
     assert max(followers) < GENEROUS_SECONDS
+
+
+def test_every_worker_process_follows_the_store(pg_dsn, issuer, tmp_path):
+    store = PostgresStore(pg_dsn)
+    with store.connect(check_schema=False) as conn:
+        migrate(conn)
+    first = changes.push(store, copy_demo(tmp_path), None, author="ci").head.version
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")} | {
+        "AUTHZ_POLICY_STORE": pg_dsn,
+        "AUTHZ_ISSUER": issuer.url,
+        "AUTHZ_AUDIENCE": AUDIENCE,
+        "AUTHZ_JWKS_URL": issuer.jwks_url,
+        "AUTHZ_ROLES_CLAIM": ROLES_CLAIM,
+    }
+    log = tmp_path / "workers.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authz.cli.main", "serve", "--listen", "127.0.0.1:0", "--workers", "2"],
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def live(version: str) -> int:
+            return log.read_text(errors="replace").count(f"policy {version} is live")
+
+        _until(lambda: live(first) == 2, "both workers to load the first version", log)
+        rule = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
+        new = changes.add_rules(store, "policy.csv", [rule], first, author="ci").head.version
+        # Each worker logs its own swap: two lines, one per process.
+        _until(lambda: live(new) == 2, "both workers to serve the edit", log)
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+def _until(condition: Callable[[], bool], what: str, log: Path, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}:\n{log.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.1)

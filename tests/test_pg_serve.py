@@ -76,7 +76,7 @@ class Replica:
 
 
 @pytest.fixture
-def replicas(make_server, issuer, pg_dsn, tmp_path) -> Callable[..., Replica]:
+def replicas(pg_dsn, make_server, issuer, tmp_path) -> Callable[..., Replica]:
     publish(pg_dsn, tmp_path)
 
     def start(*, wait: bool = True, **overrides: Any) -> Replica:
@@ -251,3 +251,39 @@ def test_a_store_that_cannot_be_used_stops_the_start_with_one_line(issuer, postg
     with pytest.raises(StoreSetupError, match="refused user 'authz_secret'") as caught:
         App(wrong).start()
     assert "\n" not in str(caught.value) and "nope" not in str(caught.value)
+
+
+def test_with_reload_requires_tests_a_version_whose_stored_suites_fail_is_rejected(
+    replicas, pg_dsn, tmp_path
+):
+    a = replicas(reload_requires_tests=True)
+    good = a.version()
+    directory = copy_demo(tmp_path, "failing")
+    text = (directory / "policy.csv").read_text()
+    (directory / "policy.csv").write_text(
+        "\n".join(ln for ln in text.splitlines() if "read:orders" not in ln)
+    )
+    # Published without running the suites, as a careless push could: the replica runs them.
+    pushed = changes.push(PostgresStore(pg_dsn), directory, good, author="ci", run_tests=False)
+    assert pushed.changed
+    wait_for(lambda: a.policy().HasField("last_reload_error"), "the failing suites to reject the version")
+    error = a.policy().last_reload_error
+    assert "fail" in error.message and all(f.file.startswith("tests/") for f in error.findings)
+    assert a.version() == good
+
+
+def test_a_replica_started_while_the_store_is_down_says_why(
+    replicas, postgres_server: PostgresServer, caplog
+):
+    postgres_server.stop()
+    try:
+        with caplog.at_level("ERROR", logger="authz"):
+            late = replicas(wait=False)
+        assert late.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+        (line,) = [r.getMessage() for r in caplog.records if "NOT_SERVING" in r.getMessage()]
+        assert "cannot connect to the policy store" in line and "start PostgreSQL there" in line
+    finally:
+        postgres_server.start()
+    wait_for(
+        lambda: late.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING once the store is back"
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -193,3 +195,15 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_a_store_without_psycopg_installed_names_the_extra():
+    # psycopg made unimportable in a fresh interpreter, as on an install without the extra.
+    code = (
+        "import sys; sys.modules['psycopg'] = None\n"
+        "from authz.sources.postgres import PostgresStore, StoreSetupError\n"
+        "try:\n    PostgresStore('postgresql://u@127.0.0.1/db')\n"
+        "except StoreSetupError as exc:\n    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert "pip install 'authz[postgres]'" in out.stdout
