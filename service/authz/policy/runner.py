@@ -104,7 +104,7 @@ def _check(
 def require_passing_suites(snapshot: Snapshot, directory: Path) -> None:
     """Raise PolicyLoadError unless every suite in `directory/tests` passes on `snapshot`.
 
-    The signature fits `PolicyStore(validate=...)`, so a reload can require the suites too.
+    The editing gate's check of a candidate; a reload uses `require_passing_content`.
     """
     try:
         suites = load_suites(directory)
