@@ -287,3 +287,16 @@ def test_a_replica_started_while_the_store_is_down_says_why(
     wait_for(
         lambda: late.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING once the store is back"
     )
+
+
+def test_the_periodic_check_finds_a_version_whose_notification_was_lost(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas(policy_store_check_seconds=1)
+    start = a.version()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        # No NOTIFY for the next version: as if the replica had missed it.
+        conn.execute("ALTER TABLE authz_policy_versions DISABLE TRIGGER authz_policy_versions_notify")
+    rule = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
+    new = changes.add_rules(PostgresStore(pg_dsn), "policy.csv", [rule], start, author="dba").head.version
+    wait_for(lambda: a.version() == new, "the periodic check to find the new head", timeout=15)

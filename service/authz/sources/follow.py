@@ -48,6 +48,7 @@ class PostgresOrigin:
         self._lock = threading.Lock()  # the reader connection and the cache
         self._reader: Connection | None = None
         self._cached: StoredVersion | None = None
+        self._settled: int | None = None  # the head id the latest read settled (served or rejected)
         self._state = SourceState("postgresql", store.location, reachable=False, error="not connected yet")
 
     @property
@@ -94,7 +95,12 @@ class PostgresOrigin:
             info = self.store.info(conn, "v.id = %s", (head,))
             if info is None:
                 raise StoreUnavailable(f"version #{head} vanished while it was read")
-            self._cached = self.store.load(conn, info)
+            try:
+                self._cached = self.store.load(conn, info)
+            except PolicyLoadError:
+                self._settled = head  # rejected: read again only when the head moves
+                raise
+        self._settled = head
         return self._cached
 
     def _reader_connection(self) -> Connection:
@@ -128,9 +134,9 @@ class PostgresOrigin:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
                 continue
-            backoff = BACKOFF_MIN_SECONDS
             try:
                 self._listen(conn, changed, stop)
+                backoff = BACKOFF_MIN_SECONDS
             except self.store.psycopg.Error as exc:
                 error = self.store.connect_error(exc)
                 log.error("lost the policy store, the last good policy keeps serving: %s", error)
@@ -139,6 +145,9 @@ class PostgresOrigin:
                 log.exception("following the policy store failed; reconnecting")
             finally:
                 conn.close()
+            # A server that accepts connections and then fails them must not make this spin.
+            stop.wait(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
 
     def _listen(self, conn: Connection, changed: Callable[[str], None], stop: threading.Event) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
@@ -146,16 +155,15 @@ class PostgresOrigin:
             log.info("policy store %s reachable", self.location)
         self._set(True, "")
         # Whatever was committed while this replica was not listening: read the head now.
-        seen = self.store.head_id(conn)
         changed(f"connected to the policy store {self.location}")
         checked = time.monotonic()
         while not stop.is_set():
             for note in conn.notifies(timeout=_LISTEN_SLICE_SECONDS, stop_after=1):
-                seen = int(note.payload) if note.payload.isdigit() else seen
                 changed(f"version #{note.payload} committed to the policy store")
             if time.monotonic() - checked >= self.check_seconds:
                 checked = time.monotonic()
                 head = self.store.head_id(conn)
-                if head != seen:
-                    seen = head
-                    changed(f"the policy store's head moved to #{head} (found by the periodic check)")
+                # Compared with the last head a read settled (served or rejected), so a lost
+                # notification and a read that failed half-way are both made good here.
+                if head != self._settled:
+                    changed(f"the policy store's head #{head} is not the one read (the periodic check)")
