@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from authz.engine.policyfiles import read_policy_dir
-from authz.errors import Conflict, NotFound
+from authz.errors import Conflict, InvalidArgument, NotFound
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.sources import changes
 from authz.sources.directory import read_dir_content
@@ -207,3 +207,9 @@ def test_a_store_without_psycopg_installed_names_the_extra():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'authz[postgres]'" in out.stdout
+
+
+def test_a_malformed_dsn_is_refused_without_echoing_it():
+    with pytest.raises(InvalidArgument) as caught:
+        PostgresStore("postgresql://u:s3cret@[bad")
+    assert "s3cret" not in str(caught.value) and "postgresql://USER@HOST:PORT/DATABASE" in str(caught.value)

@@ -245,7 +245,7 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"tracing {s.tracing!r} must be one of {', '.join(TRACING_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
-    if s.policy_store and urlsplit(s.policy_store).scheme not in ("postgresql", "postgres"):
+    if s.policy_store and s.policy_store.partition("://")[0] not in ("postgresql", "postgres"):
         # Never echo the value: it may hold a password.
         problems.append(
             "policy_store is not a postgresql://USER@HOST:PORT/DATABASE URI; "

@@ -112,9 +112,11 @@ class PostgresStore:
         self.psycopg = _psycopg()
         try:
             params = self.psycopg.conninfo.conninfo_to_dict(dsn)
-        except self.psycopg.ProgrammingError as exc:
+        except self.psycopg.ProgrammingError:
+            # psycopg's message quotes the string, which may hold a password: not echoed.
             raise InvalidArgument(
-                f"the policy store DSN is not a PostgreSQL connection string: {exc}"
+                "the policy store is not a PostgreSQL connection string: "
+                "give postgresql://USER@HOST:PORT/DATABASE"
             ) from None
         self.dsn = dsn
         self.user = str(params.get("user") or getpass.getuser())
