@@ -36,6 +36,16 @@ if TYPE_CHECKING:
     Connection = psycopg.Connection[TupleRow]
 
 CONNECT_TIMEOUT_SECONDS = 5
+# Defaults for what the DSN does not set: a dead peer is noticed by TCP keepalives within
+# about 25 s, and no statement (a read, the writers' lock) waits longer than 30 s.
+_CONNECTION_DEFAULTS: dict[str, str | int] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=30000",
+}
 # A write retries this often when another writer moved the head while it built its candidate.
 _WRITE_ATTEMPTS = 3
 _INFO = (
@@ -124,7 +134,7 @@ class PostgresStore:
         host, port = params.get("host") or "localhost", params.get("port") or "5432"
         # Never the password: this is what logs, errors and GetPolicy show.
         self.location = f"postgresql://{self.user}@{host}:{port}/{self.dbname}"
-        self._extra = {} if "connect_timeout" in params else {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
+        self._extra = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in params}
 
     # -- connections ----------------------------------------------------------------------
 
