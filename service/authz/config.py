@@ -125,10 +125,33 @@ def load_settings(
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
     problems: list[str] = []
-    names = {f.name: f.default for f in fields(Settings) if f.name != "warnings"}
-    raw: dict[str, tuple[str, Any]] = {}
+    names = _setting_names()
+    raw = _file_and_env(env, config_file or flags.pop("config", None), problems)
+    for key, value in flags.items():
+        if key in names:
+            raw[key] = (f"--{key.replace('_', '-')}", value)
 
-    path = config_file or flags.pop("config", None) or env.get("AUTHZ_CONFIG")
+    values: dict[str, Any] = {}
+    for key, (source, value) in raw.items():
+        try:
+            values[key] = _coerce(key, value, names[key])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{source}: {exc}")
+    settings = Settings(**values)
+    return _validate(settings, problems)
+
+
+def _setting_names() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(Settings) if f.name != "warnings"}
+
+
+def _file_and_env(
+    env: Mapping[str, str], config_file: str | None, problems: list[str]
+) -> dict[str, tuple[str, Any]]:
+    """Raw values by setting name, each with where it came from: the TOML file, then AUTHZ_* over it."""
+    names = _setting_names()
+    raw: dict[str, tuple[str, Any]] = {}
+    path = config_file or env.get("AUTHZ_CONFIG")
     if path:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -143,18 +166,24 @@ def load_settings(
         var = f"AUTHZ_{key.upper()}"
         if var in env and key != "dev":
             raw[key] = (var, env[var])
-    for key, value in flags.items():
-        if key in names:
-            raw[key] = (f"--{key.replace('_', '-')}", value)
+    return raw
 
-    values: dict[str, Any] = {}
-    for key, (source, value) in raw.items():
-        try:
-            values[key] = _coerce(key, value, names[key])
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{source}: {exc}")
-    settings = Settings(**values)
-    return _validate(settings, problems)
+
+def configured(key: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting as AUTHZ_* or the config file (AUTHZ_CONFIG) gives it, else its default.
+
+    Coerced but not validated as a whole: for tools (`policy lint`, `auth0 plan`) that need
+    this one setting, not a configuration the server could start with.
+    """
+    names = _setting_names()
+    found = _file_and_env(os.environ if env is None else env, None, []).get(key)
+    if found is None:
+        return names[key]
+    source, value = found
+    try:
+        return _coerce(key, value, names[key])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([f"{source}: {exc}"]) from exc
 
 
 def _check_url(kind: str, url: str, problems: list[str]) -> None:
