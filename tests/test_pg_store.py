@@ -213,3 +213,14 @@ def test_a_malformed_dsn_is_refused_without_echoing_it():
     with pytest.raises(InvalidArgument) as caught:
         PostgresStore("postgresql://u:s3cret@[bad")
     assert "s3cret" not in str(caught.value) and "postgresql://USER@HOST:PORT/DATABASE" in str(caught.value)
+
+
+def test_a_push_that_changes_only_a_suite_is_a_new_version_with_the_same_digest(pg_dsn, tmp_path):
+    source = copy_demo(tmp_path)
+    store = migrated(pg_dsn)
+    first = changes.push(store, source, None, author="ci").head
+    suite = source / "tests" / "orders_test.yaml"
+    suite.write_text(suite.read_text() + "\n# reviewed\n")
+    second = changes.push(store, source, None, author="ci")
+    assert second.changed and second.head.id > first.id and second.head.version == first.version
+    assert store.get(str(second.head.id)).content.suites == read_dir_content(source).suites

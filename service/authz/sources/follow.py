@@ -3,8 +3,8 @@
 `PostgresOrigin` is the `PolicyOrigin` `PolicyStore` reads from. Its `watch` (the
 reloader's watch thread) holds one connection that LISTENs on the store's channel and
 asks for a reload on every notification, on every (re)connection (a notification sent
-while disconnected is lost), and when a periodic look at the head's id finds it moved (a
-notification lost some other way). Reads go through a second connection, used only by
+while disconnected is lost), and when a periodic look finds a head other than the one the
+latest read settled (a notification lost some other way, or a read that failed half-way). Reads go through a second connection, used only by
 the reload thread, and fetch files only when the head's id changed.
 
 When PostgreSQL cannot be reached, reads raise StoreUnavailable, the serving snapshot
@@ -148,6 +148,8 @@ class PostgresOrigin:
             # A server that accepts connections and then fails them must not make this spin.
             stop.wait(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_SECONDS)
+        with self._lock:
+            self._drop_reader()  # stopped with the reloader: the reads are over too
 
     def _listen(self, conn: Connection, changed: Callable[[str], None], stop: threading.Event) -> None:
         conn.execute(f"LISTEN {NOTIFY_CHANNEL}")

@@ -193,8 +193,12 @@ class PostgresStore:
 
     @contextmanager
     def session(self) -> Iterator[Connection]:
-        """A connection for one piece of work; a lost connection becomes StoreUnavailable."""
-        conn = self.connect()
+        """A connection for one piece of work; a lost connection becomes StoreUnavailable.
+
+        In autocommit mode: each read is its own statement, and a write is the one explicit
+        `conn.transaction()` it opens.
+        """
+        conn = self.connect(autocommit=True)
         try:
             with conn:
                 yield conn
@@ -273,7 +277,8 @@ class PostgresStore:
                     else self._expected_head(conn, expected_version)
                 )
                 candidate = change(base)
-                if base is not None and candidate.version == base.content.version:
+                # The whole content: a change to the suites alone is a new version too.
+                if base is not None and candidate == base.content:
                     return base.info, False
                 check_content(candidate, run_tests=run_tests)
                 with conn.transaction():
