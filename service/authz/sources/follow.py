@@ -4,8 +4,9 @@
 reloader's watch thread) holds one connection that LISTENs on the store's channel and
 asks for a reload on every notification, on every (re)connection (a notification sent
 while disconnected is lost), and when a periodic look finds a head other than the one the
-latest read settled (a notification lost some other way, or a read that failed half-way). Reads go through a second connection, used only by
-the reload thread, and fetch files only when the head's id changed.
+latest read settled (a notification lost some other way, or a read that failed half-way).
+Reads go through a second connection, used only by the reload thread, and fetch files
+only when the head's id changed.
 
 When PostgreSQL cannot be reached, reads raise StoreUnavailable, the serving snapshot
 stays, and the watch reconnects with exponential backoff; `state()` says so meanwhile.
