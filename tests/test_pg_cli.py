@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from authz.engine.policyfiles import read_policy_dir
+from tests.issuer import AUDIENCE
 from tests.pgcluster import PostgresServer
 from tests.policy_dirs import copy_demo
 
@@ -105,3 +106,24 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_authz_serve_on_an_unusable_store_stops_with_one_line(
+    issuer, postgres_server: PostgresServer, pg_dsn
+):
+    settings = {
+        "AUTHZ_LISTEN": "127.0.0.1:0",
+        "AUTHZ_ISSUER": issuer.url,
+        "AUTHZ_AUDIENCE": AUDIENCE,
+        "AUTHZ_JWKS_URL": issuer.jwks_url,
+    }
+    cases = {
+        postgres_server.dsn("postgres", "authz_secret", "wrong"): "fix the user or password",
+        pg_dsn: "has no authz schema: run `authz store migrate",
+    }
+    for dsn, hint in cases.items():
+        result = authz("serve", env={**settings, "AUTHZ_POLICY_STORE": dsn})
+        assert result.returncode == 2, result.stderr
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("authz: the policy store postgresql://") and hint in last, result.stderr
+        assert "wrong" not in result.stderr
