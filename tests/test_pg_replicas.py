@@ -1,11 +1,11 @@
 """Three `authz serve` processes on one PostgreSQL store: edits through one are answered by all.
 
 Each edit goes through replica A's admin API; a watcher per replica asks Check for the
-edit's resource on its own channel until it is allowed. The time from the write to the
-first allowed answer is reported per replica (median, max). It is measured from the
-moment AddRules was called, so it includes the write itself and is an upper bound on
-the time from the commit. The assertion is generous (the machine is shared); the 1 s
-target is `make bench`'s.
+edit's resource on its own channel until it is allowed. The time to the first allowed
+answer is reported per replica (median, max) twice: from the commit, as the test hears
+the store's notification of it (LISTEN on a connection of its own, the way the replicas
+hear it), and from the moment AddRules was called (which adds the write itself: an upper
+bound). The assertion is generous (the machine is shared); the 1 s target is `make bench`'s.
 """
 
 from __future__ import annotations
@@ -120,12 +120,50 @@ def _first_allowed(
         time.sleep(0.002)
 
 
-def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, issuer, capsys):
+class CommitClock:
+    """When each new version's notification (sent at its commit) reached this process."""
+
+    def __init__(self, dsn: str) -> None:
+        import psycopg
+
+        self.heard: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._conn = psycopg.connect(dsn, autocommit=True)
+        self._conn.execute("LISTEN authz_policy")
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self) -> None:
+        while not self._stop.is_set():
+            for note in self._conn.notifies(timeout=0.2, stop_after=1):
+                self.heard[int(note.payload)] = time.monotonic()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._conn.close()
+
+
+def _report(title: str, latencies: dict[int, list[float]]) -> str:
+    lines = [f"{title}, over {EDITS} edits:"]
+    for n, values in latencies.items():
+        lines.append(
+            f"  replica {'ABC'[n]}: median {statistics.median(values) * 1000:.0f} ms, "
+            f"max {max(values) * 1000:.0f} ms"
+        )
+    every = [t for values in latencies.values() for t in values]
+    lines.append(f"  all: median {statistics.median(every) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms")
+    return "\n".join(lines)
+
+
+def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, pg_dsn, issuer, capsys):
     admin_token = issuer.mint(sub="root", roles=["admin"])
     reader = issuer.mint(sub="ann", permissions=[f"edit:{i}" for i in range(EDITS)])
     channels = [grpc.insecure_channel(address) for address in three_replicas]
     admin = admin_pb2_grpc.PolicyAdminServiceStub(channels[0])
-    latencies: dict[int, list[float]] = {n: [] for n in range(REPLICAS)}
+    from_call: dict[int, list[float]] = {n: [] for n in range(REPLICAS)}
+    from_commit: dict[int, list[float]] = {n: [] for n in range(REPLICAS)}
+    clock = CommitClock(pg_dsn)
     try:
         for i in range(EDITS):
             version = admin.GetPolicy(admin_pb2.GetPolicyRequest(token=admin_token), timeout=10).version
@@ -133,7 +171,6 @@ def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, i
             request = authz_pb2.CheckRequest(token=reader, resource=f"/api/e{i}", action="GET")
             seen: dict[int, float] = {}
             ready = threading.Barrier(REPLICAS + 1)
-
             watchers = [
                 threading.Thread(target=_first_allowed, args=(channels[n], request, ready, seen, n))
                 for n in range(REPLICAS)
@@ -141,7 +178,7 @@ def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, i
             for thread in watchers:
                 thread.start()
             ready.wait(30)
-            written = time.monotonic()
+            called = time.monotonic()
             admin.AddRules(
                 admin_pb2.AddRulesRequest(token=admin_token, rules=[rule], expected_version=version),
                 timeout=30,
@@ -149,23 +186,29 @@ def test_twenty_edits_on_one_replica_are_answered_by_all_three(three_replicas, i
             for thread in watchers:
                 thread.join(GENEROUS_SECONDS * 4)
             assert sorted(seen) == list(range(REPLICAS)), f"edit {i}: replicas {sorted(seen)} answered"
+            committed = _wait_heard(clock, called)
             for n, at in seen.items():
-                latencies[n].append(at - written)
+                from_call[n].append(at - called)
+                from_commit[n].append(at - committed)
     finally:
+        clock.close()
         for channel in channels:
             channel.close()
-    followers = [t for n in (1, 2) for t in latencies[n]]
-    every = [t for values in latencies.values() for t in values]
     with capsys.disabled():
-        for n, values in latencies.items():
-            print(
-                f"\nreplica {'ABC'[n]}: write -> first new answer over {EDITS} edits: "
-                f"median {statistics.median(values) * 1000:.0f} ms, max {max(values) * 1000:.0f} ms"
-            )
-        print(
-            f"all replicas: median {statistics.median(every) * 1000:.0f} ms, max {max(every) * 1000:.0f} ms"
-        )
-    assert max(followers) < GENEROUS_SECONDS
+        print("\n" + _report("commit (its notification heard) -> first new answer", from_commit))
+        print(_report("AddRules called -> first new answer", from_call))
+    assert max(t for n in (1, 2) for t in from_call[n]) < GENEROUS_SECONDS
+
+
+def _wait_heard(clock: CommitClock, after: float) -> float:
+    """When the notification of the version committed after `after` was heard."""
+    deadline = time.monotonic() + GENEROUS_SECONDS
+    while time.monotonic() < deadline:
+        heard = [at for at in list(clock.heard.values()) if at >= after]
+        if heard:
+            return max(heard)
+        time.sleep(0.01)
+    raise AssertionError("the commit's notification was never heard")
 
 
 def test_every_worker_process_follows_the_store(pg_dsn, issuer, tmp_path):
