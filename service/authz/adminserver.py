@@ -19,6 +19,8 @@ from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
 from authz.policy.ruletext import Rule
 from authz.server import Register, grpc_method
+from authz.sources import SourceState
+from authz.sources.postgres import VersionInfo
 from authz.store import RejectedReload
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
@@ -41,6 +43,31 @@ def _reload_error(rejected: RejectedReload | None) -> admin_pb2.ReloadError | No
         at=to_timestamp(rejected.at),
         message=rejected.message,
         findings=[_finding(f) for f in rejected.findings],
+    )
+
+
+def _source(state: SourceState | None) -> admin_pb2.PolicySourceState | None:
+    if state is None:
+        return None
+    return admin_pb2.PolicySourceState(
+        kind=state.kind,
+        location=state.location,
+        reachable=state.reachable,
+        error=state.error,
+        since=to_timestamp(state.since) if state.since else None,
+        head_version=state.head,
+    )
+
+
+def _version(info: VersionInfo) -> admin_pb2.PolicyVersion:
+    return admin_pb2.PolicyVersion(
+        id=info.id,
+        version=info.version,
+        parent=info.parent,
+        created_at=to_timestamp(info.created_at),
+        author=info.author,
+        message=info.message,
+        kind=info.kind,
     )
 
 
@@ -75,6 +102,7 @@ class AdminProto:
                 for line in view.lines
             ],
             last_reload_error=_reload_error(view.rejected),
+            source=_source(view.source),
         )
 
     @measured("ValidatePolicy")
@@ -102,6 +130,7 @@ class AdminProto:
             request.file,
             _rules(request.rules),
             request.expected_version,
+            request.message,
         )
         return admin_pb2.AddRulesResponse(version=version)
 
@@ -115,6 +144,7 @@ class AdminProto:
             request.file,
             _rules(request.rules),
             request.expected_version,
+            request.message,
         )
         return admin_pb2.RemoveRulesResponse(version=version)
 
@@ -157,6 +187,35 @@ class AdminProto:
             near_misses=[admin_pb2.NearMiss(rule=m.rule, needs=m.needs) for m in out.near_misses],
         )
 
+    @measured("ListVersions")
+    def list_versions(
+        self, request: admin_pb2.ListVersionsRequest, authorization: str | None
+    ) -> admin_pb2.ListVersionsResponse:
+        """ListVersions: the policy store's history, newest first."""
+        versions = self.admin.list_versions(request_token(request.token, authorization), request.limit)
+        return admin_pb2.ListVersionsResponse(versions=[_version(v) for v in versions])
+
+    @measured("GetVersion")
+    def get_version(
+        self, request: admin_pb2.GetVersionRequest, authorization: str | None
+    ) -> admin_pb2.GetVersionResponse:
+        """GetVersion: one stored version with its files."""
+        stored = self.admin.get_version(request_token(request.token, authorization), request.version)
+        return admin_pb2.GetVersionResponse(version=_version(stored.info), files=stored.content.files())
+
+    @measured("Rollback")
+    def rollback(
+        self, request: admin_pb2.RollbackRequest, authorization: str | None
+    ) -> admin_pb2.RollbackResponse:
+        """Rollback: an older content as the new head, live on return."""
+        done = self.admin.rollback(
+            request_token(request.token, authorization),
+            request.version,
+            request.expected_version,
+            request.message,
+        )
+        return admin_pb2.RollbackResponse(version=_version(done.head), changed=done.changed)
+
 
 class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
     """PolicyAdminService over gRPC; every call runs on the thread pool (a reload builds a policy)."""
@@ -171,6 +230,9 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
     RemoveRules = grpc_method(AdminProto.remove_rules)
     ReloadPolicy = grpc_method(AdminProto.reload_policy)
     Evaluate = grpc_method(AdminProto.evaluate)
+    ListVersions = grpc_method(AdminProto.list_versions)
+    GetVersion = grpc_method(AdminProto.get_version)
+    Rollback = grpc_method(AdminProto.rollback)
 
 
 def admin_service(proto: AdminProto) -> dict[str, Register]:

@@ -18,14 +18,16 @@ from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
+from authz.errors import Unavailable
 from authz.grpcloop import LoopHealth, ServerLoop
 from authz.handlers import DecisionService
 from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
-from authz.policy.runner import require_passing_suites
+from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
 from authz.server import SERVICE_NAME, GrpcServer, build_server
+from authz.sources import policy_origin
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
@@ -69,7 +71,8 @@ class App:
             self.keys,
         )
         self.store = PolicyStore(
-            policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
+            policy_origin(settings.policy_store, policy_dir, settings.policy_store_check_seconds),
+            validate=require_passing_content if settings.reload_requires_tests else None,
         )
         self.reloader = PolicyReloader(self.store)
         self.metrics = Metrics()
@@ -102,7 +105,11 @@ class App:
         """Load the policy (raises PolicyLoadError when broken), bind and serve."""
         for warning in self.settings.warnings:
             log.warning("%s", warning)
-        self.store.reload()
+        try:
+            self.store.reload()
+        except Unavailable as exc:
+            # A policy store down at start: serve NOT_SERVING and follow it until it answers.
+            log.error("health: NOT_SERVING until a policy loads: %s", exc)
         if self.dev_issuer is not None:
             self.dev_issuer.start()
         s = self.settings
@@ -133,7 +140,10 @@ class App:
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
-            "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
+            "authz listening on %s (policy %s from %s)",
+            s.listen,
+            self.store.current.version if self.store.loaded else "not loaded yet",
+            self.store.origin.location,
         )
 
     def _start_http(self, admin: AdminProto | None) -> None:
