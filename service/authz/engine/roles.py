@@ -56,7 +56,9 @@ class RoleGraph:
         # Role / domain pattern matching, set once every link is added (see patterns.py).
         self.matching: Matching | None = None
         self._windows: dict[tuple[str | None, str, str], Window] = {}
-        self._bounds: list[datetime] = []
+        # Every window end, sorted on first use after the links are in.
+        self._bound_set: set[datetime] = set()
+        self._bounds: list[datetime] | None = None
         # The closures of the current clock state (see `_state`), replaced when it changes.
         self._timed_memo: tuple[tuple[int, bool], dict[tuple[str | None, str, int], frozenset[str]]] = (
             (-1, False),
@@ -74,7 +76,8 @@ class RoleGraph:
         self._parents[domain][child].add(parent)
         if window is not None:
             self._windows[(domain, child, parent)] = window
-            self._bounds = sorted({*self._bounds, *(t for t in window if t is not None)})
+            self._bound_set.update(t for t in window if t is not None)
+            self._bounds = None
 
     def holds(self, reach: frozenset[str], start: str, target: str, domain: str | None) -> bool:
         """`g(start, target[, domain])` given `reach`, the names `start` reaches."""
@@ -88,8 +91,11 @@ class RoleGraph:
     def _state(self, at: datetime) -> tuple[int, bool]:
         # Which links hold changes only at window ends: between two of them (or exactly on
         # one, as the comparison is strict) every request sees the same closures.
-        position = bisect.bisect_left(self._bounds, at)
-        return position, position < len(self._bounds) and self._bounds[position] == at
+        bounds = self._bounds
+        if bounds is None:
+            bounds = self._bounds = sorted(self._bound_set)
+        position = bisect.bisect_left(bounds, at)
+        return position, position < len(bounds) and bounds[position] == at
 
     def _holds(self, domain: str | None, child: str, parent: str, at: datetime) -> bool:
         window = self._windows.get((domain, child, parent))
