@@ -30,8 +30,10 @@ from authz.errors import (
     Unauthenticated,
     Unavailable,
 )
+from authz.engine.plan import PlanKind
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
+from authz.planproto import condition_to_proto
 
 log = logging.getLogger("authz.server")
 
@@ -164,7 +166,7 @@ def measured(
 
 
 class ProtoService:
-    """The four RPCs with proto messages in and out; `authorization` is the header's value."""
+    """The decision RPCs with proto messages in and out; `authorization` is the header's value."""
 
     def __init__(self, service: DecisionService) -> None:
         self.service = service
@@ -246,6 +248,34 @@ class ProtoService:
             valid_until=to_timestamp(out.valid_until),
             reason=reason_name(out.reason),
             message=out.message,
+        )
+
+    @measured("PlanResources")
+    def plan_resources(
+        self, request: authz_pb2.PlanResourcesRequest, authorization: str | None
+    ) -> authz_pb2.PlanResourcesResponse:
+        """PlanResources: the rows of a resource kind the principal may act on, as a condition."""
+        item = CheckItem(
+            request.resource,
+            request.action,
+            struct_to_dict(request.attributes),
+            struct_to_dict(request.context),
+        )
+        out = self.service.plan_resources(
+            request_token(request.token, authorization), item, explain=request.explain
+        )
+        plan = out.plan
+        conditional = plan.kind is PlanKind.CONDITIONAL
+        return authz_pb2.PlanResourcesResponse(
+            kind=f"PLAN_KIND_{plan.kind.name}",
+            condition=condition_to_proto(plan.condition) if conditional else None,
+            reason=reason_name(plan.reason),
+            message=plan.message,
+            subject=out.subject,
+            policy_version=out.policy_version,
+            decision_id=out.decision_id,
+            matched_rules=plan.matched_rules if request.explain else (),
+            fields=plan.fields,
         )
 
     @measured("GetPrincipal")

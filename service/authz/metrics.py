@@ -29,7 +29,7 @@ from authz.store import PolicyStore
 from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
 
-RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal")
+RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal", "PlanResources")
 # PolicyAdminService's, tracked only when the admin service is enabled.
 ADMIN_RPCS = ("GetPolicy", "ValidatePolicy", "AddRules", "RemoveRules", "ReloadPolicy", "Evaluate")
 # ForwardAuth is the HTTP listener's proxy endpoint (`forwardauth.py`), tracked when enabled.

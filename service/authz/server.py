@@ -67,6 +67,7 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # typ
     BatchCheck = grpc_method(ProtoService.batch_check)
     GetVisibility = grpc_method(ProtoService.get_visibility)
     GetPrincipal = grpc_method(ProtoService.get_principal)
+    PlanResources = grpc_method(ProtoService.plan_resources)
 
 
 def build_server(

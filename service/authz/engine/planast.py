@@ -1,0 +1,174 @@
+"""The condition tree of a resource plan (PlanResources), and its simplification.
+
+A plan's condition reads fields of one row: resource attributes (`r.obj.<name>`) and
+path parameters of the resource template. The tree is two-valued: the planner puts an
+explicit `IsNull` check beside every comparison whose field may be NULL, so a one-to-one
+translation into SQL (whose comparisons with NULL are unknown) selects the same rows.
+
+The constructors `all_of`, `any_of` and `negate` simplify as they build (constants,
+nesting, `x or not x`, `a or (not a and b)`), so a plan stays as small as the policy
+allows; every rewrite is a boolean identity that keeps the two-valued property.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Union
+
+Literal = str | int | float | bool
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
+SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """TRUE or FALSE: every row, or none."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    """The row's field is NULL: Check would not have been sent this attribute."""
+
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`field op value`; `value` is a tuple of literals for `in`."""
+
+    op: str
+    field: str
+    value: Literal | tuple[Literal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """Negation."""
+
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    """Conjunction of two or more conditions."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """Disjunction of two or more conditions."""
+
+    children: tuple[Node, ...]
+
+
+Node = Union[Const, IsNull, Compare, Not, All, AnyOf]  # noqa: UP007 (a runtime alias, recursive)
+TRUE = Const(True)
+FALSE = Const(False)
+
+
+def negate(node: Node) -> Node:
+    """`not node`, with constants folded and double negation removed."""
+    if isinstance(node, Const):
+        return FALSE if node.value else TRUE
+    if isinstance(node, Not):
+        return node.child
+    return Not(node)
+
+
+def _flat(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
+    out: list[Node] = []
+    for child in children:
+        if isinstance(child, kind):
+            out.extend(child.children)
+        elif child not in out:
+            out.append(child)
+    return out
+
+
+def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
+    # In an `any`, an `all` child that contains `not X` for another child X loses it:
+    # X or (not X and Y) == X or Y. Dually in an `all`: X and (not X or Y) == X and Y.
+    inner = All if kind is AnyOf else AnyOf
+    out: list[Node] = []
+    for number, child in enumerate(children):
+        if isinstance(child, inner):
+            others = children[:number] + children[number + 1 :]
+            kept = [c for c in child.children if negate(c) not in others]
+            if len(kept) != len(child.children):
+                child = _build(kept, inner)
+        out.append(child)
+    return out
+
+
+def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
+    unit, zero = (TRUE, FALSE) if kind is All else (FALSE, TRUE)
+    items = [c for c in _flat(children, kind) if c != unit]
+    if zero in items:
+        return zero
+    items = _absorb(items, kind)
+    items = [c for c in _flat(items, kind) if c != unit]
+    if zero in items or any(negate(c) in items for c in items):
+        # x and not x / x or not x
+        return zero
+    if not items:
+        return unit
+    if len(items) == 1:
+        return items[0]
+    return kind(tuple(items))
+
+
+def all_of(*children: Node) -> Node:
+    """Conjunction, simplified."""
+    return _build(children, All)
+
+
+def any_of(*children: Node) -> Node:
+    """Disjunction, simplified."""
+    return _build(children, AnyOf)
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents first."""
+    yield node
+    if isinstance(node, Not):
+        yield from walk(node.child)
+    elif isinstance(node, All | AnyOf):
+        for child in node.children:
+            yield from walk(child)
+
+
+def fields(node: Node) -> list[str]:
+    """The fields a condition reads, sorted."""
+    return sorted({n.field for n in walk(node) if isinstance(n, IsNull | Compare)})
+
+
+def _show(value: Literal | tuple[Literal, ...]) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def render(node: Node) -> str:
+    """A condition as one readable line: `NOT (status == 'shipped') AND owner == 'bob'`."""
+    if isinstance(node, Const):
+        return "TRUE" if node.value else "FALSE"
+    if isinstance(node, IsNull):
+        return f"{node.field} IS NULL"
+    if isinstance(node, Compare):
+        return f"{node.field} {SYMBOLS[node.op]} {_show(node.value)}"
+    if isinstance(node, Not):
+        if isinstance(node.child, IsNull):
+            return f"{node.child.field} IS NOT NULL"
+        return f"NOT ({render(node.child)})"
+    joiner = " AND " if isinstance(node, All) else " OR "
+    return joiner.join(
+        f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children
+    )
