@@ -19,6 +19,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from authz import tracing
 from authz.api.v1 import authz_pb2
 from authz.decision import Decision, Reason
+from authz.engine.plan import PlanKind
 from authz.errors import (
     AlreadyExists,
     Conflict,
@@ -30,7 +31,6 @@ from authz.errors import (
     Unauthenticated,
     Unavailable,
 )
-from authz.engine.plan import PlanKind
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
 from authz.planproto import condition_to_proto

@@ -254,7 +254,8 @@ class DecisionService:
         logged = Decision(
             plan.kind is PlanKind.ALWAYS_ALLOWED, plan.reason, f"plan {plan.kind.name}: {plan.message}"
         )
-        self.decision_log.record(decision_id, subject, snapshot.version, [(item.action, item.resource, logged)])
+        outcome = [(item.action, item.resource, logged)]
+        self.decision_log.record(decision_id, subject, snapshot.version, outcome)
         return PlanOutcome(plan, subject, snapshot.version, decision_id)
 
     def principal(self, token: str) -> PrincipalOutcome:

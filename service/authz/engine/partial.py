@@ -175,20 +175,20 @@ class LineEvaluator:
 
     def eval(self, node: ast.expr) -> Any:
         """The value of one expression: concrete, or symbolic (Field, Obj, Cond, MISSING)."""
-        method = getattr(self, f"_{type(node).__name__}", None)
+        method = getattr(self, f"_{type(node).__name__.lower()}", None)
         if method is None:
             raise Unplannable(f"{type(node).__name__} expression")
         return method(node)
 
-    def _Constant(self, node: ast.Constant) -> Any:
+    def _constant(self, node: ast.Constant) -> Any:
         return node.value
 
-    def _Name(self, node: ast.Name) -> Any:
+    def _name(self, node: ast.Name) -> Any:
         if node.id in self.names:
             return self.names[node.id]
         return self.functions[node.id]
 
-    def _BoolOp(self, node: ast.BoolOp) -> Any:
+    def _boolop(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
         acc: Cond | None = None
         value: Any = None
@@ -203,7 +203,7 @@ class LineEvaluator:
             acc = cond if acc is None else (cond_and(acc, cond) if is_and else cond_or(acc, cond))
         return value if acc is None else acc
 
-    def _UnaryOp(self, node: ast.UnaryOp) -> Any:
+    def _unaryop(self, node: ast.UnaryOp) -> Any:
         value = self.eval(node.operand)
         if isinstance(node.op, ast.Not):
             if isinstance(value, _SYMBOLIC):
@@ -216,7 +216,7 @@ class LineEvaluator:
             raise Unplannable("arithmetic on an unknown attribute")
         return self._concrete(lambda: -value if isinstance(node.op, ast.USub) else +value)
 
-    def _BinOp(self, node: ast.BinOp) -> Any:
+    def _binop(self, node: ast.BinOp) -> Any:
         left, right = self.eval(node.left), self.eval(node.right)
         if left is MISSING or right is MISSING:
             return MISSING
@@ -225,7 +225,7 @@ class LineEvaluator:
         fn = _BINARY[type(node.op)]
         return self._concrete(lambda: fn(plain(left), plain(right)))
 
-    def _IfExp(self, node: ast.IfExp) -> Any:
+    def _ifexp(self, node: ast.IfExp) -> Any:
         test = self.eval(node.test)
         if test is MISSING:
             return MISSING
@@ -233,7 +233,7 @@ class LineEvaluator:
             raise Unplannable("a conditional expression on an unknown attribute")
         return self.eval(node.body if test else node.orelse)
 
-    def _Compare(self, node: ast.Compare) -> Any:
+    def _compare(self, node: ast.Compare) -> Any:
         values = [self.eval(node.left), *(self.eval(c) for c in node.comparators)]
         result: Any = True
         acc: Cond | None = None
@@ -259,7 +259,8 @@ class LineEvaluator:
             if isinstance(obj, Obj) and name in ("eq", "ne") and isinstance(plain(other), str):
                 test = obj.template.equals(plain(other))
                 return Cond(test if name == "eq" else planast.negate(test), FALSE)
-            raise Unplannable("r.obj compared as a whole" if isinstance(obj, Obj) else "comparison of a condition")
+            what = "r.obj compared as a whole" if isinstance(obj, Obj) else "comparison of a condition"
+            raise Unplannable(what)
         if isinstance(left, Field) and isinstance(right, Field):
             raise Unplannable(f"comparison of r.obj.{left.name} with r.obj.{right.name}")
         if isinstance(left, Field):
@@ -270,10 +271,10 @@ class LineEvaluator:
             raise Unplannable(f"r.obj.{right.name} compared with `{name}`")
         return _field_compare(right, _FLIP[name], left)
 
-    def _Attribute(self, node: ast.Attribute) -> Any:
+    def _attribute(self, node: ast.Attribute) -> Any:
         return self._lookup(self.eval(node.value), node.attr, node)
 
-    def _Subscript(self, node: ast.Subscript) -> Any:
+    def _subscript(self, node: ast.Subscript) -> Any:
         key = self.eval(node.slice)
         if key is MISSING:
             return MISSING
@@ -299,7 +300,7 @@ class LineEvaluator:
         except Exception as exc:
             raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
 
-    def _Call(self, node: ast.Call) -> Any:
+    def _call(self, node: ast.Call) -> Any:
         assert isinstance(node.func, ast.Name)  # the build's allow-list
         name = node.func.id
         args = [self.eval(a) for a in node.args]
@@ -320,12 +321,13 @@ class LineEvaluator:
             and isinstance(plain(args[1]), str)
         ):
             pattern = plain(args[1])
-            test = first.template.key_match2(pattern) if name == "keyMatch2" else first.template.key_match(pattern)
+            template = first.template
+            test = template.key_match2(pattern) if name == "keyMatch2" else template.key_match(pattern)
             return Cond(test, FALSE)
         shown = next((f"r.obj.{a.name}" for a in symbolic if isinstance(a, Field)), "r.obj")
         raise Unplannable(f"{name}() of {shown}, which has no SQL form")
 
-    def _Tuple(self, node: ast.Tuple | ast.List | ast.Set) -> Any:
+    def _tuple(self, node: ast.Tuple | ast.List | ast.Set) -> Any:
         items = [self.eval(e) for e in node.elts]
         if any(i is MISSING for i in items):
             return MISSING
@@ -333,8 +335,8 @@ class LineEvaluator:
             raise Unplannable("a collection holding an unknown attribute")
         return tuple(items) if isinstance(node, ast.Tuple) else list(items)
 
-    _List = _Tuple
-    _Set = _Tuple
+    _list = _tuple
+    _set = _tuple
 
     @staticmethod
     def _concrete(fn: Callable[[], Any]) -> Any:

@@ -169,6 +169,4 @@ def render(node: Node) -> str:
             return f"{node.child.field} IS NOT NULL"
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
-    return joiner.join(
-        f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children
-    )
+    return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
