@@ -17,6 +17,9 @@ from authz.app import App, demo_policy_dir
 from authz.config import Settings
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
 
+# The `postgres` fixture (a throwaway PostgreSQL cluster), for every test module.
+pytest_plugins = ("tests.pg",)
+
 REPO = Path(__file__).resolve().parent.parent
 HTTP_ORIGIN = "http://localhost:5173"
 
