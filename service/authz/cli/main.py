@@ -11,6 +11,7 @@ import grpc
 
 from authz.cli.attrs import UsageError
 from authz.cli.lint import add_lint_command
+from authz.cli.plan import add_plan_command
 from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
 from authz.cli.serve import add_serve_args, run_serve
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_args(principal)
     principal.set_defaults(func=run_principal)
 
+    add_plan_command(commands)
     add_lint_command(add_policy_commands(commands))
     return parser
 

@@ -104,7 +104,7 @@ def as_cond(value: Any) -> Cond:
     if value is MISSING:
         return _MISSING_COND
     if isinstance(value, Field):
-        raise Unplannable(f"r.obj.{value.name} used as a truth value (compare it: == True)")
+        raise Unplannable(f"r.obj.{value.name} used as a truth value; compare it: == True")
     if isinstance(value, Obj):
         raise Unplannable("r.obj used as a truth value")
     return Cond(TRUE if value else FALSE, FALSE)

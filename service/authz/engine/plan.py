@@ -140,7 +140,8 @@ def plan_resources(
         try:
             cond = LineEvaluator(scope, snapshot.functions).run(tree)
         except Unplannable as exc:
-            raise FailedPrecondition(f"{rule.line.location}: cannot plan {exc.form}") from None
+            where = f"{rule.line.file}:{rule.line.line}"
+            raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
         except PlanEvalError as exc:
             return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
         # An allow line counts where it matches; a deny line also where it reaches a NULL.

@@ -1,0 +1,160 @@
+"""The planner on the demo policy and on single lines: forms, NULLs, refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from authz.app import demo_policy_dir
+from authz.decision import Reason
+from authz.engine import Snapshot, load_snapshot, planast
+from authz.engine.plan import PlanKind, plan_resources
+from authz.errors import FailedPrecondition, InvalidArgument
+from authz.principal import Principal
+from tests.policy_dirs import line_number, write_policy
+
+DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
+ADMIN = Principal("ada", roles=("admin",), org_id="org_1")
+BOB = Principal("bob", org_id="org_1")
+
+
+@pytest.fixture(scope="module")
+def demo() -> Snapshot:
+    return load_snapshot(demo_policy_dir())
+
+
+def policy(tmp_path: Path, *lines: str) -> Snapshot:
+    return load_snapshot(write_policy(tmp_path / "p", DEMO_MODEL, policy_csv="\n".join(lines) + "\n"))
+
+
+def test_a_deny_comes_back_negated_and_a_null_status_is_denied(demo):
+    plan = plan_resources(demo, ADMIN, "DELETE", "/api/orders/:id", explain=True)
+    assert plan.kind is PlanKind.CONDITIONAL
+    status = planast.Compare("eq", "status", "shipped")
+    # Check denies a delete that does not send the status (ATTRIBUTE_MISSING): so does the plan.
+    assert plan.condition == planast.Not(planast.AnyOf((status, planast.IsNull("status"))))
+    assert plan.fields == ["status"]
+    assert [r.split(":")[1] for r in plan.matched_rules] == ["13", "14"]
+
+
+def test_an_allow_needs_its_attributes_present(demo):
+    plan = plan_resources(demo, BOB, "PUT", "/api/orders/:id")
+    present = planast.negate(planast.IsNull("owner"))
+    assert plan.kind is PlanKind.CONDITIONAL
+    assert isinstance(plan.condition, planast.All)
+    assert present in plan.condition.children
+    assert planast.Compare("eq", "owner", "bob") in plan.condition.children
+    assert planast.render(plan.condition) == (
+        "owner IS NOT NULL AND owner == 'bob' AND status IS NOT NULL AND status == 'draft'"
+    )
+
+
+def test_constant_plans_and_unknown_requests(demo):
+    assert plan_resources(demo, ADMIN, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert plan_resources(demo, ADMIN, "GET", "/api/reports/:name").kind is PlanKind.ALWAYS_ALLOWED
+    for action, resource in (("FLY", "/api/orders/:id"), ("GET", "/api/planets/:id"), ("GET", "ui:x")):
+        plan = plan_resources(demo, ADMIN, action, resource)
+        assert plan.kind is PlanKind.ALWAYS_DENIED
+        assert plan.reason is Reason.NO_MATCHING_RULE
+    assert plan_resources(demo, BOB, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+
+
+def test_known_attributes_are_bound(demo):
+    carol = Principal("carol", permissions=("update:orders",), org_id="org_1")
+    assert plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_1"}).kind is (
+        PlanKind.ALWAYS_ALLOWED
+    )
+    plan = plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_2", "owner": "carol"})
+    assert plan.condition == planast.all_of(
+        planast.negate(planast.IsNull("status")), planast.Compare("eq", "status", "draft")
+    )
+
+
+def test_a_line_naming_one_resource_becomes_a_condition_on_the_path_parameter(tmp_path):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/42, GET, True, allow",
+        "p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id, allow",
+        "p, *, /api/orders/7, GET, True, deny",
+        "p, *, /api/orders/7/items, GET, True, allow",
+    )
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert planast.render(plan.condition) == (
+        "NOT (id == '7') AND (id == '42' OR (owner IS NOT NULL AND owner == 'bob'))"
+    )
+    assert plan.fields == ["id", "owner"]
+
+
+def test_priority_takes_the_first_line_in_order(tmp_path):
+    model = DEMO_MODEL.replace(
+        "e = some(where (p.eft == allow)) && !some(where (p.eft == deny))", "e = priority(p.eft) || deny"
+    )
+    directory = write_policy(
+        tmp_path / "p",
+        model,
+        policy_csv="p, *, /api/orders/:id, GET, r.obj.status == 'draft', allow\n"
+        "p, *, /api/orders/:id, GET, r.obj.owner == 'bob', deny\n"
+        "p, *, /api/orders/:id, GET, True, allow\n",
+    )
+    plan = plan_resources(load_snapshot(directory), BOB, "GET", "/api/orders/:id")
+    assert plan.kind is PlanKind.CONDITIONAL
+    assert "status == 'draft'" in planast.render(plan.condition)
+    assert "owner == 'bob'" in planast.render(plan.condition)
+
+
+@pytest.mark.parametrize(
+    ("condition", "form"),
+    [
+        ("regexMatch(r.obj.owner, '^b')", "regexMatch() of r.obj.owner, which has no SQL form"),
+        ("r.obj.amount + 1 > 5", "arithmetic on an unknown attribute"),
+        ("r.obj.owner < 'm'", "ordering comparison of r.obj.owner with a str"),
+        ("r.obj.tags.first == 'x'", "nested attribute r.obj.tags.first"),
+        ("r.obj.owner == r.obj.creator", "comparison of r.obj.owner with r.obj.creator"),
+        ("'x' in r.obj.tags", "membership in r.obj.tags"),
+        ("r.obj.approved", "r.obj.approved used as a truth value; compare it: == True"),
+        ("regexMatch(r.obj, '^/api')", "regexMatch() of r.obj, which has no SQL form"),
+    ],
+)
+def test_an_unplannable_line_is_refused_with_its_location(tmp_path, condition, form):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, True, allow",
+        f"p, *, /api/orders/:id, PUT, {condition}, allow",
+    )
+    with pytest.raises(FailedPrecondition) as caught:
+        plan_resources(snapshot, BOB, "PUT", "/api/orders/:id")
+    line = line_number(tmp_path / "p" / "policy.csv", condition)
+    assert (
+        str(caught.value)
+        == f"policy.csv:{line}: cannot plan {form} (in `p, *, /api/orders/:id, PUT, {condition}, allow`)"
+    )
+    # A line that cannot match (another action) is never evaluated, so GET still plans.
+    assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+
+
+def test_a_missing_subject_attribute_fails_closed(tmp_path):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, r.obj.org_id == r.sub.org_id, allow",
+        "p, *, /api/orders/:id, DELETE, True, allow",
+        "p, *, /api/orders/:id, DELETE, r.obj.org_id != r.sub.org_id, deny",
+    )
+    no_org = Principal("zed")
+    assert plan_resources(snapshot, no_org, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    # The deny reaches r.sub.org_id, which the token lacks: Check denies every row, so does the plan.
+    assert plan_resources(snapshot, no_org, "DELETE", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    assert plan_resources(snapshot, BOB, "DELETE", "/api/orders/:id").kind is PlanKind.CONDITIONAL
+
+
+def test_a_template_naming_a_parameter_twice_is_invalid(demo):
+    with pytest.raises(InvalidArgument):
+        plan_resources(demo, BOB, "GET", "/api/:id/orders/:id")
+
+
+def test_sample_sql_quotes_values(demo):
+    plan = plan_resources(demo, Principal("o'neil"), "PUT", "/api/orders/:id")
+    assert planast.sample_sql(plan.condition, "orders") == (
+        'SELECT * FROM "orders" WHERE "owner" IS NOT NULL AND "owner" = \'o\'\'neil\' '
+        'AND "status" IS NOT NULL AND "status" = \'draft\''
+    )
