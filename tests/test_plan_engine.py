@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from authz.app import demo_policy_dir
+from authz.cli.main import main
 from authz.decision import Reason
 from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
@@ -158,3 +160,29 @@ def test_sample_sql_quotes_values(demo):
         'SELECT * FROM "orders" WHERE "owner" IS NOT NULL AND "owner" = \'o\'\'neil\' '
         'AND "status" IS NOT NULL AND "status" = \'draft\''
     )
+
+
+def test_validate_reports_per_resource_whether_it_is_plannable(tmp_path, capsys):
+    directory = write_policy(
+        tmp_path / "p",
+        DEMO_MODEL,
+        policy_csv="p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id || r.obj.amount > 10, allow\n"
+        "p, *, /api/notes/:id, GET, regexMatch(r.obj.title, '^a'), allow\n"
+        "p, *, /api/notes/:id, PUT, r.obj.title < 'm', allow\n"
+        "p, *, /api/tags/:id, GET, r.obj == 'x' && r.obj.n in ('a', 'b'), allow\n",
+    )
+    assert main(["policy", "validate", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "  /api/orders/:id: plannable\n" in out
+    assert "  /api/tags/:id: plannable\n" in out
+    assert (
+        "  /api/notes/:id: not plannable: policy.csv:2: regexMatch() of r.obj.title, which has no SQL form; "
+        "policy.csv:3: ordering comparison of r.obj.title with a str\n"
+    ) in out
+    assert main(["policy", "validate", str(directory), "--format", "json"]) == 0
+    plannable = json.loads(capsys.readouterr().out)["plannable"]
+    assert plannable["/api/orders/:id"] == []
+    assert plannable["/api/notes/:id"][0].startswith("policy.csv:2: regexMatch()")
+    # What validate rejects, the planner refuses too.
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:2: cannot plan regexMatch"):
+        plan_resources(load_snapshot(directory), BOB, "GET", "/api/notes/:id")
