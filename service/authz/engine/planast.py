@@ -23,7 +23,7 @@ SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
 
 @dataclass(frozen=True, slots=True)
 class Const:
-    """TRUE or FALSE: every row, or none."""
+    """TRUE or FALSE: every row, or none (only the two module constants exist)."""
 
     value: bool
 
@@ -106,6 +106,20 @@ def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
 
 def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     unit, zero = (TRUE, FALSE) if kind is All else (FALSE, TRUE)
+    children = tuple(children)
+    if not children:
+        return unit
+    if len(children) == 1 and not isinstance(children[0], kind):
+        return children[0]
+    if len(children) == 2:
+        # The common case while a plan is evaluated: one side is a constant.
+        first, second = children
+        if first is zero or second is zero:
+            return zero
+        if first is unit:
+            return second
+        if second is unit:
+            return first
     items = [c for c in _flat(children, kind) if c != unit]
     if zero in items:
         return zero

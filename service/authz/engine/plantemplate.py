@@ -49,6 +49,12 @@ class Template:
         return not any(self.params)
 
     @property
+    def literal(self) -> str:
+        """What every row's id starts with: the segments before the first parameter, and `/`."""
+        first = next(i for i, p in enumerate(self.params) if p)
+        return "/".join(self.segments[:first]) + "/" if first else ""
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The parameter names in order."""
         return tuple(p for p in self.params if p)
@@ -115,9 +121,7 @@ class Template:
         if star == -1:
             return self.equals(pattern)
         prefix = pattern[:star]
-        first = self.params.index(next(p for p in self.params if p))
-        # Every row's id starts with the segments before the first parameter.
-        literal = "/".join(self.segments[:first]) + "/"
+        literal = self.literal
         if literal.startswith(prefix):
             return planast.TRUE
         if not prefix.startswith(literal):
