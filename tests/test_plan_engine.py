@@ -186,3 +186,14 @@ def test_validate_reports_per_resource_whether_it_is_plannable(tmp_path, capsys)
     # What validate rejects, the planner refuses too.
     with pytest.raises(FailedPrecondition, match=r"policy\.csv:2: cannot plan regexMatch"):
         plan_resources(load_snapshot(directory), BOB, "GET", "/api/notes/:id")
+
+
+def test_a_plan_too_large_to_send_is_refused(tmp_path):
+    lines = [f"p, *, /api/orders/{i}, GET, r.obj.status != 's{i}', allow" for i in range(3500)]
+    snapshot = policy(tmp_path, *lines)
+    with pytest.raises(
+        FailedPrecondition, match=r"the plan from 3500 policy lines is more than 10,000 nodes"
+    ):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    small = policy(tmp_path / "small", *lines[:100])
+    assert plan_resources(small, BOB, "GET", "/api/orders/:id").kind is PlanKind.CONDITIONAL
