@@ -258,3 +258,20 @@ def test_orm_statement_and_the_async_client(server, issuer):
             "1",
             "2",
         ]
+
+
+def test_deeply_nested_attributes_are_refused_like_check(server, issuer):
+    token = issuer.mint(roles=["admin"])
+    nested: dict[str, object] = {"leaf": 1}
+    for _ in range(150):
+        nested = {"n": nested}
+    codes = []
+    for request in (
+        authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE),
+        authz_pb2.CheckRequest(token=token, action="GET", resource="/api/orders/1"),
+    ):
+        request.attributes.update({"deep": nested})
+        with pytest.raises(grpc.RpcError) as refused:
+            getattr(server.stub, type(request).__name__.removesuffix("Request"))(request, timeout=5)
+        codes.append(refused.value.code())
+    assert codes[0] == codes[1] != grpc.StatusCode.OK
