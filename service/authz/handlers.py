@@ -251,9 +251,10 @@ class DecisionService:
                 snapshot, who, item.action, item.resource, item.attributes, item.context, explain=explain
             )
             subject = who.id
-        logged = Decision(
-            plan.kind is PlanKind.ALWAYS_ALLOWED, plan.reason, f"plan {plan.kind.name}: {plan.message}"
-        )
+        # One log line like Check's, the resource being the template: allowed when some rows
+        # may be (a conditional plan too), else the plan's reason.
+        some = plan.kind is not PlanKind.ALWAYS_DENIED
+        logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
         outcome = [(item.action, item.resource, logged)]
         self.decision_log.record(decision_id, subject, snapshot.version, outcome)
         return PlanOutcome(plan, subject, snapshot.version, decision_id)
