@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
@@ -117,12 +118,13 @@ def _check_field(name: str, value: str, *, required: bool = True) -> None:
 def _validate_item(item: CheckItem, index: int | None = None) -> None:
     # The common case costs three comparisons; names are built only for an error.
     resource, action, cid = item.resource, item.action, item.correlation_id
-    if resource and action and max(len(resource), len(action), len(cid)) <= MAX_FIELD_CHARS:
-        return
-    where = "" if index is None else f"items[{index}]."
-    _check_field(f"{where}resource", resource)
-    _check_field(f"{where}action", action)
-    _check_field(f"{where}correlation_id", cid, required=False)
+    if not (resource and action and max(len(resource), len(action), len(cid)) <= MAX_FIELD_CHARS):
+        where = "" if index is None else f"items[{index}]."
+        _check_field(f"{where}resource", resource)
+        _check_field(f"{where}action", action)
+        _check_field(f"{where}correlation_id", cid, required=False)
+    if item.attributes or item.context:
+        check_attributes(item.attributes, item.context, "" if index is None else f"items[{index}]: ")
 
 
 class DecisionService:
