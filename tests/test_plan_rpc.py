@@ -92,6 +92,18 @@ def test_bad_input_is_refused_like_check(server, issuer):
         with pytest.raises(grpc.RpcError) as checked:
             server.stub.Check(check, timeout=5)
         assert planned.value.code() == checked.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The attribute bounds (values, nesting, bytes) are Check's.
+    many = {f"a{i}": i for i in range(300)}
+    plan = authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE)
+    plan.attributes.update(many)
+    check = authz_pb2.CheckRequest(token=token, action="GET", resource="/api/orders/1")
+    check.attributes.update(many)
+    with pytest.raises(grpc.RpcError) as planned:
+        server.stub.PlanResources(plan, timeout=5)
+    with pytest.raises(grpc.RpcError) as checked:
+        server.stub.Check(check, timeout=5)
+    assert planned.value.code() == checked.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert planned.value.details() == checked.value.details()
     huge = authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE)
     huge.attributes.update({"blob": "x" * (5 * 1024 * 1024)})
     with pytest.raises(grpc.RpcError) as refused:
