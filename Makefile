@@ -28,8 +28,8 @@ demo: $(STAMP) $(NPM_STAMP)
 
 ## system-deps: Debian packages the tests drive: chromium (browser e2e), php with curl and the PSR-7 /
 ## Laravel request libraries (PHP client), curl (HTTP tests), nginx (forward auth through
-## auth_request), postgresql (the policy store's tests start a throwaway cluster). Installed once,
-## skipped when present.
+## auth_request), postgresql (the policy store's and the data filtering tests start a throwaway
+## cluster). Installed once, skipped when present.
 SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-nyholm-psr7 curl nginx postgresql
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v php >/dev/null || ! command -v curl >/dev/null \

@@ -19,7 +19,7 @@ from authz.api.v1 import authz_pb2_grpc
 from authz.app import App, demo_policy_dir
 from authz.config import Settings
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
-from tests.pgcluster import pg_dsn, postgres_server  # noqa: F401 - fixtures for the policy store tests
+from tests.pgcluster import pg_dsn, postgres_server  # noqa: F401 - fixtures for the policy store and data filtering tests
 
 REPO = Path(__file__).resolve().parent.parent
 HTTP_ORIGIN = "http://localhost:5173"

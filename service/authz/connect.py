@@ -144,6 +144,14 @@ class ConnectServicer(_OnExecutor[ProtoService]):
         """GetPrincipal over Connect / gRPC-Web."""
         return await self._call(ProtoService.get_principal, request, ctx)
 
+    async def plan_resources(
+        self,
+        request: authz_pb2.PlanResourcesRequest,
+        ctx: RequestContext[authz_pb2.PlanResourcesRequest, authz_pb2.PlanResourcesResponse],
+    ) -> authz_pb2.PlanResourcesResponse:
+        """PlanResources over Connect / gRPC-Web."""
+        return await self._call(ProtoService.plan_resources, request, ctx)
+
 
 class AdminConnectServicer(_OnExecutor[AdminProto]):
     """The generated Connect service protocol of PolicyAdminService over AdminProto."""

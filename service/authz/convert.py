@@ -20,6 +20,7 @@ from authz import tracing
 from authz.api.v1 import authz_pb2
 from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
 from authz.decision import Decision, Reason
+from authz.engine.plan import PlanKind
 from authz.errors import (
     AlreadyExists,
     Conflict,
@@ -33,6 +34,7 @@ from authz.errors import (
 )
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
+from authz.planproto import condition_to_proto
 
 log = logging.getLogger("authz.server")
 
@@ -195,7 +197,7 @@ def measured(
 
 
 class ProtoService:
-    """The four RPCs with proto messages in and out; `authorization` is the header's value."""
+    """The decision RPCs with proto messages in and out; `authorization` is the header's value."""
 
     def __init__(self, service: DecisionService) -> None:
         self.service = service
@@ -280,6 +282,35 @@ class ProtoService:
             valid_until=to_timestamp(out.valid_until),
             reason=reason_name(out.reason),
             message=out.message,
+        )
+
+    @measured("PlanResources")
+    def plan_resources(
+        self, request: authz_pb2.PlanResourcesRequest, authorization: str | None
+    ) -> authz_pb2.PlanResourcesResponse:
+        """PlanResources: the rows of a resource kind the principal may act on, as a condition."""
+        check_wire_size(request.attributes, request.context)
+        item = CheckItem(
+            request.resource,
+            request.action,
+            struct_to_dict(request.attributes),
+            struct_to_dict(request.context),
+        )
+        out = self.service.plan_resources(
+            request_token(request.token, authorization), item, explain=request.explain
+        )
+        plan = out.plan
+        conditional = plan.kind is PlanKind.CONDITIONAL
+        return authz_pb2.PlanResourcesResponse(
+            kind=f"PLAN_KIND_{plan.kind.name}",
+            condition=condition_to_proto(plan.condition) if conditional else None,
+            reason=reason_name(plan.reason),
+            message=plan.message,
+            subject=out.subject,
+            policy_version=out.policy_version,
+            decision_id=out.decision_id,
+            matched_rules=plan.matched_rules if request.explain else (),
+            fields=plan.fields,
         )
 
     @measured("GetPrincipal")

@@ -1,4 +1,4 @@
-"""The four decision RPCs, transport-free: plain values in, plain values out.
+"""The decision RPCs, transport-free: plain values in, plain values out.
 
 The gRPC servicer (and any other transport) only converts messages to these calls, so
 every transport gives the same answers. A bad token is an answer (allowed=false with
@@ -17,6 +17,7 @@ from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
+from authz.engine.plan import Plan, PlanKind, denied, plan_resources
 from authz.errors import InvalidArgument
 from authz.metrics import Metrics
 from authz.principal import Principal
@@ -85,6 +86,16 @@ class VisibilityOutcome:
     def visible(self) -> list[str]:
         """The visible element ids, sorted."""
         return sorted(k for k, v in self.decisions.items() if v)
+
+
+@dataclass(frozen=True)
+class PlanOutcome:
+    """The answer to PlanResources."""
+
+    plan: Plan
+    subject: str
+    policy_version: str
+    decision_id: str
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,32 @@ class DecisionService:
         return VisibilityOutcome(
             _visible(snapshot, who, names, action), who.id, snapshot.version, who.expires_at
         )
+
+    def plan_resources(self, token: str, item: CheckItem, *, explain: bool = False) -> PlanOutcome:
+        """Which rows of `item.resource` (a template) the principal may `item.action`, as a plan.
+
+        The request is validated and the principal verified exactly as for Check; a
+        refused token is an ALWAYS_DENIED plan with the token's reason.
+        """
+        _validate_item(item)
+        snapshot = self.store.current
+        decision_id = new_decision_id()
+        who = self._principal(token)
+        if isinstance(who, TokenRejected):
+            plan = denied(who.reason, who.message)
+            subject = ""
+        else:
+            plan = plan_resources(
+                snapshot, who, item.action, item.resource, item.attributes, item.context, explain=explain
+            )
+            subject = who.id
+        # One log line like Check's, the resource being the template: allowed when some rows
+        # may be (a conditional plan too), else the plan's reason.
+        some = plan.kind is not PlanKind.ALWAYS_DENIED
+        logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
+        outcome = [(item.action, item.resource, logged)]
+        self.decision_log.record(decision_id, subject, snapshot.version, outcome)
+        return PlanOutcome(plan, subject, snapshot.version, decision_id)
 
     def principal(self, token: str) -> PrincipalOutcome:
         """The principal behind a token, with hints about common Auth0 mistakes."""

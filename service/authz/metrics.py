@@ -30,7 +30,7 @@ from authz.store import PolicyStore
 from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
 
-RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal")
+RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal", "PlanResources")
 # PolicyAdminService's, tracked only when the admin service is enabled.
 ADMIN_RPCS = (
     "GetPolicy",

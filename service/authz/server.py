@@ -102,6 +102,8 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # typ
     BatchCheck = grpc_method(ProtoService.batch_check, _token_cached)
     GetVisibility = grpc_method(ProtoService.get_visibility, _token_cached)
     GetPrincipal = grpc_method(ProtoService.get_principal, _token_cached)
+    # Always on the pool: a plan over many lines can take milliseconds, too long for the loop.
+    PlanResources = grpc_method(ProtoService.plan_resources)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from .client import AsyncAuthzClient, AuthzClient
 from .errors import AuthzError
+from .plan import PlanResult
 from .results import (
     BatchItemResult,
     BatchResult,
@@ -20,6 +21,7 @@ __all__ = [
     "BatchResult",
     "CheckItem",
     "CheckResult",
+    "PlanResult",
     "Principal",
     "Visibility",
     "is_token_reason",

@@ -19,6 +19,7 @@ from authz_client._api import authz_pb2_grpc
 from . import _convert
 from ._convert import Call, Metadata
 from .errors import AuthzError
+from .plan import PlanResult, plan_request, plan_result
 from .results import BatchResult, CheckItem, CheckResult, Principal, Visibility
 
 __all__ = ["AsyncAuthzClient", "AuthzClient"]
@@ -110,6 +111,20 @@ class _ClientBase:
         request = _convert.principal_request(self._token_for(token))
         return self._call("GetPrincipal", request, _convert.principal_result, timeout, metadata)
 
+    def _plan_call(
+        self,
+        action: str,
+        resource: str,
+        token: str | None,
+        attributes: Mapping[str, Any] | None,
+        context: Mapping[str, Any] | None,
+        explain: bool,
+        timeout: float | None,
+        metadata: Metadata | None,
+    ) -> Call[PlanResult]:
+        request = plan_request(self._token_for(token), action, resource, attributes, context, explain)
+        return self._call("PlanResources", request, plan_result, timeout, metadata)
+
 
 class AuthzClient(_ClientBase):
     """Blocking client; thread-safe (one channel, shared by all calls).
@@ -195,6 +210,28 @@ class AuthzClient(_ClientBase):
     ) -> Visibility:
         """List which UI elements the principal may see: give exactly one of ``elements`` or ``prefix``."""
         return self._run(self._visibility_call(elements, prefix, action, token, timeout, metadata))
+
+    def plan_resources(
+        self,
+        action: str,
+        resource: str,
+        *,
+        token: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        explain: bool = False,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> PlanResult:
+        """Ask which rows of ``resource`` (a template such as ``/api/orders/:id``) the principal
+        may ``action``, as a plan for a query adapter (``authz_client.sqlalchemy``).
+
+        ``attributes`` are the ones every row shares. A condition the server cannot plan raises
+        :class:`AuthzError` with code ``FAILED_PRECONDITION`` naming the policy line.
+        """
+        return self._run(
+            self._plan_call(action, resource, token, attributes, context, explain, timeout, metadata)
+        )
 
     def principal(
         self,
@@ -292,6 +329,23 @@ class AsyncAuthzClient(_ClientBase):
     ) -> Visibility:
         """Async :meth:`AuthzClient.visibility`."""
         return await self._run(self._visibility_call(elements, prefix, action, token, timeout, metadata))
+
+    async def plan_resources(
+        self,
+        action: str,
+        resource: str,
+        *,
+        token: str | None = None,
+        attributes: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        explain: bool = False,
+        timeout: float | None = None,
+        metadata: Metadata | None = None,
+    ) -> PlanResult:
+        """Async :meth:`AuthzClient.plan_resources`."""
+        return await self._run(
+            self._plan_call(action, resource, token, attributes, context, explain, timeout, metadata)
+        )
 
     async def principal(
         self,

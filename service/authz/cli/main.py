@@ -13,6 +13,7 @@ from authz.cli.attrs import UsageError
 from authz.cli.auth0 import add_auth0_commands
 from authz.cli.diff import add_diff_command
 from authz.cli.lint import add_lint_command
+from authz.cli.plan import add_plan_command
 from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
 from authz.cli.serve import add_serve_args, run_serve
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_connection_args(principal)
     principal.set_defaults(func=run_principal)
 
+    add_plan_command(commands)
     policy = add_policy_commands(commands)
     add_lint_command(policy)
     add_diff_command(policy)

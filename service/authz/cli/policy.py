@@ -19,6 +19,7 @@ from authz.cli.store import open_store, store_argument
 from authz.convert import reason_name
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
+from authz.engine.plancheck import plannability, summary
 from authz.policy.coverage import measure
 from authz.policy.edit import DEFAULT_FILE, add_rules, format_policies, list_rules, remove_rules
 from authz.policy.elements import DEFAULT_PREFIX, write_elements
@@ -176,6 +177,8 @@ def run_validate(ns: argparse.Namespace) -> int:
                 "errors": len(report.errors),
                 "warnings": len(report.warnings),
                 "findings": [f.as_dict() for f in report.findings],
+                # Per resource: the lines PlanResources cannot plan (empty: plannable).
+                "plannable": plannability(report.snapshot) if report.snapshot is not None else {},
             }
         )
     else:
@@ -184,6 +187,9 @@ def run_validate(ns: argparse.Namespace) -> int:
         if report.snapshot is not None and report.ok:
             rules, warnings = len(report.snapshot.rules), len(report.warnings)
             print(f"{ns.dir}: valid ({rules} rules, version {report.version}), {warnings} warning(s)")
+            print("data filtering (PlanResources), per resource:")
+            for line in summary(report.snapshot):
+                print(line)
         else:
             print(f"{ns.dir}: {len(report.errors)} error(s), {len(report.warnings)} warning(s)")
     return 0 if report.ok else 1

@@ -35,7 +35,8 @@ def add_connection_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=float, default=5.0, help="deadline in seconds")
 
 
-def _channel(ns: argparse.Namespace) -> grpc.Channel:
+def channel_for(ns: argparse.Namespace) -> grpc.Channel:
+    """A channel to `--address`, with TLS when any TLS option is given."""
     # Any TLS option means TLS: a client certificate must never be dropped for plaintext.
     if not (ns.tls_ca or ns.tls_cert or ns.tls_key):
         return grpc.insecure_channel(ns.address)
@@ -67,7 +68,7 @@ def run_check(ns: argparse.Namespace) -> int:
         context=context,
         explain=True,
     )
-    with _channel(ns) as channel:
+    with channel_for(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).Check(request, timeout=ns.timeout)
     print_decision(
         ns.action,
@@ -86,7 +87,7 @@ def run_check(ns: argparse.Namespace) -> int:
 
 def run_principal(ns: argparse.Namespace) -> int:
     """Print the verified principal and hints; exit 1 when the token is not accepted."""
-    with _channel(ns) as channel:
+    with channel_for(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).GetPrincipal(
             authz_pb2.GetPrincipalRequest(token=ns.token), timeout=ns.timeout
         )

@@ -62,6 +62,8 @@ class Snapshot:
     index: PolicyIndex | None = None
     model_text: str = ""
     cache: DecisionCache | None = None
+    # The matcher's functions by name (pycasbin's, wrapped, and one per role graph): the planner's.
+    functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
 
     # -- decisions -------------------------------------------------------------------
 
@@ -503,6 +505,7 @@ def _build(source: PolicySource) -> Snapshot:
         empty_fn=empty_fn,
         resources=resources,
         model_text=source.model_text,
+        functions=functions,
     )
 
 

@@ -29,6 +29,24 @@ class Reason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     REASON_TOKEN_NOT_ACCESS_TOKEN: _ClassVar[Reason]
     REASON_POLICY_ERROR: _ClassVar[Reason]
     REASON_ATTRIBUTE_MISSING: _ClassVar[Reason]
+
+class PlanKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLAN_KIND_UNSPECIFIED: _ClassVar[PlanKind]
+    PLAN_KIND_ALWAYS_ALLOWED: _ClassVar[PlanKind]
+    PLAN_KIND_ALWAYS_DENIED: _ClassVar[PlanKind]
+    PLAN_KIND_CONDITIONAL: _ClassVar[PlanKind]
+
+class PlanOperator(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PLAN_OPERATOR_UNSPECIFIED: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_EQ: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_NE: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_LT: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_LE: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_GT: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_GE: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_IN: _ClassVar[PlanOperator]
 REASON_UNSPECIFIED: Reason
 REASON_ALLOWED: Reason
 REASON_NO_MATCHING_RULE: Reason
@@ -45,6 +63,18 @@ REASON_TOKEN_KEY_UNKNOWN: Reason
 REASON_TOKEN_NOT_ACCESS_TOKEN: Reason
 REASON_POLICY_ERROR: Reason
 REASON_ATTRIBUTE_MISSING: Reason
+PLAN_KIND_UNSPECIFIED: PlanKind
+PLAN_KIND_ALWAYS_ALLOWED: PlanKind
+PLAN_KIND_ALWAYS_DENIED: PlanKind
+PLAN_KIND_CONDITIONAL: PlanKind
+PLAN_OPERATOR_UNSPECIFIED: PlanOperator
+PLAN_OPERATOR_EQ: PlanOperator
+PLAN_OPERATOR_NE: PlanOperator
+PLAN_OPERATOR_LT: PlanOperator
+PLAN_OPERATOR_LE: PlanOperator
+PLAN_OPERATOR_GT: PlanOperator
+PLAN_OPERATOR_GE: PlanOperator
+PLAN_OPERATOR_IN: PlanOperator
 
 class CheckRequest(_message.Message):
     __slots__ = ("token", "resource", "action", "attributes", "context", "explain")
@@ -200,3 +230,71 @@ class GetPrincipalResponse(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     hints: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, authenticated: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., subject: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., roles: _Optional[_Iterable[str]] = ..., scopes: _Optional[_Iterable[str]] = ..., org_id: _Optional[str] = ..., client_id: _Optional[str] = ..., machine: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hints: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PlanResourcesRequest(_message.Message):
+    __slots__ = ("token", "action", "resource", "attributes", "context", "explain")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    action: str
+    resource: str
+    attributes: _struct_pb2.Struct
+    context: _struct_pb2.Struct
+    explain: bool
+    def __init__(self, token: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class PlanCondition(_message.Message):
+    __slots__ = ("all", "any", "negate", "compare", "is_null")
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    ANY_FIELD_NUMBER: _ClassVar[int]
+    NEGATE_FIELD_NUMBER: _ClassVar[int]
+    COMPARE_FIELD_NUMBER: _ClassVar[int]
+    IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    all: PlanConditionList
+    any: PlanConditionList
+    negate: PlanCondition
+    compare: PlanComparison
+    is_null: str
+    def __init__(self, all: _Optional[_Union[PlanConditionList, _Mapping]] = ..., any: _Optional[_Union[PlanConditionList, _Mapping]] = ..., negate: _Optional[_Union[PlanCondition, _Mapping]] = ..., compare: _Optional[_Union[PlanComparison, _Mapping]] = ..., is_null: _Optional[str] = ...) -> None: ...
+
+class PlanConditionList(_message.Message):
+    __slots__ = ("conditions",)
+    CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    conditions: _containers.RepeatedCompositeFieldContainer[PlanCondition]
+    def __init__(self, conditions: _Optional[_Iterable[_Union[PlanCondition, _Mapping]]] = ...) -> None: ...
+
+class PlanComparison(_message.Message):
+    __slots__ = ("operator", "field", "value")
+    OPERATOR_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    operator: PlanOperator
+    field: str
+    value: _struct_pb2.Value
+    def __init__(self, operator: _Optional[_Union[PlanOperator, str]] = ..., field: _Optional[str] = ..., value: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ...) -> None: ...
+
+class PlanResourcesResponse(_message.Message):
+    __slots__ = ("kind", "condition", "reason", "message", "subject", "policy_version", "decision_id", "matched_rules", "fields")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_RULES_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    kind: PlanKind
+    condition: PlanCondition
+    reason: Reason
+    message: str
+    subject: str
+    policy_version: str
+    decision_id: str
+    matched_rules: _containers.RepeatedScalarFieldContainer[str]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, kind: _Optional[_Union[PlanKind, str]] = ..., condition: _Optional[_Union[PlanCondition, _Mapping]] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., subject: _Optional[str] = ..., policy_version: _Optional[str] = ..., decision_id: _Optional[str] = ..., matched_rules: _Optional[_Iterable[str]] = ..., fields: _Optional[_Iterable[str]] = ...) -> None: ...

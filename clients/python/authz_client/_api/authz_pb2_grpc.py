@@ -55,6 +55,11 @@ class AuthorizationServiceStub:
                 request_serializer=authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalRequest.SerializeToString,
                 response_deserializer=authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalResponse.FromString,
                 _registered_method=True)
+        self.PlanResources = channel.unary_unary(
+                '/authz.api.v1.AuthorizationService/PlanResources',
+                request_serializer=authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesRequest.SerializeToString,
+                response_deserializer=authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesResponse.FromString,
+                _registered_method=True)
 
 
 class AuthorizationServiceServicer:
@@ -89,6 +94,14 @@ class AuthorizationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanResources(self, request, context):
+        """Which resources of one kind the token's principal may act on, as a condition over
+        their attributes that a query adapter turns into a WHERE clause (data filtering).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthorizationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +124,11 @@ def add_AuthorizationServiceServicer_to_server(servicer, server):
                     servicer.GetPrincipal,
                     request_deserializer=authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalRequest.FromString,
                     response_serializer=authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalResponse.SerializeToString,
+            ),
+            'PlanResources': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanResources,
+                    request_deserializer=authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesRequest.FromString,
+                    response_serializer=authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +240,33 @@ class AuthorizationService:
             '/authz.api.v1.AuthorizationService/GetPrincipal',
             authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalRequest.SerializeToString,
             authz_dot_api_dot_v1_dot_authz__pb2.GetPrincipalResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlanResources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.api.v1.AuthorizationService/PlanResources',
+            authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesRequest.SerializeToString,
+            authz_dot_api_dot_v1_dot_authz__pb2.PlanResourcesResponse.FromString,
             options,
             channel_credentials,
             insecure,

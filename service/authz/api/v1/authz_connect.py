@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .authz_pb2 import BatchCheckRequest, BatchCheckResponse, CheckRequest, CheckResponse, GetPrincipalRequest, GetPrincipalResponse, GetVisibilityRequest, GetVisibilityResponse
+from .authz_pb2 import BatchCheckRequest, BatchCheckResponse, CheckRequest, CheckResponse, GetPrincipalRequest, GetPrincipalResponse, GetVisibilityRequest, GetVisibilityResponse, PlanResourcesRequest, PlanResourcesResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -62,6 +62,13 @@ class AuthorizationService(Protocol):
     async def get_principal(self, request: GetPrincipalRequest, ctx: RequestContext[GetPrincipalRequest, GetPrincipalResponse], /) -> GetPrincipalResponse:
         """
         The verified principal behind a token, with hints about Auth0 mistakes.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def plan_resources(self, request: PlanResourcesRequest, ctx: RequestContext[PlanResourcesRequest, PlanResourcesResponse], /) -> PlanResourcesResponse:
+        """
+        Which resources of one kind the token's principal may act on, as a condition over
+        their attributes that a query adapter turns into a WHERE clause (data filtering).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -122,6 +129,17 @@ class AuthorizationServiceASGIApplication(ConnectASGIApplication[AuthorizationSe
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.get_principal,
+                ),
+                "/authz.api.v1.AuthorizationService/PlanResources": Endpoint.unary(
+                    method=MethodInfo(
+                        name="PlanResources",
+                        service_name="authz.api.v1.AuthorizationService",
+                        input=PlanResourcesRequest,
+                        output=PlanResourcesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.plan_resources,
                 ),
             },
             interceptors=interceptors,
@@ -256,6 +274,30 @@ class AuthorizationServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def plan_resources(
+        self,
+        request: PlanResourcesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PlanResourcesResponse:
+        """
+        Which resources of one kind the token's principal may act on, as a condition over
+        their attributes that a query adapter turns into a WHERE clause (data filtering).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PlanResources",
+                service_name="authz.api.v1.AuthorizationService",
+                input=PlanResourcesRequest,
+                output=PlanResourcesResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class AuthorizationServiceSync(Protocol):
     """
@@ -282,6 +324,13 @@ class AuthorizationServiceSync(Protocol):
     def get_principal(self, request: GetPrincipalRequest, ctx: RequestContext[GetPrincipalRequest, GetPrincipalResponse], /) -> GetPrincipalResponse:
         """
         The verified principal behind a token, with hints about Auth0 mistakes.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def plan_resources(self, request: PlanResourcesRequest, ctx: RequestContext[PlanResourcesRequest, PlanResourcesResponse], /) -> PlanResourcesResponse:
+        """
+        Which resources of one kind the token's principal may act on, as a condition over
+        their attributes that a query adapter turns into a WHERE clause (data filtering).
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -340,6 +389,17 @@ class AuthorizationServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.get_principal,
+                ),
+                "/authz.api.v1.AuthorizationService/PlanResources": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="PlanResources",
+                        service_name="authz.api.v1.AuthorizationService",
+                        input=PlanResourcesRequest,
+                        output=PlanResourcesResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.plan_resources,
                 ),
             },
             interceptors=interceptors,
@@ -468,6 +528,30 @@ class AuthorizationServiceClientSync(ConnectClientSync):
                 service_name="authz.api.v1.AuthorizationService",
                 input=GetPrincipalRequest,
                 output=GetPrincipalResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def plan_resources(
+        self,
+        request: PlanResourcesRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> PlanResourcesResponse:
+        """
+        Which resources of one kind the token's principal may act on, as a condition over
+        their attributes that a query adapter turns into a WHERE clause (data filtering).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="PlanResources",
+                service_name="authz.api.v1.AuthorizationService",
+                input=PlanResourcesRequest,
+                output=PlanResourcesResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

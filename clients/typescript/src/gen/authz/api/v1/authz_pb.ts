@@ -9,7 +9,7 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import type { Timestamp, Value } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
@@ -17,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file authz/api/v1/authz.proto.
  */
 export const file_authz_api_v1_authz: GenFile = /*@__PURE__*/
-  fileDesc("ChhhdXRoei9hcGkvdjEvYXV0aHoucHJvdG8SDGF1dGh6LmFwaS52MSKnAQoMQ2hlY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhAKCHJlc291cmNlGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIrCgphdHRyaWJ1dGVzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdleHBsYWluGAYgASgIIqwBCg1DaGVja1Jlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJAoGcmVhc29uGAIgASgOMhQuYXV0aHouYXBpLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAMgASgJEhUKDW1hdGNoZWRfcnVsZXMYBCADKAkSDwoHc3ViamVjdBgFIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgGIAEoCRITCgtkZWNpc2lvbl9pZBgHIAEoCSKhAQoOQmF0Y2hDaGVja0l0ZW0SFgoOY29ycmVsYXRpb25faWQYASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDgoGYWN0aW9uGAMgASgJEisKCmF0dHJpYnV0ZXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ImAKEUJhdGNoQ2hlY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEisKBWl0ZW1zGAIgAygLMhwuYXV0aHouYXBpLnYxLkJhdGNoQ2hlY2tJdGVtEg8KB2V4cGxhaW4YAyABKAgiiQEKEEJhdGNoQ2hlY2tSZXN1bHQSFgoOY29ycmVsYXRpb25faWQYASABKAkSDwoHYWxsb3dlZBgCIAEoCBIkCgZyZWFzb24YAyABKA4yFC5hdXRoei5hcGkudjEuUmVhc29uEg8KB21lc3NhZ2UYBCABKAkSFQoNbWF0Y2hlZF9ydWxlcxgFIAMoCSKDAQoSQmF0Y2hDaGVja1Jlc3BvbnNlEi8KB3Jlc3VsdHMYASADKAsyHi5hdXRoei5hcGkudjEuQmF0Y2hDaGVja1Jlc3VsdBIPCgdzdWJqZWN0GAIgASgJEhYKDnBvbGljeV92ZXJzaW9uGAMgASgJEhMKC2RlY2lzaW9uX2lkGAQgASgJIlcKFEdldFZpc2liaWxpdHlSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhAKCGVsZW1lbnRzGAIgAygJEg4KBnByZWZpeBgDIAEoCRIOCgZhY3Rpb24YBCABKAkisgIKFUdldFZpc2liaWxpdHlSZXNwb25zZRIPCgd2aXNpYmxlGAEgAygJEkUKCWRlY2lzaW9ucxgCIAMoCzIyLmF1dGh6LmFwaS52MS5HZXRWaXNpYmlsaXR5UmVzcG9uc2UuRGVjaXNpb25zRW50cnkSDwoHc3ViamVjdBgDIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgEIAEoCRIvCgt2YWxpZF91bnRpbBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoGcmVhc29uGAYgASgOMhQuYXV0aHouYXBpLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAcgASgJGjAKDkRlY2lzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCDoCOAEiJAoTR2V0UHJpbmNpcGFsUmVxdWVzdBINCgV0b2tlbhgBIAEoCSKcAgoUR2V0UHJpbmNpcGFsUmVzcG9uc2USFQoNYXV0aGVudGljYXRlZBgBIAEoCBIkCgZyZWFzb24YAiABKA4yFC5hdXRoei5hcGkudjEuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkSDwoHc3ViamVjdBgEIAEoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRINCgVyb2xlcxgGIAMoCRIOCgZzY29wZXMYByADKAkSDgoGb3JnX2lkGAggASgJEhEKCWNsaWVudF9pZBgJIAEoCRIPCgdtYWNoaW5lGAogASgIEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWhpbnRzGAwgAygJKuUDCgZSZWFzb24SFgoSUkVBU09OX1VOU1BFQ0lGSUVEEAASEgoOUkVBU09OX0FMTE9XRUQQARIbChdSRUFTT05fTk9fTUFUQ0hJTkdfUlVMRRACEhgKFFJFQVNPTl9FWFBMSUNJVF9ERU5ZEAMSGAoUUkVBU09OX1RPS0VOX01JU1NJTkcQBBIaChZSRUFTT05fVE9LRU5fTUFMRk9STUVEEAUSGAoUUkVBU09OX1RPS0VOX0VYUElSRUQQBhIeChpSRUFTT05fVE9LRU5fTk9UX1lFVF9WQUxJRBAHEiIKHlJFQVNPTl9UT0tFTl9TSUdOQVRVUkVfSU5WQUxJRBAIEiIKHlJFQVNPTl9UT0tFTl9BVURJRU5DRV9NSVNNQVRDSBAJEiAKHFJFQVNPTl9UT0tFTl9JU1NVRVJfTUlTTUFUQ0gQChImCiJSRUFTT05fVE9LRU5fQUxHT1JJVEhNX05PVF9BTExPV0VEEAsSHAoYUkVBU09OX1RPS0VOX0tFWV9VTktOT1dOEAwSIQodUkVBU09OX1RPS0VOX05PVF9BQ0NFU1NfVE9LRU4QDRIXChNSRUFTT05fUE9MSUNZX0VSUk9SEA4SHAoYUkVBU09OX0FUVFJJQlVURV9NSVNTSU5HEA8y2gIKFEF1dGhvcml6YXRpb25TZXJ2aWNlEkAKBUNoZWNrEhouYXV0aHouYXBpLnYxLkNoZWNrUmVxdWVzdBobLmF1dGh6LmFwaS52MS5DaGVja1Jlc3BvbnNlEk8KCkJhdGNoQ2hlY2sSHy5hdXRoei5hcGkudjEuQmF0Y2hDaGVja1JlcXVlc3QaIC5hdXRoei5hcGkudjEuQmF0Y2hDaGVja1Jlc3BvbnNlElgKDUdldFZpc2liaWxpdHkSIi5hdXRoei5hcGkudjEuR2V0VmlzaWJpbGl0eVJlcXVlc3QaIy5hdXRoei5hcGkudjEuR2V0VmlzaWJpbGl0eVJlc3BvbnNlElUKDEdldFByaW5jaXBhbBIhLmF1dGh6LmFwaS52MS5HZXRQcmluY2lwYWxSZXF1ZXN0GiIuYXV0aHouYXBpLnYxLkdldFByaW5jaXBhbFJlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChhhdXRoei9hcGkvdjEvYXV0aHoucHJvdG8SDGF1dGh6LmFwaS52MSKnAQoMQ2hlY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhAKCHJlc291cmNlGAIgASgJEg4KBmFjdGlvbhgDIAEoCRIrCgphdHRyaWJ1dGVzGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIoCgdjb250ZXh0GAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIPCgdleHBsYWluGAYgASgIIqwBCg1DaGVja1Jlc3BvbnNlEg8KB2FsbG93ZWQYASABKAgSJAoGcmVhc29uGAIgASgOMhQuYXV0aHouYXBpLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAMgASgJEhUKDW1hdGNoZWRfcnVsZXMYBCADKAkSDwoHc3ViamVjdBgFIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgGIAEoCRITCgtkZWNpc2lvbl9pZBgHIAEoCSKhAQoOQmF0Y2hDaGVja0l0ZW0SFgoOY29ycmVsYXRpb25faWQYASABKAkSEAoIcmVzb3VyY2UYAiABKAkSDgoGYWN0aW9uGAMgASgJEisKCmF0dHJpYnV0ZXMYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EigKB2NvbnRleHQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ImAKEUJhdGNoQ2hlY2tSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEisKBWl0ZW1zGAIgAygLMhwuYXV0aHouYXBpLnYxLkJhdGNoQ2hlY2tJdGVtEg8KB2V4cGxhaW4YAyABKAgiiQEKEEJhdGNoQ2hlY2tSZXN1bHQSFgoOY29ycmVsYXRpb25faWQYASABKAkSDwoHYWxsb3dlZBgCIAEoCBIkCgZyZWFzb24YAyABKA4yFC5hdXRoei5hcGkudjEuUmVhc29uEg8KB21lc3NhZ2UYBCABKAkSFQoNbWF0Y2hlZF9ydWxlcxgFIAMoCSKDAQoSQmF0Y2hDaGVja1Jlc3BvbnNlEi8KB3Jlc3VsdHMYASADKAsyHi5hdXRoei5hcGkudjEuQmF0Y2hDaGVja1Jlc3VsdBIPCgdzdWJqZWN0GAIgASgJEhYKDnBvbGljeV92ZXJzaW9uGAMgASgJEhMKC2RlY2lzaW9uX2lkGAQgASgJIlcKFEdldFZpc2liaWxpdHlSZXF1ZXN0Eg0KBXRva2VuGAEgASgJEhAKCGVsZW1lbnRzGAIgAygJEg4KBnByZWZpeBgDIAEoCRIOCgZhY3Rpb24YBCABKAkisgIKFUdldFZpc2liaWxpdHlSZXNwb25zZRIPCgd2aXNpYmxlGAEgAygJEkUKCWRlY2lzaW9ucxgCIAMoCzIyLmF1dGh6LmFwaS52MS5HZXRWaXNpYmlsaXR5UmVzcG9uc2UuRGVjaXNpb25zRW50cnkSDwoHc3ViamVjdBgDIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgEIAEoCRIvCgt2YWxpZF91bnRpbBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJAoGcmVhc29uGAYgASgOMhQuYXV0aHouYXBpLnYxLlJlYXNvbhIPCgdtZXNzYWdlGAcgASgJGjAKDkRlY2lzaW9uc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCDoCOAEiJAoTR2V0UHJpbmNpcGFsUmVxdWVzdBINCgV0b2tlbhgBIAEoCSKcAgoUR2V0UHJpbmNpcGFsUmVzcG9uc2USFQoNYXV0aGVudGljYXRlZBgBIAEoCBIkCgZyZWFzb24YAiABKA4yFC5hdXRoei5hcGkudjEuUmVhc29uEg8KB21lc3NhZ2UYAyABKAkSDwoHc3ViamVjdBgEIAEoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRINCgVyb2xlcxgGIAMoCRIOCgZzY29wZXMYByADKAkSDgoGb3JnX2lkGAggASgJEhEKCWNsaWVudF9pZBgJIAEoCRIPCgdtYWNoaW5lGAogASgIEi4KCmV4cGlyZXNfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWhpbnRzGAwgAygJIq8BChRQbGFuUmVzb3VyY2VzUmVxdWVzdBINCgV0b2tlbhgBIAEoCRIOCgZhY3Rpb24YAiABKAkSEAoIcmVzb3VyY2UYAyABKAkSKwoKYXR0cmlidXRlcxgEIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDwoHZXhwbGFpbhgGIAEoCCLqAQoNUGxhbkNvbmRpdGlvbhIuCgNhbGwYASABKAsyHy5hdXRoei5hcGkudjEuUGxhbkNvbmRpdGlvbkxpc3RIABIuCgNhbnkYAiABKAsyHy5hdXRoei5hcGkudjEuUGxhbkNvbmRpdGlvbkxpc3RIABItCgZuZWdhdGUYAyABKAsyGy5hdXRoei5hcGkudjEuUGxhbkNvbmRpdGlvbkgAEi8KB2NvbXBhcmUYBCABKAsyHC5hdXRoei5hcGkudjEuUGxhbkNvbXBhcmlzb25IABIRCgdpc19udWxsGAUgASgJSABCBgoEbm9kZSJEChFQbGFuQ29uZGl0aW9uTGlzdBIvCgpjb25kaXRpb25zGAEgAygLMhsuYXV0aHouYXBpLnYxLlBsYW5Db25kaXRpb24idAoOUGxhbkNvbXBhcmlzb24SLAoIb3BlcmF0b3IYASABKA4yGi5hdXRoei5hcGkudjEuUGxhbk9wZXJhdG9yEg0KBWZpZWxkGAIgASgJEiUKBXZhbHVlGAMgASgLMhYuZ29vZ2xlLnByb3RvYnVmLlZhbHVlIokCChVQbGFuUmVzb3VyY2VzUmVzcG9uc2USJAoEa2luZBgBIAEoDjIWLmF1dGh6LmFwaS52MS5QbGFuS2luZBIuCgljb25kaXRpb24YAiABKAsyGy5hdXRoei5hcGkudjEuUGxhbkNvbmRpdGlvbhIkCgZyZWFzb24YAyABKA4yFC5hdXRoei5hcGkudjEuUmVhc29uEg8KB21lc3NhZ2UYBCABKAkSDwoHc3ViamVjdBgFIAEoCRIWCg5wb2xpY3lfdmVyc2lvbhgGIAEoCRITCgtkZWNpc2lvbl9pZBgHIAEoCRIVCg1tYXRjaGVkX3J1bGVzGAggAygJEg4KBmZpZWxkcxgJIAMoCSrlAwoGUmVhc29uEhYKElJFQVNPTl9VTlNQRUNJRklFRBAAEhIKDlJFQVNPTl9BTExPV0VEEAESGwoXUkVBU09OX05PX01BVENISU5HX1JVTEUQAhIYChRSRUFTT05fRVhQTElDSVRfREVOWRADEhgKFFJFQVNPTl9UT0tFTl9NSVNTSU5HEAQSGgoWUkVBU09OX1RPS0VOX01BTEZPUk1FRBAFEhgKFFJFQVNPTl9UT0tFTl9FWFBJUkVEEAYSHgoaUkVBU09OX1RPS0VOX05PVF9ZRVRfVkFMSUQQBxIiCh5SRUFTT05fVE9LRU5fU0lHTkFUVVJFX0lOVkFMSUQQCBIiCh5SRUFTT05fVE9LRU5fQVVESUVOQ0VfTUlTTUFUQ0gQCRIgChxSRUFTT05fVE9LRU5fSVNTVUVSX01JU01BVENIEAoSJgoiUkVBU09OX1RPS0VOX0FMR09SSVRITV9OT1RfQUxMT1dFRBALEhwKGFJFQVNPTl9UT0tFTl9LRVlfVU5LTk9XThAMEiEKHVJFQVNPTl9UT0tFTl9OT1RfQUNDRVNTX1RPS0VOEA0SFwoTUkVBU09OX1BPTElDWV9FUlJPUhAOEhwKGFJFQVNPTl9BVFRSSUJVVEVfTUlTU0lORxAPKnsKCFBsYW5LaW5kEhkKFVBMQU5fS0lORF9VTlNQRUNJRklFRBAAEhwKGFBMQU5fS0lORF9BTFdBWVNfQUxMT1dFRBABEhsKF1BMQU5fS0lORF9BTFdBWVNfREVOSUVEEAISGQoVUExBTl9LSU5EX0NPTkRJVElPTkFMEAMqxwEKDFBsYW5PcGVyYXRvchIdChlQTEFOX09QRVJBVE9SX1VOU1BFQ0lGSUVEEAASFAoQUExBTl9PUEVSQVRPUl9FURABEhQKEFBMQU5fT1BFUkFUT1JfTkUQAhIUChBQTEFOX09QRVJBVE9SX0xUEAMSFAoQUExBTl9PUEVSQVRPUl9MRRAEEhQKEFBMQU5fT1BFUkFUT1JfR1QQBRIUChBQTEFOX09QRVJBVE9SX0dFEAYSFAoQUExBTl9PUEVSQVRPUl9JThAHMrQDChRBdXRob3JpemF0aW9uU2VydmljZRJACgVDaGVjaxIaLmF1dGh6LmFwaS52MS5DaGVja1JlcXVlc3QaGy5hdXRoei5hcGkudjEuQ2hlY2tSZXNwb25zZRJPCgpCYXRjaENoZWNrEh8uYXV0aHouYXBpLnYxLkJhdGNoQ2hlY2tSZXF1ZXN0GiAuYXV0aHouYXBpLnYxLkJhdGNoQ2hlY2tSZXNwb25zZRJYCg1HZXRWaXNpYmlsaXR5EiIuYXV0aHouYXBpLnYxLkdldFZpc2liaWxpdHlSZXF1ZXN0GiMuYXV0aHouYXBpLnYxLkdldFZpc2liaWxpdHlSZXNwb25zZRJVCgxHZXRQcmluY2lwYWwSIS5hdXRoei5hcGkudjEuR2V0UHJpbmNpcGFsUmVxdWVzdBoiLmF1dGh6LmFwaS52MS5HZXRQcmluY2lwYWxSZXNwb25zZRJYCg1QbGFuUmVzb3VyY2VzEiIuYXV0aHouYXBpLnYxLlBsYW5SZXNvdXJjZXNSZXF1ZXN0GiMuYXV0aHouYXBpLnYxLlBsYW5SZXNvdXJjZXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message authz.api.v1.CheckRequest
@@ -443,6 +443,247 @@ export const GetPrincipalResponseSchema: GenMessage<GetPrincipalResponse> = /*@_
   messageDesc(file_authz_api_v1_authz, 9);
 
 /**
+ * PlanResources: the rows of a list page that Check would allow, as one condition.
+ *
+ * The plan is what every policy line that can match evaluates to with `r.sub`, `r.act`,
+ * `context` and the known `attributes` bound and each other `r.obj.<attr>` left
+ * unknown, after the model's effect is applied. A row is allowed exactly when Check,
+ * asked with the row's resource id and its non-NULL columns as attributes, allows.
+ * docs/policies.md "Data filtering" lists the condition forms that can be planned.
+ *
+ * @generated from message authz.api.v1.PlanResourcesRequest
+ */
+export type PlanResourcesRequest = Message<"authz.api.v1.PlanResourcesRequest"> & {
+  /**
+   * Raw access token; a "Bearer " prefix is tolerated. Empty: the `authorization`
+   * request metadata / header is used.
+   *
+   * @generated from field: string token = 1;
+   */
+  token: string;
+
+  /**
+   * "GET", "view", "approve" ...
+   *
+   * @generated from field: string action = 2;
+   */
+  action: string;
+
+  /**
+   * The resource the rows share: a route template whose ":name" segments are path
+   * parameters ("/api/orders/:id"), a kind ending in "*" whose rest is the parameter
+   * "id" ("order:*"), or one resource id ("/api/orders"). Each parameter is a field of
+   * the plan like an attribute ("id" -> the row's id column).
+   *
+   * @generated from field: string resource = 3;
+   */
+  resource: string;
+
+  /**
+   * Attributes every row shares (tenant, ...): bound, never left unknown.
+   *
+   * @generated from field: google.protobuf.Struct attributes = 4;
+   */
+  attributes?: JsonObject | undefined;
+
+  /**
+   * Environment: ip, time ...
+   *
+   * @generated from field: google.protobuf.Struct context = 5;
+   */
+  context?: JsonObject | undefined;
+
+  /**
+   * Fill `matched_rules` with the policy lines that contributed to the plan.
+   *
+   * @generated from field: bool explain = 6;
+   */
+  explain: boolean;
+};
+
+/**
+ * Describes the message authz.api.v1.PlanResourcesRequest.
+ * Use `create(PlanResourcesRequestSchema)` to create a new message.
+ */
+export const PlanResourcesRequestSchema: GenMessage<PlanResourcesRequest> = /*@__PURE__*/
+  messageDesc(file_authz_api_v1_authz, 10);
+
+/**
+ * A condition on one row, two-valued: every comparison appears only where its field is
+ * known not to be NULL (the tree carries the `is_null` checks that decide the NULL
+ * case), so translating each node one to one into SQL gives the same rows.
+ *
+ * @generated from message authz.api.v1.PlanCondition
+ */
+export type PlanCondition = Message<"authz.api.v1.PlanCondition"> & {
+  /**
+   * @generated from oneof authz.api.v1.PlanCondition.node
+   */
+  node: {
+    /**
+     * True when every condition is true.
+     *
+     * @generated from field: authz.api.v1.PlanConditionList all = 1;
+     */
+    value: PlanConditionList;
+    case: "all";
+  } | {
+    /**
+     * True when at least one condition is true.
+     *
+     * @generated from field: authz.api.v1.PlanConditionList any = 2;
+     */
+    value: PlanConditionList;
+    case: "any";
+  } | {
+    /**
+     * True when the condition is false.
+     *
+     * @generated from field: authz.api.v1.PlanCondition negate = 3;
+     */
+    value: PlanCondition;
+    case: "negate";
+  } | {
+    /**
+     * field OPERATOR value.
+     *
+     * @generated from field: authz.api.v1.PlanComparison compare = 4;
+     */
+    value: PlanComparison;
+    case: "compare";
+  } | {
+    /**
+     * True when the named field is NULL (the attribute would not be sent to Check).
+     *
+     * @generated from field: string is_null = 5;
+     */
+    value: string;
+    case: "isNull";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message authz.api.v1.PlanCondition.
+ * Use `create(PlanConditionSchema)` to create a new message.
+ */
+export const PlanConditionSchema: GenMessage<PlanCondition> = /*@__PURE__*/
+  messageDesc(file_authz_api_v1_authz, 11);
+
+/**
+ * @generated from message authz.api.v1.PlanConditionList
+ */
+export type PlanConditionList = Message<"authz.api.v1.PlanConditionList"> & {
+  /**
+   * @generated from field: repeated authz.api.v1.PlanCondition conditions = 1;
+   */
+  conditions: PlanCondition[];
+};
+
+/**
+ * Describes the message authz.api.v1.PlanConditionList.
+ * Use `create(PlanConditionListSchema)` to create a new message.
+ */
+export const PlanConditionListSchema: GenMessage<PlanConditionList> = /*@__PURE__*/
+  messageDesc(file_authz_api_v1_authz, 12);
+
+/**
+ * @generated from message authz.api.v1.PlanComparison
+ */
+export type PlanComparison = Message<"authz.api.v1.PlanComparison"> & {
+  /**
+   * @generated from field: authz.api.v1.PlanOperator operator = 1;
+   */
+  operator: PlanOperator;
+
+  /**
+   * An attribute (`r.obj.<field>`) or a path parameter of the resource template.
+   *
+   * @generated from field: string field = 2;
+   */
+  field: string;
+
+  /**
+   * A string, number or bool; a list of them for PLAN_OPERATOR_IN. Never null.
+   *
+   * @generated from field: google.protobuf.Value value = 3;
+   */
+  value?: Value | undefined;
+};
+
+/**
+ * Describes the message authz.api.v1.PlanComparison.
+ * Use `create(PlanComparisonSchema)` to create a new message.
+ */
+export const PlanComparisonSchema: GenMessage<PlanComparison> = /*@__PURE__*/
+  messageDesc(file_authz_api_v1_authz, 13);
+
+/**
+ * @generated from message authz.api.v1.PlanResourcesResponse
+ */
+export type PlanResourcesResponse = Message<"authz.api.v1.PlanResourcesResponse"> & {
+  /**
+   * @generated from field: authz.api.v1.PlanKind kind = 1;
+   */
+  kind: PlanKind;
+
+  /**
+   * Set only when kind is PLAN_KIND_CONDITIONAL.
+   *
+   * @generated from field: authz.api.v1.PlanCondition condition = 2;
+   */
+  condition?: PlanCondition | undefined;
+
+  /**
+   * For PLAN_KIND_ALWAYS_DENIED: why (a token reason as in Check, or
+   * REASON_NO_MATCHING_RULE); REASON_UNSPECIFIED otherwise.
+   *
+   * @generated from field: authz.api.v1.Reason reason = 3;
+   */
+  reason: Reason;
+
+  /**
+   * @generated from field: string message = 4;
+   */
+  message: string;
+
+  /**
+   * @generated from field: string subject = 5;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string policy_version = 6;
+   */
+  policyVersion: string;
+
+  /**
+   * @generated from field: string decision_id = 7;
+   */
+  decisionId: string;
+
+  /**
+   * With `explain`: the policy lines that contributed, as `FILE:LINE: p, a, b, c`.
+   *
+   * @generated from field: repeated string matched_rules = 8;
+   */
+  matchedRules: string[];
+
+  /**
+   * The fields `condition` reads, sorted: what a query adapter's field map must cover.
+   *
+   * @generated from field: repeated string fields = 9;
+   */
+  fields: string[];
+};
+
+/**
+ * Describes the message authz.api.v1.PlanResourcesResponse.
+ * Use `create(PlanResourcesResponseSchema)` to create a new message.
+ */
+export const PlanResourcesResponseSchema: GenMessage<PlanResourcesResponse> = /*@__PURE__*/
+  messageDesc(file_authz_api_v1_authz, 14);
+
+/**
  * @generated from enum authz.api.v1.Reason
  */
 export enum Reason {
@@ -534,6 +775,96 @@ export const ReasonSchema: GenEnum<Reason> = /*@__PURE__*/
   enumDesc(file_authz_api_v1_authz, 0);
 
 /**
+ * @generated from enum authz.api.v1.PlanKind
+ */
+export enum PlanKind {
+  /**
+   * @generated from enum value: PLAN_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every row is allowed: no filter.
+   *
+   * @generated from enum value: PLAN_KIND_ALWAYS_ALLOWED = 1;
+   */
+  ALWAYS_ALLOWED = 1,
+
+  /**
+   * No row is allowed (also for a refused token: see `reason`): the query returns nothing.
+   *
+   * @generated from enum value: PLAN_KIND_ALWAYS_DENIED = 2;
+   */
+  ALWAYS_DENIED = 2,
+
+  /**
+   * The rows for which `condition` is true are allowed.
+   *
+   * @generated from enum value: PLAN_KIND_CONDITIONAL = 3;
+   */
+  CONDITIONAL = 3,
+}
+
+/**
+ * Describes the enum authz.api.v1.PlanKind.
+ */
+export const PlanKindSchema: GenEnum<PlanKind> = /*@__PURE__*/
+  enumDesc(file_authz_api_v1_authz, 1);
+
+/**
+ * @generated from enum authz.api.v1.PlanOperator
+ */
+export enum PlanOperator {
+  /**
+   * @generated from enum value: PLAN_OPERATOR_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_EQ = 1;
+   */
+  EQ = 1,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_NE = 2;
+   */
+  NE = 2,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_LT = 3;
+   */
+  LT = 3,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_LE = 4;
+   */
+  LE = 4,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_GT = 5;
+   */
+  GT = 5,
+
+  /**
+   * @generated from enum value: PLAN_OPERATOR_GE = 6;
+   */
+  GE = 6,
+
+  /**
+   * `value` is a list; true when the field equals one of its items.
+   *
+   * @generated from enum value: PLAN_OPERATOR_IN = 7;
+   */
+  IN = 7,
+}
+
+/**
+ * Describes the enum authz.api.v1.PlanOperator.
+ */
+export const PlanOperatorSchema: GenEnum<PlanOperator> = /*@__PURE__*/
+  enumDesc(file_authz_api_v1_authz, 2);
+
+/**
  * The data plane: decisions for backends and UIs.
  *
  * @generated from service authz.api.v1.AuthorizationService
@@ -578,6 +909,17 @@ export const AuthorizationService: GenService<{
     methodKind: "unary";
     input: typeof GetPrincipalRequestSchema;
     output: typeof GetPrincipalResponseSchema;
+  },
+  /**
+   * Which resources of one kind the token's principal may act on, as a condition over
+   * their attributes that a query adapter turns into a WHERE clause (data filtering).
+   *
+   * @generated from rpc authz.api.v1.AuthorizationService.PlanResources
+   */
+  planResources: {
+    methodKind: "unary";
+    input: typeof PlanResourcesRequestSchema;
+    output: typeof PlanResourcesResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_authz_api_v1_authz, 0);

@@ -1,0 +1,147 @@
+"""SQLAlchemy 2 adapter: a PlanResources plan as a WHERE clause (Core ``select()`` and ORM).
+
+    stmt = authorized_query(client, token, "GET", "/api/orders/:id", select(Order))
+    rows = session.scalars(stmt).all()
+
+Every field the plan reads is looked up in the field map (attribute -> column name or
+column expression), else as a column of the same name of the statement's table; a field
+with neither is a :class:`PlanFieldError`, never a silently dropped filter. Column names
+come only from the field map or the table; every value is a bound parameter.
+``ALWAYS_DENIED`` (and any kind this client does not know) selects no row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import ColumnElement, FromClause, Select, and_, false, not_, or_, true
+
+from authz_client._api import authz_pb2
+
+from .plan import ALWAYS_ALLOWED, CONDITIONAL, PlanResult
+
+if TYPE_CHECKING:
+    from .client import AuthzClient
+
+__all__ = ["PlanFieldError", "authorized_query", "plan_where"]
+
+FieldMap = Mapping[str, "str | ColumnElement[Any]"]
+
+
+class PlanFieldError(ValueError):
+    """The plan reads a field that maps to no column (or is malformed): the query is refused."""
+
+
+def _value(value: Any) -> Any:
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "number_value":
+        number = float(value.number_value)
+        return int(number) if number.is_integer() else number
+    if kind == "list_value":
+        return [_value(v) for v in value.list_value.values]
+    raise PlanFieldError(f"a {kind or 'missing'} value is not a plan literal")
+
+
+class _Translator:
+    def __init__(self, source: FromClause | None, fields: FieldMap) -> None:
+        self.source = source
+        self.fields = fields
+
+    def column(self, name: str) -> ColumnElement[Any]:
+        mapped = self.fields.get(name, name)
+        if not isinstance(mapped, str):
+            return mapped
+        if self.source is not None and mapped in self.source.c:
+            found: ColumnElement[Any] = self.source.c[mapped]
+            return found
+        raise PlanFieldError(
+            f"the plan reads {name!r}, which is neither in the field map nor a column of the table"
+        )
+
+    def node(self, message: Any) -> ColumnElement[bool]:
+        kind = message.WhichOneof("node")
+        if kind == "all":
+            return and_(*(self.node(c) for c in message.all.conditions))
+        if kind == "any":
+            return or_(*(self.node(c) for c in message.any.conditions))
+        if kind == "negate":
+            return not_(self.node(message.negate))
+        if kind == "is_null":
+            return self.column(message.is_null).is_(None)
+        if kind == "compare":
+            return self.compare(message.compare)
+        raise PlanFieldError("an empty plan condition")
+
+    def compare(self, comparison: Any) -> ColumnElement[bool]:
+        column = self.column(comparison.field)
+        value = _value(comparison.value)
+        op = comparison.operator
+        if op == authz_pb2.PLAN_OPERATOR_IN:
+            if not isinstance(value, list):
+                raise PlanFieldError("PLAN_OPERATOR_IN needs a list value")
+            return column.in_(value)
+        if isinstance(value, list):
+            raise PlanFieldError("only PLAN_OPERATOR_IN takes a list value")
+        operators = {
+            authz_pb2.PLAN_OPERATOR_EQ: column.__eq__,
+            authz_pb2.PLAN_OPERATOR_NE: column.__ne__,
+            authz_pb2.PLAN_OPERATOR_LT: column.__lt__,
+            authz_pb2.PLAN_OPERATOR_LE: column.__le__,
+            authz_pb2.PLAN_OPERATOR_GT: column.__gt__,
+            authz_pb2.PLAN_OPERATOR_GE: column.__ge__,
+        }
+        if op not in operators:
+            raise PlanFieldError(f"unknown plan operator {op}")
+        result: ColumnElement[bool] = operators[op](value)
+        return result
+
+
+def plan_where(
+    plan: PlanResult, source: FromClause | None = None, fields: FieldMap | None = None
+) -> ColumnElement[bool]:
+    """The WHERE clause for a plan: ``true()``, ``false()`` or the translated condition.
+
+    ``source`` is the table (or other FROM clause) whose columns the fields name;
+    ``fields`` maps a plan field to a column name of ``source`` or to a column expression.
+    """
+    if plan.kind == ALWAYS_ALLOWED:
+        return true()
+    if plan.kind != CONDITIONAL or plan.condition is None:
+        return false()
+    translator = _Translator(source, fields or {})
+    for name in plan.fields:
+        translator.column(name)  # every field resolves before any SQL is built
+    return translator.node(plan.condition)
+
+
+def _source_of(statement: Select[Any]) -> FromClause | None:
+    froms = statement.get_final_froms()
+    return froms[0] if len(froms) == 1 else None
+
+
+def authorized_query(
+    client: AuthzClient,
+    token: str | None,
+    action: str,
+    resource: str,
+    select_stmt: Select[Any],
+    *,
+    fields: FieldMap | None = None,
+    source: FromClause | None = None,
+    attributes: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+) -> Select[Any]:
+    """``select_stmt`` restricted to the rows the token's principal may ``action``.
+
+    ``resource`` is the template the rows share (``/api/orders/:id``). ``source`` defaults
+    to the statement's only FROM table. Raises :class:`PlanFieldError` for a field that maps
+    to no column and ``AuthzError`` when the plan cannot be made (FAILED_PRECONDITION).
+    """
+    plan = client.plan_resources(action, resource, token=token, attributes=attributes, context=context)
+    where = plan_where(plan, source if source is not None else _source_of(select_stmt), fields)
+    return select_stmt.where(where)

@@ -1,0 +1,516 @@
+"""Partial evaluation of one policy line's matcher with the resource's attributes unknown.
+
+The matcher is the one the snapshot compiled (pycasbin's rewrites, the same allow-list
+already passed at build time), parsed here as a syntax tree and interpreted with
+`r.sub`, `r.act`, `r.ctx` and the line's values bound and `r.obj` symbolic.
+
+A boolean result is a `Cond`: two conditions over a row, `true` (Check's matcher returns
+True for that row) and `missing` (Check's evaluation reaches an attribute the row does not
+have, i.e. a NULL column, which Check treats as "not sent"). Python's evaluation order is
+followed exactly, because it decides which attribute is reached first:
+
+    a and b:  true = Ta & Tb                 missing = Ma | (Ta & Mb)
+    a or b:   true = Ta | (Fa & Tb)          missing = Ma | (Fa & Mb)      Fa = !Ta & !Ma
+    not a:    true = Fa                      missing = Ma
+    f == v:   true = f IS NOT NULL & f == v  missing = f IS NULL
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import operator
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from authz.engine import planast
+from authz.engine.bindings import AttributeMissing, get_attr, get_item, plain
+from authz.engine.matcher import EVAL, casbin_rewrite, escape_assertion, templatize
+from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plantemplate import Template, Unplannable
+
+
+class PlanEvalError(Exception):
+    """Evaluation failed for every row alike (Check would answer REASON_POLICY_ERROR)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """An unknown attribute of the row (or a path parameter): `r.obj.<name>`."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Obj:
+    """`r.obj` itself: one row's resource id, an instance of the template."""
+
+    template: Template
+    known: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Cond:
+    """A boolean that depends on the row: when it is true, when evaluation reaches a NULL."""
+
+    true: Node
+    missing: Node
+
+    @property
+    def false(self) -> Node:
+        """Evaluated to false without reaching a NULL."""
+        return planast.all_of(planast.negate(self.true), planast.negate(self.missing))
+
+
+class _Missing:
+    # A concrete attribute the request lacks (`r.sub.org_id` of a token without one).
+    __slots__ = ()
+
+
+MISSING = _Missing()
+_MISSING_COND = Cond(FALSE, TRUE)
+_TRUE_COND = Cond(TRUE, FALSE)
+_FALSE_COND = Cond(FALSE, FALSE)
+_SYMBOLIC = (Field, Obj, Cond, _Missing)
+
+_COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
+    ast.Eq: ("eq", operator.eq),
+    ast.NotEq: ("ne", operator.ne),
+    ast.Lt: ("lt", operator.lt),
+    ast.LtE: ("le", operator.le),
+    ast.Gt: ("gt", operator.gt),
+    ast.GtE: ("ge", operator.ge),
+    ast.In: ("in", lambda a, b: a in b),
+    ast.NotIn: ("not in", lambda a, b: a not in b),
+    ast.Is: ("is", operator.is_),
+    ast.IsNot: ("is not", operator.is_not),
+}
+_FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
+_BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.Mod: operator.mod,
+    ast.FloorDiv: operator.floordiv,
+}
+# Functions whose first argument may be the symbolic `r.obj`.
+_OBJ_FUNCTIONS = ("keyMatch", "keyMatch2")
+
+
+def as_cond(value: Any) -> Cond:
+    """A value in a boolean position."""
+    if isinstance(value, Cond):
+        return value
+    if value is MISSING:
+        return _MISSING_COND
+    if isinstance(value, Field):
+        raise Unplannable(f"r.obj.{value.name} used as a truth value; compare it: == True")
+    if isinstance(value, Obj):
+        raise Unplannable("r.obj used as a truth value")
+    return _TRUE_COND if value else _FALSE_COND
+
+
+def cond_and(a: Cond, b: Cond) -> Cond:
+    """`a and b`, b evaluated only where a is true."""
+    # Most operands of a matcher are decided at plan time: skip the tree algebra for them.
+    if a.missing is FALSE:
+        if a.true is TRUE:
+            return b
+        if a.true is FALSE:
+            return a
+    if b.true is FALSE and b.missing is FALSE:
+        return Cond(FALSE, a.missing)
+    return Cond(planast.all_of(a.true, b.true), planast.any_of(a.missing, planast.all_of(a.true, b.missing)))
+
+
+def cond_or(a: Cond, b: Cond) -> Cond:
+    """`a or b`, b evaluated only where a is false."""
+    if a.missing is FALSE:
+        if a.true is TRUE:
+            return a
+        if a.true is FALSE:
+            return b
+        if b.true is TRUE and b.missing is FALSE:
+            # x or (not x): a route line's `r.obj == p.obj || keyMatch2(r.obj, p.obj)`.
+            return b
+    fa = a.false
+    return Cond(
+        planast.any_of(a.true, planast.all_of(fa, b.true)),
+        planast.any_of(a.missing, planast.all_of(fa, b.missing)),
+    )
+
+
+def _literal(value: Any, what: str) -> planast.Literal:
+    value = plain(value)
+    if isinstance(value, str | bool | int | float):
+        return value
+    raise Unplannable(f"comparison of {what} with a {type(value).__name__}")
+
+
+def _field_compare(field: Field, op: str, value: Any) -> Cond:
+    what = f"r.obj.{field.name}"
+    null = planast.IsNull(field.name)
+    if op in ("in", "not in"):
+        if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+            raise Unplannable(f"{what} {op} a {type(value).__name__} (only a list of literals)")
+        items = tuple(dict.fromkeys(_literal(v, what) for v in value if v is not None))
+        test: Node = planast.Compare("in", field.name, items) if items else FALSE
+        if op == "not in":
+            test = planast.negate(test)
+    elif op in ("eq", "ne"):
+        if value is None:
+            # A present attribute never equals None.
+            test = FALSE if op == "eq" else TRUE
+        else:
+            test = planast.Compare(op, field.name, _literal(value, what))
+    elif op in _FLIP:
+        if isinstance(plain(value), str) or isinstance(value, bool) or not isinstance(value, int | float):
+            # String order is the database's collation, not Python's: it could widen access.
+            raise Unplannable(f"ordering comparison of {what} with a {type(plain(value)).__name__}")
+        test = planast.Compare(op, field.name, value)
+    else:
+        raise Unplannable(f"{what} compared with `{op}`")
+    present = planast.Not(null)
+    if isinstance(test, planast.Const):
+        return Cond(present if test.value else FALSE, null)
+    # Built directly: a guard and a comparison (or its negation) never simplify further.
+    return Cond(planast.All((present, test)), null)
+
+
+class LineEvaluator:
+    """Interprets one line's matcher tree over bound names (one instance per line)."""
+
+    def __init__(
+        self,
+        names: Mapping[str, Any],
+        functions: Mapping[str, Callable[..., Any]],
+        shape: Shape,
+        compiled: Compiled,
+        resource_conds: dict[tuple[Any, ...], Any],
+    ) -> None:
+        self.names = names
+        self.functions = functions
+        self.fixed = shape.fixed
+        self.resource_only = shape.resource_only
+        self.compiled = compiled
+        self.resource_conds = resource_conds
+
+    def run(self, tree: ast.expr) -> Cond:
+        """The line's result as a Cond; raises Unplannable or PlanEvalError."""
+        value = self.eval(tree)
+        if isinstance(value, _SYMBOLIC):
+            return as_cond(value)
+        if not isinstance(value, bool | float):
+            raise PlanEvalError(f"matcher result should be bool, got {type(value).__name__}")
+        return Cond(TRUE if value else FALSE, FALSE)
+
+    def eval(self, node: ast.expr) -> Any:
+        """The value of one expression: concrete, or symbolic (Field, Obj, Cond, MISSING)."""
+        fixed = self.fixed.get(id(node))
+        if fixed is not None:
+            # A subtree that does not read r.obj runs as compiled code, as in Check.
+            fn, params = self.compiled(*fixed)
+            names = self.names
+            return self._concrete(lambda: fn(*[names[n] for n in params]))
+        resource_only = self.resource_only.get(id(node))
+        if resource_only is not None:
+            return self._resource_only(node, *resource_only)
+        return self._dispatch(node)
+
+    def _resource_only(self, node: ast.expr, source: str, names: tuple[str, ...]) -> Any:
+        # A subtree about r.obj's id and the line's values alone (`r.obj == p.obj || ...`):
+        # the same for every principal, so one answer per template and values is kept.
+        obj = self.names[_OBJ_NAME]
+        key = (
+            source,
+            obj.template.text,
+            *(self.names[n] for n in names if n in self.names and n != _OBJ_NAME),
+        )
+        found = self.resource_conds.get(key)
+        if found is None:
+            found = self._dispatch(node)
+            if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
+                self.resource_conds.clear()
+            self.resource_conds[key] = found
+        return found
+
+    def _dispatch(self, node: ast.expr) -> Any:
+        method = _DISPATCH.get(type(node))
+        if method is None:
+            raise Unplannable(f"{type(node).__name__} expression")
+        return method(self, node)
+
+    def _constant(self, node: ast.Constant) -> Any:
+        return node.value
+
+    def _name(self, node: ast.Name) -> Any:
+        if node.id in self.names:
+            return self.names[node.id]
+        return self.functions[node.id]
+
+    def _boolop(self, node: ast.BoolOp) -> Any:
+        is_and = isinstance(node.op, ast.And)
+        acc: Cond | None = None
+        value: Any = None
+        for child in node.values:
+            value = self.eval(child)
+            if acc is None and not isinstance(value, _SYMBOLIC):
+                # Python's own semantics while everything so far is concrete.
+                if bool(value) != is_and:
+                    return value
+                continue
+            cond = as_cond(value)
+            acc = cond if acc is None else (cond_and(acc, cond) if is_and else cond_or(acc, cond))
+        return value if acc is None else acc
+
+    def _unaryop(self, node: ast.UnaryOp) -> Any:
+        value = self.eval(node.operand)
+        if isinstance(node.op, ast.Not):
+            if isinstance(value, _SYMBOLIC):
+                cond = as_cond(value)
+                return Cond(cond.false, cond.missing)
+            return not value
+        if value is MISSING:
+            return MISSING
+        if isinstance(value, _SYMBOLIC):
+            raise Unplannable("arithmetic on an unknown attribute")
+        return self._concrete(lambda: -value if isinstance(node.op, ast.USub) else +value)
+
+    def _binop(self, node: ast.BinOp) -> Any:
+        left, right = self.eval(node.left), self.eval(node.right)
+        if left is MISSING or right is MISSING:
+            return MISSING
+        if isinstance(left, _SYMBOLIC) or isinstance(right, _SYMBOLIC):
+            raise Unplannable("arithmetic on an unknown attribute")
+        fn = _BINARY[type(node.op)]
+        return self._concrete(lambda: fn(plain(left), plain(right)))
+
+    def _ifexp(self, node: ast.IfExp) -> Any:
+        test = self.eval(node.test)
+        if test is MISSING:
+            return MISSING
+        if isinstance(test, _SYMBOLIC):
+            raise Unplannable("a conditional expression on an unknown attribute")
+        return self.eval(node.body if test else node.orelse)
+
+    def _compare(self, node: ast.Compare) -> Any:
+        values = [self.eval(node.left), *(self.eval(c) for c in node.comparators)]
+        result: Any = True
+        acc: Cond | None = None
+        for op, left, right in zip(node.ops, values, values[1:], strict=False):
+            if left is MISSING or right is MISSING:
+                part: Any = _MISSING_COND
+            elif isinstance(left, _SYMBOLIC) or isinstance(right, _SYMBOLIC):
+                part = self._symbolic_compare(op, left, right)
+            else:
+                part = self._concrete(functools.partial(_COMPARE[type(op)][1], left, right))
+                if acc is None:
+                    if not part:
+                        return part
+                    result = part
+                    continue
+            acc = as_cond(part) if acc is None else cond_and(acc, as_cond(part))
+        return result if acc is None else acc
+
+    def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
+        name = _COMPARE[type(op)][0]
+        if isinstance(left, Cond | Obj) or isinstance(right, Cond | Obj):
+            obj, other = (left, right) if isinstance(left, Obj) else (right, left)
+            if isinstance(obj, Obj) and name in ("eq", "ne") and isinstance(plain(other), str):
+                test = obj.template.equals(plain(other))
+                return Cond(test if name == "eq" else planast.negate(test), FALSE)
+            what = "r.obj compared as a whole" if isinstance(obj, Obj) else "comparison of a condition"
+            raise Unplannable(what)
+        if isinstance(left, Field) and isinstance(right, Field):
+            raise Unplannable(f"comparison of r.obj.{left.name} with r.obj.{right.name}")
+        if isinstance(left, Field):
+            return _field_compare(left, name, right)
+        if name in ("in", "not in"):
+            raise Unplannable(f"membership in r.obj.{right.name}")
+        if name not in _FLIP:
+            raise Unplannable(f"r.obj.{right.name} compared with `{name}`")
+        return _field_compare(right, _FLIP[name], left)
+
+    def _attribute(self, node: ast.Attribute) -> Any:
+        return self._lookup(self.eval(node.value), node.attr, node)
+
+    def _subscript(self, node: ast.Subscript) -> Any:
+        key = self.eval(node.slice)
+        if key is MISSING:
+            return MISSING
+        if isinstance(key, _SYMBOLIC):
+            raise Unplannable("an index that depends on an unknown attribute")
+        return self._lookup(self.eval(node.value), key, node, item=True)
+
+    def _lookup(self, value: Any, key: Any, node: ast.expr, *, item: bool = False) -> Any:
+        if value is MISSING:
+            return MISSING
+        if isinstance(value, Obj):
+            name = str(key)
+            return value.known[name] if name in value.known else Field(name)
+        if isinstance(value, Field):
+            raise Unplannable(f"nested attribute r.obj.{value.name}.{key}")
+        if isinstance(value, Cond):
+            raise Unplannable("attribute of a condition")
+        path = ast.unparse(node)
+        try:
+            return get_item(value, key, path) if item else get_attr(value, str(key), path)
+        except AttributeMissing:
+            return MISSING
+        except Exception as exc:
+            raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
+
+    def _call(self, node: ast.Call) -> Any:
+        assert isinstance(node.func, ast.Name)  # the build's allow-list
+        name = node.func.id
+        args = [self.eval(a) for a in node.args]
+        if any(a is MISSING for a in args):
+            return MISSING
+        objs = [a for a in args if isinstance(a, Obj)]
+        if objs and all(o.template.concrete for o in objs):
+            args = [a.template.text if isinstance(a, Obj) else a for a in args]
+        symbolic = [a for a in args if isinstance(a, _SYMBOLIC)]
+        if not symbolic:
+            fn = self.functions[name]
+            return self._concrete(lambda: fn(*args))
+        first = args[0]
+        if (
+            name in _OBJ_FUNCTIONS
+            and len(args) == 2
+            and isinstance(first, Obj)
+            and isinstance(plain(args[1]), str)
+        ):
+            pattern = plain(args[1])
+            template = first.template
+            test = template.key_match2(pattern) if name == "keyMatch2" else template.key_match(pattern)
+            return Cond(test, FALSE)
+        shown = next((f"r.obj.{a.name}" for a in symbolic if isinstance(a, Field)), "r.obj")
+        raise Unplannable(f"{name}() of {shown}, which has no SQL form")
+
+    def _tuple(self, node: ast.Tuple | ast.List | ast.Set) -> Any:
+        items = [self.eval(e) for e in node.elts]
+        if any(i is MISSING for i in items):
+            return MISSING
+        if any(isinstance(i, _SYMBOLIC) for i in items):
+            raise Unplannable("a collection holding an unknown attribute")
+        return tuple(items) if isinstance(node, ast.Tuple) else list(items)
+
+    _list = _tuple
+    _set = _tuple
+
+    @staticmethod
+    def _concrete(fn: Callable[[], Any]) -> Any:
+        try:
+            return fn()
+        except AttributeMissing:
+            return MISSING
+        except Exception as exc:
+            raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
+
+
+_DISPATCH: dict[type[ast.AST], Callable[[LineEvaluator, Any], Any]] = {
+    kind: getattr(LineEvaluator, f"_{kind.__name__.lower()}")
+    for kind in (
+        ast.Constant,
+        ast.Name,
+        ast.BoolOp,
+        ast.UnaryOp,
+        ast.BinOp,
+        ast.IfExp,
+        ast.Compare,
+        ast.Attribute,
+        ast.Subscript,
+        ast.Call,
+        ast.Tuple,
+        ast.List,
+        ast.Set,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A parsed line shape and, by node id, its largest subtrees that do not read `r.obj`
+    (their source and the names they read), which the evaluator runs compiled."""
+
+    tree: ast.expr
+    fixed: Mapping[int, tuple[str, tuple[str, ...]]]
+    # Largest subtrees that read r.obj only as a whole (no attribute) and nothing of the
+    # request besides: their answers depend on the template and the line's values alone.
+    resource_only: Mapping[int, tuple[str, tuple[str, ...]]]
+
+
+# (subtree source, names it reads) -> (compiled function, its parameters), per snapshot.
+Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
+_OBJ_NAME = "r_obj"
+_RESOURCE_CONDS_MAX = 65536
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse(template: str) -> Shape:
+    tree = ast.parse(template, mode="eval").body
+    fixed: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    def worth(node: ast.AST) -> bool:
+        return isinstance(node, ast.expr) and not isinstance(node, ast.Name | ast.Constant)
+
+    def keep(node: ast.AST) -> None:
+        names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+        fixed[id(node)] = (ast.unparse(node), names)
+
+    def visit(node: ast.AST) -> bool:
+        children = list(ast.iter_child_nodes(node))
+        reads = [visit(child) for child in children]
+        if not any(reads) and not (isinstance(node, ast.Name) and node.id == _OBJ_NAME):
+            return False
+        for child, read in zip(children, reads, strict=True):
+            if not read and worth(child):
+                keep(child)
+        return True
+
+    if not visit(tree) and worth(tree):
+        keep(tree)
+    resource_only: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    def whole_obj_only(node: ast.AST) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute | ast.Subscript) and _reads_obj(n.value):
+                return False
+            if isinstance(n, ast.Name) and n.id.startswith("r_") and n.id != _OBJ_NAME:
+                return False
+        return True
+
+    def mark(node: ast.AST) -> None:
+        if id(node) in fixed or not _reads_obj(node):
+            return
+        if worth(node) and whole_obj_only(node):
+            names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+            resource_only[id(node)] = (ast.unparse(node), names)
+            return
+        for child in ast.iter_child_nodes(node):
+            mark(child)
+
+    mark(tree)
+    return Shape(tree, fixed, resource_only)
+
+
+def _reads_obj(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == _OBJ_NAME for n in ast.walk(node))
+
+
+@functools.lru_cache(maxsize=65536)
+def line_tree(matcher: str, conditions: tuple[str, ...]) -> tuple[Shape, dict[str, Any]]:
+    """A line's matcher as a syntax tree with its literals as named constants.
+
+    The same text assembly as the compiled matcher (`MatcherCompiler.compile`); a shape
+    shared by many lines is parsed once.
+    """
+    fixed = EVAL.split(matcher)[::2]
+    pieces = [casbin_rewrite(fixed[0])]
+    for condition, piece in zip(conditions, fixed[1:], strict=True):
+        pieces.append(f"({casbin_rewrite(escape_assertion(condition)).strip()})")
+        pieces.append(casbin_rewrite(piece))
+    source, values = templatize("".join(pieces).strip(), "__authz_p")
+    return _parse(source), {f"__authz_p{i}": v for i, v in enumerate(values)}

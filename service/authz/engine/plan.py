@@ -1,0 +1,194 @@
+"""PlanResources: which rows of one resource kind Check would allow, as one condition.
+
+Every policy line that can match the principal and action is partially evaluated
+(`partial.py`) with the resource's unknown attributes symbolic, and the lines' conditions
+are combined as the model's effect combines decisions (`snapshot.py`), including the
+fail-closed rule for attributes that were not sent:
+
+    allow override        any(T_a)
+    deny override         all(not (T_d or M_d))
+    allow and deny        all(not (T_d or M_d)) and any(T_a)
+    priority              first line, in priority order, with T (or, for a deny, M)
+
+T is "the line matches this row", M "evaluation reaches a NULL column". A deny line
+whose condition reaches a NULL denies the row, as Check denies with
+REASON_ATTRIBUTE_MISSING; an allow line that reaches one does not match.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authz.decision import Reason
+from authz.engine import planast
+from authz.engine.bindings import Attributes, Subject
+from authz.engine.index import intersect
+from authz.engine.matcher import EVAL, SUBJECT
+from authz.engine.model import Effect
+from authz.engine.partial import Cond, LineEvaluator, Obj, PlanEvalError, line_tree
+from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
+from authz.engine.plantemplate import Template, Unplannable, parse_template
+from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
+from authz.errors import FailedPrecondition, InvalidArgument
+from authz.principal import Principal
+
+
+class PlanKind(enum.IntEnum):
+    """The shape of an answer; numbers equal the proto enum."""
+
+    ALWAYS_ALLOWED = 1
+    ALWAYS_DENIED = 2
+    CONDITIONAL = 3
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A plan: its kind, the condition (TRUE / FALSE for the constant kinds) and why."""
+
+    kind: PlanKind
+    condition: Node
+    reason: Reason
+    message: str
+    matched_rules: tuple[str, ...] = ()
+
+    @property
+    def fields(self) -> list[str]:
+        """The fields the condition reads, sorted."""
+        return planast.fields(self.condition)
+
+
+def denied(reason: Reason, message: str) -> Plan:
+    """A plan that allows no row."""
+    return Plan(PlanKind.ALWAYS_DENIED, FALSE, reason, message)
+
+
+def _candidates(
+    snapshot: Snapshot, memo: PlanMemo, bound: Mapping[str, Any], template: Template
+) -> Iterable[Rule]:
+    rules = snapshot.rules
+    index = snapshot.index
+    if index is None:
+        return rules
+    if template.concrete:
+        # One resource id: exactly Check's narrowing.
+        picked = index.candidates({**bound, "r_obj": template.text})
+    else:
+        narrowing = TemplateNarrowing(memo, template.literal)
+        picked = intersect([narrowing.parts(f, bound) for f in (*index.cheap, *index.costly)])
+    return rules if picked is None else [rules[i] for i in picked]
+
+
+def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
+    if effect is Effect.PRIORITY:
+        result: Node = FALSE
+        for rule, cond in reversed(lines):
+            if rule.effect == ALLOW:
+                result = planast.any_of(cond.true, result)
+            elif rule.effect == DENY:
+                result = planast.all_of(planast.negate(planast.any_of(cond.true, cond.missing)), result)
+        return result
+    allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
+    if effect is Effect.ALLOW_OVERRIDE:
+        return allows
+    no_deny = planast.all_of(
+        *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
+    )
+    return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
+
+
+# A plan is sent whole and turned into one WHERE clause: beyond these it is refused (a
+# policy naming thousands of single resources for one template, or nesting conditions
+# deeper than clients' protobuf parsers accept).
+MAX_PLAN_NODES = 10_000
+MAX_PLAN_DEPTH = 32
+
+
+def _check_size(condition: Node, lines: int) -> None:
+    nodes = 0
+    stack = [(condition, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_PLAN_NODES or depth > MAX_PLAN_DEPTH:
+            what = (
+                f"more than {MAX_PLAN_NODES:,} nodes"
+                if nodes > MAX_PLAN_NODES
+                else f"deeper than {MAX_PLAN_DEPTH}"
+            )
+            raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
+        if isinstance(node, planast.Not):
+            stack.append((node.child, depth + 1))
+        elif isinstance(node, planast.All | planast.AnyOf):
+            stack.extend((child, depth + 1) for child in node.children)
+
+
+def plan_resources(
+    snapshot: Snapshot,
+    principal: Principal,
+    action: str,
+    resource: str,
+    attributes: Mapping[str, Any] | None = None,
+    context: Mapping[str, Any] | None = None,
+    *,
+    explain: bool = False,
+) -> Plan:
+    """The plan for `action` on the rows of `resource` (a template such as `/api/orders/:id`).
+
+    Raises FailedPrecondition naming `FILE:LINE` and the form when a line that can match
+    has a condition the plan cannot express; never returns a wider plan.
+    """
+    try:
+        template = parse_template(resource)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+    if not snapshot.rules:
+        raise FailedPrecondition("a model without policy lines cannot be planned")
+    bound: dict[str, Any] = {
+        SUBJECT: Subject(principal),
+        "r_obj": Obj(template, dict(attributes or {})),
+        "r_act": action,
+        "r_dom": principal.org_id or "",
+        "r_ctx": Attributes(context or {}),
+    }
+    names = {name: bound[name] for name in snapshot.model.request}
+    policy = snapshot.model.policy
+    # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
+    slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
+    lines: list[tuple[Rule, Cond]] = []
+    memo = memo_for(snapshot)
+    for rule in _candidates(snapshot, memo, bound, template):
+        values = rule.line.values
+        shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
+        scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
+        try:
+            evaluator = LineEvaluator(scope, snapshot.functions, shape, memo.compiled, memo.resource_conds)
+            cond = evaluator.run(shape.tree)
+        except Unplannable as exc:
+            where = f"{rule.line.file}:{rule.line.line}"
+            raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
+        except PlanEvalError as exc:
+            return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
+        # An allow line counts where it matches; a deny line also where it reaches a NULL.
+        if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
+            lines.append((rule, cond))
+    condition = _combine(snapshot.model.effect, lines)
+    _check_size(condition, len(lines))
+    rules = tuple(rule.line.location for rule, _ in lines) if explain else ()
+    if condition == TRUE:
+        return Plan(PlanKind.ALWAYS_ALLOWED, TRUE, Reason.UNSPECIFIED, "every row is allowed", rules)
+    if condition == FALSE:
+        return Plan(
+            PlanKind.ALWAYS_DENIED,
+            FALSE,
+            Reason.NO_MATCHING_RULE,
+            f"no policy rule allows {action} on {template.text}",
+            rules,
+        )
+    return Plan(PlanKind.CONDITIONAL, condition, Reason.UNSPECIFIED, planast.render(condition), rules)
+
+
+__all__ = ["Plan", "PlanKind", "Template", "Unplannable", "denied", "plan_resources"]

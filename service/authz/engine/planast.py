@@ -1,0 +1,229 @@
+"""The condition tree of a resource plan (PlanResources), and its simplification.
+
+A plan's condition reads fields of one row: resource attributes (`r.obj.<name>`) and
+path parameters of the resource template. The tree is two-valued: the planner puts an
+explicit `IsNull` check beside every comparison whose field may be NULL, so a one-to-one
+translation into SQL (whose comparisons with NULL are unknown) selects the same rows.
+
+The constructors `all_of`, `any_of` and `negate` simplify as they build (constants,
+nesting, `x or not x`, `a or (not a and b)`), so a plan stays as small as the policy
+allows; every rewrite is a boolean identity that keeps the two-valued property.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Union
+
+Literal = str | int | float | bool
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
+SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
+
+
+@dataclass(frozen=True, slots=True)
+class Const:
+    """TRUE or FALSE: every row, or none (only the two module constants exist)."""
+
+    value: bool
+
+
+@dataclass(frozen=True, slots=True)
+class IsNull:
+    """The row's field is NULL: Check would not have been sent this attribute."""
+
+    field: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`field op value`; `value` is a tuple of literals for `in`."""
+
+    op: str
+    field: str
+    value: Literal | tuple[Literal, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    """Negation."""
+
+    child: Node
+
+
+@dataclass(frozen=True, slots=True)
+class All:
+    """Conjunction of two or more conditions."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """Disjunction of two or more conditions."""
+
+    children: tuple[Node, ...]
+
+
+Node = Union[Const, IsNull, Compare, Not, All, AnyOf]  # noqa: UP007 (a runtime alias, recursive)
+TRUE = Const(True)
+FALSE = Const(False)
+
+
+def negate(node: Node) -> Node:
+    """`not node`, with constants folded and double negation removed."""
+    if isinstance(node, Const):
+        return FALSE if node.value else TRUE
+    if isinstance(node, Not):
+        return node.child
+    return Not(node)
+
+
+def _flat(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
+    # In order, without repeats; a dict keeps it linear for plans of thousands of lines.
+    out: dict[Node, None] = {}
+    for child in children:
+        if isinstance(child, kind):
+            out.update(dict.fromkeys(child.children))
+        else:
+            out[child] = None
+    return list(out)
+
+
+def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
+    # In an `any`, an `all` child that contains `not X` for another child X loses it:
+    # X or (not X and Y) == X or Y. Dually in an `all`: X and (not X or Y) == X and Y.
+    inner = All if kind is AnyOf else AnyOf
+    # All children, the child itself included: no node contains its own negation.
+    present = set(children)
+    out: list[Node] = []
+    for child in children:
+        if isinstance(child, inner):
+            kept = [c for c in child.children if negate(c) not in present]
+            if len(kept) != len(child.children):
+                child = _build(kept, inner)
+        out.append(child)
+    return out
+
+
+def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
+    unit, zero = (TRUE, FALSE) if kind is All else (FALSE, TRUE)
+    children = tuple(children)
+    if not children:
+        return unit
+    if len(children) == 1 and not isinstance(children[0], kind):
+        return children[0]
+    if len(children) == 2:
+        # The common case while a plan is evaluated: one side is a constant.
+        first, second = children
+        if first is zero or second is zero:
+            return zero
+        if first is unit:
+            return second
+        if second is unit:
+            return first
+    items = [c for c in _flat(children, kind) if c != unit]
+    if zero in items:
+        return zero
+    items = _absorb(items, kind)
+    items = [c for c in _flat(items, kind) if c != unit]
+    present = set(items)
+    if zero in present or any(negate(c) in present for c in items):
+        # x and not x / x or not x
+        return zero
+    if not items:
+        return unit
+    if len(items) == 1:
+        return items[0]
+    return kind(tuple(items))
+
+
+def all_of(*children: Node) -> Node:
+    """Conjunction, simplified."""
+    return _build(children, All)
+
+
+def any_of(*children: Node) -> Node:
+    """Disjunction, simplified."""
+    return _build(children, AnyOf)
+
+
+def walk(node: Node) -> Iterator[Node]:
+    """Every node of the tree, parents first."""
+    yield node
+    if isinstance(node, Not):
+        yield from walk(node.child)
+    elif isinstance(node, All | AnyOf):
+        for child in node.children:
+            yield from walk(child)
+
+
+def fields(node: Node) -> list[str]:
+    """The fields a condition reads, sorted."""
+    return sorted({n.field for n in walk(node) if isinstance(n, IsNull | Compare)})
+
+
+def _show(value: Literal | tuple[Literal, ...]) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_show(v) for v in value) + ")"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return repr(value)
+
+
+def render(node: Node) -> str:
+    """A condition as one readable line: `NOT (status == 'shipped') AND owner == 'bob'`."""
+    if isinstance(node, Const):
+        return "TRUE" if node.value else "FALSE"
+    if isinstance(node, IsNull):
+        return f"{node.field} IS NULL"
+    if isinstance(node, Compare):
+        return f"{node.field} {SYMBOLS[node.op]} {_show(node.value)}"
+    if isinstance(node, Not):
+        if isinstance(node.child, IsNull):
+            return f"{node.child.field} IS NOT NULL"
+        return f"NOT ({render(node.child)})"
+    joiner = " AND " if isinstance(node, All) else " OR "
+    return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
+
+
+_SQL_OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "IN"}
+
+
+def _sql_value(value: Literal | tuple[Literal, ...]) -> str:
+    if isinstance(value, tuple):
+        return "(" + ", ".join(_sql_value(v) for v in value) + ")"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    return repr(value)
+
+
+def _sql_name(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sample_sql(node: Node, table: str) -> str:
+    """The condition as a WHERE clause over `table`, literals inlined: for reading only.
+
+    Adapters never build SQL text like this: they bind every value as a parameter.
+    """
+    return f"SELECT * FROM {_sql_name(table)} WHERE {_sql(node)}"  # noqa: S608 (printed, never run)
+
+
+def _sql(node: Node) -> str:
+    if isinstance(node, Const):
+        return "TRUE" if node.value else "FALSE"
+    if isinstance(node, IsNull):
+        return f"{_sql_name(node.field)} IS NULL"
+    if isinstance(node, Compare):
+        return f"{_sql_name(node.field)} {_SQL_OPERATORS[node.op]} {_sql_value(node.value)}"
+    if isinstance(node, Not):
+        if isinstance(node.child, IsNull):
+            return f"{_sql_name(node.child.field)} IS NOT NULL"
+        return f"NOT ({_sql(node.child)})"
+    joiner = " AND " if isinstance(node, All) else " OR "
+    return joiner.join(f"({_sql(c)})" if isinstance(c, All | AnyOf) else _sql(c) for c in node.children)

@@ -1,0 +1,246 @@
+"""The planner on the demo policy and on single lines: forms, NULLs, refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import MetaData, Table, create_engine, select, text
+
+from authz.app import demo_policy_dir
+from authz.cli.main import main
+from authz.decision import Reason
+from authz.engine import Snapshot, load_snapshot, planast
+from authz.engine.plan import PlanKind, plan_resources
+from authz.errors import FailedPrecondition, InvalidArgument
+from authz.planproto import condition_to_proto
+from authz.principal import Principal
+from authz_client.plan import PlanResult
+from authz_client.sqlalchemy import plan_where
+from tests.policy_dirs import line_number, write_policy
+
+DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
+ADMIN = Principal("ada", roles=("admin",), org_id="org_1")
+BOB = Principal("bob", org_id="org_1")
+
+
+@pytest.fixture(scope="module")
+def demo() -> Snapshot:
+    return load_snapshot(demo_policy_dir())
+
+
+def policy(tmp_path: Path, *lines: str) -> Snapshot:
+    return load_snapshot(write_policy(tmp_path / "p", DEMO_MODEL, policy_csv="\n".join(lines) + "\n"))
+
+
+def test_a_deny_comes_back_negated_and_a_null_status_is_denied(demo):
+    plan = plan_resources(demo, ADMIN, "DELETE", "/api/orders/:id", explain=True)
+    assert plan.kind is PlanKind.CONDITIONAL
+    status = planast.Compare("eq", "status", "shipped")
+    # Check denies a delete that does not send the status (ATTRIBUTE_MISSING): so does the plan.
+    assert plan.condition == planast.Not(planast.AnyOf((status, planast.IsNull("status"))))
+    assert plan.fields == ["status"]
+    assert [r.split(":")[1] for r in plan.matched_rules] == ["13", "14"]
+
+
+def test_an_allow_needs_its_attributes_present(demo):
+    plan = plan_resources(demo, BOB, "PUT", "/api/orders/:id")
+    present = planast.negate(planast.IsNull("owner"))
+    assert plan.kind is PlanKind.CONDITIONAL
+    assert isinstance(plan.condition, planast.All)
+    assert present in plan.condition.children
+    assert planast.Compare("eq", "owner", "bob") in plan.condition.children
+    assert planast.render(plan.condition) == (
+        "owner IS NOT NULL AND owner == 'bob' AND status IS NOT NULL AND status == 'draft'"
+    )
+
+
+def test_constant_plans_and_unknown_requests(demo):
+    assert plan_resources(demo, ADMIN, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert plan_resources(demo, ADMIN, "GET", "/api/reports/:name").kind is PlanKind.ALWAYS_ALLOWED
+    for action, resource in (("FLY", "/api/orders/:id"), ("GET", "/api/planets/:id"), ("GET", "ui:x")):
+        plan = plan_resources(demo, ADMIN, action, resource)
+        assert plan.kind is PlanKind.ALWAYS_DENIED
+        assert plan.reason is Reason.NO_MATCHING_RULE
+    assert plan_resources(demo, BOB, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+
+
+def test_known_attributes_are_bound(demo):
+    carol = Principal("carol", permissions=("update:orders",), org_id="org_1")
+    assert plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_1"}).kind is (
+        PlanKind.ALWAYS_ALLOWED
+    )
+    plan = plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_2", "owner": "carol"})
+    assert plan.condition == planast.all_of(
+        planast.negate(planast.IsNull("status")), planast.Compare("eq", "status", "draft")
+    )
+
+
+def test_a_line_naming_one_resource_becomes_a_condition_on_the_path_parameter(tmp_path):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/42, GET, True, allow",
+        "p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id, allow",
+        "p, *, /api/orders/7, GET, True, deny",
+        "p, *, /api/orders/7/items, GET, True, allow",
+    )
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert planast.render(plan.condition) == (
+        "NOT (id == '7') AND (id == '42' OR (owner IS NOT NULL AND owner == 'bob'))"
+    )
+    assert plan.fields == ["id", "owner"]
+
+
+def test_priority_takes_the_first_line_in_order(tmp_path):
+    model = DEMO_MODEL.replace(
+        "e = some(where (p.eft == allow)) && !some(where (p.eft == deny))", "e = priority(p.eft) || deny"
+    )
+    directory = write_policy(
+        tmp_path / "p",
+        model,
+        policy_csv="p, *, /api/orders/:id, GET, r.obj.status == 'draft', allow\n"
+        "p, *, /api/orders/:id, GET, r.obj.owner == 'bob', deny\n"
+        "p, *, /api/orders/:id, GET, True, allow\n",
+    )
+    plan = plan_resources(load_snapshot(directory), BOB, "GET", "/api/orders/:id")
+    assert plan.kind is PlanKind.CONDITIONAL
+    assert "status == 'draft'" in planast.render(plan.condition)
+    assert "owner == 'bob'" in planast.render(plan.condition)
+
+
+@pytest.mark.parametrize(
+    ("condition", "form"),
+    [
+        ("regexMatch(r.obj.owner, '^b')", "regexMatch() of r.obj.owner, which has no SQL form"),
+        ("r.obj.amount + 1 > 5", "arithmetic on an unknown attribute"),
+        ("r.obj.owner < 'm'", "ordering comparison of r.obj.owner with a str"),
+        ("r.obj.tags.first == 'x'", "nested attribute r.obj.tags.first"),
+        ("r.obj.owner == r.obj.creator", "comparison of r.obj.owner with r.obj.creator"),
+        ("'x' in r.obj.tags", "membership in r.obj.tags"),
+        ("r.obj.approved", "r.obj.approved used as a truth value; compare it: == True"),
+        ("regexMatch(r.obj, '^/api')", "regexMatch() of r.obj, which has no SQL form"),
+    ],
+)
+def test_an_unplannable_line_is_refused_with_its_location(tmp_path, condition, form):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, True, allow",
+        f"p, *, /api/orders/:id, PUT, {condition}, allow",
+    )
+    with pytest.raises(FailedPrecondition) as caught:
+        plan_resources(snapshot, BOB, "PUT", "/api/orders/:id")
+    line = line_number(tmp_path / "p" / "policy.csv", condition)
+    assert (
+        str(caught.value)
+        == f"policy.csv:{line}: cannot plan {form} (in `p, *, /api/orders/:id, PUT, {condition}, allow`)"
+    )
+    # A line that cannot match (another action) is never evaluated, so GET still plans.
+    assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+
+
+def test_a_missing_subject_attribute_fails_closed(tmp_path):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, r.obj.org_id == r.sub.org_id, allow",
+        "p, *, /api/orders/:id, DELETE, True, allow",
+        "p, *, /api/orders/:id, DELETE, r.obj.org_id != r.sub.org_id, deny",
+    )
+    no_org = Principal("zed")
+    assert plan_resources(snapshot, no_org, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    # The deny reaches r.sub.org_id, which the token lacks: Check denies every row, so does the plan.
+    assert plan_resources(snapshot, no_org, "DELETE", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    assert plan_resources(snapshot, BOB, "DELETE", "/api/orders/:id").kind is PlanKind.CONDITIONAL
+
+
+def test_a_template_naming_a_parameter_twice_is_invalid(demo):
+    with pytest.raises(InvalidArgument):
+        plan_resources(demo, BOB, "GET", "/api/:id/orders/:id")
+
+
+def test_sample_sql_quotes_values(demo):
+    plan = plan_resources(demo, Principal("o'neil"), "PUT", "/api/orders/:id")
+    assert planast.sample_sql(plan.condition, "orders") == (
+        'SELECT * FROM "orders" WHERE "owner" IS NOT NULL AND "owner" = \'o\'\'neil\' '
+        'AND "status" IS NOT NULL AND "status" = \'draft\''
+    )
+
+
+def test_validate_reports_per_resource_whether_it_is_plannable(tmp_path, capsys):
+    directory = write_policy(
+        tmp_path / "p",
+        DEMO_MODEL,
+        policy_csv="p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id || r.obj.amount > 10, allow\n"
+        "p, *, /api/notes/:id, GET, regexMatch(r.obj.title, '^a'), allow\n"
+        "p, *, /api/notes/:id, PUT, r.obj.title < 'm', allow\n"
+        "p, *, /api/tags/:id, GET, r.obj == 'x' && r.obj.n in ('a', 'b'), allow\n",
+    )
+    assert main(["policy", "validate", str(directory)]) == 0
+    out = capsys.readouterr().out
+    assert "  /api/orders/:id: plannable\n" in out
+    assert "  /api/tags/:id: plannable\n" in out
+    assert (
+        "  /api/notes/:id: not plannable: policy.csv:2: regexMatch() of r.obj.title, which has no SQL form; "
+        "policy.csv:3: ordering comparison of r.obj.title with a str\n"
+    ) in out
+    assert main(["policy", "validate", str(directory), "--format", "json"]) == 0
+    plannable = json.loads(capsys.readouterr().out)["plannable"]
+    assert plannable["/api/orders/:id"] == []
+    assert plannable["/api/notes/:id"][0].startswith("policy.csv:2: regexMatch()")
+    # What validate rejects, the planner refuses too.
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:2: cannot plan regexMatch"):
+        plan_resources(load_snapshot(directory), BOB, "GET", "/api/notes/:id")
+
+
+def test_a_plan_too_large_to_send_is_refused(tmp_path):
+    lines = [f"p, *, /api/orders/{i}, GET, r.obj.status != 's{i}', allow" for i in range(3500)]
+    snapshot = policy(tmp_path, *lines)
+    with pytest.raises(
+        FailedPrecondition, match=r"the plan from 3500 policy lines is more than 10,000 nodes"
+    ):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    small = policy(tmp_path / "small", *lines[:100])
+    assert plan_resources(small, BOB, "GET", "/api/orders/:id").kind is PlanKind.CONDITIONAL
+
+
+def test_a_kind_template_plans_the_rest_of_the_id_as_the_field_id(tmp_path):
+    model = DEMO_MODEL.replace(
+        'm = (p.sub == "*" || g(r.sub, p.sub)) && (r.obj == p.obj || (keyMatch(p.obj, "/*") && '
+        'keyMatch2(r.obj, p.obj))) && (p.act == "*" || r.act == p.act) && eval(p.cond)',
+        'm = (p.sub == "*" || g(r.sub, p.sub)) && (r.obj == p.obj || keyMatch(r.obj, p.obj)) '
+        "&& r.act == p.act && eval(p.cond)",
+    )
+    directory = write_policy(
+        tmp_path / "p",
+        model,
+        policy_csv="p, *, order:42, read, True, allow\n"
+        "p, *, order:*, read, r.obj.owner == r.sub.id, allow\n"
+        "p, *, order:7, read, True, deny\n"
+        "p, *, invoice:*, read, True, allow\n",
+    )
+    snapshot = load_snapshot(directory)
+    plan = plan_resources(snapshot, BOB, "read", "order:*")
+    assert planast.render(plan.condition) == (
+        "NOT (id == '7') AND (id == '42' OR (owner IS NOT NULL AND owner == 'bob'))"
+    )
+    assert plan_resources(snapshot, BOB, "read", "invoice:*").kind is PlanKind.ALWAYS_ALLOWED
+    # Row by row, the plan's rows are Check's.
+    rows = [("42", None), ("7", "bob"), ("8", "bob"), ("9", "amy"), ("10", None)]
+    engine = create_engine("sqlite://")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE orders (id TEXT, owner TEXT)"))
+        connection.execute(
+            text("INSERT INTO orders VALUES (:id, :owner)"), [{"id": i, "owner": o} for i, o in rows]
+        )
+    orders = Table("orders", MetaData(), autoload_with=engine)
+    result = PlanResult(
+        "CONDITIONAL", condition_to_proto(plan.condition), "", "", tuple(plan.fields), (), "bob", "", ""
+    )
+    with engine.connect() as connection:
+        selected = {r[0] for r in connection.execute(select(orders.c.id).where(plan_where(result, orders)))}
+    checked = {
+        rest
+        for rest, owner in rows
+        if snapshot.decide(BOB, f"order:{rest}", "read", {"owner": owner} if owner else {}).allowed
+    }
+    assert selected == checked == {"42", "8"}
