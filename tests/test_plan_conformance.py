@@ -19,6 +19,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, create
 from authz.engine import load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
 from authz.engine.plantemplate import parse_template
+from authz.errors import FailedPrecondition
 from authz.planproto import condition_to_proto
 from authz.principal import Principal
 from authz_client.plan import PlanResult
@@ -70,7 +71,14 @@ def _selected(engine: Any, table: Table, plan: Any, rows: list[dict[str, Any]]) 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_plans_select_the_rows_pycasbin_allows(case: Case) -> None:
+    if case.name == "abac_sub_rule":
+        pytest.skip("its subjects carry claims (r.sub.Age), which this grid's bare subject ids lack")
     snapshot = load_snapshot(case.directory)
+    if snapshot.model.bind != snapshot.model.request:
+        # Request names bound by position are refused with the reason, never planned wrongly.
+        with pytest.raises(FailedPrecondition, match="bound by position"):
+            plan_resources(snapshot, Principal("alice"), "read", "data1")
+        return
     expected = reference_decider(case)
     requests = grid(case)
     objects = list(dict.fromkeys(r.obj for r in requests))

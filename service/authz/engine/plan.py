@@ -83,7 +83,9 @@ def _candidates(
 
 
 def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
-    if effect is Effect.PRIORITY:
+    # Under subjectPriority the snapshot's rules are already in rank order, so both priority
+    # effects take the first line that holds, as Snapshot.decide does.
+    if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
         result: Node = FALSE
         for rule, cond in reversed(lines):
             if rule.effect == ALLOW:
@@ -147,6 +149,11 @@ def plan_resources(
         raise InvalidArgument(str(exc)) from None
     if not snapshot.rules:
         raise FailedPrecondition("a model without policy lines cannot be planned")
+    if snapshot.model.bind and snapshot.model.bind != snapshot.model.request:
+        # The planner's narrowing and partial evaluation read authz's own request names.
+        raise FailedPrecondition(
+            "a model whose request definition uses its own names (bound by position) cannot be planned"
+        )
     bound: dict[str, Any] = {
         SUBJECT: Subject(principal),
         "r_obj": Obj(template, dict(attributes or {})),
