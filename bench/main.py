@@ -12,6 +12,7 @@ from pathlib import Path
 
 from bench import engine, policyload, rpc, tokens, transport
 from bench.machine import describe
+from bench.peers import section as peers
 from bench.profile import Profile
 from bench.report import Report
 
@@ -23,6 +24,7 @@ SECTIONS: dict[str, Callable[[Profile, Report], None]] = {
     "grpc": rpc.run,
     "workers": rpc.run_workers,
     "transport": transport.run,
+    "peers": peers.run,
 }
 
 

@@ -25,6 +25,11 @@ class Profile:
     rpc_policy_lines: int = 1_000
     rpc_rounds: int = 4  # interleaved runs per compared figure (A B B A)
     load_rounds: int = 2  # fresh-process loads per engine and size (the fastest counts)
+    peer_sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000)
+    peer_sample: int = 200  # requests every service answers before its row is timed
+    peer_sample_budget_s: float = 20.0  # per service; a slow one is compared on fewer
+    peer_row_budget_s: float = 30.0  # a slow service's calls are capped to about this much work
+    peer_rounds: int = 2  # interleaved runs per service where all are fast
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -45,6 +50,11 @@ class Profile:
             rpc_policy_lines=200,
             rpc_rounds=1,
             load_rounds=1,
+            peer_sizes=(100, 1_000),
+            peer_sample=20,
+            peer_sample_budget_s=2.0,
+            peer_row_budget_s=2.0,
+            peer_rounds=1,
         )
 
     @property
