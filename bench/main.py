@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import engine, policyload, rpc, tokens, transport
+from bench import engine, memory, overload, policyload, rpc, tokens, transport
 from bench.machine import describe
 from bench.peers import section as peers
 from bench.profile import Profile
@@ -25,6 +25,8 @@ SECTIONS: dict[str, Callable[[Profile, Report], None]] = {
     "workers": rpc.run_workers,
     "transport": transport.run,
     "peers": peers.run,
+    "overload": overload.run,
+    "memory": memory.run,
 }
 
 

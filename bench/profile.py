@@ -30,6 +30,10 @@ class Profile:
     peer_sample_budget_s: float = 20.0  # per service; a slow one is compared on fewer
     peer_row_budget_s: float = 30.0  # a slow service's calls are capped to about this much work
     peer_rounds: int = 2  # interleaved runs per service where all are fast
+    memory_lines: int = 100_000
+    memory_decisions: int = 1_000_000  # N: resident memory after N and after 2N distinct decisions
+    memory_pycasbin_decisions: int = 20
+    overload_max_rpcs: int = 16  # AUTHZ_MAX_CONCURRENT_RPCS of the overload run: the thread pool's size
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -55,6 +59,9 @@ class Profile:
             peer_sample_budget_s=2.0,
             peer_row_budget_s=2.0,
             peer_rounds=1,
+            memory_lines=1_000,
+            memory_decisions=20_000,
+            memory_pycasbin_decisions=5,
         )
 
     @property

@@ -1,0 +1,79 @@
+"""Tail latency under overload: distinct Checks sent at half and at twice the sustainable rate.
+
+The sustainable rate is the closed-loop Check throughput of the same server in the same
+run. An open-loop client then sends at 0.5x and 2x that rate whatever the answers: a
+server that queues would let the accepted calls' latency grow with the queue; authz
+refuses calls beyond `AUTHZ_MAX_CONCURRENT_RPCS` with RESOURCE_EXHAUSTED at once, so the
+calls it accepts keep their latency.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import serving
+from bench.profile import Profile
+from bench.report import Report
+from bench.stats import ratio
+from tests.issuer import Issuer
+
+MAX_P99_GROWTH = 3.0
+FACTORS = (0.5, 2.0)
+
+
+def run(profile: Profile, report: Report) -> None:
+    """Sustainable rate, then open-loop runs at each factor of it; p99 growth of the accepted calls."""
+    issuer = Issuer()
+    limit = str(profile.overload_max_rpcs)
+    try:
+        policy, payload = serving.write_payload(profile, issuer, name="overload")
+        with serving.authz_serve(profile, issuer, policy, AUTHZ_MAX_CONCURRENT_RPCS=limit) as address:
+            closed = serving.load(profile, address, "check", payload)
+            sustainable = closed["rps"]
+            runs: dict[str, Any] = {
+                str(f): serving.load(profile, address, "check", payload, rate=sustainable * f) for f in FACTORS
+            }
+    finally:
+        issuer.close()
+    half, double = runs[str(FACTORS[0])], runs[str(FACTORS[1])]
+    data: dict[str, Any] = {
+        "max_concurrent_rpcs": profile.overload_max_rpcs,
+        "sustainable_rps": sustainable,
+        "closed_loop": closed,
+        "runs": runs,
+        "p99_growth": ratio(double["p99_us"], half["p99_us"]),
+    }
+    rows = [
+        [
+            f"{f}x ({r['rate']:,.0f}/s asked)",
+            r["sent_rate"],
+            r["calls"],
+            r["accepted_share"],
+            r["p50_us"],
+            r["p99_us"],
+            r["shed"],
+            r["shed_p99_us"],
+        ]
+        for f, r in zip(FACTORS, (half, double), strict=True)
+    ]
+    report.section(
+        "overload",
+        f"Overload: open-loop distinct Checks at half and twice the sustainable {sustainable:,.0f}/s "
+        f"(AUTHZ_MAX_CONCURRENT_RPCS={limit})",
+        ["load", "sent/s", "accepted", "share", "p50 µs", "p99 µs", "shed", "shed p99 µs"],
+        rows,
+        data,
+    )
+    report.note(
+        f"p99 of accepted calls at 2x = {data['p99_growth']:.2f}x their p99 at 0.5x; "
+        f"{double['shed']:,} calls refused with RESOURCE_EXHAUSTED (p99 {double['shed_p99_us']:,.0f} µs)"
+    )
+    for run_ in runs.values():
+        if run_["other_errors"]:
+            report.warn(f"overload at {run_['rate']:,.0f}/s: calls failed otherwise: {run_['other_errors']}")
+    if double["sent_rate"] < 1.5 * sustainable:
+        report.warn(
+            f"overload: the client sent only {double['sent_rate']:,.0f}/s of the {double['rate']:,.0f}/s asked "
+            "(it shares the cores with the server)"
+        )
+    report.target("overload: p99 of accepted at 2x / at 0.5x", data["p99_growth"], MAX_P99_GROWTH, at_least=False)
