@@ -15,6 +15,7 @@ decision cache cannot answer it; `check-cached` cycles through a few hundred req
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import secrets
@@ -200,14 +201,14 @@ def run_open(
     accepted: list[float] = []
     shed: list[float] = []
     codes: dict[str, int] = {}
-    pending: list[grpc.Future] = []
+    pending: list[Any] = []  # grpc futures that are also Calls (code())
     start = time.perf_counter() + 0.05
     measure_from = start + warmup
     total = int((warmup + seconds) * rate)
     sent_measured = 0
 
-    def done(sent_at: float, measured: bool) -> Callable[[grpc.Future], None]:
-        def callback(future: grpc.Future) -> None:
+    def done(sent_at: float, measured: bool) -> Callable[[Any], None]:
+        def callback(future: Any) -> None:
             latency = time.perf_counter() - sent_at
             if not measured:
                 return
@@ -233,10 +234,8 @@ def run_open(
         pending.append(future)
     last_sent = time.perf_counter()
     for future in pending:
-        try:
+        with contextlib.suppress(grpc.RpcError):
             future.result()
-        except grpc.RpcError:
-            pass
     for channel in opened:
         channel.close()
     sending = last_sent - measure_from

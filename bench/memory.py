@@ -145,19 +145,35 @@ def run(profile: Profile, report: Report) -> None:
     )
     dc, tc = authz["decision_cache"], authz["token_cache"]
     report.note(
-        f"authz after N, less its token cache, = {data['retained_ratio']:.2f}x pycasbin's retained; growth N -> 2N "
-        f"{data['growth_n_to_2n_mib']:+.1f} MiB; decision cache {dc['entries']:,} entries (bound {dc['bound']:,}), "
-        f"token cache {tc['entries']:,} (bound {tc['bound']:,}) after {4 * tc['bound']:,} tokens put"
+        f"authz after N, less its token cache, = {data['retained_ratio']:.2f}x pycasbin's retained; "
+        f"growth N -> 2N {data['growth_n_to_2n_mib']:+.1f} MiB; decision cache {dc['entries']:,} entries "
+        f"(bound {dc['bound']:,}), token cache {tc['entries']:,} (bound {tc['bound']:,}) "
+        f"after {4 * tc['bound']:,} tokens put"
     )
-    report.target(f"memory: authz / pycasbin retained at {lines:,} lines", data["retained_ratio"], MAX_MEMORY_RATIO, at_least=False)
-    report.target("memory: authz growth N -> 2N decisions (MiB)", data["growth_n_to_2n_mib"], MAX_GROWTH_MIB, at_least=False)
+    report.target(
+        f"memory: authz / pycasbin retained at {lines:,} lines",
+        data["retained_ratio"],
+        MAX_MEMORY_RATIO,
+        at_least=False,
+    )
+    report.target(
+        "memory: authz growth N -> 2N decisions (MiB)",
+        data["growth_n_to_2n_mib"],
+        MAX_GROWTH_MIB,
+        at_least=False,
+    )
 
 
 if __name__ == "__main__":
     import logging
 
     logging.disable(logging.CRITICAL)
-    engine_, lines_, directory_, decisions_ = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+    engine_, lines_, directory_, decisions_ = (
+        sys.argv[1],
+        int(sys.argv[2]),
+        Path(sys.argv[3]),
+        int(sys.argv[4]),
+    )
     workload_ = build("routes", lines_, 600)
     measure = {"authz": measure_authz, "pycasbin": measure_pycasbin}[engine_]
     print(json.dumps(measure(directory_, workload_, decisions_)))

@@ -31,7 +31,8 @@ def run(profile: Profile, report: Report) -> None:
             closed = serving.load(profile, address, "check", payload)
             sustainable = closed["rps"]
             runs: dict[str, Any] = {
-                str(f): serving.load(profile, address, "check", payload, rate=sustainable * f) for f in FACTORS
+                str(f): serving.load(profile, address, "check", payload, rate=sustainable * f)
+                for f in FACTORS
             }
     finally:
         issuer.close()
@@ -73,7 +74,9 @@ def run(profile: Profile, report: Report) -> None:
             report.warn(f"overload at {run_['rate']:,.0f}/s: calls failed otherwise: {run_['other_errors']}")
     if double["sent_rate"] < 1.5 * sustainable:
         report.warn(
-            f"overload: the client sent only {double['sent_rate']:,.0f}/s of the {double['rate']:,.0f}/s asked "
-            "(it shares the cores with the server)"
+            f"overload: the client sent only {double['sent_rate']:,.0f}/s of the "
+            f"{double['rate']:,.0f}/s asked (it shares the cores with the server)"
         )
-    report.target("overload: p99 of accepted at 2x / at 0.5x", data["p99_growth"], MAX_P99_GROWTH, at_least=False)
+    report.target(
+        "overload: p99 of accepted at 2x / at 0.5x", data["p99_growth"], MAX_P99_GROWTH, at_least=False
+    )

@@ -54,7 +54,7 @@ class Profile:
             rpc_policy_lines=200,
             rpc_rounds=1,
             load_rounds=1,
-            peer_sizes=(100, 1_000),
+            peer_sizes=(100,),
             peer_sample=20,
             peer_sample_budget_s=2.0,
             peer_row_budget_s=2.0,

@@ -20,7 +20,13 @@ from tests.issuer import Issuer
 
 MIN_CHECK_SHARE = 0.70
 MIN_BATCH_GAIN = 20.0
-ITEMS = {"health": 1, "check": 1, "check-cached": 1, "batch": serving.BATCH_ITEMS, "visibility": serving.VISIBILITY_ELEMENTS}
+ITEMS = {
+    "health": 1,
+    "check": 1,
+    "check-cached": 1,
+    "batch": serving.BATCH_ITEMS,
+    "visibility": serving.VISIBILITY_ELEMENTS,
+}
 LABELS = {
     "health": "empty RPC (health Check)",
     "check": "Check (distinct requests)",

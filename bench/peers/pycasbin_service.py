@@ -30,7 +30,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 ENFORCERS = {"Enforcer": casbin.Enforcer, "SyncedEnforcer": casbin.SyncedEnforcer}
 
 
-class Service(authz_pb2_grpc.AuthorizationServiceServicer):
+class Service(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
     """Check: verify the token, then ask pycasbin once per name the subject holds."""
 
     def __init__(self, enforcer: Any, jwks: jwt.PyJWKClient, issuer: str, audience: str, roles: str) -> None:
@@ -40,7 +40,9 @@ class Service(authz_pb2_grpc.AuthorizationServiceServicer):
         self.audience = audience
         self.roles_claim = roles
 
-    def Check(self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext) -> authz_pb2.CheckResponse:
+    def Check(  # noqa: N802 (the generated servicer's method name)
+        self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext
+    ) -> authz_pb2.CheckResponse:
         """Allowed when the subject, or any permission or role in its token, is allowed."""
         token = request.token.removeprefix("Bearer ")
         try:

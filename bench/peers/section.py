@@ -103,7 +103,11 @@ def _size(profile: Profile, issuer: Issuer, size: int, peers: list[str], report:
             {name: _load(profile, address, payload, per_call[name]) for name, address in addresses.items()},
             rounds,
         )
-    cell: dict[str, Any] = {"compared": compared, "disagree": disagree, "void": bool(disagree) or compared < 3}
+    cell: dict[str, Any] = {
+        "compared": compared,
+        "disagree": disagree,
+        "void": bool(disagree) or compared < 3,
+    }
     for name, result in found.items():
         if result["errors"] or result["rejected"]:
             report.warn(
@@ -112,7 +116,9 @@ def _size(profile: Profile, issuer: Issuer, size: int, peers: list[str], report:
             )
         cell[name] = {**result, "sample_allowed": sum(samples[name][:compared])}
         if name != AUTHZ:
-            cell[name]["authz_ratio"] = float("nan") if cell["void"] else ratio(found[AUTHZ]["rps"], result["rps"])
+            cell[name]["authz_ratio"] = (
+                float("nan") if cell["void"] else ratio(found[AUTHZ]["rps"], result["rps"])
+            )
     if cell["void"]:
         report.warn(
             f"peers {size:,} lines: row void: {', '.join(disagree) or 'too few'} "
@@ -136,7 +142,11 @@ def run(profile: Profile, report: Report) -> None:
         for size in profile.peer_sizes:
             cell = _size(profile, issuer, size, peers, report)
             data[str(size)] = cell
-            agree = f"{'VOID ' if cell['void'] else ''}{cell['compared']} agree" if not cell["disagree"] else "VOID"
+            agree = (
+                f"{'VOID ' if cell['void'] else ''}{cell['compared']} agree"
+                if not cell["disagree"]
+                else "VOID"
+            )
             for name in (AUTHZ, *peers):
                 r = cell[name]
                 rows.append(
@@ -144,7 +154,12 @@ def run(profile: Profile, report: Report) -> None:
                 )
             for peer in peers:
                 bound = MIN_RATIO if size >= 1_000 else MIN_RATIO_SMALL
-                report.target(f"peers {size:,} lines: authz / {peer} RPCs/s", cell[peer]["authz_ratio"], bound, at_least=True)
+                report.target(
+                    f"peers {size:,} lines: authz / {peer} RPCs/s",
+                    cell[peer]["authz_ratio"],
+                    bound,
+                    at_least=True,
+                )
             print(f"  peers {size:,} lines done", flush=True)
     finally:
         issuer.close()
@@ -160,4 +175,6 @@ def run(profile: Profile, report: Report) -> None:
         cell = data[str(size)]
         for peer in peers:
             if cell[peer]["authz_ratio"] < (MIN_RATIO if size >= 1_000 else MIN_RATIO_SMALL):
-                report.note(f"at {size:,} lines {peer} is within authz's target: {cell[peer]['authz_ratio']:.2f}x")
+                report.note(
+                    f"at {size:,} lines {peer} is within authz's target: {cell[peer]['authz_ratio']:.2f}x"
+                )

@@ -74,7 +74,9 @@ def wait_ready(address: str, process: subprocess.Popen[bytes], log: Path, timeou
         if process.poll() is not None:
             raise RuntimeError(f"peer exited with {process.returncode}:\n{log.read_text()[-2000:]}")
         if time.monotonic() > deadline:
-            raise TimeoutError(f"peer at {address} not answering after {timeout} s:\n{log.read_text()[-2000:]}")
+            raise TimeoutError(
+                f"peer at {address} not answering after {timeout} s:\n{log.read_text()[-2000:]}"
+            )
         with grpc.insecure_channel(address) as channel:
             try:
                 authz_pb2_grpc.AuthorizationServiceStub(channel).Check(authz_pb2.CheckRequest(), timeout=2)
