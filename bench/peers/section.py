@@ -70,20 +70,25 @@ def _agreement(samples: dict[str, list[bool]]) -> tuple[int, list[str]]:
 
 
 def _load(profile: Profile, address: str, payload: Path, per_call_s: float) -> Callable[[], dict[str, Any]]:
-    # A slow service (a large policy in pycasbin) gets no warm-up and a long call timeout: each
-    # thread's calls queue behind the others', and a window of a few calls is enough.
+    # A slow service (a large policy in pycasbin or node-casbin) gets no warm-up, a long call
+    # timeout and a call count capped to about `peer_row_budget_s` of its work (fewer calls
+    # than threads, so fewer at once, when one call alone takes that long): its throughput
+    # is one core's either way, and the row's time stays bounded.
     concurrent_s = per_call_s * profile.rpc_threads
     slow = concurrent_s > profile.rpc_warmup_s
-    max_calls = max(profile.rpc_threads, int(profile.peer_row_budget_s / per_call_s))
     return lambda: serving.load(
         profile,
         address,
         "check",
         payload,
-        max_calls=max_calls,
+        max_calls=max(1, int(profile.peer_row_budget_s / per_call_s)),
         timeout=max(10.0, 3 * concurrent_s),
         warmup=0.0 if slow else None,
     )
+
+
+def _bound(size: int) -> float:
+    return MIN_RATIO if size >= 1_000 else MIN_RATIO_SMALL
 
 
 def _size(profile: Profile, issuer: Issuer, size: int, peers: list[str], report: Report) -> dict[str, Any]:
@@ -142,18 +147,14 @@ def run(profile: Profile, report: Report) -> None:
         for size in profile.peer_sizes:
             cell = _size(profile, issuer, size, peers, report)
             data[str(size)] = cell
-            agree = (
-                f"{'VOID ' if cell['void'] else ''}{cell['compared']} agree"
-                if not cell["disagree"]
-                else "VOID"
-            )
+            agree = "VOID" if cell["void"] else f"{cell['compared']} agree"
             for name in (AUTHZ, *peers):
                 r = cell[name]
                 rows.append(
                     [size, name, r["rps"], r["p50_us"], r["p99_us"], r["calls"], r.get("authz_ratio"), agree]
                 )
             for peer in peers:
-                bound = MIN_RATIO if size >= 1_000 else MIN_RATIO_SMALL
+                bound = _bound(size)
                 report.target(
                     f"peers {size:,} lines: authz / {peer} RPCs/s",
                     cell[peer]["authz_ratio"],
@@ -172,9 +173,11 @@ def run(profile: Profile, report: Report) -> None:
         data,
     )
     for size in profile.peer_sizes:
-        cell = data[str(size)]
         for peer in peers:
-            if cell[peer]["authz_ratio"] < (MIN_RATIO if size >= 1_000 else MIN_RATIO_SMALL):
+            found = data[str(size)][peer]["authz_ratio"]
+            if found < 1:
+                report.note(f"{peer} beats authz at {size:,} lines: {1 / found:.2f}x authz's Check RPCs/s")
+            elif found < _bound(size):
                 report.note(
-                    f"at {size:,} lines {peer} is within authz's target: {cell[peer]['authz_ratio']:.2f}x"
+                    f"authz beats {peer} at {size:,} lines by {found:.2f}x only (target {_bound(size)}x)"
                 )

@@ -60,13 +60,9 @@ async function check(request) {
   }
   const subject = String(payload.sub);
   const names = [subject, ...strings(payload.permissions), ...strings(payload[args['roles-claim']])];
-  let allowed = false;
-  for (const name of names) {
-    if (await enforcer.enforce(name, request.resource, request.action)) {
-      allowed = true;
-      break;
-    }
-  }
+  // enforceSync: node-casbin's async enforce answers the same about 4x slower on the bench's
+  // policies, and the work is CPU-bound either way.
+  const allowed = names.some((name) => enforcer.enforceSync(name, request.resource, request.action));
   return { allowed, reason: allowed ? 'REASON_ALLOWED' : 'REASON_NO_MATCHING_RULE', subject };
 }
 
