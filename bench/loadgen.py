@@ -216,8 +216,12 @@ def run_open(
             with lock:
                 if code == grpc.StatusCode.OK:
                     accepted.append(latency * 1e6)
-                elif code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                elif code in (grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED):
+                    # grpcio's server refuses a call over its limit before reading the request;
+                    # the client then sees RESOURCE_EXHAUSTED or, when the stream was reset
+                    # first, CANCELLED (never seen below the limit).
                     shed.append(latency * 1e6)
+                    codes[code.name] = codes.get(code.name, 0) + 1
                 else:
                     codes[code.name] = codes.get(code.name, 0) + 1
 
@@ -248,7 +252,7 @@ def run_open(
         "p99_us": percentile(accepted, 0.99),
         "shed": len(shed),
         "shed_p99_us": percentile(shed, 0.99),
-        "other_errors": codes,
+        "codes": codes,
     }
 
 

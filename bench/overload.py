@@ -67,11 +67,12 @@ def run(profile: Profile, report: Report) -> None:
     )
     report.note(
         f"p99 of accepted calls at 2x = {data['p99_growth']:.2f}x their p99 at 0.5x; "
-        f"{double['shed']:,} calls refused with RESOURCE_EXHAUSTED (p99 {double['shed_p99_us']:,.0f} µs)"
+        f"{double['shed']:,} calls refused {double['codes']} (p99 {double['shed_p99_us']:,.0f} µs)"
     )
     for run_ in runs.values():
-        if run_["other_errors"]:
-            report.warn(f"overload at {run_['rate']:,.0f}/s: calls failed otherwise: {run_['other_errors']}")
+        other = {k: v for k, v in run_["codes"].items() if k not in ("RESOURCE_EXHAUSTED", "CANCELLED")}
+        if other:
+            report.warn(f"overload at {run_['rate']:,.0f}/s: calls failed otherwise: {other}")
     if double["sent_rate"] < 1.5 * sustainable:
         report.warn(
             f"overload: the client sent only {double['sent_rate']:,.0f}/s of the "
