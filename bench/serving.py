@@ -127,16 +127,28 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], log: Path, time
 
 
 @contextmanager
-def server_process(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its address."""
+def server_process(
+    command: list[str], env: dict[str, str], port: int, log: Path, cpu: int | None = None
+) -> Iterator[str]:
+    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its address.
+
+    With `cpu`, the server and every thread it starts run on that core only.
+    """
     address = f"127.0.0.1:{port}"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            pinned(command, cpu), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_serving(address, process, log)
         yield address
     finally:
         stop(process)
+
+
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """`command` run on core `cpu` only (taskset), or as it is."""
+    return command if cpu is None else ["taskset", "-c", str(cpu), *command]
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -151,14 +163,20 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextmanager
 def authz_serve(
-    profile: Profile, issuer: Issuer, policy: Path, *, workers: int = 1, **settings: str
+    profile: Profile,
+    issuer: Issuer,
+    policy: Path,
+    *,
+    workers: int = 1,
+    cpu: int | None = None,
+    **settings: str,
 ) -> Iterator[str]:
     """`authz serve` (the real command) on a free port, with extra AUTHZ_* `settings`; yields its address."""
     port = free_port()
     command = [sys.executable, "-m", "authz.cli.main", "serve"]
     log = profile.workdir / f"authz-serve-{port}.log"
     env = {**server_env(issuer, policy, port, workers), **settings}
-    with server_process(command, env, port, log) as address:
+    with server_process(command, env, port, log, cpu) as address:
         yield address
 
 
@@ -172,6 +190,7 @@ def load(
     timeout: float = 10.0,
     rate: float = 0.0,
     warmup: float | None = None,
+    cpu: int | None = None,
 ) -> dict[str, Any]:
     """Run the load generator (its own process) against `address`; its JSON result."""
     command = [
@@ -190,6 +209,8 @@ def load(
         f"--rate={rate}",
     ]
     limit = 120 + profile.rpc_threads * timeout
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=limit)
+    out = subprocess.run(
+        pinned(command, cpu), cwd=REPO, capture_output=True, text=True, check=True, timeout=limit
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
