@@ -33,6 +33,8 @@ PERMISSIONS_PER_TOKEN = 12
 BATCH_ITEMS = 100
 VISIBILITY_ELEMENTS = 50
 CHECK_REQUESTS = 500
+# Valid for the longest section (the peers at 100,000 lines take minutes per size).
+TOKEN_LIFETIME_S = 3600
 
 
 def free_port() -> int:
@@ -67,7 +69,11 @@ def write_payload(
     policy = workload.write(profile.workdir / f"{name}-policy")
     rng = random.Random(11)
     tokens = [
-        issuer.mint(f"auth0|bench{i}", permissions=rng.sample(workload.permissions, PERMISSIONS_PER_TOKEN))
+        issuer.mint(
+            f"auth0|bench{i}",
+            permissions=rng.sample(workload.permissions, PERMISSIONS_PER_TOKEN),
+            exp_in=TOKEN_LIFETIME_S,
+        )
         for i in range(TOKENS)
     ]
     pairs = [(r.obj, r.act) for r in workload.requests]
