@@ -66,7 +66,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy service/authz clients/python/authz_client
 
-## bench: measure decisions, loads, tokens and serving against same-run baselines (not part of test)
+## bench: measure decisions, loads, tokens, serving, peer services, overload and memory against same-run baselines (not part of test; installs the Node peer's packages)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 

@@ -10,8 +10,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import engine, plan, policyload, rpc, store, tokens, transport
+from bench import engine, memory, overload, plan, policyload, rpc, store, tokens, transport
 from bench.machine import describe
+from bench.peers import section as peers
 from bench.profile import Profile
 from bench.report import Report
 
@@ -25,6 +26,9 @@ SECTIONS: dict[str, Callable[[Profile, Report], None]] = {
     "transport": transport.run,
     "store": store.run,
     "plan": plan.run,
+    "peers": peers.run,
+    "overload": overload.run,
+    "memory": memory.run,
 }
 
 

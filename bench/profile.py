@@ -27,6 +27,15 @@ class Profile:
     load_rounds: int = 2  # fresh-process loads per engine and size (the fastest counts)
     plan_rows: int = 1_000_000  # rows of the PostgreSQL table the plan's query filters
     plan_query_rounds: int = 7  # interleaved runs of each query (the median counts)
+    peer_sizes: tuple[int, ...] = (100, 1_000, 10_000, 100_000)
+    peer_sample: int = 200  # requests every service answers before its row is timed
+    peer_sample_budget_s: float = 20.0  # per service; a slow one is compared on fewer
+    peer_row_budget_s: float = 30.0  # a slow service's calls are capped to about this much work
+    peer_rounds: int = 2  # interleaved runs per service where all are fast
+    memory_lines: int = 100_000
+    memory_decisions: int = 1_000_000  # N: resident memory after N and after 2N distinct decisions
+    memory_pycasbin_decisions: int = 20
+    overload_max_rpcs: int = 16  # AUTHZ_MAX_CONCURRENT_RPCS of the overload run: the thread pool's size
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -49,6 +58,14 @@ class Profile:
             load_rounds=1,
             plan_rows=10_000,
             plan_query_rounds=3,
+            peer_sizes=(100,),
+            peer_sample=20,
+            peer_sample_budget_s=2.0,
+            peer_row_budget_s=2.0,
+            peer_rounds=1,
+            memory_lines=1_000,
+            memory_decisions=20_000,
+            memory_pycasbin_decisions=5,
         )
 
     @property

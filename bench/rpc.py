@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any
 
 from bench import serving
@@ -19,19 +20,26 @@ from tests.issuer import Issuer
 
 MIN_CHECK_SHARE = 0.70
 MIN_BATCH_GAIN = 20.0
-ITEMS = {"health": 1, "check": 1, "batch": serving.BATCH_ITEMS, "visibility": serving.VISIBILITY_ELEMENTS}
+ITEMS = {
+    "health": 1,
+    "check": 1,
+    "check-cached": 1,
+    "batch": serving.BATCH_ITEMS,
+    "visibility": serving.VISIBILITY_ELEMENTS,
+}
 LABELS = {
     "health": "empty RPC (health Check)",
-    "check": "Check",
+    "check": "Check (distinct requests)",
+    "check-cached": f"Check (cached: {serving.CHECK_REQUESTS} requests repeated)",
     "batch": f"BatchCheck({serving.BATCH_ITEMS})",
     "visibility": f"GetVisibility({serving.VISIBILITY_ELEMENTS})",
 }
 HEADERS = ["rpc", "RPCs/s", "decisions/s", "p50 µs", "p99 µs"]
 
 
-def measure(profile: Profile, address: str, kind: str, report: Report) -> dict[str, Any]:
+def measure(profile: Profile, address: str, kind: str, payload: Path, report: Report) -> dict[str, Any]:
     """One load-generator run of `kind`; a warning when calls failed or tokens were rejected."""
-    result = serving.load(profile, address, kind, profile.workdir / "payload.json")
+    result = serving.load(profile, address, kind, payload)
     result["decisions_per_s"] = result["rps"] * ITEMS[kind]
     if result["rejected"] or result["errors"]:
         report.warn(f"{kind}: {result['rejected']} calls had the token rejected, {result['errors']} failed")
@@ -59,19 +67,20 @@ def run(profile: Profile, report: Report) -> None:
     """One `authz serve`, one load generator: the empty RPC, Check, BatchCheck, GetVisibility."""
     issuer = Issuer()
     try:
-        policy, _ = serving.write_payload(profile, issuer)
+        policy, payload = serving.write_payload(profile, issuer)
         with serving.authz_serve(profile, issuer, policy) as address:
 
             def runner(kind: str) -> Callable[[], dict[str, Any]]:
-                return lambda: measure(profile, address, kind, report)
+                return lambda: measure(profile, address, kind, payload, report)
 
             data: dict[str, Any] = interleaved(
-                {kind: runner(kind) for kind in ("health", "check")}, profile.rpc_rounds
+                {kind: runner(kind) for kind in ("health", "check", "check-cached")}, profile.rpc_rounds
             )
             data.update(interleaved({kind: runner(kind) for kind in ("batch", "visibility")}, 1))
     finally:
         issuer.close()
     data["check_share_of_empty"] = ratio(data["check"]["rps"], data["health"]["rps"])
+    data["cached_gain"] = ratio(data["check-cached"]["rps"], data["check"]["rps"])
     data["batch_gain"] = ratio(data["batch"]["decisions_per_s"], data["check"]["decisions_per_s"])
     data["visibility_gain"] = ratio(data["visibility"]["decisions_per_s"], data["check"]["decisions_per_s"])
     report.target(
@@ -89,7 +98,8 @@ def run(profile: Profile, report: Report) -> None:
         data,
     )
     report.note(
-        f"Check = {data['check_share_of_empty']:.0%} of the empty RPC's throughput; "
+        f"Check = {data['check_share_of_empty']:.0%} of the empty RPC's throughput "
+        f"(every call a request not seen before; decision-cache hits {data['cached_gain']:.2f}x that); "
         f"BatchCheck {data['batch_gain']:.1f}x and GetVisibility {data['visibility_gain']:.1f}x "
         "the decisions/s of single Checks"
     )
@@ -99,7 +109,7 @@ def run_workers(profile: Profile, report: Report) -> None:
     """`authz serve --workers 2` against `--workers 1`: Check RPCs/s and BatchCheck decisions/s."""
     issuer = Issuer()
     try:
-        policy, _ = serving.write_payload(profile, issuer)
+        policy, payload = serving.write_payload(profile, issuer)
         with ExitStack() as servers:
             address = {
                 w: servers.enter_context(serving.authz_serve(profile, issuer, policy, workers=w))
@@ -107,7 +117,7 @@ def run_workers(profile: Profile, report: Report) -> None:
             }
 
             def runner(workers: int, kind: str) -> Callable[[], dict[str, Any]]:
-                return lambda: measure(profile, address[workers], kind, report)
+                return lambda: measure(profile, address[workers], kind, payload, report)
 
             found = {
                 kind: interleaved({str(w): runner(w, kind) for w in (1, 2)}, profile.rpc_rounds)

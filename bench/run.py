@@ -1,6 +1,7 @@
 """`make bench`: authz's figures, each target a ratio against a baseline measured in the same run.
 
-    python bench/run.py [--quick] [--only engine,load,tokens,grpc,workers,transport,store]
+    python bench/run.py [--quick]
+        [--only engine,load,tokens,grpc,workers,transport,store,plan,peers,overload,memory]
 
 Prints a table per section and the targets, and writes bench/results.json.
 """

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,8 @@ PERMISSIONS_PER_TOKEN = 12
 BATCH_ITEMS = 100
 VISIBILITY_ELEMENTS = 50
 CHECK_REQUESTS = 500
+# Valid for the longest section (the peers at 100,000 lines take minutes per size).
+TOKEN_LIFETIME_S = 3600
 
 
 def free_port() -> int:
@@ -42,13 +45,35 @@ def free_port() -> int:
         return port
 
 
-def write_payload(profile: Profile, issuer: Issuer) -> tuple[Path, Path]:
+_ROUTE = re.compile(r"^(/api/c\d+)(?:/\d+)?(/history)?$")
+
+
+def check_templates(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The route requests as templates whose `{n}` the load generator fills with a fresh id.
+
+    A collection's own path (`/api/c5`) becomes an item path, so every call can name a
+    resource no call named before; UI elements (a fixed set of names) are left out.
+    """
+    templates = []
+    for resource, action in pairs:
+        if match := _ROUTE.match(resource):
+            templates.append((f"{match[1]}/{{n}}{match[2] or ''}", action))
+    return templates
+
+
+def write_payload(
+    profile: Profile, issuer: Issuer, lines: int | None = None, name: str = "service"
+) -> tuple[Path, Path]:
     """The service policy directory and the load generator's requests (tokens, items, elements)."""
-    workload = build("service", profile.rpc_policy_lines, CHECK_REQUESTS + BATCH_ITEMS)
-    policy = workload.write(profile.workdir / "service-policy")
+    workload = build("service", lines or profile.rpc_policy_lines, CHECK_REQUESTS + BATCH_ITEMS)
+    policy = workload.write(profile.workdir / f"{name}-policy")
     rng = random.Random(11)
     tokens = [
-        issuer.mint(f"auth0|bench{i}", permissions=rng.sample(workload.permissions, PERMISSIONS_PER_TOKEN))
+        issuer.mint(
+            f"auth0|bench{i}",
+            permissions=rng.sample(workload.permissions, PERMISSIONS_PER_TOKEN),
+            exp_in=TOKEN_LIFETIME_S,
+        )
         for i in range(TOKENS)
     ]
     pairs = [(r.obj, r.act) for r in workload.requests]
@@ -56,10 +81,11 @@ def write_payload(profile: Profile, issuer: Issuer) -> tuple[Path, Path]:
     payload = {
         "tokens": tokens,
         "checks": pairs[:CHECK_REQUESTS],
+        "check_templates": check_templates(pairs[:CHECK_REQUESTS]),
         "batch": pairs[CHECK_REQUESTS : CHECK_REQUESTS + BATCH_ITEMS],
         "elements": [element(rng.randrange(collections)) for _ in range(VISIBILITY_ELEMENTS)],
     }
-    path = profile.workdir / "payload.json"
+    path = profile.workdir / f"{name}-payload.json"
     path.write_text(json.dumps(payload), encoding="utf-8")
     return policy, path
 
@@ -109,56 +135,92 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], log: Path, time
 
 
 @contextmanager
-def server_process(command: list[str], env: dict[str, str], port: int, log: Path) -> Iterator[str]:
-    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its address."""
+def server_process(
+    command: list[str], env: dict[str, str], port: int, log: Path, cpu: int | None = None
+) -> Iterator[str]:
+    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its address.
+
+    With `cpu`, the server and every thread it starts run on that core only.
+    """
     address = f"127.0.0.1:{port}"
     with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            pinned(command, cpu), env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
+        )
     try:
         wait_serving(address, process, log)
         yield address
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
+
+
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """`command` run on core `cpu` only (taskset), or as it is."""
+    return command if cpu is None else ["taskset", "-c", str(cpu), *command]
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @contextmanager
 def authz_serve(
-    profile: Profile, issuer: Issuer, policy: Path, *, workers: int = 1, store: str = ""
+    profile: Profile,
+    issuer: Issuer,
+    policy: Path,
+    *,
+    workers: int = 1,
+    store: str = "",
+    cpu: int | None = None,
+    **settings: str,
 ) -> Iterator[str]:
-    """`authz serve` (the real command) on a free port, from `policy` (or the `store` DSN); its address."""
+    """`authz serve` (the real command) on a free port, from `policy` (or the `store` DSN), with extra
+    AUTHZ_* `settings`; yields its address."""
     port = free_port()
     command = [sys.executable, "-m", "authz.cli.main", "serve"]
     log = profile.workdir / f"authz-serve-{port}.log"
-    with server_process(command, server_env(issuer, policy, port, workers, store), port, log) as address:
+    env = {**server_env(issuer, policy, port, workers, store), **settings}
+    with server_process(command, env, port, log, cpu) as address:
         yield address
 
 
-def load(profile: Profile, address: str, kind: str, payload: Path) -> dict[str, Any]:
+def load(
+    profile: Profile,
+    address: str,
+    kind: str,
+    payload: Path,
+    *,
+    max_calls: int = 0,
+    timeout: float = 10.0,
+    rate: float = 0.0,
+    warmup: float | None = None,
+    cpu: int | None = None,
+) -> dict[str, Any]:
     """Run the load generator (its own process) against `address`; its JSON result."""
     command = [
         sys.executable,
         "-m",
         "bench.loadgen",
-        "--target",
-        address,
-        "--kind",
-        kind,
-        "--payload",
-        str(payload),
-        "--seconds",
-        str(profile.rpc_seconds),
-        "--warmup",
-        str(profile.rpc_warmup_s),
-        "--threads",
-        str(profile.rpc_threads),
-        "--channels",
-        str(profile.rpc_channels),
+        f"--target={address}",
+        f"--kind={kind}",
+        f"--payload={payload}",
+        f"--seconds={profile.rpc_seconds}",
+        f"--warmup={profile.rpc_warmup_s if warmup is None else warmup}",
+        f"--threads={profile.rpc_threads}",
+        f"--channels={profile.rpc_channels}",
+        f"--max-calls={max_calls}",
+        f"--timeout={timeout}",
+        f"--rate={rate}",
     ]
-    out = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=True, timeout=120)
+    limit = 120 + profile.rpc_threads * timeout
+    out = subprocess.run(
+        pinned(command, cpu), cwd=REPO, capture_output=True, text=True, check=True, timeout=limit
+    )
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

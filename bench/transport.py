@@ -96,7 +96,7 @@ def run(profile: Profile, report: Report) -> None:
     """Check RPCs/s and latency on each transport, same client, interleaved runs."""
     issuer = Issuer()
     try:
-        policy, _ = serving.write_payload(profile, issuer)
+        policy, payload = serving.write_payload(profile, issuer)
         with ExitStack() as servers:
             address = {}
             for kind in KINDS:
@@ -107,7 +107,7 @@ def run(profile: Profile, report: Report) -> None:
                 address[kind] = servers.enter_context(serving.server_process(command, env, port, log))
 
             def runner(kind: str, rpc_kind: str) -> Callable[[], dict[str, Any]]:
-                return lambda: rpc.measure(profile, address[kind], rpc_kind, report)
+                return lambda: rpc.measure(profile, address[kind], rpc_kind, payload, report)
 
             data: dict[str, Any] = {
                 rpc_kind: rpc.interleaved(
