@@ -20,6 +20,7 @@ from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.index import PolicyIndex
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
+from authz.engine.patterns import line_problems, pattern_arguments, problem
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.roles import RoleGraph, reach_for
 from authz.errors import PolicyLoadError
@@ -372,7 +373,16 @@ def _build(source: PolicySource) -> Snapshot:
     functions.update({name: _g_function(graph) for name, graph in graphs.items()})
     params = (*model.request, *model.policy)
 
-    compiler = MatcherCompiler(model.matcher, params, functions)
+    columns, constants = pattern_arguments(model.matcher, model.policy)
+    findings.extend(_line_error(line, message) for line, message in line_problems(columns, p_lines))
+    for function, pattern in sorted(constants):
+        if (message := problem(function, pattern)) is not None:
+            findings.append(model_error(source.model_text, "m", f"{function} pattern {pattern!r}: {message}"))
+    try:
+        compiler = MatcherCompiler(model.matcher, params, functions)
+    except MatcherSyntaxError as exc:
+        findings.append(model_error(source.model_text, "m", f"matcher: {exc}"))
+        raise PolicyLoadError("the policy does not load", sorted(findings, key=_finding_order)) from None
     rule_names = compiler.slots
     compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
 
