@@ -102,6 +102,7 @@ def test_a_catastrophic_policy_pattern_decides_in_linear_time() -> None:
         (r"^/a$b", "`$` is only supported at the end"),
         (r"^/a)$", "invalid regular expression"),
         ("^/" + "a" * 5000, "at most 4096 characters"),
+        ("^/" + "\\w" * 20, "over 5000 ranges"),
     ],
 )
 def test_patterns_re2_cannot_run_are_refused_at_build_naming_the_line(pattern: str, says: str) -> None:

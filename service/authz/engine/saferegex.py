@@ -32,6 +32,9 @@ MAX_PATTERN_CHARS = 4096
 # RE2's own bound on a compiled pattern's memory, bytes: past it the pattern is refused.
 MAX_PATTERN_MEMORY = 1 << 20
 MAX_REPEAT = 1000  # RE2's limit on a counted repetition
+# Character class ranges in one pattern: a Unicode `\w` is ~700 of them, each costing RE2
+# compile time, so this bounds the work per pattern to ~7 such classes (~0.05 s).
+MAX_CLASS_RANGES = 5_000
 _CACHED = 4096
 _ALLOWED_FLAGS = sre.SRE_FLAG_UNICODE | sre.SRE_FLAG_DOTALL | sre.SRE_FLAG_VERBOSE
 _FLAG_NAMES = {
@@ -99,7 +102,8 @@ def _char(code: int) -> str:
     return f"\\x{{{code:X}}}"
 
 
-def _class(items: list[tuple[Any, Any]]) -> str:
+def _class(items: list[tuple[Any, Any]]) -> tuple[str, int]:
+    """The RE2 class for a parsed Python class, and how many ranges it lists."""
     negate = False
     parts: list[str] = []
     for op, value in items:
@@ -116,8 +120,8 @@ def _class(items: list[tuple[Any, Any]]) -> str:
             raise PatternError(f"unsupported item {op} in a character class")
     if not parts:
         # Python's `[^...]` of nothing cannot be written; an empty set matches no character.
-        return "[^\\x{0}-\\x{10FFFF}]" if not negate else "(?s:.)"
-    return f"[{'^' if negate else ''}{''.join(parts)}]"
+        return ("[^\\x{0}-\\x{10FFFF}]" if not negate else "(?s:.)"), 1
+    return f"[{'^' if negate else ''}{''.join(parts)}]", len(parts)
 
 
 def _span(low: int, high: int) -> Iterator[str]:
@@ -131,6 +135,7 @@ class _Writer:
     def __init__(self, flags: int) -> None:
         self._check_flags(flags)
         self.dotall = bool(flags & sre.SRE_FLAG_DOTALL)
+        self.ranges = 0
 
     @staticmethod
     def _check_flags(flags: int) -> None:
@@ -159,7 +164,13 @@ class _Writer:
         if op is sre.ANY:
             return "(?s:.)" if self.dotall else "."
         if op is sre.IN:
-            return _class(value)
+            text, ranges = _class(value)
+            self.ranges += ranges
+            if self.ranges > MAX_CLASS_RANGES:
+                raise PatternError(
+                    f"the character classes list over {MAX_CLASS_RANGES} ranges (each Unicode \\w is ~700)"
+                )
+            return text
         if op is sre.AT:
             return self.anchor(value, tail)
         if op is sre.BRANCH:
