@@ -142,7 +142,7 @@ class _Writer:
         for flag, name in _FLAG_NAMES.items():
             if flags & flag:
                 raise PatternError(f"the {name} flag is not supported")
-        if flags & ~_ALLOWED_FLAGS & ~sre.SRE_FLAG_TEMPLATE:
+        if flags & ~_ALLOWED_FLAGS:
             raise PatternError(f"unsupported flags {flags:#x}")
 
     def sequence(self, items: Any, tail: bool) -> str:
