@@ -146,7 +146,7 @@ PYTHON_MEANING = [
 
 @pytest.mark.parametrize(("pattern", "text"), PYTHON_MEANING)
 def test_the_translation_keeps_pythons_meaning(pattern: str, text: str) -> None:
-    assert (saferegex.match(pattern, text) is not None) == (re.match(pattern, text) is not None)
+    assert saferegex.matches(pattern, text) == (re.match(pattern, text) is not None)
 
 
 REWRITE_TEXT = st.text(alphabet=":{}/ab*\n", max_size=24)

@@ -11,6 +11,7 @@ none of them backtracks on its input (globMatch's translation uses atomic groups
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -80,12 +81,16 @@ def brace_params(pattern: str, replace: Callable[[str], str], *, shortest: bool)
     return "".join(out)
 
 
-def regex_of(name: str, key2: Any) -> tuple[str, list[str]]:
-    """The regular expression function `name` matches its key against, and keyMatch4's tokens."""
+@functools.lru_cache(maxsize=4096)
+def regex_of(name: str, key2: Any) -> tuple[str, tuple[str, ...]]:
+    """The regular expression function `name` matches its key against, and keyMatch4's tokens.
+
+    Cached: a policy has few distinct patterns, and each is rewritten on every decision.
+    """
     key2 = _bounded(key2)
     tokens: list[str] = []
     if name == "regexMatch":
-        return key2, tokens
+        return key2, ()
     key2 = key2.replace("/*", "/.*")
     if name == "keyMatch2":
         key2 = colon_params(key2)
@@ -102,7 +107,7 @@ def regex_of(name: str, key2: Any) -> tuple[str, list[str]]:
         key2 = brace_params(key2, group, shortest=False)
     else:
         key2 = brace_params(key2, lambda _: "[^/]+", shortest=False)
-    return "^" + key2 + "$", tokens
+    return "^" + key2 + "$", tuple(tokens)
 
 
 def check_pattern(name: str, key2: Any) -> None:
@@ -112,21 +117,20 @@ def check_pattern(name: str, key2: Any) -> None:
 
 def key_match2(key1: Any, key2: Any) -> bool:
     """pycasbin's keyMatch2 (`/:id`, `/*`) on RE2."""
-    return saferegex.match(regex_of("keyMatch2", key2)[0], key1) is not None
+    return saferegex.matches(regex_of("keyMatch2", key2)[0], key1)
 
 
 def key_match3(key1: Any, key2: Any) -> bool:
     """pycasbin's keyMatch3 (`/{id}`, `/*`) on RE2."""
-    return saferegex.match(regex_of("keyMatch3", key2)[0], key1) is not None
+    return saferegex.matches(regex_of("keyMatch3", key2)[0], key1)
 
 
 def key_match4(key1: Any, key2: Any) -> bool:
     """pycasbin's keyMatch4: keyMatch3 where a repeated `{name}` must match the same text."""
     regex, tokens = regex_of("keyMatch4", key2)
-    found = saferegex.match(regex, key1)
-    if found is None:
+    values = saferegex.groups(regex, key1)
+    if values is None:
         return False
-    values = found.groups()
     if len(tokens) != len(values):
         raise PatternError("KeyMatch4: number of tokens is not equal to number of values")
     seen: dict[str, Any] = {}
@@ -137,12 +141,12 @@ def key_match5(key1: Any, key2: Any) -> bool:
     """pycasbin's keyMatch5: keyMatch3 that ignores a query string (`?a=b`) in the key."""
     if isinstance(key1, str) and "?" in key1:
         key1 = key1[: key1.find("?")]
-    return saferegex.match(regex_of("keyMatch5", key2)[0], key1) is not None
+    return saferegex.matches(regex_of("keyMatch5", key2)[0], key1)
 
 
 def regex_match(key1: Any, key2: Any) -> bool:
     """pycasbin's regexMatch: `re.match(key2, key1)` (anchored at the start only), on RE2."""
-    return saferegex.match(_bounded(key2), key1) is not None
+    return saferegex.matches(_bounded(key2), key1)
 
 
 def _two(fn: Callable[[Any, Any], bool]) -> Callable[..., bool]:
