@@ -30,12 +30,14 @@ from re2 import _re2
 
 # Longest pattern text a policy may use (a route is a few dozen characters).
 MAX_PATTERN_CHARS = 4096
-# RE2's own bound on a compiled pattern's memory, bytes: past it the pattern is refused.
-MAX_PATTERN_MEMORY = 1 << 20
+# RE2's bound on one compiled pattern's memory (program and matching caches), bytes; a
+# pattern that needs more is refused (six Unicode `\w` classes fit in half of it).
+MAX_PATTERN_MEMORY = 256 << 10
 MAX_REPEAT = 1000  # RE2's limit on a counted repetition
-# Character class ranges in one pattern: a Unicode `\w` is ~700 of them, each costing RE2
-# compile time, so this bounds the work per pattern to ~7 such classes (~0.05 s).
+# Character class ranges in one pattern: a Unicode `\w` is 734 of them, each costing RE2
+# compile time, so this bounds the work per pattern to six such classes (~0.05 s).
 MAX_CLASS_RANGES = 5_000
+# Compiled patterns kept per process (LRU): at most _CACHED x MAX_PATTERN_MEMORY in all.
 _CACHED = 4096
 _ALLOWED_FLAGS = sre.SRE_FLAG_UNICODE | sre.SRE_FLAG_DOTALL | sre.SRE_FLAG_VERBOSE
 _FLAG_NAMES = {
@@ -170,7 +172,7 @@ class _Writer:
             self.ranges += ranges
             if self.ranges > MAX_CLASS_RANGES:
                 raise PatternError(
-                    f"the character classes list over {MAX_CLASS_RANGES} ranges (each Unicode \\w is ~700)"
+                    f"the character classes list over {MAX_CLASS_RANGES} ranges (a Unicode \\w is 734)"
                 )
             return text
         if op is sre.AT:
