@@ -6,10 +6,11 @@ import logging
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from grpc_health.v1 import health_pb2
 
+from authz import tracing
 from authz.admin import PolicyAdmin
 from authz.adminserver import AdminProto, admin_service
 from authz.config import Settings
@@ -17,6 +18,7 @@ from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
+from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_suites
@@ -25,6 +27,9 @@ from authz.server import SERVICE_NAME, build_server
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
 
 log = logging.getLogger("authz")
 
@@ -35,10 +40,15 @@ def demo_policy_dir() -> Path:
 
 
 class App:
-    """One authz process: call `start`, then `wait` or `stop`."""
+    """One authz process: call `start`, then `wait` or `stop`.
 
-    def __init__(self, settings: Settings) -> None:
+    With `tracing = "otlp"`, `tracer_provider` (tests: the SDK's in-memory exporter) takes the
+    place of the OTLP exporter's. Tracing is per process: the last App built sets it.
+    """
+
+    def __init__(self, settings: Settings, *, tracer_provider: TracerProvider | None = None) -> None:
         self.settings = settings
+        self.tracer_provider = tracing.start(settings.tracing, tracer_provider)
         self.dev_issuer: DevIssuer | None = None
         issuers, audiences, jwks_url = settings.issuer, settings.audience, settings.jwks_url
         roles_claim = settings.roles_claim or None
@@ -61,7 +71,8 @@ class App:
         )
         self.reloader = PolicyReloader(self.store)
         self.metrics = Metrics()
-        self.service = DecisionService(
+        decisions = tracing.TracedDecisionService if self.tracer_provider else DecisionService
+        self.service = decisions(
             self.verifier,
             self.store,
             batch_limit=settings.batch_limit,
@@ -122,8 +133,8 @@ class App:
                 s.tls_key,
                 s.tls_client_ca,
                 reuse_port=s.workers > 1,
-                max_connections=s.max_concurrent_rpcs,
                 forward_auth=s.forward_auth,
+                limits=HttpLimits.of(s),
             ),
             admin,
         )
@@ -168,6 +179,8 @@ class App:
         if self.metrics_listener is not None:
             self.metrics_listener.stop()
         self.service.decision_log.flush()
+        if self.tracer_provider is not None:
+            tracing.stop(self.tracer_provider)
         if self.dev_issuer is not None:
             self.dev_issuer.stop()
 

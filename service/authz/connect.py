@@ -24,6 +24,7 @@ from google.protobuf.message import Message
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from authz import tracing
 from authz.adminserver import AdminProto
 from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
@@ -42,6 +43,8 @@ CORS_ALLOW_HEADERS = (
     "x-grpc-web",
     "x-user-agent",
     "grpc-timeout",
+    "traceparent",
+    "tracestate",
 )
 CORS_EXPOSE_HEADERS = ("grpc-status", "grpc-message")
 CORS_MAX_AGE_SECONDS = 600
@@ -92,10 +95,12 @@ class _OnExecutor(Generic[Target]):
         request: Req,
         ctx: RequestContext[Req, Resp],
     ) -> Resp:
-        authorization = ctx.request_headers.get("authorization")
+        headers = ctx.request_headers
+        authorization = headers.get("authorization")
+        call = tracing.continued(convert, lambda: headers, "connect")
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self.executor, convert, self.proto, request, authorization)
+            return await loop.run_in_executor(self.executor, call, self.proto, request, authorization)
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         raise ConnectError(Code[status.code], status.message)

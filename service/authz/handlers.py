@@ -224,11 +224,10 @@ class DecisionService:
 
     def principal(self, token: str) -> PrincipalOutcome:
         """The principal behind a token, with hints about common Auth0 mistakes."""
-        try:
-            # Through the token cache like any decision; the principal keeps its claims.
-            principal = self.verifier.verify(token)
-        except TokenRejected as rejected:
-            return PrincipalOutcome(None, rejected.reason, rejected.message, rejected.hints)
+        # Through the token cache like any decision; the principal keeps its claims.
+        principal = self._principal(token)
+        if isinstance(principal, TokenRejected):
+            return PrincipalOutcome(None, principal.reason, principal.message, principal.hints)
         hints = principal_hints(principal.claims, self.verifier.settings.roles_claim)
         return PrincipalOutcome(principal, Reason.UNSPECIFIED, "token verified", hints)
 

@@ -11,8 +11,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.convert import ProtoService, error_status
+from authz.errors import ListenError
 from authz.handlers import DecisionService
 
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
@@ -46,7 +48,8 @@ def grpc_method(
         try:
             # The metadata is read only when the request carries no token of its own.
             token = getattr(request, "token", "")
-            return convert(self.proto, request, None if token else _metadata_authorization(context))
+            call = tracing.continued(convert, context.invocation_metadata, "grpc")
+            return call(self.proto, request, None if token else _metadata_authorization(context))
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         context.abort(grpc.StatusCode[status.code], status.message)
@@ -110,5 +113,5 @@ def build_server(
     except RuntimeError:
         port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: address in use or not available")
+        raise ListenError("listen", listen, "address in use or not available")
     return server, port, health_servicer

@@ -77,6 +77,10 @@ class TokenVerifier:
         cached = self.cache.get(token)  # never holds "": a missing token is refused below
         if cached is not None:
             return cached
+        return self.verify_uncached(token)
+
+    def verify_uncached(self, token: str) -> Principal:
+        """`verify` after a cache miss: `token` has no `Bearer ` prefix; cached once it verifies."""
         claims = self._verified_claims(token)
         principal = principal_from_claims(claims, self.settings.roles_claim)
         self.cache.put(token, principal, float(claims["exp"]) + self.settings.leeway)
