@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from casbin.util import builtin_operators as casbin_ops
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
@@ -23,10 +23,10 @@ from authz.errors import PolicyLoadError
 from authz.policy.validate import validate_source
 from authz.principal import Principal
 from tests.conftest import settings_for
+from tests.fuzz_settings import FUZZ
 from tests.policy_dirs import copy_demo
 
 A = admin_pb2
-EXAMPLES = settings(max_examples=60, deadline=None)
 ALICE = Principal(id="alice", permissions=("reader",))
 
 
@@ -152,7 +152,7 @@ def test_the_translation_keeps_pythons_meaning(pattern: str, text: str) -> None:
 REWRITE_TEXT = st.text(alphabet=":{}/ab*\n", max_size=24)
 
 
-@EXAMPLES
+@FUZZ
 @given(REWRITE_TEXT)
 def test_the_key_rewrites_equal_pycasbins_regular_expressions(pattern: str) -> None:
     assert colon_params(pattern) == casbin_ops.KEY_MATCH2_PATTERN.sub(r"\g<1>[^\/]+\g<2>", pattern)
