@@ -106,7 +106,13 @@ m = {matcher}
 
 
 def patterns() -> st.SearchStrategy[str]:
-    return st.lists(st.sampled_from(PIECES), min_size=1, max_size=6).map("".join)
+    # At most one nested repeat: pycasbin's backtracking `re` is the reference, and
+    # `(a+)+(a+)+(a+)+` on 16 characters would stall it (not authz).
+    return (
+        st.lists(st.sampled_from(PIECES), min_size=1, max_size=6)
+        .map("".join)
+        .filter(lambda p: p.count("(a+)+") <= 1)
+    )
 
 
 def paths(pieces: tuple[str, ...] = PATH_PIECES) -> st.SearchStrategy[str]:
