@@ -365,3 +365,17 @@ def test_tenant_domains_need_https_except_on_loopback() -> None:
         tenant_base_url("http://example.us.auth0.com")
     with pytest.raises(Auth0SourceError, match="not a tenant domain"):
         tenant_base_url("https://example.us.auth0.com/api/v2")
+
+
+def test_a_role_that_is_also_a_declared_permission_is_a_warning(tmp_path: Path, policies: Path) -> None:
+    # authz reads a grant by name: a token permission `admin` would hold the admin role's rights.
+    report = lint_directory(
+        policies, read_declarations(str(write_yaml_export(tmp_path, [*PERMISSIONS, "admin"])))
+    )
+    found = [f for f in report.findings if "both a role and a permission" in f.finding.message]
+    assert [(f.finding.severity.value, f.name, f.finding.file) for f in found] == [
+        ("warning", "admin", "admin.csv")
+    ]
+    assert "a token with the permission admin holds every right of the role admin" in found[0].finding.message
+    clean = lint_directory(policies, read_declarations(str(write_yaml_export(tmp_path))))
+    assert not [f for f in clean.findings if "both a role and a permission" in f.finding.message]

@@ -218,3 +218,18 @@ def test_cli_exit_status_and_json(tmp_path, capsys):
     document = json.loads(capsys.readouterr().out)
     assert document["valid"] is False and (document["errors"], document["warnings"]) == (1, 1)
     assert {"severity": "warning", "file": "roles.csv", "line": 8}.items() <= document["findings"][1].items()
+
+
+def test_a_role_declared_as_a_permission_too_is_a_warning(tmp_path):
+    # authz reads a grant by name: a token permission `admin` would hold the admin role's rights.
+    policies = copy_demo(tmp_path)
+    assert validate_dir(policies).findings == []
+    with (policies / "permissions.csv").open("a") as extra:
+        extra.write("# permission: admin: Looks harmless\n")
+    [found] = validate_dir(policies).findings
+    assert found.severity is Severity.WARNING
+    assert (found.file, found.line) == (
+        "roles.csv",
+        line_number(policies / "roles.csv", "g, admin, read:orders"),
+    )
+    assert "a token with the permission admin holds every right of the role admin" in found.message

@@ -24,7 +24,7 @@ from authz.errors import (
     Unauthenticated,
 )
 from authz.handlers import CheckItem, DecisionService
-from authz.policy.edit import DEFAULT_FILE, add_rules, remove_rules
+from authz.policy.edit import DEFAULT_FILE, add_rules, check_file_name, remove_rules
 from authz.policy.explain import Explanation, explain
 from authz.policy.ruletext import Rule
 from authz.policy.runner import require_passing_content
@@ -96,10 +96,16 @@ class PolicyAdmin:
     def validate(
         self, token: str, model_text: str, files: Mapping[str, str], *, run_tests: bool = False
     ) -> ValidationReport:
-        """Validate a complete candidate set in memory; with `run_tests`, also run the directory's suites."""
-        self.authorize(token, READ)
+        """Validate a complete candidate set in memory; with `run_tests`, also run the directory's suites.
+
+        Policy lines alone need `read`; a candidate with its own model needs `write`, as
+        a model is a program (its matcher) that the service compiles and runs.
+        """
+        self.authorize(token, WRITE if model_text else READ)
         if not files:
             raise InvalidArgument("give the candidate's policy files (name -> text)")
+        for name in files:
+            check_file_name(name)
         source = PolicySource(model_text or self.store.current.model_text, tuple(sorted(files.items())))
         report = validate_source(source)
         if not run_tests or report.snapshot is None:

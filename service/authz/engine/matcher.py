@@ -16,12 +16,14 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from authz.engine.arith import GUARDED, MAX_SEQUENCE
 from authz.engine.bindings import KEYED_SUBJECT_FIELDS, get_attr, get_item
 
 _ATTR = "__authz_attr"
 # The request parameter the principal is bound to.
 SUBJECT = "r_sub"
 _ITEM = "__authz_item"
+_OP = "__authz_op_"
 
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
     ast.Expression,
@@ -107,6 +109,17 @@ class _Rewriter(ast.NodeTransformer):
             raise MatcherSyntaxError(f"unknown name {shown!r}")
         return node
 
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        # `*`, `+` and `%` run through size-checked functions: `'a' * 10**9` must not allocate.
+        if not isinstance(node.op, _ALLOWED_NODES):
+            raise MatcherSyntaxError(f"{type(node.op).__name__} is not allowed in a matcher")
+        left, right = self.visit(node.left), self.visit(node.right)
+        name = type(node.op).__name__
+        if name not in GUARDED:
+            node.left, node.right = left, right
+            return node
+        return ast.Call(func=ast.Name(_OP + name, ast.Load()), args=[left, right], keywords=[])
+
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         if node.attr.startswith("_"):
             raise MatcherSyntaxError(f"attribute {node.attr!r} is not allowed")
@@ -153,9 +166,14 @@ _CONST = "__authz_k"
 
 
 def _literal_value(token: str) -> Any:
-    if token[0] in "'\"":
-        return token[1:-1] if "\\" not in token else ast.literal_eval(token)
-    return int(token) if token.isdigit() else float(token)
+    if len(token) > MAX_SEQUENCE + 2:
+        raise MatcherSyntaxError(f"a literal of {len(token)} characters is longer than {MAX_SEQUENCE}")
+    try:
+        if token[0] in "'\"":
+            return token[1:-1] if "\\" not in token else ast.literal_eval(token)
+        return int(token) if token.isdigit() else float(token)
+    except (ValueError, SyntaxError) as exc:  # a bad escape, an integer past Python's digit limit
+        raise MatcherSyntaxError(f"invalid literal {token[:40]}: {exc}") from None
 
 
 def templatize(source: str, prefix: str = _CONST) -> tuple[str, tuple[Any, ...]]:
@@ -257,9 +275,22 @@ def compile_expression(
 ) -> tuple[Callable[..., Any], bool]:
     """The compiled matcher, and whether its decisions can be cached (see `_Rewriter`)."""
     try:
+        return _compile_checked(source, params, functions, subject)
+    except (RecursionError, MemoryError):
+        # The parser and compiler recurse per nesting level; `!!!!...` or `a+a+...` past their
+        # depth is refused like any other unreadable matcher, not left to crash the build.
+        raise MatcherSyntaxError("the expression is nested too deeply") from None
+
+
+def _compile_checked(
+    source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]], subject: str
+) -> tuple[Callable[..., Any], bool]:
+    try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
+    except ValueError as exc:  # a NUL character (a SyntaxError from Python 3.12 on)
+        raise MatcherSyntaxError(f"syntax error: {exc}") from None
     rewriter = _Rewriter(params, functions, subject)
     body = rewriter.visit(tree).body
     lam = ast.Expression(
@@ -275,6 +306,12 @@ def compile_expression(
         )
     )
     ast.fix_missing_locations(lam)
-    namespace: dict[str, Any] = {"__builtins__": {}, _ATTR: get_attr, _ITEM: get_item, **functions}
+    namespace: dict[str, Any] = {
+        "__builtins__": {},
+        _ATTR: get_attr,
+        _ITEM: get_item,
+        **{_OP + name: fn for name, fn in GUARDED.items()},
+        **functions,
+    }
     compiled: Callable[..., Any] = eval(compile(lam, "<matcher>", "eval"), namespace)  # noqa: S307
     return compiled, rewriter.cacheable

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from casbin.model import Model
-from casbin.model.function import FunctionMap
 
 from authz.engine.bindings import REQUEST_FIELDS
+from authz.engine.keymatch import matcher_functions
 from authz.engine.matcher import casbin_rewrite
 from authz.engine.policyfiles import MODEL_FILE
 from authz.errors import PolicyLoadError
@@ -281,8 +281,9 @@ def model_error(model_text: str, key: str, message: str) -> Finding:
 
 
 def builtin_functions() -> dict[str, Callable[..., Any]]:
-    """pycasbin's matcher functions (keyMatch2, regexMatch ...), by matcher name."""
-    return dict(FunctionMap.load_function_map().get_functions())
+    """pycasbin's matcher functions (keyMatch2, regexMatch ...) by matcher name, the
+    regular-expression ones running in linear time (`authz.engine.keymatch`)."""
+    return matcher_functions()
 
 
 # Every one of them compares two values (keyMatch2(key, pattern), timeMatch(start, end) ...).

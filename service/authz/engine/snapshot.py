@@ -23,6 +23,7 @@ from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error
 from authz.engine.patterns import enable_matching
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.priority import priority_findings, subject_rank
+from authz.engine.regexcheck import line_problems, pattern_arguments, problem
 from authz.engine.roles import RoleGraph, holds, parse_window, reach_for
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
@@ -422,7 +423,16 @@ def _build(source: PolicySource) -> Snapshot:
     subject = next(
         (own for own, role in zip(model.request, model.bind, strict=True) if role == SUBJECT), SUBJECT
     )
-    compiler = MatcherCompiler(model.matcher, params, functions, subject)
+    columns, constants = pattern_arguments(model.matcher, model.policy)
+    findings.extend(_line_error(line, message) for line, message in line_problems(columns, p_lines))
+    for function, pattern in sorted(constants):
+        if (message := problem(function, pattern)) is not None:
+            findings.append(model_error(source.model_text, "m", f"{function} pattern {pattern!r}: {message}"))
+    try:
+        compiler = MatcherCompiler(model.matcher, params, functions, subject)
+    except MatcherSyntaxError as exc:
+        findings.append(model_error(source.model_text, "m", f"matcher: {exc}"))
+        raise PolicyLoadError("the policy does not load", sorted(findings, key=_finding_order)) from None
     rule_names = compiler.slots
     compiled: dict[tuple[str, ...], Callable[..., Any]] = {}
 

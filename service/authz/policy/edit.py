@@ -39,6 +39,8 @@ from authz.policy.runner import require_passing_suites
 from authz.policy.suites import suite_files
 
 DEFAULT_FILE = "policy.csv"
+# Longest policy file name: far below a file system's 255 bytes, and short enough to read in findings.
+MAX_FILE_NAME = 100
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
 
 
@@ -134,7 +136,7 @@ def add_rules(
 
 def adding(file: str, rules: Sequence[Rule]) -> Callable[[PolicySource], dict[str, str]]:
     """The change that appends `rules` to `file`: the changed files' texts from a policy's (any source)."""
-    _check_file_name(file)
+    check_file_name(file)
     rules = _distinct(rules)
 
     def change(source: PolicySource) -> dict[str, str]:
@@ -164,7 +166,7 @@ def remove_rules(
 def removing(file: str | None, rules: Sequence[Rule], where: str) -> Callable[[PolicySource], dict[str, str]]:
     """The change that removes `rules` from `file` (None: from any policy file of the policy at `where`)."""
     if file is not None:
-        _check_file_name(file)
+        check_file_name(file)
     rules = _distinct(rules)
 
     def change(source: PolicySource) -> dict[str, str]:
@@ -250,7 +252,10 @@ def with_files(source: PolicySource, updated: Mapping[str, str]) -> PolicySource
     return PolicySource(source.model_text, tuple(sorted(files.items())))
 
 
-def _check_file_name(file: str) -> None:
+def check_file_name(file: str) -> None:
+    """Raise InvalidEdit unless `file` is a plain `NAME.csv` of at most MAX_FILE_NAME characters."""
+    if len(file) > MAX_FILE_NAME:
+        raise InvalidEdit(f"a policy file name is at most {MAX_FILE_NAME} characters, not {len(file)}")
     if not _FILE_NAME.fullmatch(file):
         raise InvalidEdit(f"{file!r} is not a policy file name: a plain NAME.csv inside the policy directory")
 

@@ -118,6 +118,7 @@ def lint_lines(
             )
             findings.append(_at(use.line, Severity.WARNING, message, use.name, suggestion))
     findings.extend(_role_drift(lines, roles, api))
+    findings.extend(_role_permissions(lines, uses, roles, api))
     used = {use.name for use in uses}
     findings.extend(
         NameFinding(
@@ -175,6 +176,34 @@ def _role_drift(lines: list[PolicyLine], roles: dict[str, Role], api: Api) -> li
                 f"but the Auth0 role does not grant it ({role.origin})"
             )
             findings.append(_at(line, Severity.WARNING, message, permission))
+    return findings
+
+
+def _role_permissions(
+    lines: list[PolicyLine], uses: list[_Use], roles: dict[str, Role], api: Api
+) -> list[NameFinding]:
+    """Names that are both a role and a permission of the API: authz cannot tell them apart.
+
+    A token grant is a name, whether it came from the permissions claim or the roles claim,
+    so a token permission `admin` holds every right of the `admin` role.
+    """
+    role_names = set(roles) | {
+        line.values[0] for line in lines if line.ptype == "g" and len(line.values) >= 2
+    }
+    first: dict[str, PolicyLine] = {}
+    for use in uses:
+        first.setdefault(use.name, use.line)
+    findings: list[NameFinding] = []
+    for name in sorted(role_names & set(api.scopes)):
+        message = (
+            f"{name} is both a role and a permission of {api.identifier}: authz reads them as the same "
+            f"grant, so a token with the permission {name} holds every right of the role {name}"
+        )
+        line = first.get(name)
+        if line is None:
+            findings.append(NameFinding(Finding(Severity.WARNING, "", 0, message), name))
+        else:
+            findings.append(_at(line, Severity.WARNING, message, name))
     return findings
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from authz.auth0.declare import described
 from authz.engine import Snapshot, build_snapshot
 from authz.engine.model import Effect, ModelSpec, parse_model
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
@@ -77,6 +78,7 @@ def validate_source(source: PolicySource) -> ValidationReport:
         if model is not None:
             lines, _ = parse_lines(source)
             findings.extend(_warnings(model, lines))
+    findings.extend(_roles_named_as_permissions(source))
     findings.sort(key=lambda f: (f.severity is not Severity.ERROR, f.file, f.line))
     return ValidationReport(findings, snapshot, source.version)
 
@@ -90,6 +92,32 @@ def _warnings(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
     for name, arity in model.roles.items():
         links = [line for line in lines if line.ptype == name and len(line.values) == model.role_values(name)]
         yield from _cycles(links, arity == 3)
+
+
+def _roles_named_as_permissions(source: PolicySource) -> Iterator[Finding]:
+    """A `# permission: NAME` declaration (what Auth0 gets) whose NAME is also a role.
+
+    A grant is a name, so a token with the permission holds every right of the role.
+    """
+    try:
+        declared = described(source)
+    except PolicyLoadError:
+        return  # a repeated description: `authz auth0 plan` reports it
+    lines, _ = parse_lines(source)
+    roles: dict[str, PolicyLine] = {}
+    for line in lines:
+        if line.ptype == "g" and len(line.values) >= 2:
+            roles.setdefault(line.values[0], line)
+    roles_declared = {name for kind, name in declared if kind == "role"}
+    for kind, name in sorted(declared):
+        if kind != "permission" or (name not in roles and name not in roles_declared):
+            continue
+        message = (
+            f"{name} is declared as a permission and is also a role: authz reads them as the same grant, "
+            f"so a token with the permission {name} holds every right of the role {name}"
+        )
+        found = roles.get(name)
+        yield Finding(Severity.WARNING, found.file if found else "", found.line if found else 0, message)
 
 
 def _warning(line: PolicyLine, message: str) -> Finding:

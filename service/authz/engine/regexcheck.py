@@ -1,0 +1,75 @@
+"""Build-time checks of the regular expressions a policy hands to keyMatch2..5 / regexMatch.
+
+A pattern RE2 cannot run (a backreference, a lookahead, a repetition over 1000 ...) would
+otherwise fail on every decision that reaches its line; checked once at build time it is
+a located error instead: the policy line whose value is the pattern, or model.conf's
+matcher when the pattern is a constant there.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator, Sequence
+
+from authz.engine.keymatch import REGEX_FUNCTIONS, check_pattern
+from authz.engine.matcher import casbin_rewrite
+from authz.engine.policyfiles import PolicyLine
+from authz.engine.saferegex import PatternError
+
+Uses = tuple[set[tuple[str, int]], set[tuple[str, str]]]
+
+
+def pattern_arguments(matcher: str, policy: Sequence[str]) -> Uses:
+    """(function, policy column) pairs and (function, constant) pairs used as patterns."""
+    columns: set[tuple[str, int]] = set()
+    constants: set[tuple[str, str]] = set()
+    try:
+        tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return columns, constants  # the matcher's compile reports it
+    for node in _walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            continue
+        if node.func.id not in REGEX_FUNCTIONS or len(node.args) < 2:
+            continue
+        pattern = node.args[1]
+        if isinstance(pattern, ast.Name) and pattern.id in policy:
+            columns.add((node.func.id, policy.index(pattern.id)))
+        elif isinstance(pattern, ast.Constant) and isinstance(pattern.value, str):
+            constants.add((node.func.id, pattern.value))
+    return columns, constants
+
+
+def _walk(tree: ast.AST) -> Iterator[ast.AST]:
+    # ast.walk, iteratively: a deeply nested matcher must not overflow the stack here.
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def line_problems(
+    columns: set[tuple[str, int]], lines: Sequence[PolicyLine]
+) -> Iterator[tuple[PolicyLine, str]]:
+    """(line, message) for each `p` line whose value in a pattern column cannot run."""
+    verdicts: dict[tuple[str, str], str | None] = {}
+    for line in lines:
+        for function, column in sorted(columns):
+            if column >= len(line.values):
+                continue
+            key = (function, line.values[column])
+            if key not in verdicts:
+                verdicts[key] = problem(function, key[1])
+            message = verdicts[key]
+            if message is not None:
+                yield line, f"{function} pattern {key[1][:80]!r}: {message}"
+
+
+def problem(function: str, pattern: str) -> str | None:
+    """Why `pattern` cannot be used by `function`, or None when it can."""
+    try:
+        check_pattern(function, pattern)
+    except PatternError as exc:
+        return str(exc)
+    return None
