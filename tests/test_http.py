@@ -35,6 +35,7 @@ from authz.api.v1.authz_connect import AuthorizationServiceClientSync
 from tests.conftest import HTTP_ORIGIN, settings_for
 from tests.issuer import without_token_age
 from tests.shedding import one_request_in_progress
+from tests.waiting import wait_for
 
 SERVICE_PATH = "/authz.api.v1.AuthorizationService"
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary (.ci/run adds it)")
@@ -459,6 +460,10 @@ def test_tls_on_both_listeners(issuer, make_server, tmp_path):
     cert, key = _self_signed(tmp_path)
     running = make_server(
         settings_for(issuer, http_listen="127.0.0.1:0", tls_cert=cert, tls_key=key), wait=False
+    )
+    # The plaintext health probe cannot reach a TLS listener: wait for what SERVING stands for.
+    wait_for(
+        lambda: running.app.keys.wait_ready(timeout=0.1) and running.app.store.loaded, 30, "keys and policy"
     )
     assert running.http_url.startswith("https://")
     token = issuer.mint(sub="tia", permissions=["read:orders"])
