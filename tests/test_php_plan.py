@@ -12,12 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
+from authz.app import App
 from tests import plan_cases
 from tests.conftest import REPO, RunningServer, settings_for
 
@@ -40,9 +42,7 @@ def php_with(module: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def plan_server(issuer, tmp_path_factory) -> RunningServer:
-    from authz.app import App
-
+def plan_server(issuer, tmp_path_factory) -> Iterator[RunningServer]:
     directory = plan_cases.policy_dir(tmp_path_factory.mktemp("php-plan"))
     app = App(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
     app.start()
