@@ -25,6 +25,8 @@ class Profile:
     rpc_policy_lines: int = 1_000
     rpc_rounds: int = 4  # interleaved runs per compared figure (A B B A)
     load_rounds: int = 2  # fresh-process loads per engine and size (the fastest counts)
+    plan_rows: int = 1_000_000  # rows of the PostgreSQL table the plan's query filters
+    plan_query_rounds: int = 7  # interleaved runs of each query (the median counts)
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -45,6 +47,8 @@ class Profile:
             rpc_policy_lines=200,
             rpc_rounds=1,
             load_rounds=1,
+            plan_rows=10_000,
+            plan_query_rounds=3,
         )
 
     @property

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO
+from tests.pg import server_binaries
 
 
 def test_quick_engine_bench_prints_the_table_and_writes_results(tmp_path: Path) -> None:
@@ -35,3 +36,24 @@ def test_quick_engine_bench_prints_the_table_and_writes_results(tmp_path: Path) 
     assert cell["authz"]["samples"] > 0 and cell["pycasbin"]["samples"] >= 3
     assert cell["disagreements"] == 0 and cell["compared"] >= 3
     assert {t["verdict"] for t in data["targets"]} <= {"PASS", "FAIL"}
+
+
+def test_quick_plan_bench_compares_plans_with_check_and_the_query(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--only", "plan", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "## Data filtering: PlanResources beside Check" in result.stdout
+    data = json.loads(out.read_text())
+    cell = data["sections"]["plan"]["1000"]
+    assert cell["plan"]["samples"] >= 50 and cell["check"]["samples"] >= 50
+    names = {t["name"] for t in data["targets"]}
+    assert "plan: cost in Check decisions at 1k lines" in names
+    if server_binaries() is not None:  # with PostgreSQL: the plan's query finds the hand-written one's rows
+        query = data["sections"]["plan_query"]
+        assert query["matching"] > 0 and "WARNING" not in result.stdout

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from sqlalchemy import MetaData, Table, create_engine, select, text
 
 from authz.app import demo_policy_dir
 from authz.cli.main import main
@@ -13,7 +14,10 @@ from authz.decision import Reason
 from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
+from authz.planproto import condition_to_proto
 from authz.principal import Principal
+from authz_client.plan import PlanResult
+from authz_client.sqlalchemy import plan_where
 from tests.policy_dirs import line_number, write_policy
 
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
@@ -186,3 +190,57 @@ def test_validate_reports_per_resource_whether_it_is_plannable(tmp_path, capsys)
     # What validate rejects, the planner refuses too.
     with pytest.raises(FailedPrecondition, match=r"policy\.csv:2: cannot plan regexMatch"):
         plan_resources(load_snapshot(directory), BOB, "GET", "/api/notes/:id")
+
+
+def test_a_plan_too_large_to_send_is_refused(tmp_path):
+    lines = [f"p, *, /api/orders/{i}, GET, r.obj.status != 's{i}', allow" for i in range(3500)]
+    snapshot = policy(tmp_path, *lines)
+    with pytest.raises(
+        FailedPrecondition, match=r"the plan from 3500 policy lines is more than 10,000 nodes"
+    ):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    small = policy(tmp_path / "small", *lines[:100])
+    assert plan_resources(small, BOB, "GET", "/api/orders/:id").kind is PlanKind.CONDITIONAL
+
+
+def test_a_kind_template_plans_the_rest_of_the_id_as_the_field_id(tmp_path):
+    model = DEMO_MODEL.replace(
+        'm = (p.sub == "*" || g(r.sub, p.sub)) && (r.obj == p.obj || (keyMatch(p.obj, "/*") && '
+        'keyMatch2(r.obj, p.obj))) && (p.act == "*" || r.act == p.act) && eval(p.cond)',
+        'm = (p.sub == "*" || g(r.sub, p.sub)) && (r.obj == p.obj || keyMatch(r.obj, p.obj)) '
+        "&& r.act == p.act && eval(p.cond)",
+    )
+    directory = write_policy(
+        tmp_path / "p",
+        model,
+        policy_csv="p, *, order:42, read, True, allow\n"
+        "p, *, order:*, read, r.obj.owner == r.sub.id, allow\n"
+        "p, *, order:7, read, True, deny\n"
+        "p, *, invoice:*, read, True, allow\n",
+    )
+    snapshot = load_snapshot(directory)
+    plan = plan_resources(snapshot, BOB, "read", "order:*")
+    assert planast.render(plan.condition) == (
+        "NOT (id == '7') AND (id == '42' OR (owner IS NOT NULL AND owner == 'bob'))"
+    )
+    assert plan_resources(snapshot, BOB, "read", "invoice:*").kind is PlanKind.ALWAYS_ALLOWED
+    # Row by row, the plan's rows are Check's.
+    rows = [("42", None), ("7", "bob"), ("8", "bob"), ("9", "amy"), ("10", None)]
+    engine = create_engine("sqlite://")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE orders (id TEXT, owner TEXT)"))
+        connection.execute(
+            text("INSERT INTO orders VALUES (:id, :owner)"), [{"id": i, "owner": o} for i, o in rows]
+        )
+    orders = Table("orders", MetaData(), autoload_with=engine)
+    result = PlanResult(
+        "CONDITIONAL", condition_to_proto(plan.condition), "", "", tuple(plan.fields), (), "bob", "", ""
+    )
+    with engine.connect() as connection:
+        selected = {r[0] for r in connection.execute(select(orders.c.id).where(plan_where(result, orders)))}
+    checked = {
+        rest
+        for rest, owner in rows
+        if snapshot.decide(BOB, f"order:{rest}", "read", {"owner": owner} if owner else {}).allowed
+    }
+    assert selected == checked == {"42", "8"}

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
 from google.protobuf import json_format
 from sqlalchemy import Column, MetaData, String, Table, create_engine, select
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from authz.api.v1 import authz_pb2
 from authz.api.v1.authz_connect import AuthorizationServiceClientSync
 from authz.cli.main import main
-from authz_client import AuthzClient, AuthzError
+from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, PlanResult
 from authz_client.sqlalchemy import PlanFieldError, authorized_query, plan_where
 from tests.conftest import settings_for
 from tests.policy_dirs import copy_demo, line_number
@@ -205,3 +208,53 @@ def test_cli_plan_prints_the_condition_and_sample_sql(server, issuer, capsys):
     out = capsys.readouterr().out
     assert code == 1
     assert out.startswith("ALWAYS_DENIED") and "REASON_TOKEN_MISSING" in out
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Order(Base):
+    __tablename__ = "orm_orders"
+    order_id: Mapped[str] = mapped_column(primary_key=True)
+    owner: Mapped[str | None]
+    org_id: Mapped[str | None]
+    state: Mapped[str | None]
+
+
+def test_orm_statement_and_the_async_client(server, issuer):
+    engine = create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    carol = issuer.mint(sub="carol", permissions=["update:orders"], org_id="org_1")
+    with Session(engine) as session:
+        session.add_all(
+            [
+                Order(order_id="1", owner="bob", org_id="org_1", state="shipped"),
+                Order(order_id="2", owner="carol", org_id="org_2", state="draft"),
+                Order(order_id="3", owner="carol", org_id=None, state="open"),
+                Order(order_id="4", owner=None, org_id="org_2", state="draft"),
+            ]
+        )
+        session.commit()
+        with AuthzClient(server.address) as client:
+            statement = authorized_query(
+                client,
+                carol,
+                "PUT",
+                TEMPLATE,
+                select(Order).order_by(Order.order_id),
+                fields={"status": Order.state},
+            )
+            assert [o.order_id for o in session.scalars(statement)] == ["1", "2"]
+
+        async def plan() -> PlanResult:
+            async with AsyncAuthzClient(server.address) as authz:
+                return await authz.plan_resources("PUT", TEMPLATE, token=carol, explain=True)
+
+        result = asyncio.run(plan())
+        assert result.kind == "CONDITIONAL" and result.subject == "carol" and len(result.matched_rules) == 2
+        where = plan_where(result, Order.__table__, {"status": "state"})
+        assert [o.order_id for o in session.scalars(select(Order).where(where).order_by(Order.order_id))] == [
+            "1",
+            "2",
+        ]

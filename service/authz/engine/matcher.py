@@ -221,7 +221,7 @@ class MatcherCompiler:
         fn = self._shapes.get(source)
         if fn is None:
             try:
-                fn, cacheable = _compile(source, (*names, *self.params), self.functions)
+                fn, cacheable = compile_expression(source, (*names, *self.params), self.functions)
                 self.cacheable = self.cacheable and cacheable
             except MatcherSyntaxError as exc:
                 fn = exc
@@ -236,7 +236,7 @@ def _names_in(templates: Sequence[str]) -> list[str]:
     return [name for template in templates for name in re.findall(rf"\b{_CONST}m\d+_\d+\b", template)]
 
 
-def _compile(
+def compile_expression(
     source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]]
 ) -> tuple[Callable[..., Any], bool]:
     """The compiled matcher, and whether its decisions can be cached (see `_Rewriter`)."""

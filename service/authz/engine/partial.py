@@ -70,6 +70,8 @@ class _Missing:
 
 MISSING = _Missing()
 _MISSING_COND = Cond(FALSE, TRUE)
+_TRUE_COND = Cond(TRUE, FALSE)
+_FALSE_COND = Cond(FALSE, FALSE)
 _SYMBOLIC = (Field, Obj, Cond, _Missing)
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
@@ -107,16 +109,32 @@ def as_cond(value: Any) -> Cond:
         raise Unplannable(f"r.obj.{value.name} used as a truth value; compare it: == True")
     if isinstance(value, Obj):
         raise Unplannable("r.obj used as a truth value")
-    return Cond(TRUE if value else FALSE, FALSE)
+    return _TRUE_COND if value else _FALSE_COND
 
 
 def cond_and(a: Cond, b: Cond) -> Cond:
     """`a and b`, b evaluated only where a is true."""
+    # Most operands of a matcher are decided at plan time: skip the tree algebra for them.
+    if a.missing is FALSE:
+        if a.true is TRUE:
+            return b
+        if a.true is FALSE:
+            return a
+    if b.true is FALSE and b.missing is FALSE:
+        return Cond(FALSE, a.missing)
     return Cond(planast.all_of(a.true, b.true), planast.any_of(a.missing, planast.all_of(a.true, b.missing)))
 
 
 def cond_or(a: Cond, b: Cond) -> Cond:
     """`a or b`, b evaluated only where a is false."""
+    if a.missing is FALSE:
+        if a.true is TRUE:
+            return a
+        if a.true is FALSE:
+            return b
+        if b.true is TRUE and b.missing is FALSE:
+            # x or (not x): a route line's `r.obj == p.obj || keyMatch2(r.obj, p.obj)`.
+            return b
     fa = a.false
     return Cond(
         planast.any_of(a.true, planast.all_of(fa, b.true)),
@@ -154,15 +172,30 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
         test = planast.Compare(op, field.name, value)
     else:
         raise Unplannable(f"{what} compared with `{op}`")
-    return Cond(planast.all_of(planast.negate(null), test), null)
+    present = planast.Not(null)
+    if isinstance(test, planast.Const):
+        return Cond(present if test.value else FALSE, null)
+    # Built directly: a guard and a comparison (or its negation) never simplify further.
+    return Cond(planast.All((present, test)), null)
 
 
 class LineEvaluator:
     """Interprets one line's matcher tree over bound names (one instance per line)."""
 
-    def __init__(self, names: Mapping[str, Any], functions: Mapping[str, Callable[..., Any]]) -> None:
+    def __init__(
+        self,
+        names: Mapping[str, Any],
+        functions: Mapping[str, Callable[..., Any]],
+        shape: Shape,
+        compiled: Compiled,
+        resource_conds: dict[tuple[Any, ...], Any],
+    ) -> None:
         self.names = names
         self.functions = functions
+        self.fixed = shape.fixed
+        self.resource_only = shape.resource_only
+        self.compiled = compiled
+        self.resource_conds = resource_conds
 
     def run(self, tree: ast.expr) -> Cond:
         """The line's result as a Cond; raises Unplannable or PlanEvalError."""
@@ -175,10 +208,39 @@ class LineEvaluator:
 
     def eval(self, node: ast.expr) -> Any:
         """The value of one expression: concrete, or symbolic (Field, Obj, Cond, MISSING)."""
-        method = getattr(self, f"_{type(node).__name__.lower()}", None)
+        fixed = self.fixed.get(id(node))
+        if fixed is not None:
+            # A subtree that does not read r.obj runs as compiled code, as in Check.
+            fn, params = self.compiled(*fixed)
+            names = self.names
+            return self._concrete(lambda: fn(*[names[n] for n in params]))
+        resource_only = self.resource_only.get(id(node))
+        if resource_only is not None:
+            return self._resource_only(node, *resource_only)
+        return self._dispatch(node)
+
+    def _resource_only(self, node: ast.expr, source: str, names: tuple[str, ...]) -> Any:
+        # A subtree about r.obj's id and the line's values alone (`r.obj == p.obj || ...`):
+        # the same for every principal, so one answer per template and values is kept.
+        obj = self.names[_OBJ_NAME]
+        key = (
+            source,
+            obj.template.text,
+            *(self.names[n] for n in names if n in self.names and n != _OBJ_NAME),
+        )
+        found = self.resource_conds.get(key)
+        if found is None:
+            found = self._dispatch(node)
+            if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
+                self.resource_conds.clear()
+            self.resource_conds[key] = found
+        return found
+
+    def _dispatch(self, node: ast.expr) -> Any:
+        method = _DISPATCH.get(type(node))
         if method is None:
             raise Unplannable(f"{type(node).__name__} expression")
-        return method(node)
+        return method(self, node)
 
     def _constant(self, node: ast.Constant) -> Any:
         return node.value
@@ -348,13 +410,98 @@ class LineEvaluator:
             raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
 
 
+_DISPATCH: dict[type[ast.AST], Callable[[LineEvaluator, Any], Any]] = {
+    kind: getattr(LineEvaluator, f"_{kind.__name__.lower()}")
+    for kind in (
+        ast.Constant,
+        ast.Name,
+        ast.BoolOp,
+        ast.UnaryOp,
+        ast.BinOp,
+        ast.IfExp,
+        ast.Compare,
+        ast.Attribute,
+        ast.Subscript,
+        ast.Call,
+        ast.Tuple,
+        ast.List,
+        ast.Set,
+    )
+}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A parsed line shape and, by node id, its largest subtrees that do not read `r.obj`
+    (their source and the names they read), which the evaluator runs compiled."""
+
+    tree: ast.expr
+    fixed: Mapping[int, tuple[str, tuple[str, ...]]]
+    # Largest subtrees that read r.obj only as a whole (no attribute) and nothing of the
+    # request besides: their answers depend on the template and the line's values alone.
+    resource_only: Mapping[int, tuple[str, tuple[str, ...]]]
+
+
+# (subtree source, names it reads) -> (compiled function, its parameters), per snapshot.
+Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
+_OBJ_NAME = "r_obj"
+_RESOURCE_CONDS_MAX = 65536
+
+
 @functools.lru_cache(maxsize=4096)
-def _parse(template: str) -> ast.expr:
-    return ast.parse(template, mode="eval").body
+def _parse(template: str) -> Shape:
+    tree = ast.parse(template, mode="eval").body
+    fixed: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    def worth(node: ast.AST) -> bool:
+        return isinstance(node, ast.expr) and not isinstance(node, ast.Name | ast.Constant)
+
+    def keep(node: ast.AST) -> None:
+        names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+        fixed[id(node)] = (ast.unparse(node), names)
+
+    def visit(node: ast.AST) -> bool:
+        children = list(ast.iter_child_nodes(node))
+        reads = [visit(child) for child in children]
+        if not any(reads) and not (isinstance(node, ast.Name) and node.id == _OBJ_NAME):
+            return False
+        for child, read in zip(children, reads, strict=True):
+            if not read and worth(child):
+                keep(child)
+        return True
+
+    if not visit(tree) and worth(tree):
+        keep(tree)
+    resource_only: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    def whole_obj_only(node: ast.AST) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Attribute | ast.Subscript) and _reads_obj(n.value):
+                return False
+            if isinstance(n, ast.Name) and n.id.startswith("r_") and n.id != _OBJ_NAME:
+                return False
+        return True
+
+    def mark(node: ast.AST) -> None:
+        if id(node) in fixed or not _reads_obj(node):
+            return
+        if worth(node) and whole_obj_only(node):
+            names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+            resource_only[id(node)] = (ast.unparse(node), names)
+            return
+        for child in ast.iter_child_nodes(node):
+            mark(child)
+
+    mark(tree)
+    return Shape(tree, fixed, resource_only)
+
+
+def _reads_obj(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Name) and n.id == _OBJ_NAME for n in ast.walk(node))
 
 
 @functools.lru_cache(maxsize=65536)
-def line_tree(matcher: str, conditions: tuple[str, ...]) -> tuple[ast.expr, dict[str, Any]]:
+def line_tree(matcher: str, conditions: tuple[str, ...]) -> tuple[Shape, dict[str, Any]]:
     """A line's matcher as a syntax tree with its literals as named constants.
 
     The same text assembly as the compiled matcher (`MatcherCompiler.compile`); a shape

@@ -30,6 +30,7 @@ from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
 from authz.engine.partial import Cond, LineEvaluator, Obj, PlanEvalError, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plantemplate import Template, Unplannable, parse_template
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
@@ -65,20 +66,19 @@ def denied(reason: Reason, message: str) -> Plan:
     return Plan(PlanKind.ALWAYS_DENIED, FALSE, reason, message)
 
 
-def _reads(flt: Any, name: str) -> bool:
-    # Whether an index filter (or any filter inside it) looks at request value `name`.
-    return getattr(flt, "rname", None) == name or any(_reads(c, name) for c in getattr(flt, "children", ()))
-
-
-def _candidates(snapshot: Snapshot, bound: Mapping[str, Any]) -> Iterable[Rule]:
-    # The index narrows by subject and action; its resource filters assume a concrete id,
-    # so they are left out (a superset of the lines is all the planner needs).
+def _candidates(
+    snapshot: Snapshot, memo: PlanMemo, bound: Mapping[str, Any], template: Template
+) -> Iterable[Rule]:
     rules = snapshot.rules
     index = snapshot.index
     if index is None:
         return rules
-    filters = [f for f in (*index.cheap, *index.costly) if not _reads(f, "r_obj")]
-    picked = intersect([f.parts(bound) for f in filters])
+    if template.concrete:
+        # One resource id: exactly Check's narrowing.
+        picked = index.candidates({**bound, "r_obj": template.text})
+    else:
+        narrowing = TemplateNarrowing(memo, template.literal)
+        picked = intersect([narrowing.parts(f, bound) for f in (*index.cheap, *index.costly)])
     return rules if picked is None else [rules[i] for i in picked]
 
 
@@ -98,6 +98,32 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
         *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
     )
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
+
+
+# A plan is sent whole and turned into one WHERE clause: beyond these it is refused (a
+# policy naming thousands of single resources for one template, or nesting conditions
+# deeper than clients' protobuf parsers accept).
+MAX_PLAN_NODES = 10_000
+MAX_PLAN_DEPTH = 32
+
+
+def _check_size(condition: Node, lines: int) -> None:
+    nodes = 0
+    stack = [(condition, 1)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_PLAN_NODES or depth > MAX_PLAN_DEPTH:
+            what = (
+                f"more than {MAX_PLAN_NODES:,} nodes"
+                if nodes > MAX_PLAN_NODES
+                else f"deeper than {MAX_PLAN_DEPTH}"
+            )
+            raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
+        if isinstance(node, planast.Not):
+            stack.append((node.child, depth + 1))
+        elif isinstance(node, planast.All | planast.AnyOf):
+            stack.extend((child, depth + 1) for child in node.children)
 
 
 def plan_resources(
@@ -133,12 +159,14 @@ def plan_resources(
     # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
     slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
     lines: list[tuple[Rule, Cond]] = []
-    for rule in _candidates(snapshot, bound):
+    memo = memo_for(snapshot)
+    for rule in _candidates(snapshot, memo, bound, template):
         values = rule.line.values
-        tree, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
+        shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
         scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
         try:
-            cond = LineEvaluator(scope, snapshot.functions).run(tree)
+            evaluator = LineEvaluator(scope, snapshot.functions, shape, memo.compiled, memo.resource_conds)
+            cond = evaluator.run(shape.tree)
         except Unplannable as exc:
             where = f"{rule.line.file}:{rule.line.line}"
             raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
@@ -148,6 +176,7 @@ def plan_resources(
         if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
             lines.append((rule, cond))
     condition = _combine(snapshot.model.effect, lines)
+    _check_size(condition, len(lines))
     rules = tuple(rule.line.location for rule, _ in lines) if explain else ()
     if condition == TRUE:
         return Plan(PlanKind.ALWAYS_ALLOWED, TRUE, Reason.UNSPECIFIED, "every row is allowed", rules)

@@ -23,7 +23,7 @@ SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=",
 
 @dataclass(frozen=True, slots=True)
 class Const:
-    """TRUE or FALSE: every row, or none."""
+    """TRUE or FALSE: every row, or none (only the two module constants exist)."""
 
     value: bool
 
@@ -80,24 +80,26 @@ def negate(node: Node) -> Node:
 
 
 def _flat(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
-    out: list[Node] = []
+    # In order, without repeats; a dict keeps it linear for plans of thousands of lines.
+    out: dict[Node, None] = {}
     for child in children:
         if isinstance(child, kind):
-            out.extend(child.children)
-        elif child not in out:
-            out.append(child)
-    return out
+            out.update(dict.fromkeys(child.children))
+        else:
+            out[child] = None
+    return list(out)
 
 
 def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
     # In an `any`, an `all` child that contains `not X` for another child X loses it:
     # X or (not X and Y) == X or Y. Dually in an `all`: X and (not X or Y) == X and Y.
     inner = All if kind is AnyOf else AnyOf
+    # All children, the child itself included: no node contains its own negation.
+    present = set(children)
     out: list[Node] = []
-    for number, child in enumerate(children):
+    for child in children:
         if isinstance(child, inner):
-            others = children[:number] + children[number + 1 :]
-            kept = [c for c in child.children if negate(c) not in others]
+            kept = [c for c in child.children if negate(c) not in present]
             if len(kept) != len(child.children):
                 child = _build(kept, inner)
         out.append(child)
@@ -106,12 +108,27 @@ def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
 
 def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     unit, zero = (TRUE, FALSE) if kind is All else (FALSE, TRUE)
+    children = tuple(children)
+    if not children:
+        return unit
+    if len(children) == 1 and not isinstance(children[0], kind):
+        return children[0]
+    if len(children) == 2:
+        # The common case while a plan is evaluated: one side is a constant.
+        first, second = children
+        if first is zero or second is zero:
+            return zero
+        if first is unit:
+            return second
+        if second is unit:
+            return first
     items = [c for c in _flat(children, kind) if c != unit]
     if zero in items:
         return zero
     items = _absorb(items, kind)
     items = [c for c in _flat(items, kind) if c != unit]
-    if zero in items or any(negate(c) in items for c in items):
+    present = set(items)
+    if zero in present or any(negate(c) in present for c in items):
         # x and not x / x or not x
         return zero
     if not items:

@@ -104,8 +104,8 @@ def plannability(snapshot: Snapshot) -> dict[str, list[str]]:
         values = rule.line.values
         resource = values[obj] if obj is not None else "*"
         problems = out.setdefault(resource, [])
-        tree, consts = line_tree(model.matcher, tuple(values[i] for i in slots))
-        form = unplannable(tree, consts)
+        shape, consts = line_tree(model.matcher, tuple(values[i] for i in slots))
+        form = unplannable(shape.tree, consts)
         if form:
             problems.append(f"{rule.line.file}:{rule.line.line}: {form}")
     return out

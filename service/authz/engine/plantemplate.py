@@ -10,6 +10,9 @@ planner asks what Check would compute with a row's resource id in `r.obj`:
   row, `keyMatch2(r.obj, "/api/orders/42")` for the rows whose `id` is `42`;
 - `keyMatch(r.obj, "/api/orders*")` (a prefix) likewise.
 
+A kind such as `order:*` stands for every id with that prefix; the rest of an id is the
+field `id` (`r.obj == "order:42"` becomes `id == '42'`).
+
 Anything else about a whole `r.obj` cannot be planned (`Unplannable`).
 """
 
@@ -22,6 +25,7 @@ from authz.engine import planast
 from authz.engine.planast import Node
 
 _PARAM = re.compile(r"^:(\w+)$")
+_PARAM_ANYWHERE = re.compile(r"(^|/):\w+(/|$)|\*")
 # What keyMatch2 treats as special inside a pattern segment (pycasbin: `:name` and `*`, and
 # the pattern is otherwise a regular expression).
 _REGEX = re.compile(r"[.*+?^$()\[\]{}|\\:]")
@@ -47,6 +51,12 @@ class Template:
     def concrete(self) -> bool:
         """A template without parameters names one resource."""
         return not any(self.params)
+
+    @property
+    def literal(self) -> str:
+        """What every row's id starts with: the segments before the first parameter, and `/`."""
+        first = next(i for i, p in enumerate(self.params) if p)
+        return "/".join(self.segments[:first]) + "/" if first else ""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -115,9 +125,7 @@ class Template:
         if star == -1:
             return self.equals(pattern)
         prefix = pattern[:star]
-        first = self.params.index(next(p for p in self.params if p))
-        # Every row's id starts with the segments before the first parameter.
-        literal = "/".join(self.segments[:first]) + "/"
+        literal = self.literal
         if literal.startswith(prefix):
             return planast.TRUE
         if not prefix.startswith(literal):
@@ -125,8 +133,74 @@ class Template:
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside a parameter of {self.text!r}")
 
 
+KIND_PARAM = "id"
+
+
+@dataclass(frozen=True)
+class KindTemplate(Template):
+    """A kind such as `order:*`: every id that starts with the prefix; the rest is the field `id`."""
+
+    prefix: str = ""
+
+    @property
+    def concrete(self) -> bool:
+        """A kind stands for many resources."""
+        return False
+
+    @property
+    def literal(self) -> str:
+        """What every row's id starts with."""
+        return self.prefix
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The one parameter: the rest of the id."""
+        return (KIND_PARAM,)
+
+    def equals(self, value: str) -> Node:
+        """The rows whose id is `value`: `id == <the rest>`."""
+        if len(value) > len(self.prefix) and value.startswith(self.prefix):
+            return planast.Compare("eq", KIND_PARAM, value[len(self.prefix) :])
+        return planast.FALSE
+
+    def key_match2(self, pattern: str) -> Node:
+        """keyMatch2 against a kind: a plain id, a `prefix/*` covering the kind, or no row."""
+        found = _REGEX.search(pattern)
+        start = pattern[: found.start()] if found else pattern
+        if not (start.startswith(self.prefix) or self.prefix.startswith(start)):
+            return planast.FALSE
+        if found is None:
+            return self.equals(pattern)
+        if (
+            pattern.endswith("/*")
+            and not _REGEX.search(pattern[:-1])
+            and self.prefix.startswith(pattern[:-1])
+        ):
+            return planast.TRUE
+        raise Unplannable(f"keyMatch2 pattern {pattern!r} against the kind {self.text!r}")
+
+    def key_match(self, pattern: str) -> Node:
+        """keyMatch (`*`: any suffix) against a kind."""
+        star = pattern.find("*")
+        if star == -1:
+            return self.equals(pattern)
+        prefix = pattern[:star]
+        if self.prefix.startswith(prefix):
+            return planast.TRUE
+        if not prefix.startswith(self.prefix):
+            return planast.FALSE
+        raise Unplannable(f"keyMatch prefix {prefix!r} ending inside the id of the kind {self.text!r}")
+
+
 def parse_template(text: str) -> Template:
-    """Split a template into segments; `:name` segments are parameters (names unique)."""
+    """Split a template into segments; `:name` segments are parameters (names unique).
+
+    A template ending in `*` without parameters (`order:*`) is a kind: the rest of each id
+    is the parameter `id`.
+    """
+    if text.endswith("*") and len(text) > 1 and not _PARAM_ANYWHERE.search(text[:-1]):
+        prefix = text[:-1]
+        return KindTemplate(text, (text,), (None,), prefix)
     segments = tuple(text.split("/"))
     params = tuple(m.group(1) if (m := _PARAM.match(s)) else None for s in segments)
     names = [p for p in params if p]

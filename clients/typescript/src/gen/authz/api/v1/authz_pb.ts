@@ -471,8 +471,9 @@ export type PlanResourcesRequest = Message<"authz.api.v1.PlanResourcesRequest"> 
 
   /**
    * The resource the rows share: a route template whose ":name" segments are path
-   * parameters ("/api/orders/:id"), or one resource id ("/api/orders"). Each path
-   * parameter is a field of the plan like an attribute ("id" -> the row's id column).
+   * parameters ("/api/orders/:id"), a kind ending in "*" whose rest is the parameter
+   * "id" ("order:*"), or one resource id ("/api/orders"). Each parameter is a field of
+   * the plan like an attribute ("id" -> the row's id column).
    *
    * @generated from field: string resource = 3;
    */
