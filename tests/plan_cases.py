@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from authz.api.v1 import authz_pb2
-from authz.app import demo_policy_dir
-from tests.conftest import RunningServer
+from authz.app import App, demo_policy_dir
+from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import write_policy
 
@@ -67,10 +67,16 @@ def tokens(issuer: Issuer) -> dict[str, str]:
     }
 
 
-def policy_dir(tmp: Path) -> Path:
-    """The cases' policy directory (the demo model) under `tmp`."""
+def serve(issuer: Issuer, tmp: Path) -> RunningServer:
+    """A real authz on the cases' policy (the demo model, written under `tmp`), HTTP listener on."""
     model = (demo_policy_dir() / "model.conf").read_text()
-    return write_policy(tmp / "plan-cases", model, policy_csv=POLICY, roles_csv="g, admin, read:orders\n")
+    roles = "g, admin, read:orders\n"
+    directory = write_policy(tmp / "plan-cases", model, policy_csv=POLICY, roles_csv=roles)
+    app = App(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
+    app.start()
+    running = RunningServer(app)
+    running.wait_serving()
+    return running
 
 
 def expected_ids(server: RunningServer, token: str, action: str) -> list[str]:

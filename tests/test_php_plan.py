@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from authz.app import App
 from tests import plan_cases
-from tests.conftest import REPO, RunningServer, settings_for
+from tests.conftest import REPO, RunningServer
 
 HARNESS = REPO / "tests" / "php" / "plan_harness.php"
 AUTOLOADER = Path("/usr/share/php/Illuminate/Database/autoload.php")
@@ -43,11 +42,7 @@ def php_with(module: str) -> str:
 
 @pytest.fixture(scope="module")
 def plan_server(issuer, tmp_path_factory) -> Iterator[RunningServer]:
-    directory = plan_cases.policy_dir(tmp_path_factory.mktemp("php-plan"))
-    app = App(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
-    app.start()
-    running = RunningServer(app)
-    running.wait_serving()
+    running = plan_cases.serve(issuer, tmp_path_factory.mktemp("php-plan"))
     yield running
     running.close()
 
