@@ -158,6 +158,20 @@ def test_expired_token_is_asked_to_sign_in_again(seen: dict[str, Any]) -> None:
     assert expired["menu"] == [] and expired["buttons"] == []
 
 
+# The demo's orders (demo/scripts/orders-api.mjs) by organisation and owner:
+# acme: 1001 alice, 1002 bob, 1003 carol; globex: 1004 dave, 1005 bob, 1006 erin.
+def test_the_orders_list_is_filtered_by_the_policies(seen: dict[str, Any]) -> None:
+    users = seen["users"]
+    # alice holds read:orders in acme: her organisation's orders.
+    assert users["alice"]["orders"] == ["1001", "1002", "1003"]
+    # bob holds no permission: only his own orders, in either organisation.
+    assert users["viewer"]["subject"] == "bob"
+    assert users["viewer"]["orders"] == ["1002", "1005"]
+    assert users["viewer"]["menu"] == [] and users["viewer"]["buttons"] == []
+    # The admin role lists every order.
+    assert users["admin"]["orders"] == ["1001", "1002", "1003", "1004", "1005", "1006"]
+
+
 def test_page_calls_authz_across_origins_without_errors(seen: dict[str, Any]) -> None:
     # The page and authz listen on different ports: every answer above went through a CORS
     # preflight; a refused one would show up here as a failed fetch.
