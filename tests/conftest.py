@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -11,6 +12,8 @@ from typing import Any
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from authz.api.v1 import authz_pb2_grpc
 from authz.app import App, demo_policy_dir
@@ -22,6 +25,17 @@ pytest_plugins = ("tests.pg",)
 
 REPO = Path(__file__).resolve().parent.parent
 HTTP_ORIGIN = "http://localhost:5173"
+
+# Property tests run briefly in the suite; HYPOTHESIS_PROFILE=fuzz runs them at length.
+# Tests that set max_examples themselves keep their own count.
+_PROPERTY_HEALTH = [HealthCheck.too_slow, HealthCheck.data_too_large]
+hypothesis_settings.register_profile(
+    "suite", max_examples=60, deadline=None, suppress_health_check=_PROPERTY_HEALTH
+)
+hypothesis_settings.register_profile(
+    "fuzz", max_examples=3000, deadline=None, suppress_health_check=_PROPERTY_HEALTH
+)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
 
 class RunningServer:

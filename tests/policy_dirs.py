@@ -7,6 +7,33 @@ from pathlib import Path
 
 from authz.app import demo_policy_dir
 
+# Deny rules that read top-level, nested, list and context attributes, and an allow rule
+# comparing a token claim with an attribute (tests/test_attributes.py, test_properties_attrs.py).
+ATTRIBUTE_MODEL = """\
+[request_definition]
+r = sub, obj, act, ctx
+
+[policy_definition]
+p = sub, obj, act, cond, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = (p.sub == "*" || g(r.sub, p.sub)) && r.obj == p.obj && r.act == p.act && eval(p.cond)
+"""
+ATTRIBUTE_POLICY = """\
+p, *, doc, delete, True, allow
+p, *, doc, delete, r.obj.status == 'shipped', deny
+p, *, doc, delete, r.obj.meta.lock == 'held', deny
+p, *, doc, delete, r.obj.tags[0] == 'frozen', deny
+p, *, doc, delete, r.ctx.risk == 'high', deny
+p, *, doc, share, r.sub.claims.tenant == r.obj.tenant, allow
+"""
+
 
 def copy_demo(tmp_path: Path, name: str = "policies") -> Path:
     """A writable copy of the demo policies, test suites included."""

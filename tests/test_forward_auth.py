@@ -61,8 +61,12 @@ def proxied(make_server: Any, issuer: Any) -> RunningServer:
         ),
         ({b"x-original-method": b"DELETE", b"x-original-uri": b"/api/orders/7"}, ("DELETE", "/api/orders/7")),
         (
-            {b"x-original-method": b"GET", b"x-original-url": b"https://shop.example.com/api/reports/q3#top"},
+            {b"x-original-method": b"GET", b"x-original-url": b"https://shop.example.com/api/reports/q3?x"},
             ("GET", "/api/reports/q3"),
+        ),
+        (
+            {b"x-original-method": b"GET", b"x-original-url": b"http://[::1]:8443/api/orders/a%20b"},
+            ("GET", "/api/orders/a b"),
         ),
         (
             {b"x-forwarded-method": b"GET", b"x-forwarded-uri": b"/api/orders/caf%C3%A9"},
@@ -74,25 +78,121 @@ def test_the_original_method_and_path_come_from_the_proxys_headers(headers, expe
     assert forwarded_request(list(headers.items())) == ForwardedRequest(*expected)
 
 
+# Targets that are not a path in normal form. Each is refused from every source.
+NOT_NORMAL = {
+    # `//` would be a URL's authority (the bug: `//backoffice/api/orders/42` was asked about as
+    # `/api/orders/42` while nginx serves `/backoffice/api/orders/42`), or merged by the upstream.
+    "authority-like //": "//backoffice/api/orders/42",
+    "authority-like // with a query": "//backoffice/api/orders/42?page=2",
+    "// inside": "/api//admin/users",
+    "// at the end": "/api/orders/42//",
+    "absolute form": "http://backoffice/api/orders/42",
+    "absolute form https": "https://shop.example.com/api/orders/42",
+    "authority form": "backoffice:443",
+    "asterisk form": "*",
+    "relative": "api/orders/42",
+    "fragment": "/api/orders/42#top",
+    "fragment after a query": "/api/orders/42?a=1#top",
+    "dot-dot segment": "/api/orders/../admin/users",
+    "trailing dot-dot": "/api/orders/42/..",
+    "dot segment": "/api/orders/./42",
+    "trailing dot": "/api/orders/42/.",
+    "encoded dot-dot": "/api/orders/%2e%2e/admin/users",
+    "encoded dot upper case": "/api/orders/%2E%2E/admin/users",
+    "encoded dot in a name": "/api/orders/42%2ejson",
+    "encoded slash": "/api/orders%2F..%2Fadmin",
+    "encoded slash lower case": "/api/orders%2f42",
+    "encoded backslash": "/api/orders/..%5cadmin",
+    "encoded backslash upper case": "/api/orders/..%5Cadmin",
+    "encoded NUL": "/api/orders/42%00.json",
+    "encoded line feed": "/api/orders/42%0a",
+    "encoded DEL": "/api/orders/42%7F",
+    "encoded percent (double encoding)": "/api/orders/%252e%252e/admin",
+    "encoded question mark": "/api/orders/42%3fx",
+    "encoded hash": "/api/orders/42%23x",
+    "encoded semicolon": "/api/orders/42%3bx",
+    "malformed escape": "/api/orders/%zz",
+    "truncated escape": "/api/orders/42%4",
+    "lone percent": "/api/orders/42%",
+    "escapes that are not UTF-8": "/api/orders/%ff",
+    "tab": "/api/orders/42\tx",
+    "leading tab": "\t/api/orders/42",
+    "space": "/api/orders/4 2",
+    "line feed": "/api/orders/42\n",
+    "DEL": "/api/orders/42\x7f",
+    "raw non-ASCII": "/api/orders/caf\xe9",
+    "servlet path parameter": "/api/orders/..;/admin/users",
+    "session id": "/api/orders/1;jsessionid=x",
+    "backslashes": "/api/orders\\..\\admin",
+    "empty": "",
+}
+
+
+def from_original_uri(target: str) -> ForwardedRequest:
+    return forwarded_request([(b"x-original-method", b"GET"), (b"x-original-uri", target.encode("latin-1"))])
+
+
+def from_forwarded_uri(target: str) -> ForwardedRequest:
+    return forwarded_request(
+        [(b"x-forwarded-method", b"GET"), (b"x-forwarded-uri", target.encode("latin-1"))]
+    )
+
+
+def from_envoy_path(target: str) -> ForwardedRequest:
+    # What the ASGI app passes on from `GET /forward-auth<target>`.
+    return forwarded_request([], ("GET", target))
+
+
+SOURCES = {
+    "X-Original-URI": from_original_uri,
+    "X-Forwarded-Uri": from_forwarded_uri,
+    "Envoy": from_envoy_path,
+}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("target", NOT_NORMAL.values(), ids=NOT_NORMAL.keys())
+def test_a_target_not_in_normal_form_is_refused_from_every_source(source, target):
+    with pytest.raises(InvalidArgument):
+        SOURCES[source](target)
+
+
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize(
-    "uri",
+    ("target", "path"),
     [
-        "/api/orders/../admin/users",
-        "/api/orders/%2e%2e/admin/users",
-        "/api/orders/./42",
-        "/api//admin/users",
-        "/api/orders%2F..%2Fadmin",
-        "/api/orders/42%0a",
-        "/api/orders/..;/admin/users",
-        "/api/orders/1;jsessionid=x",
-        "/api/orders/..%5cadmin",
-        "/api/orders\\..\\admin",
-        "api/orders/42",
+        ("/api/orders/42", "/api/orders/42"),
+        ("/api/orders/42?page=2&next=//x/../y#", None),
+        ("/api/orders/42/", "/api/orders/42/"),
+        ("/api/orders/caf%C3%A9", "/api/orders/café"),
+        ("/api/orders/a%20b", "/api/orders/a b"),
+        ("/api/orders/%41%7e", "/api/orders/A~"),
+        ("/", "/"),
     ],
 )
-def test_a_path_the_upstream_could_resolve_differently_is_refused(uri):
+def test_a_target_in_normal_form_is_its_decoded_path(source, target, path):
+    if path is None:  # a fragment is refused even inside the query
+        with pytest.raises(InvalidArgument):
+            SOURCES[source](target)
+        return
+    assert SOURCES[source](target) == ForwardedRequest("GET", path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/orders/42",  # ingress-nginx sends the whole URL
+        "https://shop.example.com",
+        "https://user@shop.example.com/api/orders/42",
+        "https://shop.example.com//backoffice/api/orders/42",
+        "https://shop.example.com/api/orders/%2e%2e/admin",
+        "ftp://shop.example.com/api/orders/42",
+        "https:///api/orders/42",
+    ],
+)
+def test_x_original_url_is_an_http_url_whose_target_is_in_normal_form(url):
     with pytest.raises(InvalidArgument):
-        forwarded_request([(b"x-forwarded-method", b"GET"), (b"x-forwarded-uri", uri.encode())])
+        forwarded_request([(b"x-original-method", b"GET"), (b"x-original-url", url.encode())])
 
 
 def test_without_the_original_method_or_uri_nothing_is_asked():
@@ -170,6 +270,73 @@ def test_a_malformed_forward_is_a_400_and_decides_nothing(proxied, issuer):
     status, _, body = ask(proxied.http_url, {"Authorization": f"Bearer {admin}"})
     assert status == 400
     assert "X-Original-URI" in body["message"]
+
+
+def raw_ask(base: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """`GET <target>` over a raw socket, so any request target and header value reach the server as given."""
+    host, port = base.removeprefix("http://").rsplit(":", 1)
+    lines = [f"GET {target} HTTP/1.1", "Host: authz", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers.items()]
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), json.loads(body) if body.startswith(b"{") else {}
+
+
+OVER_HTTP = [
+    "//backoffice/api/orders/42",
+    "//backoffice/api/orders/42?page=2",
+    "/api//orders/42",
+    "/api/orders/42#top",
+    "/api/orders%2f42",
+    "/api/orders/%2E%2E/admin/users",
+    "/api/orders/./42",
+    "/api/orders/42%00",
+    "/api/orders/..;/admin/users",
+]
+
+
+@pytest.mark.parametrize("target", OVER_HTTP)
+def test_the_endpoint_refuses_a_target_not_in_normal_form_from_every_source(proxied, issuer, target):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    bearer = {"Authorization": f"Bearer {reader}"}
+    # The same token is allowed the path in normal form: the refusal is the target's.
+    assert raw_ask(proxied.http_url, "/forward-auth/api/orders/42", bearer)[0] == 200
+    for method_header, uri_header in (
+        ("X-Original-Method", "X-Original-URI"),
+        ("X-Forwarded-Method", "X-Forwarded-Uri"),
+    ):
+        headers = {method_header: "GET", uri_header: target, **bearer}
+        status, body = raw_ask(proxied.http_url, "/forward-auth", headers)
+        assert (status, body.get("error")) == (400, "invalid_argument"), uri_header
+    status, body = raw_ask(proxied.http_url, f"/forward-auth{target}", bearer)
+    assert (status, body.get("error")) == (400, "invalid_argument"), "Envoy"
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["http://backoffice/api/orders/42", "backoffice:443", "*", "/api/orders/4 2", "/api/orders/4\t2"],
+)
+def test_the_endpoint_refuses_a_target_that_is_no_path(proxied, issuer, target):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    for method_header, uri_header in (
+        ("X-Original-Method", "X-Original-URI"),
+        ("X-Forwarded-Method", "X-Forwarded-Uri"),
+    ):
+        headers = {method_header: "GET", uri_header: target, "Authorization": f"Bearer {reader}"}
+        status, body = raw_ask(proxied.http_url, "/forward-auth", headers)
+        assert (status, body.get("error")) == (400, "invalid_argument"), uri_header
+
+
+def test_only_the_proxys_spelling_of_the_endpoint_takes_an_appended_path(proxied, issuer):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    bearer = {"Authorization": f"Bearer {reader}"}
+    # `//forward-auth/...` reaches the endpoint too, but `h/api/...` is no path a proxy appended.
+    status, body = raw_ask(proxied.http_url, "//forward-auth/api/orders/42", bearer)
+    assert (status, body.get("error")) == (400, "invalid_argument")
 
 
 def envoy(base: str, method: str, path: str, token: str | None = None, **headers: str) -> tuple[int, Any]:
@@ -358,3 +525,17 @@ def test_nginx_auth_request_protects_an_upstream_with_the_policies(nginx, issuer
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(spoofed, timeout=10)
     assert refused.value.code not in (200, 401, 403)
+
+
+def test_nginx_never_passes_on_a_target_authz_would_check_as_another_path(nginx, issuer):
+    reader = issuer.mint(sub="alice", permissions=["read:orders"])
+    bearer = {"Authorization": f"Bearer {reader}"}
+    status, body = raw_ask(nginx, "/api/orders/42", bearer)
+    assert (status, body) == (200, {"path": "/api/orders/42", "subject": "alice"})
+    # nginx merges the slashes to pick its location but passes the target on as it came
+    # (`proxy_pass` without a URI): the upstream would serve `//backoffice/...`, while a URL
+    # parser reads `backoffice` as a host and `/api/orders/42` as the path.
+    for target in ("//backoffice/api/orders/42", "//backoffice/api/orders/42?page=2", "/api//orders/42"):
+        status, body = raw_ask(nginx, target, bearer)
+        assert status not in (200, 401, 403), target
+        assert body == {}, f"{target} reached the upstream"

@@ -14,7 +14,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.api.v1.authz_connect import AuthorizationServiceClientSync
 from tests.conftest import HTTP_ORIGIN, settings_for
 from tests.issuer import without_token_age
+from tests.shedding import one_request_in_progress
 
 SERVICE_PATH = "/authz.api.v1.AuthorizationService"
 pytestmark = pytest.mark.skipif(shutil.which("curl") is None, reason="no curl binary (.ci/run adds it)")
@@ -483,28 +483,24 @@ def test_tls_on_both_listeners(issuer, make_server, tmp_path):
         channel.close()
 
 
-def test_connections_beyond_max_concurrent_rpcs_get_503_at_once(make_server, issuer):
-    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=2))
+def test_requests_beyond_max_concurrent_rpcs_get_503_at_once_idle_connections_do_not_count(
+    make_server, issuer
+):
+    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=1))
     payload = {
         "token": issuer.mint(permissions=["read:orders"]),
         "resource": "/api/orders/1",
         "action": "GET",
     }
-
-    def status_when(want: int) -> int:
-        # The server registers a new connection a moment after accepting it: ask until it shows.
-        deadline = time.monotonic() + 10
-        while (status := post_json(srv.http_url, "Check", payload).status) != want:
-            assert time.monotonic() < deadline, f"still {status}"
-            time.sleep(0.02)
-        return status
-
-    assert status_when(200) == 200
     host, port = srv.http_url.removeprefix("http://").rsplit(":", 1)
-    idle = socket.create_connection((host, int(port)))
+    idle = [socket.create_connection((host, int(port))) for _ in range(5)]
     try:
-        # The idle connection and the asking one make two: the limit.
-        assert status_when(503) == 503
+        assert post_json(srv.http_url, "Check", payload).status == 200
+        with one_request_in_progress(srv, payload) as held:
+            reply = post_json(srv.http_url, "Check", payload)
+            assert reply.status == 503 and reply.json()["code"] == "unavailable"
+        assert held == [200]
     finally:
-        idle.close()
-    assert status_when(200) == 200
+        for sock in idle:
+            sock.close()
+    assert post_json(srv.http_url, "Check", payload).status == 200

@@ -18,6 +18,7 @@ import pytest
 
 from authz.api.v1 import authz_pb2
 from tests.conftest import REPO, settings_for
+from tests.shedding import one_request_in_progress
 
 HARNESS = REPO / "tests" / "php" / "harness.php"
 DEBIAN_AUTOLOADERS = (
@@ -154,9 +155,9 @@ def test_an_unreachable_authz_fails_closed_with_503(php, issuer):
 
 
 def test_an_authz_shedding_load_fails_closed_with_503(php, make_server, issuer):
-    # With a limit of one connection, the asking connection alone reaches it: uvicorn's own
-    # plain-text 503, with no Connect error body.
+    # With a limit of one request in progress and one held there, the harness's gets a 503.
     srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", max_concurrent_rpcs=1))
+    held = {"token": issuer.mint(permissions=["read:orders"]), "resource": "/api/orders/1", "action": "GET"}
     case = {
         "name": "overloaded",
         "authorization": f"Bearer {issuer.mint(permissions=['read:orders'])}",
@@ -164,7 +165,8 @@ def test_an_authz_shedding_load_fails_closed_with_503(php, make_server, issuer):
         "path": "/api/orders/1",
         "order": "",
     }
-    (result,) = run_harness(php, srv.http_url, [case])["results"]
+    with one_request_in_progress(srv, held):
+        (result,) = run_harness(php, srv.http_url, [case])["results"]
     assert result["client"]["error"] == "unavailable"
     assert "HTTP 503" in result["client"]["message"]
     for framework in ("psr15", "laravel"):

@@ -92,6 +92,18 @@ def test_bad_input_is_refused_like_check(server, issuer):
         with pytest.raises(grpc.RpcError) as checked:
             server.stub.Check(check, timeout=5)
         assert planned.value.code() == checked.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    # The attribute bounds (values, nesting, bytes) are Check's.
+    many = {f"a{i}": i for i in range(300)}
+    plan = authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE)
+    plan.attributes.update(many)
+    check = authz_pb2.CheckRequest(token=token, action="GET", resource="/api/orders/1")
+    check.attributes.update(many)
+    with pytest.raises(grpc.RpcError) as planned:
+        server.stub.PlanResources(plan, timeout=5)
+    with pytest.raises(grpc.RpcError) as checked:
+        server.stub.Check(check, timeout=5)
+    assert planned.value.code() == checked.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert planned.value.details() == checked.value.details()
     huge = authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE)
     huge.attributes.update({"blob": "x" * (5 * 1024 * 1024)})
     with pytest.raises(grpc.RpcError) as refused:
@@ -258,3 +270,20 @@ def test_orm_statement_and_the_async_client(server, issuer):
             "1",
             "2",
         ]
+
+
+def test_deeply_nested_attributes_are_refused_like_check(server, issuer):
+    token = issuer.mint(roles=["admin"])
+    nested: dict[str, object] = {"leaf": 1}
+    for _ in range(150):
+        nested = {"n": nested}
+    codes = []
+    for request in (
+        authz_pb2.PlanResourcesRequest(token=token, action="GET", resource=TEMPLATE),
+        authz_pb2.CheckRequest(token=token, action="GET", resource="/api/orders/1"),
+    ):
+        request.attributes.update({"deep": nested})
+        with pytest.raises(grpc.RpcError) as refused:
+            getattr(server.stub, type(request).__name__.removesuffix("Request"))(request, timeout=5)
+        codes.append(refused.value.code())
+    assert codes[0] == codes[1] != grpc.StatusCode.OK

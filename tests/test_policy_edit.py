@@ -47,6 +47,7 @@ def test_add_appends_keeps_everything_else_and_returns_the_new_version(policies)
     assert sorted(os.listdir(policies)) == [  # no temp files
         "admin.csv",
         "model.conf",
+        "permissions.csv",
         "policy.csv",
         "roles.csv",
         "tests",

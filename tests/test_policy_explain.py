@@ -105,3 +105,13 @@ def test_bad_claims_are_usage_errors(tmp_path, capsys):
     path.write_text("{nope")
     assert main(["policy", "explain", "--claims", str(path), "GET", "/api/orders", *DEMO]) == 2
     assert "not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("exp", [10**400, float("inf"), float("nan"), True, "soon"])
+def test_what_if_claims_with_an_impossible_exp_have_no_expiry(exp):
+    # A 400-digit exp overflowed float() and the what-if call failed with INTERNAL.
+    snapshot = load_snapshot(REPO / "policies")
+    claims = {"sub": "auth0|1", "permissions": ["read:orders"], "exp": exp}
+    result = explain(snapshot, claims, "GET", "/api/orders/1", {}, roles_claim=DEV_ROLES_CLAIM)
+    assert result.principal.expires_at is None
+    assert result.decision.allowed

@@ -6,20 +6,17 @@ import json
 import re
 import shutil
 import textwrap
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from authz.app import demo_policy_dir
+from authz.auth0.mgmt import tenant_base_url
 from authz.cli.main import main
-from authz.policy.auth0 import Auth0SourceError, read_declarations, tenant_base_url
+from authz.policy.auth0 import Auth0SourceError, read_declarations
 from authz.policy.lint import lint_directory
+from tests.auth0_mgmt import MgmtTenant, serve
 
 API = "https://orders.example.com"
 PERMISSIONS = [
@@ -284,129 +281,28 @@ def test_unreadable_sources_are_clear_errors(tmp_path: Path, capsys: pytest.Capt
 # --- the Management API, live -----------------------------------------------------------------------
 
 
-@dataclass
-class FakeTenant:
-    """A local Management API answering the documented shapes, with a small page size of its own."""
-
-    resource_servers: list[dict[str, Any]]
-    roles: list[dict[str, Any]]
-    role_permissions: dict[str, list[dict[str, Any]]]
-    client_id: str = "m2m-client"
-    client_secret: str = "m2m-secret"
-    token: str = "mgmt-token-1"
-    max_per_page: int = 2
-    requests: list[tuple[str, dict[str, list[str]]]] = field(default_factory=list)
-    token_audiences: list[str] = field(default_factory=list)
-    rate_limit_next: bool = False
-    url: str = ""
-
-    def answer(self, handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, str], Any]:
-        parts = urlsplit(handler.path)
-        query = parse_qs(parts.query)
-        self.requests.append((parts.path, query))
-        if handler.command == "POST" and parts.path == "/oauth/token":
-            body = json.loads(handler.rfile.read(int(handler.headers["Content-Length"])))
-            self.token_audiences.append(body.get("audience"))
-            if (body.get("client_id"), body.get("client_secret")) != (self.client_id, self.client_secret):
-                return 401, {}, {"error": "access_denied", "error_description": "Unauthorized"}
-            return 200, {}, {"access_token": self.token, "token_type": "Bearer", "expires_in": 86400}
-        if handler.headers.get("Authorization") != f"Bearer {self.token}":
-            return 401, {}, {"statusCode": 401, "error": "Unauthorized", "message": "Missing authentication"}
-        if self.rate_limit_next:
-            self.rate_limit_next = False
-            return 429, {"Retry-After": "0"}, {"statusCode": 429, "error": "Too Many Requests"}
-        if parts.path == "/api/v2/resource-servers":
-            return self.page("resource_servers", self.resource_servers, query)
-        if parts.path == "/api/v2/roles":
-            return self.page("roles", self.roles, query)
-        role_id = parts.path.removeprefix("/api/v2/roles/").removesuffix("/permissions")
-        if role_id in self.role_permissions:
-            return self.page("permissions", self.role_permissions[role_id], query)
-        return 404, {}, {"statusCode": 404, "error": "Not Found", "message": "The role does not exist."}
-
-    def page(
-        self, key: str, items: list[dict[str, Any]], query: dict[str, list[str]]
-    ) -> tuple[int, dict, Any]:
-        page = int(query.get("page", ["0"])[0])
-        limit = min(int(query.get("per_page", ["50"])[0]), self.max_per_page)
-        chunk = items[page * limit : (page + 1) * limit]
-        if query.get("include_totals") != ["true"]:
-            return 200, {}, chunk
-        return 200, {}, {"start": page * limit, "limit": limit, "total": len(items), key: chunk}
+@pytest.fixture
+def tenant() -> Iterator[MgmtTenant]:
+    """The orders API beside Auth0's own two, and three roles."""
+    fake = MgmtTenant()
+    fake.add_api("https://x/api/v2/", "Auth0 Management API", [], is_system=True)
+    fake.add_api(API, "Orders API", [(p, p) for p in PERMISSIONS])
+    fake.add_api("https://tenant.example.com/me/", "My Account API", [])
+    fake.add_role("admin", "Everything", [(API, p) for p in PERMISSIONS])
+    fake.add_role("viewer", "Read only", [(API, "read:orders")])
+    fake.add_role("empty", "Nothing", [])
+    with serve(fake):
+        yield fake
 
 
 @pytest.fixture
-def tenant() -> Iterator[FakeTenant]:
-    def scope(name: str) -> dict[str, str]:
-        return {"value": name, "description": name}
-
-    def grant(name: str) -> dict[str, str]:
-        return {
-            "resource_server_identifier": API,
-            "permission_name": name,
-            "resource_server_name": "Orders API",
-            "description": name,
-        }
-
-    fake = FakeTenant(
-        resource_servers=[
-            {
-                "id": "rs1",
-                "name": "Auth0 Management API",
-                "identifier": "https://x/api/v2/",
-                "is_system": True,
-            },
-            {"id": "rs2", "name": "Orders API", "identifier": API, "scopes": [scope(p) for p in PERMISSIONS]},
-            {"id": "rs3", "name": "My Account API", "identifier": "https://tenant.example.com/me/"},
-        ],
-        roles=[
-            {"id": "rol_admin", "name": "admin", "description": "Everything"},
-            {"id": "rol_viewer", "name": "viewer", "description": "Read only"},
-            {"id": "rol_empty", "name": "empty", "description": "Nothing"},
-        ],
-        role_permissions={
-            "rol_admin": [grant(p) for p in PERMISSIONS],
-            "rol_viewer": [grant("read:orders")],
-            "rol_empty": [],
-        },
-    )
-
-    class Handler(BaseHTTPRequestHandler):
-        def reply(self) -> None:
-            status, headers, data = fake.answer(self)
-            body = json.dumps(data).encode()
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self) -> None:
-            self.reply()
-
-        def do_POST(self) -> None:
-            self.reply()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    http = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    fake.url = f"http://127.0.0.1:{http.server_address[1]}"
-    threading.Thread(target=http.serve_forever, daemon=True).start()
-    yield fake
-    http.shutdown()
-    http.server_close()
-
-
-@pytest.fixture
-def credentials(monkeypatch: pytest.MonkeyPatch, tenant: FakeTenant) -> None:
+def credentials(monkeypatch: pytest.MonkeyPatch, tenant: MgmtTenant) -> None:
     monkeypatch.setenv("AUTH0_CLIENT_ID", tenant.client_id)
     monkeypatch.setenv("AUTH0_CLIENT_SECRET", tenant.client_secret)
 
 
 def test_live_tenant_is_read_page_by_page_with_the_bearer_token(
-    tenant: FakeTenant, credentials: None
+    tenant: MgmtTenant, credentials: None
 ) -> None:
     declarations = read_declarations(tenant.url)
     host = tenant.url.removeprefix("http://")
@@ -421,26 +317,27 @@ def test_live_tenant_is_read_page_by_page_with_the_bearer_token(
     assert roles.keys() == {"admin", "viewer", "empty"}
     assert roles["admin"].permissions == {(API, p) for p in PERMISSIONS}
     assert roles["viewer"].permissions == {(API, "read:orders")}
+    admin = next(role["id"] for role in tenant.roles if role["name"] == "admin")
     pages = {
-        path: sorted(int(q["page"][0]) for p, q in tenant.requests if p == path)
-        for path in ("/api/v2/resource-servers", "/api/v2/roles", "/api/v2/roles/rol_admin/permissions")
+        path: sorted(int(q["page"][0]) for _, p, q in tenant.requests if p == path)
+        for path in ("/api/v2/resource-servers", "/api/v2/roles", f"/api/v2/roles/{admin}/permissions")
     }
     assert pages == {
         "/api/v2/resource-servers": [0, 1],
         "/api/v2/roles": [0, 1],
-        "/api/v2/roles/rol_admin/permissions": [0, 1, 2],
+        f"/api/v2/roles/{admin}/permissions": [0, 1, 2],
     }
-    assert all(q["include_totals"] == ["true"] for p, q in tenant.requests if p.startswith("/api/v2/"))
+    assert all(q["include_totals"] == ["true"] for _, p, q in tenant.requests if p.startswith("/api/v2/"))
 
 
 def test_lint_against_a_live_tenant(
-    tenant: FakeTenant, credentials: None, policies: Path, capsys: pytest.CaptureFixture[str]
+    tenant: MgmtTenant, credentials: None, policies: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = run_lint(capsys, str(demo_policy_dir()), "--auth0", tenant.url)
     assert code == 0, out
     assert out.strip() == f"lint against {API} ({tenant.url}): 0 errors, 0 warnings"
 
-    tenant.rate_limit_next = True  # a 429 is waited out, not reported
+    tenant.rate_limit_next, tenant.rate_limit_header = 1, "retry-after"  # waited out, not reported
     line = replace_in(policies / "policy.csv", "p, delete:orders,", "p, delete:order,")
     code, out, _ = run_lint(capsys, str(policies), "--auth0", tenant.url, "--format", "json")
     assert code == 1
@@ -449,10 +346,10 @@ def test_lint_against_a_live_tenant(
 
 
 def test_live_tenant_errors_are_reported(
-    tenant: FakeTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, _, err = run_lint(capsys, str(demo_policy_dir()), "--auth0", tenant.url)
-    assert code == 2 and "needs AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET" in err
+    assert code == 2 and "needs AUTH0_MANAGEMENT_TOKEN, or AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET" in err
     monkeypatch.setenv("AUTH0_CLIENT_ID", tenant.client_id)
     monkeypatch.setenv("AUTH0_CLIENT_SECRET", "wrong")
     code, _, err = run_lint(capsys, str(demo_policy_dir()), "--auth0", tenant.url)

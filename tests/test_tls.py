@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import time
@@ -163,3 +164,81 @@ def test_the_http_listener_takes_a_rotated_certificate(make_server, issuer, tmp_
     while _served_serial(srv.app.http_port, pki.ca, grpc_alpn=False) != renewed:
         assert time.monotonic() < deadline, "the HTTP listener kept the old certificate"
         time.sleep(0.2)
+
+
+# --- client CA rotation: both listeners follow the file exactly ------------------------------
+
+
+def _http_client(server_ca: Path, client: Pki, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(server_ca))
+    context.load_cert_chain(client.client_cert, client.client_key)
+    if version is not None:
+        context.maximum_version = version
+    return context
+
+
+def _http_get(
+    port: int, context: ssl.SSLContext, session: ssl.SSLSession | None = None
+) -> tuple[bool, ssl.SSLSession | None]:
+    """Whether an mTLS connection to the HTTP listener gets an HTTP answer; and its session.
+
+    With TLS 1.3 the server checks the client certificate after the client's side of the
+    handshake is done, so a refusal shows on the first read, not in wrap_socket.
+    """
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            context.wrap_socket(raw, server_hostname="127.0.0.1", session=session) as tls,
+        ):
+            tls.sendall(b"GET / HTTP/1.1\r\nHost: authz\r\nConnection: close\r\n\r\n")
+            answer = tls.recv(64)
+            return answer.startswith(b"HTTP/1.1 "), tls.session
+    except (ssl.SSLError, ConnectionError):
+        return False, None
+
+
+def test_a_client_ca_removed_from_the_file_is_refused_by_both_listeners(make_server, issuer, tmp_path):
+    kept, removed = (
+        make_pki(tmp_path / "kept", name="kept CA"),
+        make_pki(tmp_path / "removed", name="removed CA"),
+    )
+    client_ca = tmp_path / "client-ca.pem"
+    client_ca.write_bytes(kept.ca.read_bytes() + removed.ca.read_bytes())
+    srv = make_server(
+        settings_for(
+            issuer,
+            http_listen="127.0.0.1:0",
+            tls_cert=str(kept.server_cert),
+            tls_key=str(kept.server_key),
+            tls_client_ca=str(client_ca),
+        ),
+        wait=False,
+    )
+    _use_secure_channel(srv, _credentials(kept.ca, kept.client_cert, kept.client_key))
+    token = issuer.mint(permissions=["read:orders"])
+    as_kept = _credentials(kept.ca, kept.client_cert, kept.client_key)
+    as_removed = _credentials(kept.ca, removed.client_cert, removed.client_key)
+    http_kept, http_removed = _http_client(kept.ca, kept), _http_client(kept.ca, removed)
+    http_removed_tls12 = _http_client(kept.ca, removed, ssl.TLSVersion.TLSv1_2)
+    assert _check(srv.address, as_removed, token).allowed
+    assert _http_get(srv.app.http_port, http_kept)[0]
+    ok, session = _http_get(srv.app.http_port, http_removed)
+    ok12, session12 = _http_get(srv.app.http_port, http_removed_tls12)
+    assert ok and ok12 and session is not None and session12 is not None
+    # The same context offered its session again: resumed, while both CAs are trusted.
+    assert _http_get(srv.app.http_port, http_removed, session)[0]
+
+    staging = tmp_path / "client-ca.new"
+    staging.write_bytes(kept.ca.read_bytes())
+    os.replace(staging, client_ca)
+    deadline = time.monotonic() + 15  # the HTTP listener looks at its files every 2 s
+    while _http_get(srv.app.http_port, _http_client(kept.ca, removed))[0]:
+        assert time.monotonic() < deadline, "the HTTP listener still trusts the removed CA"
+        time.sleep(0.2)
+    assert _http_get(srv.app.http_port, _http_client(kept.ca, kept))[0]
+    # A session made while the CA was trusted is not resumed past its removal (TLS 1.3 and 1.2).
+    assert not _http_get(srv.app.http_port, http_removed, session)[0]
+    assert not _http_get(srv.app.http_port, http_removed_tls12, session12)[0]
+    # gRPC takes the file on its next connection: the same answer.
+    _refused(srv.address, as_removed, token)
+    assert _check(srv.address, as_kept, token).allowed

@@ -14,7 +14,8 @@ import grpc
 
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
-from authz.convert import measured, reason_name, request_token, struct_to_dict, to_timestamp
+from authz.attrlimits import check_attributes
+from authz.convert import check_wire_size, measured, reason_name, request_token, struct_to_dict, to_timestamp
 from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
 from authz.policy.ruletext import Rule
@@ -133,14 +134,18 @@ class AdminProto:
         self, request: admin_pb2.EvaluateRequest, authorization: str | None
     ) -> admin_pb2.EvaluateResponse:
         """Evaluate: what-if for a set of claims."""
+        # The same per-item bounds as Check: its answers share the decision cache.
+        check_wire_size(request.attributes, request.context)
+        attributes, context = struct_to_dict(request.attributes), struct_to_dict(request.context)
+        check_attributes(attributes, context)
         out = self.admin.evaluate(
             request_token(request.token, authorization),
             struct_to_dict(request.claims),
             request.claims_json,
             request.action,
             request.resource,
-            struct_to_dict(request.attributes),
-            struct_to_dict(request.context),
+            attributes,
+            context,
         )
         d = out.decision
         return admin_pb2.EvaluateResponse(

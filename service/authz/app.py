@@ -18,6 +18,7 @@ from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.handlers import DecisionService
+from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_suites
@@ -132,8 +133,8 @@ class App:
                 s.tls_key,
                 s.tls_client_ca,
                 reuse_port=s.workers > 1,
-                max_connections=s.max_concurrent_rpcs,
                 forward_auth=s.forward_auth,
+                limits=HttpLimits.of(s),
             ),
             admin,
         )

@@ -44,6 +44,10 @@ class Settings:
     http_listen: str = ""
     cors_origins: tuple[str, ...] = ()
     forward_auth: bool = False
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_max_connections: int = 4096
+    http_max_connections_per_client: int = 128
     metrics_listen: str = ""
     admin_enabled: bool = False
     reload_requires_tests: bool = False
@@ -119,10 +123,33 @@ def load_settings(
     flags = {k: v for k, v in (flags or {}).items() if v is not None}
     env = os.environ if env is None else env
     problems: list[str] = []
-    names = {f.name: f.default for f in fields(Settings) if f.name != "warnings"}
-    raw: dict[str, tuple[str, Any]] = {}
+    names = _setting_names()
+    raw = _file_and_env(env, config_file or flags.pop("config", None), problems)
+    for key, value in flags.items():
+        if key in names:
+            raw[key] = (f"--{key.replace('_', '-')}", value)
 
-    path = config_file or flags.pop("config", None) or env.get("AUTHZ_CONFIG")
+    values: dict[str, Any] = {}
+    for key, (source, value) in raw.items():
+        try:
+            values[key] = _coerce(key, value, names[key])
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{source}: {exc}")
+    settings = Settings(**values)
+    return _validate(settings, problems)
+
+
+def _setting_names() -> dict[str, Any]:
+    return {f.name: f.default for f in fields(Settings) if f.name != "warnings"}
+
+
+def _file_and_env(
+    env: Mapping[str, str], config_file: str | None, problems: list[str]
+) -> dict[str, tuple[str, Any]]:
+    """Raw values by setting name, each with where it came from: the TOML file, then AUTHZ_* over it."""
+    names = _setting_names()
+    raw: dict[str, tuple[str, Any]] = {}
+    path = config_file or env.get("AUTHZ_CONFIG")
     if path:
         try:
             data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
@@ -137,18 +164,24 @@ def load_settings(
         var = f"AUTHZ_{key.upper()}"
         if var in env and key != "dev":
             raw[key] = (var, env[var])
-    for key, value in flags.items():
-        if key in names:
-            raw[key] = (f"--{key.replace('_', '-')}", value)
+    return raw
 
-    values: dict[str, Any] = {}
-    for key, (source, value) in raw.items():
-        try:
-            values[key] = _coerce(key, value, names[key])
-        except (TypeError, ValueError) as exc:
-            problems.append(f"{source}: {exc}")
-    settings = Settings(**values)
-    return _validate(settings, problems)
+
+def configured(key: str, env: Mapping[str, str] | None = None) -> Any:
+    """One setting as AUTHZ_* or the config file (AUTHZ_CONFIG) gives it, else its default.
+
+    Coerced but not validated as a whole: for tools (`policy lint`, `auth0 plan`) that need
+    this one setting, not a configuration the server could start with.
+    """
+    names = _setting_names()
+    found = _file_and_env(os.environ if env is None else env, None, []).get(key)
+    if found is None:
+        return names[key]
+    source, value = found
+    try:
+        return _coerce(key, value, names[key])
+    except (TypeError, ValueError) as exc:
+        raise ConfigError([f"{source}: {exc}"]) from exc
 
 
 def _check_url(kind: str, url: str, problems: list[str]) -> None:
@@ -227,6 +260,12 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
     if not 1 <= s.max_concurrent_rpcs <= 1_000_000:
         problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
+    for name in ("http_header_timeout_seconds", "http_body_timeout_seconds"):
+        if not 0 < getattr(s, name) <= 3600:
+            problems.append(f"{name} {getattr(s, name)} must be above 0 and at most 3600")
+    for name in ("http_max_connections", "http_max_connections_per_client"):
+        if not 1 <= getattr(s, name) <= 1_000_000:
+            problems.append(f"{name} {getattr(s, name)} must be between 1 and 1000000")
     if s.decision_log not in DECISION_LOG_MODES:
         problems.append(f"decision_log {s.decision_log!r} must be one of {', '.join(DECISION_LOG_MODES)}")
     if s.tracing not in TRACING_MODES:

@@ -18,6 +18,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from authz import tracing
 from authz.api.v1 import authz_pb2
+from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
 from authz.decision import Decision, Reason
 from authz.engine.plan import PlanKind
 from authz.errors import (
@@ -98,12 +99,24 @@ def request_token(token: str, authorization: str | None) -> str:
 
 
 def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values (numbers arrive as floats)."""
-    return {key: _value(value) for key, value in message.fields.items()} if message.fields else {}
+    """A Struct as plain Python values (numbers arrive as floats).
+
+    A field set to null is left out, at every depth: null means "not sent", so a policy
+    that reads it fails closed exactly as when the caller omitted it (and the decision
+    cache sees one key for both).
+    """
+    out: dict[str, Any] = {}
+    for key, value in message.fields.items():
+        converted = _value(value)
+        if converted is not None:  # null, or a Value with no kind set (read as null)
+            out[key] = converted
+    return out
 
 
 def _value(value: struct_pb2.Value) -> Any:
     # Walked by hand: json_format.MessageToDict costs more than a whole decision.
+    # A null inside a list stays in place (dropping it would move the items after it);
+    # reading it in a matcher counts as missing all the same (bindings).
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -118,12 +131,30 @@ def _value(value: struct_pb2.Value) -> Any:
     return None
 
 
+def check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str = "") -> None:
+    """Refuse an item's Structs before converting them when they are too large to be in bounds.
+
+    Conversion costs Python time per value; a Struct this large breaks a per-item bound
+    (attrlimits) whatever it holds. DecisionService checks the exact bounds afterwards.
+    """
+    if attributes.ByteSize() + context.ByteSize() > MAX_WIRE_BYTES:
+        raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
+
+
+# The range a Timestamp can hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_MIN_TIMESTAMP, _MAX_TIMESTAMP = -62_135_596_800, 253_402_300_799
+
+
 def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
-    """A Unix time as a protobuf Timestamp (None stays None: the field is left unset)."""
+    """A Unix time as a protobuf Timestamp (None stays None: the field is left unset).
+
+    A token may say it expires in 1e308 seconds; that is reported as the latest time a
+    Timestamp holds rather than failing the call.
+    """
     if seconds is None:
         return None
     stamp = timestamp_pb2.Timestamp()
-    stamp.FromNanoseconds(int(seconds * 1_000_000_000))
+    stamp.FromNanoseconds(int(min(max(seconds, _MIN_TIMESTAMP), _MAX_TIMESTAMP) * 1_000_000_000))
     return stamp
 
 
@@ -175,6 +206,7 @@ class ProtoService:
     @measured("Check")
     def check(self, request: authz_pb2.CheckRequest, authorization: str | None) -> authz_pb2.CheckResponse:
         """Check: one decision."""
+        check_wire_size(request.attributes, request.context)
         item = CheckItem(
             request.resource,
             request.action,
@@ -199,6 +231,8 @@ class ProtoService:
         self, request: authz_pb2.BatchCheckRequest, authorization: str | None
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
+        for index, i in enumerate(request.items):
+            check_wire_size(i.attributes, i.context, f"items[{index}]: ")
         items = [
             CheckItem(
                 i.resource,
@@ -255,6 +289,7 @@ class ProtoService:
         self, request: authz_pb2.PlanResourcesRequest, authorization: str | None
     ) -> authz_pb2.PlanResourcesResponse:
         """PlanResources: the rows of a resource kind the principal may act on, as a condition."""
+        check_wire_size(request.attributes, request.context)
         item = CheckItem(
             request.resource,
             request.action,

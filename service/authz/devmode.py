@@ -24,6 +24,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from authz.errors import ListenError
+
 DEV_AUDIENCE = "https://orders.example.com"
 DEV_ROLES_CLAIM = "https://orders.example.com/roles"
 KEY_FILE = "signing-key.pem"
@@ -90,7 +92,10 @@ class DevIssuer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        try:
+            self._http = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        except OSError as exc:
+            raise ListenError.of("dev_issuer_port", f"127.0.0.1:{port}", exc) from exc
         self.port = self._http.server_address[1]
         self.issuer = f"http://127.0.0.1:{self.port}/"
         self.jwks_url = f"{self.issuer}.well-known/jwks.json"

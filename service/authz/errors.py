@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 from authz.findings import Finding, listed
@@ -69,3 +70,31 @@ class ConfigError(AuthzError):
 
 class Unavailable(AuthzError):
     """A dependency the decision needs (policies, keys) is not ready yet."""
+
+
+class ListenError(OSError):
+    """A listener cannot bind its address; names the setting (and flag) that moves it.
+
+    An OSError, as a failed bind always was, so `authz serve` can print it as one line.
+    """
+
+    LISTENERS = {
+        "listen": "the gRPC listener",
+        "http_listen": "the HTTP listener",
+        "metrics_listen": "the metrics listener",
+        "dev_issuer_port": "the dev issuer",
+    }
+
+    def __init__(self, setting: str, address: str, reason: str) -> None:
+        self.setting, self.address, self.reason = setting, address, reason
+        super().__init__(
+            f"cannot listen on {address} ({setting}): {reason}; {self.LISTENERS.get(setting, setting)} "
+            f"moves with AUTHZ_{setting.upper()} or --{setting.replace('_', '-')}"
+        )
+
+    @classmethod
+    def of(cls, setting: str, address: str, exc: OSError) -> ListenError:
+        """The error of a bind that raised `exc`, told by its errno ("address already in use")."""
+        # The errno's own text: socket.create_server adds the address to `strerror`.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        return cls(setting, address, reason[:1].lower() + reason[1:])

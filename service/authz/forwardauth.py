@@ -11,21 +11,26 @@ action, so the policies that protect the API through the middlewares protect it 
 with no code in the upstream. A proxy sends no resource attributes: rules that need them
 deny (ATTRIBUTE_MISSING).
 
-The path is checked before it is asked about. The upstream may resolve `.` and `..`
-segments, `//`, `;` parameters, a backslash or an encoded slash differently from the
-policy's patterns (a route pattern could match `/api/orders/../admin` while the upstream
-serves `/api/admin`), so such paths are refused with 400, which every proxy turns into a
-refusal.
+The target is checked before it is asked about (`request_path`). A request target is a
+path (origin form), never parsed as a URL: `//backoffice/api/orders/42` would be a URL with
+host `backoffice` and path `/api/orders/42`, while nginx serves `/backoffice/api/orders/42`.
+The upstream may resolve `.` and `..` segments, `//`, `;` parameters, a backslash or an
+encoded slash or dot differently from the policy's patterns (a route pattern could match
+`/api/orders/../admin` while the upstream serves `/api/admin`), so a target that is not in
+normal form is refused with 400, which every proxy turns into a refusal. Only a target that
+every common normaliser leaves as it is (nginx's merge_slashes and dot-segment rules,
+RFC 3986 remove_dot_segments) is asked about.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes
 
 from starlette.types import Receive, Scope, Send
 
@@ -41,7 +46,17 @@ RPC = "ForwardAuth"
 # Traefik and Caddy, then the nginx convention (`proxy_set_header X-Original-URI $request_uri`),
 # then ingress-nginx, which sends the whole URL.
 METHOD_HEADERS = (b"x-forwarded-method", b"x-original-method")
-URI_HEADERS = (b"x-forwarded-uri", b"x-original-uri", b"x-original-url")
+URL_HEADER = b"x-original-url"
+URI_HEADERS = (b"x-forwarded-uri", b"x-original-uri", URL_HEADER)
+# ingress-nginx's X-Original-URL is `$scheme://$http_host$request_uri`: a scheme and a plain
+# host[:port] (no userinfo), then the origin-form target it was asked for.
+_URL_PREFIX = re.compile(
+    r"https?://[A-Za-z0-9._\-]+(?::[0-9]+)?(?=/)|https?://\[[0-9A-Fa-f:.]+\](?::[0-9]+)?(?=/)"
+)
+# Escapes whose decoding would make a separator or a dot segment the upstream may or may not
+# see (an encoded `/`, `.` or `\`), or end the string early (NUL).
+_STRUCTURAL_ESCAPE = re.compile(r"%(?:2f|2e|5c|00)", re.IGNORECASE)
+_MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAVAILABLE": 503}
 
 
@@ -55,6 +70,57 @@ class ForwardedRequest:
 
 def _values(headers: Sequence[tuple[bytes, bytes]], names: tuple[bytes, ...]) -> list[str]:
     return [value.decode("latin-1") for name, value in headers if name in names]
+
+
+def _refuse(why: str) -> InvalidArgument:
+    # The target stays out of the message: a client chose it, and it can be long.
+    return InvalidArgument(f"the request target is not a path in normal form: {why}")
+
+
+def request_path(target: str, *, url: bool = False) -> str:
+    """The decoded path of an origin-form request target (`/path?query`); InvalidArgument otherwise.
+
+    With `url`, `target` is an absolute URL (`https://host/path?query`, ingress-nginx's
+    X-Original-URL) whose scheme and host are dropped first. The target must be in normal
+    form, so that every proxy and upstream resolves it to the path returned here: printable
+    ASCII only (a proxy sends anything else percent-encoded), no fragment, a single leading
+    `/`, no `//`, `.` or `..` segment, `;`, backslash, malformed escape, or escape of `/`,
+    `.`, `\\`, NUL, `%`, `?`, `#`, `;` or a control character, and valid UTF-8 once decoded.
+    """
+    if url:
+        prefix = _URL_PREFIX.match(target)
+        if prefix is None:
+            raise _refuse("X-Original-URL is not an http(s) URL with a plain host and a path")
+        target = target[prefix.end() :]
+    if not target:
+        raise _refuse("it is empty")
+    if not all("!" <= c <= "~" for c in target):
+        raise _refuse("whitespace, a control character or a raw non-ASCII byte")
+    if "#" in target:
+        raise _refuse("a fragment ('#')")
+    raw = target.partition("?")[0]
+    if not raw.startswith("/"):
+        # `http://h/p` (absolute form), `h:443` (authority form), `*` or a relative path.
+        raise _refuse("it does not start with '/' (a URL, an authority, '*' or a relative path)")
+    if "//" in raw:
+        raise _refuse("'//' (read as a URL's authority by some, merged into one '/' by others)")
+    if ";" in raw or "\\" in raw:
+        # Servlet containers drop `;params` from a segment (`/..;/` is `/../`), and some
+        # servers read a backslash as a slash.
+        raise _refuse("a ';' or a backslash")
+    if _STRUCTURAL_ESCAPE.search(raw) or _MALFORMED_ESCAPE.search(raw):
+        raise _refuse("an encoded '/', '.', backslash or NUL, or a malformed escape")
+    try:
+        path = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise _refuse("escapes that do not decode as UTF-8") from None
+    if not path.isprintable() or any(c in path for c in "%?#;"):
+        # A decoded `%` would be decoded again by some upstreams (`%252e` into `.`), and a
+        # decoded `;` read as a path parameter.
+        raise _refuse("an encoded control character, '%', '?', '#' or ';'")
+    if any(segment in (".", "..") for segment in path.split("/")):
+        raise _refuse("a '.' or '..' segment")
+    return path
 
 
 def _one(values: list[str], what: str) -> str:
@@ -76,34 +142,19 @@ def forwarded_request(
     subrequest's own method and the raw path the proxy appended to PATH (Envoy's HTTP
     `ext_authz` with `path_prefix`), one more description that must agree with the others.
     """
-    methods, uris = _values(headers, METHOD_HEADERS), _values(headers, URI_HEADERS)
+    methods = _values(headers, METHOD_HEADERS)
+    # (target, whether it is a whole URL): X-Original-URL is one, the others are paths.
+    uris = [(value.decode("latin-1"), name == URL_HEADER) for name, value in headers if name in URI_HEADERS]
     if appended is not None:
         methods.append(appended[0])
-        uris.append(appended[1])
+        uris.append((appended[1], False))
     method = _one([m.upper() for m in methods], "method")
     if not method or not uris:
         raise InvalidArgument(
             "forward auth needs the original method and URI: X-Forwarded-Method and "
             "X-Forwarded-Uri (Traefik, Caddy) or X-Original-Method and X-Original-URI (nginx)"
         )
-    raw = _one([urlsplit(uri).path for uri in uris], "path")
-    if "%2f" in raw.lower() or "%5c" in raw.lower():
-        raise InvalidArgument("the path has an encoded slash or backslash")
-    path = unquote(raw)
-    segments = path.split("/")
-    if (
-        not path.startswith("/")
-        or not path.isprintable()
-        or any(s in (".", "..") for s in segments)
-        or "" in segments[1:-1]
-        # Servlet containers drop `;params` from a segment (`/..;/` is `/../`), and some
-        # servers read a backslash as a slash.
-        or ";" in path
-        or "\\" in path
-    ):
-        raise InvalidArgument(
-            "the path is not in normal form (dot segments, '//', ';', a backslash or control characters)"
-        )
+    path = _one([request_path(uri, url=url) for uri, url in uris], "path")
     return ForwardedRequest(method, path)
 
 
@@ -127,12 +178,8 @@ class ForwardAuthApp:
         if scope["type"] != "http":
             return
         headers = list(scope.get("headers", ()))
-        # `/forward-auth/api/orders/42`: the original path, appended by the proxy.
-        raw_path = bytes(scope.get("raw_path") or scope["path"].encode())
-        below = raw_path[len(PATH) :].decode("latin-1")
-        appended = (str(scope["method"]), below) if below else None
         try:
-            request = forwarded_request(headers, appended)
+            request = forwarded_request(headers, _appended(scope))
             token = _one(_values(headers, (b"authorization",)), "authorization")
             decide = tracing.continued(self.decide, lambda: headers, "forward-auth")
             outcome = await asyncio.get_running_loop().run_in_executor(self.executor, decide, request, token)
@@ -154,6 +201,17 @@ class ForwardAuthApp:
             await _answer(send, 401, {"error": "unauthenticated", **body}, extra)
         else:
             await _answer(send, 403, {"error": "forbidden", **body}, extra)
+
+
+def _appended(scope: Scope) -> tuple[str, str] | None:
+    """The subrequest's method and the raw path below PATH (`/forward-auth/api/orders/42`), if any."""
+    raw_path = bytes(scope.get("raw_path") or scope["path"].encode())
+    if not raw_path.startswith(PATH.encode()):
+        # The router matched another spelling of PATH (`//forward-auth`, `/forward%2Dauth`):
+        # what follows it is not a path a proxy appended.
+        raise InvalidArgument(f"the subrequest's path does not start with {PATH}")
+    below = raw_path[len(PATH) :].decode("latin-1")
+    return (str(scope["method"]), below) if below else None
 
 
 async def _answer(

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
@@ -117,12 +118,13 @@ def _check_field(name: str, value: str, *, required: bool = True) -> None:
 def _validate_item(item: CheckItem, index: int | None = None) -> None:
     # The common case costs three comparisons; names are built only for an error.
     resource, action, cid = item.resource, item.action, item.correlation_id
-    if resource and action and max(len(resource), len(action), len(cid)) <= MAX_FIELD_CHARS:
-        return
-    where = "" if index is None else f"items[{index}]."
-    _check_field(f"{where}resource", resource)
-    _check_field(f"{where}action", action)
-    _check_field(f"{where}correlation_id", cid, required=False)
+    if not (resource and action and max(len(resource), len(action), len(cid)) <= MAX_FIELD_CHARS):
+        where = "" if index is None else f"items[{index}]."
+        _check_field(f"{where}resource", resource)
+        _check_field(f"{where}action", action)
+        _check_field(f"{where}correlation_id", cid, required=False)
+    if item.attributes or item.context:
+        check_attributes(item.attributes, item.context, "" if index is None else f"items[{index}]: ")
 
 
 class DecisionService:
@@ -251,9 +253,10 @@ class DecisionService:
                 snapshot, who, item.action, item.resource, item.attributes, item.context, explain=explain
             )
             subject = who.id
-        logged = Decision(
-            plan.kind is PlanKind.ALWAYS_ALLOWED, plan.reason, f"plan {plan.kind.name}: {plan.message}"
-        )
+        # One log line like Check's, the resource being the template: allowed when some rows
+        # may be (a conditional plan too), else the plan's reason.
+        some = plan.kind is not PlanKind.ALWAYS_DENIED
+        logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
         outcome = [(item.action, item.resource, logged)]
         self.decision_log.record(decision_id, subject, snapshot.version, outcome)
         return PlanOutcome(plan, subject, snapshot.version, decision_id)

@@ -7,14 +7,17 @@ import socket
 import ssl
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 
 from authz.adminserver import AdminProto
 from authz.config import split_host_port
 from authz.connect import build_http_app
+from authz.errors import ListenError
 from authz.handlers import DecisionService
+from authz.httplimits import HttpLimits, guarded_protocol
+from authz.inflight import InFlightLimit
 from authz.tlsfiles import CertificateFiles, ContextReloader
 
 log = logging.getLogger("authz.http")
@@ -31,9 +34,8 @@ class HttpSettings:
     tls_client_ca: str = ""
     max_workers: int = 16
     reuse_port: bool = False
-    # Open connections (and requests in progress) beyond which uvicorn answers 503 at once.
-    max_connections: int | None = None
     forward_auth: bool = False
+    limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
@@ -48,7 +50,7 @@ def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
     try:
         return socket.create_server((host, port), family=family, reuse_port=reuse_port)
     except OSError as exc:
-        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+        raise ListenError.of("http_listen", listen, exc) from exc
 
 
 class HttpListener:
@@ -60,8 +62,12 @@ class HttpListener:
         self.settings = settings
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
         app = build_http_app(service, self.executor, settings.cors_origins, admin, settings.forward_auth)
+        self.protocol = guarded_protocol(settings.limits)
         self.config = uvicorn.Config(
-            app,
+            InFlightLimit(app, settings.limits.max_in_flight),
+            # h11 always (never httptools, even when installed): the read deadlines and the
+            # connection caps live in this protocol; requests in progress are InFlightLimit's.
+            http=self.protocol,
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -70,7 +76,6 @@ class HttpListener:
             ssl_keyfile=settings.tls_key or None,
             ssl_ca_certs=settings.tls_client_ca or None,
             ssl_cert_reqs=ssl.CERT_REQUIRED if settings.tls_client_ca else ssl.CERT_NONE,
-            limit_concurrency=settings.max_connections,
         )
         self.server = uvicorn.Server(self.config)
         self.tls: ContextReloader | None = None
@@ -82,8 +87,11 @@ class HttpListener:
         self.config.load()  # here, not on the thread: a bad certificate fails start
         if self.config.ssl is not None:
             s = self.settings
+            # The protocol runs the handshake itself, so the caps and the header deadline
+            # cover it: uvicorn serves plain TCP.
+            self.protocol.tls, self.config.ssl = self.config.ssl, None
             self.tls = ContextReloader(
-                self.config.ssl, CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)
+                self.protocol.tls, CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)
             )
             self.tls.start()
         sock = bind(self.settings.listen, reuse_port=self.settings.reuse_port)

@@ -25,6 +25,7 @@ from prometheus_client.registry import Collector
 from authz.config import split_host_port
 from authz.decision import Reason
 from authz.decisionlog import DecisionLog
+from authz.errors import ListenError
 from authz.store import PolicyStore
 from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
@@ -241,7 +242,7 @@ class MetricsListener:
         try:
             self._server, self._thread = start_http_server(port, host.strip("[]"), registry=self.registry)
         except OSError as exc:
-            raise OSError(f"cannot listen on {self.listen} (metrics_listen): {exc.strerror or exc}") from exc
+            raise ListenError.of("metrics_listen", self.listen, exc) from exc
         self.port = self._server.server_port
         return self.port
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,13 +46,27 @@ def _string_list(value: Any) -> tuple[str, ...]:
     return ()
 
 
+def numeric_date(value: Any) -> float | None:
+    """A JWT NumericDate as seconds: a finite number a float can hold, else None.
+
+    A 400-digit integer overflows float() and NaN or 1e999 never compare as expired, so
+    neither may pass as a time.
+    """
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def principal_from_claims(claims: Mapping[str, Any], roles_claim: str | None = None) -> Principal:
     """Build a principal from verified claims (or from a what-if claims file)."""
     scope = claims.get("scope", "")
     scopes = tuple(scope.split()) if isinstance(scope, str) else _string_list(scope)
     client_id = claims.get("azp") or claims.get("client_id") or ""
     org = claims.get("org_id")
-    exp = claims.get("exp")
     return Principal(
         id=str(claims.get("sub", "")),
         permissions=_string_list(claims.get("permissions")),
@@ -60,6 +75,6 @@ def principal_from_claims(claims: Mapping[str, Any], roles_claim: str | None = N
         org_id=org if isinstance(org, str) and org else None,
         client_id=client_id if isinstance(client_id, str) else "",
         machine=claims.get("gty") == MACHINE_GRANT_TYPE,
-        expires_at=float(exp) if isinstance(exp, int | float) else None,
+        expires_at=numeric_date(claims.get("exp")),
         claims=dict(claims),
     )

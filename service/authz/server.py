@@ -14,6 +14,7 @@ from grpc_reflection.v1alpha import reflection
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.convert import ProtoService, error_status
+from authz.errors import ListenError
 from authz.handlers import DecisionService
 
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
@@ -113,5 +114,5 @@ def build_server(
     except RuntimeError:
         port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {listen}: address in use or not available")
+        raise ListenError("listen", listen, "address in use or not available")
     return server, port, health_servicer

@@ -2,11 +2,14 @@
 
 cert-manager, Vault agents and the kubelet replace certificate files in place (a Secret
 volume is a `..data` symlink swap). The gRPC listener asks for its certificate on every
-new connection (`grpc.dynamic_ssl_server_credentials`); the HTTP listener's SSL context
-is reloaded by a watcher thread. Either way the new files are taken only once they are a
-matching certificate and key: while a rotation is half-written (the new certificate beside
-the old key), the old pair keeps serving and the files are read again on the next check.
-Connections already open keep the certificate they were made with.
+new connection (`grpc.dynamic_ssl_server_credentials`); the HTTP listener's files are
+checked by a watcher thread, and each new TLS handshake is moved onto a context built
+afresh from them (`ContextReloader`). Either way the listeners follow the files exactly:
+a CA removed from the client CA file is no longer trusted for new connections, and a
+session made before the removal is not resumed. The new files are taken only once they
+are a matching certificate and key: while a rotation is half-written (the new certificate
+beside the old key), the old pair keeps serving and the files are read again on the next
+check. Connections already open keep the certificate they were made with.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import os
 import ssl
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +47,8 @@ class CertificateFiles:
         self.client_ca = Path(client_ca) if client_ca else None
         self._lock = threading.Lock()
         self._taken = self._stamp()
-        self.current = self._read()  # at start a broken pair is an error, not a fallback
+        # At start a broken pair is an error, not a fallback.
+        self.current, self.context = self._read()
 
     def _stamp(self) -> tuple[tuple[int, int, int], ...]:
         stamps = []
@@ -55,18 +60,21 @@ class CertificateFiles:
             stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
         return tuple(stamps)
 
-    def _read(self) -> Pair:
+    def _read(self) -> tuple[Pair, ssl.SSLContext]:
         pair = Pair(
             self.cert.read_bytes(),
             self.key.read_bytes(),
             self.client_ca.read_bytes() if self.client_ca else None,
         )
-        # Refuses a certificate that does not match its key, or PEM that does not parse.
+        # Refuses a certificate that does not match its key, or PEM that does not parse. The
+        # context trusts exactly the CAs in the file: a fresh one per read, since a context's
+        # store only ever adds.
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(self.cert, self.key)
         if self.client_ca is not None:
-            context.load_verify_locations(self.client_ca)
-        return pair
+            context.verify_mode = ssl.CERT_REQUIRED
+            context.load_verify_locations(cadata=pair.client_ca.decode("ascii") if pair.client_ca else None)
+        return pair, context
 
     def refresh(self) -> Pair | None:
         """The new pair when the files changed into a usable one since the last call, else None."""
@@ -75,7 +83,7 @@ class CertificateFiles:
             if not stamp or stamp == self._taken:
                 return None
             try:
-                pair = self._read()
+                pair, context = self._read()
             except (OSError, ssl.SSLError, ValueError) as exc:
                 log.warning(
                     "TLS files changed but are not usable yet (%s); the previous certificate serves", exc
@@ -83,7 +91,7 @@ class CertificateFiles:
                 return None
             if self._stamp() != stamp:
                 return None  # changed again while being read: the next check takes the result
-            self._taken, self.current = stamp, pair
+            self._taken, self.current, self.context = stamp, pair, context
         log.info("TLS certificate reloaded from %s", self.cert)
         return pair
 
@@ -109,10 +117,23 @@ def grpc_credentials(files: CertificateFiles) -> grpc.ServerCredentials:
 
 
 class ContextReloader:
-    """Reloads an `ssl.SSLContext` (the HTTP listener's) from `files` when they change."""
+    """Moves each new handshake of the HTTP listener's `ssl.SSLContext` onto `files`' newest context.
+
+    uvicorn serves with one listening context for the life of the process, and a context's
+    CA store only ever adds. So the listening context's `sni_callback` (called on every
+    handshake, with or without SNI) swaps in the context `files` last built: its
+    certificate, and its CA store, which is the one the client certificate is verified
+    against. OpenSSL caches sessions in the listening context, and a resumed session is not
+    verified again: one made before the client CA file last changed is refused, so a
+    removed CA cannot come back through a session ticket or ID.
+    """
 
     def __init__(self, context: ssl.SSLContext, files: CertificateFiles) -> None:
-        self.context, self.files = context, files
+        self.files = files
+        self.context = files.context  # what new handshakes are moved onto
+        self._client_ca = files.current.client_ca
+        self._ca_changed_at = 0.0
+        context.sni_callback = self._handshake
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="authz-tls-reload", daemon=True)
 
@@ -124,15 +145,23 @@ class ContextReloader:
         """Stop watching."""
         self._stop.set()
 
+    def _handshake(
+        self, connection: ssl.SSLObject, _server_name: str | None, _listening: ssl.SSLContext
+    ) -> int | None:
+        session = connection.session if connection.session_reused else None
+        # SSLSession.time is whole seconds: a session of the very second of the change is
+        # refused too, which costs its client one full handshake.
+        if session is not None and session.time <= self._ca_changed_at:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+        connection.context = self.context
+        return None
+
     def _run(self) -> None:
         while not self._stop.wait(HTTP_RECHECK_SECONDS):
-            if self.files.refresh() is None:
+            pair = self.files.refresh()
+            if pair is None:
                 continue
-            # New handshakes use the new chain. A CA bundle only adds: a CA dropped from the
-            # file stays trusted by this listener until a restart.
-            try:
-                self.context.load_cert_chain(self.files.cert, self.files.key)
-                if self.files.client_ca is not None:
-                    self.context.load_verify_locations(self.files.client_ca)
-            except (OSError, ssl.SSLError) as exc:
-                log.warning("HTTP listener kept its previous TLS certificate: %s", exc)
+            if pair.client_ca != self._client_ca:
+                # Before the new context is used: sessions made until now were verified by the old CAs.
+                self._client_ca, self._ca_changed_at = pair.client_ca, time.time()
+            self.context = self.files.context

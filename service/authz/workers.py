@@ -28,7 +28,7 @@ from types import FrameType
 from typing import NoReturn
 
 from authz.config import Settings, split_host_port
-from authz.errors import AuthzError, ConfigError
+from authz.errors import AuthzError, ConfigError, ListenError
 
 log = logging.getLogger("authz")
 
@@ -36,10 +36,11 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOPPING = (signal.SIGTERM, signal.SIGINT)
 
 
-def reserve_port(listen: str) -> tuple[socket.socket, str]:
+def reserve_port(listen: str, setting: str = "listen") -> tuple[socket.socket, str]:
     """Bind `host:port` with SO_REUSEPORT without listening; the socket and `host:bound-port`.
 
-    Raises OSError when the address is taken by a server that does not share its port.
+    Raises ListenError (naming `setting`) when the address is taken by a server that does not
+    share its port.
     """
     host, port = split_host_port(listen)
     bare = host.strip("[]")
@@ -49,7 +50,7 @@ def reserve_port(listen: str) -> tuple[socket.socket, str]:
         sock.bind((bare, port))
     except OSError as exc:
         sock.close()
-        raise OSError(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+        raise ListenError.of(setting, listen, exc) from exc
     return sock, f"{host}:{sock.getsockname()[1]}"
 
 
@@ -64,7 +65,7 @@ def serve_workers(settings: Settings, serve: Callable[[Settings], int]) -> int:
         held.append(sock)
         http_listen = settings.http_listen
         if http_listen:
-            sock, http_listen = reserve_port(http_listen)
+            sock, http_listen = reserve_port(http_listen, "http_listen")
             held.append(sock)
     except OSError:
         for sock in held:

@@ -125,8 +125,8 @@ final class AuthzClient
     }
 
     /**
-     * The Connect code of an error answer without a Connect body (a proxy's, or the server's
-     * own 503 when it sheds load), from its HTTP status as the Connect protocol maps it.
+     * The Connect code of an error answer without a Connect body (a proxy's, say), from its
+     * HTTP status as the Connect protocol maps it.
      */
     private static function codeOf(int $status): string
     {

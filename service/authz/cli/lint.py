@@ -8,6 +8,7 @@ from typing import Any
 
 # The policy toolbox's own argument helpers, so every `policy` command reads alike.
 from authz.cli.policy import _dir_argument, _format_argument, _print_json
+from authz.config import configured
 from authz.policy.auth0 import read_declarations
 from authz.policy.lint import lint_directory, render_text
 
@@ -32,7 +33,9 @@ def add_lint_command(commands: Any) -> None:
         "through the Management API with AUTH0_CLIENT_ID / AUTH0_CLIENT_SECRET",
     )
     lint.add_argument(
-        "--audience", help="the API (resource server identifier) to compare with; default: the only one"
+        "--audience",
+        help="the API (resource server identifier) to compare with; default: AUTHZ_AUDIENCE or the config "
+        "file's audience (the first of them the source declares), else the source's only API",
     )
     _format_argument(lint, ("text", "json"))
     lint.add_argument("--timeout", type=float, default=10.0, help="seconds per Management API call")
@@ -42,7 +45,14 @@ def add_lint_command(commands: Any) -> None:
 def run_lint(ns: argparse.Namespace) -> int:
     """Print the lint findings; exit 1 when there is an error."""
     declarations = read_declarations(ns.auth0, timeout=ns.timeout)
-    report = lint_directory(Path(ns.dir), declarations, ns.audience)
+    audience: str | None = ns.audience
+    if not audience:
+        configured_audiences: tuple[str, ...] = configured("audience")
+        declared = [a for a in configured_audiences if any(api.matches(a) for api in declarations.apis)]
+        # None declared: the first, so that the error names the API looked for.
+        candidates = declared or list(configured_audiences)
+        audience = candidates[0] if candidates else None
+    report = lint_directory(Path(ns.dir), declarations, audience)
     if ns.format == "json":
         _print_json(report.as_dict())
     else:

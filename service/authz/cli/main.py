@@ -1,4 +1,4 @@
-"""`authz` entry point: serve | token | check | principal | policy."""
+"""`authz` entry point: serve | token | check | principal | policy | auth0."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import grpc
 
 from authz.cli.attrs import UsageError
+from authz.cli.auth0 import add_auth0_commands
+from authz.cli.diff import add_diff_command
 from authz.cli.lint import add_lint_command
 from authz.cli.plan import add_plan_command
 from authz.cli.policy import add_policy_commands
@@ -72,7 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     principal.set_defaults(func=run_principal)
 
     add_plan_command(commands)
-    add_lint_command(add_policy_commands(commands))
+    policy = add_policy_commands(commands)
+    add_lint_command(policy)
+    add_diff_command(policy)
+    add_auth0_commands(commands)
     return parser
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from types import FrameType
 
 from authz.app import App
 from authz.config import Settings, load_settings
+from authz.errors import ListenError
 from authz.workers import serve_workers
 
 log = logging.getLogger("authz")
@@ -25,7 +27,7 @@ FLAG_HELP = {
     "roles_claim": "claim holding the user's roles (AUTHZ_ROLES_CLAIM)",
     "batch_limit": "max BatchCheck items (AUTHZ_BATCH_LIMIT, default 100)",
     "max_concurrent_rpcs": "gRPC calls in progress or queued before RESOURCE_EXHAUSTED, and HTTP "
-    "connections before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
+    "requests being answered before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",
@@ -61,11 +63,19 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
 
 
 def run_serve(ns: argparse.Namespace) -> int:
-    """Serve in this process, or in `--workers` pre-forked processes sharing the port."""
+    """Serve in this process, or in `--workers` pre-forked processes sharing the port.
+
+    A listener that cannot bind (`make run` beside another server) ends in one line that
+    names the address and the setting that moves it, and exit code 1.
+    """
     settings = settings_from_args(ns)
-    if settings.workers > 1:
-        return serve_workers(settings, serve_process)
-    return serve_process(settings)
+    try:
+        if settings.workers > 1:
+            return serve_workers(settings, serve_process)
+        return serve_process(settings)
+    except ListenError as exc:
+        print(f"authz: {exc}", file=sys.stderr)
+        return 1
 
 
 def serve_process(settings: Settings) -> int:

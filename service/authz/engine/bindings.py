@@ -4,6 +4,10 @@ They compare and print as plain strings (the token's `sub`, the resource id) so 
 Casbin matchers like `r.sub == p.sub` work, while `r.obj.owner` reads a request
 attribute. Attribute lookups resolve data first and never reach Python methods, so a
 resource attribute called `title` or `count` is the attribute, not `str.title`.
+
+A value that is None (JSON null, a NULL column) counts as not sent wherever a matcher
+reaches it: top-level attributes, context, nested structs, list items and token claims
+all raise AttributeMissing, so `{"status": null}` fails closed like a missing `status`.
 """
 
 from __future__ import annotations
@@ -47,9 +51,10 @@ class Attributes(Bound):
         self.values = values
 
     def lookup(self, name: str, path: str) -> Any:
-        if name in self.values:
-            return self.values[name]
-        raise AttributeMissing(path)
+        value = self.values.get(name)
+        if value is None:
+            raise AttributeMissing(path)
+        return value
 
     def __repr__(self) -> str:
         return f"Attributes({dict(self.values)!r})"
@@ -127,9 +132,10 @@ def get_attr(value: Any, name: str, path: str) -> Any:
     if isinstance(value, Bound):
         return value.lookup(name, path)
     if isinstance(value, Mapping):
-        if name in value:
-            return value[name]
-        raise AttributeMissing(path)
+        found = value.get(name)
+        if found is None:
+            raise AttributeMissing(path)
+        return found
     raise PolicyEvalError(f"{path}: cannot read attribute {name!r} of a {type(value).__name__}")
 
 
@@ -138,8 +144,11 @@ def get_item(value: Any, key: Any, path: str) -> Any:
     if isinstance(value, Bound):
         return value.lookup(str(key), f"{path}[{key!r}]")
     try:
-        return value[key]
+        found = value[key]
     except (KeyError, IndexError):
         raise AttributeMissing(f"{path}[{key!r}]") from None
     except TypeError as exc:
         raise PolicyEvalError(f"{path}: {exc}") from None
+    if found is None:
+        raise AttributeMissing(f"{path}[{key!r}]")
+    return found

@@ -9,14 +9,21 @@ matcher compiler sees that while it rewrites them (`MatcherCompiler.cacheable`).
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 from authz.decision import Decision
 from authz.principal import Principal
+from authz.sizing import approx_bytes
 from authz.tally import Tally
 
 MAX_ENTRIES = 20_000
+# Entries alone do not bound memory: a key holds the request's attributes whole.
+MAX_BYTES = 64 * 1024 * 1024
+# An entry larger than this share of MAX_BYTES is answered but not kept.
+MAX_ENTRY_SHARE = 64
 
 
 def _freeze(value: Any) -> Any:
@@ -67,17 +74,27 @@ class CacheStats:
 
 
 class DecisionCache:
-    """A bounded map of request keys to decisions; thread-safe by construction.
+    """A map of request keys to decisions, bounded in entries and in bytes; thread-safe.
 
-    Plain dict operations are atomic in CPython; when full it starts over rather than
-    tracking recency, which keeps every hit a single lookup. The store gives the caches of
+    Lookups are plain dict reads (atomic in CPython), so every hit is a single lookup;
+    only a miss, which has just paid for a whole decision, measures its entry and takes
+    the lock. When full (by count or by the approximate bytes its keys and decisions
+    hold) it starts over rather than tracking recency. The store gives the caches of
     its successive snapshots one `stats`, so the counts never go back at a swap.
     """
 
-    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, max_entries: int = MAX_ENTRIES, max_bytes: int = MAX_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self.stats = CacheStats()
         self._entries: dict[tuple[Any, ...], Decision] = {}
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    @property
+    def approx_bytes(self) -> int:
+        """The estimated memory the entries hold (an over-estimate)."""
+        return self._bytes
 
     def get(self, key: tuple[Any, ...]) -> Decision | None:
         """The cached decision for `key`, if any."""
@@ -89,7 +106,28 @@ class DecisionCache:
         return found
 
     def put(self, key: tuple[Any, ...], decision: Decision) -> None:
-        """Remember a decision."""
-        if len(self._entries) >= self.max_entries:
-            self._entries = {}
-        self._entries[key] = decision
+        """Remember a decision, unless its entry alone is too large to be worth keeping."""
+        size = entry_bytes(key, decision)
+        if size > self.max_bytes // MAX_ENTRY_SHARE:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
+                self._entries = {}
+                self._bytes = 0
+            if key not in self._entries:
+                self._bytes += size
+            self._entries[key] = decision
+
+
+def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
+    """The approximate memory one entry holds: its key, its decision and a dict slot."""
+    return (
+        approx_bytes(key)
+        + sys.getsizeof(decision)
+        + approx_bytes((decision.message, decision.matched_rules))
+        + _SLOT_BYTES
+    )
+
+
+# A dict entry's share of the table (hash, key and value pointers, spare capacity).
+_SLOT_BYTES = 64

@@ -1,7 +1,7 @@
 """What an Auth0 tenant declares: its APIs' permissions and its roles.
 
 Read from a Deploy CLI export (YAML `tenant.yaml` or the directory format) or live from the
-Management API with client credentials. Only the names matter here, so every other field
+Management API (`authz.auth0.mgmt`). Only the names matter here, so every other field
 of the tenant is ignored and Deploy CLI keyword placeholders (`##KEY##`, `@@KEY@@`) are
 tolerated wherever they stand.
 """
@@ -9,26 +9,16 @@ tolerated wherever they stand.
 from __future__ import annotations
 
 import json
-import os
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from authz.config import is_loopback
 from authz.errors import AuthzError
 
-PER_PAGE = 100  # the Management API's maximum page size
-MAX_PAGES = 1000
-MAX_RESPONSE_BYTES = 16 * 1024 * 1024
-MAX_RETRIES = 3
-MAX_RETRY_WAIT_SECONDS = 10.0
 # Auth0's own APIs: the Management API (`is_system`) and the My Account API.
 _SYSTEM_PATHS = ("/api/v2/", "/me/")
 _PLACEHOLDER = r"(?:##\w+##|@@\w+@@)"
@@ -52,6 +42,12 @@ class Api:
     scopes: tuple[str, ...]  # the permissions declared on the API
     system: bool  # one of Auth0's own APIs (Management, My Account)
     origin: str  # where it was declared: an export file or a Management API URL
+    descriptions: tuple[tuple[str, str], ...] = ()  # (permission, description) where one is given
+    id: str = ""  # the Management API's id of the resource server (empty in exports)
+
+    def description(self, scope: str) -> str:
+        """The description declared for `scope` ('' when none is)."""
+        return dict(self.descriptions).get(scope, "")
 
     def matches(self, audience: str) -> bool:
         """True for the same identifier, a `##KEY##` placeholder standing for any text."""
@@ -68,6 +64,8 @@ class Role:
     name: str
     permissions: frozenset[tuple[str, str]]  # (resource_server_identifier, permission_name)
     origin: str
+    description: str = ""
+    id: str = ""  # the Management API's role id (empty in exports)
 
     def grants(self, api: Api, permission: str) -> bool:
         """Whether the role grants `permission` of `api`."""
@@ -121,13 +119,10 @@ def read_declarations(source: str, *, timeout: float = 10.0) -> Declarations:
 
 
 def _read_live(domain: str, timeout: float) -> Declarations:
-    client_id, secret = os.environ.get("AUTH0_CLIENT_ID", ""), os.environ.get("AUTH0_CLIENT_SECRET", "")
-    if not client_id or not secret:
-        raise Auth0SourceError(
-            "reading a tenant live needs AUTH0_CLIENT_ID and AUTH0_CLIENT_SECRET: a machine-to-machine "
-            "application authorised for the Management API with read:resource_servers and read:roles"
-        )
-    return ManagementApi(domain, client_id, secret, timeout=timeout).declarations()
+    # Imported here: the SDK is needed only for a live tenant, never for an export.
+    from authz.auth0.mgmt import Management
+
+    return Management(domain, timeout=timeout).declarations()
 
 
 # --- Deploy CLI exports -------------------------------------------------------------------------
@@ -139,10 +134,12 @@ def read_yaml_export(path: Path) -> Declarations:
     if not isinstance(data, dict) or ("resourceServers" not in data and "roles" not in data):
         raise Auth0SourceError(f"{path}: no resourceServers or roles: not a Deploy CLI tenant.yaml export")
     origin = str(path)
+    apis = [api_from(entry, origin) for entry in _entries(data.get("resourceServers"))]
+    roles = [role_from(entry, origin) for entry in _entries(data.get("roles"))]
     return Declarations(
         source=origin,
-        apis=tuple(api for entry in _entries(data.get("resourceServers")) if (api := _api(entry, origin))),
-        roles=tuple(role for entry in _entries(data.get("roles")) if (role := _role(entry, origin))),
+        apis=tuple(api for api in apis if api),
+        roles=tuple(role for role in roles if role),
     )
 
 
@@ -171,8 +168,8 @@ def _load_yaml(path: Path, depth: int) -> Any:
 
 def read_directory_export(path: Path) -> Declarations:
     """Read a Deploy CLI directory export: `resource-servers/*.json` and `roles/*.json`."""
-    apis = [_api(_read_json_file(f), str(f)) for f in sorted((path / "resource-servers").glob("*.json"))]
-    roles = [_role(_read_json_file(f), str(f)) for f in sorted((path / "roles").glob("*.json"))]
+    apis = [api_from(_read_json_file(f), str(f)) for f in sorted((path / "resource-servers").glob("*.json"))]
+    roles = [role_from(_read_json_file(f), str(f)) for f in sorted((path / "roles").glob("*.json"))]
     return Declarations(
         source=str(path),
         apis=tuple(api for api in apis if api),
@@ -208,22 +205,31 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _api(entry: Any, origin: str) -> Api | None:
+def api_from(entry: Any, origin: str) -> Api | None:
+    """An `Api` from a resource server entry (export or Management API); None without an identifier."""
     identifier = _text(entry.get("identifier")) if isinstance(entry, dict) else ""
     if not identifier:
         return None
     # A placeholder's `#` would start a URL fragment: stand a plain word in for it.
     path = urllib.parse.urlsplit(re.sub(_PLACEHOLDER, "x", identifier)).path
+    scopes = [
+        (name, _text(scope.get("description")))
+        for scope in _entries(entry.get("scopes"))
+        if (name := _text(scope.get("value")))
+    ]
     return Api(
         identifier=identifier,
         name=_text(entry.get("name")) or identifier,
-        scopes=tuple(name for scope in _entries(entry.get("scopes")) if (name := _text(scope.get("value")))),
+        scopes=tuple(name for name, _ in scopes),
         system=entry.get("is_system") is True or path in _SYSTEM_PATHS,
         origin=origin,
+        descriptions=tuple((name, text) for name, text in scopes if text),
+        id=_text(entry.get("id")),
     )
 
 
-def _role(entry: Any, origin: str, permissions: list[dict[str, Any]] | None = None) -> Role | None:
+def role_from(entry: Any, origin: str, permissions: list[dict[str, Any]] | None = None) -> Role | None:
+    """A `Role` from a role entry, its permissions inline (exports) or given (Management API)."""
     name = _text(entry.get("name")) if isinstance(entry, dict) else ""
     if not name:
         return None
@@ -234,145 +240,6 @@ def _role(entry: Any, origin: str, permissions: list[dict[str, Any]] | None = No
             (_text(p.get("resource_server_identifier")), _text(p.get("permission_name"))) for p in grants
         ),
         origin=origin,
+        description=_text(entry.get("description")),
+        id=_text(entry.get("id")),
     )
-
-
-# --- the Management API --------------------------------------------------------------------------
-
-
-def tenant_base_url(domain: str) -> str:
-    """`https://DOMAIN` from a bare domain or a URL; plain http only for loopback hosts (tests)."""
-    text = domain.strip().rstrip("/")
-    parts = urllib.parse.urlsplit(text if "://" in text else "https://" + text)
-    if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query:
-        raise Auth0SourceError(f"{domain!r} is not a tenant domain such as example.us.auth0.com")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise Auth0SourceError(f"{domain!r}: plain http is accepted only on loopback hosts; use https")
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-class ManagementApi:
-    """A read-only Management API client: one client-credentials token, then paged GETs."""
-
-    def __init__(
-        self,
-        domain: str,
-        client_id: str,
-        client_secret: str,
-        *,
-        timeout: float = 10.0,
-    ) -> None:
-        self.base = tenant_base_url(domain)
-        self._client_id = client_id
-        self._client_secret = client_secret
-        self._timeout = timeout
-        self._token = ""
-
-    def declarations(self) -> Declarations:
-        """Every resource server and role of the tenant, with each role's permissions."""
-        servers_url = f"{self.base}/api/v2/resource-servers"
-        roles_url = f"{self.base}/api/v2/roles"
-        apis = [
-            _api(entry, servers_url) for entry in self._paged("/api/v2/resource-servers", "resource_servers")
-        ]
-        roles: list[Role | None] = []
-        for entry in self._paged("/api/v2/roles", "roles"):
-            role_id = _text(entry.get("id"))
-            path = f"/api/v2/roles/{urllib.parse.quote(role_id, safe='')}/permissions"
-            roles.append(_role(entry, roles_url, self._paged(path, "permissions") if role_id else []))
-        return Declarations(
-            source=self.base,
-            apis=tuple(api for api in apis if api),
-            roles=tuple(role for role in roles if role),
-        )
-
-    def _access_token(self) -> str:
-        if not self._token:
-            host = urllib.parse.urlsplit(self.base).netloc
-            body = {
-                "grant_type": "client_credentials",
-                "client_id": self._client_id,
-                "client_secret": self._client_secret,
-                "audience": f"https://{host}/api/v2/",
-            }
-            answer = self._call(self.base + "/oauth/token", json.dumps(body).encode(), {})
-            token = answer.get("access_token") if isinstance(answer, dict) else None
-            if not isinstance(token, str) or not token:
-                raise Auth0SourceError(f"{self.base}/oauth/token answered without an access_token")
-            self._token = token
-        return self._token
-
-    def _paged(self, path: str, key: str) -> list[dict[str, Any]]:
-        """All items of a listing, page by page, until `total` (or a short or empty page)."""
-        items: list[dict[str, Any]] = []
-        for page in range(MAX_PAGES):
-            query = urllib.parse.urlencode({"page": page, "per_page": PER_PAGE, "include_totals": "true"})
-            headers = {"Authorization": f"Bearer {self._access_token()}"}
-            answer = self._call(f"{self.base}{path}?{query}", None, headers)
-            # With include_totals Auth0 wraps the page in {start, limit, total, KEY}; a bare list is
-            # what it sends without it, accepted too.
-            batch = answer.get(key) if isinstance(answer, dict) else answer
-            total = answer.get("total") if isinstance(answer, dict) else None
-            if not isinstance(batch, list):
-                raise Auth0SourceError(f"{self.base}{path}: the answer has no {key!r} list")
-            items.extend(_entries(batch))
-            done = len(items) >= total if isinstance(total, int) else len(batch) < PER_PAGE
-            if not batch or done:
-                return items
-        raise Auth0SourceError(f"{self.base}{path}: more than {MAX_PAGES} pages")
-
-    def _call(self, url: str, data: bytes | None, headers: dict[str, str]) -> Any:
-        headers = {"Accept": "application/json", "User-Agent": "authz-policy-lint", **headers}
-        if data is not None:
-            headers["Content-Type"] = "application/json"
-        for attempt in range(MAX_RETRIES + 1):
-            # The scheme is https, or http on loopback only: tenant_base_url checked it.
-            request = urllib.request.Request(url, data=data, headers=headers)  # noqa: S310
-            try:
-                with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                    body = response.read(MAX_RESPONSE_BYTES + 1)
-                break
-            except urllib.error.HTTPError as exc:
-                if exc.code == 429 and attempt < MAX_RETRIES:
-                    time.sleep(_retry_wait(exc.headers))
-                    continue
-                raise Auth0SourceError(f"{_redacted(url)}: HTTP {exc.code}: {_auth0_message(exc)}") from exc
-            except (urllib.error.URLError, OSError) as exc:
-                raise Auth0SourceError(f"{_redacted(url)}: {exc}") from exc
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise Auth0SourceError(f"{_redacted(url)}: answer larger than {MAX_RESPONSE_BYTES} bytes")
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise Auth0SourceError(f"{_redacted(url)}: the answer is not JSON") from exc
-
-
-def _redacted(url: str) -> str:
-    return url.split("?", 1)[0]
-
-
-def _retry_wait(headers: Any) -> float:
-    """Seconds to wait after a 429: Retry-After, else Auth0's X-RateLimit-Reset (epoch seconds)."""
-    try:
-        if retry_after := headers.get("Retry-After"):
-            wait = float(retry_after)
-        elif reset := headers.get("X-RateLimit-Reset"):
-            wait = float(reset) - time.time()
-        else:
-            wait = 1.0
-    except ValueError:
-        wait = 1.0
-    return min(max(wait, 0.0), MAX_RETRY_WAIT_SECONDS)
-
-
-def _auth0_message(exc: urllib.error.HTTPError) -> str:
-    """Auth0's own explanation: `error_description` (token endpoint) or `message` (Management API)."""
-    try:
-        data = json.loads(exc.read(64 * 1024))
-    except (ValueError, OSError):
-        return str(exc.reason)
-    if isinstance(data, dict):
-        for key in ("error_description", "message", "error"):
-            if isinstance(data.get(key), str):
-                return str(data[key])
-    return str(exc.reason)

@@ -13,7 +13,7 @@ import jwt
 from jwt.api_jws import PyJWS
 
 from authz.decision import Reason
-from authz.principal import Principal, principal_from_claims
+from authz.principal import Principal, numeric_date, principal_from_claims
 from authz.tokens import hints
 from authz.tokens.cache import TokenCache
 from authz.tokens.jwks import KeySet
@@ -130,7 +130,7 @@ class TokenVerifier:
             raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
         try:
             claims = json.loads(decoded["payload"])
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
             claims = None
         if not isinstance(claims, dict):
             raise TokenRejected(Reason.TOKEN_MALFORMED, "token payload is not a JSON object")
@@ -144,8 +144,11 @@ class TokenVerifier:
                 Reason.TOKEN_MALFORMED, f"token lacks required claim(s): {', '.join(missing)}"
             )
         exp, nbf = claims["exp"], claims.get("nbf")
-        if not _is_number(exp) or (nbf is not None and not _is_number(nbf)):
-            raise TokenRejected(Reason.TOKEN_MALFORMED, "exp and nbf must be numbers")
+        optional = (value for value in (nbf, claims.get("iat")) if value is not None)
+        if numeric_date(exp) is None or any(numeric_date(value) is None for value in optional):
+            # NaN compares false with everything and 1e999 is infinity: either would make
+            # a token that never expires (or is never "not yet valid").
+            raise TokenRejected(Reason.TOKEN_MALFORMED, "exp, nbf and iat must be finite numbers")
         if not isinstance(claims["sub"], str) or not claims["sub"]:
             raise TokenRejected(Reason.TOKEN_MALFORMED, "sub must be a non-empty string")
         now = self._clock()
@@ -181,7 +184,3 @@ def _key_family(alg: str) -> str:
     # Auth0's JWKS declares its RSA keys "alg": "RS256" and signs PS256 tokens with the same
     # keys, so a JWK's alg binds the key to its family (RSA, EC ...), not to one algorithm.
     return "RSA" if alg[:2] in ("RS", "PS") else alg
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -1,0 +1,1 @@
+"""Auth0 follows the policy files: declarations, the Management API, sync, Deploy CLI export, the Action."""

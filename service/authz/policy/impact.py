@@ -1,0 +1,308 @@
+"""`authz policy diff`: the impact of a policy change, found by evaluating both snapshots.
+
+The principals are every role and permission either snapshot names (a token granting only that
+name), and "everyone": a signed-in user with no grants, whom the `*` lines serve. The requests
+are the (resource, action) of every `p` line of either snapshot: a route pattern, UI element
+id or other resource, with the action the line names (`*` as the action stands for "any").
+
+Each principal's access to each request is evaluated in both snapshots with the engine's own
+compiled matchers and no attributes: a line that matches without attributes counts always; one
+whose condition needs attributes the request did not send counts under that condition. The
+access is `allowed` (the engine allows it as it is), `conditional` (an allow line can match
+and no deny line always does) or `denied`. A change of level is a gain or a loss; the same
+level with other conditions is a changed condition. A principal's changes that everyone shares
+are reported once, under everyone. Lines whose text changed (comments included) are listed,
+and those no change of access points to are reported as having no effect.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from authz.engine import Snapshot, Subject
+from authz.engine.bindings import Attributes, Resource
+from authz.engine.matcher import SUBJECT
+from authz.engine.policyfiles import PolicySource
+from authz.engine.snapshot import ALLOW
+from authz.errors import InvalidArgument
+from authz.principal import Principal
+
+LEVELS = ("denied", "conditional", "allowed")
+EVERYONE = "*"
+MAX_PAIRS = 250_000  # principals x requests, each evaluated in both snapshots
+_DIFF_ID = "authz-policy-diff"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """One principal's access to one request in one snapshot."""
+
+    level: str
+    conditions: frozenset[tuple[str, str]]  # (allow | deny, condition) of lines that match only under it
+    lines: frozenset[str]  # FILE:LINE of every line that matched, always or under a condition
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A request whose access differs between the snapshots."""
+
+    resource: str
+    action: str
+    kind: str  # "gains" | "loses" | "condition"
+    before: Access
+    after: Access
+    because: tuple[str, ...] = ()  # the changed lines that matched: "old FILE:LINE" / "new FILE:LINE"
+
+    @property
+    def target(self) -> str:
+        """`route`, `UI element` or `resource`."""
+        if self.resource.startswith("/"):
+            return "route"
+        return "UI element" if self.resource.startswith("ui:") else "resource"
+
+
+@dataclass(frozen=True, slots=True)
+class PrincipalImpact:
+    """The changes of one role, permission, or everyone."""
+
+    name: str
+    kind: str  # "role" | "permission" | "everyone"
+    changes: tuple[Change, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TextChange:
+    """Lines whose text changed at one place of a file: `old` replaced by `new` (number, text)."""
+
+    file: str
+    old: tuple[tuple[int, str], ...]
+    new: tuple[tuple[int, str], ...]
+    effect: bool  # some change of access points to one of its policy lines
+    comments_only: bool
+
+    @property
+    def line(self) -> int:
+        """Where to look: its first new line, else its first old line."""
+        return (self.new or self.old)[0][0]
+
+    def locations(self) -> list[tuple[str, str]]:
+        """("old" | "new" FILE:LINE, text) of every line."""
+        return [
+            (f"{side} {self.file}:{n}", text)
+            for side, lines in (("old", self.old), ("new", self.new))
+            for n, text in lines
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """The whole report."""
+
+    old: str
+    new: str
+    old_version: str
+    new_version: str
+    principals: tuple[PrincipalImpact, ...]
+    unchanged: tuple[str, ...]  # the roles and permissions with no change
+    text: tuple[TextChange, ...] = field(default=())
+
+    @property
+    def widens(self) -> bool:
+        """Whether any principal gains access."""
+        return any(c.kind == "gains" for p in self.principals for c in p.changes)
+
+
+def compare(
+    old: Snapshot,
+    new: Snapshot,
+    old_source: PolicySource,
+    new_source: PolicySource,
+    old_name: str = "old",
+    new_name: str = "new",
+) -> Impact:
+    """Evaluate both snapshots for every principal and request; see the module doc."""
+    roles, permissions = _classify((old, new))
+    requests = sorted(_requests(old) | _requests(new))
+    principals = [
+        (EVERYONE, "everyone"),
+        *((r, "role") for r in roles),
+        *((p, "permission") for p in permissions),
+    ]
+    if len(principals) * len(requests) > MAX_PAIRS:
+        raise InvalidArgument(
+            f"{len(principals)} principals x {len(requests)} requests is more than policy diff compares "
+            f"({MAX_PAIRS})"
+        )
+    blocks = _blocks(old_source, new_source)
+    changed = {where for block in blocks for where, _ in block.locations()}
+    shared: set[tuple[str, str, str]] = set()
+    impacts: list[PrincipalImpact] = []
+    unchanged: list[str] = []
+    for name, kind in principals:
+        changes = _changes(old, new, name, requests, changed)
+        if kind == "everyone":
+            shared = {(c.resource, c.action, c.kind) for c in changes}
+        else:
+            changes = [c for c in changes if (c.resource, c.action, c.kind) not in shared]
+        if changes:
+            impacts.append(PrincipalImpact(name, kind, tuple(changes)))
+        elif kind != "everyone":
+            unchanged.append(name)
+    snapshots = {"old": old, "new": new}
+    text = tuple(_with_effect(block, impacts, snapshots) for block in blocks)
+    return Impact(old_name, new_name, old.version, new.version, tuple(impacts), tuple(unchanged), text)
+
+
+def _classify(snapshots: Iterable[Snapshot]) -> tuple[list[str], list[str]]:
+    """(roles, permissions): g left sides are roles; other p subjects and g right sides permissions."""
+    roles: set[str] = set()
+    names: set[str] = set()
+    for snapshot in snapshots:
+        sub = snapshot.model.field_index("sub")
+        for line in snapshot.lines:
+            if line.ptype == "p" and sub is not None and sub < len(line.values):
+                names.add(line.values[sub])
+            elif line.ptype == "g" and len(line.values) >= 2:
+                roles.add(line.values[0])
+                names.add(line.values[1])
+    usable = {n for n in roles | names if n and n != EVERYONE and "|" not in n}  # user ids are not roles
+    return sorted(roles & usable), sorted(usable - roles)
+
+
+def _requests(snapshot: Snapshot) -> set[tuple[str, str]]:
+    obj, act = snapshot.model.field_index("obj"), snapshot.model.field_index("act")
+    if obj is None or act is None:
+        raise InvalidArgument("policy diff needs a model whose p lines have obj and act fields")
+    return {
+        (ln.values[obj], ln.values[act])
+        for ln in snapshot.lines
+        if ln.ptype == "p" and len(ln.values) > max(obj, act)
+    }
+
+
+def _changes(
+    old: Snapshot, new: Snapshot, name: str, requests: list[tuple[str, str]], changed: set[str]
+) -> list[Change]:
+    principal = Principal(id=_DIFF_ID, permissions=() if name == EVERYONE else (name,))
+    found: list[Change] = []
+    old_subject, new_subject = Subject(principal), Subject(principal)
+    for resource, action in requests:
+        before = access(old, principal, old_subject, resource, action)
+        after = access(new, principal, new_subject, resource, action)
+        rank = LEVELS.index(after.level) - LEVELS.index(before.level)
+        because = tuple(
+            sorted(f"old {loc}" for loc in before.lines if f"old {loc}" in changed)
+            + sorted(f"new {loc}" for loc in after.lines if f"new {loc}" in changed)
+        )
+        if rank:
+            found.append(Change(resource, action, "gains" if rank > 0 else "loses", before, after, because))
+        elif before.conditions != after.conditions and before.level != "denied":
+            found.append(Change(resource, action, "condition", before, after, because))
+    return found
+
+
+def access(snapshot: Snapshot, principal: Principal, subject: Subject, resource: str, action: str) -> Access:
+    """Evaluate every candidate line as `Snapshot.decide` binds a request, without attributes."""
+    decision = snapshot.decide(principal, resource, action, subject=subject)
+    bound = {
+        SUBJECT: subject,
+        "r_obj": Resource(resource, {}),
+        "r_act": action,
+        "r_dom": "",
+        "r_ctx": Attributes({}),
+    }
+    rvals = tuple(bound[name] for name in snapshot.model.request)
+    picked = snapshot.index.candidates(bound) if snapshot.index is not None else None
+    rules = snapshot.rules if picked is None else [snapshot.rules[i] for i in picked]
+    lines: set[str] = set()
+    conditions: set[tuple[str, str]] = set()
+    allow = deny_always = False
+    for rule in rules:
+        try:
+            always = rule.fn(*rvals, *rule.line.values) is True
+        except Exception:  # AttributeMissing, or another failure: either way it depends on the request
+            always = False
+            conditions.add(
+                ("allow" if rule.effect == ALLOW else "deny", _condition(snapshot, rule.line.values))
+            )
+        else:
+            if not always:
+                continue
+        lines.add(rule.line.location.split(": ", 1)[0])
+        allow |= rule.effect == ALLOW
+        deny_always |= always and rule.effect != ALLOW
+    level = "allowed" if decision.allowed else "conditional" if allow and not deny_always else "denied"
+    return Access(level, frozenset(conditions), frozenset(lines))
+
+
+def _condition(snapshot: Snapshot, values: tuple[str, ...]) -> str:
+    """The values of a line other than sub, obj, act and eft: its condition(s)."""
+    skip = {snapshot.model.field_index(f) for f in ("sub", "obj", "act", "eft")}
+    return ", ".join(v for i, v in enumerate(values) if i not in skip)
+
+
+def _blocks(old_source: PolicySource, new_source: PolicySource) -> list[TextChange]:
+    """The changed blocks of every policy file (effect not known yet)."""
+    old_files, new_files = dict(old_source.files), dict(new_source.files)
+    found: list[TextChange] = []
+    for name in sorted(old_files.keys() | new_files.keys()):
+        before = old_files.get(name, "").splitlines()
+        after = new_files.get(name, "").splitlines()
+        matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
+        for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            # Comments apart from policy lines: a comment edited beside a rule is still without effect.
+            for comments in (True, False):
+                olds = tuple(
+                    (a1 + i + 1, ln) for i, ln in enumerate(before[a1:a2]) if _is_comment(ln) is comments
+                )
+                news = tuple(
+                    (b1 + i + 1, ln) for i, ln in enumerate(after[b1:b2]) if _is_comment(ln) is comments
+                )
+                if olds or news:
+                    found.append(TextChange(name, olds, news, False, comments))
+    return found
+
+
+def _with_effect(
+    block: TextChange, impacts: list[PrincipalImpact], snapshots: dict[str, Snapshot]
+) -> TextChange:
+    """The block with `effect` set: a change of access cites one of its lines, or one of its g lines
+    links a role to a name through which a changed access of that role matched."""
+    cited = {cause for p in impacts for c in p.changes for cause in c.because}
+    effect = any(
+        where in cited or _g_effect(where.split(" ", 1)[0], text, impacts, snapshots)
+        for where, text in block.locations()
+    )
+    return TextChange(block.file, block.old, block.new, effect, block.comments_only)
+
+
+def _g_effect(side: str, text: str, impacts: list[PrincipalImpact], snapshots: dict[str, Snapshot]) -> bool:
+    parts = [p.strip() for p in text.split(",")]
+    if len(parts) < 3 or parts[0] != "g":
+        return False
+    if "|" in parts[1]:
+        return True  # a user's assignment: users are not compared, so it is never called without effect
+    snapshot = snapshots[side]
+    graph = snapshot.graphs.get("g")
+    reach = graph.closure(parts[2]) if graph else frozenset((parts[2],))
+    sub = snapshot.model.field_index("sub")
+    subjects = {
+        ln.location.split(": ", 1)[0]: ln.values[sub]
+        for ln in snapshot.lines
+        if sub is not None and ln.ptype == "p"
+    }
+    return any(
+        subjects.get(location) in reach
+        for p in impacts
+        if p.name == parts[1]
+        for c in p.changes
+        for location in (c.before if side == "old" else c.after).lines
+    )
+
+
+def _is_comment(line: str) -> bool:
+    return not line.strip() or line.strip().startswith("#")
