@@ -18,6 +18,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,6 +172,21 @@ def test_the_orders_list_is_filtered_by_the_policies(seen: dict[str, Any]) -> No
     assert users["viewer"]["menu"] == [] and users["viewer"]["buttons"] == []
     # The admin role lists every order.
     assert users["admin"]["orders"] == ["1001", "1002", "1003", "1004", "1005", "1006"]
+
+
+def test_the_orders_api_refuses_a_refused_token_with_401(demo_url: str) -> None:
+    with urllib.request.urlopen(f"{demo_url}config.json", timeout=10) as answer:
+        config = json.load(answer)
+    tokens = {user["id"]: user["token"] for user in config["users"]}
+    for token, reason in ((tokens["expired"], "REASON_TOKEN_EXPIRED"), ("", "REASON_TOKEN_MISSING")):
+        request = urllib.request.Request(f"{config['ordersUrl']}/api/orders")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        assert refused.value.headers["WWW-Authenticate"] == "Bearer"
+        assert json.load(refused.value) == {"error": "unauthorized", "reason": reason}
 
 
 def test_page_calls_authz_across_origins_without_errors(seen: dict[str, Any]) -> None:
