@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NPM_STAMP := clients/typescript/node_modules/.installed
 
-.PHONY: run test test-pythons lint typecheck proto proto-check unit clean bench system-deps e2e-deps demo
+.PHONY: run test test-pythons lint typecheck proto proto-check unit clean bench fuzz soak system-deps e2e-deps demo
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -73,6 +73,21 @@ typecheck: $(STAMP)
 ## bench: measure decisions, loads, tokens and serving against same-run baselines (not part of test)
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+## fuzz: the hypothesis property tests with many more examples than `make test` runs
+## (the conftest's hypothesis profile `fuzz`: 3,000 examples each; tests that count their own
+## examples read AUTHZ_FUZZ_EXAMPLES)
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	AUTHZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests -k properties
+
+## soak: a real `authz serve` under mixed load for SOAK_SECONDS (default 10 minutes) with a
+## policy reload every second, JWKS rotations and outages and a TLS certificate rotation;
+## fails on any failed RPC or a resident-memory slope over 5% (tests/soak.py; `make test`
+## runs it for 20 s, 60 s when CI is set)
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak --seconds $(SOAK_SECONDS)
 
 ## proto: regenerate the committed gRPC / protobuf code
 proto: $(STAMP)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import socket
+import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,3 +141,17 @@ def make_pki(directory: Path, name: str = "authz test CA") -> Pki:
         client_key=directory / "client.key",
         authority=ca,
     )
+
+
+def served_serial(port: int, ca: Path, *, grpc_alpn: bool) -> int:
+    """The serial of the certificate a new TLS connection to 127.0.0.1:`port` is shown."""
+    context = ssl.create_default_context(cafile=str(ca))
+    if grpc_alpn:
+        context.set_alpn_protocols(["h2"])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
+    ):
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return int(x509.load_der_x509_certificate(der).serial_number)

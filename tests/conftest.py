@@ -49,11 +49,14 @@ class RunningServer:
         self.channel = grpc.insecure_channel(self.address)
         self.stub = authz_pb2_grpc.AuthorizationServiceStub(self.channel)
 
-    def wait_serving(self, timeout: float = 10.0) -> None:
+    def wait_serving(self, timeout: float = 30.0) -> None:
         stub = health_pb2_grpc.HealthStub(self.channel)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status
+            except grpc.RpcError:  # a stalled machine can miss one probe's deadline
+                status = None
             if status == health_pb2.HealthCheckResponse.SERVING:
                 return
             time.sleep(0.05)

@@ -49,10 +49,15 @@ class Issuer:
     def __init__(self) -> None:
         self.keys: dict[str, rsa.RSAPrivateKey] = {}
         self.active = self.add_key()
-        self.down = False
+        self.down: bool | str = False  # True: 503; "close": the connection closes unanswered
         self.fetches = 0
+        self.served = 0  # documents sent in full (fetches counts every request, refused ones too)
         # While set to an unset Event, every JWKS request waits for it: a slow endpoint.
         self.hold: threading.Event | None = None
+        # When set, served instead of the key set (garbage, a huge document), with or without
+        # a Content-Length.
+        self.body: bytes | None = None
+        self.declare_length = True
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,17 +66,28 @@ class Issuer:
                 if issuer.hold is not None:
                     issuer.hold.wait(30)
                 if issuer.down:
-                    self.send_error(503)
+                    if issuer.down == "close":
+                        self.close_connection = True  # no answer at all: the connection just ends
+                    else:
+                        self.send_error(503)
                     return
                 if self.path != "/.well-known/jwks.json":
                     self.send_error(404)
                     return
-                body = json.dumps(issuer.jwks()).encode()
+                body = issuer.body if issuer.body is not None else json.dumps(issuer.jwks()).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
+                if issuer.declare_length:
+                    self.send_header("Content-Length", str(len(body)))
+                else:
+                    self.close_connection = True  # the end of the body is the end of the connection
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    for at in range(0, len(body), 65536):
+                        self.wfile.write(body[at : at + 65536])
+                except (BrokenPipeError, ConnectionResetError):
+                    return  # the reader stopped reading: what a size cap does
+                issuer.served += 1
 
             def log_message(self, *args: Any) -> None:
                 pass

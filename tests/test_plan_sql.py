@@ -156,9 +156,9 @@ def allowed_by_check(
 
 
 def selected_by_plan(
-    engine: Engine, snapshot: Snapshot, principal: Principal, action: str
+    engine: Engine, snapshot: Snapshot, principal: Principal, action: str, known: dict[str, Any]
 ) -> tuple[set[str], PlanKind]:
-    plan = plan_resources(snapshot, principal, action, TEMPLATE)
+    plan = plan_resources(snapshot, principal, action, TEMPLATE, known)
     conditional = plan.kind is PlanKind.CONDITIONAL
     # Through the proto form and the client's adapter, as a real caller gets it.
     result = PlanResult(
@@ -201,10 +201,21 @@ def pg(postgres: str) -> Iterator[Engine]:
 
 
 def prove(
-    engine: Engine, effect: str, lines: list[tuple[str, ...]], values: list[tuple[Any, ...]], who: Any
+    engine: Engine,
+    effect: str,
+    lines: list[tuple[str, ...]],
+    values: list[tuple[Any, ...]],
+    who: Any,
+    shared_org: str | None = None,
 ) -> None:
     snapshot = snapshot_for(effect, lines)
     rows = rows_of(values)
+    known = {}
+    if shared_org is not None:
+        # A list of one organisation's orders: org_id is a known attribute of the plan,
+        # and every row's org_id column (which Check is sent) holds it.
+        known = {"org_id": shared_org}
+        rows = [{**row, "org_id": shared_org} for row in rows]
     fill(engine, rows)
     principals = [
         Principal(user, permissions=tuple(grants), org_id=org)
@@ -212,7 +223,7 @@ def prove(
     ]
     for principal in principals:
         for action in ACTIONS:
-            selected, kind = selected_by_plan(engine, snapshot, principal, action)
+            selected, kind = selected_by_plan(engine, snapshot, principal, action, known)
             expected = allowed_by_check(snapshot, principal, action, rows)
             assert selected == expected, (principal, action, kind, lines)
 
@@ -228,6 +239,14 @@ PROOF = settings(
 @given(st.sampled_from(EFFECTS), st.lists(LINES, min_size=1, max_size=6), ROWS, PRINCIPALS)
 def test_sqlite_rows_equal_check(sqlite, effect, lines, values, who):
     prove(sqlite, effect, lines, values, who)
+
+
+@settings(PROOF, max_examples=100)
+@given(
+    st.sampled_from(EFFECTS), st.lists(LINES, min_size=1, max_size=6), ROWS, PRINCIPALS, st.sampled_from(ORGS)
+)
+def test_sqlite_rows_equal_check_with_a_known_attribute(sqlite, effect, lines, values, who, org):
+    prove(sqlite, effect, lines, values, who, shared_org=org)
 
 
 @settings(PROOF, max_examples=100)

@@ -11,9 +11,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import pytest
@@ -25,23 +24,11 @@ from authz.engine.policyfiles import read_policy_dir
 from tests.conftest import settings_for
 from tests.issuer import AUDIENCE, ROLES_CLAIM
 from tests.policy_dirs import copy_demo, line_number
+from tests.waiting import wait_for
 
-T = TypeVar("T")
 # An analyst (read:reports) may not read orders until this line goes live.
 ANALYST_READS_ORDERS = "p, read:reports, /api/orders/:id, GET, True, allow\n"
 POLICY_FILES = ("model.conf", "policy.csv", "roles.csv")
-
-
-def wait_for(probe: Callable[[], T], timeout: float = 10.0) -> T:
-    """Poll `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still {value!r} after {timeout} s")
-        time.sleep(0.02)
 
 
 def check(stub: Any, token: str, resource: str = "/api/orders/1", action: str = "GET") -> Any:
@@ -70,13 +57,21 @@ def test_edit_under_load_is_live_within_two_seconds_without_a_failed_rpc(make_se
     callers = [threading.Thread(target=load) for _ in range(4)]
     for caller in callers:
         caller.start()
-    time.sleep(0.5)
+    wait_for(lambda: len(answers) >= 50, 30, "answers before the edit")
     policy = policies / "policy.csv"
     policy.write_text(policy.read_text() + ANALYST_READS_ORDERS)  # in place, as most editors save
     edited = time.monotonic()
     new_version = read_policy_dir(policies).version
-    time.sleep(2.5)
-    stop.set()
+
+    def answers_after_the_new_version() -> bool:
+        seen = answers[:]
+        firsts = [received for _, received, _, version in seen if version == new_version]
+        return bool(firsts) and sum(sent > min(firsts) for sent, *_ in seen) >= 50
+
+    try:
+        wait_for(answers_after_the_new_version, 30, "50 answers sent after the new policy went live")
+    finally:
+        stop.set()
     for caller in callers:
         caller.join(10)
 
@@ -115,8 +110,13 @@ def test_broken_edit_changes_nothing_and_is_reported(make_server, issuer, tmp_pa
     ]
     after = check(srv.stub, reader)
     assert (after.allowed, after.policy_version) == (True, before.policy_version)
-    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
-    assert any("keeps serving" in m and f"policy.csv:{broken_line}:" in m for m in logged), logged
+
+    def rejection_logged() -> bool:
+        logged = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+        return any("keeps serving" in m and f"policy.csv:{broken_line}:" in m for m in logged)
+
+    # The store logs before it publishes `last_rejected`; waiting keeps this true if that order changes.
+    wait_for(rejection_logged, 10, "the rejection's log line")
     view = admin.GetPolicy(admin_pb2.GetPolicyRequest(token=admin_token), timeout=5)
     assert view.version == before.policy_version
     assert view.HasField("last_reload_error")
@@ -163,14 +163,20 @@ def test_configmap_symlink_swap_swaps_once(make_server, issuer, tmp_path, caplog
     shutil.rmtree(root / first)
 
     wait_for(lambda: check(srv.stub, token).allowed)
-    time.sleep(1.0)  # longer than a debounce window: a second batch would have been reloaded by now
-    reloads = [r.getMessage() for r in caplog.records if r.name == "authz.reload"]
-    assert reloads, "the watcher saw the swap"
+    # Absence cannot be waited for: give a late second batch longer than a debounce window.
+    time.sleep(1.0)
+
+    def counts() -> tuple[dict[str, int], dict[str, int]]:
+        reloads = [r for r in caplog.records if r.name == "authz.reload"]
+        return srv.app.store.reloads, {"ok": 2, "rejected": 0, "unchanged": len(reloads) - 1}
+
     # One swap to the new generation and no rejection: no reload ever read a half-swapped
     # directory. A stalled machine may split the kubelet's steps into two watch batches;
-    # the later one then finds the policy it serves and changes nothing.
+    # the later one then finds the policy it serves and changes nothing. A reload logged
+    # but still running has not counted yet: wait for the counts to agree.
+    assert [r for r in caplog.records if r.name == "authz.reload"], "the watcher saw the swap"
+    wait_for(lambda: counts()[0] == counts()[1], 10, "reload counts matching the reloads logged")
     assert swaps == [read_policy_dir(root).version]
-    assert srv.app.store.reloads == {"ok": 2, "rejected": 0, "unchanged": len(reloads) - 1}
 
 
 def test_reload_requires_tests_rejects_a_change_that_breaks_a_suite(make_server, issuer, tmp_path):
@@ -237,12 +243,14 @@ def test_sighup_reloads(tmp_path, issuer, workers):
         with grpc.insecure_channel(address) as channel:
             grpc.channel_ready_future(channel).result(timeout=30)
             wait_for(lambda: _serving(channel), timeout=30)
+            # The channel reaches one worker; each logs SERVING once its SIGHUP handler is set.
+            wait_for(lambda: log_path.read_text().count("health: SERVING") == workers, 60, "every worker up")
             stub = authz_pb2_grpc.AuthorizationServiceStub(channel)
             assert not check(stub, token).allowed
             (tmp_path / "next").symlink_to(v2)
             os.replace(tmp_path / "next", current)
             process.send_signal(signal.SIGHUP)
-            wait_for(lambda: log_path.read_text().count("reloading the policy (SIGHUP)") == workers)
+            wait_for(lambda: log_path.read_text().count("reloading the policy (SIGHUP)") == workers, 30)
             reply = wait_for(lambda: check(stub, token) if check(stub, token).allowed else None)
             assert reply.policy_version == read_policy_dir(v2).version
         process.send_signal(signal.SIGTERM)

@@ -48,9 +48,13 @@ def bind(listen: str, *, reuse_port: bool = False) -> socket.socket:
     host = host.strip("[]")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        return socket.create_server((host, port), family=family, reuse_port=reuse_port)
+        sock = socket.create_server((host, port), family=family, reuse_port=reuse_port)
     except OSError as exc:
         raise ListenError.of("http_listen", listen, exc) from exc
+    # Accepted connections inherit it. Without it a keep-alive response (headers and body in
+    # two writes) waited for the client's delayed ACK: 44 ms per call instead of 0.5 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 class HttpListener:

@@ -16,8 +16,11 @@ reload of the whole set.
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 from collections import deque
+from pathlib import Path
 
 import watchfiles
 
@@ -30,6 +33,8 @@ logging.getLogger("watchfiles").setLevel(logging.WARNING)
 
 DEBOUNCE_MS = 500
 STEP_MS = 100
+MISSING_POLL_SECONDS = 0.5
+MAX_RETRY_SECONDS = 30.0
 
 
 class PolicyReloader:
@@ -63,19 +68,51 @@ class PolicyReloader:
             thread.join(timeout)
 
     def _watch(self) -> None:
+        # A watch follows the directory it started on: once that is removed or replaced (a
+        # restore, `mv` of a new tree), it never reports again. So the watch restarts on the
+        # directory found at the path, and while there is none the path is polled.
         directory = self.store.directory
-        try:
-            for changes in watchfiles.watch(
-                directory,
-                watch_filter=None,
-                debounce=DEBOUNCE_MS,
-                step=STEP_MS,
-                stop_event=self._stop,
-            ):
-                self.request(f"{len(changes)} file change(s) in {directory}")
-        except Exception:
-            # Serving goes on with the policy it has; SIGHUP and the admin service still reload.
-            log.exception("cannot watch %s for policy changes; reload with SIGHUP", directory)
+        missing = False
+        retry = MISSING_POLL_SECONDS
+        while not self._stop.is_set():
+            identity = _identity(directory)
+            if identity is None:
+                if not missing:
+                    log.warning(
+                        "policy directory %s is gone; the last good policy keeps serving until it is back",
+                        directory,
+                    )
+                    missing = True
+                self._stop.wait(MISSING_POLL_SECONDS)
+                continue
+            if missing:
+                missing = False
+                # Let a restore that is still copying finish before reading it.
+                self._stop.wait(DEBOUNCE_MS / 1000)
+                self.request(f"{directory} is back")
+            try:
+                self._watch_while(directory, identity)
+                retry = MISSING_POLL_SECONDS
+            except Exception:
+                # Serving goes on with the policy it has; SIGHUP and the admin service still reload.
+                log.exception(
+                    "cannot watch %s for policy changes; retrying in %g s (SIGHUP reloads)", directory, retry
+                )
+                self._stop.wait(retry)
+                retry = min(retry * 2, MAX_RETRY_SECONDS)  # a lasting cause (inotify limits) stays quiet
+
+    def _watch_while(self, directory: Path, identity: tuple[int, int]) -> None:
+        """Watch `directory` until stopped or until the path no longer names the same directory."""
+        for changes in watchfiles.watch(
+            directory,
+            watch_filter=None,
+            debounce=DEBOUNCE_MS,
+            step=STEP_MS,
+            stop_event=self._stop,
+        ):
+            self.request(f"{len(changes)} file change(s) in {directory}")
+            if _identity(directory) != identity:
+                return
 
     def _reload_loop(self) -> None:
         while True:
@@ -93,3 +130,12 @@ class PolicyReloader:
                 pass  # logged with its findings by the store; the last good policy serves
             except Exception:
                 log.exception("policy reload failed; the last good policy keeps serving")
+
+
+def _identity(directory: Path) -> tuple[int, int] | None:
+    """The directory `directory` names now (device, inode), or None when it names no directory."""
+    try:
+        status = os.stat(directory)
+    except OSError:
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISDIR(status.st_mode) else None

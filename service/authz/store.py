@@ -85,11 +85,19 @@ class PolicyStore:
                 candidate = build_snapshot(source)
                 if self._validate is not None:
                     self._validate(candidate, self.directory)
-            except PolicyLoadError as exc:
+            except (PolicyLoadError, OSError) as exc:
+                # An unreadable file (the suites' too) is a rejection like any other, reported as one.
+                error = (
+                    exc
+                    if isinstance(exc, PolicyLoadError)
+                    else PolicyLoadError(f"cannot read the policy: {exc}")
+                )
                 self.reloads["rejected"] += 1
                 if previous is not None:
-                    self._reject(exc, previous)
-                raise
+                    self._reject(error, previous)
+                if error is exc:
+                    raise
+                raise error from exc
             self._rejected = None
             if candidate.cache is not None:
                 candidate.cache.stats = self.cache_stats  # not yet live: no request reads it
@@ -106,10 +114,11 @@ class PolicyStore:
         return candidate
 
     def _reject(self, exc: PolicyLoadError, serving: Snapshot) -> None:
-        self._rejected = RejectedReload(time.time(), exc.message, tuple(exc.findings))
+        # Logged before it is published: whoever sees `last_rejected` also finds the log line.
         log.error(
             "policy reload rejected, %s keeps serving: %s\n  %s",
             serving.version,
             exc.message,
             "\n  ".join(str(f) for f in exc.findings),
         )
+        self._rejected = RejectedReload(time.time(), exc.message, tuple(exc.findings))

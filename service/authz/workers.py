@@ -11,11 +11,14 @@ connections), which also turns port 0 into one concrete port for every child; it
 forwards SIGTERM, SIGINT and SIGHUP to the children and exits once all of them have.
 A child that exits on its own (a crash, a policy that does not load) brings the others
 down too, so the supervisor of the whole process (systemd, Kubernetes) sees one failure.
+A parent killed outright (SIGKILL) cannot forward anything: on Linux the kernel sends
+each child SIGTERM then (PR_SET_PDEATHSIG), so no orphaned worker keeps the port.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -34,6 +37,7 @@ log = logging.getLogger("authz")
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 STOPPING = (signal.SIGTERM, signal.SIGINT)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def reserve_port(listen: str, setting: str = "listen") -> tuple[socket.socket, str]:
@@ -75,9 +79,11 @@ def serve_workers(settings: Settings, serve: Callable[[Settings], int]) -> int:
     # Signals wait until the handlers below exist, so none is lost between two forks.
     signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     children: list[int] = []
+    parent = os.getpid()
     for number in range(1, settings.workers + 1):
         pid = os.fork()
         if pid == 0:
+            _stop_with_parent(parent)
             _child(number, child_settings, serve, held)
         children.append(pid)
     log.info("authz: %d workers on %s (pids %s)", len(children), listen, " ".join(map(str, children)))
@@ -86,6 +92,21 @@ def serve_workers(settings: Settings, serve: Callable[[Settings], int]) -> int:
     finally:
         for sock in held:
             sock.close()
+
+
+def _stop_with_parent(parent: int) -> None:
+    """Have the kernel send this worker SIGTERM when the supervising parent dies (Linux only).
+
+    SIGTERM is still blocked here, so it waits until the worker can take it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0:
+            return
+    except (OSError, AttributeError):
+        return  # no prctl: an orphaned worker serves until it is stopped
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _child(

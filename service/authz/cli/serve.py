@@ -81,9 +81,6 @@ def run_serve(ns: argparse.Namespace) -> int:
 def serve_process(settings: Settings) -> int:
     """Start, print how to try it in dev mode, and block until a stop signal; SIGHUP reloads the policy."""
     app = App(settings)
-    app.start()
-    if app.dev_issuer is not None:
-        print_dev_banner(app)
     stopped = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -93,9 +90,14 @@ def serve_process(settings: Settings) -> int:
     def on_hangup(_signum: int, _frame: FrameType | None) -> None:
         app.reloader.request("SIGHUP")
 
+    # Before starting: a SIGHUP that arrives while the policy loads is a reload once the
+    # reloader runs, not lost (a `--workers` child ignores SIGHUP until this point).
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
+    app.start()
+    if app.dev_issuer is not None:
+        print_dev_banner(app)
     stopped.wait()
     app.stop()
     return 0

@@ -85,16 +85,18 @@ def split_tokens(line: str) -> list[str] | None:
 def read_policy_dir(directory: Path) -> PolicySource:
     """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name)."""
     model_path = directory / MODEL_FILE
-    if not directory.is_dir():
-        # A relative default (`policies`) read from another folder is the usual cause.
-        where = "" if directory.is_absolute() else f" (relative to {Path.cwd()})"
-        raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
-    if not model_path.is_file():
-        raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
-    csvs = sorted(p for p in directory.glob("*.csv") if p.is_file())
-    if not csvs:
-        raise PolicyLoadError(f"{directory} has no *.csv policy file")
+    # Inside the try: is_file() raises PermissionError in a directory that cannot be searched.
     try:
+        if not directory.is_dir():
+            # A relative default (`policies`) read from another folder is the usual cause.
+            where = "" if directory.is_absolute() else f" (relative to {Path.cwd()})"
+            raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
+        if not model_path.is_file():
+            raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
+        # A symlink counts even when it dangles: skipping it would drop its rules (a deny among them).
+        csvs = sorted(p for p in directory.glob("*.csv") if p.is_file() or p.is_symlink())
+        if not csvs:
+            raise PolicyLoadError(f"{directory} has no *.csv policy file")
         return PolicySource(
             model_text=model_path.read_text(encoding="utf-8"),
             files=tuple((p.name, p.read_text(encoding="utf-8")) for p in csvs),

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 NEW_FILE_MODE = 0o644
+_SUFFIX = ".tmp"
 
 
 def replace_files(texts: Mapping[Path, str]) -> None:
@@ -46,7 +47,7 @@ def _stage(path: Path, text: str) -> tuple[str, Path]:
     """`text` in a fsynced temporary file beside `path`'s target, with the target's mode."""
     target = path.resolve() if path.is_symlink() else path
     mode = stat.S_IMODE(target.stat().st_mode) if target.exists() else NEW_FILE_MODE
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
@@ -58,3 +59,16 @@ def _stage(path: Path, text: str) -> tuple[str, Path]:
             os.unlink(temp)
         raise
     return temp, target
+
+
+def remove_stale_temporaries(directory: Path) -> None:
+    """Delete the temporary files a writer killed mid-write (SIGKILL, power loss) left behind.
+
+    Call only while holding the directory's editing lock: then no writer is staging.
+    Only names of `_stage`'s pattern for a file of this directory are touched.
+    """
+    for entry in directory.glob(f".*{_SUFFIX}"):
+        stem = entry.name[1:].rsplit(".", 2)[0]
+        if entry.is_file() and (stem.endswith(".csv") or (directory / stem).exists()):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()

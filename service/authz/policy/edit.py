@@ -33,7 +33,7 @@ from authz.errors import (
     PolicyLoadError,
 )
 from authz.findings import Finding, listed
-from authz.policy.atomic import replace_files
+from authz.policy.atomic import remove_stale_temporaries, replace_files
 from authz.policy.ruletext import Rule, append_lines, drop_lines, format_text, rule_line
 from authz.policy.runner import require_passing_suites
 from authz.policy.suites import suite_files
@@ -221,7 +221,15 @@ def _commit(
         if candidate.version == source.version:
             return source.version
         check_candidate(candidate, directory, run_tests=run_tests)
-        replace_files({directory / name: updated[name] for name in sorted(updated)})
+        remove_stale_temporaries(directory)
+        try:
+            replace_files({directory / name: updated[name] for name in sorted(updated)})
+        except OSError as exc:
+            # A full disk (ENOSPC, EFBIG) or a read-only mount: the files are as they were.
+            raise EditError(
+                f"the change was not made: writing to {directory} failed: {exc.strerror or exc}; "
+                "no policy file changed"
+            ) from exc
         return candidate.version
 
 
