@@ -28,8 +28,8 @@ demo: $(STAMP) $(NPM_STAMP)
 
 ## system-deps: Debian packages the tests drive: chromium (browser e2e), php with curl and the PSR-7 /
 ## Laravel request and database libraries with the SQLite and PostgreSQL PDO drivers (PHP client
-## and its query adapter), curl (HTTP tests), nginx (forward auth through
-## auth_request), postgresql (data filtering proofs on a throwaway cluster, tests/pg.py).
+## and its query adapter), curl (HTTP tests), nginx (forward auth through auth_request),
+## postgresql (the policy store's and the data filtering tests start a throwaway cluster).
 ## Installed once, skipped when present.
 SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-illuminate-database php-sqlite3 php-pgsql \
   php-nyholm-psr7 curl nginx postgresql

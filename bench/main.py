@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import engine, plan, policyload, rpc, tokens, transport
+from bench import engine, plan, policyload, rpc, store, tokens, transport
 from bench.machine import describe
 from bench.profile import Profile
 from bench.report import Report
@@ -23,6 +23,7 @@ SECTIONS: dict[str, Callable[[Profile, Report], None]] = {
     "grpc": rpc.run,
     "workers": rpc.run_workers,
     "transport": transport.run,
+    "store": store.run,
     "plan": plan.run,
 }
 

@@ -6,7 +6,7 @@ to each size. A plan (for `PUT /api/orders/:id`, which depends on owner, org_id 
 and a Check of one order on the same snapshot are timed in the same run; the decision
 cache is off, so every Check is evaluated.
 
-The query part fills a PostgreSQL table (tests/pg.py's throwaway cluster) with orders and an
+The query part fills a PostgreSQL table (bench/store.py's throwaway cluster) with orders and an
 index on org_id, and times the SQLAlchemy adapter's query against the same query written by
 hand, interleaved.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 import gc
 import random
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from authz_client.sqlalchemy import plan_where
 from bench.profile import Profile
 from bench.report import Report
 from bench.stats import percentile, ratio, summary_us
-from tests.pg import server_binaries, start_cluster, stop_cluster
+from bench.store import cluster
 
 TEMPLATE = "/api/orders/:id"
 MAX_CHECKS_PER_PLAN = 5.0
@@ -138,65 +137,56 @@ def _fill(engine: Any, table: Any, rows: int) -> None:
 
 
 def _query(profile: Profile, report: Report, snapshot: Snapshot) -> dict[str, Any] | None:
-    binaries = server_binaries()
-    if binaries is None:
-        report.warn("plan query: PostgreSQL is not installed (make system-deps); the query figure is skipped")
-        return None
     from sqlalchemy import Column, Integer, MetaData, String, Table, and_, create_engine, func, or_, select
 
-    directory = Path(tempfile.mkdtemp(prefix="authz-bench-pg-"))
-    try:
-        dsn, data_dir = start_cluster(directory, binaries)
-        try:
-            engine = create_engine(dsn.replace("postgresql://", "postgresql+psycopg://", 1))
-            orders = Table(
-                "orders",
-                MetaData(),
-                Column("id", Integer, primary_key=True),
-                Column("owner", String),
-                Column("org_id", String),
-                Column("status", String),
-                Column("amount", Integer),
+    with cluster() as server:
+        if server is None:
+            report.warn(
+                "plan query: PostgreSQL is not installed (make system-deps); the query figure is skipped"
             )
-            _fill(engine, orders, profile.plan_rows)
-            plan = plan_resources(snapshot, CAROL, "PUT", TEMPLATE)
-            result = PlanResult(
-                kind=plan.kind.name,
-                condition=condition_to_proto(plan.condition),
-                reason="",
-                message="",
-                fields=tuple(plan.fields),
-                matched_rules=(),
-                subject=CAROL.id,
-                policy_version=snapshot.version,
-                decision_id="",
+            return None
+        engine = create_engine(server.dsn().replace("postgresql://", "postgresql+psycopg://", 1))
+        orders = Table(
+            "orders",
+            MetaData(),
+            Column("id", Integer, primary_key=True),
+            Column("owner", String),
+            Column("org_id", String),
+            Column("status", String),
+            Column("amount", Integer),
+        )
+        _fill(engine, orders, profile.plan_rows)
+        plan = plan_resources(snapshot, CAROL, "PUT", TEMPLATE)
+        result = PlanResult(
+            kind=plan.kind.name,
+            condition=condition_to_proto(plan.condition),
+            reason="",
+            message="",
+            fields=tuple(plan.fields),
+            matched_rules=(),
+            subject=CAROL.id,
+            policy_version=snapshot.version,
+            decision_id="",
+        )
+        by_plan = select(func.count()).select_from(orders).where(plan_where(result, orders))
+        by_hand = (
+            select(func.count())
+            .select_from(orders)
+            .where(
+                or_(orders.c.org_id == "org_1", and_(orders.c.owner == "carol", orders.c.status == "draft"))
             )
-            by_plan = select(func.count()).select_from(orders).where(plan_where(result, orders))
-            by_hand = (
-                select(func.count())
-                .select_from(orders)
-                .where(
-                    or_(
-                        orders.c.org_id == "org_1",
-                        and_(orders.c.owner == "carol", orders.c.status == "draft"),
-                    )
-                )
-            )
-            timings: dict[str, list[float]] = {"plan": [], "hand": []}
-            counts = {}
-            with engine.connect() as connection:
-                for name, statement in (("plan", by_plan), ("hand", by_hand)) * 2:  # warm the cache
-                    counts[name] = connection.execute(statement).scalar_one()
-                for _ in range(profile.plan_query_rounds):
-                    for name, statement in (("plan", by_plan), ("hand", by_hand)):
-                        started = time.perf_counter()
-                        connection.execute(statement).scalar_one()
-                        timings[name].append((time.perf_counter() - started) * 1000)
-            engine.dispose()
-        finally:
-            stop_cluster(data_dir, binaries)
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        )
+        timings: dict[str, list[float]] = {"plan": [], "hand": []}
+        counts = {}
+        with engine.connect() as connection:
+            for name, statement in (("plan", by_plan), ("hand", by_hand)) * 2:  # warm the cache
+                counts[name] = connection.execute(statement).scalar_one()
+            for _ in range(profile.plan_query_rounds):
+                for name, statement in (("plan", by_plan), ("hand", by_hand)):
+                    started = time.perf_counter()
+                    connection.execute(statement).scalar_one()
+                    timings[name].append((time.perf_counter() - started) * 1000)
+        engine.dispose()
     if counts["plan"] != counts["hand"]:
         report.warn(f"plan query: {counts['plan']} rows by the plan, {counts['hand']} by hand")
     plan_ms, hand_ms = percentile(timings["plan"], 0.5), percentile(timings["hand"], 0.5)

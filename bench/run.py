@@ -1,6 +1,6 @@
 """`make bench`: authz's figures, each target a ratio against a baseline measured in the same run.
 
-    python bench/run.py [--quick] [--only engine,load,tokens,grpc,workers,transport]
+    python bench/run.py [--quick] [--only engine,load,tokens,grpc,workers,transport,store]
 
 Prints a table per section and the targets, and writes bench/results.json.
 """

@@ -64,7 +64,7 @@ def write_payload(profile: Profile, issuer: Issuer) -> tuple[Path, Path]:
     return policy, path
 
 
-def server_env(issuer: Issuer, policy: Path, port: int, workers: int = 1) -> dict[str, str]:
+def server_env(issuer: Issuer, policy: Path, port: int, workers: int = 1, store: str = "") -> dict[str, str]:
     """`authz serve` settings as AUTHZ_* variables (none inherited from the caller's environment)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     env.update(
@@ -76,6 +76,8 @@ def server_env(issuer: Issuer, policy: Path, port: int, workers: int = 1) -> dic
         AUTHZ_ROLES_CLAIM=ROLES_CLAIM,
         AUTHZ_WORKERS=str(workers),
     )
+    if store:
+        env["AUTHZ_POLICY_STORE"] = store
     return env
 
 
@@ -125,12 +127,14 @@ def server_process(command: list[str], env: dict[str, str], port: int, log: Path
 
 
 @contextmanager
-def authz_serve(profile: Profile, issuer: Issuer, policy: Path, *, workers: int = 1) -> Iterator[str]:
-    """`authz serve` (the real command) on a free port; yields its address."""
+def authz_serve(
+    profile: Profile, issuer: Issuer, policy: Path, *, workers: int = 1, store: str = ""
+) -> Iterator[str]:
+    """`authz serve` (the real command) on a free port, from `policy` (or the `store` DSN); its address."""
     port = free_port()
     command = [sys.executable, "-m", "authz.cli.main", "serve"]
     log = profile.workdir / f"authz-serve-{port}.log"
-    with server_process(command, server_env(issuer, policy, port, workers), port, log) as address:
+    with server_process(command, server_env(issuer, policy, port, workers, store), port, log) as address:
         yield address
 
 

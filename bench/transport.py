@@ -1,7 +1,10 @@
-"""Transport choice: the sync `grpc.server` with a thread pool (what authz uses) against `grpc.aio`.
+"""Transport choice: authz's grpc.aio server against the sync `grpc.server` it replaced.
 
 Both serve the same DecisionService, assembled by the same App, with the same logging,
-and the same load generator measures Check on each. The server side runs as
+and the same load generator measures Check on each. "aio" is the App exactly as
+`authz serve` runs it; "sync" is the previous form, kept here only to measure against: a
+sync `grpc.server` with a thread pool of 16 whose Check makes the same ProtoService call.
+The server side runs as
 
     python -m bench.transport sync|aio
 
@@ -10,12 +13,12 @@ with the usual AUTHZ_* variables.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import signal
 import sys
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from contextlib import ExitStack
 from typing import Any
 
@@ -26,7 +29,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import App
 from authz.config import Settings, load_settings
 from authz.convert import ProtoService
-from authz.server import MAX_MESSAGE_BYTES, _metadata_authorization
+from authz.server import MAX_MESSAGE_BYTES
 from bench import rpc, serving
 from bench.profile import Profile
 from bench.report import Report
@@ -37,51 +40,55 @@ KINDS = ("sync", "aio")
 RPCS = ("check", "health")
 
 
-class AioServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
-    """Check over grpc.aio: the same ProtoService call the sync servicer makes, inline on the loop."""
+class SyncServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
+    """Check on a pool thread, as the sync server ran it: the same ProtoService call."""
 
     def __init__(self, proto: ProtoService) -> None:
         self.proto = proto
 
-    async def Check(  # noqa: N802 (the proto names the method)
-        self, request: authz_pb2.CheckRequest, context: grpc.aio.ServicerContext[Any, Any]
+    def Check(  # noqa: N802 (the proto names the method)
+        self, request: authz_pb2.CheckRequest, context: grpc.ServicerContext
     ) -> authz_pb2.CheckResponse:
-        # The decision is CPU-bound and short: handing it to a thread pool would only add a hop.
-        return self.proto.check(request, _metadata_authorization(context))  # type: ignore[arg-type]
+        authorization = dict(context.invocation_metadata()).get("authorization")
+        return self.proto.check(request, authorization if isinstance(authorization, str) else None)
 
 
-async def serve_aio(settings: Settings) -> None:
-    """App's service, key set and policy behind a grpc.aio server, until SIGTERM."""
+def _until_sigterm() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
+
+
+def serve_sync(settings: Settings) -> None:
+    """App's service, key set and policy behind the sync thread-pool server, until SIGTERM."""
     app = App(settings)
     app.store.reload()
     if not app.keys.refresh():
         raise RuntimeError(f"cannot fetch the JWKS from {settings.jwks_url}")
-    server = grpc.aio.server(
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="authz-rpc"),
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
+        ],
     )
-    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AioServicer(ProtoService(app.service)), server)
-    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(SyncServicer(ProtoService(app.service)), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_insecure_port(settings.listen)
-    await server.start()
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    await stop.wait()
-    await server.stop(1)
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    _until_sigterm()
+    server.stop(1).wait()
 
 
-def serve_sync(settings: Settings) -> None:
+def serve_aio(settings: Settings) -> None:
     """The App exactly as `authz serve` runs it, until SIGTERM."""
     app = App(settings)
     app.start()
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    _until_sigterm()
     app.stop(grace=1)
 
 
@@ -114,7 +121,7 @@ def run(profile: Profile, report: Report) -> None:
         data[f"{rpc_kind}_sync_over_aio"] = ratio(data[rpc_kind]["sync"]["rps"], data[rpc_kind]["aio"]["rps"])
     report.section(
         "transport",
-        "Transport: sync grpc.server (thread pool) vs grpc.aio, same service and client "
+        "Transport: authz's grpc.aio server vs the sync grpc.server (thread pool), same service and client "
         f"(best of {profile.rpc_rounds} interleaved runs)",
         ["server", "rpc", "RPCs/s", "p50 µs", "p99 µs", "every run's RPCs/s"],
         [_row(kind, rpc_kind, data[rpc_kind][kind]) for rpc_kind in RPCS for kind in KINDS],
@@ -135,6 +142,6 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     chosen = load_settings()
     if sys.argv[1] == "aio":
-        asyncio.run(serve_aio(chosen))
+        serve_aio(chosen)
     else:
         serve_sync(chosen)

@@ -19,9 +19,7 @@ from authz.api.v1 import authz_pb2_grpc
 from authz.app import App, demo_policy_dir
 from authz.config import Settings
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
-
-# The `postgres` fixture (a throwaway PostgreSQL cluster), for every test module.
-pytest_plugins = ("tests.pg",)
+from tests.pgcluster import pg_dsn, postgres_server  # noqa: F401 - fixtures for the policy store and data filtering tests
 
 REPO = Path(__file__).resolve().parent.parent
 HTTP_ORIGIN = "http://localhost:5173"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from tests.conftest import REPO
-from tests.pg import server_binaries
+from tests.pgcluster import _bin_dir
 
 
 def test_quick_engine_bench_prints_the_table_and_writes_results(tmp_path: Path) -> None:
@@ -54,6 +54,6 @@ def test_quick_plan_bench_compares_plans_with_check_and_the_query(tmp_path: Path
     assert cell["plan"]["samples"] >= 50 and cell["check"]["samples"] >= 50
     names = {t["name"] for t in data["targets"]}
     assert "plan: cost in Check decisions at 1k lines" in names
-    if server_binaries() is not None:  # with PostgreSQL: the plan's query finds the hand-written one's rows
+    if _bin_dir() is not None:  # with PostgreSQL: the plan's query finds the hand-written one's rows
         query = data["sections"]["plan_query"]
         assert query["matching"] > 0 and "WARNING" not in result.stdout

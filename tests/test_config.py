@@ -351,3 +351,12 @@ def test_cli_serve_reports_every_problem(tmp_path):
     ):
         assert needle in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_policy_store_must_be_a_postgresql_uri_and_is_never_echoed():
+    assert load_settings(env={**REQUIRED, "AUTHZ_POLICY_STORE": "postgresql://a@db:5432/authz"}).policy_store
+    for value in ("mysql://u:s3cret@db/x", "u:s3cret@[bad", "host=db password=s3cret"):
+        problem = _one_problem(env={**REQUIRED, "AUTHZ_POLICY_STORE": value})
+        assert "postgresql://USER@HOST:PORT/DATABASE" in problem and "s3cret" not in problem
+    problem = _one_problem(env={**REQUIRED, "AUTHZ_POLICY_STORE_CHECK_SECONDS": "0"})
+    assert "policy_store_check_seconds 0.0 must be between 1 and 3600" in problem

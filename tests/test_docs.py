@@ -48,14 +48,17 @@ def test_every_authz_variable_in_the_docs_is_a_setting():
 def test_the_deploy_guides_manifests_parse_and_set_real_variables():
     text = (REPO / "docs/deploy.md").read_text()
     blocks = re.findall(r"```yaml\n(.*?)```", text, re.DOTALL)
-    assert len(blocks) == 2
+    assert len(blocks) == 3
     documents = [doc for block in blocks for doc in yaml.safe_load_all(block)]
-    assert {doc["kind"] for doc in documents} == {"Deployment", "Service", "Ingress"}
-    (deployment,) = (doc for doc in documents if doc["kind"] == "Deployment")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert {doc["kind"] for doc in documents} == {"Deployment", "Service", "Ingress", "Secret"}
+    deployments = [doc for doc in documents if doc["kind"] == "Deployment"]
+    assert len(deployments) == 2  # from a directory; replicated on a policy store
     settings = {field.name for field in dataclasses.fields(Settings)}
-    for variable in container["env"]:
-        assert variable["name"].removeprefix("AUTHZ_").lower() in settings, variable
+    for deployment in deployments:
+        pod = deployment["spec"]["template"]["spec"]
+        for container in [*pod["containers"], *pod.get("initContainers", [])]:
+            for variable in container["env"]:
+                assert variable["name"].removeprefix("AUTHZ_").lower() in settings, variable
 
 
 def test_a_projected_configmap_layout_finds_its_suites(tmp_path: Path):

@@ -110,16 +110,16 @@ def test_sqlite_rows_equal_check(plan_server, issuer, tmp_path):
     prove(run_harness(php, plan_server, connection, tokens), plan_server, tokens)
 
 
-def test_postgresql_rows_equal_check(plan_server, issuer, postgres):
+def test_postgresql_rows_equal_check(plan_server, issuer, pg_dsn):
     php = php_with("pdo_pgsql")
     tokens = plan_cases.tokens(issuer)
-    dsn = urlsplit(postgres)
+    dsn = urlsplit(pg_dsn)
     connection = {
         "driver": "pgsql",
         "host": dsn.hostname,
         "port": dsn.port,
         "database": dsn.path.lstrip("/"),
         "username": dsn.username,
-        "password": "",
+        "password": dsn.password or "",
     }
     prove(run_harness(php, plan_server, connection, tokens), plan_server, tokens)

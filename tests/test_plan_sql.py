@@ -27,6 +27,7 @@ from authz.planproto import condition_to_proto
 from authz.principal import Principal
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
+from tests.pgcluster import PostgresServer
 from tests.policy_dirs import write_policy
 
 EFFECTS = (
@@ -192,12 +193,16 @@ def sqlite() -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="module")
-def pg(postgres: str) -> Iterator[Engine]:
-    engine = create_engine(postgres.replace("postgresql://", "postgresql+psycopg://", 1))
+def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
+    # A database of this module's own on the session's cluster (tests/pgcluster.py).
+    postgres_server.sql("CREATE DATABASE authz_plan_proof")
+    engine = create_engine(
+        postgres_server.dsn("authz_plan_proof").replace("postgresql://", "postgresql+psycopg://", 1)
+    )
     METADATA.create_all(engine)
     yield engine
-    METADATA.drop_all(engine)
     engine.dispose()
+    postgres_server.sql("DROP DATABASE authz_plan_proof WITH (FORCE)")
 
 
 def prove(

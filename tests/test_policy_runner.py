@@ -13,8 +13,9 @@ from authz.cli.main import main
 from authz.engine import load_snapshot
 from authz.errors import PolicyLoadError
 from authz.policy.coverage import measure
-from authz.policy.runner import require_passing_suites, run_suites
+from authz.policy.runner import require_passing_content, require_passing_suites, run_suites
 from authz.policy.suites import load_suites
+from authz.sources.directory import read_dir_content
 from tests.conftest import REPO
 from tests.policy_dirs import copy_demo, line_number
 
@@ -135,7 +136,7 @@ def test_json_and_junit_reports(tmp_path, capsys):
     assert "near miss: policy.csv:17: p, read:report, /api/reports/*, GET, True, allow" in text
 
 
-def test_require_passing_suites_fits_the_store_validate_hook(tmp_path):
+def test_require_passing_suites_and_the_store_validate_hook_report_each_failure(tmp_path):
     policies = copy_demo(tmp_path)
     require_passing_suites(load_snapshot(policies), policies)
     csv = policies / "policy.csv"
@@ -144,6 +145,10 @@ def test_require_passing_suites_fits_the_store_validate_hook(tmp_path):
     )
     with pytest.raises(PolicyLoadError) as caught:
         require_passing_suites(load_snapshot(policies), policies)
+    # The store's hook runs the suites that came with the version: the same findings.
+    with pytest.raises(PolicyLoadError) as from_content:
+        require_passing_content(load_snapshot(policies), read_dir_content(policies))
+    assert from_content.value.findings == caught.value.findings
     case = line_number(policies / "tests" / "orders_test.yaml", "clerks create orders")
     assert any(
         (f.file, f.line) == ("tests/orders_test.yaml", case)

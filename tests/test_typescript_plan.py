@@ -29,7 +29,7 @@ def plan_server(issuer, tmp_path_factory) -> Iterator[RunningServer]:
     running.close()
 
 
-def test_kysely_rows_equal_check_on_postgresql_and_sqlite(plan_server, issuer, postgres, tmp_path: Path):
+def test_kysely_rows_equal_check_on_postgresql_and_sqlite(plan_server, issuer, pg_dsn, tmp_path: Path):
     npm = npm_ci()
     cases = [
         {
@@ -45,7 +45,7 @@ def test_kysely_rows_equal_check_on_postgresql_and_sqlite(plan_server, issuer, p
     assert any(0 < len(c["expected"]) < len(plan_cases.ROWS) for c in cases)
     spec = tmp_path / "cases.json"
     rows = plan_cases.table_rows()
-    spec.write_text(json.dumps({"url": plan_server.http_url, "dsn": postgres, "rows": rows, "cases": cases}))
+    spec.write_text(json.dumps({"url": plan_server.http_url, "dsn": pg_dsn, "rows": rows, "cases": cases}))
     env = {**os.environ, "AUTHZ_BIN": str(AUTHZ_BIN), "AUTHZ_PLAN_CASES": str(spec)}
     done = subprocess.run(
         [npm, "exec", "--", "vitest", "run", "test/kysely.test.ts", "--reporter=verbose"],

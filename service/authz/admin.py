@@ -16,13 +16,22 @@ from typing import Any
 
 from authz.convert import reason_name
 from authz.engine.policyfiles import PolicyLine, PolicySource
-from authz.errors import InvalidArgument, PermissionDenied, PolicyLoadError, Unauthenticated
+from authz.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    PermissionDenied,
+    PolicyLoadError,
+    Unauthenticated,
+)
 from authz.handlers import CheckItem, DecisionService
 from authz.policy.edit import DEFAULT_FILE, add_rules, remove_rules
 from authz.policy.explain import Explanation, explain
 from authz.policy.ruletext import Rule
-from authz.policy.runner import require_passing_suites
+from authz.policy.runner import require_passing_content
 from authz.policy.validate import ValidationReport, validate_source
+from authz.sources import SourceState, changes
+from authz.sources.follow import PostgresOrigin
+from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
 from authz.store import RejectedReload
 
 log = logging.getLogger("authz.admin")
@@ -40,6 +49,7 @@ class PolicyView:
     model_text: str
     lines: list[PolicyLine]
     rejected: RejectedReload | None
+    source: SourceState | None = None
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,13 @@ class PolicyAdmin:
         """The serving policy: model text, lines with file and line, version, last rejected reload."""
         self.authorize(token, READ)
         snapshot = self.store.current
-        return PolicyView(snapshot.version, snapshot.model_text, snapshot.lines, self.store.last_rejected)
+        return PolicyView(
+            snapshot.version,
+            snapshot.model_text,
+            snapshot.lines,
+            self.store.last_rejected,
+            self.store.origin.state(),
+        )
 
     def validate(
         self, token: str, model_text: str, files: Mapping[str, str], *, run_tests: bool = False
@@ -89,26 +105,42 @@ class PolicyAdmin:
         if not run_tests or report.snapshot is None:
             return report
         try:
-            require_passing_suites(report.snapshot, self.store.directory)
+            # The serving version's suites, wherever it is kept.
+            require_passing_content(report.snapshot, self.store.origin.read())
         except PolicyLoadError as exc:
             return ValidationReport([*report.findings, *exc.findings], report.snapshot, report.version)
         return report
 
-    def add_rules(self, token: str, file: str, rules: Sequence[Rule], expected_version: str) -> str:
+    def add_rules(
+        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+    ) -> str:
         """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
         who = self.authorize(token, WRITE)
         file = file or DEFAULT_FILE
-        version = add_rules(self.store.directory, file, rules, _required_version(expected_version))
+        expected = _required_version(expected_version)
+        if self.store.directory is None:
+            done = changes.add_rules(self._policy_store(), file, rules, expected, author=who, message=message)
+            version = done.head.version
+        else:
+            version = add_rules(self.store.directory, file, rules, expected)
         self.store.reload()
         log.info(
             "%s added %d rule(s) to %s: policy %s -> %s", who, len(rules), file, expected_version, version
         )
         return version
 
-    def remove_rules(self, token: str, file: str, rules: Sequence[Rule], expected_version: str) -> str:
+    def remove_rules(
+        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+    ) -> str:
         """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
         who = self.authorize(token, WRITE)
-        version = remove_rules(self.store.directory, file or None, rules, _required_version(expected_version))
+        expected = _required_version(expected_version)
+        if self.store.directory is None:
+            store = self._policy_store()
+            done = changes.remove_rules(store, file or None, rules, expected, author=who, message=message)
+            version = done.head.version
+        else:
+            version = remove_rules(self.store.directory, file or None, rules, expected)
         self.store.reload()
         log.info(
             "%s removed %d rule(s) from %s: policy %s -> %s",
@@ -154,6 +186,37 @@ class PolicyAdmin:
             context,
             roles_claim=self.decisions.verifier.settings.roles_claim,
         )
+
+    # -- history (a policy store only) ---------------------------------------------------------
+
+    def list_versions(self, token: str, limit: int) -> list[VersionInfo]:
+        """The newest `limit` stored versions (default 50), newest first."""
+        self.authorize(token, READ)
+        return self._policy_store().history(limit or 50)
+
+    def get_version(self, token: str, ref: str) -> StoredVersion:
+        """A stored version with its files, by digest or number."""
+        self.authorize(token, READ)
+        return self._policy_store().get(ref)
+
+    def rollback(self, token: str, ref: str, expected_version: str, message: str = "") -> changes.Committed:
+        """A new version with the content of `ref`, serving when the call returns."""
+        who = self.authorize(token, WRITE)
+        done = changes.rollback(
+            self._policy_store(), ref, expected_version or None, author=who, message=message
+        )
+        self.store.reload()
+        log.info("%s rolled the policy back to %s: now %s (#%d)", who, ref, done.head.version, done.head.id)
+        return done
+
+    def _policy_store(self) -> PostgresStore:
+        origin = self.store.origin
+        if not isinstance(origin, PostgresOrigin):
+            raise FailedPrecondition(
+                "this authz serves a policy directory, which keeps no versions: set AUTHZ_POLICY_STORE "
+                "to a PostgreSQL store for history and rollback (or keep the directory in git)"
+            )
+        return origin.store
 
 
 def _required_version(expected: str) -> str:

@@ -8,18 +8,19 @@ transport.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-
-import grpc
+from collections.abc import Sequence
 
 from authz.admin import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
 from authz.attrlimits import check_attributes
+from authz.callgate import CallGate, GatedServer
 from authz.convert import check_wire_size, measured, reason_name, request_token, struct_to_dict, to_timestamp
 from authz.findings import Finding, Severity
 from authz.metrics import ADMIN_RPCS
 from authz.policy.ruletext import Rule
-from authz.server import grpc_method
+from authz.server import Register, grpc_method
+from authz.sources import SourceState
+from authz.sources.postgres import VersionInfo
 from authz.store import RejectedReload
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
@@ -42,6 +43,31 @@ def _reload_error(rejected: RejectedReload | None) -> admin_pb2.ReloadError | No
         at=to_timestamp(rejected.at),
         message=rejected.message,
         findings=[_finding(f) for f in rejected.findings],
+    )
+
+
+def _source(state: SourceState | None) -> admin_pb2.PolicySourceState | None:
+    if state is None:
+        return None
+    return admin_pb2.PolicySourceState(
+        kind=state.kind,
+        location=state.location,
+        reachable=state.reachable,
+        error=state.error,
+        since=to_timestamp(state.since) if state.since else None,
+        head_version=state.head,
+    )
+
+
+def _version(info: VersionInfo) -> admin_pb2.PolicyVersion:
+    return admin_pb2.PolicyVersion(
+        id=info.id,
+        version=info.version,
+        parent=info.parent,
+        created_at=to_timestamp(info.created_at),
+        author=info.author,
+        message=info.message,
+        kind=info.kind,
     )
 
 
@@ -76,6 +102,7 @@ class AdminProto:
                 for line in view.lines
             ],
             last_reload_error=_reload_error(view.rejected),
+            source=_source(view.source),
         )
 
     @measured("ValidatePolicy")
@@ -103,6 +130,7 @@ class AdminProto:
             request.file,
             _rules(request.rules),
             request.expected_version,
+            request.message,
         )
         return admin_pb2.AddRulesResponse(version=version)
 
@@ -116,6 +144,7 @@ class AdminProto:
             request.file,
             _rules(request.rules),
             request.expected_version,
+            request.message,
         )
         return admin_pb2.RemoveRulesResponse(version=version)
 
@@ -158,12 +187,42 @@ class AdminProto:
             near_misses=[admin_pb2.NearMiss(rule=m.rule, needs=m.needs) for m in out.near_misses],
         )
 
+    @measured("ListVersions")
+    def list_versions(
+        self, request: admin_pb2.ListVersionsRequest, authorization: str | None
+    ) -> admin_pb2.ListVersionsResponse:
+        """ListVersions: the policy store's history, newest first."""
+        versions = self.admin.list_versions(request_token(request.token, authorization), request.limit)
+        return admin_pb2.ListVersionsResponse(versions=[_version(v) for v in versions])
+
+    @measured("GetVersion")
+    def get_version(
+        self, request: admin_pb2.GetVersionRequest, authorization: str | None
+    ) -> admin_pb2.GetVersionResponse:
+        """GetVersion: one stored version with its files."""
+        stored = self.admin.get_version(request_token(request.token, authorization), request.version)
+        return admin_pb2.GetVersionResponse(version=_version(stored.info), files=stored.content.files())
+
+    @measured("Rollback")
+    def rollback(
+        self, request: admin_pb2.RollbackRequest, authorization: str | None
+    ) -> admin_pb2.RollbackResponse:
+        """Rollback: an older content as the new head, live on return."""
+        done = self.admin.rollback(
+            request_token(request.token, authorization),
+            request.version,
+            request.expected_version,
+            request.message,
+        )
+        return admin_pb2.RollbackResponse(version=_version(done.head), changed=done.changed)
+
 
 class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
-    """PolicyAdminService over gRPC."""
+    """PolicyAdminService over gRPC; every call runs on the thread pool (a reload builds a policy)."""
 
-    def __init__(self, proto: AdminProto) -> None:
+    def __init__(self, proto: AdminProto, gate: CallGate) -> None:
         self.proto = proto
+        self.gate = gate
 
     GetPolicy = grpc_method(AdminProto.get_policy)
     ValidatePolicy = grpc_method(AdminProto.validate_policy)
@@ -171,13 +230,15 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
     RemoveRules = grpc_method(AdminProto.remove_rules)
     ReloadPolicy = grpc_method(AdminProto.reload_policy)
     Evaluate = grpc_method(AdminProto.evaluate)
+    ListVersions = grpc_method(AdminProto.list_versions)
+    GetVersion = grpc_method(AdminProto.get_version)
+    Rollback = grpc_method(AdminProto.rollback)
 
 
-def admin_service(proto: AdminProto) -> dict[str, Callable[[grpc.Server], None]]:
+def admin_service(proto: AdminProto) -> dict[str, Register]:
     """The `extra` entry for `build_server` that serves PolicyAdminService (and lists it for reflection)."""
-    servicer = PolicyAdminServicer(proto)
 
-    def register(server: grpc.Server) -> None:
-        admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(servicer, server)
+    def register(server: GatedServer, gate: CallGate) -> None:
+        admin_pb2_grpc.add_PolicyAdminServiceServicer_to_server(PolicyAdminServicer(proto, gate), server)
 
     return {ADMIN_SERVICE_NAME: register}

@@ -13,17 +13,21 @@ from grpc_health.v1 import health_pb2
 from authz import tracing
 from authz.admin import PolicyAdmin
 from authz.adminserver import AdminProto, admin_service
+from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
 from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
+from authz.errors import Unavailable
+from authz.grpcloop import LoopHealth, ServerLoop
 from authz.handlers import DecisionService
 from authz.httplimits import HttpLimits
 from authz.httpserver import HttpListener, HttpSettings
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
-from authz.policy.runner import require_passing_suites
+from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
-from authz.server import SERVICE_NAME, build_server
+from authz.server import SERVICE_NAME, GrpcServer, build_server
+from authz.sources import policy_origin
 from authz.store import PolicyStore
 from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
@@ -67,7 +71,8 @@ class App:
             self.keys,
         )
         self.store = PolicyStore(
-            policy_dir, validate=require_passing_suites if settings.reload_requires_tests else None
+            policy_origin(settings.policy_store, policy_dir, settings.policy_store_check_seconds),
+            validate=require_passing_content if settings.reload_requires_tests else None,
         )
         self.reloader = PolicyReloader(self.store)
         self.metrics = Metrics()
@@ -84,6 +89,13 @@ class App:
         )
         self._stop = threading.Event()
         self.port = 0
+        # How long a gRPC call may take to send its request message, and how many may be
+        # waiting for theirs at once (authz.callgate).
+        self.request_message_seconds = REQUEST_MESSAGE_SECONDS
+        self.max_awaiting_request = MAX_AWAITING_REQUEST
+        self.grpc = ServerLoop()
+        self.grpc_server: GrpcServer | None = None
+        self.health: LoopHealth | None = None
         self.http: HttpListener | None = None
         self.http_port = 0
         self.metrics_listener: MetricsListener | None = None
@@ -93,7 +105,11 @@ class App:
         """Load the policy (raises PolicyLoadError when broken), bind and serve."""
         for warning in self.settings.warnings:
             log.warning("%s", warning)
-        self.store.reload()
+        try:
+            self.store.reload()
+        except Unavailable as exc:
+            # A policy store down at start: serve NOT_SERVING and follow it until it answers.
+            log.error("health: NOT_SERVING until a policy loads: %s", exc)
         if self.dev_issuer is not None:
             self.dev_issuer.start()
         s = self.settings
@@ -102,15 +118,20 @@ class App:
             grpc_credentials(CertificateFiles(s.tls_cert, s.tls_key, s.tls_client_ca)) if s.tls_cert else None
         )
         admin = AdminProto(PolicyAdmin(self.service)) if s.admin_enabled else None
-        self.server, self.port, self.health = build_server(
-            self.service,
-            s.listen,
-            credentials=credentials,
-            max_concurrent_rpcs=s.max_concurrent_rpcs,
-            reuse_port=s.workers > 1,
-            extra=admin_service(admin) if admin is not None else None,
+        self.grpc_server = self.grpc.start(
+            lambda: build_server(
+                self.service,
+                s.listen,
+                credentials=credentials,
+                max_concurrent_rpcs=s.max_concurrent_rpcs,
+                request_seconds=self.request_message_seconds,
+                max_awaiting=self.max_awaiting_request,
+                reuse_port=s.workers > 1,
+                extra=admin_service(admin) if admin is not None else None,
+            )
         )
-        self.server.start()
+        self.port = self.grpc_server.port
+        self.health = LoopHealth(self.grpc_server.health, self.grpc)
         if s.http_listen:
             self._start_http(admin)
         if s.metrics_listen:
@@ -119,7 +140,10 @@ class App:
         self.keys.start(self._stop)
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
-            "authz listening on %s (policy %s from %s)", s.listen, self.store.current.version, self.policy_dir
+            "authz listening on %s (policy %s from %s)",
+            s.listen,
+            self.store.current.version if self.store.loaded else "not loaded yet",
+            self.store.origin.location,
         )
 
     def _start_http(self, admin: AdminProto | None) -> None:
@@ -141,7 +165,7 @@ class App:
         try:
             self.http_port = http.start()
         except BaseException:
-            self.server.stop(None)
+            self.grpc.stop(None).wait()
             raise
         self.http = http
         log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
@@ -151,7 +175,7 @@ class App:
         try:
             self.metrics_port = listener.start()
         except BaseException:
-            self.server.stop(None)
+            self.grpc.stop(None).wait()
             if self.http is not None:
                 self.http.stop(0)
             raise
@@ -161,7 +185,7 @@ class App:
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.
         while not self._stop.is_set():
-            if self.keys.wait_ready(timeout=0.5) and self.store.loaded:
+            if self.keys.wait_ready(timeout=0.5) and self.store.loaded and self.health is not None:
                 for name in ("", SERVICE_NAME):
                     self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
                 log.info("health: SERVING")
@@ -171,8 +195,9 @@ class App:
         """Drain: report NOT_SERVING, let in-flight RPCs finish (up to `grace` s), stop."""
         self._stop.set()
         self.reloader.stop()
-        self.health.enter_graceful_shutdown()
-        grpc_stopped = self.server.stop(grace)
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
+        grpc_stopped = self.grpc.stop(grace)
         if self.http is not None:
             self.http.stop(grace)
         grpc_stopped.wait()
@@ -186,4 +211,4 @@ class App:
 
     def wait(self) -> None:
         """Block until the server terminates."""
-        self.server.wait_for_termination()
+        self.grpc.wait()

@@ -30,6 +30,8 @@ class Settings:
 
     listen: str = "127.0.0.1:50051"
     policy_dir: str = "policies"
+    policy_store: str = ""
+    policy_store_check_seconds: float = 10.0
     issuer: tuple[str, ...] = ()
     audience: tuple[str, ...] = ()
     jwks_url: str = ""
@@ -272,6 +274,16 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"tracing {s.tracing!r} must be one of {', '.join(TRACING_MODES)}")
     if not 1 <= s.workers <= 64:
         problems.append(f"workers {s.workers} must be between 1 and 64")
+    if s.policy_store and s.policy_store.partition("://")[0] not in ("postgresql", "postgres"):
+        # Never echo the value: it may hold a password.
+        problems.append(
+            "policy_store is not a postgresql://USER@HOST:PORT/DATABASE URI; "
+            "leave it unset to serve the policy directory"
+        )
+    if not 1 <= s.policy_store_check_seconds <= 3600:
+        problems.append(
+            f"policy_store_check_seconds {s.policy_store_check_seconds} must be between 1 and 3600"
+        )
     if s.forward_auth and not s.http_listen:
         problems.append("forward_auth is served on the HTTP listener: set http_listen too")
     if s.metrics_listen and s.workers > 1:

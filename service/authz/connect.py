@@ -204,6 +204,30 @@ class AdminConnectServicer(_OnExecutor[AdminProto]):
         """Evaluate over Connect / gRPC-Web."""
         return await self._call(AdminProto.evaluate, request, ctx)
 
+    async def list_versions(
+        self,
+        request: admin_pb2.ListVersionsRequest,
+        ctx: RequestContext[admin_pb2.ListVersionsRequest, admin_pb2.ListVersionsResponse],
+    ) -> admin_pb2.ListVersionsResponse:
+        """ListVersions over Connect / gRPC-Web."""
+        return await self._call(AdminProto.list_versions, request, ctx)
+
+    async def get_version(
+        self,
+        request: admin_pb2.GetVersionRequest,
+        ctx: RequestContext[admin_pb2.GetVersionRequest, admin_pb2.GetVersionResponse],
+    ) -> admin_pb2.GetVersionResponse:
+        """GetVersion over Connect / gRPC-Web."""
+        return await self._call(AdminProto.get_version, request, ctx)
+
+    async def rollback(
+        self,
+        request: admin_pb2.RollbackRequest,
+        ctx: RequestContext[admin_pb2.RollbackRequest, admin_pb2.RollbackResponse],
+    ) -> admin_pb2.RollbackResponse:
+        """Rollback over Connect / gRPC-Web."""
+        return await self._call(AdminProto.rollback, request, ctx)
+
 
 def _by_first_segment(routes: Mapping[str, ASGIApp], fallback: ASGIApp) -> ASGIApp:
     """One ASGI app that hands each request to the app of its path's first segment."""

@@ -32,7 +32,17 @@ from authz.tokens import KeySet, TokenCache
 
 RPCS = ("Check", "BatchCheck", "GetVisibility", "GetPrincipal", "PlanResources")
 # PolicyAdminService's, tracked only when the admin service is enabled.
-ADMIN_RPCS = ("GetPolicy", "ValidatePolicy", "AddRules", "RemoveRules", "ReloadPolicy", "Evaluate")
+ADMIN_RPCS = (
+    "GetPolicy",
+    "ValidatePolicy",
+    "AddRules",
+    "RemoveRules",
+    "ReloadPolicy",
+    "Evaluate",
+    "ListVersions",
+    "GetVersion",
+    "Rollback",
+)
 # ForwardAuth is the HTTP listener's proxy endpoint (`forwardauth.py`), tracked when enabled.
 DECIDING_RPCS = ("Check", "BatchCheck", "ForwardAuth")
 # A Check answered from the caches takes about 10 µs in process, a new RS256 token a few
@@ -197,6 +207,15 @@ class ServiceCollector(Collector):
             rules.add_metric((), len(snapshot.rules))
         yield info
         yield rules
+        source = store.origin.state()
+        up = GaugeMetricFamily(
+            "authz_policy_source_up",
+            "1 while the policy's source can be read (a directory always, a PostgreSQL store while "
+            "connected); 0 during a store outage, when the last good policy keeps serving.",
+            labels=("kind",),
+        )
+        up.add_metric((source.kind,), 1 if source.reachable else 0)
+        yield up
         yield _by_label("authz_jwks_fetches", "JWKS fetch attempts by result.", "result", keys.fetches)
         yield GaugeMetricFamily("authz_jwks_keys", "Signing keys in the cached JWKS.", value=len(keys.kids()))
         tokens, decisions = self.token_cache, store.cache_stats

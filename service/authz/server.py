@@ -1,11 +1,19 @@
-"""The gRPC transport: the shared proto calls, status codes, health, reflection, TLS."""
+"""The gRPC transport: the shared proto calls, status codes, health, reflection, TLS.
+
+The server is `grpc.aio` (docs/ARCHITECTURE.md, "Transport choice"). A decision whose token
+is already in the verified-token cache is answered inline on the event loop: it needs no
+key lookup and no I/O. Everything else that may block (a verification, which may fetch the
+JWKS over urllib for up to its 5 s timeout; the admin calls) runs on the thread pool
+through `CallGate.run_blocking`.
+"""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from concurrent import futures
-from typing import Protocol, TypeVar
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -13,7 +21,8 @@ from grpc_reflection.v1alpha import reflection
 
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.convert import ProtoService, error_status
+from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS, CallGate, GatedServer, Overloaded
+from authz.convert import ProtoService, Status, error_status
 from authz.errors import ListenError
 from authz.handlers import DecisionService
 
@@ -23,15 +32,20 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Target = TypeVar("Target")
+Context = grpc.aio.ServicerContext[Any, Any]
+# A service registered beside the decision API: (the server, gating every method it adds;
+# the gate its methods run blocking work through).
+Register = Callable[[GatedServer, CallGate], None]
 
 
 class ProtoServicer(Protocol[Target]):
     """A gRPC servicer whose methods delegate to the proto-level calls of `proto`."""
 
     proto: Target
+    gate: CallGate
 
 
-def _metadata_authorization(context: grpc.ServicerContext) -> str | None:
+def _metadata_authorization(context: Context) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == "authorization" and isinstance(value, str):
             return value
@@ -40,73 +54,109 @@ def _metadata_authorization(context: grpc.ServicerContext) -> str | None:
 
 def grpc_method(
     convert: Callable[[Target, Req, str | None], Resp],
-) -> Callable[[ProtoServicer[Target], Req, grpc.ServicerContext], Resp]:
-    """A servicer method: the shared proto call, its error status reported as a gRPC abort."""
+    inline: Callable[[Target, str], bool] | None = None,
+) -> Callable[[ProtoServicer[Target], Req, Context], Awaitable[Resp]]:
+    """A servicer method: the shared proto call, its error status reported as a gRPC abort.
+
+    The call runs on the event loop when `inline(proto, token)` says it cannot block, else
+    on the thread pool.
+    """
 
     @functools.wraps(convert)
-    def method(self: ProtoServicer[Target], request: Req, context: grpc.ServicerContext) -> Resp:
+    async def method(self: ProtoServicer[Target], request: Req, context: Context) -> Resp:
+        # The metadata is read only when the request carries no token of its own.
+        token = getattr(request, "token", "")
+        authorization = None if token else _metadata_authorization(context)
         try:
-            # The metadata is read only when the request carries no token of its own.
-            token = getattr(request, "token", "")
-            call = tracing.continued(convert, context.invocation_metadata, "grpc")
-            return call(self.proto, request, None if token else _metadata_authorization(context))
+            # With tracing on, the caller's trace is attached where `call` runs (loop or pool).
+            call = tracing.continued(convert, lambda: tuple(context.invocation_metadata() or ()), "grpc")
+            if inline is not None and inline(self.proto, token or authorization or ""):
+                return call(self.proto, request, authorization)
+            return await self.gate.run_blocking(call, self.proto, request, authorization)
+        except Overloaded as exc:
+            status = Status("RESOURCE_EXHAUSTED", str(exc))
         except Exception as exc:
             status = error_status(exc, convert.__name__)
-        context.abort(grpc.StatusCode[status.code], status.message)
+        await context.abort(grpc.StatusCode[status.code], status.message)
         raise AssertionError("unreachable: context.abort raises")
 
     return method
 
 
+def _token_cached(proto: ProtoService, token: str) -> bool:
+    # A cache hit verifies nothing: no key lookup, no JWKS fetch. Should the entry expire or
+    # be cleared in the moment between this look and the decision, the inline verification
+    # finds the key in memory or refuses an unknown kid (a refetch right after the clear that
+    # removed the key is inside unknown_kid_cooldown), so it still does not wait on the network.
+    return proto.service.verifier.is_cached(token)
+
+
 class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # type: ignore[misc]
     """AuthorizationService over gRPC; the conversion is ProtoService's, shared with Connect."""
 
-    def __init__(self, service: DecisionService) -> None:
+    def __init__(self, service: DecisionService, gate: CallGate) -> None:
         self.proto = ProtoService(service)
+        self.gate = gate
 
-    Check = grpc_method(ProtoService.check)
-    BatchCheck = grpc_method(ProtoService.batch_check)
-    GetVisibility = grpc_method(ProtoService.get_visibility)
-    GetPrincipal = grpc_method(ProtoService.get_principal)
+    Check = grpc_method(ProtoService.check, _token_cached)
+    BatchCheck = grpc_method(ProtoService.batch_check, _token_cached)
+    GetVisibility = grpc_method(ProtoService.get_visibility, _token_cached)
+    GetPrincipal = grpc_method(ProtoService.get_principal, _token_cached)
+    # Always on the pool: a plan over many lines can take milliseconds, too long for the loop.
     PlanResources = grpc_method(ProtoService.plan_resources)
 
 
-def build_server(
+@dataclass(frozen=True)
+class GrpcServer:
+    """A built (not yet started) server with its bound port, health servicer and call gate."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer  # type: ignore[name-defined]
+    gate: CallGate
+
+
+async def build_server(
     service: DecisionService,
     listen: str,
     *,
     credentials: grpc.ServerCredentials | None = None,
     max_workers: int = 16,
     max_concurrent_rpcs: int | None = None,
+    request_seconds: float = REQUEST_MESSAGE_SECONDS,
+    max_awaiting: int = MAX_AWAITING_REQUEST,
     reuse_port: bool = False,
-    extra: Mapping[str, Callable[[grpc.Server], None]] | None = None,
-) -> tuple[grpc.Server, int, health.HealthServicer]:
-    """A ready-to-start gRPC server with the API, health and reflection; returns its bound port.
+    extra: Mapping[str, Register] | None = None,
+) -> GrpcServer:
+    """A ready-to-start grpc.aio server with the API, health and reflection; run on its event loop.
 
     `so_reuseport` is off unless asked for: grpcio's default would let a second server
-    silently bind a port that is already in use. Beyond `max_concurrent_rpcs` calls in
-    progress or waiting for a thread, a call is refused at once with RESOURCE_EXHAUSTED:
-    under a load spike callers fail fast (and closed) instead of queueing without bound.
+    silently bind a port that is already in use. Beyond `max_concurrent_rpcs` calls being
+    answered, a call is refused at once with RESOURCE_EXHAUSTED: under a load spike callers
+    fail fast (and closed) instead of queueing without bound. grpcio's own limit is not
+    used: it counts calls still waiting for their request message (see `authz.callgate`).
     """
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc"),
-        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
+    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting)
+    server = grpc.aio.server(
+        migration_thread_pool=pool,
         options=[
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    gated = GatedServer(server, gate)
+    authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), gated)
+    health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, gated)
     names = [SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME]
     for name, register in (extra or {}).items():
-        register(server)
+        register(gated, gate)
         names.append(name)
     reflection.enable_server_reflection(names, server)
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     try:
         port = (
             server.add_secure_port(listen, credentials) if credentials else server.add_insecure_port(listen)
@@ -114,5 +164,7 @@ def build_server(
     except RuntimeError:
         port = 0
     if port == 0:
+        await server.stop(None)
+        pool.shutdown(wait=False)
         raise ListenError("listen", listen, "address in use or not available")
-    return server, port, health_servicer
+    return GrpcServer(server, port, health_servicer, gate)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 from authz.engine import Snapshot, build_snapshot
 from authz.engine.cache import CacheStats
-from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
+from authz.sources import PolicyContent, PolicyOrigin
+from authz.sources.directory import DirectoryOrigin
 
 log = logging.getLogger("authz.policy")
 
@@ -29,10 +30,20 @@ class RejectedReload:
 
 class PolicyStore:
     """Holds the live snapshot. Readers take `current` once per request, so a request
-    finishes on the snapshot it started with while a reload swaps in the next one."""
+    finishes on the snapshot it started with while a reload swaps in the next one.
 
-    def __init__(self, directory: Path, *, validate: Callable[[Snapshot, Path], None] | None = None) -> None:
-        self.directory = directory
+    The policy is read from `origin`: a policy directory (a Path) or a policy store.
+    """
+
+    def __init__(
+        self,
+        origin: Path | PolicyOrigin,
+        *,
+        validate: Callable[[Snapshot, PolicyContent], None] | None = None,
+    ) -> None:
+        self.origin: PolicyOrigin = DirectoryOrigin(origin) if isinstance(origin, Path) else origin
+        # Set only for a directory: the editing gate and its suites work on files there.
+        self.directory: Path | None = origin if isinstance(origin, Path) else None
         self._validate = validate
         self._current: Snapshot | None = None
         self._lock = threading.Lock()
@@ -77,14 +88,14 @@ class PolicyStore:
             try:
                 # A cheap read first: most change events (an edit already reloaded, tests/,
                 # temporary files) leave the policy as it serves, and building is what costs.
-                source = read_policy_dir(self.directory)
-                if previous is not None and source.version == previous.version:
+                content = self.origin.read()
+                if previous is not None and content.version == previous.version:
                     self._rejected = None
                     self.reloads["unchanged"] += 1
                     return previous
-                candidate = build_snapshot(source)
+                candidate = build_snapshot(content.policy)
                 if self._validate is not None:
-                    self._validate(candidate, self.directory)
+                    self._validate(candidate, content)
             except (PolicyLoadError, OSError) as exc:
                 # An unreadable file (the suites' too) is a rejection like any other, reported as one.
                 error = (
@@ -107,7 +118,7 @@ class PolicyStore:
             "policy %s is live (%d rules) from %s",
             candidate.version,
             len(candidate.rules),
-            self.directory,
+            self.origin.location,
         )
         for listener in self._listeners:
             listener(candidate)

@@ -1,4 +1,4 @@
-"""`authz` entry point: serve | token | check | principal | policy | auth0."""
+"""`authz` entry point: serve | token | check | principal | policy | auth0 | store."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from authz.cli.plan import add_plan_command
 from authz.cli.policy import add_policy_commands
 from authz.cli.remote import add_connection_args, run_check, run_principal
 from authz.cli.serve import add_serve_args, run_serve
+from authz.cli.store import add_store_commands
 from authz.devmode import dev_dir, mint_token
 from authz.errors import AuthzError
 
@@ -78,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_lint_command(policy)
     add_diff_command(policy)
     add_auth0_commands(commands)
+    add_store_commands(commands, policy)
     return parser
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from authz.cli.attrs import UsageError, parse_attributes
 from authz.cli.output import print_decision
+from authz.cli.store import open_store, store_argument
 from authz.convert import reason_name
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
@@ -28,6 +29,8 @@ from authz.policy.runner import run_suites
 from authz.policy.suites import load_suites, suite_files
 from authz.policy.testreport import as_json, render_junit, render_text
 from authz.policy.validate import validate_dir
+from authz.sources import changes as store_changes
+from authz.sources.postgres import cli_author
 
 DEFAULT_DIR = "policies"
 _PTYPE = re.compile(r"[pg]\d*")
@@ -113,6 +116,10 @@ def add_policy_commands(commands: Any) -> Any:
             change.add_argument("--file", help="policy file to remove from (default: wherever the rule is)")
         _edit_arguments(change)
         change.add_argument("--expected-version", help="refuse unless the policy is at this version")
+        store_argument(change, required=False)
+        change.add_argument(
+            "--message", "-m", default="", help="with --store: why (recorded with the version)"
+        )
         change.set_defaults(func=run_add if name == "add" else run_remove)
 
     fmt = sub.add_parser("fmt", help="normalise spacing to `p, a, b, c` (comments and order kept)")
@@ -306,8 +313,26 @@ def _dir_and_rule(ns: argparse.Namespace) -> tuple[Path, tuple[str, ...]]:
     return Path(directory or DEFAULT_DIR), parse_rule(words)
 
 
+def _store_edit(ns: argparse.Namespace, add: bool) -> int:
+    words: list[str] = list(ns.words)
+    if ns.dir is not None:
+        raise UsageError("give a policy directory or --store, not both")
+    rule = parse_rule(words)
+    file: str | None = ns.file
+    options: dict[str, Any] = {"author": cli_author(), "message": ns.message, "run_tests": not ns.no_tests}
+    if add:
+        done = store_changes.add_rules(open_store(ns), ns.file, [rule], ns.expected_version, **options)
+    else:
+        done = store_changes.remove_rules(open_store(ns), file, [rule], ns.expected_version, **options)
+    print(f"{'added to' if add else 'removed from'} {file or 'the policy'}: {', '.join(rule)}")
+    print(f"policy version {done.head.version} (#{done.head.id} in the store)")
+    return 0
+
+
 def run_add(ns: argparse.Namespace) -> int:
     """Add one rule; the policy version after the change is printed."""
+    if ns.store:
+        return _store_edit(ns, add=True)
     directory, rule = _dir_and_rule(ns)
     version = add_rules(directory, ns.file, [rule], ns.expected_version, run_tests=not ns.no_tests)
     print(f"added to {directory / ns.file}: {', '.join(rule)}")
@@ -317,6 +342,8 @@ def run_add(ns: argparse.Namespace) -> int:
 
 def run_remove(ns: argparse.Namespace) -> int:
     """Remove one rule; the policy version after the change is printed."""
+    if ns.store:
+        return _store_edit(ns, add=False)
     directory, rule = _dir_and_rule(ns)
     version = remove_rules(directory, ns.file, [rule], ns.expected_version, run_tests=not ns.no_tests)
     print(f"removed from {directory / ns.file if ns.file else directory}: {', '.join(rule)}")

@@ -26,7 +26,7 @@ FLAG_HELP = {
     "leeway_seconds": "clock leeway for exp/nbf (AUTHZ_LEEWAY_SECONDS, default 30)",
     "roles_claim": "claim holding the user's roles (AUTHZ_ROLES_CLAIM)",
     "batch_limit": "max BatchCheck items (AUTHZ_BATCH_LIMIT, default 100)",
-    "max_concurrent_rpcs": "gRPC calls in progress or queued before RESOURCE_EXHAUSTED, and HTTP "
+    "max_concurrent_rpcs": "gRPC calls being answered before RESOURCE_EXHAUSTED, and HTTP "
     "requests being answered before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",

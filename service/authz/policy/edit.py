@@ -129,6 +129,11 @@ def add_rules(
     run_tests: bool = True,
 ) -> str:
     """Append `rules` to `file` (created when missing) and return the new policy version."""
+    return _commit(directory, adding(file, rules), expected_version, run_tests)
+
+
+def adding(file: str, rules: Sequence[Rule]) -> Callable[[PolicySource], dict[str, str]]:
+    """The change that appends `rules` to `file`: the changed files' texts from a policy's (any source)."""
     _check_file_name(file)
     rules = _distinct(rules)
 
@@ -141,7 +146,7 @@ def add_rules(
                 )
         return {file: append_lines(dict(source.files).get(file, ""), rules)}
 
-    return _commit(directory, change, expected_version, run_tests)
+    return change
 
 
 def remove_rules(
@@ -153,6 +158,11 @@ def remove_rules(
     run_tests: bool = True,
 ) -> str:
     """Remove every line holding one of `rules` from `file` (None: from any policy file)."""
+    return _commit(directory, removing(file, rules, str(directory)), expected_version, run_tests)
+
+
+def removing(file: str | None, rules: Sequence[Rule], where: str) -> Callable[[PolicySource], dict[str, str]]:
+    """The change that removes `rules` from `file` (None: from any policy file of the policy at `where`)."""
     if file is not None:
         _check_file_name(file)
     rules = _distinct(rules)
@@ -164,7 +174,7 @@ def remove_rules(
         found: set[Rule] = set()
         for name in names:
             if name not in texts:
-                raise RuleNotFound(f"{name} is not a policy file of {directory}")
+                raise RuleNotFound(f"{name} is not a policy file of {where}")
             text, hits = drop_lines(texts[name], rules)
             if hits:
                 changed[name] = text
@@ -174,7 +184,7 @@ def remove_rules(
             raise RuleNotFound(f"not in {file or 'the policy'}: " + "; ".join(missing))
         return changed
 
-    return _commit(directory, change, expected_version, run_tests)
+    return change
 
 
 def format_policies(directory: Path, *, check: bool = False, run_tests: bool = True) -> list[str]:
@@ -187,7 +197,7 @@ def format_policies(directory: Path, *, check: bool = False, run_tests: bool = T
     def change(source: PolicySource) -> dict[str, str]:
         updated = {name: format_text(text) for name, text in source.files}
         changed.extend(name for name, text in source.files if updated[name] != text)
-        if parse_lines(_with_files(source, updated))[0] != parse_lines(source)[0]:
+        if parse_lines(with_files(source, updated))[0] != parse_lines(source)[0]:
             raise EditError("formatting would change a policy value; nothing was written")
         return {name: updated[name] for name in changed}
 
@@ -217,7 +227,7 @@ def _commit(
         if expected_version is not None and expected_version != source.version:
             raise VersionConflict(expected_version, source.version)
         updated = change(source)
-        candidate = _with_files(source, updated)
+        candidate = with_files(source, updated)
         if candidate.version == source.version:
             return source.version
         check_candidate(candidate, directory, run_tests=run_tests)
@@ -233,7 +243,8 @@ def _commit(
         return candidate.version
 
 
-def _with_files(source: PolicySource, updated: Mapping[str, str]) -> PolicySource:
+def with_files(source: PolicySource, updated: Mapping[str, str]) -> PolicySource:
+    """`source` with the `updated` files' texts (added or replaced)."""
     # Same order as read_policy_dir (sorted by name), so the version is what a reload will see.
     files = dict(source.files) | dict(updated)
     return PolicySource(source.model_text, tuple(sorted(files.items())))

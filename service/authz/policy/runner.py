@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from authz.convert import reason_name
 from authz.decision import Decision, Reason
@@ -21,6 +22,9 @@ from authz.policy.suites import (
     SuiteError,
     load_suites,
 )
+
+if TYPE_CHECKING:
+    from authz.sources import PolicyContent
 
 
 @dataclass(frozen=True)
@@ -100,15 +104,33 @@ def _check(
 def require_passing_suites(snapshot: Snapshot, directory: Path) -> None:
     """Raise PolicyLoadError unless every suite in `directory/tests` passes on `snapshot`.
 
-    The signature fits `PolicyStore(validate=...)`, so a reload can require the suites too.
+    The editing gate's check of a candidate; a reload uses `require_passing_content`.
     """
     try:
         suites = load_suites(directory)
     except SuiteError as exc:
         raise PolicyLoadError("the policy test suites cannot be read", exc.findings) from exc
+    require_suites_pass(snapshot, suites)
+
+
+def require_suites_pass(snapshot: Snapshot, suites: list[Suite]) -> None:
+    """Raise PolicyLoadError, with a finding per failed check, unless every check of `suites` passes."""
     failures = [r for r in run_suites(snapshot, suites) if not r.passed]
     if failures:
         raise PolicyLoadError(
             f"{len(failures)} policy test(s) fail",
             [Finding.error(r.suite.file, r.case.line, f"{r.label}: {r.problem}") for r in failures],
         )
+
+
+def require_passing_content(snapshot: Snapshot, content: PolicyContent) -> None:
+    """Raise PolicyLoadError unless every suite stored with `content` passes on `snapshot`.
+
+    Fits `PolicyStore(validate=...)` (`reload_requires_tests`) for every source: a
+    directory's content carries its `tests/` suites, a stored version its own.
+    """
+    try:
+        suites = content.load_suites()
+    except SuiteError as exc:
+        raise PolicyLoadError("the policy test suites cannot be read", exc.findings) from exc
+    require_suites_pass(snapshot, suites)

@@ -64,6 +64,12 @@ class TokenCache:
             self.hits += 1
             return principal
 
+    def holds(self, token: str) -> bool:
+        """Whether `get` would answer from the cache now; counts nothing and keeps the LRU order."""
+        with self._lock:
+            entry = self._entries.get(token)
+            return entry is not None and self._clock() <= entry[1]
+
     def put(self, token: str, principal: Principal, valid_until: float) -> None:
         """Remember a verified token until `valid_until` (its exp plus leeway)."""
         size = entry_bytes(token, principal)

@@ -86,6 +86,10 @@ class TokenVerifier:
         self.cache.put(token, principal, float(claims["exp"]) + self.settings.leeway)
         return principal
 
+    def is_cached(self, raw: str) -> bool:
+        """Whether `verify(raw)` would be a cache hit now: no key lookup, no JWKS fetch."""
+        return self.cache.holds(strip_bearer(raw))
+
     def _verified_claims(self, token: str) -> dict[str, Any]:
         if not token:
             raise TokenRejected(Reason.TOKEN_MISSING, "no access token was sent")

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, ConnectWSGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint, EndpointSync
 from pyqwest import Client, SyncClient
 
-from .admin_pb2 import AddRulesRequest, AddRulesResponse, EvaluateRequest, EvaluateResponse, GetPolicyRequest, GetPolicyResponse, ReloadPolicyRequest, ReloadPolicyResponse, RemoveRulesRequest, RemoveRulesResponse, ValidatePolicyRequest, ValidatePolicyResponse
+from .admin_pb2 import AddRulesRequest, AddRulesResponse, EvaluateRequest, EvaluateResponse, GetPolicyRequest, GetPolicyResponse, GetVersionRequest, GetVersionResponse, ListVersionsRequest, ListVersionsResponse, ReloadPolicyRequest, ReloadPolicyResponse, RemoveRulesRequest, RemoveRulesResponse, RollbackRequest, RollbackResponse, ValidatePolicyRequest, ValidatePolicyResponse
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Iterable, Mapping
@@ -73,6 +73,25 @@ class PolicyAdminService(Protocol):
     async def evaluate(self, request: EvaluateRequest, ctx: RequestContext[EvaluateRequest, EvaluateResponse], /) -> EvaluateResponse:
         """
         What-if: the decision for a set of token claims, without a token (`authz policy explain`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def list_versions(self, request: ListVersionsRequest, ctx: RequestContext[ListVersionsRequest, ListVersionsResponse], /) -> ListVersionsResponse:
+        """
+        The policy store's versions, newest first (`authz policy history`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def get_version(self, request: GetVersionRequest, ctx: RequestContext[GetVersionRequest, GetVersionResponse], /) -> GetVersionResponse:
+        """
+        One stored version with its files (`authz policy show`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def rollback(self, request: RollbackRequest, ctx: RequestContext[RollbackRequest, RollbackResponse], /) -> RollbackResponse:
+        """
+        A new version whose content equals an older one, live when the call returns
+        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -155,6 +174,39 @@ class PolicyAdminServiceASGIApplication(ConnectASGIApplication[PolicyAdminServic
                         stream_type=StreamType.UNARY,
                     ),
                     function=svc.evaluate,
+                ),
+                "/authz.api.v1.PolicyAdminService/ListVersions": Endpoint.unary(
+                    method=MethodInfo(
+                        name="ListVersions",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=ListVersionsRequest,
+                        output=ListVersionsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.list_versions,
+                ),
+                "/authz.api.v1.PolicyAdminService/GetVersion": Endpoint.unary(
+                    method=MethodInfo(
+                        name="GetVersion",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=GetVersionRequest,
+                        output=GetVersionResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.get_version,
+                ),
+                "/authz.api.v1.PolicyAdminService/Rollback": Endpoint.unary(
+                    method=MethodInfo(
+                        name="Rollback",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=RollbackRequest,
+                        output=RollbackResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.rollback,
                 ),
             },
             interceptors=interceptors,
@@ -334,6 +386,76 @@ class PolicyAdminServiceClient(ConnectClient):
             headers=headers,
             timeout_ms=timeout_ms,
         )
+    async def list_versions(
+        self,
+        request: ListVersionsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListVersionsResponse:
+        """
+        The policy store's versions, newest first (`authz policy history`).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListVersions",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=ListVersionsRequest,
+                output=ListVersionsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def get_version(
+        self,
+        request: GetVersionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetVersionResponse:
+        """
+        One stored version with its files (`authz policy show`).
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetVersion",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=GetVersionRequest,
+                output=GetVersionResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def rollback(
+        self,
+        request: RollbackRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RollbackResponse:
+        """
+        A new version whose content equals an older one, live when the call returns
+        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="Rollback",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=RollbackRequest,
+                output=RollbackResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
 
 class PolicyAdminServiceSync(Protocol):
     def get_policy(self, request: GetPolicyRequest, ctx: RequestContext[GetPolicyRequest, GetPolicyResponse], /) -> GetPolicyResponse:
@@ -371,6 +493,25 @@ class PolicyAdminServiceSync(Protocol):
     def evaluate(self, request: EvaluateRequest, ctx: RequestContext[EvaluateRequest, EvaluateResponse], /) -> EvaluateResponse:
         """
         What-if: the decision for a set of token claims, without a token (`authz policy explain`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def list_versions(self, request: ListVersionsRequest, ctx: RequestContext[ListVersionsRequest, ListVersionsResponse], /) -> ListVersionsResponse:
+        """
+        The policy store's versions, newest first (`authz policy history`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def get_version(self, request: GetVersionRequest, ctx: RequestContext[GetVersionRequest, GetVersionResponse], /) -> GetVersionResponse:
+        """
+        One stored version with its files (`authz policy show`).
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    def rollback(self, request: RollbackRequest, ctx: RequestContext[RollbackRequest, RollbackResponse], /) -> RollbackResponse:
+        """
+        A new version whose content equals an older one, live when the call returns
+        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -451,6 +592,39 @@ class PolicyAdminServiceWSGIApplication(ConnectWSGIApplication):
                         stream_type=StreamType.UNARY,
                     ),
                     function=service.evaluate,
+                ),
+                "/authz.api.v1.PolicyAdminService/ListVersions": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="ListVersions",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=ListVersionsRequest,
+                        output=ListVersionsResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.list_versions,
+                ),
+                "/authz.api.v1.PolicyAdminService/GetVersion": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="GetVersion",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=GetVersionRequest,
+                        output=GetVersionResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.get_version,
+                ),
+                "/authz.api.v1.PolicyAdminService/Rollback": EndpointSync.unary(
+                    method=MethodInfo(
+                        name="Rollback",
+                        service_name="authz.api.v1.PolicyAdminService",
+                        input=RollbackRequest,
+                        output=RollbackResponse,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=service.rollback,
                 ),
             },
             interceptors=interceptors,
@@ -624,6 +798,76 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
                 service_name="authz.api.v1.PolicyAdminService",
                 input=EvaluateRequest,
                 output=EvaluateResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def list_versions(
+        self,
+        request: ListVersionsRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> ListVersionsResponse:
+        """
+        The policy store's versions, newest first (`authz policy history`).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="ListVersions",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=ListVersionsRequest,
+                output=ListVersionsResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def get_version(
+        self,
+        request: GetVersionRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> GetVersionResponse:
+        """
+        One stored version with its files (`authz policy show`).
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="GetVersion",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=GetVersionRequest,
+                output=GetVersionResponse,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    def rollback(
+        self,
+        request: RollbackRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> RollbackResponse:
+        """
+        A new version whose content equals an older one, live when the call returns
+        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        """
+        return self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="Rollback",
+                service_name="authz.api.v1.PolicyAdminService",
+                input=RollbackRequest,
+                output=RollbackResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.UNARY,
             ),

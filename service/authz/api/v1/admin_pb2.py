@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61uthz/api/v1/admin.proto\x12\x0c\x61uthz.api.v1\x1a\x18\x61uthz/api/v1/authz.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nPolicyRule\x12\r\n\x05ptype\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"Y\n\nPolicyLine\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\r\n\x05ptype\x18\x03 \x01(\t\x12\x0e\n\x06values\x18\x04 \x03(\t\x12\x10\n\x08location\x18\x05 \x01(\t\"g\n\x07\x46inding\x12/\n\x08severity\x18\x01 \x01(\x0e\x32\x1d.authz.api.v1.FindingSeverity\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"o\n\x0bReloadError\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"!\n\x10GetPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\x92\x01\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.authz.api.v1.PolicyLine\x12\x34\n\x11last_reload_error\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\xb5\x01\n\x15ValidatePolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12=\n\x05\x66iles\x18\x03 \x03(\x0b\x32..authz.api.v1.ValidatePolicyRequest.FilesEntry\x12\x11\n\trun_tests\x18\x04 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"q\n\x0f\x41\x64\x64RulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\"#\n\x10\x41\x64\x64RulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"t\n\x12RemoveRulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\"&\n\x13RemoveRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"$\n\x13ReloadPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"n\n\x14ReloadPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\xd7\x01\n\x0f\x45valuateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x63laims_json\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\'\n\x08NearMiss\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05needs\x18\x02 \x01(\t\"\xc7\x01\n\x10\x45valuateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.authz.api.v1.Reason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rmatched_rules\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\t\x12+\n\x0bnear_misses\x18\x07 \x03(\x0b\x32\x16.authz.api.v1.NearMiss*m\n\x0f\x46indingSeverity\x12 \n\x1c\x46INDING_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46INDING_SEVERITY_ERROR\x10\x01\x12\x1c\n\x18\x46INDING_SEVERITY_WARNING\x10\x02\x32\x80\x04\n\x12PolicyAdminService\x12L\n\tGetPolicy\x12\x1e.authz.api.v1.GetPolicyRequest\x1a\x1f.authz.api.v1.GetPolicyResponse\x12[\n\x0eValidatePolicy\x12#.authz.api.v1.ValidatePolicyRequest\x1a$.authz.api.v1.ValidatePolicyResponse\x12I\n\x08\x41\x64\x64Rules\x12\x1d.authz.api.v1.AddRulesRequest\x1a\x1e.authz.api.v1.AddRulesResponse\x12R\n\x0bRemoveRules\x12 .authz.api.v1.RemoveRulesRequest\x1a!.authz.api.v1.RemoveRulesResponse\x12U\n\x0cReloadPolicy\x12!.authz.api.v1.ReloadPolicyRequest\x1a\".authz.api.v1.ReloadPolicyResponse\x12I\n\x08\x45valuate\x12\x1d.authz.api.v1.EvaluateRequest\x1a\x1e.authz.api.v1.EvaluateResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61uthz/api/v1/admin.proto\x12\x0c\x61uthz.api.v1\x1a\x18\x61uthz/api/v1/authz.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nPolicyRule\x12\r\n\x05ptype\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"Y\n\nPolicyLine\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\r\n\x05ptype\x18\x03 \x01(\t\x12\x0e\n\x06values\x18\x04 \x03(\t\x12\x10\n\x08location\x18\x05 \x01(\t\"g\n\x07\x46inding\x12/\n\x08severity\x18\x01 \x01(\x0e\x32\x1d.authz.api.v1.FindingSeverity\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"o\n\x0bReloadError\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"!\n\x10GetPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xc3\x01\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.authz.api.v1.PolicyLine\x12\x34\n\x11last_reload_error\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\x12/\n\x06source\x18\x05 \x01(\x0b\x32\x1f.authz.api.v1.PolicySourceState\"\x96\x01\n\x11PolicySourceState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0chead_version\x18\x06 \x01(\t\"\xb5\x01\n\x15ValidatePolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12=\n\x05\x66iles\x18\x03 \x03(\x0b\x32..authz.api.v1.ValidatePolicyRequest.FilesEntry\x12\x11\n\trun_tests\x18\x04 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"\x82\x01\n\x0f\x41\x64\x64RulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"#\n\x10\x41\x64\x64RulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x85\x01\n\x12RemoveRulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"&\n\x13RemoveRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"$\n\x13ReloadPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"n\n\x14ReloadPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\xd7\x01\n\x0f\x45valuateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x63laims_json\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\"\'\n\x08NearMiss\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05needs\x18\x02 \x01(\t\"\xc7\x01\n\x10\x45valuateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.authz.api.v1.Reason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rmatched_rules\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\t\x12+\n\x0bnear_misses\x18\x07 \x03(\x0b\x32\x16.authz.api.v1.NearMiss\"\x9b\x01\n\rPolicyVersion\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\"3\n\x13ListVersionsRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"E\n\x14ListVersionsResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.authz.api.v1.PolicyVersion\"3\n\x11GetVersionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xac\x01\n\x12GetVersionResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12:\n\x05\x66iles\x18\x02 \x03(\x0b\x32+.authz.api.v1.GetVersionResponse.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0fRollbackRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"Q\n\x10RollbackResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08*m\n\x0f\x46indingSeverity\x12 \n\x1c\x46INDING_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46INDING_SEVERITY_ERROR\x10\x01\x12\x1c\n\x18\x46INDING_SEVERITY_WARNING\x10\x02\x32\xf3\x05\n\x12PolicyAdminService\x12L\n\tGetPolicy\x12\x1e.authz.api.v1.GetPolicyRequest\x1a\x1f.authz.api.v1.GetPolicyResponse\x12[\n\x0eValidatePolicy\x12#.authz.api.v1.ValidatePolicyRequest\x1a$.authz.api.v1.ValidatePolicyResponse\x12I\n\x08\x41\x64\x64Rules\x12\x1d.authz.api.v1.AddRulesRequest\x1a\x1e.authz.api.v1.AddRulesResponse\x12R\n\x0bRemoveRules\x12 .authz.api.v1.RemoveRulesRequest\x1a!.authz.api.v1.RemoveRulesResponse\x12U\n\x0cReloadPolicy\x12!.authz.api.v1.ReloadPolicyRequest\x1a\".authz.api.v1.ReloadPolicyResponse\x12I\n\x08\x45valuate\x12\x1d.authz.api.v1.EvaluateRequest\x1a\x1e.authz.api.v1.EvaluateResponse\x12U\n\x0cListVersions\x12!.authz.api.v1.ListVersionsRequest\x1a\".authz.api.v1.ListVersionsResponse\x12O\n\nGetVersion\x12\x1f.authz.api.v1.GetVersionRequest\x1a .authz.api.v1.GetVersionResponse\x12I\n\x08Rollback\x12\x1d.authz.api.v1.RollbackRequest\x1a\x1e.authz.api.v1.RollbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._loaded_options = None
   _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_options = b'8\001'
-  _globals['_FINDINGSEVERITY']._serialized_start=1870
-  _globals['_FINDINGSEVERITY']._serialized_end=1979
+  _globals['_GETVERSIONRESPONSE_FILESENTRY']._loaded_options = None
+  _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_options = b'8\001'
+  _globals['_FINDINGSEVERITY']._serialized_start=2795
+  _globals['_FINDINGSEVERITY']._serialized_end=2904
   _globals['_POLICYRULE']._serialized_start=131
   _globals['_POLICYRULE']._serialized_end=174
   _globals['_POLICYLINE']._serialized_start=176
@@ -49,31 +51,49 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETPOLICYREQUEST']._serialized_start=485
   _globals['_GETPOLICYREQUEST']._serialized_end=518
   _globals['_GETPOLICYRESPONSE']._serialized_start=521
-  _globals['_GETPOLICYRESPONSE']._serialized_end=667
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=670
-  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=851
-  _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_start=807
-  _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_end=851
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=853
-  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=947
-  _globals['_ADDRULESREQUEST']._serialized_start=949
-  _globals['_ADDRULESREQUEST']._serialized_end=1062
-  _globals['_ADDRULESRESPONSE']._serialized_start=1064
-  _globals['_ADDRULESRESPONSE']._serialized_end=1099
-  _globals['_REMOVERULESREQUEST']._serialized_start=1101
-  _globals['_REMOVERULESREQUEST']._serialized_end=1217
-  _globals['_REMOVERULESRESPONSE']._serialized_start=1219
-  _globals['_REMOVERULESRESPONSE']._serialized_end=1257
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1259
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1295
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1297
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1407
-  _globals['_EVALUATEREQUEST']._serialized_start=1410
-  _globals['_EVALUATEREQUEST']._serialized_end=1625
-  _globals['_NEARMISS']._serialized_start=1627
-  _globals['_NEARMISS']._serialized_end=1666
-  _globals['_EVALUATERESPONSE']._serialized_start=1669
-  _globals['_EVALUATERESPONSE']._serialized_end=1868
-  _globals['_POLICYADMINSERVICE']._serialized_start=1982
-  _globals['_POLICYADMINSERVICE']._serialized_end=2494
+  _globals['_GETPOLICYRESPONSE']._serialized_end=716
+  _globals['_POLICYSOURCESTATE']._serialized_start=719
+  _globals['_POLICYSOURCESTATE']._serialized_end=869
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_start=872
+  _globals['_VALIDATEPOLICYREQUEST']._serialized_end=1053
+  _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_start=1009
+  _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_end=1053
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_start=1055
+  _globals['_VALIDATEPOLICYRESPONSE']._serialized_end=1149
+  _globals['_ADDRULESREQUEST']._serialized_start=1152
+  _globals['_ADDRULESREQUEST']._serialized_end=1282
+  _globals['_ADDRULESRESPONSE']._serialized_start=1284
+  _globals['_ADDRULESRESPONSE']._serialized_end=1319
+  _globals['_REMOVERULESREQUEST']._serialized_start=1322
+  _globals['_REMOVERULESREQUEST']._serialized_end=1455
+  _globals['_REMOVERULESRESPONSE']._serialized_start=1457
+  _globals['_REMOVERULESRESPONSE']._serialized_end=1495
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1497
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1533
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1535
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1645
+  _globals['_EVALUATEREQUEST']._serialized_start=1648
+  _globals['_EVALUATEREQUEST']._serialized_end=1863
+  _globals['_NEARMISS']._serialized_start=1865
+  _globals['_NEARMISS']._serialized_end=1904
+  _globals['_EVALUATERESPONSE']._serialized_start=1907
+  _globals['_EVALUATERESPONSE']._serialized_end=2106
+  _globals['_POLICYVERSION']._serialized_start=2109
+  _globals['_POLICYVERSION']._serialized_end=2264
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=2266
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=2317
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=2319
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=2388
+  _globals['_GETVERSIONREQUEST']._serialized_start=2390
+  _globals['_GETVERSIONREQUEST']._serialized_end=2441
+  _globals['_GETVERSIONRESPONSE']._serialized_start=2444
+  _globals['_GETVERSIONRESPONSE']._serialized_end=2616
+  _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_start=1009
+  _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_end=1053
+  _globals['_ROLLBACKREQUEST']._serialized_start=2618
+  _globals['_ROLLBACKREQUEST']._serialized_end=2710
+  _globals['_ROLLBACKRESPONSE']._serialized_start=2712
+  _globals['_ROLLBACKRESPONSE']._serialized_end=2793
+  _globals['_POLICYADMINSERVICE']._serialized_start=2907
+  _globals['_POLICYADMINSERVICE']._serialized_end=3662
 # @@protoc_insertion_point(module_scope)

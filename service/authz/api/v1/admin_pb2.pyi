@@ -72,16 +72,34 @@ class GetPolicyRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ...) -> None: ...
 
 class GetPolicyResponse(_message.Message):
-    __slots__ = ("version", "model", "lines", "last_reload_error")
+    __slots__ = ("version", "model", "lines", "last_reload_error", "source")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     LAST_RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     version: str
     model: str
     lines: _containers.RepeatedCompositeFieldContainer[PolicyLine]
     last_reload_error: ReloadError
-    def __init__(self, version: _Optional[str] = ..., model: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[PolicyLine, _Mapping]]] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
+    source: PolicySourceState
+    def __init__(self, version: _Optional[str] = ..., model: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[PolicyLine, _Mapping]]] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ..., source: _Optional[_Union[PolicySourceState, _Mapping]] = ...) -> None: ...
+
+class PolicySourceState(_message.Message):
+    __slots__ = ("kind", "location", "reachable", "error", "since", "head_version")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    REACHABLE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_VERSION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    location: str
+    reachable: bool
+    error: str
+    since: _timestamp_pb2.Timestamp
+    head_version: str
+    def __init__(self, kind: _Optional[str] = ..., location: _Optional[str] = ..., reachable: _Optional[bool] = ..., error: _Optional[str] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., head_version: _Optional[str] = ...) -> None: ...
 
 class ValidatePolicyRequest(_message.Message):
     __slots__ = ("token", "model", "files", "run_tests")
@@ -113,16 +131,18 @@ class ValidatePolicyResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., version: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ...) -> None: ...
 
 class AddRulesRequest(_message.Message):
-    __slots__ = ("token", "rules", "file", "expected_version")
+    __slots__ = ("token", "rules", "file", "expected_version", "message")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     token: str
     rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
     file: str
     expected_version: str
-    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ...) -> None: ...
+    message: str
+    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AddRulesResponse(_message.Message):
     __slots__ = ("version",)
@@ -131,16 +151,18 @@ class AddRulesResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ...) -> None: ...
 
 class RemoveRulesRequest(_message.Message):
-    __slots__ = ("token", "rules", "file", "expected_version")
+    __slots__ = ("token", "rules", "file", "expected_version", "message")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
     token: str
     rules: _containers.RepeatedCompositeFieldContainer[PolicyRule]
     file: str
     expected_version: str
-    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ...) -> None: ...
+    message: str
+    def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RemoveRulesResponse(_message.Message):
     __slots__ = ("version",)
@@ -209,3 +231,78 @@ class EvaluateResponse(_message.Message):
     policy_version: str
     near_misses: _containers.RepeatedCompositeFieldContainer[NearMiss]
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[_authz_pb2.Reason, str]] = ..., message: _Optional[str] = ..., matched_rules: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., policy_version: _Optional[str] = ..., near_misses: _Optional[_Iterable[_Union[NearMiss, _Mapping]]] = ...) -> None: ...
+
+class PolicyVersion(_message.Message):
+    __slots__ = ("id", "version", "parent", "created_at", "author", "message", "kind")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    version: str
+    parent: str
+    created_at: _timestamp_pb2.Timestamp
+    author: str
+    message: str
+    kind: str
+    def __init__(self, id: _Optional[int] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ListVersionsRequest(_message.Message):
+    __slots__ = ("token", "limit")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    limit: int
+    def __init__(self, token: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class ListVersionsResponse(_message.Message):
+    __slots__ = ("versions",)
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    versions: _containers.RepeatedCompositeFieldContainer[PolicyVersion]
+    def __init__(self, versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ...) -> None: ...
+
+class GetVersionRequest(_message.Message):
+    __slots__ = ("token", "version")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    version: str
+    def __init__(self, token: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+
+class GetVersionResponse(_message.Message):
+    __slots__ = ("version", "files")
+    class FilesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    version: PolicyVersion
+    files: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., files: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class RollbackRequest(_message.Message):
+    __slots__ = ("token", "version", "expected_version", "message")
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    token: str
+    version: str
+    expected_version: str
+    message: str
+    def __init__(self, token: _Optional[str] = ..., version: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class RollbackResponse(_message.Message):
+    __slots__ = ("version", "changed")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    version: PolicyVersion
+    changed: bool
+    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...

@@ -64,6 +64,21 @@ class PolicyAdminServiceStub:
                 request_serializer=authz_dot_api_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
                 response_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
                 _registered_method=True)
+        self.ListVersions = channel.unary_unary(
+                '/authz.api.v1.PolicyAdminService/ListVersions',
+                request_serializer=authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsRequest.SerializeToString,
+                response_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetVersion = channel.unary_unary(
+                '/authz.api.v1.PolicyAdminService/GetVersion',
+                request_serializer=authz_dot_api_dot_v1_dot_admin__pb2.GetVersionRequest.SerializeToString,
+                response_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.GetVersionResponse.FromString,
+                _registered_method=True)
+        self.Rollback = channel.unary_unary(
+                '/authz.api.v1.PolicyAdminService/Rollback',
+                request_serializer=authz_dot_api_dot_v1_dot_admin__pb2.RollbackRequest.SerializeToString,
+                response_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.RollbackResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyAdminServiceServicer:
@@ -113,6 +128,28 @@ class PolicyAdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListVersions(self, request, context):
+        """The policy store's versions, newest first (`authz policy history`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetVersion(self, request, context):
+        """One stored version with its files (`authz policy show`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rollback(self, request, context):
+        """A new version whose content equals an older one, live when the call returns
+        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PolicyAdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +182,21 @@ def add_PolicyAdminServiceServicer_to_server(servicer, server):
                     servicer.Evaluate,
                     request_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.EvaluateRequest.FromString,
                     response_serializer=authz_dot_api_dot_v1_dot_admin__pb2.EvaluateResponse.SerializeToString,
+            ),
+            'ListVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListVersions,
+                    request_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsRequest.FromString,
+                    response_serializer=authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsResponse.SerializeToString,
+            ),
+            'GetVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetVersion,
+                    request_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.GetVersionRequest.FromString,
+                    response_serializer=authz_dot_api_dot_v1_dot_admin__pb2.GetVersionResponse.SerializeToString,
+            ),
+            'Rollback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rollback,
+                    request_deserializer=authz_dot_api_dot_v1_dot_admin__pb2.RollbackRequest.FromString,
+                    response_serializer=authz_dot_api_dot_v1_dot_admin__pb2.RollbackResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -309,6 +361,87 @@ class PolicyAdminService:
             '/authz.api.v1.PolicyAdminService/Evaluate',
             authz_dot_api_dot_v1_dot_admin__pb2.EvaluateRequest.SerializeToString,
             authz_dot_api_dot_v1_dot_admin__pb2.EvaluateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.api.v1.PolicyAdminService/ListVersions',
+            authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsRequest.SerializeToString,
+            authz_dot_api_dot_v1_dot_admin__pb2.ListVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.api.v1.PolicyAdminService/GetVersion',
+            authz_dot_api_dot_v1_dot_admin__pb2.GetVersionRequest.SerializeToString,
+            authz_dot_api_dot_v1_dot_admin__pb2.GetVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rollback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/authz.api.v1.PolicyAdminService/Rollback',
+            authz_dot_api_dot_v1_dot_admin__pb2.RollbackRequest.SerializeToString,
+            authz_dot_api_dot_v1_dot_admin__pb2.RollbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,232 @@
+"""What a gRPC call may hold while it waits: a bounded wait for its request, a slot, a thread.
+
+On the event loop a call that has sent its headers but not its request message costs a
+suspended coroutine, never a thread, so stalled clients cannot take the workers away
+from others (the sync server parked a pool thread on each of them). `CallGate` serves
+every single-request method as a stream of one:
+
+- the request message must arrive within `request_seconds` of the call reaching the
+  server, else the call ends with DEADLINE_EXCEEDED, so stalled calls do not pile up for
+  as long as their clients care to keep them open;
+- at most `max_awaiting` calls wait for their message at once (each holds some 24 KiB);
+  beyond that the one that has waited longest is ended with RESOURCE_EXHAUSTED. A caller
+  that sends its message with its headers is never the longest-waiting, so a flood of
+  stalled calls costs bounded memory and still refuses no one else;
+- `max_in_progress` bounds the calls being answered, counted from their request's
+  arrival to their answer: calls still waiting for their message are not counted, so
+  stalled calls can never make the server refuse the calls of others (grpcio's own
+  `maximum_concurrent_rpcs` counts a call from its headers, and refuses everyone once
+  that many stall);
+- `run_blocking` hands work that may block (a token verification that may fetch the
+  JWKS, the admin calls) to the thread pool, at most `max_in_progress` jobs queued or
+  running; a job keeps its place until its thread is done with it, even when its call
+  was cancelled meanwhile, so cancelled calls cannot queue unbounded work.
+
+Methods are gated where they are registered: `GatedServer` stands in for the server in
+the generated `add_*Servicer_to_server` functions and wraps each handler once, so a call
+pays for no lookup of its own (a server interceptor would run a coroutine per call).
+Streaming-request methods (reflection) read their own messages and pass through as they
+are, and so do synchronous handlers (grpcio runs them on its migration thread pool once
+their request has arrived). Every counter is touched on the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from concurrent.futures import Executor
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import grpc
+from google.protobuf.message import DecodeError
+
+# Time for the request message to arrive once the call's headers have. A client sends both
+# in one write; 10 s carries a 4 MiB message (MAX_MESSAGE_BYTES) over a 4 Mbit/s link.
+REQUEST_MESSAGE_SECONDS = 10.0
+# Calls waiting for their message at once: about 240 MiB of them, ten times the default
+# max_concurrent_rpcs.
+MAX_AWAITING_REQUEST = 10_000
+
+Result = TypeVar("Result")
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+Context = grpc.aio.ServicerContext[Any, Any]
+if TYPE_CHECKING:  # generic in grpc-stubs only
+    GenericHandler = grpc.GenericRpcHandler[Any, Any]
+else:
+    GenericHandler = grpc.GenericRpcHandler
+
+
+class Overloaded(Exception):
+    """More blocking jobs are queued or running than the server takes: RESOURCE_EXHAUSTED."""
+
+
+def _is_async(handler: Handler) -> bool:
+    behaviour = handler.unary_stream if handler.response_streaming else handler.unary_unary
+    return inspect.iscoroutinefunction(behaviour) or inspect.isasyncgenfunction(behaviour)
+
+
+class CallGate:
+    """Bounded request wait and admission for every single-request method; the blocking-job pool."""
+
+    def __init__(
+        self,
+        max_in_progress: int | None,
+        request_seconds: float,
+        pool: Executor,
+        max_awaiting: int = MAX_AWAITING_REQUEST,
+    ) -> None:
+        self.max_in_progress = max_in_progress
+        self.request_seconds = request_seconds
+        self.pool = pool
+        self.max_awaiting = max(1, max_awaiting)
+        self.in_progress = 0  # calls being answered
+        self.blocking_jobs = 0  # run_blocking jobs queued or running
+        # The calls waiting for their request message, longest-waiting first, and those of
+        # them being ended to make room.
+        self._awaiting: OrderedDict[asyncio.Task[Any], None] = OrderedDict()
+        self._ended: set[asyncio.Task[Any]] = set()
+
+    @property
+    def awaiting_request(self) -> int:
+        """Calls whose request message has not arrived yet."""
+        return len(self._awaiting)
+
+    def gated(self, method: str, handler: Handler) -> Handler:
+        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request."""
+        if handler.request_streaming or not _is_async(handler):
+            return handler
+        return self._gate(method, handler)
+
+    def _gate(self, method: str, handler: Handler) -> Handler:
+        if handler.response_streaming:
+            streaming: Any = handler.unary_stream
+
+            # A server stream (health Watch) lives as long as its client watches: it gets the
+            # bounded request wait but holds no slot, or idle watchers could refuse everyone.
+            async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+                request = await self._receive(method, context)
+                out = streaming(request, context)
+                if inspect.isasyncgen(out):
+                    async for response in out:
+                        yield response
+                else:
+                    await out
+
+            return grpc.stream_stream_rpc_method_handler(
+                stream, handler.request_deserializer, handler.response_serializer
+            )
+        unary: Any = handler.unary_unary
+
+        async def call(requests: Any, context: Context) -> Any:
+            request = await self._receive(method, context)
+            if self.max_in_progress is not None and self.in_progress >= self.max_in_progress:
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"the server is answering {self.max_in_progress} calls; retry later",
+                )
+            self.in_progress += 1
+            try:
+                return await unary(request, context)
+            finally:
+                self.in_progress -= 1
+
+        return grpc.stream_unary_rpc_method_handler(
+            call, handler.request_deserializer, handler.response_serializer
+        )
+
+    async def _receive(self, method: str, context: Context) -> Any:
+        task = asyncio.current_task()
+        assert task is not None  # grpcio runs every handler in a task of its own
+        self._awaiting[task] = None
+        if len(self._awaiting) > self.max_awaiting:
+            self._end_longest_waiting()
+        try:
+            async with asyncio.timeout(self.request_seconds):
+                request = await context.read()
+        except asyncio.CancelledError:
+            if task not in self._ended:
+                raise  # cancelled by grpcio: the client went away or the server is stopping
+            task.uncancel()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"{self.max_awaiting} calls are waiting for their request message; "
+                "this one had waited longest",
+            )
+        except DecodeError:
+            # The sync server's code for it; the parser's text is not echoed, nor logged as a fault.
+            await context.abort(grpc.StatusCode.INTERNAL, "the request message does not parse")
+        except TimeoutError:
+            await context.abort(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"no request message within {self.request_seconds:g} s of the call's headers",
+            )
+        finally:
+            self._awaiting.pop(task, None)
+            self._ended.discard(task)
+        if request is grpc.aio.EOF:  # type: ignore[attr-defined]
+            # The sync server's answer to a unary call without a message.
+            await context.abort(
+                grpc.StatusCode.UNIMPLEMENTED, f'"{method}" requires exactly one request message.'
+            )
+        return request
+
+    def _end_longest_waiting(self) -> None:
+        # Cancelled out of its wait; its own _receive turns that into the answer above.
+        longest, _ = self._awaiting.popitem(last=False)
+        self._ended.add(longest)
+        longest.cancel()
+
+    async def run_blocking(self, work: Callable[..., Result], *args: Any) -> Result:
+        """`work(*args)` on the pool; raises Overloaded when `max_in_progress` jobs are already there."""
+        if self.max_in_progress is not None and self.blocking_jobs >= self.max_in_progress:
+            raise Overloaded(f"{self.max_in_progress} blocking calls are queued; retry later")
+        self.blocking_jobs += 1
+        job = asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
+        job.add_done_callback(self._job_done)
+        # Shielded: a cancelled call stops waiting, but the job's place is given back only
+        # once its thread has finished it.
+        return await asyncio.shield(job)
+
+    def _job_done(self, job: asyncio.Future[Any]) -> None:
+        self.blocking_jobs -= 1
+        if not job.cancelled():
+            job.exception()  # retrieved here, so a job whose caller left logs no warning
+
+
+class _GatedGeneric(GenericHandler):
+    """A generic handler whose single-request methods are gated, each wrapped on its first call."""
+
+    def __init__(self, inner: GenericHandler, gate: CallGate) -> None:
+        self.inner, self.gate = inner, gate
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        """The inner handler's answer, gated (unknown methods stay None, so nothing is kept for them)."""
+        handler = self.inner.service(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = (handler, self.gate.gated(method, handler))
+            self._wrapped[method] = known
+        return known[1]
+
+
+class GatedServer:
+    """The server as the generated `add_*Servicer_to_server` functions see it: every method gated."""
+
+    def __init__(self, server: grpc.aio.Server, gate: CallGate) -> None:
+        self.server: Any = server  # add_registered_method_handlers is newer than grpc-stubs
+        self.gate = gate
+
+    def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
+        """Register `service`'s methods (looked up before any generic handler), gated."""
+        gated = {name: self.gate.gated(f"/{service}/{name}", handler) for name, handler in handlers.items()}
+        self.server.add_registered_method_handlers(service, gated)
+
+    def add_generic_rpc_handlers(self, handlers: Iterable[GenericHandler]) -> None:
+        """Register generic handlers, each method gated."""
+        self.server.add_generic_rpc_handlers([_GatedGeneric(handler, self.gate) for handler in handlers])

@@ -1,0 +1,329 @@
+"""The PostgreSQL policy store: whole policy versions with history, written in one transaction.
+
+`PostgresStore` is the library behind the admin service's writes on a store, the
+`authz policy ... --store DSN` commands and a replica's reads (`authz.sources.follow`).
+psycopg 3 is imported here only (the optional `postgres` extra), so a service with no
+store set never needs it.
+
+A write reads the head, applies the change to a copy of its content, builds the
+candidate and runs its suites, all outside any lock; then one transaction takes the
+versions table's SHARE ROW EXCLUSIVE lock (writers queue, readers do not), checks the
+head is still the one the candidate was built on, and inserts the version with its files.
+So of two writers on one version exactly one commits; the other gets `VersionConflict`
+(ABORTED) naming the version that won.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from authz.engine import build_snapshot
+from authz.errors import FailedPrecondition, InvalidArgument, NotFound, PolicyLoadError, Unavailable
+from authz.policy.edit import CandidateRejected, VersionConflict
+from authz.policy.runner import require_passing_content
+from authz.sources import PolicyContent, content_from_files
+from authz.sources.pgschema import LATEST, schema_version
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
+
+    Connection = psycopg.Connection[TupleRow]
+
+CONNECT_TIMEOUT_SECONDS = 5
+# Defaults for what the DSN does not set: a dead peer is noticed by TCP keepalives within
+# about 25 s, and no statement (a read, the writers' lock) waits longer than 30 s.
+_CONNECTION_DEFAULTS: dict[str, str | int] = {
+    "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=30000",
+}
+# A write retries this often when another writer moved the head while it built its candidate.
+_WRITE_ATTEMPTS = 3
+_INFO = (
+    "SELECT v.id, v.version, coalesce(p.version, ''), extract(epoch FROM v.created_at)::float8,"
+    " v.author, v.message, v.kind FROM authz_policy_versions v"
+    " LEFT JOIN authz_policy_versions p ON p.id = v.parent_id"
+)
+# SQLSTATEs that no retry fixes: wrong password or user, no such database.
+_AUTH_STATES = {"28P01", "28000"}
+_NO_DATABASE = "3D000"
+_AUTH_SIGNS = ("password authentication failed", "no pg_hba.conf entry", 'role "', "no password supplied")
+
+
+class StoreUnavailable(Unavailable):
+    """The policy store cannot be reached now (UNAVAILABLE); the last good policy keeps serving."""
+
+
+class StoreSetupError(FailedPrecondition):
+    """The store is reachable but not usable as configured: credentials, database, schema."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One stored version's record: `id` orders them; `version` is the content digest."""
+
+    id: int
+    version: str
+    parent: str  # the parent's digest; empty for the first version
+    created_at: float  # time.time()
+    author: str
+    message: str
+    kind: str  # what wrote it: push, edit, rollback, manual (by hand)
+
+
+@dataclass(frozen=True)
+class StoredVersion:
+    """A version's record and its files."""
+
+    info: VersionInfo
+    content: PolicyContent
+
+
+def _psycopg() -> Any:
+    try:
+        return importlib.import_module("psycopg")
+    except ImportError:
+        raise StoreSetupError(
+            "a PostgreSQL policy store needs psycopg, which is not installed: pip install 'authz[postgres]'"
+        ) from None
+
+
+def cli_author() -> str:
+    """The author recorded for a CLI change: the local user."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def check_content(content: PolicyContent, *, run_tests: bool = True) -> None:
+    """Build a candidate version and run its stored suites; raise CandidateRejected with the findings."""
+    try:
+        snapshot = build_snapshot(content.policy)
+        if run_tests and content.suites:
+            require_passing_content(snapshot, content)
+    except PolicyLoadError as exc:
+        raise CandidateRejected(f"the change was not made: {exc.message}", exc.findings) from exc
+
+
+class PostgresStore:
+    """A policy store at `dsn` (a libpq URI or key=value string)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.psycopg = _psycopg()
+        try:
+            params = self.psycopg.conninfo.conninfo_to_dict(dsn)
+        except self.psycopg.ProgrammingError:
+            # psycopg's message quotes the string, which may hold a password: not echoed.
+            raise InvalidArgument(
+                "the policy store is not a PostgreSQL connection string: "
+                "give postgresql://USER@HOST:PORT/DATABASE"
+            ) from None
+        self.dsn = dsn
+        self.user = str(params.get("user") or getpass.getuser())
+        self.dbname = str(params.get("dbname") or self.user)
+        host, port = params.get("host") or "localhost", params.get("port") or "5432"
+        # Never the password: this is what logs, errors and GetPolicy show.
+        self.location = f"postgresql://{self.user}@{host}:{port}/{self.dbname}"
+        self._extra = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in params}
+
+    # -- connections ----------------------------------------------------------------------
+
+    def connect(self, *, autocommit: bool = False, check_schema: bool = True) -> Connection:
+        """A new connection, its schema checked; StoreUnavailable or StoreSetupError say why not."""
+        try:
+            conn: Connection = self.psycopg.connect(
+                self.dsn, autocommit=autocommit, application_name="authz", **self._extra
+            )
+        except self.psycopg.OperationalError as exc:
+            raise self.connect_error(exc) from None
+        if check_schema:
+            try:
+                self._check_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+        return conn
+
+    def connect_error(self, exc: Exception) -> StoreUnavailable | StoreSetupError:
+        """What a failed connection means, in one line that says what to do."""
+        state = getattr(exc, "sqlstate", None)
+        text = str(exc)
+        # libpq gives no SQLSTATE for a refused login, only the server's message.
+        if state in _AUTH_STATES or any(sign in text for sign in _AUTH_SIGNS):
+            return StoreSetupError(
+                f"the policy store {self.location} refused user {self.user!r}: fix the user or password "
+                "in AUTHZ_POLICY_STORE / --store (or PGPASSWORD)"
+            )
+        if state == _NO_DATABASE or (f'database "{self.dbname}" does not exist' in text):
+            return StoreSetupError(
+                f"the policy store {self.location}: database {self.dbname!r} does not exist: create it "
+                f"(createdb {self.dbname}) or fix the database name in AUTHZ_POLICY_STORE / --store"
+            )
+        reason = " ".join(text.split()) or type(exc).__name__
+        return StoreUnavailable(
+            f"cannot connect to the policy store {self.location} ({reason}): start PostgreSQL there "
+            "or fix the host and port in AUTHZ_POLICY_STORE / --store"
+        )
+
+    def _check_schema(self, conn: Connection) -> None:
+        try:
+            found = schema_version(conn)
+        except self.psycopg.Error as exc:
+            raise self.connect_error(exc) from None
+        if found == 0:
+            raise StoreSetupError(
+                f"the policy store {self.location} has no authz schema: "
+                "run `authz store migrate --store DSN` once (a Kubernetes init step) first"
+            )
+        if found < LATEST:
+            raise StoreSetupError(
+                f"the policy store {self.location} is at schema migration {found}, "
+                f"this authz needs {LATEST}: run `authz store migrate --store DSN`"
+            )
+
+    @contextmanager
+    def session(self) -> Iterator[Connection]:
+        """A connection for one piece of work; a lost connection becomes StoreUnavailable.
+
+        In autocommit mode: each read is its own statement, and a write is the one explicit
+        `conn.transaction()` it opens.
+        """
+        conn = self.connect(autocommit=True)
+        try:
+            with conn:
+                yield conn
+        except self.psycopg.OperationalError as exc:
+            raise self.connect_error(exc) from None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def head_id(self, conn: Connection) -> int | None:
+        """The head's id, or None for an empty store (cheap: no files)."""
+        row = conn.execute("SELECT max(id) FROM authz_policy_versions").fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def info(self, conn: Connection, where: str, params: tuple[Any, ...]) -> VersionInfo | None:
+        """The newest version matching `where` (an SQL condition on `v`)."""
+        row = conn.execute(f"{_INFO} WHERE {where} ORDER BY v.id DESC LIMIT 1", params).fetchone()
+        return None if row is None else VersionInfo(*row)
+
+    def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
+        """The files of a version; PolicyLoadError when they do not make a policy."""
+        rows = conn.execute("SELECT name, content FROM authz_policy_files WHERE version_id = %s", (info.id,))
+        files = {str(name): str(text) for name, text in rows}
+        return StoredVersion(info, content_from_files(files, f"stored version #{info.id} ({info.version})"))
+
+    def head(self, conn: Connection) -> StoredVersion | None:
+        """The newest version with its files."""
+        info = self.info(conn, "true", ())
+        return None if info is None else self.load(conn, info)
+
+    def history(self, limit: int = 50) -> list[VersionInfo]:
+        """The newest `limit` versions, newest first."""
+        if not 1 <= limit <= 10_000:
+            raise InvalidArgument(f"limit {limit} must be between 1 and 10000")
+        with self.session() as conn:
+            rows = conn.execute(f"{_INFO} ORDER BY v.id DESC LIMIT %s", (limit,)).fetchall()
+        return [VersionInfo(*row) for row in rows]
+
+    def get(self, ref: str) -> StoredVersion:
+        """A version by its digest (the newest with it) or its number; NotFound otherwise."""
+        ref = ref.strip().removeprefix("#")
+        if not ref:
+            raise InvalidArgument("give a version: its digest (policy_version) or its number from history")
+        with self.session() as conn:
+            if ref.isdigit():
+                info = self.info(conn, "v.id = %s", (int(ref),))
+            else:
+                info = self.info(conn, "v.version = %s", (ref,))
+            if info is None:
+                raise NotFound(f"no version {ref} in the policy store {self.location}")
+            return self.load(conn, info)
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def commit(
+        self,
+        change: Callable[[StoredVersion | None], PolicyContent],
+        *,
+        expected_version: str | None,
+        author: str,
+        message: str,
+        kind: str,
+        run_tests: bool = True,
+    ) -> tuple[VersionInfo, bool]:
+        """Apply `change` to the head and commit the result as the new head.
+
+        Returns the head after the call and whether a version was added (an unchanged
+        content adds none). With `expected_version`, VersionConflict unless the head has
+        that digest when the transaction commits; without, a head moved by another writer
+        meanwhile means building again from it.
+        """
+        for attempt in range(_WRITE_ATTEMPTS):
+            with self.session() as conn:
+                base = (
+                    self.head(conn)
+                    if expected_version is None
+                    else self._expected_head(conn, expected_version)
+                )
+                candidate = change(base)
+                # The whole content: a change to the suites alone is a new version too.
+                if base is not None and candidate == base.content:
+                    return base.info, False
+                check_content(candidate, run_tests=run_tests)
+                with conn.transaction():
+                    conn.execute("LOCK TABLE authz_policy_versions IN SHARE ROW EXCLUSIVE MODE")
+                    now = self.info(conn, "true", ())
+                    if (now and now.id) != (base and base.info.id):
+                        if expected_version is not None or attempt == _WRITE_ATTEMPTS - 1:
+                            raise VersionConflict(expected_version or _digest(base), _digest(now))
+                        continue
+                    return self._insert(conn, candidate, base, author, message, kind), True
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _expected_head(self, conn: Connection, expected: str) -> StoredVersion | None:
+        base = self.head(conn)
+        if _digest(base) != expected:
+            raise VersionConflict(expected, _digest(base))
+        return base
+
+    def _insert(
+        self,
+        conn: Connection,
+        content: PolicyContent,
+        parent: StoredVersion | None,
+        author: str,
+        message: str,
+        kind: str,
+    ) -> VersionInfo:
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, parent_id, author, message, kind)"
+            " VALUES (%s, %s, %s, %s, %s) RETURNING id, extract(epoch FROM created_at)::float8",
+            (content.version, parent and parent.info.id, author, message, kind),
+        ).fetchone()
+        assert row is not None  # INSERT ... RETURNING returns its row
+        version_id = int(row[0])
+        with (
+            conn.cursor() as cursor,
+            cursor.copy("COPY authz_policy_files (version_id, name, content) FROM STDIN") as copy,
+        ):
+            for name, text in sorted(content.files().items()):
+                copy.write_row((version_id, name, text))
+        parent_digest = parent.info.version if parent is not None else ""
+        return VersionInfo(version_id, content.version, parent_digest, float(row[1]), author, message, kind)
+
+
+def _digest(version: StoredVersion | VersionInfo | None) -> str:
+    if version is None:
+        return "(empty)"
+    return version.info.version if isinstance(version, StoredVersion) else version.version

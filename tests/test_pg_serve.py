@@ -1,0 +1,302 @@
+"""Replicas serving from one PostgreSQL policy store: edits, history, a broken version, an outage.
+
+Real parts only: a PostgreSQL cluster (tests/pgcluster.py), authz Apps on loopback gRPC
+ports following it, real tokens from the test issuer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
+from authz.app import App
+from authz.sources import changes
+from authz.sources.pgschema import migrate
+from authz.sources.postgres import PostgresStore, StoreSetupError
+from tests.conftest import RunningServer, settings_for
+from tests.issuer import Issuer
+from tests.pgcluster import PostgresServer
+from tests.policy_dirs import copy_demo
+
+A = admin_pb2
+INVOICES = A.PolicyRule(ptype="p", values=["read:invoices", "/api/invoices", "GET", "True", "allow"])
+DEADLINE = 30.0
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Poll `condition` until it returns something true (returned), or fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def publish(dsn: str, tmp_path: Path) -> PostgresStore:
+    store = PostgresStore(dsn)
+    with store.connect(check_schema=False) as conn:
+        migrate(conn)
+    changes.push(store, copy_demo(tmp_path), None, author="ci")
+    return store
+
+
+class Replica:
+    """One authz following the store, with an admin stub and an admin's token."""
+
+    def __init__(self, srv: RunningServer, issuer: Issuer) -> None:
+        self.srv = srv
+        self.admin = admin_pb2_grpc.PolicyAdminServiceStub(srv.channel)
+        self.token = issuer.mint(sub="root", roles=["admin"])
+        self.reader = issuer.mint(sub="ann", permissions=["read:invoices"])
+
+    def policy(self) -> Any:
+        return self.admin.GetPolicy(A.GetPolicyRequest(token=self.token), timeout=5)
+
+    def version(self) -> str:
+        return str(self.policy().version)
+
+    def invoices_allowed(self) -> bool:
+        request = authz_pb2.CheckRequest(token=self.reader, resource="/api/invoices", action="GET")
+        return bool(self.srv.stub.Check(request, timeout=5).allowed)
+
+    def health(self) -> int:
+        stub = health_pb2_grpc.HealthStub(self.srv.channel)
+        return int(stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+
+
+@pytest.fixture
+def replicas(pg_dsn, make_server, issuer, tmp_path) -> Callable[..., Replica]:
+    publish(pg_dsn, tmp_path)
+
+    def start(*, wait: bool = True, **overrides: Any) -> Replica:
+        settings = settings_for(
+            issuer, policy_store=pg_dsn, admin_enabled=True, policy_dir=str(tmp_path / "unused"), **overrides
+        )
+        return Replica(make_server(settings, wait=wait), issuer)
+
+    return start
+
+
+def code_of(call: Callable[[], Any]) -> grpc.StatusCode:
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    return caught.value.code()
+
+
+def test_an_edit_on_one_replica_is_served_by_the_others_with_its_author(replicas):
+    a, b = replicas(), replicas()
+    start = a.version()
+    assert b.version() == start and not b.invoices_allowed()
+    source = a.policy().source
+    assert (source.kind, source.reachable, source.head_version) == ("postgresql", True, start)
+    assert "@" in source.location and "password" not in source.location
+    new = a.admin.AddRules(
+        A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start, message="invoices"),
+        timeout=10,
+    ).version
+    assert a.version() == new and a.invoices_allowed()  # live on the writer when the call returns
+    wait_for(lambda: b.version() == new, "replica B to serve the new version")
+    assert b.invoices_allowed()
+    latest = b.admin.ListVersions(A.ListVersionsRequest(token=b.token), timeout=5).versions[0]
+    assert (latest.version, latest.parent, latest.author, latest.message, latest.kind) == (
+        new,
+        start,
+        "root",
+        "invoices",
+        "edit",
+    )
+    # The stale writer is told who won.
+    stale = A.AddRulesRequest(token=b.token, rules=[INVOICES], expected_version=start)
+    assert code_of(lambda: b.admin.AddRules(stale, timeout=10)) == grpc.StatusCode.ABORTED
+
+
+def test_explain_names_the_stored_file_and_line(replicas):
+    a = replicas()
+    a.admin.AddRules(
+        A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=a.version()), timeout=10
+    )
+    request = authz_pb2.CheckRequest(token=a.reader, resource="/api/invoices", action="GET", explain=True)
+    rules = list(a.srv.stub.Check(request, timeout=5).matched_rules)
+    lines = [line for line in a.policy().lines if list(line.values) == list(INVOICES.values)]
+    assert rules == [lines[0].location] and lines[0].location.startswith("policy.csv:")
+
+
+def test_a_broken_version_written_by_hand_is_rejected_by_every_replica_and_rolled_back(
+    replicas, pg_dsn, postgres_server: PostgresServer
+):
+    a, b = replicas(), replicas()
+    good = a.version()
+    history = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=5).versions
+    import psycopg
+
+    with psycopg.connect(pg_dsn) as conn:
+        files = dict(
+            conn.execute(
+                "SELECT name, content FROM authz_policy_files WHERE version_id = %s", (history[0].id,)
+            )
+        )
+        files["policy.csv"] += "p, broken:line, /api/x\n"
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, author, message)"
+            " VALUES ('by-hand', 'dba', 'oops') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        for name, text in files.items():
+            conn.execute("INSERT INTO authz_policy_files VALUES (%s, %s, %s)", (row[0], name, text))
+    broken_line = files["policy.csv"].count("\n")
+    for replica in (a, b):
+        error = wait_for(
+            lambda r=replica: r.policy().last_reload_error.message, "the broken version's rejection"
+        )
+        policy = replica.policy()
+        assert policy.version == good and replica.health() == health_pb2.HealthCheckResponse.SERVING
+        assert [(f.file, f.line) for f in policy.last_reload_error.findings] == [
+            ("policy.csv", broken_line)
+        ], error
+        assert replica.srv.app.store.reloads["rejected"] >= 1
+    done = a.admin.Rollback(
+        A.RollbackRequest(token=a.token, version=str(history[0].id), message="undo the hand edit"), timeout=10
+    )
+    assert done.changed and done.version.version == good and done.version.kind == "rollback"
+    for replica in (a, b):
+        wait_for(lambda r=replica: not r.policy().HasField("last_reload_error"), "the rejection to clear")
+        assert replica.version() == good
+    shown = b.admin.GetVersion(A.GetVersionRequest(token=b.token, version=good), timeout=5)
+    assert shown.version.id == done.version.id and "model.conf" in shown.files
+
+
+def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):
+    on_dir = Replica(make_server(settings_for(issuer, admin_enabled=True)), issuer)
+    request = A.ListVersionsRequest(token=on_dir.token)
+    assert (
+        code_of(lambda: on_dir.admin.ListVersions(request, timeout=5)) == grpc.StatusCode.FAILED_PRECONDITION
+    )
+    assert on_dir.policy().source.kind == "directory"
+    a = replicas()
+    ann = a.reader  # no admin role
+    assert code_of(lambda: a.admin.ListVersions(A.ListVersionsRequest(token=ann), timeout=5)) in (
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    rollback = A.RollbackRequest(token=ann, version="1")
+    assert code_of(lambda: a.admin.Rollback(rollback, timeout=5)) == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_postgres_down_keeps_deciding_refuses_writes_and_every_replica_converges(
+    replicas, postgres_server: PostgresServer
+):
+    a, b = replicas(), replicas()
+    start = a.version()
+    failures: list[BaseException] = []
+    checks = [0]
+    stop = threading.Event()
+
+    def load() -> None:
+        while not stop.is_set() and checks[0] < 100_000:
+            for replica in (a, b):
+                try:
+                    replica.invoices_allowed()
+                    checks[0] += 1
+                except grpc.RpcError as exc:
+                    failures.append(exc)
+
+    thread = threading.Thread(target=load)
+    thread.start()
+    late: Replica | None = None
+    try:
+        postgres_server.stop()
+        try:
+            for replica in (a, b):
+                wait_for(lambda r=replica: not r.policy().source.reachable, "the replica to see the outage")
+            source = a.policy().source
+            assert "cannot connect to the policy store" in source.error and source.since.seconds > 0
+            write = A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start)
+            assert code_of(lambda: a.admin.AddRules(write, timeout=10)) == grpc.StatusCode.UNAVAILABLE
+            metrics = a.srv.app.metrics.registry.get_sample_value(
+                "authz_policy_source_up", {"kind": "postgresql"}
+            )
+            assert metrics == 0
+            # A replica that starts now has nothing to serve: NOT_SERVING, and it says why.
+            late = replicas(wait=False)
+            assert late.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+            assert not late.srv.app.store.origin.state().reachable
+        finally:
+            postgres_server.start()
+        new = a.admin.AddRules(write, timeout=10).version
+        for replica in (a, b, late):
+            wait_for(lambda r=replica: r.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING")
+            wait_for(lambda r=replica: r.version() == new, "the replica to converge after the restart")
+            assert replica.policy().source.reachable
+    finally:
+        stop.set()
+        thread.join(30)
+    assert failures == [] and checks[0] > 0
+
+
+def test_a_store_that_cannot_be_used_stops_the_start_with_one_line(issuer, postgres_server, pg_dsn, tmp_path):
+    unmigrated = settings_for(issuer, policy_store=pg_dsn)
+    with pytest.raises(StoreSetupError, match="no authz schema: run `authz store migrate"):
+        App(unmigrated).start()
+    wrong = settings_for(issuer, policy_store=postgres_server.dsn("postgres", "authz_secret", "nope"))
+    with pytest.raises(StoreSetupError, match="refused user 'authz_secret'") as caught:
+        App(wrong).start()
+    assert "\n" not in str(caught.value) and "nope" not in str(caught.value)
+
+
+def test_with_reload_requires_tests_a_version_whose_stored_suites_fail_is_rejected(
+    replicas, pg_dsn, tmp_path
+):
+    a = replicas(reload_requires_tests=True)
+    good = a.version()
+    directory = copy_demo(tmp_path, "failing")
+    text = (directory / "policy.csv").read_text()
+    (directory / "policy.csv").write_text(
+        "\n".join(ln for ln in text.splitlines() if "read:orders" not in ln)
+    )
+    # Published without running the suites, as a careless push could: the replica runs them.
+    pushed = changes.push(PostgresStore(pg_dsn), directory, good, author="ci", run_tests=False)
+    assert pushed.changed
+    wait_for(lambda: a.policy().HasField("last_reload_error"), "the failing suites to reject the version")
+    error = a.policy().last_reload_error
+    assert "fail" in error.message and all(f.file.startswith("tests/") for f in error.findings)
+    assert a.version() == good
+
+
+def test_a_replica_started_while_the_store_is_down_says_why(
+    replicas, postgres_server: PostgresServer, caplog
+):
+    postgres_server.stop()
+    try:
+        with caplog.at_level("ERROR", logger="authz"):
+            late = replicas(wait=False)
+        assert late.health() == health_pb2.HealthCheckResponse.NOT_SERVING
+        (line,) = [r.getMessage() for r in caplog.records if "NOT_SERVING" in r.getMessage()]
+        assert "cannot connect to the policy store" in line and "start PostgreSQL there" in line
+    finally:
+        postgres_server.start()
+    wait_for(
+        lambda: late.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING once the store is back"
+    )
+
+
+def test_the_periodic_check_finds_a_version_whose_notification_was_lost(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas(policy_store_check_seconds=1)
+    start = a.version()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        # No NOTIFY for the next version: as if the replica had missed it.
+        conn.execute("ALTER TABLE authz_policy_versions DISABLE TRIGGER authz_policy_versions_notify")
+    rule = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
+    new = changes.add_rules(PostgresStore(pg_dsn), "policy.csv", [rule], start, author="dba").head.version
+    wait_for(lambda: a.version() == new, "the periodic check to find the new head", timeout=15)
