@@ -27,15 +27,19 @@ demo: $(STAMP) $(NPM_STAMP)
 	node clients/typescript/demo/scripts/serve-demo.mjs
 
 ## system-deps: Debian packages the tests drive: chromium (browser e2e), php with curl and the PSR-7 /
-## Laravel request libraries (PHP client), curl (HTTP tests), nginx (forward auth through
-## auth_request), postgresql (the policy store's and the data filtering tests start a throwaway
-## cluster). Installed once, skipped when present.
-SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-nyholm-psr7 curl nginx postgresql
+## Laravel request and database libraries with the SQLite and PostgreSQL PDO drivers (PHP client
+## and its query adapter), curl (HTTP tests), nginx (forward auth through auth_request),
+## postgresql (the policy store's and the data filtering tests start a throwaway cluster).
+## Installed once, skipped when present.
+SYSTEM_PACKAGES := chromium php-cli php-curl php-illuminate-http php-illuminate-database php-sqlite3 php-pgsql \
+  php-nyholm-psr7 curl nginx postgresql
 system-deps:
 	@if ! command -v chromium >/dev/null || ! command -v php >/dev/null || ! command -v curl >/dev/null \
 	  || [ ! -x /usr/sbin/nginx ] || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
 	  || ! php -m | grep -qx curl || [ ! -f /usr/share/php/Illuminate/Http/autoload.php ] \
-	  || [ ! -f /usr/share/php/Nyholm/Psr7/autoload.php ]; then \
+	  || [ ! -f /usr/share/php/Nyholm/Psr7/autoload.php ] \
+	  || [ ! -f /usr/share/php/Illuminate/Database/autoload.php ] \
+	  || ! php -m | grep -qx pdo_sqlite || ! php -m | grep -qx pdo_pgsql; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null \
 	  || echo "warning: could not install $(SYSTEM_PACKAGES); the tests that need them skip and say why" >&2; \
 	fi

@@ -18,6 +18,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +158,35 @@ def test_expired_token_is_asked_to_sign_in_again(seen: dict[str, Any]) -> None:
     expired = seen["users"]["expired"]
     assert expired["signIn"]
     assert expired["menu"] == [] and expired["buttons"] == []
+
+
+# The demo's orders (demo/scripts/orders-api.mjs) by organisation and owner:
+# acme: 1001 alice, 1002 bob, 1003 carol; globex: 1004 dave, 1005 bob, 1006 erin.
+def test_the_orders_list_is_filtered_by_the_policies(seen: dict[str, Any]) -> None:
+    users = seen["users"]
+    # alice holds read:orders in acme: her organisation's orders.
+    assert users["alice"]["orders"] == ["1001", "1002", "1003"]
+    # bob holds no permission: only his own orders, in either organisation.
+    assert users["viewer"]["subject"] == "bob"
+    assert users["viewer"]["orders"] == ["1002", "1005"]
+    assert users["viewer"]["menu"] == [] and users["viewer"]["buttons"] == []
+    # The admin role lists every order.
+    assert users["admin"]["orders"] == ["1001", "1002", "1003", "1004", "1005", "1006"]
+
+
+def test_the_orders_api_refuses_a_refused_token_with_401(demo_url: str) -> None:
+    with urllib.request.urlopen(f"{demo_url}config.json", timeout=10) as answer:
+        config = json.load(answer)
+    tokens = {user["id"]: user["token"] for user in config["users"]}
+    for token, reason in ((tokens["expired"], "REASON_TOKEN_EXPIRED"), ("", "REASON_TOKEN_MISSING")):
+        request = urllib.request.Request(f"{config['ordersUrl']}/api/orders")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+        assert refused.value.headers["WWW-Authenticate"] == "Bearer"
+        assert json.load(refused.value) == {"error": "unauthorized", "reason": reason}
 
 
 def test_page_calls_authz_across_origins_without_errors(seen: dict[str, Any]) -> None:

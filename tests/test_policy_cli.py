@@ -25,11 +25,11 @@ def test_the_demo_policies_pass_their_suite_and_validate():
     tested = authz("policy", "test", "policies", "--coverage")
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "FAIL" not in tested.stdout
-    assert "82 passed, 0 failed" in tested.stdout
-    assert "coverage: 18/18 p lines, 6/6 role lines exercised" in tested.stdout
+    assert "89 passed, 0 failed" in tested.stdout
+    assert "coverage: 21/21 p lines, 6/6 role lines exercised" in tested.stdout
     validated = authz("policy", "validate", "policies")
     assert validated.returncode == 0, validated.stdout
-    assert validated.stdout.startswith("policies: valid (18 rules")
+    assert validated.stdout.startswith("policies: valid (21 rules")
     formatted = authz("policy", "fmt", "policies", "--check")
     assert formatted.returncode == 0, formatted.stdout
 
@@ -63,11 +63,11 @@ def test_edit_then_explain_then_test(tmp_path):
     )
     assert explained.returncode == 0, explained.stdout + explained.stderr
     assert explained.stdout.startswith("ALLOW  GET /api/invoices  (REASON_ALLOWED)")
-    assert "policy.csv:28: p, read:invoices, /api/invoices, GET, True, allow" in explained.stdout
+    assert "policy.csv:34: p, read:invoices, /api/invoices, GET, True, allow" in explained.stdout
     # A broken rule is refused with the reason and leaves the file alone.
     before = (policies / "policy.csv").read_text()
     refused = authz("policy", "add", "--dir", str(policies), "p, x, /x, GET, r.obj.a ==, allow")
     assert refused.returncode == 2
-    assert "the change was not made" in refused.stderr and "policy.csv:29:" in refused.stderr
+    assert "the change was not made" in refused.stderr and "policy.csv:35:" in refused.stderr
     assert (policies / "policy.csv").read_text() == before
     assert authz("policy", "test", str(policies)).returncode == 0

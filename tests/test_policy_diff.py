@@ -67,11 +67,11 @@ def test_a_deny_added(old: Path, new: Path, capsys: pytest.CaptureFixture[str]) 
     assert out.splitlines() == [
         header(old, new),
         "role admin",
-        "  - loses DELETE /api/admin/* (route): allowed -> denied  [new policy.csv:29]",
+        "  - loses DELETE /api/admin/* (route): allowed -> denied  [new policy.csv:35]",
         "permission manage:users",
-        "  - loses DELETE /api/admin/* (route): allowed -> denied  [new policy.csv:29]",
+        "  - loses DELETE /api/admin/* (route): allowed -> denied  [new policy.csv:35]",
         unchanged("admin", "manage:users"),
-        "policy.csv:28: comment changed, access did not",
+        "policy.csv:34: comment changed, access did not",
         "  + # Nothing under /api/admin is deleted through the API.",
         "0 gain(s), 2 loss(es), 0 changed condition(s)",
     ]
@@ -157,10 +157,10 @@ def test_a_new_permission_given_to_a_role_and_to_everyone(
         for c in p["changes"]
     }
     assert gains == {
-        ("admin", "GET", "/api/exports", "route", ("new policy.csv:28",)),
-        ("export:orders", "GET", "/api/exports", "route", ("new policy.csv:28",)),
+        ("admin", "GET", "/api/exports", "route", ("new policy.csv:34",)),
+        ("export:orders", "GET", "/api/exports", "route", ("new policy.csv:34",)),
         # Everyone's new UI element is reported once, not again under each role and permission.
-        ("*", "view", "ui:menu.help", "UI element", ("new policy.csv:29",)),
+        ("*", "view", "ui:menu.help", "UI element", ("new policy.csv:35",)),
     }
     assert [p["kind"] for p in report["principals"]] == ["role", "permission", "everyone"]
     assert report["no_effect"] == []  # the g line is how admin gains the route

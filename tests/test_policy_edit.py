@@ -84,9 +84,9 @@ def test_a_change_that_does_not_load_is_refused_with_its_line(policies):
     with pytest.raises(CandidateRejected) as caught:
         add_rules(policies, "policy.csv", [parse_rule("p, a, /b, GET, r.obj.x ==, allow")])
     [finding] = caught.value.findings
-    assert (finding.file, finding.line) == ("policy.csv", 28)
+    assert (finding.file, finding.line) == ("policy.csv", 34)
     assert finding.message.startswith("p, a, /b, GET, r.obj.x ==, allow: syntax error")
-    assert str(caught.value).endswith(f"\n  policy.csv:28: {finding.message}")
+    assert str(caught.value).endswith(f"\n  policy.csv:34: {finding.message}")
     with pytest.raises(CandidateRejected, match="has 3 values"):
         add_rules(policies, "policy.csv", [parse_rule("p, a, /b, GET")])
     assert snapshot_files(policies) == before
@@ -213,8 +213,8 @@ def test_list_filters_with_globs(policies):
         "policy.csv:18: p, admin, /api/admin/*, *, True, allow",
         "policy.csv:24: p, admin, ui:menu.admin, view, True, allow",
     ]
-    assert len(admin) == 10  # and the six g lines
-    assert [ln.line for ln in list_rules(policies, subject="read:orders")] == [2, 3, 22, 2]
+    assert len(admin) == 11  # and the six g lines
+    assert [ln.line for ln in list_rules(policies, subject="read:orders")] == [2, 3, 22, 31, 2]
     assert len(list_rules(policies, resource="ui:*")) == 6
 
 
@@ -223,7 +223,7 @@ def test_cli_add_remove_list_fmt(policies, capsys):
     assert main(["policy", "add", d, "p,", "read:invoices,", "/api/invoices,", "GET,", "True,", "allow"]) == 0
     assert "added to" in capsys.readouterr().out
     assert main(["policy", "list", d, "--resource", "/api/inv*"]) == 0
-    assert capsys.readouterr().out == "policy.csv:28: p, read:invoices, /api/invoices, GET, True, allow\n"
+    assert capsys.readouterr().out == "policy.csv:34: p, read:invoices, /api/invoices, GET, True, allow\n"
     assert main(["policy", "add", "--dir", d, "--file", "roles.csv", "g, admin, read:invoices"]) == 0
     capsys.readouterr()
     assert main(["policy", "remove", d, "g, admin, read:invoices", "--expected-version", "0000"]) == 2

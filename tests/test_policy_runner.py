@@ -30,7 +30,7 @@ def test_the_demo_suite_passes_and_exercises_every_demo_line():
     assert results and all(r.passed for r in results), [r.problem for r in results if not r.passed]
     coverage = measure(snapshot, results)
     assert coverage.missed == []
-    assert coverage.count("p") == (18, 18) and coverage.count("g") == (6, 6)
+    assert coverage.count("p") == (21, 21) and coverage.count("g") == (6, 6)
 
 
 def test_a_misspelled_permission_fails_naming_the_case_and_the_policy_line(tmp_path, capsys):
@@ -55,7 +55,7 @@ def test_a_misspelled_permission_fails_naming_the_case_and_the_policy_line(tmp_p
         "would allow if reader held 'read:order'" in out
     )
     assert "PASS" not in out  # -q prints failures only
-    assert re.search(r"82 checks in 1 suite: 80 passed, 2 failed", out)
+    assert re.search(r"89 checks in 1 suite: 85 passed, 4 failed", out)
 
 
 def test_an_unexpected_allow_shows_the_rule_that_allowed(tmp_path):
@@ -102,8 +102,8 @@ def test_coverage_names_the_lines_no_case_exercised(tmp_path, capsys):
         f.write("g, admin, read:invoices\n")
     assert main(["policy", "test", str(policies), "-q", "--coverage"]) == 0
     out = capsys.readouterr().out
-    assert "coverage: 18/19 p lines, 6/7 role lines exercised" in out
-    assert "not exercised: policy.csv:28: p, read:invoices, /api/invoices, GET, True, allow" in out
+    assert "coverage: 21/22 p lines, 6/7 role lines exercised" in out
+    assert "not exercised: policy.csv:34: p, read:invoices, /api/invoices, GET, True, allow" in out
     assert "not exercised: roles.csv:8: g, admin, read:invoices" in out
 
 
@@ -116,17 +116,17 @@ def test_json_and_junit_reports(tmp_path, capsys):
 
     assert main(["policy", "test", str(policies), "--format", "json", "--coverage"]) == 1
     document = json.loads(capsys.readouterr().out)
-    assert document["passed"] is False and document["failed"] == 2 and document["total"] == 82
+    assert document["passed"] is False and document["failed"] == 2 and document["total"] == 89
     failed = [r for r in document["results"] if not r["passed"]]
     assert {r["principal"] for r in failed} == {"analyst", "admin"}
     assert failed[0]["near_misses"][0]["needs"] == "read:report"
-    assert document["coverage"]["p"] == {"exercised": 17, "total": 18}
+    assert document["coverage"]["p"] == {"exercised": 20, "total": 21}
 
     report = tmp_path / "junit.xml"
     assert main(["policy", "test", str(policies), "--format", "junit", "--output", str(report)]) == 1
     assert f"report in {report}" in capsys.readouterr().out
     root = ET.fromstring(report.read_text())  # noqa: S314 - our own output
-    assert (root.get("tests"), root.get("failures")) == ("82", "2")
+    assert (root.get("tests"), root.get("failures")) == ("89", "2")
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "Orders app" and suite.get("file") == "tests/orders_test.yaml"
     failures = [case for case in suite.findall("testcase") if case.find("failure") is not None]

@@ -14,6 +14,7 @@ namespace Authz;
 final class AuthzClient
 {
     public const CHECK_PATH = '/authz.api.v1.AuthorizationService/Check';
+    public const PLAN_PATH = '/authz.api.v1.AuthorizationService/PlanResources';
 
     private readonly string $baseUrl;
 
@@ -53,6 +54,34 @@ final class AuthzClient
             $request['context'] = (object) $context;
         }
         return Decision::fromArray($this->call(self::CHECK_PATH, $request));
+    }
+
+    /**
+     * Which rows of a list may the token's principal `$action`? A plan for EloquentPlan.
+     *
+     * `$resource` is the template the rows share (`/api/orders/:id`). A refused token is an
+     * ALWAYS_DENIED plan with the token's reason; a policy the planner cannot plan throws
+     * AuthzException (`failed_precondition`).
+     *
+     * @param array<string, mixed> $attributes attributes every row shares (tenant ...)
+     * @param array<string, mixed> $context environment attributes (ip, time ...)
+     */
+    public function planResources(
+        string $token,
+        string $action,
+        string $resource,
+        array $attributes = [],
+        array $context = [],
+        bool $explain = false,
+    ): Plan {
+        $request = ['token' => $token, 'action' => $action, 'resource' => $resource, 'explain' => $explain];
+        if ($attributes !== []) {
+            $request['attributes'] = (object) $attributes;
+        }
+        if ($context !== []) {
+            $request['context'] = (object) $context;
+        }
+        return Plan::fromArray($this->call(self::PLAN_PATH, $request));
     }
 
     /**

@@ -7,6 +7,8 @@ export interface DevClaims {
   sub: string;
   permissions?: string[];
   roles?: string[];
+  /** The `org_id` claim (Auth0 Organizations). */
+  org_id?: string;
   /** Seconds until `exp`; negative for an expired token. */
   expiresIn?: number;
 }

@@ -31,10 +31,11 @@ export function freePort() {
 
 /**
  * Mint a dev access token (`authz token`), e.g. mintToken(dir, { sub: "alice", permissions: ["read:orders"] }).
- * `expiresIn` < 0 gives an expired token.
+ * `org_id` is the Auth0 Organizations claim; `expiresIn` < 0 gives an expired token.
  */
-export async function mintToken(devDir, { sub, permissions = [], roles = [], expiresIn } = {}) {
+export async function mintToken(devDir, { sub, permissions = [], roles = [], org_id, expiresIn } = {}) {
   const args = ["token", "--sub", sub];
+  if (org_id) args.push("--org", org_id);
   for (const p of permissions) args.push("--permission", p);
   for (const r of roles) args.push("--role", r);
   if (expiresIn !== undefined) args.push(`--expires-in=${expiresIn}`);

@@ -3,7 +3,8 @@
 //
 //   node demo/e2e/drive.mjs --url http://127.0.0.1:5173/ [--chromium /usr/bin/chromium]
 //                           [--screenshots DIR]
-// Output: {"users": {"alice": {"menu": [...], "buttons": [...], "signIn": false, "subject": "alice"}, ...},
+// Output: {"users": {"alice": {"menu": [...], "buttons": [...], "signIn": false, "subject": "alice",
+//                              "orders": ["1001", ...]}, ...},
 //          "consoleErrors": [...]}
 
 import { mkdtempSync, rmSync } from "node:fs";
@@ -54,6 +55,7 @@ try {
   for (const [id, expect] of [
     ["alice", { subject: "alice" }],
     ["admin", { subject: "admin" }],
+    ["viewer", { subject: "bob" }],
     ["expired", { signIn: true }],
   ]) {
     await page.click(`button[data-user="${id}"]`);
@@ -61,12 +63,17 @@ try {
       await page.getByRole("alert").filter({ hasText: "Please sign in again" }).waitFor();
     } else {
       await page.locator(`main[data-status="ready"][data-subject="${expect.subject}"]`).waitFor();
+      // The list is fetched again for each token: wait for this token's rows.
+      await page.locator('section[aria-label="Orders list"][data-status="ready"]').waitFor();
     }
     users[id] = {
       menu: await page.locator('nav[aria-label="Main"] a').allTextContents(),
       buttons: await page.locator('section[aria-label="Actions"] button').allTextContents(),
       signIn: await page.getByText("Please sign in again").isVisible(),
       subject: (await page.locator("main").getAttribute("data-subject")) ?? "",
+      orders: await page.locator('section[aria-label="Orders list"] tbody tr').evaluateAll((rows) =>
+        rows.map((row) => row.getAttribute("data-order")),
+      ),
     };
     if (values.screenshots) await page.screenshot({ path: join(values.screenshots, `${id}.png`) });
   }

@@ -1,8 +1,9 @@
-// `make demo`: start authz in dev mode with its HTTP listener, mint the demo users' tokens
-// into dist/config.json and serve the built page with Python's http.server.
+// `make demo`: start authz in dev mode with its HTTP listener, the orders API (a SQLite table
+// filtered by PlanResources, orders-api.mjs), mint the demo users' tokens into
+// dist/config.json and serve the built page with Python's http.server.
 //
 //   node demo/scripts/serve-demo.mjs [--page-port 5173] [--http-port 8080] [--grpc-port 50051]
-//                                    [--issuer-port 50055] [--dev-dir DIR]
+//                                    [--issuer-port 50055] [--api-port 8081] [--dev-dir DIR]
 // Prints "demo ready: URL" once the page and authz both answer; stops both on SIGINT/SIGTERM.
 
 import { spawn } from "node:child_process";
@@ -14,6 +15,7 @@ import { REPO, startDevAuthz } from "../../scripts/authz-dev.mjs";
 import { demoConfig } from "./users.mjs";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..", "dist");
+const PACKAGE_DIST = join(DIST, "..", "..", "dist");
 
 const { values } = parseArgs({
   options: {
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     "http-port": { type: "string", default: "8080" },
     "grpc-port": { type: "string", default: "50051" },
     "issuer-port": { type: "string", default: "50055" },
+    "api-port": { type: "string", default: "8081" },
     "dev-dir": { type: "string", default: join(REPO, ".authz-dev") },
   },
 });
@@ -29,17 +32,26 @@ if (!existsSync(join(DIST, "index.html"))) {
   console.error(`serve-demo: ${DIST} has no build; run \`npm run demo:build\` first`);
   process.exit(2);
 }
+if (!existsSync(join(PACKAGE_DIST, "kysely.js"))) {
+  console.error(`serve-demo: the orders API imports the built package; run \`npm run demo:build\` first`);
+  process.exit(2);
+}
+// Imported once the package's build is known to be there (it imports @authz/client by name).
+const { startOrdersApi } = await import("./orders-api.mjs");
 
 const pagePort = Number(values["page-port"]);
 const pageUrl = `http://127.0.0.1:${pagePort}/`;
+const corsOrigins = [`http://127.0.0.1:${pagePort}`, `http://localhost:${pagePort}`];
 const authz = await startDevAuthz({
   httpPort: Number(values["http-port"]),
   grpcPort: Number(values["grpc-port"]),
   issuerPort: Number(values["issuer-port"]),
   devDir: values["dev-dir"],
-  corsOrigins: [`http://127.0.0.1:${pagePort}`, `http://localhost:${pagePort}`],
+  corsOrigins,
 });
-writeFileSync(join(DIST, "config.json"), JSON.stringify(await demoConfig(authz.baseUrl, authz.mint), null, 2));
+const api = await startOrdersApi({ port: Number(values["api-port"]), authzUrl: authz.baseUrl, corsOrigins });
+const config = await demoConfig(authz.baseUrl, authz.mint, api.url);
+writeFileSync(join(DIST, "config.json"), JSON.stringify(config, null, 2));
 
 const python = process.env.PYTHON ?? "python3";
 const page = spawn(python, ["-m", "http.server", String(pagePort), "--bind", "127.0.0.1", "--directory", DIST], {
@@ -51,6 +63,7 @@ async function stop(code) {
   if (stopping) return;
   stopping = true;
   page.kill("SIGTERM");
+  await api.close();
   await authz.stop();
   process.exit(code);
 }
@@ -66,4 +79,4 @@ for (let i = 0; i < 100; i++) {
   }
   await new Promise((r) => setTimeout(r, 100));
 }
-console.log(`demo ready: ${pageUrl} (authz HTTP ${authz.baseUrl}, gRPC ${authz.grpcAddress})`);
+console.log(`demo ready: ${pageUrl} (authz HTTP ${authz.baseUrl}, gRPC ${authz.grpcAddress}, orders API ${api.url})`);

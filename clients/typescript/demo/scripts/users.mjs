@@ -4,9 +4,10 @@
 export const DEMO_USERS = [
   {
     id: "alice",
-    label: "alice: read:orders, read:reports",
-    claims: { sub: "alice", permissions: ["read:orders", "read:reports"] },
+    label: "alice: read:orders, read:reports (acme)",
+    claims: { sub: "alice", permissions: ["read:orders", "read:reports"], org_id: "acme" },
   },
+  { id: "viewer", label: "bob: no permissions (acme)", claims: { sub: "bob", permissions: [], org_id: "acme" } },
   { id: "admin", label: "admin: role admin", claims: { sub: "admin", roles: ["admin"] } },
   {
     id: "expired",
@@ -15,9 +16,9 @@ export const DEMO_USERS = [
   },
 ];
 
-/** The demo page's config.json: where authz is and one token per demo user. */
-export async function demoConfig(authzUrl, mint) {
+/** The demo page's config.json: where authz and the orders API are, one token per demo user. */
+export async function demoConfig(authzUrl, mint, ordersUrl) {
   const users = [];
   for (const { id, label, claims } of DEMO_USERS) users.push({ id, label, token: await mint(claims) });
-  return { authzUrl, users };
+  return ordersUrl ? { authzUrl, ordersUrl, users } : { authzUrl, users };
 }

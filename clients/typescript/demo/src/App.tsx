@@ -1,7 +1,7 @@
 // The orders app: a token picker (or a pasted token), and the menu and buttons rendered
 // from MENU / ACTIONS by what authz says this token may see.
 
-import { useCallback, useState } from "react";
+import { useCallback, useEffect, useState } from "react";
 import { AuthzProvider, Can, useVisibility } from "@authz/client/react";
 import { ACTIONS, MENU } from "./menu";
 import type { DemoConfig } from "./config";
@@ -42,13 +42,13 @@ export function App({ config }: { config: DemoConfig }) {
         </fieldset>
       </header>
       <AuthzProvider baseUrl={config.authzUrl} getToken={getToken}>
-        <OrdersApp />
+        <OrdersApp ordersUrl={config.ordersUrl} token={token} />
       </AuthzProvider>
     </div>
   );
 }
 
-function OrdersApp() {
+function OrdersApp({ ordersUrl, token }: { ordersUrl?: string; token: string }) {
   const visibility = useVisibility();
   const { status } = visibility;
   if (status === "signed-out") {
@@ -84,6 +84,8 @@ function OrdersApp() {
           </Can>
         ))}
       </section>
+      {/* Once authz has accepted this token: a refused one is asked to sign in above. */}
+      {ordersUrl && status === "ready" ? <OrdersList ordersUrl={ordersUrl} token={token} /> : null}
       <footer>
         {status === "loading"
           ? "asking authz ..."
@@ -91,5 +93,74 @@ function OrdersApp() {
             `policy ${visibility.policyVersion}, valid until ${visibility.validUntil?.toLocaleTimeString() ?? "-"}`}
       </footer>
     </main>
+  );
+}
+
+interface Order {
+  id: string;
+  owner: string | null;
+  org_id: string | null;
+  status: string | null;
+  amount: number | null;
+}
+
+// `token`: whose rows these are, so a token switch never shows the previous token's rows as ready.
+type OrdersState = { token: string } & (
+  | { status: "loading" }
+  | { status: "ready"; orders: Order[] }
+  | { status: "error"; message: string }
+);
+
+/** The orders this token may list: the demo's orders API filters them by a PlanResources plan. */
+function OrdersList({ ordersUrl, token }: { ordersUrl: string; token: string }) {
+  const [fetched, setState] = useState<OrdersState>({ token, status: "loading" });
+  const state: OrdersState = fetched.token === token ? fetched : { token, status: "loading" };
+  useEffect(() => {
+    const abort = new AbortController();
+    fetch(`${ordersUrl}/api/orders`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: abort.signal,
+    })
+      .then(async (response) => {
+        const body = (await response.json()) as { orders?: Order[]; reason?: string; error?: string };
+        if (!response.ok) throw new Error(body.reason ?? body.error ?? `HTTP ${response.status}`);
+        setState({ token, status: "ready", orders: body.orders ?? [] });
+      })
+      .catch((error: unknown) => {
+        if (!abort.signal.aborted) setState({ token, status: "error", message: String(error) });
+      });
+    return () => abort.abort();
+  }, [ordersUrl, token]);
+
+  return (
+    <section className="orders" aria-label="Orders list" data-status={state.status}>
+      <h2>Orders</h2>
+      {state.status === "error" ? <p role="alert">orders: {state.message}</p> : null}
+      {state.status === "ready" ? (
+        <table>
+          <thead>
+            <tr>
+              <th>Order</th>
+              <th>Owner</th>
+              <th>Organisation</th>
+              <th>Status</th>
+              <th>Amount</th>
+            </tr>
+          </thead>
+          <tbody>
+            {state.orders.map((order) => (
+              <tr key={order.id} data-order={order.id}>
+                <td>{order.id}</td>
+                <td>{order.owner}</td>
+                <td>{order.org_id}</td>
+                <td>{order.status}</td>
+                <td>{order.amount}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : null}
+      {state.status === "ready" && state.orders.length === 0 ? <p>No orders you may see.</p> : null}
+    </section>
   );
 }

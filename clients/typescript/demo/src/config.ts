@@ -9,6 +9,8 @@ export interface DemoUser {
 
 export interface DemoConfig {
   authzUrl: string;
+  /** The orders API (serve-demo.mjs); absent under `npm run demo:dev`. */
+  ordersUrl?: string;
   users: DemoUser[];
 }
 

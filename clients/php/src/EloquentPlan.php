@@ -1,0 +1,250 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Authz;
+
+use Illuminate\Database\Eloquent\Builder as EloquentBuilder;
+use Illuminate\Database\Query\Builder;
+
+/**
+ * A PlanResources plan as WHERE clauses of an Illuminate query (Eloquent or the query builder).
+ *
+ *     $plan = $client->planResources($token, 'GET', '/api/orders/:id');
+ *     $orders = EloquentPlan::apply(Order::query(), $plan, ['org_id' => 'organisation'])->get();
+ *
+ * or, after `EloquentPlan::registerMacro()`, `Order::query()->whereAuthorized($plan, $fields)`.
+ *
+ * The field map maps a plan field to a column (`'org_id' => 'orders.organisation'`); a list
+ * entry (`'owner'`) maps a field to the column of the same name. A field the map leaves
+ * out is looked up among the columns of the query's table; a field with neither throws
+ * PlanFieldException, never a silently dropped filter. Column names come only from the
+ * field map or the table; every value is a bound parameter. ALWAYS_DENIED (and a kind
+ * this client does not know) selects no row. The condition goes in as one parenthesised
+ * group, and WHERE clauses already on the query that contain an OR are grouped first, so
+ * `->orWhere(...)` before the plan cannot widen it.
+ */
+final class EloquentPlan
+{
+    private const OPERATORS = [
+        'PLAN_OPERATOR_EQ' => '=', 'PLAN_OPERATOR_NE' => '<>', 'PLAN_OPERATOR_LT' => '<',
+        'PLAN_OPERATOR_LE' => '<=', 'PLAN_OPERATOR_GT' => '>', 'PLAN_OPERATOR_GE' => '>=',
+    ];
+    private const OPERATOR_NAMES = [
+        1 => 'PLAN_OPERATOR_EQ', 2 => 'PLAN_OPERATOR_NE', 3 => 'PLAN_OPERATOR_LT', 4 => 'PLAN_OPERATOR_LE',
+        5 => 'PLAN_OPERATOR_GT', 6 => 'PLAN_OPERATOR_GE', 7 => 'PLAN_OPERATOR_IN',
+    ];
+
+    /** @var array<string, string> plan field => column */
+    private array $columns = [];
+
+    /** @var list<string>|null the table's columns, read once when a field is not in the map */
+    private ?array $tableColumns = null;
+
+    /**
+     * @param array<int|string, string> $fields
+     */
+    private function __construct(private readonly Builder $base, array $fields)
+    {
+        foreach ($fields as $field => $column) {
+            $this->columns[is_int($field) ? $column : $field] = $column;
+        }
+    }
+
+    /**
+     * Restrict `$query` to the rows `$plan` allows; returns `$query`.
+     *
+     * @template T of Builder|EloquentBuilder
+     * @param T $query
+     * @param array<int|string, string> $fields plan field => column, or a column of the same name as a list entry
+     * @return T
+     * @throws PlanFieldException for a field that maps to no column or a malformed plan
+     */
+    public static function apply(Builder|EloquentBuilder $query, Plan $plan, array $fields = []): Builder|EloquentBuilder
+    {
+        $base = $query instanceof EloquentBuilder ? $query->getQuery() : $query;
+        if ($plan->kind === Plan::ALWAYS_ALLOWED) {
+            return $query;
+        }
+        self::groupEarlierOrs($base);
+        if ($plan->kind !== Plan::CONDITIONAL || $plan->condition === null) {
+            $base->whereRaw('1 = 0');
+            return $query;
+        }
+        $translator = new self($base, $fields);
+        foreach ($plan->fields as $field) {
+            $translator->column($field); // every field resolves before any clause is added
+        }
+        $condition = $plan->condition;
+        $base->whereNested(fn (Builder $nested) => $translator->add($nested, $condition, 'and'));
+        return $query;
+    }
+
+    /** Add `whereAuthorized(Plan $plan, array $fields = [])` to every Illuminate query builder (and so to Eloquent's). */
+    public static function registerMacro(): void
+    {
+        Builder::macro('whereAuthorized', function (Plan $plan, array $fields = []): Builder {
+            /** @var Builder $this */
+            return EloquentPlan::apply($this, $plan, $fields);
+        });
+    }
+
+    private static function groupEarlierOrs(Builder $base): void
+    {
+        $ors = array_filter($base->wheres, static fn (array $w): bool => str_starts_with(strtolower($w['boolean']), 'or'));
+        if ($ors === []) {
+            return;
+        }
+        $earlier = $base->forNestedWhere();
+        $earlier->wheres = $base->wheres;
+        $earlier->bindings['where'] = $base->bindings['where'];
+        $base->wheres = [];
+        $base->bindings['where'] = [];
+        $base->addNestedWhereQuery($earlier);
+    }
+
+    /**
+     * Add one condition node to `$query` as exactly one WHERE clause joined by `$boolean`.
+     *
+     * @param array<string, mixed> $node
+     */
+    private function add(Builder $query, array $node, string $boolean): void
+    {
+        if (count($node) !== 1) {
+            throw new PlanFieldException('a plan condition must have exactly one node');
+        }
+        $kind = array_key_first($node);
+        $body = $node[$kind];
+        switch ($kind) {
+            case 'all':
+            case 'any':
+                $children = self::children($body);
+                if ($children === []) {
+                    // An empty nested group would be dropped by the builder: say true / false outright.
+                    $query->whereRaw($kind === 'all' ? '1 = 1' : '1 = 0', [], $boolean);
+                    return;
+                }
+                $join = $kind === 'all' ? 'and' : 'or';
+                $query->whereNested(function (Builder $nested) use ($children, $join): void {
+                    foreach ($children as $child) {
+                        $this->add($nested, $child, $join);
+                    }
+                }, $boolean);
+                return;
+            case 'negate':
+                if (!is_array($body)) {
+                    throw new PlanFieldException('negate needs a condition');
+                }
+                // "and not (...)": the grammar strips a leading "and "/"or " only, as whereNot does.
+                $query->whereNested(fn (Builder $nested) => $this->add($nested, $body, 'and'), "{$boolean} not");
+                return;
+            case 'isNull':
+            case 'is_null':
+                $query->whereNull($this->column(is_string($body) ? $body : ''), $boolean);
+                return;
+            case 'compare':
+                $this->compare($query, is_array($body) ? $body : [], $boolean);
+                return;
+        }
+        throw new PlanFieldException("unknown plan condition node {$kind}");
+    }
+
+    /**
+     * @return list<array<string, mixed>>
+     */
+    private static function children(mixed $list): array
+    {
+        $children = is_array($list) ? ($list['conditions'] ?? []) : null;
+        if (!is_array($children) || !array_is_list($children)) {
+            throw new PlanFieldException('a condition list needs a conditions array');
+        }
+        foreach ($children as $child) {
+            if (!is_array($child)) {
+                throw new PlanFieldException('a condition must be an object');
+            }
+        }
+        return $children;
+    }
+
+    /**
+     * @param array<string, mixed> $comparison
+     */
+    private function compare(Builder $query, array $comparison, string $boolean): void
+    {
+        $column = $this->column(is_string($comparison['field'] ?? null) ? $comparison['field'] : '');
+        $operator = $comparison['operator'] ?? 0;
+        $operator = is_int($operator) ? (self::OPERATOR_NAMES[$operator] ?? "{$operator}") : (string) $operator;
+        $value = self::value($comparison['value'] ?? null);
+        if ($operator === 'PLAN_OPERATOR_IN') {
+            if (!is_array($value)) {
+                throw new PlanFieldException('PLAN_OPERATOR_IN needs a list value');
+            }
+            $query->whereIn($column, $value, $boolean);
+            return;
+        }
+        if (is_array($value)) {
+            throw new PlanFieldException('only PLAN_OPERATOR_IN takes a list value');
+        }
+        if (!isset(self::OPERATORS[$operator])) {
+            throw new PlanFieldException("unknown plan operator {$operator}");
+        }
+        $query->where($column, self::OPERATORS[$operator], $value, $boolean);
+    }
+
+    /**
+     * A comparison's literal as the value to bind: a whole number as an int (proto JSON
+     * numbers are doubles; PostgreSQL refuses "100.0" for an integer column).
+     *
+     * @return string|int|float|bool|list<string|int|float|bool>
+     */
+    private static function value(mixed $value): string|int|float|bool|array
+    {
+        if (is_float($value) && floor($value) === $value && abs($value) < 2 ** 53) {
+            return (int) $value;
+        }
+        if (is_string($value) || is_int($value) || is_float($value) || is_bool($value)) {
+            return $value;
+        }
+        if (is_array($value) && array_is_list($value)) {
+            $items = [];
+            foreach ($value as $item) {
+                $item = self::value($item);
+                if (is_array($item)) {
+                    throw new PlanFieldException('a list value holds only strings, numbers and booleans');
+                }
+                $items[] = $item;
+            }
+            return $items;
+        }
+        throw new PlanFieldException('a plan literal is a string, number, boolean or list of them, never null');
+    }
+
+    /** The column a plan field names: from the field map, else a column of the same name of the table. */
+    private function column(string $field): string
+    {
+        if ($field === '') {
+            throw new PlanFieldException('a plan condition names no field');
+        }
+        if (isset($this->columns[$field])) {
+            return $this->columns[$field];
+        }
+        if (in_array($field, $this->tableColumns(), true)) {
+            return $this->columns[$field] = $field;
+        }
+        throw new PlanFieldException("the plan reads '{$field}', which is neither in the field map nor a column of the table");
+    }
+
+    /** @return list<string> */
+    private function tableColumns(): array
+    {
+        if ($this->tableColumns === null) {
+            $table = $this->base->from;
+            // An alias, a join's subquery or an expression: only the field map can say.
+            $plain = is_string($table) && preg_match('/^[A-Za-z_][A-Za-z0-9_.]*$/', $table) === 1;
+            $this->tableColumns = $plain
+                ? array_values(array_map('strval', $this->base->getConnection()->getSchemaBuilder()->getColumnListing($table)))
+                : [];
+        }
+        return $this->tableColumns;
+    }
+}

@@ -1,0 +1,153 @@
+/**
+ * Kysely adapter: a PlanResources plan as a WHERE condition (`@authz/client/kysely`).
+ *
+ *     const plan = await authz.planResources({ action: "GET", resource: "/api/orders/:id" },
+ *                                            { headers: { authorization: bearer(token) } });
+ *     const rows = await whereAuthorized(db.selectFrom("orders").selectAll(), plan,
+ *                                        { org_id: "organisation_id", owner: "owner" }).execute();
+ *
+ * Every field the plan reads must be in the field map (plan field -> column; an array
+ * entry is a column of the same name): Kysely knows no table's columns at run time, and a
+ * field with no column is a `PlanFieldError`, never a silently dropped filter. Column
+ * names come only from the field map; every value is a bound parameter. `ALWAYS_DENIED`
+ * (also for a refused token; `plan.reason` says why) and a kind this client does not
+ * know select no row.
+ */
+
+import { sql, type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
+import type { Value } from "@bufbuild/protobuf/wkt";
+import {
+  PlanKind,
+  PlanOperator,
+  type PlanComparison,
+  type PlanCondition,
+  type PlanResourcesResponse,
+} from "./gen/authz/api/v1/authz_pb.js";
+
+/** Plan field -> column (`"orders.org_id"` qualifies it); an array lists same-named columns. */
+export type PlanFields = Readonly<Record<string, string>> | readonly string[];
+
+/** The plan reads a field with no column, or is malformed: the query is refused. */
+export class PlanFieldError extends Error {
+  override name = "PlanFieldError";
+}
+
+// The plan's columns are runtime strings, so the translation works on an untyped builder.
+type AnyBuilder = ExpressionBuilder<Record<string, Record<string, unknown>>, string>;
+type Literal = string | number | boolean;
+
+const OPERATORS: ReadonlyMap<PlanOperator, "=" | "<>" | "<" | "<=" | ">" | ">="> = new Map([
+  [PlanOperator.EQ, "="],
+  [PlanOperator.NE, "<>"],
+  [PlanOperator.LT, "<"],
+  [PlanOperator.LE, "<="],
+  [PlanOperator.GT, ">"],
+  [PlanOperator.GE, ">="],
+] as const);
+
+const TRUE = sql<SqlBool>`1 = 1`;
+const FALSE = sql<SqlBool>`1 = 0`;
+
+function columnsOf(fields: PlanFields): ReadonlyMap<string, string> {
+  if (Array.isArray(fields)) return new Map(fields.map((f: string) => [f, f]));
+  return new Map(Object.entries(fields));
+}
+
+function literal(value: Value | undefined): Literal | Literal[] {
+  const kind = value?.kind;
+  switch (kind?.case) {
+    case "stringValue":
+    case "numberValue":
+    case "boolValue":
+      return kind.value;
+    case "listValue":
+      return kind.value.values.map((item) => {
+        const one = literal(item);
+        if (Array.isArray(one)) throw new PlanFieldError("a list value holds only strings, numbers and booleans");
+        return one;
+      });
+    default:
+      throw new PlanFieldError(`a ${kind?.case ?? "missing"} value is not a plan literal`);
+  }
+}
+
+class Translator {
+  constructor(
+    private readonly eb: AnyBuilder,
+    private readonly columns: ReadonlyMap<string, string>,
+  ) {}
+
+  column(field: string): string {
+    const column = this.columns.get(field);
+    if (column === undefined) {
+      throw new PlanFieldError(`the plan reads ${JSON.stringify(field)}, which is not in the field map`);
+    }
+    return column;
+  }
+
+  node(condition: PlanCondition): Expression<SqlBool> {
+    const { node } = condition;
+    switch (node.case) {
+      case "all": {
+        const parts = node.value.conditions.map((c) => this.node(c));
+        return parts.length === 0 ? TRUE : this.eb.and(parts);
+      }
+      case "any": {
+        const parts = node.value.conditions.map((c) => this.node(c));
+        return parts.length === 0 ? FALSE : this.eb.or(parts);
+      }
+      case "negate":
+        return this.eb.not(this.node(node.value));
+      case "isNull":
+        return this.eb(this.column(node.value), "is", null);
+      case "compare":
+        return this.compare(node.value);
+      default:
+        throw new PlanFieldError("an empty plan condition");
+    }
+  }
+
+  compare(comparison: PlanComparison): Expression<SqlBool> {
+    const column = this.column(comparison.field);
+    const value = literal(comparison.value);
+    if (comparison.operator === PlanOperator.IN) {
+      if (!Array.isArray(value)) throw new PlanFieldError("PLAN_OPERATOR_IN needs a list value");
+      // `in ()` is a syntax error in SQL: an empty list matches nothing.
+      return value.length === 0 ? FALSE : this.eb(column, "in", value);
+    }
+    if (Array.isArray(value)) throw new PlanFieldError("only PLAN_OPERATOR_IN takes a list value");
+    const operator = OPERATORS.get(comparison.operator);
+    if (operator === undefined) throw new PlanFieldError(`unknown plan operator ${comparison.operator}`);
+    return this.eb(column, operator, value);
+  }
+}
+
+/**
+ * The WHERE condition for `plan`, for `query.where((eb) => planWhere(eb, plan, fields))`.
+ * Throws `PlanFieldError` for a field the map lacks or a malformed plan.
+ */
+export function planWhere<DB, TB extends keyof DB>(
+  eb: ExpressionBuilder<DB, TB>,
+  plan: PlanResourcesResponse,
+  fields: PlanFields,
+): Expression<SqlBool> {
+  if (plan.kind === PlanKind.ALWAYS_ALLOWED) return TRUE;
+  if (plan.kind !== PlanKind.CONDITIONAL || plan.condition === undefined) return FALSE;
+  const translator = new Translator(eb as unknown as AnyBuilder, columnsOf(fields));
+  for (const field of plan.fields) translator.column(field); // every field resolves first
+  return translator.node(plan.condition);
+}
+
+/** What `whereAuthorized` needs of a query: Kysely's select, update and delete builders. */
+export interface Filterable<Q> {
+  // `any`: the query's own database and tables, whatever they are.
+  where(expression: (eb: ExpressionBuilder<any, any>) => Expression<SqlBool>): Q;
+}
+
+/**
+ * `query` restricted to the rows `plan` allows, ANDed with its other conditions. Kysely
+ * calls the callback at once, so a `PlanFieldError` is thrown here, before any SQL runs.
+ */
+export function whereAuthorized<Q extends Filterable<Q>>(query: Q, plan: PlanResourcesResponse, fields: PlanFields): Q {
+  return query.where((eb) => planWhere(eb, plan, fields));
+}

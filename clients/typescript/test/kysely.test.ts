@@ -1,0 +1,158 @@
+// The Kysely adapter on real databases. Fixed plans built here run on SQLite
+// (better-sqlite3) in every run. With AUTHZ_PLAN_CASES (a JSON file that
+// tests/test_typescript_plan.py writes: an authz on tests/plan_cases.py's policy, a
+// throwaway PostgreSQL, the rows, and per principal and action the ids Check allows),
+// each case's plan is asked of that authz and its rows must be exactly Check's, on
+// PostgreSQL and on SQLite.
+
+import { readFileSync } from "node:fs";
+import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import Database from "better-sqlite3";
+import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
+import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createAuthzClient,
+  PlanKind,
+  PlanResourcesResponseSchema,
+  type PlanResourcesResponse,
+} from "../src/index.js";
+import { PlanFieldError, whereAuthorized, type PlanFields } from "../src/kysely.js";
+
+interface OrderRow {
+  id: string;
+  owner: string | null;
+  org: string | null;
+  status: string | null;
+  amount: number | null;
+}
+interface Tables {
+  orders: OrderRow;
+}
+interface Cases {
+  url: string;
+  dsn: string;
+  rows: OrderRow[];
+  cases: { name: string; token: string; action: string; expected: string[] }[];
+}
+
+const FIELDS: PlanFields = { id: "id", owner: "owner", org_id: "org", status: "status", amount: "amount" };
+const ROWS: OrderRow[] = [
+  { id: "1", owner: "alice", org: "o1", status: "draft", amount: 50 },
+  { id: "2", owner: null, org: "o1", status: "open", amount: 150 },
+  { id: "3", owner: "bob", org: null, status: "shipped", amount: null },
+];
+
+async function table(db: Kysely<Tables>, rows: OrderRow[]): Promise<void> {
+  await db.schema.dropTable("orders").ifExists().execute();
+  await db.schema
+    .createTable("orders")
+    .addColumn("id", "text", (c) => c.primaryKey())
+    .addColumn("owner", "text")
+    .addColumn("org", "text")
+    .addColumn("status", "text")
+    .addColumn("amount", "integer")
+    .execute();
+  await db.insertInto("orders").values(rows).execute();
+}
+
+async function ids(db: Kysely<Tables>, plan: PlanResourcesResponse, fields: PlanFields = FIELDS): Promise<string[]> {
+  const rows = await whereAuthorized(db.selectFrom("orders").select("id"), plan, fields).execute();
+  return rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));
+}
+
+function sqlite(): Kysely<Tables> {
+  return new Kysely<Tables>({ dialect: new SqliteDialect({ database: new Database(":memory:") }) });
+}
+
+// Plans as the server's JSON would give them.
+const plan = (json: JsonObject) => fromJson(PlanResourcesResponseSchema, json);
+const compare = (operator: string, field: string, value: JsonValue): JsonObject => ({
+  compare: { operator: `PLAN_OPERATOR_${operator}`, field, value },
+});
+const conditional = (condition: JsonObject, fields: string[] = []) =>
+  plan({ kind: "PLAN_KIND_CONDITIONAL", condition, fields });
+
+describe("fixed plans on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => table(db, ROWS));
+  afterAll(() => db.destroy());
+
+  it("selects every row, no row, or none for a kind it does not know", async () => {
+    expect(await ids(db, plan({ kind: "PLAN_KIND_ALWAYS_ALLOWED" }))).toEqual(["1", "2", "3"]);
+    expect(await ids(db, plan({ kind: "PLAN_KIND_ALWAYS_DENIED" }))).toEqual([]);
+    expect(await ids(db, plan({ kind: 9 }))).toEqual([]);
+    expect(await ids(db, plan({ kind: "PLAN_KIND_CONDITIONAL" }))).toEqual([]);
+  });
+
+  it("translates every node one to one, empty groups as true and false", async () => {
+    const draftOrOwnerless = { any: { conditions: [compare("EQ", "status", "draft"), { isNull: "owner" }] } };
+    expect(await ids(db, conditional(draftOrOwnerless))).toEqual(["1", "2"]);
+    expect(await ids(db, conditional({ negate: draftOrOwnerless }))).toEqual(["3"]);
+    const bigInOrg = { all: { conditions: [compare("GT", "amount", 100), compare("IN", "org_id", ["o1", "o2"])] } };
+    expect(await ids(db, conditional(bigInOrg))).toEqual(["2"]);
+    expect(await ids(db, conditional({ any: { conditions: [] } }))).toEqual([]);
+    expect(await ids(db, conditional({ all: { conditions: [] } }))).toEqual(["1", "2", "3"]);
+    expect(await ids(db, conditional({ negate: { any: { conditions: [] } } }))).toEqual(["1", "2", "3"]);
+    expect(await ids(db, conditional(compare("IN", "status", [])))).toEqual([]);
+    expect(await ids(db, conditional(compare("LE", "amount", 50)))).toEqual(["1"]);
+    // The array form of the field map: same-named columns.
+    expect(await ids(db, conditional(compare("NE", "owner", "alice")), ["owner", "id"])).toEqual(["3"]);
+  });
+
+  it("binds every value: a quote in a value is data, not SQL", async () => {
+    const quoted = conditional(compare("EQ", "owner", "x' OR '1'='1"));
+    expect(await ids(db, quoted)).toEqual([]);
+    const compiled = whereAuthorized(db.selectFrom("orders").select("id"), quoted, FIELDS).compile();
+    expect(compiled.parameters).toEqual(["x' OR '1'='1"]);
+    expect(compiled.sql).not.toContain("OR");
+  });
+
+  it("refuses a field the map lacks and a malformed plan, before any SQL", () => {
+    const query = db.selectFrom("orders").select("id");
+    const refused = (p: PlanResourcesResponse, fields: PlanFields = FIELDS) => () => whereAuthorized(query, p, fields);
+    expect(refused(conditional(compare("EQ", "owner", "bob"), ["owner", "region"]))).toThrow(
+      new PlanFieldError('the plan reads "region", which is not in the field map'),
+    );
+    // In the tree but not listed in `fields`: still refused.
+    expect(refused(conditional({ isNull: "region" }))).toThrow(PlanFieldError);
+    expect(refused(conditional(compare("EQ", "status", "draft")), ["owner"])).toThrow(PlanFieldError);
+    expect(refused(conditional(compare("EQ", "owner", ["bob"])))).toThrow(/only PLAN_OPERATOR_IN/);
+    expect(refused(conditional(compare("IN", "owner", "bob")))).toThrow(/needs a list/);
+    expect(refused(conditional({ compare: { operator: 99, field: "owner", value: "bob" } }))).toThrow(/unknown plan operator/);
+    expect(refused(conditional({}))).toThrow(/empty plan condition/);
+    expect(refused(conditional(compare("EQ", "owner", null)))).toThrow(/nullValue value is not a plan literal/);
+  });
+});
+
+const casesFile = process.env.AUTHZ_PLAN_CASES;
+
+describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
+  const input: Cases = casesFile ? JSON.parse(readFileSync(casesFile, "utf8")) : { url: "", dsn: "", rows: [], cases: [] };
+  const databases: [string, () => Kysely<Tables>][] = [
+    ["postgresql", () => new Kysely<Tables>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: input.dsn, max: 2 }) }) })],
+    ["sqlite", sqlite],
+  ];
+
+  describe.each(databases)("on %s", (_name, open) => {
+    let db: Kysely<Tables>;
+    beforeAll(async () => {
+      db = open();
+      await table(db, input.rows);
+    });
+    afterAll(() => db.destroy());
+
+    it("returns for every principal and action the rows Check allows", async () => {
+      const kinds = new Set<PlanKind>();
+      for (const c of input.cases) {
+        const client = createAuthzClient({ baseUrl: input.url, getToken: () => c.token });
+        const plan = await client.planResources({ action: c.action, resource: "/api/orders/:id" });
+        kinds.add(plan.kind);
+        expect([c.name, await ids(db, plan)]).toEqual([c.name, c.expected]);
+        // The array form of the field map needs same-named columns: `org_id` is `org` here.
+        if (plan.fields.includes("org_id")) expect(() => whereAuthorized(db.selectFrom("orders"), plan, ["owner", "status", "amount", "id"])).toThrow(PlanFieldError);
+      }
+      expect([...kinds].sort()).toEqual([PlanKind.ALWAYS_ALLOWED, PlanKind.ALWAYS_DENIED, PlanKind.CONDITIONAL]);
+    });
+  });
+});

@@ -1,0 +1,128 @@
+<?php
+
+declare(strict_types=1);
+
+// Drives Authz\EloquentPlan for tests/test_php_plan.py on a real database (SQLite or
+// PostgreSQL through Debian's php-illuminate-database). Reads JSON on stdin:
+// {url, connection, rows, cases: [{name, token, action}]}; fills an `orders` table, asks the
+// real authz for each case's plan and prints the ids each way of querying returns, then
+// the answers to fixed plans built here (refusals, empty groups, literal values).
+
+require '/usr/share/php/Illuminate/Database/autoload.php';
+require __DIR__ . '/../../clients/php/autoload.php';
+
+use Authz\AuthzClient;
+use Authz\AuthzException;
+use Authz\EloquentPlan;
+use Authz\Plan;
+use Authz\PlanFieldException;
+use Illuminate\Database\Capsule\Manager;
+use Illuminate\Database\Eloquent\Model;
+use Illuminate\Database\Query\Builder;
+use Illuminate\Database\Schema\Blueprint;
+
+final class PlanOrder extends Model
+{
+    protected $table = 'orders';
+    public $timestamps = false;
+}
+
+const TEMPLATE = '/api/orders/:id';
+const FIELDS = ['org_id' => 'org', 'owner'];
+
+$input = json_decode((string) stream_get_contents(STDIN), true, 512, JSON_THROW_ON_ERROR);
+$capsule = new Manager();
+$capsule->addConnection($input['connection']);
+$capsule->setAsGlobal();
+$capsule->bootEloquent();
+EloquentPlan::registerMacro();
+
+$schema = Manager::schema();
+$schema->dropIfExists('orders');
+$schema->create('orders', static function (Blueprint $table): void {
+    $table->string('id')->primary();
+    foreach (['owner', 'org', 'status'] as $column) {
+        $table->string($column)->nullable();
+    }
+    $table->integer('amount')->nullable();
+});
+Manager::table('orders')->insert($input['rows']);
+
+/** @return list<string> */
+function ids(Builder|Illuminate\Database\Eloquent\Builder $query): array
+{
+    $ids = array_map('strval', $query->pluck('id')->all());
+    usort($ids, static fn (string $a, string $b): int => (int) $a <=> (int) $b);
+    return $ids;
+}
+
+/** @return list<string>|string the ids, or the exception's class and message */
+function attempt(callable $query): array|string
+{
+    try {
+        return ids($query());
+    } catch (PlanFieldException $e) {
+        return 'PlanFieldException: ' . $e->getMessage();
+    }
+}
+
+$client = new AuthzClient($input['url'], timeoutSeconds: 10.0);
+$results = [];
+foreach ($input['cases'] as $case) {
+    try {
+        $plan = $client->planResources($case['token'], $case['action'], TEMPLATE);
+    } catch (AuthzException $e) {
+        $results[$case['name']] = ['error' => $e->connectCode . ': ' . $e->getMessage()];
+        continue;
+    }
+    $results[$case['name']] = [
+        'kind' => $plan->kind,
+        'reason' => $plan->reason,
+        'builder' => attempt(static fn () => EloquentPlan::apply(Manager::table('orders'), $plan, FIELDS)),
+        'eloquent' => attempt(static fn () => PlanOrder::query()->whereAuthorized(
+            $plan,
+            ['org_id' => 'orders.org', 'owner' => 'orders.owner', 'status', 'amount', 'id'],
+        )),
+        // Rows 4 and 9 asked for with an OR before the plan: the plan still filters both.
+        'or_before' => attempt(static fn () => Manager::table('orders')
+            ->where('id', '=', '4')->orWhere('id', '=', '9')->whereAuthorized($plan, FIELDS)),
+    ];
+}
+
+$compare = static fn (string $op, string $field, mixed $value): array => ['compare' => ['operator' => $op, 'field' => $field, 'value' => $value]];
+$conditional = static fn (array $condition, array $fields = []): Plan => new Plan(Plan::CONDITIONAL, $condition, fields: $fields);
+$fixed = [
+    'allowed' => new Plan(Plan::ALWAYS_ALLOWED, null),
+    'denied' => new Plan(Plan::ALWAYS_DENIED, null),
+    'newer kind' => Plan::fromArray(['kind' => 9]),
+    'conditional without condition' => new Plan(Plan::CONDITIONAL, null),
+    'unknown field listed' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', 'bob'), ['owner', 'region']),
+    'unknown field in the tree' => $conditional(['any' => ['conditions' => [
+        $compare('PLAN_OPERATOR_EQ', 'owner', 'bob'), ['isNull' => 'region'],
+    ]]]),
+    'empty any' => $conditional(['any' => ['conditions' => []]]),
+    'empty all' => $conditional(['all' => ['conditions' => []]]),
+    'not empty any' => $conditional(['negate' => ['any' => ['conditions' => []]]]),
+    'empty in' => $conditional($compare('PLAN_OPERATOR_IN', 'status', [])),
+    'null value' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', null)),
+    'unknown operator' => $conditional($compare('PLAN_OPERATOR_LIKE', 'owner', 'b%')),
+    'unknown node' => $conditional(['exists' => 'owner']),
+    'list for eq' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', ['bob'])),
+    'quote in value' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', "x' OR '1'='1")),
+    'numbers as sent' => Plan::fromArray(['kind' => 3, 'condition' => ['all' => ['conditions' => [
+        ['compare' => ['operator' => 5, 'field' => 'amount', 'value' => 100.0]],
+        ['negate' => ['is_null' => 'org_id']],
+    ]]]]),
+    'in and not' => $conditional(['all' => ['conditions' => [
+        $compare('PLAN_OPERATOR_IN', 'status', ['draft', 'open']),
+        ['negate' => $compare('PLAN_OPERATOR_EQ', 'owner', 'alice')],
+    ]]]),
+];
+$answers = [];
+foreach ($fixed as $name => $plan) {
+    $answers[$name] = attempt(static fn () => EloquentPlan::apply(Manager::table('orders'), $plan, FIELDS));
+}
+$sql = EloquentPlan::apply(Manager::table('orders'), $fixed['quote in value'], FIELDS);
+$answers['quote in value sql'] = ['sql' => $sql->toSql(), 'bindings' => $sql->getBindings()];
+
+echo json_encode(['results' => $results, 'fixed' => $answers], JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES), "\n";

@@ -1,0 +1,95 @@
+"""A fixed table of data filtering cases for the PHP and TypeScript query adapters.
+
+One policy (the demo model, lines on owner, org_id, status and amount with `&&`, `||`,
+`!`, `in`, an allow beside a deny, a single order beside the list's template), one table
+of orders with NULLs in every column, principals from an admin to a token that is
+refused, and the actions. `expected_ids` asks the real authz's Check for every row,
+sending the row's non-NULL columns as attributes (NULL is an attribute not sent): the
+adapters' rows must be exactly those.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from authz.api.v1 import authz_pb2
+from authz.app import App, demo_policy_dir
+from tests.conftest import RunningServer, settings_for
+from tests.issuer import Issuer
+from tests.policy_dirs import write_policy
+
+TEMPLATE = "/api/orders/:id"
+COLUMNS = ("owner", "org_id", "status", "amount")
+# The tables name org_id `org`: the adapters' field maps rename it.
+TABLE_COLUMNS = {"owner": "owner", "org_id": "org", "status": "status", "amount": "amount"}
+
+POLICY = """\
+p, read:orders, /api/orders/:id, GET, r.obj.org_id == r.sub.org_id, allow
+p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id, allow
+p, *, /api/orders/:id, GET, r.obj.status == 'archived' && !(r.obj.owner == r.sub.id), deny
+p, *, /api/orders/3, GET, True, allow
+p, update:orders, /api/orders/:id, PUT, r.obj.org_id == r.sub.org_id && r.obj.amount <= 100, allow
+p, *, /api/orders/:id, PUT, r.obj.owner == r.sub.id && r.obj.status in ('draft', 'open'), allow
+p, delete:orders, /api/orders/:id, DELETE, !(r.obj.status == 'shipped') || r.obj.amount < 10, allow
+p, *, /api/orders/:id, DELETE, r.obj.amount > 500, deny
+p, admin, /api/orders/:id, *, True, allow
+"""
+
+ROWS: tuple[dict[str, Any], ...] = tuple(
+    dict(zip(("id", *COLUMNS), row, strict=True))
+    for row in (
+        ("1", "alice", "o1", "draft", 50),
+        ("2", "bob", "o1", "open", 150),
+        ("3", "carol", "o2", "shipped", 5),
+        ("4", "bob", "o2", "archived", 700),
+        ("5", None, "o1", "draft", None),
+        ("6", "alice", None, None, 100),
+        ("7", "dave", "o1", "archived", 20),
+        ("8", "bob", None, "open", 600),
+        ("9", None, None, None, None),
+        ("10", "carol", "o2", "shipped", 100),
+    )
+)
+ACTIONS = ("GET", "PUT", "DELETE", "POST")
+
+
+def tokens(issuer: Issuer) -> dict[str, str]:
+    """The principals, by name: their raw access tokens (one expired, one not a JWT)."""
+    return {
+        "alice": issuer.mint("alice", permissions=["read:orders", "update:orders"], org_id="o1"),
+        "bob": issuer.mint("bob", permissions=[], org_id="o1"),
+        "carol": issuer.mint("carol", permissions=["delete:orders", "read:orders"], org_id="o2"),
+        "dave": issuer.mint("dave", roles=["admin"]),
+        "erin": issuer.mint("erin", permissions=["read:orders", "update:orders"]),
+        "expired": issuer.mint("alice", permissions=["read:orders"], org_id="o1", exp_in=-600),
+        "garbage": "not-a-jwt",
+    }
+
+
+def serve(issuer: Issuer, tmp: Path) -> RunningServer:
+    """A real authz on the cases' policy (the demo model, written under `tmp`), HTTP listener on."""
+    model = (demo_policy_dir() / "model.conf").read_text()
+    roles = "g, admin, read:orders\n"
+    directory = write_policy(tmp / "plan-cases", model, policy_csv=POLICY, roles_csv=roles)
+    app = App(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
+    app.start()
+    running = RunningServer(app)
+    running.wait_serving()
+    return running
+
+
+def expected_ids(server: RunningServer, token: str, action: str) -> list[str]:
+    """The ids of the rows Check allows, each asked with its non-NULL columns as attributes."""
+    allowed = []
+    for row in ROWS:
+        request = authz_pb2.CheckRequest(token=token, resource=f"/api/orders/{row['id']}", action=action)
+        request.attributes.update({k: row[k] for k in COLUMNS if row[k] is not None})
+        if server.stub.Check(request, timeout=5).allowed:
+            allowed.append(row["id"])
+    return sorted(allowed, key=int)
+
+
+def table_rows() -> list[dict[str, Any]]:
+    """ROWS with the tables' column names."""
+    return [{"id": r["id"], **{TABLE_COLUMNS[k]: r[k] for k in COLUMNS}} for r in ROWS]

@@ -1,0 +1,125 @@
+"""clients/php's EloquentPlan on real databases: the rows equal Check's, on SQLite and PostgreSQL.
+
+tests/php/plan_harness.php (Debian's php-illuminate-database, no framework stub) fills an
+`orders` table with tests/plan_cases.py's rows, asks the real authz for each case's plan
+over Connect JSON and queries three ways (the query builder, an Eloquent model through
+the `whereAuthorized` macro, and a query with an OR before the plan); every way must
+return exactly the rows Check allows. Fixed plans built in PHP prove the refusals.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests import plan_cases
+from tests.conftest import REPO, RunningServer
+
+HARNESS = REPO / "tests" / "php" / "plan_harness.php"
+AUTOLOADER = Path("/usr/share/php/Illuminate/Database/autoload.php")
+INSTALL = (
+    "apt-get install -y php-cli php-curl php-illuminate-database php-sqlite3 php-pgsql (make system-deps)"
+)
+ALL_IDS = [r["id"] for r in plan_cases.ROWS]
+
+
+def php_with(module: str) -> str:
+    found = shutil.which("php")
+    if found is None or not AUTOLOADER.exists():
+        pytest.skip(f"php or php-illuminate-database is not installed: {INSTALL}")
+    modules = subprocess.run([found, "-m"], capture_output=True, text=True, check=True).stdout.split()
+    if "curl" not in modules or module not in modules:
+        pytest.skip(f"php lacks the curl or {module} extension: {INSTALL}")
+    return found
+
+
+@pytest.fixture(scope="module")
+def plan_server(issuer, tmp_path_factory) -> Iterator[RunningServer]:
+    running = plan_cases.serve(issuer, tmp_path_factory.mktemp("php-plan"))
+    yield running
+    running.close()
+
+
+def run_harness(php: str, server: RunningServer, connection: dict[str, Any], tokens: dict[str, str]) -> Any:
+    cases = [
+        {"name": f"{who} {action}", "token": token, "action": action}
+        for who, token in tokens.items()
+        for action in plan_cases.ACTIONS
+    ]
+    payload = {
+        "url": server.http_url,
+        "connection": connection,
+        "rows": plan_cases.table_rows(),
+        "cases": cases,
+    }
+    done = subprocess.run(
+        [php, str(HARNESS)], input=json.dumps(payload), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
+
+
+def prove(out: Any, server: RunningServer, tokens: dict[str, str]) -> None:
+    kinds = set()
+    for who, token in tokens.items():
+        for action in plan_cases.ACTIONS:
+            expected = plan_cases.expected_ids(server, token, action)
+            result = out["results"][f"{who} {action}"]
+            kinds.add(result["kind"])
+            for way in ("builder", "eloquent"):
+                assert result[way] == expected, (who, action, way, result["kind"])
+            assert result["or_before"] == [i for i in expected if i in ("4", "9")], (who, action)
+            if who in ("expired", "garbage"):
+                assert (result["kind"], result["reason"]) == (
+                    "ALWAYS_DENIED",
+                    "REASON_TOKEN_" + ("EXPIRED" if who == "expired" else "MALFORMED"),
+                )
+    # The table exercises every kind of plan.
+    assert kinds == {"ALWAYS_ALLOWED", "ALWAYS_DENIED", "CONDITIONAL"}
+    fixed = out["fixed"]
+    refused = "PlanFieldException: "
+    assert fixed["allowed"] == ALL_IDS
+    for name in ("denied", "newer kind", "conditional without condition", "empty any", "empty in"):
+        assert fixed[name] == [], name
+    assert fixed["empty all"] == fixed["not empty any"] == ALL_IDS
+    for name in ("unknown field listed", "unknown field in the tree"):
+        assert fixed[name] == refused + (
+            "the plan reads 'region', which is neither in the field map nor a column of the table"
+        )
+    for name in ("null value", "unknown operator", "unknown node", "list for eq"):
+        assert fixed[name].startswith(refused), name
+    assert fixed["quote in value"] == []
+    assert fixed["quote in value sql"]["bindings"] == ["x' OR '1'='1"]
+    assert "OR" not in fixed["quote in value sql"]["sql"]
+    assert fixed["numbers as sent"] == ["2", "4"]  # amount > 100 with an org
+    assert fixed["in and not"] == ["2", "8"]
+
+
+def test_sqlite_rows_equal_check(plan_server, issuer, tmp_path):
+    php = php_with("pdo_sqlite")
+    tokens = plan_cases.tokens(issuer)
+    connection = {"driver": "sqlite", "database": str(tmp_path / "orders.sqlite")}
+    (tmp_path / "orders.sqlite").touch()
+    prove(run_harness(php, plan_server, connection, tokens), plan_server, tokens)
+
+
+def test_postgresql_rows_equal_check(plan_server, issuer, pg_dsn):
+    php = php_with("pdo_pgsql")
+    tokens = plan_cases.tokens(issuer)
+    dsn = urlsplit(pg_dsn)
+    connection = {
+        "driver": "pgsql",
+        "host": dsn.hostname,
+        "port": dsn.port,
+        "database": dsn.path.lstrip("/"),
+        "username": dsn.username,
+        "password": dsn.password or "",
+    }
+    prove(run_harness(php, plan_server, connection, tokens), plan_server, tokens)
