@@ -23,8 +23,8 @@ from typing import Any
 from authz.app import demo_policy_dir
 from authz.engine import Snapshot, load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
-from authz.planproto import condition_to_proto
 from authz.principal import Principal
+from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from bench.profile import Profile

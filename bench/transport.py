@@ -28,8 +28,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import App
 from authz.config import Settings, load_settings
-from authz.convert import ProtoService
-from authz.server import MAX_MESSAGE_BYTES
+from authz.transports.convert import ProtoService
+from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 from bench import rpc, serving
 from bench.profile import Profile
 from bench.report import Report

@@ -14,10 +14,10 @@ from google.protobuf import struct_pb2
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
-from authz.convert import error_status
 from authz.engine.policyfiles import read_policy_dir
 from authz.policy.edit import CandidateRejected, InvalidEdit, RuleExists, RuleNotFound, VersionConflict
 from authz.policy.ruletext import RuleSyntaxError
+from authz.transports.convert import error_status
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import copy_demo, line_number

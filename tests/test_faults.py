@@ -33,9 +33,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
 from authz.engine import build_snapshot
 from authz.engine.policyfiles import read_policy_dir
-from authz.httpserver import bind
 from authz.policy.edit import add_rules, remove_rules
 from authz.tokens.jwks import MAX_JWKS_BYTES, KeySet
+from authz.transports.httpserver import bind
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import copy_demo

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from authz.errors import InvalidArgument
-from authz.forwardauth import ForwardedRequest, forwarded_request
+from authz.transports.forwardauth import ForwardedRequest, forwarded_request
 from tests.conftest import RunningServer, settings_for
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)

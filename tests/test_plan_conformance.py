@@ -20,8 +20,8 @@ from authz.engine import load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
 from authz.engine.plantemplate import parse_template
 from authz.errors import FailedPrecondition
-from authz.planproto import condition_to_proto
 from authz.principal import Principal
+from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.test_conformance import CASES, Case, Request, _abac_attribute_sets, grid, reference_decider

@@ -14,8 +14,8 @@ from authz.decision import Reason
 from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
-from authz.planproto import condition_to_proto
 from authz.principal import Principal
+from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.policy_dirs import line_number, write_policy

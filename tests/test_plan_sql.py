@@ -23,8 +23,8 @@ from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_
 
 from authz.engine import Snapshot, load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
-from authz.planproto import condition_to_proto
 from authz.principal import Principal
+from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.pgcluster import PostgresServer

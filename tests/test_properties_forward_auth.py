@@ -4,7 +4,7 @@ For any request target a proxy may forward (`//`, `#`, `%xx`, tabs, absolute for
 any of the three sources (X-Original-URI, X-Forwarded-Uri, Envoy's path below /forward-auth),
 `/forward-auth` either answers 400, or its answer is the one a direct `Check` over gRPC gives
 for the path nginx would serve. That path comes from `nginx_path` below, a reference written
-from nginx's documented rules, independent of `authz.forwardauth`.
+from nginx's documented rules, independent of `authz.transports.forwardauth`.
 
 `AUTHZ_FUZZ_EXAMPLES` raises the number of targets tried (100 by default, in `make test`).
 """
@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from authz.api.v1 import authz_pb2
-from authz.connect import build_http_app
 from authz.decision import Reason
+from authz.transports.connect import build_http_app
 from tests.conftest import RunningServer
 from tests.issuer import Issuer
 

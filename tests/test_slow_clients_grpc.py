@@ -24,9 +24,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import App
-from authz.callgate import CallGate, GatedServer
-from authz.grpcloop import ServerLoop
-from authz.server import build_server
+from authz.transports.callgate import CallGate, GatedServer
+from authz.transports.grpcloop import ServerLoop
+from authz.transports.grpcserver import build_server
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.waiting import wait_for

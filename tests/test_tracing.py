@@ -389,7 +389,8 @@ def test_without_the_packages_authz_runs_and_only_otlp_is_refused():
     script = """
 import sys
 sys.modules["opentelemetry"] = None
-from authz import convert, tracing
+from authz import tracing
+from authz.transports import convert
 from authz.errors import ConfigError
 assert tracing.start("off") is None and not tracing.enabled
 try:

@@ -11,26 +11,26 @@ from typing import TYPE_CHECKING, cast
 from grpc_health.v1 import health_pb2
 
 from authz import tracing
-from authz.admin import PolicyAdmin
-from authz.adminserver import AdminProto, admin_service
-from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
+from authz.admin.proto import AdminProto, admin_service
+from authz.admin.service import PolicyAdmin
 from authz.config import Settings
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.errors import Unavailable
-from authz.grpcloop import LoopHealth, ServerLoop
 from authz.handlers import DecisionService
-from authz.httplimits import HttpLimits
-from authz.httpserver import HttpListener, HttpSettings
+from authz.live import LivePolicy
 from authz.metrics import Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
-from authz.server import SERVICE_NAME, GrpcServer, build_server
 from authz.sources import policy_origin
-from authz.store import PolicyStore
-from authz.tlsfiles import CertificateFiles, grpc_credentials
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
+from authz.transports.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
+from authz.transports.grpcloop import LoopHealth, ServerLoop
+from authz.transports.grpcserver import SERVICE_NAME, GrpcServer, build_server
+from authz.transports.httplimits import HttpLimits
+from authz.transports.httpserver import HttpListener, HttpSettings
+from authz.transports.tlsfiles import CertificateFiles, grpc_credentials
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -70,7 +70,7 @@ class App:
             TokenSettings(issuers, audiences, settings.algorithms, settings.leeway_seconds, roles_claim),
             self.keys,
         )
-        self.store = PolicyStore(
+        self.store = LivePolicy(
             policy_origin(settings.policy_store, policy_dir, settings.policy_store_check_seconds),
             validate=require_passing_content if settings.reload_requires_tests else None,
         )
@@ -90,7 +90,7 @@ class App:
         self._stop = threading.Event()
         self.port = 0
         # How long a gRPC call may take to send its request message, and how many may be
-        # waiting for theirs at once (authz.callgate).
+        # waiting for theirs at once (authz.transports.callgate).
         self.request_message_seconds = REQUEST_MESSAGE_SECONDS
         self.max_awaiting_request = MAX_AWAITING_REQUEST
         self.grpc = ServerLoop()

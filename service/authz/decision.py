@@ -32,6 +32,14 @@ class Reason(enum.IntEnum):
         return Reason.TOKEN_MISSING <= self <= Reason.TOKEN_NOT_ACCESS_TOKEN
 
 
+_REASON_NAMES = {reason: f"REASON_{reason.name}" for reason in Reason}
+
+
+def reason_name(reason: Reason) -> str:
+    """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
+    return _REASON_NAMES[reason]
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """One allow/deny answer with the policy lines that decided it."""

@@ -19,9 +19,9 @@ from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
 from authz.engine.plan import Plan, PlanKind, denied, plan_resources
 from authz.errors import InvalidArgument
+from authz.live import LivePolicy
 from authz.metrics import Metrics
 from authz.principal import Principal
-from authz.store import PolicyStore
 from authz.tokens import TokenRejected, TokenVerifier
 from authz.tokens.hints import principal_hints
 
@@ -133,7 +133,7 @@ class DecisionService:
     def __init__(
         self,
         verifier: TokenVerifier,
-        store: PolicyStore,
+        store: LivePolicy,
         *,
         batch_limit: int = 100,
         decision_log: DecisionLog | None = None,

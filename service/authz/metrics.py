@@ -26,7 +26,7 @@ from authz.config import split_host_port
 from authz.decision import Reason
 from authz.decisionlog import DecisionLog
 from authz.errors import ListenError
-from authz.store import PolicyStore
+from authz.live import LivePolicy
 from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
 
@@ -181,7 +181,7 @@ class ServiceCollector(Collector):
     """Reads the service's own counts and state when Prometheus scrapes."""
 
     def __init__(
-        self, store: PolicyStore, keys: KeySet, token_cache: TokenCache, decision_log: DecisionLog
+        self, store: LivePolicy, keys: KeySet, token_cache: TokenCache, decision_log: DecisionLog
     ) -> None:
         self.store = store
         self.keys = keys

@@ -1,6 +1,6 @@
 """Live reload: follow the policy's source and take reload requests (SIGHUP), then reload the store.
 
-Every trigger ends in `PolicyStore.reload`, which builds the new snapshot beside the
+Every trigger ends in `LivePolicy.reload`, which builds the new snapshot beside the
 serving one, validates it and swaps it in, or keeps the last good one and says why.
 
 The source's `watch` says when to read again: a policy directory's file changes
@@ -16,7 +16,7 @@ import threading
 from collections import deque
 
 from authz.errors import PolicyLoadError, Unavailable
-from authz.store import PolicyStore
+from authz.live import LivePolicy
 
 log = logging.getLogger("authz.reload")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("authz.reload")
 class PolicyReloader:
     """Reloads `store` when its directory changes or `request` is called; `start`, then `stop`."""
 
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: LivePolicy) -> None:
         self.store = store
         self._stop = threading.Event()
         self._wanted = threading.Event()

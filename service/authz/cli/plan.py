@@ -10,7 +10,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.cli.attrs import parse_attributes
 from authz.cli.remote import add_connection_args, channel_for
 from authz.engine import planast
-from authz.planproto import condition_from_proto
+from authz.transports.planproto import condition_from_proto
 
 
 def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

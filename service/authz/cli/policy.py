@@ -16,7 +16,7 @@ from typing import Any
 from authz.cli.attrs import UsageError, parse_attributes
 from authz.cli.output import print_decision
 from authz.cli.store import open_store, store_argument
-from authz.convert import reason_name
+from authz.decision import reason_name
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
 from authz.engine.plancheck import plannability, summary

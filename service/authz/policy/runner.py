@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from authz.convert import reason_name
-from authz.decision import Decision, Reason
+from authz.decision import Decision, Reason, reason_name
 from authz.engine import Snapshot
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
@@ -126,7 +125,7 @@ def require_suites_pass(snapshot: Snapshot, suites: list[Suite]) -> None:
 def require_passing_content(snapshot: Snapshot, content: PolicyContent) -> None:
     """Raise PolicyLoadError unless every suite stored with `content` passes on `snapshot`.
 
-    Fits `PolicyStore(validate=...)` (`reload_requires_tests`) for every source: a
+    Fits `LivePolicy(validate=...)` (`reload_requires_tests`) for every source: a
     directory's content carries its `tests/` suites, a stored version its own.
     """
     try:

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
-from authz.convert import reason_name
+from authz.decision import reason_name
 from authz.policy.coverage import Coverage
 from authz.policy.runner import CheckResult
 

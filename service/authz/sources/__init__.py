@@ -3,7 +3,7 @@
 A source yields whole `PolicyContent`s (the model, the policy files, the test suites,
 each under the name it has in a directory), so the serving code, the suites, explain's
 `FILE:LINE` and the `policy_version` digest are the same whichever source holds the
-files. `authz.store.PolicyStore` builds, validates and swaps what a source reads;
+files. `authz.live.LivePolicy` builds, validates and swaps what a source reads;
 `watch` tells it when to read again.
 """
 

@@ -1,6 +1,6 @@
 """A replica following a PostgreSQL policy store: the head read on demand, changes heard by LISTEN.
 
-`PostgresOrigin` is the `PolicyOrigin` `PolicyStore` reads from. Its `watch` (the
+`PostgresOrigin` is the `PolicyOrigin` `LivePolicy` reads from. Its `watch` (the
 reloader's watch thread) holds one connection that LISTENs on the store's channel and
 asks for a reload on every notification, on every (re)connection (a notification sent
 while disconnected is lost), and when a periodic look finds a head other than the one the

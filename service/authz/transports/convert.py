@@ -19,7 +19,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 from authz import tracing
 from authz.api.v1 import authz_pb2
 from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
-from authz.decision import Decision, Reason
+from authz.decision import Decision, reason_name
 from authz.engine.plan import PlanKind
 from authz.errors import (
     AlreadyExists,
@@ -34,7 +34,7 @@ from authz.errors import (
 )
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
-from authz.planproto import condition_to_proto
+from authz.transports.planproto import condition_to_proto
 
 log = logging.getLogger("authz.server")
 
@@ -156,14 +156,6 @@ def to_timestamp(seconds: float | None) -> timestamp_pb2.Timestamp | None:
     stamp = timestamp_pb2.Timestamp()
     stamp.FromNanoseconds(int(min(max(seconds, _MIN_TIMESTAMP), _MAX_TIMESTAMP) * 1_000_000_000))
     return stamp
-
-
-_REASON_NAMES = {reason: f"REASON_{reason.name}" for reason in Reason}
-
-
-def reason_name(reason: Reason) -> str:
-    """The public enum name of a Reason (`REASON_ALLOWED`), as protobuf constructors accept it."""
-    return _REASON_NAMES[reason]
 
 
 def _rules(decision: Decision, explain: bool) -> tuple[str, ...]:

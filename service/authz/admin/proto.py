@@ -1,8 +1,8 @@
-"""PolicyAdminService in proto messages: `authz.admin.PolicyAdmin` calls, and their gRPC servicer.
+"""PolicyAdminService in proto messages: `authz.admin.service.PolicyAdmin` calls, and their gRPC servicer.
 
 Registered on the same gRPC server as the decision API (`build_server(extra=...)`), and
-its AdminProto on the HTTP listener (`authz.connect`), when `admin_enabled` is set.
-Errors become status codes in `authz.convert.error_status`, the one place for every
+its AdminProto on the HTTP listener (`authz.transports.connect`), when `admin_enabled` is set.
+Errors become status codes in `authz.transports.convert.error_status`, the one place for every
 transport.
 """
 
@@ -10,18 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from authz.admin import PolicyAdmin
+from authz.admin.service import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
 from authz.attrlimits import check_attributes
-from authz.callgate import CallGate, GatedServer
-from authz.convert import check_wire_size, measured, reason_name, request_token, struct_to_dict, to_timestamp
+from authz.decision import reason_name
 from authz.findings import Finding, Severity
+from authz.live import RejectedReload
 from authz.metrics import ADMIN_RPCS
 from authz.policy.ruletext import Rule
-from authz.server import Register, grpc_method
 from authz.sources import SourceState
 from authz.sources.postgres import VersionInfo
-from authz.store import RejectedReload
+from authz.transports.callgate import CallGate, GatedServer
+from authz.transports.convert import check_wire_size, measured, request_token, struct_to_dict, to_timestamp
+from authz.transports.grpcserver import Register, grpc_method
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
 _SEVERITY = {

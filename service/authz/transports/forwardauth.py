@@ -35,11 +35,11 @@ from urllib.parse import unquote_to_bytes
 from starlette.types import Receive, Scope, Send
 
 from authz import tracing
-from authz.convert import error_status, measured, reason_name
-from authz.decision import Reason
+from authz.decision import Reason, reason_name
 from authz.errors import InvalidArgument
 from authz.handlers import CheckItem, CheckOutcome, DecisionService
 from authz.metrics import RpcMetrics
+from authz.transports.convert import error_status, measured
 
 PATH = "/forward-auth"
 RPC = "ForwardAuth"

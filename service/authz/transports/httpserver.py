@@ -11,14 +11,14 @@ from dataclasses import dataclass, field
 
 import uvicorn
 
-from authz.adminserver import AdminProto
+from authz.admin.proto import AdminProto
 from authz.config import split_host_port
-from authz.connect import build_http_app
 from authz.errors import ListenError
 from authz.handlers import DecisionService
-from authz.httplimits import HttpLimits, guarded_protocol
-from authz.inflight import InFlightLimit
-from authz.tlsfiles import CertificateFiles, ContextReloader
+from authz.transports.connect import build_http_app
+from authz.transports.httplimits import HttpLimits, guarded_protocol
+from authz.transports.inflight import InFlightLimit
+from authz.transports.tlsfiles import CertificateFiles, ContextReloader
 
 log = logging.getLogger("authz.http")
 

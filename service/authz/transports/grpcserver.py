@@ -21,10 +21,16 @@ from grpc_reflection.v1alpha import reflection
 
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS, CallGate, GatedServer, Overloaded
-from authz.convert import ProtoService, Status, error_status
 from authz.errors import ListenError
 from authz.handlers import DecisionService
+from authz.transports.callgate import (
+    MAX_AWAITING_REQUEST,
+    REQUEST_MESSAGE_SECONDS,
+    CallGate,
+    GatedServer,
+    Overloaded,
+)
+from authz.transports.convert import ProtoService, Status, error_status
 
 SERVICE_NAME = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"].full_name
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -134,7 +140,7 @@ async def build_server(
     silently bind a port that is already in use. Beyond `max_concurrent_rpcs` calls being
     answered, a call is refused at once with RESOURCE_EXHAUSTED: under a load spike callers
     fail fast (and closed) instead of queueing without bound. grpcio's own limit is not
-    used: it counts calls still waiting for their request message (see `authz.callgate`).
+    used: it counts calls still waiting for their request message (see `authz.transports.callgate`).
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
     gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting)

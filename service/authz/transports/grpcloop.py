@@ -28,7 +28,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from authz.server import GrpcServer
+from authz.transports.grpcserver import GrpcServer
 
 # How long a health change from another thread may wait for the loop (it is never busy for long).
 HEALTH_CALL_SECONDS = 10.0

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from authz.convert import reason_name
+from authz.decision import reason_name
 from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.errors import (
     FailedPrecondition,
@@ -24,6 +24,7 @@ from authz.errors import (
     Unauthenticated,
 )
 from authz.handlers import CheckItem, DecisionService
+from authz.live import RejectedReload
 from authz.policy.edit import DEFAULT_FILE, add_rules, check_file_name, remove_rules
 from authz.policy.explain import Explanation, explain
 from authz.policy.ruletext import Rule
@@ -32,7 +33,6 @@ from authz.policy.validate import ValidationReport, validate_source
 from authz.sources import SourceState, changes
 from authz.sources.follow import PostgresOrigin
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
-from authz.store import RejectedReload
 
 log = logging.getLogger("authz.admin")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from authz.httplimits import error_body
+from authz.transports.httplimits import error_body
 
 # uvicorn buffers this much of a body before it stops reading (its HIGH_WATER_LIMIT). A
 # request's first this-many bytes are read before it counts; a larger body counts while

@@ -28,7 +28,7 @@ class RejectedReload:
     findings: tuple[Finding, ...]
 
 
-class PolicyStore:
+class LivePolicy:
     """Holds the live snapshot. Readers take `current` once per request, so a request
     finishes on the snapshot it started with while a reload swaps in the next one.
 

@@ -11,7 +11,7 @@ every other caller's answer a 503. Here, on top of uvicorn's h11 protocol:
   listener at most `max_connections` (further bounded by the file descriptor limit); a
   new connection past the listener's cap replaces the oldest one that is between
   requests, and one past a cap with nothing to replace is answered 503 and closed;
-- `InFlightLimit` (`authz.inflight`) counts requests being answered, not connections.
+- `InFlightLimit` (`authz.transports.inflight`) counts requests being answered, not connections.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The ASGI applications are connectrpc's, generated from the same protos as the gR
 (`authz_connect.py`, `admin_connect.py`, `protobuf=google`), and each method runs the
 same proto-level call as the gRPC servicer (ProtoService, AdminProto), so the two
 transports cannot disagree. PolicyAdminService is mounted only when the admin service is
-enabled, and the reverse proxies' `/forward-auth` (`authz.forwardauth`) only with
+enabled, and the reverse proxies' `/forward-auth` (`authz.transports.forwardauth`) only with
 `forward_auth`.
 """
 
@@ -25,15 +25,15 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from authz import tracing
-from authz.adminserver import AdminProto
+from authz.admin.proto import AdminProto
 from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
-from authz.convert import ProtoService, error_status
-from authz.forwardauth import PATH as FORWARD_AUTH_PATH
-from authz.forwardauth import ForwardAuthApp
 from authz.handlers import DecisionService
-from authz.server import MAX_MESSAGE_BYTES
+from authz.transports.convert import ProtoService, error_status
+from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
+from authz.transports.forwardauth import ForwardAuthApp
+from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 
 CORS_ALLOW_HEADERS = (
     "authorization",
@@ -247,7 +247,7 @@ def build_http_app(
     forward_auth: bool = False,
 ) -> ASGIApp:
     """The ASGI app for the HTTP listener, with PolicyAdminService when `admin` is given and
-    the proxies' endpoint (`authz.forwardauth`) with `forward_auth`.
+    the proxies' endpoint (`authz.transports.forwardauth`) with `forward_auth`.
 
     With `cors_origins`, browsers from those origins may call it.
     """
