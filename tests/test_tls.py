@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from tests.certs import Pki, make_pki
+from tests.certs import Pki, make_pki, served_serial
 from tests.conftest import RunningServer, settings_for
 
 
@@ -109,20 +109,6 @@ def test_mtls(make_server, issuer, pki, other_pki):
 # --- certificate rotation --------------------------------------------------------------------
 
 
-def _served_serial(port: int, ca: Path, *, grpc_alpn: bool) -> int:
-    """The serial of the certificate a new TLS connection to `port` is shown."""
-    context = ssl.create_default_context(cafile=str(ca))
-    if grpc_alpn:
-        context.set_alpn_protocols(["h2"])
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        context.wrap_socket(raw, server_hostname="127.0.0.1") as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    return int(x509.load_der_x509_certificate(der).serial_number)
-
-
 def _serial(cert: Path) -> int:
     return int(x509.load_pem_x509_certificate(cert.read_bytes()).serial_number)
 
@@ -135,15 +121,15 @@ def test_grpc_takes_a_rotated_certificate_on_the_next_connection(make_server, is
     _use_secure_channel(srv, _credentials(pki.ca))
     token = issuer.mint(permissions=["read:orders"])
     first = _serial(pki.server_cert)
-    assert _served_serial(srv.app.port, pki.ca, grpc_alpn=True) == first
+    assert served_serial(srv.app.port, pki.ca, grpc_alpn=True) == first
 
     # Half-written: the new certificate beside the old key. The old pair keeps serving.
     renewed = pki.renew_server(key_too=False)
-    assert _served_serial(srv.app.port, pki.ca, grpc_alpn=True) == first
+    assert served_serial(srv.app.port, pki.ca, grpc_alpn=True) == first
     assert _check(srv.address, _credentials(pki.ca), token).allowed
 
     pki.finish_renewal()
-    assert _served_serial(srv.app.port, pki.ca, grpc_alpn=True) == renewed
+    assert served_serial(srv.app.port, pki.ca, grpc_alpn=True) == renewed
     assert _check(srv.address, _credentials(pki.ca), token).allowed
     # The connection made before the rotation goes on with its certificate.
     assert srv.stub.Check(authz_pb2.CheckRequest(token=token, resource="/api/orders/1", action="GET")).allowed
@@ -158,10 +144,10 @@ def test_the_http_listener_takes_a_rotated_certificate(make_server, issuer, tmp_
         wait=False,
     )
     _use_secure_channel(srv, _credentials(pki.ca))
-    assert _served_serial(srv.app.http_port, pki.ca, grpc_alpn=False) == _serial(pki.server_cert)
+    assert served_serial(srv.app.http_port, pki.ca, grpc_alpn=False) == _serial(pki.server_cert)
     renewed = pki.renew_server()
     deadline = time.monotonic() + 10  # the HTTP listener looks at its files every 2 s
-    while _served_serial(srv.app.http_port, pki.ca, grpc_alpn=False) != renewed:
+    while served_serial(srv.app.http_port, pki.ca, grpc_alpn=False) != renewed:
         assert time.monotonic() < deadline, "the HTTP listener kept the old certificate"
         time.sleep(0.2)
 

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from google.protobuf import struct_pb2
-
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
-from authz.cli.attrs import parse_attributes
-from authz.cli.remote import add_connection_args, channel_for
+from authz.cli.remote import add_connection_args, channel_for, request_structs
 from authz.engine import planast
 from authz.transports.planproto import condition_from_proto
 
@@ -37,10 +34,7 @@ def _table(resource: str) -> str:
 
 def run_plan(ns: argparse.Namespace) -> int:
     """Print the plan; exit 0 when some rows may be allowed, 1 when none are."""
-    attrs = struct_pb2.Struct()
-    attrs.update(parse_attributes(ns.attr, ns.attrs_json))
-    context = struct_pb2.Struct()
-    context.update(parse_attributes(ns.ctx, ns.context_json))
+    attrs, context = request_structs(ns)
     request = authz_pb2.PlanResourcesRequest(
         token=ns.token,
         action=ns.action,

@@ -50,16 +50,22 @@ def channel_for(ns: argparse.Namespace) -> grpc.Channel:
     return grpc.secure_channel(ns.address, creds)
 
 
+def request_structs(ns: argparse.Namespace) -> tuple[struct_pb2.Struct, struct_pb2.Struct]:
+    """The `--attr` / `--attrs-json` attributes and the `--ctx` / `--context-json` context as Structs."""
+    attrs = struct_pb2.Struct()
+    attrs.update(parse_attributes(ns.attr, ns.attrs_json))
+    context = struct_pb2.Struct()
+    context.update(parse_attributes(ns.ctx, ns.context_json))
+    return attrs, context
+
+
 def _reason(value: int) -> str:
     return str(authz_pb2.Reason.Name(value))
 
 
 def run_check(ns: argparse.Namespace) -> int:
     """Print one decision; exit 0 when allowed, 1 when denied."""
-    attrs = struct_pb2.Struct()
-    attrs.update(parse_attributes(ns.attr, ns.attrs_json))
-    context = struct_pb2.Struct()
-    context.update(parse_attributes(ns.ctx, ns.context_json))
+    attrs, context = request_structs(ns)
     request = authz_pb2.CheckRequest(
         token=ns.token,
         resource=ns.resource,
