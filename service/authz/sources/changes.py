@@ -61,15 +61,7 @@ def add_rules(
     """Append `rules` to `file` of the head as a new version."""
     edit = adding(file, rules)
     message = message or f"add to {file}: " + "; ".join(rule_line(rule) for rule in rules)
-    head, changed = store.commit(
-        _on_head(edit),
-        expected_version=expected_version,
-        author=author,
-        message=message,
-        kind="edit",
-        run_tests=run_tests,
-    )
-    return Committed(head, changed)
+    return _commit_edit(store, edit, expected_version, author, message, run_tests)
 
 
 def remove_rules(
@@ -87,6 +79,18 @@ def remove_rules(
     message = message or f"remove from {file or 'the policy'}: " + "; ".join(
         rule_line(rule) for rule in rules
     )
+    return _commit_edit(store, edit, expected_version, author, message, run_tests)
+
+
+def _commit_edit(
+    store: PostgresStore,
+    edit: Callable[[PolicySource], dict[str, str]],
+    expected_version: str | None,
+    author: str,
+    message: str,
+    run_tests: bool,
+) -> Committed:
+    """One rule edit on the head, committed as a version of kind `edit`."""
     head, changed = store.commit(
         _on_head(edit),
         expected_version=expected_version,
