@@ -95,7 +95,9 @@ class PostgresServer:
     def dsn(self, dbname: str = "postgres", user: str = "postgres", password: str | None = None) -> str:
         """A libpq URI for `dbname` on this server."""
         who = user if password is None else f"{user}:{password}"
-        return f"postgresql://{who}@127.0.0.1:{self.port}/{dbname}"
+        # Longer than the service's 5 s default: with two busy loops beside the suite, a backend's
+        # fork and start-up took over 5 s once, and the test is about replication, not slow starts.
+        return f"postgresql://{who}@127.0.0.1:{self.port}/{dbname}?connect_timeout=30"
 
     def sql(self, statement: str, dbname: str = "postgres") -> None:
         """Run one statement as the superuser (autocommit), for set-up."""

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import grpc
@@ -30,6 +30,25 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+# Sets the limit and execs the command. This replaces subprocess's preexec_fn, which forks the
+# test process with its gRPC threads and runs grpc's fork handlers in the child: under load that
+# child aborted in the event engine ("epoll_wait error: Bad file descriptor") before the exec.
+_LIMIT_THEN_EXEC = (
+    "import os, resource, signal, sys\n"
+    "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+    "limit = int(sys.argv[1])\n"
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))\n"
+    "os.execv(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def with_file_size_limit(command: Sequence[str], limit: int | None) -> list[str]:
+    """`command` run with RLIMIT_FSIZE at `limit` bytes and SIGXFSZ ignored, so a write fails with EFBIG."""
+    if limit is None:
+        return list(command)
+    return [sys.executable, "-c", _LIMIT_THEN_EXEC, str(limit), *command]
+
+
 class ServeProcess:
     """`python -m authz.cli.main serve` trusting `issuer`, serving `policy_dir`; stop with `terminate`."""
 
@@ -40,7 +59,7 @@ class ServeProcess:
         *,
         cwd: Path,
         env: Mapping[str, str] | None = None,
-        preexec_fn: Callable[[], None] | None = None,
+        file_size_limit: int | None = None,
     ) -> None:
         self.address = f"127.0.0.1:{free_port()}"
         environment = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
@@ -59,13 +78,12 @@ class ServeProcess:
         self._lines: deque[str] = deque(maxlen=20_000)
         self._lines_lock = threading.Lock()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "authz.cli.main", "serve"],
+            with_file_size_limit([sys.executable, "-m", "authz.cli.main", "serve"], file_size_limit),
             cwd=cwd,
             env=environment,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=preexec_fn,
         )
         threading.Thread(target=self._drain, name="serve-stderr", daemon=True).start()
 

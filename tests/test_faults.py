@@ -12,7 +12,6 @@ import logging
 import os
 import random
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -39,7 +38,7 @@ from authz.transports.httpserver import bind
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import copy_demo
-from tests.serveproc import ServeProcess
+from tests.serveproc import ServeProcess, with_file_size_limit
 from tests.waiting import wait_for
 
 ANALYST_READS_ORDERS = "p, read:reports, /api/orders/:id, GET, True, allow\n"
@@ -346,15 +345,6 @@ def _policy_files(directory: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(directory.iterdir()) if p.is_file()}
 
 
-def _file_size_limit(limit: int) -> Any:
-    def apply() -> None:
-        # Without ignoring SIGXFSZ the write would kill the process instead of failing with EFBIG.
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
-    return apply
-
-
 def test_disk_full_during_policy_add_changes_nothing(tmp_path):
     policies = copy_demo(tmp_path)
     before = _policy_files(policies)
@@ -369,13 +359,7 @@ def test_disk_full_during_policy_add_changes_nothing(tmp_path):
         ANALYST_READS_ORDERS,
     ]
 
-    full = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        preexec_fn=_file_size_limit(16),
-    )
+    full = subprocess.run(with_file_size_limit(command, 16), capture_output=True, text=True, timeout=120)
     assert full.returncode == 2, full.stderr
     assert "no policy file changed" in full.stderr and "File too large" in full.stderr, full.stderr
     assert "Traceback" not in full.stderr
@@ -391,7 +375,7 @@ def test_disk_full_during_an_admin_write_is_a_clear_error_and_serving_goes_on(is
     policies = copy_demo(tmp_path)
     before = _policy_files(policies)
     server = ServeProcess(
-        issuer, policies, cwd=tmp_path, env={"AUTHZ_ADMIN_ENABLED": "true"}, preexec_fn=_file_size_limit(16)
+        issuer, policies, cwd=tmp_path, env={"AUTHZ_ADMIN_ENABLED": "true"}, file_size_limit=16
     )
     try:
         with grpc.insecure_channel(server.address) as channel:
