@@ -62,10 +62,18 @@ class DecisionLog:
         outcomes: Sequence[Outcome],
         *,
         batch: bool = False,
+        context: str = "",
     ) -> None:
-        """Queue one call's decisions (dropped and counted when the writer is far behind)."""
+        """Queue one call's decisions (dropped and counted when the writer is far behind).
+
+        `context` is the enforce context (a batch's: one per item, comma-separated), logged
+        after the policy version as `context=...` when it is not the default.
+        """
         if self.mode == "off" or not log.isEnabledFor(logging.INFO):
             return
+        if context:
+            # Carried with the version, so a line's fields and the queue's entries stay as they were.
+            version = f"{version} context={field(context)}"
         if self.mode == "deny":
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:

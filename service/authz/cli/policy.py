@@ -81,6 +81,12 @@ def add_policy_commands(commands: Any) -> Any:
     what_if.add_argument("--context-json", help="context attributes as a JSON object")
     what_if.add_argument("--dir", default=DEFAULT_DIR, help=f"policy directory (default: {DEFAULT_DIR})")
     what_if.add_argument(
+        "--enforce-context",
+        default="",
+        metavar="SUFFIX",
+        help="decide with Casbin's enforce context SUFFIX: 2 is r2, p2, e2, m2 (default: r, p, e, m)",
+    )
+    what_if.add_argument(
         "--roles-claim",
         default=os.environ.get("AUTHZ_ROLES_CLAIM") or DEV_ROLES_CLAIM,
         help="the claim holding roles (env AUTHZ_ROLES_CLAIM; default: %(default)s)",
@@ -248,6 +254,7 @@ def run_explain(ns: argparse.Namespace) -> int:
         parse_attributes(ns.attr, ns.attrs_json),
         parse_attributes(ns.ctx, ns.context_json),
         roles_claim=ns.roles_claim,
+        enforce_context=ns.enforce_context,
     )
     decision, principal = result.decision, result.principal
     if ns.format == "json":
@@ -262,6 +269,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 "grants": sorted(principal.grants),
                 "policy_version": result.policy_version,
                 "model_notes": list(result.model_notes),
+                "section": result.section,
             }
         )
     else:
@@ -275,6 +283,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 ("grants", ", ".join(sorted(principal.grants)) or "-"),
                 ("message", decision.message),
                 ("policy", f"{result.policy_version} ({ns.dir})"),
+                ("section", result.section),
                 *(("model", note) for note in result.model_notes),
             ],
             decision.matched_rules,

@@ -26,7 +26,12 @@ if TYPE_CHECKING:
     from authz.engine.snapshot import Snapshot
 
 # (section kind, its title in model.conf), in the order Casbin reads them.
-_SECTIONS = (("r", "request_definition"), ("p", "policy_definition"), ("e", "policy_effect"), ("m", "matchers"))
+_SECTIONS = (
+    ("r", "request_definition"),
+    ("p", "policy_definition"),
+    ("e", "policy_effect"),
+    ("m", "matchers"),
+)
 _KINDS = {title: kind for kind, title in _SECTIONS}
 _HEADER = re.compile(r"\[(?P<title>.*)\]")
 _STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
@@ -157,7 +162,7 @@ def context_suffixes(model_text: str) -> tuple[str, ...]:
                 f"r{suffix} and p{suffix} only"
             )
         elif _EVAL.search(matcher):
-            problem = f"m{suffix} calls eval(): authz implements eval() conditions in the default matcher m only"
+            problem = f"m{suffix} calls eval(): authz implements eval() conditions in matcher m only"
         if problem is not None:
             raise PolicyLoadError.at(model_error(model_text, f"m{suffix}", problem))
         if "".join(found["e"][f"e{suffix}"].value.split()) == Effect.SUBJECT_PRIORITY.value:
@@ -250,7 +255,6 @@ def select(snapshot: Snapshot, name: str) -> Snapshot:
         shown = repr(name) if len(name) <= MAX_CONTEXT_CHARS else f"of {len(name)} characters"
         raise InvalidArgument(
             f"enforce_context {shown} is not a section set of the policy's model (known: {known}; "
-            "\"2\" selects r2, p2, e2 and m2)"
+            '"2" selects r2, p2, e2 and m2)'
         )
     return found
-

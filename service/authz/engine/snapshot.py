@@ -391,7 +391,8 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
                 findings.append(
                     _line_error(
                         line,
-                        f"has {len(line.values)} values, the policy definition {ptype} needs {len(model.policy)}",
+                        f"has {len(line.values)} values, "
+                        f"the policy definition {ptype} needs {len(model.policy)}",
                     )
                 )
             else:
