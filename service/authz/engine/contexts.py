@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from authz.engine.matcher import escape_assertion
 from authz.engine.model import Effect, model_error
 from authz.engine.policyfiles import MODEL_FILE, PolicySource
 from authz.errors import InvalidArgument, PolicyLoadError
@@ -85,19 +86,20 @@ def _definitions(text: str) -> Iterator[_Definition]:
     yield from flush()
 
 
-def _outside_strings(text: str) -> Iterator[tuple[int, str]]:
-    """(offset, text) of the parts of a matcher outside its string literals."""
+def _split_strings(text: str) -> Iterator[tuple[bool, str]]:
+    """A matcher in pieces, in order: (is a string literal, text)."""
     start = 0
     for literal in _STRING.finditer(text):
-        yield start, text[start : literal.start()]
+        yield False, text[start : literal.start()]
+        yield True, literal.group()
         start = literal.end()
-    yield start, text[start:]
+    yield False, text[start:]
 
 
 def _foreign_token(matcher: str, suffix: str) -> str | None:
     """The first request or policy token of `matcher` that is not of context `suffix`."""
-    for _, part in _outside_strings(matcher):
-        for token in _TOKEN.finditer(part):
+    for literal, part in _split_strings(matcher):
+        for token in () if literal else _TOKEN.finditer(part):
             if token.group("suffix") != suffix:
                 return f"{token.group('kind')}{token.group('suffix')}"
     return None
@@ -111,7 +113,7 @@ def _unsuffixed(matcher: str, suffix: str) -> str:
             return token.group()
         return token.group("kind") + token.group("sep")
 
-    return "".join(_TOKEN.sub(rename, part) for _, part in _outside_strings(matcher))
+    return "".join(part if literal else _TOKEN.sub(rename, part) for literal, part in _split_strings(matcher))
 
 
 def context_suffixes(model_text: str) -> tuple[str, ...]:
@@ -146,7 +148,8 @@ def context_suffixes(model_text: str) -> tuple[str, ...]:
     for suffix in contexts:
         missing = [f"{kind}{suffix}" for kind, _ in _SECTIONS if suffix not in read[kind]]
         if missing:
-            present = next(f"{kind}{suffix}" for kind, _ in _SECTIONS if suffix in read[kind])
+            # Named by a section that makes the suffix a context (a lone p2 does not).
+            present = next(f"{kind}{suffix}" for kind in "rem" if suffix in read[kind])
             message = (
                 f"enforce context {suffix} has {present} but no {', '.join(missing)}: a request with "
                 f"enforce_context {suffix!r} is decided with r{suffix}, p{suffix}, e{suffix} and m{suffix} "
@@ -165,7 +168,7 @@ def context_suffixes(model_text: str) -> tuple[str, ...]:
             problem = f"m{suffix} calls eval(): authz implements eval() conditions in matcher m only"
         if problem is not None:
             raise PolicyLoadError.at(model_error(model_text, f"m{suffix}", problem))
-        if "".join(found["e"][f"e{suffix}"].value.split()) == Effect.SUBJECT_PRIORITY.value:
+        if "".join(escape_assertion(found["e"][f"e{suffix}"].value).split()) == Effect.SUBJECT_PRIORITY.value:
             message = (
                 f"e{suffix} is subjectPriority(p.eft): Casbin ranks lines by subject for the model's e and "
                 "its p lines only, so authz does not implement it in an enforce context"
