@@ -146,7 +146,8 @@ BASE = contexts_model()
             BASE.replace("r2 = sub, obj\n", "r3 = sub, obj\n"),
             [],
             ("model.conf", 3),
-            "section r3 is never read: Casbin reads r, r2, r3 ... in order and stops at the first one missing (r2)",
+            "section r3 is never read: Casbin reads r, r2, r3 ... in order and stops at the first one "
+            "missing (r2)",
         ),
         (
             contexts_model(m2="g(r2.sub, p.sub) && keyMatch2(r2.obj, p2.obj)"),
@@ -251,7 +252,9 @@ def worlds(draw: st.DrawFn) -> tuple[str, list[str], list[tuple[str, str, str, s
     lines += [f"g, {a}, {b}" for a, b in g]
     requests = draw(
         st.lists(
-            st.tuples(st.sampled_from(("", "2")), st.sampled_from(USERS), st.sampled_from(PATHS), st.just("read")),
+            st.tuples(
+                st.sampled_from(("", "2")), st.sampled_from(USERS), st.sampled_from(PATHS), st.just("read")
+            ),
             min_size=1,
             max_size=10,
         )
