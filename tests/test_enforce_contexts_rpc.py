@@ -10,6 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
+import shutil
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +23,7 @@ import pytest
 
 from authz.api.v1 import authz_pb2
 from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, CheckItem
-from tests.conftest import RunningServer, settings_for
+from tests.conftest import REPO, RunningServer, settings_for
 from tests.pycasbin_ref import write_policy
 from tests.test_decision_log import decision_lines, with_id
 
@@ -224,3 +227,47 @@ def test_async_python_client_passes_the_context(srv: RunningServer, token: str) 
             assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
     asyncio.run(scenario())
+
+
+PHP_CHECKS = r"""
+require getenv('AUTOLOAD');
+$client = new Authz\AuthzClient(getenv('URL'), 30.0);
+$token = getenv('TOKEN');
+$out = [
+    'second' => $client->check($token, '/docs/1', 'GET', enforceContext: '2')->allowed,
+    'default' => $client->check($token, '/docs/1', 'GET')->allowed,
+    'plan' => $client->planResources($token, 'GET', '/docs/:id', enforceContext: '2')->kind,
+];
+try {
+    $client->check($token, '/docs/1', 'GET', enforceContext: '3');
+    $out['unknown'] = 'no error';
+} catch (Authz\AuthzException $e) {
+    $out['unknown'] = $e->connectCode;
+}
+echo json_encode($out);
+"""
+
+
+def test_php_client_passes_the_context(srv: RunningServer, token: str) -> None:
+    php = shutil.which("php")
+    if php is None:
+        pytest.skip("php is not installed (apt-get install php-cli php-curl)")
+    done = subprocess.run(
+        [php, "-r", PHP_CHECKS],
+        env={
+            **os.environ,
+            "AUTOLOAD": str(REPO / "clients" / "php" / "autoload.php"),
+            "URL": srv.http_url,
+            "TOKEN": token,
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert json.loads(done.stdout) == {
+        "second": True,
+        "default": False,
+        "plan": "CONDITIONAL",
+        "unknown": "invalid_argument",
+    }
