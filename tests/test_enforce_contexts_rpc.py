@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 import pytest
 
-from authz.api.v1 import authz_pb2
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, CheckItem
 from tests.conftest import REPO, RunningServer, settings_for
 from tests.pycasbin_ref import write_policy
@@ -50,6 +50,7 @@ LINES = [
     "p, read:orders, /api/orders, GET, allow",
     "p2, read:docs, /docs/:id, allow",
     "p2, read:docs, /docs/secret, deny",
+    "p, admin, authz:policies, read, allow",
 ]
 
 
@@ -57,7 +58,7 @@ LINES = [
 def srv(make_server: Any, issuer: Any, tmp_path: Path) -> RunningServer:
     policies = write_policy(tmp_path / "policies", MODEL, LINES)
     running: RunningServer = make_server(
-        settings_for(issuer, policy_dir=str(policies), http_listen="127.0.0.1:0")
+        settings_for(issuer, policy_dir=str(policies), http_listen="127.0.0.1:0", admin_enabled=True)
     )
     return running
 
@@ -185,6 +186,26 @@ def test_connect_json_carries_the_field(srv: RunningServer, token: str) -> None:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["allowed"] is True
+
+
+def test_admin_evaluate_decides_with_the_requested_sections(srv: RunningServer, issuer: Any) -> None:
+    stub = admin_pb2_grpc.PolicyAdminServiceStub(srv.channel)
+    admin = issuer.mint(sub="root", roles=["admin"])
+    claims = json.dumps({"sub": "alice", "permissions": ["read:docs"]})
+
+    def evaluate(context: str) -> Any:
+        request = admin_pb2.EvaluateRequest(
+            token=admin, claims_json=claims, action="GET", resource="/docs/1", enforce_context=context
+        )
+        return stub.Evaluate(request, timeout=10)
+
+    second = evaluate("2")
+    assert second.allowed
+    assert list(second.matched_rules) == ["policy.csv:2: p2, read:docs, /docs/:id, allow"]
+    assert not evaluate("").allowed
+    with pytest.raises(grpc.RpcError) as caught:
+        evaluate("3")
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.fixture
