@@ -107,6 +107,12 @@ def test_the_context_view_of_model_conf_keeps_every_line_where_it_was() -> None:
     assert "r2" not in view and "p2" not in view and "e2" not in view
 
 
+def test_a_comment_after_a_context_matcher_is_no_reference(tmp_path: Path) -> None:
+    model = contexts_model(m2="g(r2.sub, p2.sub) && r2.obj == p2.obj  # unlike m, no p.act")
+    snapshot = load_snapshot(write_policy(tmp_path, model, ["p2, alice, x, allow"]))
+    assert select(snapshot, "2").decide(user("alice"), "x", "-").allowed
+
+
 def test_string_literals_in_a_context_matcher_keep_their_text(tmp_path: Path) -> None:
     # `r2.` inside a string literal is no reference: it is compared as text, by Casbin too.
     model = contexts_model(m2="g(r2.sub, p2.sub) && r2.obj == 'r2.obj' && p2.obj == p2.obj")

@@ -156,7 +156,8 @@ def context_suffixes(model_text: str) -> tuple[str, ...]:
                 "(Casbin's NewEnforceContext)"
             )
             raise PolicyLoadError.at(model_error(model_text, present, message))
-        matcher = found["m"][f"m{suffix}"].value
+        # Casbin cuts a matcher at its first `#` (a comment), string literal or not.
+        matcher = found["m"][f"m{suffix}"].value.partition("#")[0]
         foreign = _foreign_token(matcher, suffix)
         problem = None
         if foreign is not None:
