@@ -177,6 +177,23 @@ def test_the_decision_log_records_the_context(
     assert f"policy={batch.policy_version} context=,2 batch=2: " in line
 
 
+def test_a_deny_only_log_lists_the_contexts_of_the_denials(
+    make_server: Any, issuer: Any, tmp_path: Path, token: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    policies = write_policy(tmp_path / "policies", MODEL, LINES)
+    srv = make_server(settings_for(issuer, policy_dir=str(policies), decision_log="deny"))
+    items = [
+        authz_pb2.BatchCheckItem(resource="/docs/1", action="GET", enforce_context="2"),  # allowed
+        authz_pb2.BatchCheckItem(resource="/docs/1", action="GET"),  # denied
+        authz_pb2.BatchCheckItem(resource="/docs/secret", action="GET", enforce_context="2"),  # denied
+    ]
+    batch = srv.stub.BatchCheck(authz_pb2.BatchCheckRequest(token=token, items=items), timeout=10)
+    assert [r.allowed for r in batch.results] == [True, False, False]
+    (line,) = with_id(decision_lines(srv, caplog), batch.decision_id)
+    assert f"policy={batch.policy_version} context=,2 batch=2: GET /docs/1 allowed=False" in line
+
+
 def test_connect_json_carries_the_field(srv: RunningServer, token: str) -> None:
     body = json.dumps({"resource": "/docs/1", "action": "GET", "enforceContext": "2"}).encode()
     request = urllib.request.Request(

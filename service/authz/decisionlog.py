@@ -62,18 +62,20 @@ class DecisionLog:
         outcomes: Sequence[Outcome],
         *,
         batch: bool = False,
-        context: str = "",
+        contexts: Sequence[str] = (),
     ) -> None:
         """Queue one call's decisions (dropped and counted when the writer is far behind).
 
-        `context` is the enforce context (a batch's: one per item, comma-separated), logged
-        after the policy version as `context=...` when it is not the default.
+        `contexts` are the outcomes' enforce contexts, in order (empty when all are the
+        default), logged after the policy version as `context=2` (a batch's: `context=,2`).
         """
         if self.mode == "off" or not log.isEnabledFor(logging.INFO):
             return
-        if context:
+        if contexts:
+            if self.mode == "deny":
+                contexts = [c for c, o in zip(contexts, outcomes, strict=True) if not o[2].allowed]
             # Carried with the version, so a line's fields and the queue's entries stay as they were.
-            version = f"{version} context={field(context)}"
+            version = f"{version} context={field(','.join(contexts))}"
         if self.mode == "deny":
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:

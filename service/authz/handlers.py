@@ -175,7 +175,7 @@ class DecisionService:
             subject,
             snapshot.version,
             [(item.action, item.resource, decision)],
-            context=item.enforce_context,
+            contexts=_logged_contexts((item,)),
         )
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
 
@@ -218,7 +218,7 @@ class DecisionService:
                 for item, (_, decision) in zip(items, results, strict=True)
             ],
             batch=True,
-            context=_logged_contexts(items),
+            contexts=_logged_contexts(items),
         )
         return BatchOutcome(results, subject, snapshot.version, decision_id)
 
@@ -278,7 +278,7 @@ class DecisionService:
         logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
         outcome = [(item.action, item.resource, logged)]
         self.decision_log.record(
-            decision_id, subject, snapshot.version, outcome, context=item.enforce_context
+            decision_id, subject, snapshot.version, outcome, contexts=_logged_contexts((item,))
         )
         return PlanOutcome(plan, subject, snapshot.version, decision_id)
 
@@ -297,7 +297,7 @@ def _visible(snapshot: Snapshot, principal: Principal, names: Sequence[str], act
     return {name: snapshot.decide(principal, name, action, subject=bound).allowed for name in names}
 
 
-def _logged_contexts(items: Sequence[CheckItem]) -> str:
-    """A batch's enforce contexts for its log line, in item order ("" when all are the default)."""
-    contexts = [item.enforce_context for item in items]
-    return ",".join(contexts) if any(contexts) else ""
+def _logged_contexts(items: Sequence[CheckItem]) -> tuple[str, ...]:
+    """The items' enforce contexts for the decision log, in order (none when all are the default)."""
+    contexts = tuple(item.enforce_context for item in items)
+    return contexts if any(contexts) else ()

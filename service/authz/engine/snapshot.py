@@ -69,8 +69,6 @@ class Snapshot:
     # Casbin's enforce contexts by suffix ("2": r2, p2, e2, m2), each a snapshot of its own
     # (`engine/contexts.py`); the default context is this snapshot.
     sections: dict[str, Snapshot] = field(default_factory=dict)
-    # The p-type whose lines are this snapshot's rules: "p", or "p2" for context 2.
-    ptype: str = "p"
 
     # -- decisions -------------------------------------------------------------------
 
@@ -523,7 +521,6 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
         resources=resources,
         model_text=source.model_text,
         functions=functions,
-        ptype=ptype,
     )
 
 
