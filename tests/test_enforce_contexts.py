@@ -21,6 +21,8 @@ from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.engine.contexts import context_model, select
 from authz.errors import InvalidArgument
+from authz.policy.runner import run_suites
+from authz.policy.suites import parse_suite
 from authz.policy.validate import validate_dir
 from authz.principal import Principal
 from tests.pycasbin_ref import enforcer, write_policy
@@ -323,3 +325,48 @@ def test_policy_explain_names_the_section_set(tmp_path: Path, capsys: pytest.Cap
     assert "section: r, p, e, m" in capsys.readouterr().out.replace("  ", " ")
     assert main([*args, "--enforce-context", "7"]) != 0
     assert "enforce_context '7' is not a section set" in capsys.readouterr().err
+
+
+# -- policy test suites ----------------------------------------------------------------------
+
+SUITE = """\
+name: contexts
+principals:
+  bob: {sub: bob}
+resources:
+  doc: {id: /docs/1}
+  secret: {id: /docs/secret}
+tests:
+  - name: bob reads documents by route
+    principal: bob
+    resources: [doc]
+    enforce_context: "2"
+    actions: {GET: allow}
+  - name: the default sections know no documents
+    principal: bob
+    resource: doc
+    actions: {GET: deny}
+  - name: the secret is denied in context 2
+    principal: bob
+    resource: secret
+    enforce_context: "2"
+    actions: {GET: {effect: deny, reason: EXPLICIT_DENY}}
+  - name: a context the model lacks fails whatever it expects
+    principal: bob
+    resource: doc
+    enforce_context: "3"
+    actions: {GET: deny}
+"""
+
+
+def test_suite_cases_choose_their_enforce_context(tmp_path: Path) -> None:
+    lines = ["p2, alice, /docs/:id, allow", "p2, alice, /docs/secret, deny", "g, bob, alice"]
+    directory = write_policy(tmp_path, BASE, lines)
+    results = run_suites(load_snapshot(directory), [parse_suite("tests/c_test.yaml", SUITE)])
+    assert [(r.case.name, r.passed) for r in results] == [
+        ("bob reads documents by route", True),
+        ("the default sections know no documents", True),
+        ("the secret is denied in context 2", True),
+        ("a context the model lacks fails whatever it expects", False),
+    ]
+    assert "enforce_context '3' is not a section set" in results[-1].problem
