@@ -21,6 +21,7 @@ from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.engine.contexts import context_model, select
 from authz.errors import InvalidArgument
+from authz.policy.coverage import measure
 from authz.policy.runner import run_suites
 from authz.policy.suites import parse_suite
 from authz.policy.validate import validate_dir
@@ -370,3 +371,6 @@ def test_suite_cases_choose_their_enforce_context(tmp_path: Path) -> None:
         ("a context the model lacks fails whatever it expects", False),
     ]
     assert "enforce_context '3' is not a section set" in results[-1].problem
+    # The p2 lines count in the coverage, exercised by the context's cases.
+    coverage = measure(load_snapshot(directory), results)
+    assert coverage.count("p") == (2, 2)
