@@ -22,6 +22,7 @@ import grpc
 import pytest
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
+from authz.cli.main import main
 from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, CheckItem
 from tests.conftest import REPO, RunningServer, settings_for
 from tests.pycasbin_ref import write_policy
@@ -309,3 +310,15 @@ def test_php_client_passes_the_context(srv: RunningServer, token: str) -> None:
         "plan": "CONDITIONAL",
         "unknown": "invalid_argument",
     }
+
+
+def test_cli_check_and_plan_send_the_context(
+    srv: RunningServer, token: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    connection = ["--address", srv.address, "--token", token]
+    assert main(["check", "GET", "/docs/1", "--enforce-context", "2", *connection]) == 0
+    assert "policy.csv:2: p2, read:docs, /docs/:id, allow" in capsys.readouterr().out
+    assert main(["check", "GET", "/docs/1", *connection]) == 1
+    capsys.readouterr()
+    assert main(["plan", "GET", "/docs/:id", "--enforce-context", "2", *connection]) == 0
+    assert capsys.readouterr().out.startswith("CONDITIONAL")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from authz.cli.attrs import UsageError, parse_attributes
+from authz.cli.attrs import UsageError, add_enforce_context, parse_attributes
 from authz.cli.output import print_decision
 from authz.cli.store import open_store, store_argument
 from authz.decision import reason_name
@@ -80,12 +80,7 @@ def add_policy_commands(commands: Any) -> Any:
     what_if.add_argument("--ctx", action="append", help="context attribute key=value")
     what_if.add_argument("--context-json", help="context attributes as a JSON object")
     what_if.add_argument("--dir", default=DEFAULT_DIR, help=f"policy directory (default: {DEFAULT_DIR})")
-    what_if.add_argument(
-        "--enforce-context",
-        default="",
-        metavar="SUFFIX",
-        help="decide with Casbin's enforce context SUFFIX: 2 is r2, p2, e2, m2 (default: r, p, e, m)",
-    )
+    add_enforce_context(what_if)
     what_if.add_argument(
         "--roles-claim",
         default=os.environ.get("AUTHZ_ROLES_CLAIM") or DEV_ROLES_CLAIM,
