@@ -128,7 +128,7 @@ def context_suffixes(model_text: str) -> tuple[str, ...]:
     found: dict[str, dict[str, _Definition]] = {kind: {} for kind, _ in _SECTIONS}
     for definition in _definitions(model_text):
         if definition.kind and definition.value:
-            found[definition.kind].setdefault(definition.key, definition)
+            found[definition.kind][definition.key] = definition  # a repeated key: the last wins, as in Casbin
     read: dict[str, list[str]] = {}
     for kind, _ in _SECTIONS:
         suffixes: list[str] = []
