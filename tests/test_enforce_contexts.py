@@ -247,43 +247,85 @@ EFFECTS = (ALLOW, DENY_OVERRIDE, BOTH, PRIORITY)
 EFT = st.sampled_from(("allow", "allow", "deny"))
 
 
+ACTIONS = ("read", "write")
+Request = tuple[str, str, str, str]  # (enforce context, user, object, action)
+
+
+def three_contexts_model(effect: str, wide: bool, priority: bool) -> str:
+    """r/p/e/m, context 2 on routes (its request names bound by position when `wide`, an
+    explicit priority column when `priority`) and context 3 on actions alone; e2 = e3 = e."""
+    r2, who, what = (
+        ("user, thing, action", "r2.user", "r2.thing") if wide else ("sub, obj", "r2.sub", "r2.obj")
+    )
+    p2 = ("priority, " if priority else "") + "sub, obj, act, eft"
+    act = " && (p2.act == '*' || r2.action == p2.act)" if wide else ""
+    return f"""[request_definition]
+r = sub, obj, act
+r2 = {r2}
+r3 = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+p2 = {p2}
+p3 = sub, act, eft
+
+[role_definition]
+g = _, _
+
+[policy_effect]
+e = {effect}
+e2 = {effect}
+e3 = {effect}
+
+[matchers]
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+m2 = g({who}, p2.sub) && keyMatch2({what}, p2.obj){act}
+m3 = g(r3.sub, p3.sub) && r3.act == p3.act
+"""
+
+
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[str, list[str], list[tuple[str, str, str, str]]]:
-    """A contexts model (e2 equal to e), p, p2 and g lines, and requests on either context."""
+def worlds(draw: st.DrawFn) -> tuple[str, list[str], list[Request], bool]:
+    """A model with contexts 2 and 3 (e2 = e3 = e), p, p2, p3 and g lines, and requests."""
     effect = draw(st.sampled_from(EFFECTS))
-    model = contexts_model(effect, effect, m2="g(r2.sub, p2.sub) && keyMatch2(r2.obj, p2.obj)")
+    wide, priority = draw(st.booleans()), effect == PRIORITY and draw(st.booleans())
     subjects = st.sampled_from(USERS + ROLES)
-    p = draw(st.lists(st.tuples(subjects, st.sampled_from(PATHS), EFT), min_size=1, max_size=6))
-    p2 = draw(st.lists(st.tuples(subjects, st.sampled_from(ROUTES), EFT), min_size=1, max_size=8))
-    g = draw(st.lists(st.tuples(st.sampled_from(USERS + ROLES), st.sampled_from(ROLES)), max_size=5))
-    lines = [f"p, {s}, {o}, read, {e}" for s, o, e in p]
-    lines += [f"p2, {s}, {o}, {e}" for s, o, e in p2]
-    lines += [f"g, {a}, {b}" for a, b in g]
-    requests = draw(
+    actions = st.sampled_from(ACTIONS)
+    p = draw(st.lists(st.tuples(subjects, st.sampled_from(PATHS), actions, EFT), min_size=1, max_size=6))
+    p2 = draw(
         st.lists(
-            st.tuples(
-                st.sampled_from(("", "2")), st.sampled_from(USERS), st.sampled_from(PATHS), st.just("read")
-            ),
+            st.tuples(st.integers(0, 9), subjects, st.sampled_from(ROUTES), actions | st.just("*"), EFT),
             min_size=1,
-            max_size=10,
+            max_size=8,
         )
     )
-    return model, lines, requests
+    p3 = draw(st.lists(st.tuples(subjects, actions, EFT), min_size=1, max_size=4))
+    g = draw(st.lists(st.tuples(st.sampled_from(USERS + ROLES), st.sampled_from(ROLES)), max_size=5))
+    lines = [f"p, {s}, {o}, {a}, {e}" for s, o, a, e in p]
+    lines += [f"p2, {f'{n}, ' if priority else ''}{s}, {o}, {a}, {e}" for n, s, o, a, e in p2]
+    lines += [f"p3, {s}, {a}, {e}" for s, a, e in p3]
+    lines += [f"g, {a}, {b}" for a, b in g]
+    request = st.tuples(
+        st.sampled_from(("", "2", "3")), st.sampled_from(USERS), st.sampled_from(PATHS), actions
+    )
+    requests = draw(st.lists(request, min_size=1, max_size=10))
+    return three_contexts_model(effect, wide, priority), lines, requests, wide
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds())
 def test_decisions_equal_pycasbins_new_enforce_context(
-    tmp_path_factory: pytest.TempPathFactory, world: tuple[str, list[str], list[tuple[str, str, str, str]]]
+    tmp_path_factory: pytest.TempPathFactory, world: tuple[str, list[str], list[Request], bool]
 ) -> None:
-    model, lines, requests = world
+    model, lines, requests, wide = world
     directory = write_policy(tmp_path_factory.mktemp("ctx"), model, lines)
     snapshot = load_snapshot(directory)
     reference = enforcer(directory)
     for context, who, obj, act in requests:
         decided = select(snapshot, context).decide(user(who), obj, act, explain=True)
         if context:
-            expected = reference.enforce(reference.new_enforce_context(context), who, obj)
+            values = (who, obj) if context == "2" and not wide else (who, obj, act)
+            expected = reference.enforce(reference.new_enforce_context(context), *values)
         else:
             expected = reference.enforce(who, obj, act)
         assert decided.allowed == expected, (context, who, obj, act, decided)
