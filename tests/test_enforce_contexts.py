@@ -222,6 +222,18 @@ def test_a_finding_of_both_builds_is_listed_once(tmp_path: Path) -> None:
     assert [f.line for f in report.errors] == [2]
 
 
+def test_p2_lines_get_the_effect_warnings_of_e2(tmp_path: Path) -> None:
+    # e2 lets any allow win, so a p2 deny line never changes a decision; e (both) reads p's denies.
+    model = contexts_model(BOTH, ALLOW)
+    lines = ["p, a, b, c, deny", "p2, a, /b, allow", "p2, a, /c, deny", "p2, a, /d, maybe"]
+    report = validate_dir(write_policy(tmp_path, model, lines))
+    warned = {(f.line, f.message) for f in report.findings if f.file == "policy.csv"}
+    assert warned == {
+        (3, "deny lines never change a decision under this model's policy effect"),
+        (4, "effect 'maybe' is neither allow nor deny: the line never decides anything"),
+    }
+
+
 def test_p2_lines_of_a_context_are_not_reported_as_never_evaluated(tmp_path: Path) -> None:
     lines = ["p, a, b, c, allow", "p2, a, /b, allow", "g2, /x, /b"]
     report = validate_dir(write_policy(tmp_path, BASE, lines))

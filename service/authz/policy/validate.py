@@ -90,9 +90,10 @@ def _warnings(
     # `contexts`: the enforce contexts' models by their p-type (p2: the model of r2, p2, e2, m2).
     yield from _duplicates(lines)
     yield from _unread_types(model, lines, contexts or {})
-    yield from _effects(
-        model, [ln for ln in lines if ln.ptype == "p" and len(ln.values) == len(model.policy)]
-    )
+    for ptype, spec in {"p": model, **(contexts or {})}.items():
+        yield from _effects(
+            spec, [ln for ln in lines if ln.ptype == ptype and len(ln.values) == len(spec.policy)]
+        )
     for name, arity in model.roles.items():
         links = [line for line in lines if line.ptype == name and len(line.values) == model.role_values(name)]
         yield from _cycles(links, arity == 3)
