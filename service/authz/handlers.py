@@ -176,7 +176,7 @@ class DecisionService:
             subject,
             snapshot.version,
             [(item.action, item.resource, decision)],
-            contexts=_logged_contexts((item,)),
+            contexts=(item.enforce_context,) if item.enforce_context else (),
         )
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
 
@@ -279,7 +279,11 @@ class DecisionService:
         logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
         outcome = [(item.action, item.resource, logged)]
         self.decision_log.record(
-            decision_id, subject, snapshot.version, outcome, contexts=_logged_contexts((item,))
+            decision_id,
+            subject,
+            snapshot.version,
+            outcome,
+            contexts=(item.enforce_context,) if item.enforce_context else (),
         )
         return PlanOutcome(plan, subject, snapshot.version, decision_id)
 
