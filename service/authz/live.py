@@ -110,8 +110,10 @@ class LivePolicy:
                     raise
                 raise error from exc
             self._rejected = None
-            if candidate.cache is not None:
-                candidate.cache.stats = self.cache_stats  # not yet live: no request reads it
+            # Not yet live: no request reads them. An enforce context's snapshot has a cache too.
+            for built in (candidate, *candidate.sections.values()):
+                if built.cache is not None:
+                    built.cache.stats = self.cache_stats
             self._current = candidate
             self.reloads["ok"] += 1
         log.info(

@@ -178,6 +178,7 @@ class PolicyAdmin:
         resource: str,
         attributes: Mapping[str, Any],
         context: Mapping[str, Any],
+        enforce_context: str = "",
     ) -> Explanation:
         """What-if for a token's claims (no signature): decision, reason, deciding rules, near misses."""
         self.authorize(token, READ)
@@ -191,6 +192,7 @@ class PolicyAdmin:
             attributes,
             context,
             roles_claim=self.decisions.verifier.settings.roles_claim,
+            enforce_context=enforce_context,
         )
 
     # -- history (a policy store only) ---------------------------------------------------------

@@ -204,6 +204,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.check(request_token(request.token, authorization), item, explain=request.explain)
         d = out.decision
@@ -232,6 +233,7 @@ class ProtoService:
                 struct_to_dict(i.attributes),
                 struct_to_dict(i.context),
                 i.correlation_id,
+                i.enforce_context,
             )
             for i in request.items
         ]
@@ -265,6 +267,7 @@ class ProtoService:
             elements=list(request.elements),
             prefix=request.prefix,
             action=request.action,
+            enforce_context=request.enforce_context,
         )
         return authz_pb2.GetVisibilityResponse(
             visible=out.visible,
@@ -287,6 +290,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.plan_resources(
             request_token(request.token, authorization), item, explain=request.explain
