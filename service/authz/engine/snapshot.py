@@ -155,6 +155,9 @@ class Snapshot:
             raise _EvalFailure("model.conf", f"{type(exc).__name__}: {exc}") from exc
         if ok:
             return Decision(True, Reason.ALLOWED, "allowed by the matcher (no policy lines)")
+        if self.model.effect is Effect.DENY_OVERRIDE:
+            # As in Casbin: deny-override allows what no line denies, and without lines none does.
+            return Decision(True, Reason.ALLOWED, "allowed: no policy line denies it (deny-override effect)")
         return Decision(False, Reason.NO_MATCHING_RULE, "no policy rule allows this request")
 
     def visible_resources(self, prefix: str) -> list[str]:
