@@ -82,23 +82,24 @@ def test_every_reason_is_listed_at_zero_and_open_connections_are_a_gauge(make_se
 
 
 def test_header_deadline_counts_partial_and_silent_connections_not_idle_keep_alive(make_server, issuer):
-    srv = start(make_server, issuer, http_header_timeout_seconds=0.5)
-    partial = connect(srv.app.http_port)
+    # 2 s: each connection sends what it sends at once, well inside it even on a busy machine.
+    srv = start(make_server, issuer, http_header_timeout_seconds=2.0)
+    port = srv.app.http_port
+    answered = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\n"  # 400: no proxy headers
+    partial = connect(port)
     partial.sendall(f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: app".encode())
+    silent = connect(port)
+    # Answered once, then idle until the header deadline closes it (before uvicorn's 5 s
+    # keep-alive timeout would): a client pool's normal life, not a refusal.
+    pooled = connect(port)
+    pooled.sendall(answered)
+    # Answered once, then part of a second request: counted.
+    second = connect(port)
+    second.sendall(answered + b"GET /forward-auth HTTP/1.1\r\n")
     assert read_all(partial).startswith(b"HTTP/1.1 408 ")
-    assert refusals(srv) == only(header_deadline=1)
-    assert read_all(connect(srv.app.http_port)) == b"", "a silent connection is closed unanswered"
-    assert refusals(srv) == only(header_deadline=2)
-    # A keep-alive connection answered once, then idle until the header deadline closes it
-    # (before uvicorn's 5 s keep-alive timeout would): a client pool's normal life, not a refusal.
-    pooled = connect(srv.app.http_port)
-    pooled.sendall(b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\n")
+    assert read_all(silent) == b"", "a silent connection is closed unanswered"
     answer = read_all(pooled)
     assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1, answer
-    assert refusals(srv) == only(header_deadline=2)
-    # A partial second request on a kept-alive connection is counted again.
-    second = connect(srv.app.http_port)
-    second.sendall(b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\nGET /forward-auth HTTP/1.1\r\n")
     answer = read_all(second)
     assert answer.startswith(b"HTTP/1.1 400 ") and b"HTTP/1.1 408 " in answer, answer
     assert refusals(srv) == only(header_deadline=3)
@@ -133,10 +134,7 @@ def test_a_tls_handshake_past_the_header_deadline_is_counted_apart(make_server, 
     context = ssl.create_default_context(cafile=str(pki.ca))
     with context.wrap_socket(connect(srv.app.http_port), server_hostname="127.0.0.1") as secured:
         secured.settimeout(20)
-        try:
-            assert secured.recv(1) == b""
-        except (ssl.SSLError, ConnectionResetError):
-            pass  # closed without close_notify: a close all the same
+        assert secured.recv(1) == b"", "closed unanswered"
     assert refusals(srv) == only(tls_handshake_deadline=1, header_deadline=1)
 
 
