@@ -36,6 +36,7 @@ class Profile:
     memory_decisions: int = 1_000_000  # N: resident memory after N and after 2N distinct decisions
     memory_pycasbin_decisions: int = 20
     overload_max_rpcs: int = 16  # AUTHZ_MAX_CONCURRENT_RPCS of the overload run: the thread pool's size
+    overload_max_queue_s: float = 0.005  # AUTHZ_MAX_QUEUE_SECONDS of the overload run
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
