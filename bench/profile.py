@@ -67,6 +67,7 @@ class Profile:
             memory_lines=1_000,
             memory_decisions=20_000,
             memory_pycasbin_decisions=5,
+            overload_max_queue_s=0.02,  # a loose budget: the smoke test wants calls answered at 2x
         )
 
     @property
