@@ -36,7 +36,7 @@ import logging
 import re
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # channelz, as grpcio-channelz reads it
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -55,7 +55,13 @@ CALM_SAMPLE_SECONDS = 0.01
 # Refusing every call drains a real backlog within this; one that stays is not a queue.
 STUCK_SECONDS = 0.2
 STEADY_CALLS = 2
-REASON_QUEUE = "queue_time"
+Refusal = Literal[
+    "queue_time",  # calls waited in grpcio's core longer than the budget (this module)
+    "max_concurrent_rpcs",  # that many calls were being answered (callgate)
+    "blocking_jobs",  # that many blocking jobs were queued or running (callgate.run_blocking)
+    "awaiting_request",  # too many calls were waiting for their request message (callgate)
+]
+REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 _STARTED = re.compile(rb'"callsStarted":"(\d+)"')
 
 
@@ -81,7 +87,7 @@ class Admission:
         self.budget = budget
         self.server_id: int | None = None
         self.taken = 0  # calls the loop took from the core
-        self.refused: dict[str, int] = {}  # refusals by reason, of every limit of the gate
+        self.refused: dict[Refusal, int] = dict.fromkeys(REFUSALS, 0)  # by reason, of every limit of the gate
         self.behind = 0.0  # the backlog's estimated wait at the last sample, in seconds
         self._sampled_at = 0.0
         self._taken_then = 0
@@ -100,9 +106,9 @@ class Admission:
         """A call has reached the gate (health checks too: the core counts every call)."""
         self.taken += 1
 
-    def count(self, reason: str) -> None:
+    def count(self, reason: Refusal) -> None:
         """One call refused for `reason`."""
-        self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.refused[reason] += 1
 
     def overloaded(self) -> str | None:
         """The refusal's message while the backlog is over budget (the refusal counted), else None."""
@@ -113,7 +119,7 @@ class Admission:
             self._sample(now, self.server_id)
         if self.behind <= self.budget:
             return None
-        self.count(REASON_QUEUE)
+        self.count("queue_time")
         return (
             f"the server is behind: calls wait about {self.behind * 1000:.0f} ms for it, "
             f"over its {self.budget * 1000:g} ms budget; retry later"
@@ -142,7 +148,7 @@ class Admission:
 
 
 class RefusalCollector(Collector):
-    """`authz_grpc_refused_calls_total` by reason, read from the gate's counts at each scrape."""
+    """`authz_grpc_refusals_total` by reason (each listed from 0), read from the gate at each scrape."""
 
     def __init__(self, admission: Admission) -> None:
         self.admission = admission
@@ -150,7 +156,7 @@ class RefusalCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """The counts as they stand."""
         family = CounterMetricFamily(
-            "authz_grpc_refused_calls",
+            "authz_grpc_refusals",
             "gRPC calls refused with RESOURCE_EXHAUSTED before being answered, by reason: queue_time "
             "(calls waited longer than AUTHZ_MAX_QUEUE_SECONDS), max_concurrent_rpcs, blocking_jobs "
             "(the thread pool's queue was full), awaiting_request (too many calls were waiting "
