@@ -168,6 +168,8 @@ def test_calls_beyond_max_concurrent_rpcs_are_refused_at_once(make_server, own_i
     with pytest.raises(grpc.RpcError) as refused:
         srv.stub.Check(read, timeout=10)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    refusals = {"reason": "max_concurrent_rpcs"}
+    assert srv.app.metrics.registry.get_sample_value("authz_grpc_refusals_total", refusals) == 1
 
     own_issuer.hold.set()
     assert held.result().reason == R.REASON_NO_MATCHING_RULE  # verified with the new key, then decided
