@@ -40,7 +40,7 @@ class Settings:
     roles_claim: str = ""
     batch_limit: int = 100
     max_concurrent_rpcs: int = 1000
-    max_queue_seconds: float = 0.1
+    max_queue_seconds: float = 0.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""

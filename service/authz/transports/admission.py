@@ -44,10 +44,11 @@ from prometheus_client.registry import Collector
 
 log = logging.getLogger(__name__)
 
-# The default budget: far above what clients calling back to back build up (8 calls in
-# flight make about 3 ms on a busy 2-core machine) or a burst of a few hundred calls, and
-# a tenth of the second that grpcio's core would queue for.
-MAX_QUEUE_SECONDS = 0.1
+# Off unless configured: the estimate reads grpcio's channelz through its private module,
+# and a busy machine's stalls look like a backlog. A budget of 0.1 s is far above what
+# clients calling back to back build up (8 calls in flight make about 3 ms on a busy
+# 2-core machine) and a tenth of the second that grpcio's core would queue for.
+MAX_QUEUE_SECONDS = 0.0
 # How often, at most, channelz is read while calls arrive: while there is a backlog, and
 # while there is none (a read takes 50 to 100 µs: 1% of a core at this pace).
 SAMPLE_SECONDS = 0.002

@@ -225,12 +225,17 @@ class _GatedGeneric(GenericHandler):
         """The inner handler's answer, gated (unknown methods stay None, so nothing is kept for them)."""
         handler = self.inner.service(handler_call_details)
         if handler is None:
+            # An unknown method's call, or another handler's (reflection): the core counted it,
+            # so the gate does too, or the queue-time estimate would read it as a backlog.
+            self.gate.admission.arrived()
             return None
         method = handler_call_details.method
         known = self._wrapped.get(method)
         if known is None or known[0] is not handler:
             known = (handler, self.gate.gated(method, handler))
             self._wrapped[method] = known
+        if known[1] is handler:  # not gated (request streaming): counted here instead
+            self.gate.admission.arrived()
         return known[1]
 
 

@@ -159,7 +159,7 @@ async def build_server(
         ],
     )
     # Built on the loop thread, where every server of the process is built: the newest is this one.
-    admission.watch(newest_server_id())
+    admission.watch(newest_server_id() if max_queue_seconds > 0 else None)
     gated = GatedServer(server, gate)
     authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), gated)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
