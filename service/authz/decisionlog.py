@@ -2,7 +2,11 @@
 
 Formatting log records and writing them costs more than a decision, so the request
 thread only appends a tuple to a deque (atomic, no lock, no wake-up); a daemon thread
-drains it every few milliseconds into `authz.decisions` lines. A line carries the
+drains it every few milliseconds into `authz.decisions` lines. The queue is bounded
+(MAX_PENDING); an entry that finds it full is dropped and counted (`dropped`, exported as
+`authz_decision_log_dropped_total`), never lost silently. The writer shares the
+interpreter with the request threads, so it builds each record itself: `Logger.info`
+would walk the stack for the caller's file and line on every line. A line carries the
 decision id that the response returns, never the token. The caller-supplied values
 (subject, action, resource) are written logfmt-style, quoted and escaped when they hold a
 space, a quote, `=` or a control character, so a crafted resource cannot forge a line or
@@ -16,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -36,18 +41,41 @@ Outcome = tuple[str, str, Decision]
 Entry = tuple[str, str, str, Sequence[Outcome], bool]
 
 
+_UNSAFE = re.compile('[ "=;]')
+
+
 def field(value: str) -> str:
     """`value` as one logfmt value: as it is when plain, else a JSON string (quoted, escaped)."""
-    if value and value.isprintable() and not any(c in value for c in ' "=;'):
+    if value and value.isprintable() and _UNSAFE.search(value) is None:
         return value
     return json.dumps(value)
+
+
+def line(entry: Entry) -> str:
+    """One queued call's log message."""
+    decision_id, subject, version, outcomes, batch = entry
+    if not batch:
+        action, resource, decision = outcomes[0]
+        return (
+            f"decision id={decision_id} subject={field(subject)} action={field(action)} "
+            f"resource={field(resource)} allowed={decision.allowed} reason={decision.reason.name} "
+            f"policy={version}"
+        )
+    items = "; ".join(
+        f"{field(a)} {field(r)} allowed={d.allowed} reason={d.reason.name}" for a, r, d in outcomes
+    )
+    return (
+        f"decision id={decision_id} subject={field(subject)} policy={version} batch={len(outcomes)}: {items}"
+    )
 
 
 class DecisionLog:
     """Queue decisions for logging; `flush` writes everything queued so far."""
 
-    def __init__(self, mode: Mode = "all") -> None:
+    def __init__(self, mode: Mode = "all", *, background: bool = True) -> None:
+        """`background=False`: no writer thread, entries wait for `flush` (the bench times it alone)."""
         self.mode = mode
+        self.background = background
         self._pending: collections.deque[Entry] = collections.deque()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -70,7 +98,7 @@ class DecisionLog:
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:
                 return
-        if self._thread is None:
+        if self._thread is None and self.background:
             self._start()
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
@@ -98,34 +126,13 @@ class DecisionLog:
         with self._write_lock:
             pending = self._pending
             written = 0
+            make, handle = log.makeRecord, log.handle
             while pending:
                 written += 1
                 if yield_gil and written % YIELD_EVERY == 0:
                     # Hand the GIL back now and then: a writer that keeps it for its whole
                     # backlog makes every RPC thread wait out the interpreter's switch interval.
                     time.sleep(0)
-                decision_id, subject, version, outcomes, batch = pending.popleft()
-                if not batch:
-                    action, resource, decision = outcomes[0]
-                    log.info(
-                        "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
-                        decision_id,
-                        field(subject),
-                        field(action),
-                        field(resource),
-                        decision.allowed,
-                        decision.reason.name,
-                        version,
-                    )
-                    continue
-                log.info(
-                    "decision id=%s subject=%s policy=%s batch=%d: %s",
-                    decision_id,
-                    field(subject),
-                    version,
-                    len(outcomes),
-                    "; ".join(
-                        f"{field(a)} {field(r)} allowed={d.allowed} reason={d.reason.name}"
-                        for a, r, d in outcomes
-                    ),
+                handle(
+                    make(log.name, logging.INFO, __file__, 0, line(pending.popleft()), None, None, "_drain")
                 )
