@@ -106,6 +106,7 @@ def stages(
     # The engine and the whole call each on requests of their own: a round on requests another
     # stage decided already would hit the decision cache.
     per_round = [requests(r) for r in range(rounds)]
+    round_principals = [[verify(r.token) for r in chunk] for chunk in per_round]
     whole_rounds = [requests(rounds + r) for r in range(rounds)]
     sample = requests(2 * rounds)
     wire = [r.SerializeToString() for r in sample]
@@ -134,8 +135,8 @@ def stages(
 
     def engine(round_: int) -> list[authz_pb2.CheckRequest]:
         decide = snapshot.decide
-        for r in per_round[round_]:
-            decide(verify(r.token), r.resource, r.action, {}, {})
+        for r, who in zip(per_round[round_], round_principals[round_], strict=True):
+            decide(who, r.resource, r.action, {}, {})
         return per_round[round_]
 
     def response(_: int) -> list[Any]:

@@ -73,11 +73,11 @@ class DecisionLog:
     """Queue decisions for logging; `flush` writes everything queued so far."""
 
     def __init__(self, mode: Mode = "all", *, background: bool = True) -> None:
-        """`background=False`: no writer thread, entries wait for `flush` (the bench times it alone)."""
+        """`background=False`: the writer thread is never started, entries wait for `flush` (the
+        bench times the writer's work on its own)."""
         self.mode = mode
-        self.background = background
         self._pending: collections.deque[Entry] = collections.deque()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None if background else self._writer()
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.dropped = 0
@@ -98,7 +98,7 @@ class DecisionLog:
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:
                 return
-        if self._thread is None and self.background:
+        if self._thread is None:
             self._start()
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
@@ -112,9 +112,12 @@ class DecisionLog:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
+                thread = self._writer()
                 thread.start()
                 self._thread = thread
+
+    def _writer(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
 
     def _run(self) -> None:
         wait = threading.Event().wait
@@ -127,12 +130,15 @@ class DecisionLog:
             pending = self._pending
             written = 0
             make, handle = log.makeRecord, log.handle
+            # Checked per drain as Logger.info would per line: lines queued before the logger
+            # was turned down are not written.
+            enabled = log.isEnabledFor(logging.INFO)
             while pending:
                 written += 1
                 if yield_gil and written % YIELD_EVERY == 0:
                     # Hand the GIL back now and then: a writer that keeps it for its whole
                     # backlog makes every RPC thread wait out the interpreter's switch interval.
                     time.sleep(0)
-                handle(
-                    make(log.name, logging.INFO, __file__, 0, line(pending.popleft()), None, None, "_drain")
-                )
+                entry = pending.popleft()
+                if enabled:
+                    handle(make(log.name, logging.INFO, __file__, 0, line(entry), None, None, "_drain"))

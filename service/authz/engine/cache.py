@@ -132,16 +132,19 @@ def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
         if len(_facts_bytes) >= _MAX_FACTS:
             _facts_bytes.clear()
         _facts_bytes[facts] = facts_bytes
+    size = sys.getsizeof
     rest = key[_PRINCIPAL_FACTS:]
+    # The attributes and context (frozen) are walked only when the request sent some.
+    nested = sum(approx_bytes(item) - size(item) for item in rest if type(item) is tuple and item)
     return (
-        sys.getsizeof(key)
+        size(key)
         + facts_bytes
-        + approx_bytes(rest)
-        - sys.getsizeof(rest)
-        + sys.getsizeof(decision)
+        + sum(map(size, rest))
+        + nested
+        + size(decision)
         + _PAIR_BYTES  # the message and matched rules, measured as a pair
-        + sys.getsizeof(decision.message)
-        + approx_bytes(decision.matched_rules)
+        + size(decision.message)
+        + (approx_bytes(decision.matched_rules) if decision.matched_rules else _EMPTY_BYTES)
         + _SLOT_BYTES
     )
 
@@ -149,6 +152,7 @@ def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
 # A dict entry's share of the table (hash, key and value pointers, spare capacity).
 _SLOT_BYTES = 64
 _PAIR_BYTES = sys.getsizeof(("", ()))
+_EMPTY_BYTES = sys.getsizeof(())
 # decision_key's leading items: the principal's facts.
 _PRINCIPAL_FACTS = 7
 # The facts' sizes by facts, for as many principals as a busy token cache holds; started

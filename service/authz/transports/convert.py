@@ -105,8 +105,11 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     that reads it fails closed exactly as when the caller omitted it (and the decision
     cache sees one key for both).
     """
+    fields = message.fields
     out: dict[str, Any] = {}
-    for key, value in message.fields.items():
+    if not fields:  # most requests send none: no Mapping view built in Python
+        return out
+    for key, value in fields.items():
         converted = _value(value)
         if converted is not None:  # null, or a Value with no kind set (read as null)
             out[key] = converted
