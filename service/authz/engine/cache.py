@@ -114,9 +114,12 @@ class DecisionCache:
             if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
                 self._entries = {}
                 self._bytes = 0
-            if key not in self._entries:
+            # One hash of the key: an entry already there (another thread's) holds the same answer.
+            entries = self._entries
+            before = len(entries)
+            entries.setdefault(key, decision)
+            if len(entries) > before:
                 self._bytes += size
-            self._entries[key] = decision
 
 
 def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
