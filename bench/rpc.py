@@ -42,7 +42,7 @@ LABELS = {
 }
 HEADERS = ["rpc", "RPCs/s", "decisions/s", "p50 µs", "p99 µs"]
 # Stages timed in process over this many Checks per round.
-BREAKDOWN_CHECKS = 2_000
+BREAKDOWN_CHECKS = 1_000
 
 
 def measure(profile: Profile, address: str, kind: str, payload: Path, report: Report) -> dict[str, Any]:
