@@ -141,4 +141,4 @@ class DecisionLog:
                     time.sleep(0)
                 entry = pending.popleft()
                 if enabled:
-                    handle(make(log.name, logging.INFO, __file__, 0, line(entry), None, None, "_drain"))
+                    handle(make(log.name, logging.INFO, __file__, 0, line(entry), (), None, "_drain"))
