@@ -126,7 +126,7 @@ def run(profile: Profile, report: Report) -> None:
     report.section(
         "grpc_breakdown",
         f"Where a Check's time goes (µs per call; each server stage timed alone in process over {checks:,} "
-        "Checks, fastest of 3 rounds; the last rows from the RPC runs above)",
+        f"Checks, fastest of {breakdown.ROUNDS} rounds; the last rows from the RPC runs above)",
         ["stage", "Check (distinct)", "Check (cached)"],
         breakdown.rows(stages, extra),
         {"stages_us": stages, "extra_over_empty_us": extra},
