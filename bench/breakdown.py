@@ -103,9 +103,10 @@ def _app(issuer: Issuer, policy: Path) -> App:
 
 
 def stages(
-    app: App, requests: Callable[[int], list[authz_pb2.CheckRequest]], n: int, rounds: int = ROUNDS
+    app: App, requests: Callable[[int], list[authz_pb2.CheckRequest]], rounds: int = ROUNDS
 ) -> dict[str, float]:
-    """µs per Check in each stage; `requests(round)` gives a round's `n` requests."""
+    """µs per Check in each stage; `requests(k)` gives the k-th set of requests (the engine's and
+    the whole call's rounds each need a set never decided before when the requests are distinct)."""
     service, proto = app.service, ProtoService(app.service)
     verify, snapshot, log = service.verifier.verify, service.store.current, service.decision_log
     metrics = service.metrics.rpcs["Check"]
@@ -181,7 +182,15 @@ def stages(
         return decisions
 
     log.flush()
-    stage_runs = (wire_work, tokens, conversion, engine, response, measures, queue)
+    stage_runs: tuple[Callable[[int], Sequence[Any]], ...] = (
+        wire_work,
+        tokens,
+        conversion,
+        engine,
+        response,
+        measures,
+        queue,
+    )
     runs = dict(zip(STAGES[:7], stage_runs, strict=True))
     # "written" queues and writes: the queue's share is taken off below.
     runs["written"], runs["whole"] = written, whole
@@ -204,8 +213,8 @@ def measure(
         fresh = distinct_checks(payload)
         repeated = [fresh() for _ in range(CACHED_REQUESTS)]
         return {
-            "check": stages(app, lambda _: [fresh() for _ in range(n)], n, rounds),
-            "check-cached": stages(app, lambda _: (repeated * (n // len(repeated) + 1))[:n], n, rounds),
+            "check": stages(app, lambda _: [fresh() for _ in range(n)], rounds),
+            "check-cached": stages(app, lambda _: (repeated * (n // len(repeated) + 1))[:n], rounds),
         }
 
 
