@@ -34,7 +34,11 @@ MODES = ("all", "deny", "off")
 Mode = Literal["all", "deny", "off"]
 MAX_PENDING = 100_000
 DRAIN_SECONDS = 0.02
-YIELD_EVERY = 8
+# Lines written between two hand-backs of the GIL: about half a millisecond of writing. Each
+# hand-back is a thread switch that, on a busy machine, can cost the event loop its core:
+# handing back every 8 lines made a cached Check cost about a fifth more server CPU time
+# there than every 64 (issue 15, with bench/loadgen.py against `authz serve`).
+YIELD_EVERY = 64
 
 # (action, resource, decision) for each item of one call.
 Outcome = tuple[str, str, Decision]
@@ -136,8 +140,8 @@ class DecisionLog:
             while pending:
                 written += 1
                 if yield_gil and written % YIELD_EVERY == 0:
-                    # Hand the GIL back now and then: a writer that keeps it for its whole
-                    # backlog makes every RPC thread wait out the interpreter's switch interval.
+                    # Hand the GIL back now and then: a writer that keeps it for a whole backlog
+                    # makes the RPC threads wait out the interpreter's switch interval (5 ms).
                     time.sleep(0)
                 entry = pending.popleft()
                 if enabled:
