@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -26,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.serveproc import free_port
 from tests.typescript_pkg import AUTHZ_BIN, PKG, npm_ci, require_tool
 
 DEMO = PKG / "demo"
@@ -72,13 +72,6 @@ def build_demo(npm: str) -> None:
     done = subprocess.run([npm, "run", "demo:build"], cwd=PKG, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, f"demo build failed:\n{done.stdout}\n{done.stderr}"
     BUILD_STAMP.write_text(digest)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture(scope="module")

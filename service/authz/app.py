@@ -20,7 +20,7 @@ from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.errors import Unavailable
 from authz.handlers import DecisionService
 from authz.live import LivePolicy
-from authz.metrics import Metrics, MetricsListener, ServiceCollector
+from authz.metrics import HttpCollector, Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
 from authz.sources import policy_origin
@@ -168,6 +168,7 @@ class App:
             self.grpc.stop(None).wait()
             raise
         self.http = http
+        self.metrics.watch(HttpCollector(http.guard.refusals.counts, http.guard.open))
         log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
 
     def _start_metrics(self) -> None:

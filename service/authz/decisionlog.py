@@ -94,10 +94,20 @@ class DecisionLog:
         outcomes: Sequence[Outcome],
         *,
         batch: bool = False,
+        contexts: Sequence[str] = (),
     ) -> None:
-        """Queue one call's decisions (dropped and counted when the writer is far behind)."""
+        """Queue one call's decisions (dropped and counted when the writer is far behind).
+
+        `contexts` are the outcomes' enforce contexts, in order (empty when all are the
+        default), logged after the policy version as `context=2` (a batch's: `context=,2`).
+        """
         if self.mode == "off" or not log.isEnabledFor(logging.INFO):
             return
+        if contexts:
+            if self.mode == "deny":
+                contexts = [c for c, o in zip(contexts, outcomes, strict=True) if not o[2].allowed]
+            # Carried with the version, so a line's fields and the queue's entries stay as they were.
+            version = f"{version} context={field(','.join(contexts))}"
         if self.mode == "deny":
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:

@@ -176,6 +176,7 @@ class AdminProto:
             request.resource,
             attributes,
             context,
+            request.enforce_context,
         )
         d = out.decision
         return admin_pb2.EvaluateResponse(

@@ -211,6 +211,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.check(request_token(request.token, authorization), item, explain=request.explain)
         d = out.decision
@@ -239,6 +240,7 @@ class ProtoService:
                 struct_to_dict(i.attributes),
                 struct_to_dict(i.context),
                 i.correlation_id,
+                i.enforce_context,
             )
             for i in request.items
         ]
@@ -272,6 +274,7 @@ class ProtoService:
             elements=list(request.elements),
             prefix=request.prefix,
             action=request.action,
+            enforce_context=request.enforce_context,
         )
         return authz_pb2.GetVisibilityResponse(
             visible=out.visible,
@@ -294,6 +297,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.plan_resources(
             request_token(request.token, authorization), item, explain=request.explain
