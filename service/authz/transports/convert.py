@@ -105,8 +105,11 @@ def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
     that reads it fails closed exactly as when the caller omitted it (and the decision
     cache sees one key for both).
     """
+    fields = message.fields
     out: dict[str, Any] = {}
-    for key, value in message.fields.items():
+    if not fields:  # most requests send none: no Mapping view built in Python
+        return out
+    for key, value in fields.items():
         converted = _value(value)
         if converted is not None:  # null, or a Value with no kind set (read as null)
             out[key] = converted
@@ -131,13 +134,17 @@ def _value(value: struct_pb2.Value) -> Any:
     return None
 
 
-def check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str = "") -> None:
+def check_wire_size(
+    attributes: struct_pb2.Struct, context: struct_pb2.Struct, index: int | None = None
+) -> None:
     """Refuse an item's Structs before converting them when they are too large to be in bounds.
 
     Conversion costs Python time per value; a Struct this large breaks a per-item bound
     (attrlimits) whatever it holds. DecisionService checks the exact bounds afterwards.
+    `index` names a batch item in the error (built only then: a batch checks every item).
     """
     if attributes.ByteSize() + context.ByteSize() > MAX_WIRE_BYTES:
+        where = "" if index is None else f"items[{index}]: "
         raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
 
 
@@ -225,7 +232,7 @@ class ProtoService:
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
         for index, i in enumerate(request.items):
-            check_wire_size(i.attributes, i.context, f"items[{index}]: ")
+            check_wire_size(i.attributes, i.context, index)
         items = [
             CheckItem(
                 i.resource,
