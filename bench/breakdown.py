@@ -28,7 +28,8 @@ from authz.config import Settings
 from authz.decision import reason_name
 from authz.decisionlog import DecisionLog
 from authz.handlers import CheckItem, new_decision_id
-from authz.transports.convert import ProtoService, check_wire_size, struct_to_dict
+from authz.transports.convert import ProtoService, check_wire_size
+from authz.transports.structs import struct_to_dict
 from bench.loadgen import distinct_checks
 from bench.profile import Profile
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer

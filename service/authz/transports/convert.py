@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -35,6 +35,7 @@ from authz.errors import (
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
 from authz.transports.planproto import condition_to_proto
+from authz.transports.structs import struct_to_dict
 
 log = logging.getLogger("authz.server")
 
@@ -96,42 +97,6 @@ def error_status(exc: Exception, method: str) -> Status:
 def request_token(token: str, authorization: str | None) -> str:
     """The request's token field, else the `authorization` header / metadata."""
     return token or authorization or ""
-
-
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values (numbers arrive as floats).
-
-    A field set to null is left out, at every depth: null means "not sent", so a policy
-    that reads it fails closed exactly as when the caller omitted it (and the decision
-    cache sees one key for both).
-    """
-    fields = message.fields
-    out: dict[str, Any] = {}
-    if not fields:  # most requests send none: no Mapping view built in Python
-        return out
-    for key, value in fields.items():
-        converted = _value(value)
-        if converted is not None:  # null, or a Value with no kind set (read as null)
-            out[key] = converted
-    return out
-
-
-def _value(value: struct_pb2.Value) -> Any:
-    # Walked by hand: json_format.MessageToDict costs more than a whole decision.
-    # A null inside a list stays in place (dropping it would move the items after it);
-    # reading it in a matcher counts as missing all the same (bindings).
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        return value.number_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    return None
 
 
 def check_wire_size(
