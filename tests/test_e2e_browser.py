@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ import pytest
 
 from tests.serveproc import free_port
 from tests.typescript_pkg import AUTHZ_BIN, PKG, npm_ci, require_tool
+from tests.waiting import wait_for
 
 DEMO = PKG / "demo"
 DIST = DEMO / "dist"
@@ -88,7 +88,7 @@ def demo_url(node: str) -> Iterator[str]:
     page_port = free_port()
     with tempfile.TemporaryDirectory(prefix="authz-e2e-") as dev_dir:
         args = [node, str(DEMO / "scripts" / "serve-demo.mjs"), "--page-port", str(page_port)]
-        for flag in ("--http-port", "--grpc-port", "--issuer-port"):
+        for flag in ("--http-port", "--grpc-port", "--issuer-port", "--api-port"):
             args += [flag, str(free_port())]
         env = {**os.environ, "AUTHZ_BIN": str(AUTHZ_BIN)}
         log = Path(dev_dir) / "demo.log"
@@ -97,11 +97,12 @@ def demo_url(node: str) -> Iterator[str]:
                 [*args, "--dev-dir", dev_dir], stdout=out, stderr=subprocess.STDOUT, env=env
             )
             try:
-                deadline = time.monotonic() + 60
-                while "demo ready:" not in log.read_text():
+
+                def ready() -> bool:
                     assert demo.poll() is None, f"the demo exited:\n{log.read_text()}"
-                    assert time.monotonic() < deadline, f"the demo did not start:\n{log.read_text()}"
-                    time.sleep(0.2)
+                    return "demo ready:" in log.read_text()
+
+                wait_for(ready, 120, "the demo ready")
                 yield f"http://127.0.0.1:{page_port}/"
             finally:
                 demo.send_signal(signal.SIGTERM)
