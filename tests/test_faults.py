@@ -68,11 +68,14 @@ def test_jwks_down_at_start_then_up_then_down_again(make_server, own_issuer):
     own_issuer.down = True
     srv = make_server(settings_for(own_issuer), wait=False, configure=_fast_refetch)
     wait_for(lambda: own_issuer.fetches >= 1, 30, "a JWKS fetch attempt")
-    # Not ready: no key was ever fetched. A call is still answered: denied with a token reason.
+    # Not ready: no key was ever fetched. A call is refused as not ready (no allow, and no
+    # deny that would read as the token's verdict): UNAVAILABLE, which callers retry.
     assert _health(srv.channel) == health_pb2.HealthCheckResponse.NOT_SERVING
     token = own_issuer.mint(permissions=["read:orders"])
-    early = _check(srv, token)
-    assert (early.allowed, early.reason) == (False, R.REASON_TOKEN_KEY_UNKNOWN)
+    with pytest.raises(grpc.RpcError) as early:
+        _check(srv, token)
+    assert early.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "signing keys (JWKS) are not loaded yet" in (early.value.details() or "")
 
     own_issuer.down = False
     srv.wait_serving(timeout=60)  # the backoff retries until a fetch succeeds

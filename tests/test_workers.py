@@ -91,6 +91,12 @@ def _channel(address: str) -> grpc.Channel:
     return grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
+def _wait_every_worker_serving(run: Serve, address: str) -> None:
+    # A health check reaches whichever worker the kernel picks: each says when it serves.
+    wait_address_serving(address)
+    run.wait_for(re.compile("health: SERVING(?s:.*)health: SERVING"), 90)
+
+
 def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped) counts as gone.
     try:
@@ -112,7 +118,7 @@ def test_two_workers_share_the_port_answer_checks_and_stop_on_sigterm(
     run = serve("--workers", "2")
     address, pids = _started_workers(run)
     assert len(set(pids)) == 2 and run.process.pid not in pids
-    wait_address_serving(address)
+    _wait_every_worker_serving(run, address)
     # Both children bound the port the parent reserved (port 0 became one port for all).
     listening = re.escape(f"authz listening on {address}")
     run.wait_for(re.compile(f"{listening}(?s:.*){listening}"))
@@ -144,7 +150,7 @@ def test_sighup_reaches_every_worker_which_reloads_and_keeps_serving(
 ) -> None:
     run = serve("--workers", "2")
     address, pids = _started_workers(run)
-    wait_address_serving(address)
+    _wait_every_worker_serving(run, address)
     run.process.send_signal(signal.SIGHUP)
     reloading = re.escape("reloading the policy (SIGHUP)")
     run.wait_for(re.compile(f"{reloading}(?s:.*){reloading}"))

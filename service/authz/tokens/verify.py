@@ -13,6 +13,7 @@ import jwt
 from jwt.api_jws import PyJWS
 
 from authz.decision import Reason
+from authz.errors import Unavailable
 from authz.principal import Principal, numeric_date, principal_from_claims
 from authz.tokens import hints
 from authz.tokens.cache import TokenCache
@@ -121,6 +122,11 @@ class TokenVerifier:
             raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, "token header has no key id (kid)")
         key = self.keys.get(kid)
         if key is None:
+            if not self.keys.ready:
+                # Not the token's fault: no JWKS was ever fetched (a worker still starting behind
+                # a shared port, an issuer down since start-up). Refused as not ready, so the
+                # caller retries instead of reading a deny as the token's verdict.
+                raise Unavailable("the issuer's signing keys (JWKS) are not loaded yet; retry shortly")
             raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, f"signing key {kid!r} is not in the issuer's JWKS")
         if key.alg and _key_family(key.alg) != _key_family(alg):
             raise TokenRejected(
