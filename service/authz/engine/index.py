@@ -36,8 +36,10 @@ Lines = tuple[int, ...] | frozenset[int]
 Parts = list[Lines]
 SMALL_GROUP = 16
 # A value shared by this many lines hardly narrows anything (a method column, say):
-# it is not stored, and a request for it is "no narrowing" from this filter.
-BROAD_MIN = 64
+# it is not stored, and a request for it is "no narrowing" from this filter. Below
+# BROAD_MIN * BROAD_SHARE lines every group is kept (a few thousand entries at most): a
+# role's hundred lines in a policy of a thousand still narrow a request ten times.
+BROAD_MIN = 256
 BROAD_SHARE = 16
 
 
