@@ -120,11 +120,19 @@ def _per_line(snapshot: Snapshot) -> Snapshot:
     return dataclasses.replace(snapshot, evaluator=None, cache=None)
 
 
-def _assert_same(snapshot: Snapshot, *request: Any) -> None:
+def _assert_same(
+    snapshot: Snapshot,
+    principal: Principal,
+    resource: str,
+    action: str,
+    attributes: dict[str, Any],
+    context: dict[str, Any],
+) -> None:
     reference = _per_line(snapshot)
     for explain in (False, True):
-        got = snapshot.decide(*request[:3], request[3], request[4], explain=explain)
-        assert got == reference.decide(*request[:3], request[3], request[4], explain=explain), request
+        got = snapshot.decide(principal, resource, action, attributes, context, explain=explain)
+        expected = reference.decide(principal, resource, action, attributes, context, explain=explain)
+        assert got == expected, (principal, resource, action, attributes, context)
 
 
 @settings(
