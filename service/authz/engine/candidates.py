@@ -8,10 +8,12 @@ the columns it reads, and only lines whose head holds evaluate their tail, as a 
 (`lean.py`) reading the request's attributes from one tuple.
 
 Semantics stay those of the per-line matcher, in candidate order: `head and tail` is the
-matcher's own conjunction split after its last leading conjunct without `eval`, a head's
-value or exception stands for every line sharing its columns, and lines go one by one so
-the effect still stops where it did. A line the lean path cannot take (its shape did not
-split or compile, or it reads an attribute the request cannot resolve) runs the ordinary
+matcher's own conjunction split before its first conjunct with `eval`, and a head's value
+or exception stands for every line sharing its columns. Hits are yielded line by line, so
+the effect still stops where it did; evaluating a run's tails at once only evaluates more
+(conditions have no side effects), and a run where one raises goes line by line, so the
+error met is the first in order. A line the lean path cannot take (its shape did not split
+or compile, or it reads an attribute the request cannot resolve) runs the ordinary
 compiled matcher.
 """
 
