@@ -56,14 +56,16 @@ _KEYLESS: Callable[[tuple[str, ...]], Any] = lambda _values: None  # noqa: E731
 class Head:
     """The matcher's leading conjuncts without `eval()`, each compiled lean.
 
-    Within one request a conjunct's value depends only on the policy columns it reads, so it
-    is remembered by their values: `keyMatch2(r.obj, p.obj)` runs once per distinct route
-    however many roles' lines name the route.
+    Within one request a conjunct's value depends only on the policy columns it reads, so a
+    conjunct that calls a function is remembered by their values: `keyMatch2(r.obj, p.obj)`
+    runs once per distinct route however many roles' lines name the route. A comparison
+    costs less than the lookup, so it is evaluated again.
     """
 
-    def __init__(self, conjuncts: list[tuple[Lean, tuple[int, ...]]]) -> None:
+    def __init__(self, conjuncts: list[tuple[Lean, tuple[int, ...], bool]]) -> None:
         self.conjuncts = [
-            (fn, operator.itemgetter(*columns) if columns else _KEYLESS) for fn, columns in conjuncts
+            (fn, (operator.itemgetter(*columns) if columns else _KEYLESS) if remember else None)
+            for fn, columns, remember in conjuncts
         ]
 
     def memos(self) -> list[dict[Any, Any]]:
@@ -76,18 +78,24 @@ class Head:
         """`c1 and c2 and ...` for a line, or `_Raised` with the exception the first failing one raised."""
         result: Any = True
         for (fn, key_of), memo in zip(self.conjuncts, memos, strict=True):
-            key = key_of(v)
-            found = memo.get(key, _UNSET)
-            if found is _UNSET:
-                try:
-                    found = fn(av, k, v)
-                except Exception as exc:
-                    found = _Raised(exc)
-                memo[key] = found
+            if key_of is None:
+                found = _evaluated(fn, av, k, v)
+            else:
+                key = key_of(v)
+                found = memo.get(key, _UNSET)
+                if found is _UNSET:
+                    found = memo[key] = _evaluated(fn, av, k, v)
             if type(found) is _Raised or not found:
                 return found
             result = found
         return result
+
+
+def _evaluated(fn: Lean, av: tuple[Any, ...], k: tuple[Any, ...], v: tuple[str, ...]) -> Any:
+    try:
+        return fn(av, k, v)
+    except Exception as exc:
+        return _Raised(exc)
 
 
 class CandidateEvaluator:
@@ -281,7 +289,8 @@ def build_evaluator(
             compiled = lean.compile(node, head[2], hoist=False)
             if compiled is None:
                 return None
-            conjuncts.append((compiled.fn, _columns(node, lean)))
+            calls = any(isinstance(n, ast.Call) for n in ast.walk(node))
+            conjuncts.append((compiled.fn, _columns(node, lean), calls))
         compiled_head = Head(conjuncts)
         groups = _groups(_joined(head[1]), lean, rules)
         runs = _runs(groups, shapes, constants, rules)

@@ -335,8 +335,9 @@ def _line_error(line: PolicyLine, message: str) -> Finding:
 
 
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Conditions call these per candidate line: a list, not a generator, and no per-call setup.
     def call(*args: Any) -> Any:
-        return fn(*(plain(a) for a in args))
+        return fn(*[plain(a) for a in args])
 
     return call
 
