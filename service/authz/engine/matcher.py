@@ -226,6 +226,10 @@ class MatcherCompiler:
         self._fixed_values = tuple(values)
         self._fixed_names = tuple(_names_in(self._fixed))
         self._shapes: dict[str, Callable[..., Any] | MatcherSyntaxError] = {}
+        # One object per distinct constant (by type and value, as 1 and 1.0 differ): lines
+        # repeat the same statuses and names, and a decision comparing with shared objects
+        # reads memory it has just read for the previous line.
+        self._constants: dict[tuple[type, Any], Any] = {}
         # Each compiled shape's source and parameters (its constants' names, then `params`).
         self.sources: dict[Callable[..., Any], tuple[str, tuple[str, ...]]] = {}
         # Whether every shape compiled so far decides on the decision cache's key alone.
@@ -251,7 +255,7 @@ class MatcherCompiler:
             pieces.append(f"({template})")
             pieces.append(self._fixed[number + 1])
             names.extend(f"{_CONST}c{number}_{i}" for i in range(len(found)))
-            values.extend(found)
+            values.extend(self._constants.setdefault((type(v), v), v) for v in found)
         source = "".join(pieces).strip()
         fn = self._shapes.get(source)
         if fn is None:
