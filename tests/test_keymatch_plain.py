@@ -6,11 +6,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from casbin.util.builtin_operators import key_match2 as pycasbin_key_match2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from authz.engine.keymatch import key_match2, plain_segments
+from authz.engine.keymatch import check_pattern, key_match2, plain_segments
+from authz.engine.saferegex import PatternError
 
 PIECES = ("/", "api", "a", "b", ":", ":id", "x:y", "-", "_", "~", "%", "@", ".", "*", "é")
 KEY_PIECES = ("/", "api", "a", "b", "1", ":", ":id", "x:y", "-", "\n", "é", ".", "")
@@ -54,3 +56,16 @@ def test_only_patterns_without_regex_syntax_are_compared_by_segment() -> None:
         assert plain_segments(pattern) is None
     assert key_match2("/api/orders/7\n", "/api/orders/:id")  # Python's `$` before a final newline
     assert not key_match2("/api/orders/", "/api/orders/:id")
+
+
+def test_a_plain_route_the_regex_would_refuse_is_refused_alike() -> None:
+    # Each `:a` grows into `[^\/]+`: under the length bound as written, over it as a regex.
+    pattern = "/:a" * 1000
+    assert plain_segments(pattern) is None
+    with pytest.raises(PatternError):
+        check_pattern("keyMatch2", pattern)
+    with pytest.raises(PatternError):
+        key_match2("/x" * 1000, pattern)
+    # Within the bound it is never compiled, and answers as the regex does.
+    check_pattern("keyMatch2", "/:a" * 100)
+    assert key_match2("/x" * 100, "/:a" * 100)
