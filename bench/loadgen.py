@@ -10,6 +10,9 @@ loop, the calls refused with RESOURCE_EXHAUSTED and the rate actually sent).
 
 `check` sends a request never sent before on every call (its resource id is fresh), so a
 decision cache cannot answer it; `check-cached` cycles through a few hundred requests.
+Likewise `batch` and `visibility` ask about items never asked before (a visibility element
+is then a fresh resource path, asked with GET), and `batch-cached` / `visibility-cached`
+repeat one set of items (the visibility ones being the policy's UI elements).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from bench.stats import percentile
 
-KINDS = ("health", "check", "check-cached", "batch", "visibility")
+KINDS = ("health", "check", "check-cached", "batch", "batch-cached", "visibility", "visibility-cached")
+VISIBILITY_ACTION = "GET"  # the distinct elements are route paths, which the policy grants for GET
 # A call's request for a channel; the call returns False when the token was rejected.
 Call = Callable[[grpc.Channel], Callable[[], bool]]
 
@@ -83,7 +87,22 @@ def _calls(kind: str, payload: dict[str, Any]) -> Call:
             for token, (resource, action) in zip(itertools.cycle(tokens), payload["checks"], strict=False)
         ]
         return _stub_calls(lambda stub: stub.Check, checks, lambda r: bool(r.subject))
+    # A batch's items share one token: each call takes the next one.
+    turns = itertools.count()
     if kind == "batch":
+        fresh = distinct_checks(payload)
+        size = len(payload["batch"])
+
+        def fresh_batch() -> authz_pb2.BatchCheckRequest:
+            checks = [fresh() for _ in range(size)]
+            items = [
+                authz_pb2.BatchCheckItem(correlation_id=str(i), resource=c.resource, action=c.action)
+                for i, c in enumerate(checks)
+            ]
+            return authz_pb2.BatchCheckRequest(token=tokens[next(turns) % len(tokens)], items=items)
+
+        return _fresh_calls(lambda stub: stub.BatchCheck, fresh_batch, lambda r: bool(r.subject))
+    if kind == "batch-cached":
         items = [
             authz_pb2.BatchCheckItem(correlation_id=str(i), resource=resource, action=action)
             for i, (resource, action) in enumerate(payload["batch"])
@@ -91,11 +110,36 @@ def _calls(kind: str, payload: dict[str, Any]) -> Call:
         batches = [authz_pb2.BatchCheckRequest(token=token, items=items) for token in tokens]
         return _stub_calls(lambda stub: stub.BatchCheck, batches, lambda r: bool(r.subject))
     if kind == "visibility":
+        fresh = distinct_checks(payload)
+        size = len(payload["elements"])
+
+        def fresh_visibility() -> authz_pb2.GetVisibilityRequest:
+            checks = [fresh() for _ in range(size)]
+            return authz_pb2.GetVisibilityRequest(
+                token=tokens[next(turns) % len(tokens)],
+                elements=[c.resource for c in checks],
+                action=VISIBILITY_ACTION,
+            )
+
+        return _fresh_calls(lambda stub: stub.GetVisibility, fresh_visibility, _visibility_accepted)
+    if kind == "visibility-cached":
         asks = [authz_pb2.GetVisibilityRequest(token=token, elements=payload["elements"]) for token in tokens]
-        return _stub_calls(
-            lambda stub: stub.GetVisibility, asks, lambda r: r.reason == authz_pb2.REASON_UNSPECIFIED
-        )
+        return _stub_calls(lambda stub: stub.GetVisibility, asks, _visibility_accepted)
     raise ValueError(f"unknown kind {kind!r}")
+
+
+def _visibility_accepted(response: authz_pb2.GetVisibilityResponse) -> bool:
+    return response.reason == authz_pb2.REASON_UNSPECIFIED
+
+
+def _fresh_calls(
+    method: Callable[[Any], Any], fresh: Callable[[], Any], accepted: Callable[[Any], bool]
+) -> Call:
+    def for_channel(channel: grpc.Channel) -> Callable[[], bool]:
+        rpc = method(authz_pb2_grpc.AuthorizationServiceStub(channel))
+        return lambda: accepted(rpc(fresh(), timeout=10))
+
+    return for_channel
 
 
 def _stub_calls(method: Callable[[Any], Any], requests: list[Any], accepted: Callable[[Any], bool]) -> Call:

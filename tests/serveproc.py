@@ -30,6 +30,24 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def wait_address_serving(address: str, timeout: float = 60.0) -> None:
+    """Wait until health at `address` reports SERVING.
+
+    A fresh connection per try: with several worker processes behind one port, any may answer.
+    """
+
+    def serving() -> bool:
+        options = [("grpc.use_local_subchannel_pool", 1)]
+        with grpc.insecure_channel(address, options=options) as channel:
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+            except grpc.RpcError:
+                return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    wait_for(serving, timeout, f"{address} SERVING")
+
+
 # Sets the limit and execs the command. This replaces subprocess's preexec_fn, which forks the
 # test process with its gRPC threads and runs grpc's fork handlers in the child: under load that
 # child aborted in the event engine ("epoll_wait error: Bad file descriptor") before the exec.

@@ -153,6 +153,22 @@ def test_add_rules_is_live_when_the_call_returns(admin, issuer):
     assert reply.version == read_policy_dir(admin.policies).version
 
 
+def test_an_edit_is_built_once_the_snapshot_checked_before_the_write_goes_live(admin, issuer):
+    live = admin.srv.app.store
+    checked: list[Any] = []
+    offer = live.offer
+    live.offer = lambda snapshot: (checked.append(snapshot), offer(snapshot))  # observe, then offer
+    request = A.AddRulesRequest(token=admin.token, rules=[INVOICES], expected_version=admin.version())
+    reply = admin.stub.AddRules(request, timeout=5)
+    # The snapshot the edit validated is the one serving: the reload did not build it again.
+    assert [s.version for s in checked] == [reply.version] and live.current is checked[0]
+    removed = admin.stub.RemoveRules(
+        A.RemoveRulesRequest(token=admin.token, rules=[INVOICES], expected_version=reply.version), timeout=5
+    )
+    assert len(checked) == 2 and live.current is checked[1] and checked[1].version == removed.version
+    assert not admin.check(issuer.mint(permissions=["read:invoices"]), "/api/invoices", "GET").allowed
+
+
 def test_add_rules_into_a_named_file(admin):
     reply = admin.stub.AddRules(
         A.AddRulesRequest(

@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from authz import decisionlog
 from authz.api.v1 import authz_pb2
 from tests.conftest import settings_for
+from tests.test_metrics import scrape, value
 
 
 def decision_lines(srv: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -80,3 +82,34 @@ def test_modes_choose_what_is_logged(make_server, issuer, caplog, mode, logged):
     # A batch is one line; in `deny` mode it lists only the denied items.
     expected = [] if mode == "off" else [": POST /api/orders allowed=False reason=NO_MATCHING_RULE"]
     assert [line[line.index(": ") :] for line in with_id(lines, batch.decision_id)] == expected
+
+
+def test_a_full_queue_drops_and_counts_never_silently(make_server, issuer, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    srv = make_server(settings_for(issuer, metrics_listen="127.0.0.1:0"))
+    token = issuer.mint(sub="alice", permissions=["read:orders"])
+    kept = srv.stub.Check(authz_pb2.CheckRequest(token=token, resource="/api/orders/1", action="GET"))
+    # A writer far behind, as a burst beyond MAX_PENDING entries would leave it.
+    monkeypatch.setattr(decisionlog, "MAX_PENDING", 0)
+    lost = [
+        srv.stub.Check(authz_pb2.CheckRequest(token=token, resource=f"/api/orders/{n}", action="GET"))
+        for n in (2, 3)
+    ]
+    item = authz_pb2.BatchCheckItem(resource="/x", action="GET")
+    batch = srv.stub.BatchCheck(authz_pb2.BatchCheckRequest(token=token, items=[item]))
+    lines = decision_lines(srv, caplog)
+    assert with_id(lines, kept.decision_id)
+    assert not any(with_id(lines, reply.decision_id) for reply in (*lost, batch))
+    # Each call whose line was dropped is counted, here and on /metrics.
+    assert srv.app.service.decision_log.dropped == 3
+    assert value(scrape(srv.app.metrics_port), "authz_decision_log_dropped_total") == 3
+
+
+def test_a_value_with_a_percent_sign_is_written_as_it_is(server, issuer, caplog):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    token = issuer.mint(sub="alice%s", permissions=["read:orders"])
+    reply = server.stub.Check(
+        authz_pb2.CheckRequest(token=token, resource="/api/orders/%d%(x)s", action="GET"), timeout=10
+    )
+    (line,) = with_id(decision_lines(server, caplog), reply.decision_id)
+    assert " subject=alice%s action=GET resource=/api/orders/%d%(x)s allowed=True " in line

@@ -14,10 +14,8 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,7 +24,9 @@ from typing import Any
 
 import pytest
 
+from tests.serveproc import free_port
 from tests.typescript_pkg import AUTHZ_BIN, PKG, npm_ci, require_tool
+from tests.waiting import wait_for
 
 DEMO = PKG / "demo"
 DIST = DEMO / "dist"
@@ -74,13 +74,6 @@ def build_demo(npm: str) -> None:
     BUILD_STAMP.write_text(digest)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def node() -> str:
     """Node with the demo built; skips when Node or chromium is missing."""
@@ -95,7 +88,7 @@ def demo_url(node: str) -> Iterator[str]:
     page_port = free_port()
     with tempfile.TemporaryDirectory(prefix="authz-e2e-") as dev_dir:
         args = [node, str(DEMO / "scripts" / "serve-demo.mjs"), "--page-port", str(page_port)]
-        for flag in ("--http-port", "--grpc-port", "--issuer-port"):
+        for flag in ("--http-port", "--grpc-port", "--issuer-port", "--api-port"):
             args += [flag, str(free_port())]
         env = {**os.environ, "AUTHZ_BIN": str(AUTHZ_BIN)}
         log = Path(dev_dir) / "demo.log"
@@ -104,11 +97,12 @@ def demo_url(node: str) -> Iterator[str]:
                 [*args, "--dev-dir", dev_dir], stdout=out, stderr=subprocess.STDOUT, env=env
             )
             try:
-                deadline = time.monotonic() + 60
-                while "demo ready:" not in log.read_text():
+
+                def ready() -> bool:
                     assert demo.poll() is None, f"the demo exited:\n{log.read_text()}"
-                    assert time.monotonic() < deadline, f"the demo did not start:\n{log.read_text()}"
-                    time.sleep(0.2)
+                    return "demo ready:" in log.read_text()
+
+                wait_for(ready, 120, "the demo ready")
                 yield f"http://127.0.0.1:{page_port}/"
             finally:
                 demo.send_signal(signal.SIGTERM)

@@ -140,6 +140,24 @@ def test_token_without_org_makes_org_conditions_unknown(tmp_path: Path) -> None:
     assert decision.reason is Reason.NO_MATCHING_RULE and "r.sub.org_id" in decision.message
 
 
+# -- no policy lines -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("effect", [ALLOW_OVERRIDE, DENY_OVERRIDE, ALLOW_AND_DENY, PRIORITY])
+def test_no_policy_lines_decide_as_pycasbin_under_every_effect(tmp_path: Path, effect: str) -> None:
+    # pycasbin evaluates the matcher once with empty policy values and then applies the
+    # effect: under deny-override nothing denies, so every request is allowed.
+    model = RBAC_MODEL.replace("e = some(where (p.eft == allow))", f"e = {effect}").replace(
+        "p = sub, obj, act", "p = sub, obj, act, eft"
+    )
+    snap = snapshot(tmp_path, model)
+    reference = enforcer(tmp_path)
+    for obj, act in (("doc", "read"), ("", ""), ("report", "delete")):
+        expected = reference.enforce("alice", obj, act)
+        assert snap.decide(ALICE, obj, act).allowed is expected, (effect, obj, act)
+    assert snap.decide(ALICE, "doc", "read").allowed is (effect == DENY_OVERRIDE)
+
+
 # -- evaluation errors -----------------------------------------------------------------
 
 

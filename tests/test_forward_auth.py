@@ -21,6 +21,7 @@ import pytest
 from authz.errors import InvalidArgument
 from authz.transports.forwardauth import ForwardedRequest, forwarded_request
 from tests.conftest import RunningServer, settings_for
+from tests.serveproc import free_port
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
 
@@ -397,12 +398,6 @@ def test_forward_auth_is_off_unless_enabled(http_server, issuer):
 # --- through a real nginx ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class Upstream(BaseHTTPRequestHandler):
     """The protected app: echoes what reached it, and the subject nginx passed on."""
 
@@ -460,7 +455,7 @@ def nginx(proxied: RunningServer, tmp_path: Path) -> Iterator[str]:
         pytest.skip("nginx is not installed (make system-deps installs it)")
     upstream = ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     conf = tmp_path / "nginx.conf"
     conf.write_text(
         NGINX_CONF.format(

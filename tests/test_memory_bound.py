@@ -12,7 +12,6 @@ MiB once on 3.13, whose allocator keeps more; the same run grew 211 MiB before t
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import demo_policy_dir
 from authz.engine.cache import MAX_BYTES as DECISION_CACHE_BYTES
 from tests.issuer import AUDIENCE, Issuer
+from tests.serveproc import free_port
 
 R = authz_pb2
 MiB = 1024 * 1024
@@ -44,15 +44,9 @@ def _rss(pid: int) -> int:
     raise AssertionError("no VmRSS line")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path, issuer: Issuer) -> Iterator[tuple[subprocess.Popen[bytes], Any]]:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     env |= {
         "AUTHZ_ISSUER": issuer.url,

@@ -66,7 +66,7 @@ LINE = "p, alice, data, read, allow"
             MODEL.replace("[matchers]\n", "[matchers]\nm2 = r.sub == p.sub\n"),
             [LINE],
             ("model.conf", 14),
-            "section m2 is for Casbin's enforce context",
+            "enforce context 2 has m2 but no r2, p2, e2",
         ),
     ],
 )

@@ -22,6 +22,7 @@ from google.protobuf.message import Message
 from authz.api.v1 import authz_pb2
 from tests.conftest import settings_for
 from tests.issuer import without_token_age
+from tests.policy_dirs import ATTRIBUTE_MODEL
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 SERVICE = authz_pb2.DESCRIPTOR.services_by_name["AuthorizationService"]
@@ -283,22 +284,6 @@ def test_node_client_from_the_proto_gets_the_python_answers(
 
 # Rules that read numbers, booleans, nested objects and the request context, so a Struct that Node
 # encoded wrongly (a number as a string, a bool dropped) changes the decision, not only a log line.
-TYPED_MODEL = """\
-[request_definition]
-r = sub, obj, act, ctx
-
-[policy_definition]
-p = sub, obj, act, cond, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = (p.sub == "*" || g(r.sub, p.sub)) && r.obj == p.obj && r.act == p.act && eval(p.cond)
-"""
 TYPED_POLICY = """\
 p, approve:orders, order, approve, r.obj.total <= 100 && r.obj.express == False, allow
 p, *, order, approve, r.obj.total > 100 && r.ctx.channel == 'backoffice' && r.ctx.mfa == True, allow
@@ -309,7 +294,7 @@ p, *, order, approve, r.obj.customer.blocked == True, deny
 def test_typed_attributes_decide_the_same_for_node(
     issuer: Any, make_server: Any, node_client: list[str], tmp_path: Path
 ) -> None:
-    (tmp_path / "model.conf").write_text(TYPED_MODEL)
+    (tmp_path / "model.conf").write_text(ATTRIBUTE_MODEL)
     (tmp_path / "policy.csv").write_text(TYPED_POLICY)
     running = make_server(settings_for(issuer, policy_dir=str(tmp_path)))
     approver = issuer.mint(sub="frank", permissions=["approve:orders"])

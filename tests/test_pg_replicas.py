@@ -11,7 +11,6 @@ bound). The assertion is generous (the machine is shared); the 1 s target is `ma
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
 from authz.sources import changes
@@ -30,17 +28,11 @@ from authz.sources.pgschema import migrate
 from authz.sources.postgres import PostgresStore
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
 from tests.policy_dirs import copy_demo
+from tests.serveproc import free_port, wait_address_serving
 
 EDITS = 20
 REPLICAS = 3
 GENEROUS_SECONDS = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -50,7 +42,7 @@ def three_replicas(pg_dsn: str, issuer: Issuer, tmp_path: Path) -> Iterator[list
         migrate(conn)
     changes.push(store, copy_demo(tmp_path), None, author="ci")
     processes: list[subprocess.Popen[bytes]] = []
-    addresses = [f"127.0.0.1:{_free_port()}" for _ in range(REPLICAS)]
+    addresses = [f"127.0.0.1:{free_port()}" for _ in range(REPLICAS)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")} | {
         "AUTHZ_POLICY_STORE": pg_dsn,
         "AUTHZ_ADMIN_ENABLED": "true",
@@ -73,7 +65,7 @@ def three_replicas(pg_dsn: str, issuer: Issuer, tmp_path: Path) -> Iterator[list
                     )
                 )
         for address in addresses:
-            _wait_serving(address)
+            wait_address_serving(address)
         yield addresses
     finally:
         for process in processes:
@@ -84,20 +76,6 @@ def three_replicas(pg_dsn: str, issuer: Issuer, tmp_path: Path) -> Iterator[list
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-
-
-def _wait_serving(address: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        while time.monotonic() < deadline:
-            try:
-                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if status.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError(f"{address} did not become SERVING")
 
 
 def _first_allowed(

@@ -6,7 +6,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +23,7 @@ from authz.engine.policyfiles import read_policy_dir
 from tests.conftest import settings_for
 from tests.issuer import AUDIENCE, ROLES_CLAIM
 from tests.policy_dirs import copy_demo, line_number
+from tests.serveproc import free_port
 from tests.waiting import wait_for
 
 # An analyst (read:reports) may not read orders until this line goes live.
@@ -201,12 +201,6 @@ def test_reload_requires_tests_rejects_a_change_that_breaks_a_suite(make_server,
 # --- SIGHUP, through `authz serve` ---------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _serving(channel: grpc.Channel) -> bool:
     reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
     return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
@@ -221,7 +215,7 @@ def test_sighup_reloads(tmp_path, issuer, workers):
     (v2 / "policy.csv").write_text((v2 / "policy.csv").read_text() + ANALYST_READS_ORDERS)
     current = tmp_path / "current"
     current.symlink_to(v1)
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     env |= {
         "AUTHZ_ISSUER": issuer.url,

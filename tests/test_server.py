@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import demo_policy_dir
 from tests.conftest import settings_for
 from tests.issuer import AUDIENCE, Issuer
+from tests.serveproc import free_port
 
 R = authz_pb2
 SERVICE = "authz.api.v1.AuthorizationService"
@@ -168,6 +168,8 @@ def test_calls_beyond_max_concurrent_rpcs_are_refused_at_once(make_server, own_i
     with pytest.raises(grpc.RpcError) as refused:
         srv.stub.Check(read, timeout=10)
     assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    refusals = {"reason": "max_concurrent_rpcs"}
+    assert srv.app.metrics.registry.get_sample_value("authz_grpc_refusals_total", refusals) == 1
 
     own_issuer.hold.set()
     assert held.result().reason == R.REASON_NO_MATCHING_RULE  # verified with the new key, then decided
@@ -412,14 +414,8 @@ def test_second_server_on_the_same_port_fails(make_server, server, issuer):
     assert _health(server.channel) == health_pb2.HealthCheckResponse.SERVING
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_serve_drains_on_sigterm(tmp_path, issuer):
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     env |= {
         "AUTHZ_ISSUER": issuer.url,

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.app import demo_policy_dir
 from tests.conftest import REPO
 from tests.issuer import AUDIENCE, ROLES_CLAIM, Issuer
+from tests.serveproc import wait_address_serving
 
 WORKERS_LINE = re.compile(r"authz: (\d+) workers on 127\.0\.0\.1:(\d+) \(pids ([\d ]+)\)")
 
@@ -91,20 +91,6 @@ def _channel(address: str) -> grpc.Channel:
     return grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)])
 
 
-def _wait_serving(address: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with _channel(address) as channel:
-            try:
-                status = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if status.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            except grpc.RpcError:
-                pass
-        time.sleep(0.1)
-    raise AssertionError(f"{address} did not become SERVING")
-
-
 def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped) counts as gone.
     try:
@@ -126,7 +112,7 @@ def test_two_workers_share_the_port_answer_checks_and_stop_on_sigterm(
     run = serve("--workers", "2")
     address, pids = _started_workers(run)
     assert len(set(pids)) == 2 and run.process.pid not in pids
-    _wait_serving(address)
+    wait_address_serving(address)
     # Both children bound the port the parent reserved (port 0 became one port for all).
     listening = re.escape(f"authz listening on {address}")
     run.wait_for(re.compile(f"{listening}(?s:.*){listening}"))
@@ -158,7 +144,7 @@ def test_sighup_reaches_every_worker_which_reloads_and_keeps_serving(
 ) -> None:
     run = serve("--workers", "2")
     address, pids = _started_workers(run)
-    _wait_serving(address)
+    wait_address_serving(address)
     run.process.send_signal(signal.SIGHUP)
     reloading = re.escape("reloading the policy (SIGHUP)")
     run.wait_for(re.compile(f"{reloading}(?s:.*){reloading}"))

@@ -20,11 +20,12 @@ from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
 from authz.errors import Unavailable
 from authz.handlers import DecisionService
 from authz.live import LivePolicy
-from authz.metrics import Metrics, MetricsListener, ServiceCollector
+from authz.metrics import HttpCollector, Metrics, MetricsListener, ServiceCollector
 from authz.policy.runner import require_passing_content
 from authz.reload import PolicyReloader
 from authz.sources import policy_origin
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
+from authz.transports.admission import RefusalCollector
 from authz.transports.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
 from authz.transports.grpcloop import LoopHealth, ServerLoop
 from authz.transports.grpcserver import SERVICE_NAME, GrpcServer, build_server
@@ -93,6 +94,8 @@ class App:
         # waiting for theirs at once (authz.transports.callgate).
         self.request_message_seconds = REQUEST_MESSAGE_SECONDS
         self.max_awaiting_request = MAX_AWAITING_REQUEST
+        # How long calls may wait in grpcio's core before others are refused (authz.transports.admission).
+        self.max_queue_seconds = settings.max_queue_seconds
         self.grpc = ServerLoop()
         self.grpc_server: GrpcServer | None = None
         self.health: LoopHealth | None = None
@@ -126,11 +129,13 @@ class App:
                 max_concurrent_rpcs=s.max_concurrent_rpcs,
                 request_seconds=self.request_message_seconds,
                 max_awaiting=self.max_awaiting_request,
+                max_queue_seconds=self.max_queue_seconds,
                 reuse_port=s.workers > 1,
                 extra=admin_service(admin) if admin is not None else None,
             )
         )
         self.port = self.grpc_server.port
+        self.metrics.registry.register(RefusalCollector(self.grpc_server.gate.admission))
         self.health = LoopHealth(self.grpc_server.health, self.grpc)
         if s.http_listen:
             self._start_http(admin)
@@ -168,6 +173,7 @@ class App:
             self.grpc.stop(None).wait()
             raise
         self.http = http
+        self.metrics.watch(HttpCollector(http.guard.refusals.counts, http.guard.open))
         log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
 
     def _start_metrics(self) -> None:

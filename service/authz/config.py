@@ -40,6 +40,7 @@ class Settings:
     roles_claim: str = ""
     batch_limit: int = 100
     max_concurrent_rpcs: int = 1000
+    max_queue_seconds: float = 0.0
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
@@ -262,6 +263,8 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"batch_limit {s.batch_limit} must be between 1 and 10000")
     if not 1 <= s.max_concurrent_rpcs <= 1_000_000:
         problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
+    if not 0 <= s.max_queue_seconds <= 60:
+        problems.append(f"max_queue_seconds {s.max_queue_seconds} must be between 0 (no limit) and 60")
     for name in ("http_header_timeout_seconds", "http_body_timeout_seconds"):
         if not 0 < getattr(s, name) <= 3600:
             problems.append(f"{name} {getattr(s, name)} must be above 0 and at most 3600")

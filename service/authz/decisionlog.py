@@ -2,7 +2,11 @@
 
 Formatting log records and writing them costs more than a decision, so the request
 thread only appends a tuple to a deque (atomic, no lock, no wake-up); a daemon thread
-drains it every few milliseconds into `authz.decisions` lines. A line carries the
+drains it every few milliseconds into `authz.decisions` lines. The queue is bounded
+(MAX_PENDING); an entry that finds it full is dropped and counted (`dropped`, exported as
+`authz_decision_log_dropped_total`), never lost silently. The writer shares the
+interpreter with the request threads, so it builds each record itself: `Logger.info`
+would walk the stack for the caller's file and line on every line. A line carries the
 decision id that the response returns, never the token. The caller-supplied values
 (subject, action, resource) are written logfmt-style, quoted and escaped when they hold a
 space, a quote, `=` or a control character, so a crafted resource cannot forge a line or
@@ -16,6 +20,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Sequence
@@ -29,27 +34,54 @@ MODES = ("all", "deny", "off")
 Mode = Literal["all", "deny", "off"]
 MAX_PENDING = 100_000
 DRAIN_SECONDS = 0.02
-YIELD_EVERY = 8
+# Lines written between two hand-backs of the GIL: about half a millisecond of writing. Each
+# hand-back is a thread switch that, on a busy machine, can cost the event loop its core:
+# handing back every 8 lines made a cached Check cost about a fifth more server CPU time
+# there than every 64 (issue 15, with bench/loadgen.py against `authz serve`).
+YIELD_EVERY = 64
 
 # (action, resource, decision) for each item of one call.
 Outcome = tuple[str, str, Decision]
 Entry = tuple[str, str, str, Sequence[Outcome], bool]
 
 
+_UNSAFE = re.compile('[ "=;]')
+
+
 def field(value: str) -> str:
     """`value` as one logfmt value: as it is when plain, else a JSON string (quoted, escaped)."""
-    if value and value.isprintable() and not any(c in value for c in ' "=;'):
+    if value and value.isprintable() and _UNSAFE.search(value) is None:
         return value
     return json.dumps(value)
+
+
+def line(entry: Entry) -> str:
+    """One queued call's log message."""
+    decision_id, subject, version, outcomes, batch = entry
+    if not batch:
+        action, resource, decision = outcomes[0]
+        return (
+            f"decision id={decision_id} subject={field(subject)} action={field(action)} "
+            f"resource={field(resource)} allowed={decision.allowed} reason={decision.reason.name} "
+            f"policy={version}"
+        )
+    items = "; ".join(
+        f"{field(a)} {field(r)} allowed={d.allowed} reason={d.reason.name}" for a, r, d in outcomes
+    )
+    return (
+        f"decision id={decision_id} subject={field(subject)} policy={version} batch={len(outcomes)}: {items}"
+    )
 
 
 class DecisionLog:
     """Queue decisions for logging; `flush` writes everything queued so far."""
 
-    def __init__(self, mode: Mode = "all") -> None:
+    def __init__(self, mode: Mode = "all", *, background: bool = True) -> None:
+        """`background=False`: the writer thread is never started, entries wait for `flush` (the
+        bench times the writer's work on its own)."""
         self.mode = mode
         self._pending: collections.deque[Entry] = collections.deque()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None if background else self._writer()
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.dropped = 0
@@ -62,10 +94,20 @@ class DecisionLog:
         outcomes: Sequence[Outcome],
         *,
         batch: bool = False,
+        contexts: Sequence[str] = (),
     ) -> None:
-        """Queue one call's decisions (dropped and counted when the writer is far behind)."""
+        """Queue one call's decisions (dropped and counted when the writer is far behind).
+
+        `contexts` are the outcomes' enforce contexts, in order (empty when all are the
+        default), logged after the policy version as `context=2` (a batch's: `context=,2`).
+        """
         if self.mode == "off" or not log.isEnabledFor(logging.INFO):
             return
+        if contexts:
+            if self.mode == "deny":
+                contexts = [c for c, o in zip(contexts, outcomes, strict=True) if not o[2].allowed]
+            # Carried with the version, so a line's fields and the queue's entries stay as they were.
+            version = f"{version} context={field(','.join(contexts))}"
         if self.mode == "deny":
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:
@@ -84,9 +126,12 @@ class DecisionLog:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                thread = threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
+                thread = self._writer()
                 thread.start()
                 self._thread = thread
+
+    def _writer(self) -> threading.Thread:
+        return threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
 
     def _run(self) -> None:
         wait = threading.Event().wait
@@ -98,34 +143,16 @@ class DecisionLog:
         with self._write_lock:
             pending = self._pending
             written = 0
+            make, handle = log.makeRecord, log.handle
+            # Checked per drain as Logger.info would per line: lines queued before the logger
+            # was turned down are not written.
+            enabled = log.isEnabledFor(logging.INFO)
             while pending:
                 written += 1
                 if yield_gil and written % YIELD_EVERY == 0:
-                    # Hand the GIL back now and then: a writer that keeps it for its whole
-                    # backlog makes every RPC thread wait out the interpreter's switch interval.
+                    # Hand the GIL back now and then: a writer that keeps it for a whole backlog
+                    # makes the RPC threads wait out the interpreter's switch interval (5 ms).
                     time.sleep(0)
-                decision_id, subject, version, outcomes, batch = pending.popleft()
-                if not batch:
-                    action, resource, decision = outcomes[0]
-                    log.info(
-                        "decision id=%s subject=%s action=%s resource=%s allowed=%s reason=%s policy=%s",
-                        decision_id,
-                        field(subject),
-                        field(action),
-                        field(resource),
-                        decision.allowed,
-                        decision.reason.name,
-                        version,
-                    )
-                    continue
-                log.info(
-                    "decision id=%s subject=%s policy=%s batch=%d: %s",
-                    decision_id,
-                    field(subject),
-                    version,
-                    len(outcomes),
-                    "; ".join(
-                        f"{field(a)} {field(r)} allowed={d.allowed} reason={d.reason.name}"
-                        for a, r, d in outcomes
-                    ),
-                )
+                entry = pending.popleft()
+                if enabled:
+                    handle(make(log.name, logging.INFO, __file__, 0, line(entry), (), None, "_drain"))

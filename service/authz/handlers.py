@@ -17,6 +17,7 @@ from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
+from authz.engine.contexts import select
 from authz.engine.plan import Plan, PlanKind, denied, plan_resources
 from authz.errors import InvalidArgument
 from authz.live import LivePolicy
@@ -49,6 +50,8 @@ class CheckItem:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     context: Mapping[str, Any] = field(default_factory=dict)
     correlation_id: str = ""
+    # Casbin's enforce context: "" decides with r, p, e, m; "2" with r2, p2, e2, m2.
+    enforce_context: str = ""
 
 
 @dataclass(frozen=True)
@@ -156,18 +159,24 @@ class DecisionService:
         """Decide one request."""
         _validate_item(item)
         snapshot = self.store.current
+        # The default context costs one truth test on the hot path, no call.
+        section = select(snapshot, item.enforce_context) if item.enforce_context else snapshot
         decision_id = new_decision_id()
         who = self._principal(token)
         if isinstance(who, TokenRejected):
             decision = Decision(False, who.reason, who.message)
             subject = ""
         else:
-            decision = snapshot.decide(
+            decision = section.decide(
                 who, item.resource, item.action, item.attributes, item.context, explain=explain
             )
             subject = who.id
         self.decision_log.record(
-            decision_id, subject, snapshot.version, [(item.action, item.resource, decision)]
+            decision_id,
+            subject,
+            snapshot.version,
+            [(item.action, item.resource, decision)],
+            contexts=(item.enforce_context,) if item.enforce_context else (),
         )
         return CheckOutcome(decision, subject, snapshot.version, decision_id)
 
@@ -178,6 +187,8 @@ class DecisionService:
         for index, item in enumerate(items):
             _validate_item(item, index)
         snapshot = self.store.current
+        # Every item's context is resolved before any decision: an unknown one fails the call.
+        sections = [select(snapshot, i.enforce_context) if i.enforce_context else snapshot for i in items]
         decision_id = new_decision_id()
         who = self._principal(token)
         results: list[tuple[str, Decision]] = []
@@ -188,8 +199,8 @@ class DecisionService:
         else:
             subject = who.id
             bound = Subject(who)
-            for item in items:
-                decision = snapshot.decide(
+            for item, section in zip(items, sections, strict=True):
+                decision = section.decide(
                     who,
                     item.resource,
                     item.action,
@@ -208,11 +219,18 @@ class DecisionService:
                 for item, (_, decision) in zip(items, results, strict=True)
             ],
             batch=True,
+            contexts=_logged_contexts(items),
         )
         return BatchOutcome(results, subject, snapshot.version, decision_id)
 
     def visibility(
-        self, token: str, *, elements: Sequence[str] = (), prefix: str = "", action: str = ""
+        self,
+        token: str,
+        *,
+        elements: Sequence[str] = (),
+        prefix: str = "",
+        action: str = "",
+        enforce_context: str = "",
     ) -> VisibilityOutcome:
         """Which of `elements` (or of the policy's element ids under `prefix`) may be shown."""
         if bool(elements) == bool(prefix):
@@ -225,14 +243,15 @@ class DecisionService:
         _check_field("action", action, required=False)
         action = action or DEFAULT_VISIBILITY_ACTION
         snapshot = self.store.current
-        names = list(dict.fromkeys(elements)) if elements else snapshot.visible_resources(prefix)
+        section = select(snapshot, enforce_context)
+        names = list(dict.fromkeys(elements)) if elements else section.visible_resources(prefix)
         who = self._principal(token)
         if isinstance(who, TokenRejected):
             return VisibilityOutcome(
                 {name: False for name in names}, "", snapshot.version, None, who.reason, who.message
             )
         return VisibilityOutcome(
-            _visible(snapshot, who, names, action), who.id, snapshot.version, who.expires_at
+            _visible(section, who, names, action), who.id, snapshot.version, who.expires_at
         )
 
     def plan_resources(self, token: str, item: CheckItem, *, explain: bool = False) -> PlanOutcome:
@@ -243,6 +262,7 @@ class DecisionService:
         """
         _validate_item(item)
         snapshot = self.store.current
+        section = select(snapshot, item.enforce_context)
         decision_id = new_decision_id()
         who = self._principal(token)
         if isinstance(who, TokenRejected):
@@ -250,7 +270,7 @@ class DecisionService:
             subject = ""
         else:
             plan = plan_resources(
-                snapshot, who, item.action, item.resource, item.attributes, item.context, explain=explain
+                section, who, item.action, item.resource, item.attributes, item.context, explain=explain
             )
             subject = who.id
         # One log line like Check's, the resource being the template: allowed when some rows
@@ -258,7 +278,13 @@ class DecisionService:
         some = plan.kind is not PlanKind.ALWAYS_DENIED
         logged = Decision(some, Reason.ALLOWED if some else plan.reason, plan.message)
         outcome = [(item.action, item.resource, logged)]
-        self.decision_log.record(decision_id, subject, snapshot.version, outcome)
+        self.decision_log.record(
+            decision_id,
+            subject,
+            snapshot.version,
+            outcome,
+            contexts=(item.enforce_context,) if item.enforce_context else (),
+        )
         return PlanOutcome(plan, subject, snapshot.version, decision_id)
 
     def principal(self, token: str) -> PrincipalOutcome:
@@ -274,3 +300,9 @@ class DecisionService:
 def _visible(snapshot: Snapshot, principal: Principal, names: Sequence[str], action: str) -> dict[str, bool]:
     bound = Subject(principal)
     return {name: snapshot.decide(principal, name, action, subject=bound).allowed for name in names}
+
+
+def _logged_contexts(items: Sequence[CheckItem]) -> tuple[str, ...]:
+    """The items' enforce contexts for the decision log, in order (none when all are the default)."""
+    contexts = tuple(item.enforce_context for item in items)
+    return contexts if any(contexts) else ()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sized
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, start_http_server
@@ -146,7 +146,7 @@ class Metrics:
             self.rpcs.setdefault(rpc, RpcMetrics(rpc, self._errors))
         return self.rpcs
 
-    def watch(self, sources: ServiceCollector) -> None:
+    def watch(self, sources: Collector) -> None:
         """Report the counts and state that `sources` hold at every scrape."""
         self.registry.register(sources)
 
@@ -243,6 +243,32 @@ def _by_label(name: str, documentation: str, label: str, counts: dict[str, int])
     for value, count in list(counts.items()):
         family.add_metric((value,), count)
     return family
+
+
+class HttpCollector(Collector):
+    """Reads the HTTP listener's refusals and open connections when Prometheus scrapes.
+
+    `refusals` holds a count per reason (`transports.httprefusals`), `connections` the
+    listener's open connections; both are the listener's own, changed on its event loop.
+    """
+
+    def __init__(self, refusals: Mapping[str, Tally], connections: Sized) -> None:
+        self.refusals = refusals
+        self.connections = connections
+
+    def collect(self) -> Iterator[Metric]:
+        """The listener's metrics as they stand now: every reason listed, at 0 at first."""
+        yield _by_label(
+            "authz_http_refusals",
+            "Connections and requests the HTTP listener refused or closed to protect itself, by reason.",
+            "reason",
+            {reason: tally.value for reason, tally in self.refusals.items()},
+        )
+        yield GaugeMetricFamily(
+            "authz_http_connections",
+            "Connections the HTTP listener holds open (TLS handshakes included).",
+            value=len(self.connections),
+        )
 
 
 class MetricsListener:

@@ -267,11 +267,19 @@ class TracedDecisionService(DecisionService):
             return out
 
     def visibility(
-        self, token: str, *, elements: Sequence[str] = (), prefix: str = "", action: str = ""
+        self,
+        token: str,
+        *,
+        elements: Sequence[str] = (),
+        prefix: str = "",
+        action: str = "",
+        enforce_context: str = "",
     ) -> VisibilityOutcome:
         """GetVisibility, traced."""
         with _span("authz.decide") as span:
-            out = super().visibility(token, elements=elements, prefix=prefix, action=action)
+            out = super().visibility(
+                token, elements=elements, prefix=prefix, action=action, enforce_context=enforce_context
+            )
             span.set_attributes(
                 {
                     "authz.policy_version": out.policy_version,

@@ -36,6 +36,8 @@ final class AuthzClient
      * @param string $token the raw access token or the whole `Authorization` header value ("Bearer ..." is fine)
      * @param array<string, mixed> $attributes resource attributes the policy reads (owner, org_id, status ...)
      * @param array<string, mixed> $context environment attributes (ip, time ...)
+     * @param string $enforceContext Casbin's enforce context: "2" decides with the model's r2, p2, e2, m2
+     *     ("" with r, p, e, m); one the model lacks throws AuthzException (`invalid_argument`)
      */
     public function check(
         string $token,
@@ -44,8 +46,15 @@ final class AuthzClient
         array $attributes = [],
         array $context = [],
         bool $explain = false,
+        string $enforceContext = '',
     ): Decision {
-        $request = ['token' => $token, 'resource' => $resource, 'action' => $action, 'explain' => $explain];
+        $request = [
+            'token' => $token,
+            'resource' => $resource,
+            'action' => $action,
+            'explain' => $explain,
+            'enforceContext' => $enforceContext,
+        ];
         // A Struct must be a JSON object: PHP encodes an empty array as [] so leave it out.
         if ($attributes !== []) {
             $request['attributes'] = (object) $attributes;
@@ -65,6 +74,7 @@ final class AuthzClient
      *
      * @param array<string, mixed> $attributes attributes every row shares (tenant ...)
      * @param array<string, mixed> $context environment attributes (ip, time ...)
+     * @param string $enforceContext as for check(): "2" plans with r2, p2, e2, m2
      */
     public function planResources(
         string $token,
@@ -73,8 +83,15 @@ final class AuthzClient
         array $attributes = [],
         array $context = [],
         bool $explain = false,
+        string $enforceContext = '',
     ): Plan {
-        $request = ['token' => $token, 'action' => $action, 'resource' => $resource, 'explain' => $explain];
+        $request = [
+            'token' => $token,
+            'action' => $action,
+            'resource' => $resource,
+            'explain' => $explain,
+            'enforceContext' => $enforceContext,
+        ];
         if ($attributes !== []) {
             $request['attributes'] = (object) $attributes;
         }

@@ -40,19 +40,15 @@ final class Decision
      */
     public static function fromArray(array $data): self
     {
-        $field = static fn (string $camel, string $snake, mixed $default): mixed => $data[$camel] ?? $data[$snake] ?? $default;
-        $reason = $field('reason', 'reason', 0);
-        if (is_int($reason)) {
-            $reason = self::REASONS[$reason] ?? 'REASON_UNSPECIFIED';
-        }
+        $json = new ProtoJson($data);
         return new self(
-            allowed: $field('allowed', 'allowed', false) === true,
-            reason: (string) $reason,
-            message: (string) $field('message', 'message', ''),
-            matchedRules: array_values(array_map('strval', (array) $field('matchedRules', 'matched_rules', []))),
-            subject: (string) $field('subject', 'subject', ''),
-            policyVersion: (string) $field('policyVersion', 'policy_version', ''),
-            decisionId: (string) $field('decisionId', 'decision_id', ''),
+            allowed: $json->get('allowed', false) === true,
+            reason: $json->reason(),
+            message: $json->string('message'),
+            matchedRules: $json->strings('matchedRules'),
+            subject: $json->string('subject'),
+            policyVersion: $json->string('policyVersion'),
+            decisionId: $json->string('decisionId'),
         );
     }
 

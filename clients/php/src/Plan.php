@@ -44,27 +44,23 @@ final class Plan
      */
     public static function fromArray(array $data): self
     {
-        $field = static fn (string $camel, string $snake, mixed $default): mixed => $data[$camel] ?? $data[$snake] ?? $default;
-        $kind = $field('kind', 'kind', 0);
+        $json = new ProtoJson($data);
+        $kind = $json->get('kind', 0);
         $kind = is_int($kind) ? (self::KINDS[$kind] ?? "UNKNOWN_{$kind}") : (string) $kind;
         if (str_starts_with($kind, 'PLAN_KIND_')) {
             $kind = substr($kind, strlen('PLAN_KIND_'));
         }
-        $reason = $field('reason', 'reason', 0);
-        if (is_int($reason)) {
-            $reason = Decision::REASONS[$reason] ?? 'REASON_UNSPECIFIED';
-        }
-        $condition = $field('condition', 'condition', null);
+        $condition = $json->get('condition', null);
         return new self(
             kind: $kind,
             condition: $kind === self::CONDITIONAL && is_array($condition) ? $condition : null,
-            reason: (string) $reason,
-            message: (string) $field('message', 'message', ''),
-            fields: array_values(array_map('strval', (array) $field('fields', 'fields', []))),
-            matchedRules: array_values(array_map('strval', (array) $field('matchedRules', 'matched_rules', []))),
-            subject: (string) $field('subject', 'subject', ''),
-            policyVersion: (string) $field('policyVersion', 'policy_version', ''),
-            decisionId: (string) $field('decisionId', 'decision_id', ''),
+            reason: $json->reason(),
+            message: $json->string('message'),
+            fields: $json->strings('fields'),
+            matchedRules: $json->strings('matchedRules'),
+            subject: $json->string('subject'),
+            policyVersion: $json->string('policyVersion'),
+            decisionId: $json->string('decisionId'),
         );
     }
 }

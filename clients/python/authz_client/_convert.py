@@ -81,6 +81,7 @@ def check_request(
     attributes: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
     explain: bool,
+    enforce_context: str = "",
 ) -> Any:
     """Build a CheckRequest."""
     return authz_pb2.CheckRequest(
@@ -90,6 +91,7 @@ def check_request(
         attributes=to_struct(attributes),
         context=to_struct(context),
         explain=explain,
+        enforce_context=enforce_context,
     )
 
 
@@ -125,6 +127,7 @@ def batch_request(token: str, items: Iterable[CheckItem | tuple[str, str]], expl
                 action=item.action,
                 attributes=to_struct(item.attributes),
                 context=to_struct(item.context),
+                enforce_context=item.enforce_context,
             )
         )
     return request
@@ -149,13 +152,16 @@ def batch_result(response: Any) -> BatchResult:
     )
 
 
-def visibility_request(token: str, elements: Iterable[str] | None, prefix: str | None, action: str) -> Any:
+def visibility_request(
+    token: str, elements: Iterable[str] | None, prefix: str | None, action: str, enforce_context: str = ""
+) -> Any:
     """Build a GetVisibilityRequest; the server rejects both or neither of elements / prefix."""
     return authz_pb2.GetVisibilityRequest(
         token=token,
         elements=list(elements) if elements is not None else [],
         prefix=prefix or "",
         action=action,
+        enforce_context=enforce_context,
     )
 
 

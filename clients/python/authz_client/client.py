@@ -76,9 +76,10 @@ class _ClientBase:
         explain: bool,
         timeout: float | None,
         metadata: Metadata | None,
+        enforce_context: str,
     ) -> Call[CheckResult]:
         request = _convert.check_request(
-            self._token_for(token), resource, action, attributes, context, explain
+            self._token_for(token), resource, action, attributes, context, explain, enforce_context
         )
         return self._call("Check", request, _convert.check_result, timeout, metadata)
 
@@ -101,8 +102,11 @@ class _ClientBase:
         token: str | None,
         timeout: float | None,
         metadata: Metadata | None,
+        enforce_context: str,
     ) -> Call[Visibility]:
-        request = _convert.visibility_request(self._token_for(token), elements, prefix, action)
+        request = _convert.visibility_request(
+            self._token_for(token), elements, prefix, action, enforce_context
+        )
         return self._call("GetVisibility", request, _convert.visibility_result, timeout, metadata)
 
     def _principal_call(
@@ -121,8 +125,11 @@ class _ClientBase:
         explain: bool,
         timeout: float | None,
         metadata: Metadata | None,
+        enforce_context: str,
     ) -> Call[PlanResult]:
-        request = plan_request(self._token_for(token), action, resource, attributes, context, explain)
+        request = plan_request(
+            self._token_for(token), action, resource, attributes, context, explain, enforce_context
+        )
         return self._call("PlanResources", request, plan_result, timeout, metadata)
 
 
@@ -169,6 +176,7 @@ class AuthzClient(_ClientBase):
         explain: bool = False,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> CheckResult:
         """Ask whether the token's principal may perform ``action`` on ``resource``.
 
@@ -176,10 +184,14 @@ class AuthzClient(_ClientBase):
         environment; both are JSON-like dicts. ``explain`` asks for ``matched_rules``. A deny,
         including a bad or missing token, is a result with ``allowed=False``; only a failed RPC
         raises :class:`AuthzError`. With no token here or on the client, the server reads the
-        ``authorization`` entry of ``metadata``.
+        ``authorization`` entry of ``metadata``. ``enforce_context`` selects Casbin's section set:
+        ``"2"`` decides with the model's r2, p2, e2 and m2 (a context the model lacks raises
+        :class:`AuthzError` with code ``INVALID_ARGUMENT``).
         """
         return self._run(
-            self._check_call(resource, action, token, attributes, context, explain, timeout, metadata)
+            self._check_call(
+                resource, action, token, attributes, context, explain, timeout, metadata, enforce_context
+            )
         )
 
     def batch_check(
@@ -207,9 +219,12 @@ class AuthzClient(_ClientBase):
         token: str | None = None,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> Visibility:
         """List which UI elements the principal may see: give exactly one of ``elements`` or ``prefix``."""
-        return self._run(self._visibility_call(elements, prefix, action, token, timeout, metadata))
+        return self._run(
+            self._visibility_call(elements, prefix, action, token, timeout, metadata, enforce_context)
+        )
 
     def plan_resources(
         self,
@@ -222,6 +237,7 @@ class AuthzClient(_ClientBase):
         explain: bool = False,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> PlanResult:
         """Ask which rows of ``resource`` (a template such as ``/api/orders/:id``) the principal
         may ``action``, as a plan for a query adapter (``authz_client.sqlalchemy``).
@@ -230,7 +246,9 @@ class AuthzClient(_ClientBase):
         :class:`AuthzError` with code ``FAILED_PRECONDITION`` naming the policy line.
         """
         return self._run(
-            self._plan_call(action, resource, token, attributes, context, explain, timeout, metadata)
+            self._plan_call(
+                action, resource, token, attributes, context, explain, timeout, metadata, enforce_context
+            )
         )
 
     def principal(
@@ -299,10 +317,13 @@ class AsyncAuthzClient(_ClientBase):
         explain: bool = False,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> CheckResult:
         """Async :meth:`AuthzClient.check`."""
         return await self._run(
-            self._check_call(resource, action, token, attributes, context, explain, timeout, metadata)
+            self._check_call(
+                resource, action, token, attributes, context, explain, timeout, metadata, enforce_context
+            )
         )
 
     async def batch_check(
@@ -326,9 +347,12 @@ class AsyncAuthzClient(_ClientBase):
         token: str | None = None,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> Visibility:
         """Async :meth:`AuthzClient.visibility`."""
-        return await self._run(self._visibility_call(elements, prefix, action, token, timeout, metadata))
+        return await self._run(
+            self._visibility_call(elements, prefix, action, token, timeout, metadata, enforce_context)
+        )
 
     async def plan_resources(
         self,
@@ -341,10 +365,13 @@ class AsyncAuthzClient(_ClientBase):
         explain: bool = False,
         timeout: float | None = None,
         metadata: Metadata | None = None,
+        enforce_context: str = "",
     ) -> PlanResult:
         """Async :meth:`AuthzClient.plan_resources`."""
         return await self._run(
-            self._plan_call(action, resource, token, attributes, context, explain, timeout, metadata)
+            self._plan_call(
+                action, resource, token, attributes, context, explain, timeout, metadata, enforce_context
+            )
         )
 
     async def principal(

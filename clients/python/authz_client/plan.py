@@ -49,6 +49,7 @@ def plan_request(
     attributes: Mapping[str, Any] | None,
     context: Mapping[str, Any] | None,
     explain: bool,
+    enforce_context: str = "",
 ) -> Any:
     """Build a PlanResourcesRequest."""
     return authz_pb2.PlanResourcesRequest(
@@ -58,6 +59,7 @@ def plan_request(
         attributes=to_struct(attributes),
         context=to_struct(context),
         explain=explain,
+        enforce_context=enforce_context,
     )
 
 

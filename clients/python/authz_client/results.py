@@ -41,6 +41,8 @@ class CheckItem:
     attributes: Mapping[str, Any] | None = None
     context: Mapping[str, Any] | None = None
     correlation_id: str = ""
+    # Casbin's enforce context: "2" decides with the model's r2, p2, e2, m2 ("" : r, p, e, m).
+    enforce_context: str = ""
 
 
 @dataclass(frozen=True, slots=True)

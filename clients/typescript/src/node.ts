@@ -45,6 +45,8 @@ export interface AuthzMiddlewareOptions<Req extends NodeRequest = NodeRequest> {
   skip?: (req: Req) => boolean;
   /** Per-call deadline in milliseconds (default 2000). */
   timeoutMs?: number;
+  /** Casbin's enforce context: `"2"` decides with the model's r2, p2, e2, m2 (default: r, p, e, m). */
+  enforceContext?: string;
 }
 
 /** `(req, res, next)` middleware that lets a request through only when authz allows it. */
@@ -66,7 +68,7 @@ export function authzMiddleware<Req extends NodeRequest = NodeRequest>(
       const authorization = firstHeader(req.headers.authorization);
       const attributes = options.attributes ? await options.attributes(req) : undefined;
       const answer = await client.check(
-        { resource, action: method, ...(attributes ? { attributes } : {}) },
+        { resource, action: method, enforceContext: options.enforceContext ?? "", ...(attributes ? { attributes } : {}) },
         // No header means no token: the call must not borrow one from a client's getter.
         { headers: { authorization: authorization ?? "" }, timeoutMs },
       );

@@ -45,6 +45,8 @@ export interface VisibilityOptions {
   prefix?: string;
   /** Action asked for (default: the server's, `view`). */
   action?: string;
+  /** Casbin's enforce context: `"2"` decides with the model's r2, p2, e2, m2 (default: r, p, e, m). */
+  enforceContext?: string;
   /** Retry delay after a failed call while someone is subscribed (default 10 s). */
   retryMs?: number;
   /** Clock, for tests. */
@@ -112,6 +114,7 @@ export class VisibilityStore {
   private readonly listeners = new Set<() => void>();
   private readonly prefix: string;
   private readonly action: string;
+  private readonly enforceContext: string;
   private readonly retryMs: number;
   private readonly now: () => number;
 
@@ -122,6 +125,7 @@ export class VisibilityStore {
   ) {
     this.prefix = options.prefix ?? "ui:";
     this.action = options.action ?? "";
+    this.enforceContext = options.enforceContext ?? "";
     this.retryMs = options.retryMs ?? 10_000;
     this.now = options.now ?? Date.now;
   }
@@ -177,7 +181,7 @@ export class VisibilityStore {
     }
     try {
       const response = await this.client.getVisibility(
-        { prefix: this.prefix, action: this.action },
+        { prefix: this.prefix, action: this.action, enforceContext: this.enforceContext },
         { headers: { authorization: bearer(token) } },
       );
       return fromResponse(response);

@@ -76,6 +76,15 @@ describe.each(transports)("over %s", (_name, options) => {
     expect(answer.validUntil).toBeDefined();
   });
 
+  it("sends the enforce context: one the model lacks is INVALID_ARGUMENT naming the field", async () => {
+    const call = client(() => tokens.alice).check({ resource: "/api/orders/42", action: "GET", enforceContext: "2" });
+    await expect(call).rejects.toSatisfy(
+      (e) => e instanceof ConnectError && e.code === 3 && e.rawMessage.includes("enforce_context '2'"),
+    );
+    const plain = await client(() => tokens.alice).check({ resource: "/api/orders/42", action: "GET", enforceContext: "" });
+    expect(plain.allowed).toBe(true);
+  });
+
   it("surfaces a malformed request as INVALID_ARGUMENT", async () => {
     const call = client(() => tokens.alice).getVisibility({ prefix: "ui:", elements: ["ui:menu.orders"] });
     await expect(call).rejects.toSatisfy((e) => e instanceof ConnectError && e.code === 3);

@@ -21,8 +21,9 @@ from authz.policy.ruletext import Rule
 from authz.sources import SourceState
 from authz.sources.postgres import VersionInfo
 from authz.transports.callgate import CallGate, GatedServer
-from authz.transports.convert import check_wire_size, measured, request_token, struct_to_dict, to_timestamp
+from authz.transports.convert import check_wire_size, measured, request_token, to_timestamp
 from authz.transports.grpcserver import Register, grpc_method
+from authz.transports.structs import struct_to_dict
 
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"].full_name
 _SEVERITY = {
@@ -176,6 +177,7 @@ class AdminProto:
             request.resource,
             attributes,
             context,
+            request.enforce_context,
         )
         d = out.decision
         return admin_pb2.EvaluateResponse(

@@ -128,7 +128,7 @@ class PolicyAdmin:
             done = changes.add_rules(self._policy_store(), file, rules, expected, author=who, message=message)
             version = done.head.version
         else:
-            version = add_rules(self.store.directory, file, rules, expected)
+            version = add_rules(self.store.directory, file, rules, expected, built=self.store.offer)
         self.store.reload()
         log.info(
             "%s added %d rule(s) to %s: policy %s -> %s", who, len(rules), file, expected_version, version
@@ -146,7 +146,9 @@ class PolicyAdmin:
             done = changes.remove_rules(store, file or None, rules, expected, author=who, message=message)
             version = done.head.version
         else:
-            version = remove_rules(self.store.directory, file or None, rules, expected)
+            version = remove_rules(
+                self.store.directory, file or None, rules, expected, built=self.store.offer
+            )
         self.store.reload()
         log.info(
             "%s removed %d rule(s) from %s: policy %s -> %s",
@@ -178,6 +180,7 @@ class PolicyAdmin:
         resource: str,
         attributes: Mapping[str, Any],
         context: Mapping[str, Any],
+        enforce_context: str = "",
     ) -> Explanation:
         """What-if for a token's claims (no signature): decision, reason, deciding rules, near misses."""
         self.authorize(token, READ)
@@ -191,6 +194,7 @@ class PolicyAdmin:
             attributes,
             context,
             roles_claim=self.decisions.verifier.settings.roles_claim,
+            enforce_context=enforce_context,
         )
 
     # -- history (a policy store only) ---------------------------------------------------------

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
 
 class UsageError(ValueError):
     """A command-line value is wrong; the message says how to write it."""
+
+
+def add_enforce_context(parser: argparse.ArgumentParser) -> None:
+    """`--enforce-context SUFFIX`: the model's section set a request is decided with."""
+    parser.add_argument(
+        "--enforce-context",
+        default="",
+        metavar="SUFFIX",
+        help="decide with Casbin's enforce context SUFFIX: 2 is r2, p2, e2, m2 (default: r, p, e, m)",
+    )
 
 
 def parse_attributes(pairs: list[str] | None, as_json: str | None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import grpc
 
-from authz.cli.attrs import UsageError
+from authz.cli.attrs import UsageError, add_enforce_context
 from authz.cli.auth0 import add_auth0_commands
 from authz.cli.diff import add_diff_command
 from authz.cli.lint import add_lint_command
@@ -67,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--attrs-json", help="resource attributes as a JSON object (typed)")
     check.add_argument("--ctx", action="append", help="context attribute key=value")
     check.add_argument("--context-json", help="context attributes as a JSON object")
+    add_enforce_context(check)
     add_connection_args(check)
     check.set_defaults(func=run_check)
 

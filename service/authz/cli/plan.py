@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
+from authz.cli.attrs import add_enforce_context
 from authz.cli.remote import add_connection_args, channel_for, request_structs
 from authz.engine import planast
 from authz.transports.planproto import condition_from_proto
@@ -22,6 +23,7 @@ def add_plan_command(commands: argparse._SubParsersAction[argparse.ArgumentParse
     plan.add_argument("--ctx", action="append", help="context attribute key=value")
     plan.add_argument("--context-json", help="context attributes as a JSON object")
     plan.add_argument("--table", help="table name in the sample SQL (default: from the resource)")
+    add_enforce_context(plan)
     add_connection_args(plan)
     plan.set_defaults(func=run_plan)
 
@@ -42,6 +44,7 @@ def run_plan(ns: argparse.Namespace) -> int:
         attributes=attrs,
         context=context,
         explain=True,
+        enforce_context=ns.enforce_context,
     )
     with channel_for(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).PlanResources(request, timeout=ns.timeout)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from authz.cli.attrs import UsageError, parse_attributes
+from authz.cli.attrs import UsageError, add_enforce_context, parse_attributes
 from authz.cli.output import print_decision
 from authz.cli.store import open_store, store_argument
 from authz.decision import reason_name
@@ -80,6 +80,7 @@ def add_policy_commands(commands: Any) -> Any:
     what_if.add_argument("--ctx", action="append", help="context attribute key=value")
     what_if.add_argument("--context-json", help="context attributes as a JSON object")
     what_if.add_argument("--dir", default=DEFAULT_DIR, help=f"policy directory (default: {DEFAULT_DIR})")
+    add_enforce_context(what_if)
     what_if.add_argument(
         "--roles-claim",
         default=os.environ.get("AUTHZ_ROLES_CLAIM") or DEV_ROLES_CLAIM,
@@ -248,6 +249,7 @@ def run_explain(ns: argparse.Namespace) -> int:
         parse_attributes(ns.attr, ns.attrs_json),
         parse_attributes(ns.ctx, ns.context_json),
         roles_claim=ns.roles_claim,
+        enforce_context=ns.enforce_context,
     )
     decision, principal = result.decision, result.principal
     if ns.format == "json":
@@ -262,6 +264,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 "grants": sorted(principal.grants),
                 "policy_version": result.policy_version,
                 "model_notes": list(result.model_notes),
+                "section": result.section,
             }
         )
     else:
@@ -275,6 +278,7 @@ def run_explain(ns: argparse.Namespace) -> int:
                 ("grants", ", ".join(sorted(principal.grants)) or "-"),
                 ("message", decision.message),
                 ("policy", f"{result.policy_version} ({ns.dir})"),
+                ("section", result.section),
                 *(("model", note) for note in result.model_notes),
             ],
             decision.matched_rules,

@@ -73,6 +73,7 @@ def run_check(ns: argparse.Namespace) -> int:
         attributes=attrs,
         context=context,
         explain=True,
+        enforce_context=ns.enforce_context,
     )
     with channel_for(ns) as channel:
         reply = authz_pb2_grpc.AuthorizationServiceStub(channel).Check(request, timeout=ns.timeout)

@@ -28,6 +28,8 @@ FLAG_HELP = {
     "batch_limit": "max BatchCheck items (AUTHZ_BATCH_LIMIT, default 100)",
     "max_concurrent_rpcs": "gRPC calls being answered before RESOURCE_EXHAUSTED, and HTTP "
     "requests being answered before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
+    "max_queue_seconds": "refuse gRPC calls with RESOURCE_EXHAUSTED while calls wait longer than this "
+    "for the server, 0 for no limit (AUTHZ_MAX_QUEUE_SECONDS, default 0: off)",
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",

@@ -114,20 +114,51 @@ class DecisionCache:
             if len(self._entries) >= self.max_entries or self._bytes + size > self.max_bytes:
                 self._entries = {}
                 self._bytes = 0
-            if key not in self._entries:
+            # One hash of the key: an entry already there (another thread's) holds the same answer.
+            entries = self._entries
+            before = len(entries)
+            entries.setdefault(key, decision)
+            if len(entries) > before:
                 self._bytes += size
-            self._entries[key] = decision
 
 
 def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
-    """The approximate memory one entry holds: its key, its decision and a dict slot."""
+    """The approximate memory one entry holds: its key, its decision and a dict slot.
+
+    The key's principal facts are the same for every decision of one principal, so their
+    size is measured once per principal (the container walk cost more than a decision).
+    """
+    facts = key[:_PRINCIPAL_FACTS]
+    facts_bytes = _facts_bytes.get(facts)
+    if facts_bytes is None:
+        facts_bytes = approx_bytes(facts) - sys.getsizeof(facts)
+        if len(_facts_bytes) >= _MAX_FACTS:
+            _facts_bytes.clear()
+        _facts_bytes[facts] = facts_bytes
+    size = sys.getsizeof
+    rest = key[_PRINCIPAL_FACTS:]
+    # The attributes and context (frozen) are walked only when the request sent some.
+    nested = sum(approx_bytes(item) - size(item) for item in rest if type(item) is tuple and item)
     return (
-        approx_bytes(key)
-        + sys.getsizeof(decision)
-        + approx_bytes((decision.message, decision.matched_rules))
+        size(key)
+        + facts_bytes
+        + sum(map(size, rest))
+        + nested
+        + size(decision)
+        + _PAIR_BYTES  # the message and matched rules, measured as a pair
+        + size(decision.message)
+        + (approx_bytes(decision.matched_rules) if decision.matched_rules else _EMPTY_BYTES)
         + _SLOT_BYTES
     )
 
 
 # A dict entry's share of the table (hash, key and value pointers, spare capacity).
 _SLOT_BYTES = 64
+_PAIR_BYTES = sys.getsizeof(("", ()))
+_EMPTY_BYTES = sys.getsizeof(())
+# decision_key's leading items: the principal's facts.
+_PRINCIPAL_FACTS = 7
+# The facts' sizes by facts, for as many principals as a busy token cache holds; started
+# over when full. Read and written without a lock: a lost write only costs a re-measure.
+_MAX_FACTS = 4096
+_facts_bytes: dict[tuple[Any, ...], int] = {}

@@ -94,15 +94,7 @@ def parse_model(text: str) -> ModelSpec:
     ]
     if problems:
         raise PolicyLoadError("invalid model", problems)
-    contexts = [key for sec in ("r", "p", "e", "m") for key in sections[sec] if key != sec and sec != "p"]
-    if contexts:
-        # r2/e2/m2 exist for pycasbin's EnforceContext, chosen in code per call; authz decides
-        # every request with r, p, e, m, so a model relying on them would be misread.
-        message = (
-            f"section {contexts[0]} is for Casbin's enforce context (r2, p2, e2, m2 chosen per call), "
-            "which authz does not implement: every request is decided with r, p, e and m"
-        )
-        raise PolicyLoadError.at(model_error(text, contexts[0], message))
+    # r2, p2, e2, m2 ... are enforce contexts, each parsed as a model of its own (`engine/contexts.py`).
     request = tuple(sections["r"]["r"].tokens)
     bind = _binding(text, request)
     effect_text = "".join(sections["e"]["e"].value.split())

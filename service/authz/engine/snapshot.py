@@ -18,6 +18,7 @@ from authz.decision import Decision, Reason
 from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.candidates import CandidateEvaluator, build_evaluator
+from authz.engine.contexts import build_with_contexts
 from authz.engine.index import PolicyIndex
 from authz.engine.lean import LeanCompiler
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
@@ -68,6 +69,9 @@ class Snapshot:
     cache: DecisionCache | None = None
     # The matcher's functions by name (pycasbin's, wrapped, and one per role graph): the planner's.
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    # Casbin's enforce contexts by suffix ("2": r2, p2, e2, m2), each a snapshot of its own
+    # (`engine/contexts.py`); the default context is this snapshot.
+    sections: dict[str, Snapshot] = field(default_factory=dict)
     # Candidate lines evaluated by head groups and lean conditions (matchers with eval()).
     evaluator: CandidateEvaluator | None = None
 
@@ -159,6 +163,9 @@ class Snapshot:
             raise _EvalFailure("model.conf", f"{type(exc).__name__}: {exc}") from exc
         if ok:
             return Decision(True, Reason.ALLOWED, "allowed by the matcher (no policy lines)")
+        if self.model.effect is Effect.DENY_OVERRIDE:
+            # As in Casbin: deny-override allows what no line denies, and without lines none does.
+            return Decision(True, Reason.ALLOWED, "allowed: no policy line denies it (deny-override effect)")
         return Decision(False, Reason.NO_MATCHING_RULE, "no policy rule allows this request")
 
     def visible_resources(self, prefix: str) -> list[str]:
@@ -370,13 +377,13 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(source)
+        return build_with_contexts(source, _build)
     finally:
         if enabled:
             gc.enable()
 
 
-def _build(source: PolicySource) -> Snapshot:
+def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
     model = parse_model(source.model_text)
     lines, findings = parse_lines(source)
     graphs = {
@@ -389,12 +396,13 @@ def _build(source: PolicySource) -> Snapshot:
         if quoted is not None:
             findings.append(_line_error(line, _QUOTED.format(quoted)))
             continue
-        if line.ptype == "p":
+        if line.ptype == ptype:
             if len(line.values) != len(model.policy):
                 findings.append(
                     _line_error(
                         line,
-                        f"has {len(line.values)} values, the policy definition p needs {len(model.policy)}",
+                        f"has {len(line.values)} values, "
+                        f"the policy definition {ptype} needs {len(model.policy)}",
                     )
                 )
             else:
@@ -413,7 +421,7 @@ def _build(source: PolicySource) -> Snapshot:
                     findings.append(finding)
         elif not line.ptype.startswith("p"):
             findings.append(_line_error(line, f"role definition {line.ptype} is not in model.conf"))
-        # Other p-types (p2 ...) need an enforce context pycasbin's default enforce never uses.
+        # Other p-types (p2 ...) are the rules of their enforce context's snapshot.
 
     for name, (roles_fn, domains_fn) in model.matching.items():
         with_domain = model.roles[name] == 3

@@ -54,7 +54,9 @@ def measure(snapshot: Snapshot, results: Iterable[CheckResult]) -> Coverage:
         for ptype, lines in role_lines.items():
             domain = (principal.org_id or "") if snapshot.graphs[ptype].with_domain else None
             exercised.update(_links_between(lines, starts, targets, domain))
-    evaluated = tuple(line for line in snapshot.lines if line.ptype == "p" or line.ptype in snapshot.graphs)
+    # p lines, the enforce contexts' own (p2 ...), and role lines.
+    rules = {"p", *(f"p{suffix}" for suffix in snapshot.sections)}
+    evaluated = tuple(line for line in snapshot.lines if line.ptype in rules or line.ptype in snapshot.graphs)
     return Coverage(evaluated, frozenset(exercised))
 
 

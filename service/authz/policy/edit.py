@@ -129,9 +129,13 @@ def add_rules(
     expected_version: str | None = None,
     *,
     run_tests: bool = True,
+    built: Callable[[Snapshot], None] | None = None,
 ) -> str:
-    """Append `rules` to `file` (created when missing) and return the new policy version."""
-    return _commit(directory, adding(file, rules), expected_version, run_tests)
+    """Append `rules` to `file` (created when missing) and return the new policy version.
+
+    `built` gets the validated snapshot of what was written (`LivePolicy.offer`).
+    """
+    return _commit(directory, adding(file, rules), expected_version, run_tests, built)
 
 
 def adding(file: str, rules: Sequence[Rule]) -> Callable[[PolicySource], dict[str, str]]:
@@ -158,9 +162,13 @@ def remove_rules(
     expected_version: str | None = None,
     *,
     run_tests: bool = True,
+    built: Callable[[Snapshot], None] | None = None,
 ) -> str:
-    """Remove every line holding one of `rules` from `file` (None: from any policy file)."""
-    return _commit(directory, removing(file, rules, str(directory)), expected_version, run_tests)
+    """Remove every line holding one of `rules` from `file` (None: from any policy file).
+
+    `built` gets the validated snapshot of what was written (`LivePolicy.offer`).
+    """
+    return _commit(directory, removing(file, rules, str(directory)), expected_version, run_tests, built)
 
 
 def removing(file: str | None, rules: Sequence[Rule], where: str) -> Callable[[PolicySource], dict[str, str]]:
@@ -223,6 +231,7 @@ def _commit(
     change: Callable[[PolicySource], dict[str, str]],
     expected_version: str | None,
     run_tests: bool,
+    built: Callable[[Snapshot], None] | None = None,
 ) -> str:
     with _locked(directory):
         source = read_policy_dir(directory)
@@ -232,7 +241,7 @@ def _commit(
         candidate = with_files(source, updated)
         if candidate.version == source.version:
             return source.version
-        check_candidate(candidate, directory, run_tests=run_tests)
+        snapshot = check_candidate(candidate, directory, run_tests=run_tests)
         remove_stale_temporaries(directory)
         try:
             replace_files({directory / name: updated[name] for name in sorted(updated)})
@@ -242,6 +251,8 @@ def _commit(
                 f"the change was not made: writing to {directory} failed: {exc.strerror or exc}; "
                 "no policy file changed"
             ) from exc
+        if built is not None:
+            built(snapshot)
         return candidate.version
 
 

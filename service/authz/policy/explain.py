@@ -8,6 +8,7 @@ from typing import Any
 
 from authz.decision import Decision, Reason
 from authz.engine import Snapshot, roles
+from authz.engine.contexts import select
 from authz.engine.model import ModelSpec
 from authz.policy.nearmiss import NearMiss, near_misses
 from authz.principal import Principal, principal_from_claims
@@ -25,6 +26,8 @@ class Explanation:
     near_misses: tuple[NearMiss, ...] = ()
     # How the model's role definitions decide beyond plain links (pattern matching, windows).
     model_notes: tuple[str, ...] = ()
+    # The section set that decided: "r, p, e, m", or "r2, p2, e2, m2" for enforce context 2.
+    section: str = "r, p, e, m"
 
 
 def explain(
@@ -36,15 +39,28 @@ def explain(
     context: Mapping[str, Any] | None = None,
     *,
     roles_claim: str | None = None,
+    enforce_context: str = "",
 ) -> Explanation:
-    """Evaluate as the server would for a verified token carrying `claims`, with every rule that decided."""
+    """Evaluate as the server would for a verified token carrying `claims`, with every rule that decided.
+
+    `enforce_context` selects Casbin's section set ("2": r2, p2, e2, m2) as a request's field does.
+    """
+    version = snapshot.version
+    snapshot = select(snapshot, enforce_context)
     principal = principal_from_claims(claims, roles_claim)
     decision = snapshot.decide(principal, resource, action, attributes, context, explain=True)
     misses: list[NearMiss] = []
     if decision.reason is Reason.NO_MATCHING_RULE:
         misses = near_misses(snapshot, principal, resource, action, attributes, context)
     return Explanation(
-        principal, action, resource, decision, snapshot.version, tuple(misses), model_notes(snapshot.model)
+        principal,
+        action,
+        resource,
+        decision,
+        version,
+        tuple(misses),
+        model_notes(snapshot.model),
+        ", ".join(f"{kind}{enforce_context}" for kind in "rpem"),
     )
 
 

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING
 
 from authz.decision import Decision, Reason, reason_name
 from authz.engine import Snapshot
-from authz.errors import PolicyLoadError
+from authz.engine.contexts import select
+from authz.errors import InvalidArgument, PolicyLoadError
 from authz.findings import Finding
 from authz.policy.nearmiss import NearMiss, near_misses
 from authz.policy.suites import (
@@ -38,12 +39,18 @@ class CheckResult:
     expected: Expectation
     decision: Decision
     near_misses: tuple[NearMiss, ...] = ()
+    # The case names an enforce context the model does not define: a failure whatever it expects.
+    unknown_context: bool = False
 
     @property
     def passed(self) -> bool:
         """The decision has the expected effect (and reason, when the case names one)."""
         expected = self.expected
-        return self.decision.allowed == expected.allowed and expected.reason in (None, self.decision.reason)
+        return (
+            not self.unknown_context
+            and self.decision.allowed == expected.allowed
+            and expected.reason in (None, self.decision.reason)
+        )
 
     @property
     def location(self) -> str:
@@ -92,6 +99,11 @@ def _check(
     action: str,
     expected: Expectation,
 ) -> CheckResult:
+    try:
+        snapshot = select(snapshot, case.enforce_context)
+    except InvalidArgument as exc:
+        refused = Decision(False, Reason.POLICY_ERROR, str(exc))
+        return CheckResult(suite, case, who, what, action, expected, refused, unknown_context=True)
     decision = snapshot.decide(who.principal, what.id, action, what.attributes, case.context, explain=True)
     result = CheckResult(suite, case, who, what, action, expected, decision)
     if not result.passed and expected.allowed and decision.reason is Reason.NO_MATCHING_RULE:

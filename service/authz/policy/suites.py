@@ -60,6 +60,7 @@ _CASE_KEYS = {
     "actions",
     "reason",
     "context",
+    "enforce_context",
 }
 _EXPECT_KEYS = {"effect", "reason"}
 
@@ -114,6 +115,8 @@ class Case:
     resources: tuple[NamedResource, ...]
     actions: tuple[tuple[str, Expectation], ...]
     context: Mapping[str, Any] = field(default_factory=dict)
+    # Casbin's enforce context the checks are decided with ("2": r2, p2, e2, m2).
+    enforce_context: str = ""
 
 
 @dataclass(frozen=True)
@@ -327,9 +330,10 @@ class _Reader:
         which = self.refs(entry, "resource", what, line, resources)
         actions = self.actions(entry.get("actions"), entry.get("reason"), what, line)
         context = self.mapping(entry.get("context"), f"{what} context", line)
+        enforce_context = self.text(entry.get("enforce_context"), f"{what} enforce_context", line)
         if not (name and who and which and actions):
             return None
-        return Case(name, line, tuple(who), tuple(which), tuple(actions), dict(context))
+        return Case(name, line, tuple(who), tuple(which), tuple(actions), dict(context), enforce_context)
 
     def refs(
         self, entry: Mapping[str, Any], kind: str, what: str, line: int, known: Mapping[str, _T]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,7 +68,8 @@ def validate_source(source: PolicySource) -> ValidationReport:
     except PolicyLoadError as exc:
         findings.extend(exc.findings)
     if snapshot is not None:
-        findings.extend(_warnings(snapshot.model, snapshot.lines))
+        contexts = {f"p{suffix}": section.model for suffix, section in snapshot.sections.items()}
+        findings.extend(_warnings(snapshot.model, snapshot.lines, contexts))
     else:
         # The build failed; the warnings still come from whatever parses.
         try:
@@ -83,12 +84,16 @@ def validate_source(source: PolicySource) -> ValidationReport:
     return ValidationReport(findings, snapshot, source.version)
 
 
-def _warnings(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
+def _warnings(
+    model: ModelSpec, lines: list[PolicyLine], contexts: Mapping[str, ModelSpec] | None = None
+) -> Iterator[Finding]:
+    # `contexts`: the enforce contexts' models by their p-type (p2: the model of r2, p2, e2, m2).
     yield from _duplicates(lines)
-    yield from _unread_types(model, lines)
-    yield from _effects(
-        model, [ln for ln in lines if ln.ptype == "p" and len(ln.values) == len(model.policy)]
-    )
+    yield from _unread_types(model, lines, contexts or {})
+    for ptype, spec in {"p": model, **(contexts or {})}.items():
+        yield from _effects(
+            spec, [ln for ln in lines if ln.ptype == ptype and len(ln.values) == len(spec.policy)]
+        )
     for name, arity in model.roles.items():
         links = [line for line in lines if line.ptype == name and len(line.values) == model.role_values(name)]
         yield from _cycles(links, arity == 3)
@@ -133,18 +138,25 @@ def _duplicates(lines: list[PolicyLine]) -> Iterator[Finding]:
             yield _warning(line, f"duplicate of {seen.file}:{seen.line}: {line.text}")
 
 
-def _unread_types(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:
+def _unread_types(
+    model: ModelSpec, lines: list[PolicyLine], contexts: Mapping[str, ModelSpec]
+) -> Iterator[Finding]:
+    matchers = [model.matcher, *(spec.matcher for spec in contexts.values())]
     by_type: dict[str, list[PolicyLine]] = defaultdict(list)
     for line in lines:
         by_type[line.ptype].append(line)
     for ptype, group in by_type.items():
         first = group[0]
         count = f"{len(group)} {ptype} line{'s' if len(group) > 1 else ''}"
-        if ptype.startswith("p") and ptype != "p":
-            # authz, like pycasbin's enforce, evaluates the `p` lines with matcher `m` only.
-            yield _warning(first, f"{count} never evaluated: only p lines are read by the matcher")
-        elif ptype in model.roles and not re.search(rf"\b{ptype}\s*\(", model.matcher):
-            yield _warning(first, f"{count} never read: the matcher does not call {ptype}()")
+        if ptype.startswith("p") and ptype != "p" and ptype not in contexts:
+            # Without an enforce context (r2, e2, m2 beside p2) no request reads these lines.
+            yield _warning(
+                first,
+                f"{count} never evaluated: only p lines and those of an enforce context "
+                f"(r{ptype[1:]}, e{ptype[1:]}, m{ptype[1:]} in model.conf) are read by a matcher",
+            )
+        elif ptype in model.roles and not any(re.search(rf"\b{ptype}\s*\(", m) for m in matchers):
+            yield _warning(first, f"{count} never read: no matcher calls {ptype}()")
 
 
 def _effects(model: ModelSpec, lines: list[PolicyLine]) -> Iterator[Finding]:

@@ -47,6 +47,10 @@ class TokenRejected(Exception):
 
 def strip_bearer(raw: str) -> str:
     """Remove a `Bearer ` prefix (any case) and surrounding space; a bare `Bearer` is no token."""
+    if raw[:6].lower() != "bearer" and not raw[:1].isspace():
+        # The first word is not "bearer": no split, which would copy a token of a kilobyte
+        # or so (and lose the hash the string has cached) on every lookup.
+        return raw.strip()
     parts = raw.split(None, 1)
     if parts and parts[0].lower() == "bearer":
         return parts[1].strip() if len(parts) > 1 else ""

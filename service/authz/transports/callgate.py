@@ -17,6 +17,9 @@ every single-request method as a stream of one:
   stalled calls can never make the server refuse the calls of others (grpcio's own
   `maximum_concurrent_rpcs` counts a call from its headers, and refuses everyone once
   that many stall);
+- while `admission` finds the server behind by more than its queue budget, every call
+  but a health check is refused with RESOURCE_EXHAUSTED before its message is read
+  (`authz.transports.admission`, which also counts every refusal of the gate by reason);
 - `run_blocking` hands work that may block (a token verification that may fetch the
   JWKS, the admin calls) to the thread pool, at most `max_in_progress` jobs queued or
   running; a job keeps its place until its thread is done with it, even when its call
@@ -42,12 +45,16 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from authz.transports.admission import Admission
+
 # Time for the request message to arrive once the call's headers have. A client sends both
 # in one write; 10 s carries a 4 MiB message (MAX_MESSAGE_BYTES) over a 4 Mbit/s link.
 REQUEST_MESSAGE_SECONDS = 10.0
 # Calls waiting for their message at once: about 240 MiB of them, ten times the default
 # max_concurrent_rpcs.
 MAX_AWAITING_REQUEST = 10_000
+# Never refused for the server being behind: an orchestrator must see a busy server as alive.
+HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
 Result = TypeVar("Result")
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
@@ -76,11 +83,13 @@ class CallGate:
         request_seconds: float,
         pool: Executor,
         max_awaiting: int = MAX_AWAITING_REQUEST,
+        admission: Admission | None = None,
     ) -> None:
         self.max_in_progress = max_in_progress
         self.request_seconds = request_seconds
         self.pool = pool
         self.max_awaiting = max(1, max_awaiting)
+        self.admission = admission or Admission(0.0)
         self.in_progress = 0  # calls being answered
         self.blocking_jobs = 0  # run_blocking jobs queued or running
         # The calls waiting for their request message, longest-waiting first, and those of
@@ -106,6 +115,7 @@ class CallGate:
             # A server stream (health Watch) lives as long as its client watches: it gets the
             # bounded request wait but holds no slot, or idle watchers could refuse everyone.
             async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+                self.admission.arrived()
                 request = await self._receive(method, context)
                 out = streaming(request, context)
                 if inspect.isasyncgen(out):
@@ -118,10 +128,17 @@ class CallGate:
                 stream, handler.request_deserializer, handler.response_serializer
             )
         unary: Any = handler.unary_unary
+        admission = self.admission
+        sheddable = not method.startswith(HEALTH_PREFIX)
 
         async def call(requests: Any, context: Context) -> Any:
+            admission.arrived()
+            # Before the message is read: a refusal must cost the loop as little as it can.
+            if sheddable and (behind := admission.overloaded()) is not None:
+                await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, behind)
             request = await self._receive(method, context)
             if self.max_in_progress is not None and self.in_progress >= self.max_in_progress:
+                admission.count("max_concurrent_rpcs")
                 await context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
                     f"the server is answering {self.max_in_progress} calls; retry later",
@@ -149,6 +166,7 @@ class CallGate:
             if task not in self._ended:
                 raise  # cancelled by grpcio: the client went away or the server is stopping
             task.uncancel()
+            self.admission.count("awaiting_request")
             await context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"{self.max_awaiting} calls are waiting for their request message; "
@@ -181,6 +199,7 @@ class CallGate:
     async def run_blocking(self, work: Callable[..., Result], *args: Any) -> Result:
         """`work(*args)` on the pool; raises Overloaded when `max_in_progress` jobs are already there."""
         if self.max_in_progress is not None and self.blocking_jobs >= self.max_in_progress:
+            self.admission.count("blocking_jobs")
             raise Overloaded(f"{self.max_in_progress} blocking calls are queued; retry later")
         self.blocking_jobs += 1
         job = asyncio.get_running_loop().run_in_executor(self.pool, work, *args)
@@ -206,12 +225,17 @@ class _GatedGeneric(GenericHandler):
         """The inner handler's answer, gated (unknown methods stay None, so nothing is kept for them)."""
         handler = self.inner.service(handler_call_details)
         if handler is None:
+            # An unknown method's call, or another handler's (reflection): the core counted it,
+            # so the gate does too, or the queue-time estimate would read it as a backlog.
+            self.gate.admission.arrived()
             return None
         method = handler_call_details.method
         known = self._wrapped.get(method)
         if known is None or known[0] is not handler:
             known = (handler, self.gate.gated(method, handler))
             self._wrapped[method] = known
+        if known[1] is handler:  # not gated (request streaming): counted here instead
+            self.gate.admission.arrived()
         return known[1]
 
 

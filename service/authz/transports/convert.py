@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 
@@ -35,6 +35,7 @@ from authz.errors import (
 from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
 from authz.transports.planproto import condition_to_proto
+from authz.transports.structs import struct_to_dict
 
 log = logging.getLogger("authz.server")
 
@@ -98,46 +99,17 @@ def request_token(token: str, authorization: str | None) -> str:
     return token or authorization or ""
 
 
-def struct_to_dict(message: struct_pb2.Struct) -> dict[str, Any]:
-    """A Struct as plain Python values (numbers arrive as floats).
-
-    A field set to null is left out, at every depth: null means "not sent", so a policy
-    that reads it fails closed exactly as when the caller omitted it (and the decision
-    cache sees one key for both).
-    """
-    out: dict[str, Any] = {}
-    for key, value in message.fields.items():
-        converted = _value(value)
-        if converted is not None:  # null, or a Value with no kind set (read as null)
-            out[key] = converted
-    return out
-
-
-def _value(value: struct_pb2.Value) -> Any:
-    # Walked by hand: json_format.MessageToDict costs more than a whole decision.
-    # A null inside a list stays in place (dropping it would move the items after it);
-    # reading it in a matcher counts as missing all the same (bindings).
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "number_value":
-        return value.number_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "struct_value":
-        return struct_to_dict(value.struct_value)
-    if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
-    return None
-
-
-def check_wire_size(attributes: struct_pb2.Struct, context: struct_pb2.Struct, where: str = "") -> None:
+def check_wire_size(
+    attributes: struct_pb2.Struct, context: struct_pb2.Struct, index: int | None = None
+) -> None:
     """Refuse an item's Structs before converting them when they are too large to be in bounds.
 
     Conversion costs Python time per value; a Struct this large breaks a per-item bound
     (attrlimits) whatever it holds. DecisionService checks the exact bounds afterwards.
+    `index` names a batch item in the error (built only then: a batch checks every item).
     """
     if attributes.ByteSize() + context.ByteSize() > MAX_WIRE_BYTES:
+        where = "" if index is None else f"items[{index}]: "
         raise InvalidArgument(f"{where}attributes and context are too large ({bounds_message()})")
 
 
@@ -204,6 +176,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.check(request_token(request.token, authorization), item, explain=request.explain)
         d = out.decision
@@ -224,7 +197,7 @@ class ProtoService:
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
         for index, i in enumerate(request.items):
-            check_wire_size(i.attributes, i.context, f"items[{index}]: ")
+            check_wire_size(i.attributes, i.context, index)
         items = [
             CheckItem(
                 i.resource,
@@ -232,6 +205,7 @@ class ProtoService:
                 struct_to_dict(i.attributes),
                 struct_to_dict(i.context),
                 i.correlation_id,
+                i.enforce_context,
             )
             for i in request.items
         ]
@@ -265,6 +239,7 @@ class ProtoService:
             elements=list(request.elements),
             prefix=request.prefix,
             action=request.action,
+            enforce_context=request.enforce_context,
         )
         return authz_pb2.GetVisibilityResponse(
             visible=out.visible,
@@ -287,6 +262,7 @@ class ProtoService:
             request.action,
             struct_to_dict(request.attributes),
             struct_to_dict(request.context),
+            enforce_context=request.enforce_context,
         )
         out = self.service.plan_resources(
             request_token(request.token, authorization), item, explain=request.explain

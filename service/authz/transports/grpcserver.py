@@ -23,6 +23,7 @@ from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.errors import ListenError
 from authz.handlers import DecisionService
+from authz.transports.admission import MAX_QUEUE_SECONDS, Admission, newest_server_id
 from authz.transports.callgate import (
     MAX_AWAITING_REQUEST,
     REQUEST_MESSAGE_SECONDS,
@@ -131,6 +132,7 @@ async def build_server(
     max_concurrent_rpcs: int | None = None,
     request_seconds: float = REQUEST_MESSAGE_SECONDS,
     max_awaiting: int = MAX_AWAITING_REQUEST,
+    max_queue_seconds: float = MAX_QUEUE_SECONDS,
     reuse_port: bool = False,
     extra: Mapping[str, Register] | None = None,
 ) -> GrpcServer:
@@ -141,9 +143,13 @@ async def build_server(
     answered, a call is refused at once with RESOURCE_EXHAUSTED: under a load spike callers
     fail fast (and closed) instead of queueing without bound. grpcio's own limit is not
     used: it counts calls still waiting for their request message (see `authz.transports.callgate`).
+    While the calls waiting in grpcio's core would wait longer than `max_queue_seconds`
+    (0: no such limit), calls but health checks are refused the same way
+    (`authz.transports.admission`).
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
-    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting)
+    admission = Admission(max_queue_seconds)
+    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission)
     server = grpc.aio.server(
         migration_thread_pool=pool,
         options=[
@@ -152,6 +158,8 @@ async def build_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
+    # Built on the loop thread, where every server of the process is built: the newest is this one.
+    admission.watch(newest_server_id() if max_queue_seconds > 0 else None)
     gated = GatedServer(server, gate)
     authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), gated)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]

@@ -12,6 +12,8 @@ every other caller's answer a 503. Here, on top of uvicorn's h11 protocol:
   new connection past the listener's cap replaces the oldest one that is between
   requests, and one past a cap with nothing to replace is answered 503 and closed;
 - `InFlightLimit` (`authz.transports.inflight`) counts requests being answered, not connections.
+
+Every refusal and deadline close is counted by reason in the guard's `HttpRefusals`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from authz.config import Settings
+from authz.transports.httprefusals import HttpRefusals
 
 log = logging.getLogger("authz.http")
 
@@ -95,9 +98,10 @@ def error_response(status: HTTPStatus, code: str, message: str) -> bytes:
 
 
 class ConnectionGuard:
-    """The listener's open connections, oldest first, and how many each client address holds.
+    """The listener's open connections, oldest first, how many each client address holds,
+    and what was refused (`refusals`, read by `/metrics`).
 
-    Used from the event loop's thread only.
+    Changed from the event loop's thread only.
     """
 
     def __init__(self, limits: HttpLimits) -> None:
@@ -105,15 +109,19 @@ class ConnectionGuard:
         self.max_connections = connection_budget(limits.max_connections)
         self.open: dict[GuardedH11Protocol, None] = {}
         self.by_client: Counter[str] = Counter()
+        self.refusals = HttpRefusals()
 
     def admit(self, conn: GuardedH11Protocol) -> str | None:
         """Count `conn` in, or say why it is refused."""
         if self.by_client[conn.host] >= self.limits.max_connections_per_client:
+            self.refusals.count("client_connection_cap")
             return "too many connections from this address (http_max_connections_per_client)"
         if len(self.open) >= self.max_connections:
             idle = next((c for c in self.open if c.phase == "headers"), None)
             if idle is None:
+                self.refusals.count("total_connection_cap")
                 return "too many connections, all of them busy (http_max_connections)"
+            self.refusals.count("idle_connection_evicted")
             idle.drop()
         self.open[conn] = None
         self.by_client[conn.host] += 1
@@ -267,13 +275,18 @@ class GuardedH11Protocol(H11Protocol):
 
     def _expired(self) -> None:
         self.deadline = None
+        refusals = self.guard.refusals
         if self.transport is None:
+            # Still in its TLS handshake. start_tls's own timeout, armed after this deadline
+            # with the same length, never fires first: this is the one count.
+            refusals.count("tls_handshake_deadline")
             self._close()
             return
         if self.transport.is_closing():
             return
         limits = self.guard.limits
         if self.phase == "body":
+            refusals.count("body_deadline")
             message = f"the request body did not arrive within {limits.body_timeout:g} s"
             cycle = self.cycle
             # The application's receive now gets http.disconnect and its send does nothing.
@@ -285,6 +298,10 @@ class GuardedH11Protocol(H11Protocol):
             # A connection that sent nothing since its last answer is idle: closed silently,
             # as a keep-alive timeout would, so a client's pool never reads a stale 408.
             answer = bool(self.conn.trailing_data[0])
+            # Counted when part of a request came or none ever did (uvicorn sets `cycle` at
+            # the first); a keep-alive connection idle after an answer is not a refusal.
+            if answer or self.cycle is None:
+                refusals.count("header_deadline")
         log.debug("closing a connection from %s: %s", self.host, message)
         if answer:
             self.transport.write(error_response(HTTPStatus.REQUEST_TIMEOUT, "deadline_exceeded", message))

@@ -67,8 +67,10 @@ class HttpListener:
         self.executor = ThreadPoolExecutor(max_workers=settings.max_workers, thread_name_prefix="authz-http")
         app = build_http_app(service, self.executor, settings.cors_origins, admin, settings.forward_auth)
         self.protocol = guarded_protocol(settings.limits)
+        # The listener's connections and refusals, for /metrics (`metrics.HttpCollector`).
+        self.guard = self.protocol.guard
         self.config = uvicorn.Config(
-            InFlightLimit(app, settings.limits.max_in_flight),
+            InFlightLimit(app, settings.limits.max_in_flight, self.guard.refusals),
             # h11 always (never httptools, even when installed): the read deadlines and the
             # connection caps live in this protocol; requests in progress are InFlightLimit's.
             http=self.protocol,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from authz.transports.httplimits import error_body
+from authz.transports.httprefusals import HttpRefusals
 
 # uvicorn buffers this much of a body before it stops reading (its HIGH_WATER_LIMIT). A
 # request's first this-many bytes are read before it counts; a larger body counts while
@@ -17,12 +18,14 @@ class InFlightLimit:
 
     A request counts from the moment its body has arrived until its answer is sent, so
     idle keep-alive connections and clients still sending their request never take a
-    place that a complete request needs. The 503 carries a Connect error (`unavailable`).
+    place that a complete request needs. The 503 carries a Connect error (`unavailable`)
+    and is counted in `refusals` (`in_flight_limit`).
     """
 
-    def __init__(self, app: ASGIApp, limit: int) -> None:
+    def __init__(self, app: ASGIApp, limit: int, refusals: HttpRefusals) -> None:
         self.app = app
         self.limit = limit
+        self.refusals = refusals
         self.in_flight = 0  # the event loop's thread alone changes it
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -38,6 +41,7 @@ class InFlightLimit:
             body += message.get("body", b"")
             more = message.get("more_body", False)
         if self.in_flight >= self.limit:
+            self.refusals.count("in_flight_limit")
             await _unavailable(send)
             return
         self.in_flight += 1

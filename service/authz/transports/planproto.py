@@ -6,11 +6,14 @@ the reverse direction serves the CLI, which prints a plan it received over gRPC.
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import struct_pb2
 
 from authz.api.v1 import authz_pb2
 from authz.engine import planast
 from authz.engine.planast import Node
+from authz.transports.structs import python_value
 
 _OPERATORS = {op: f"PLAN_OPERATOR_{op.upper()}" for op in planast.OPERATORS}
 _BY_NUMBER = {authz_pb2.PlanOperator.Value(name): op for op, name in _OPERATORS.items()}
@@ -53,20 +56,20 @@ def condition_to_proto(node: Node) -> authz_pb2.PlanCondition:
 
 
 def _literal(value: struct_pb2.Value) -> planast.Literal | tuple[planast.Literal, ...]:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "number_value":
-        number = value.number_value
-        return int(number) if number.is_integer() else number
-    if kind == "list_value":
-        items = [_literal(v) for v in value.list_value.values]
-        if any(isinstance(i, tuple) for i in items):
+    return _plan_literal(python_value(value))
+
+
+def _plan_literal(value: Any) -> planast.Literal | tuple[planast.Literal, ...]:
+    if isinstance(value, str | bool):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        items = [_plan_literal(item) for item in value]
+        if any(isinstance(item, tuple) for item in items):
             raise ValueError("a nested list is not a plan value")
-        return tuple(i for i in items if not isinstance(i, tuple))
-    raise ValueError(f"a {kind or 'missing'} value is not a plan literal")
+        return tuple(item for item in items if not isinstance(item, tuple))
+    raise ValueError(f"a {'null' if value is None else 'struct'} value is not a plan literal")
 
 
 def condition_from_proto(message: authz_pb2.PlanCondition) -> Node:

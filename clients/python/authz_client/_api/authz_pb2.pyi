@@ -77,20 +77,22 @@ PLAN_OPERATOR_GE: PlanOperator
 PLAN_OPERATOR_IN: PlanOperator
 
 class CheckRequest(_message.Message):
-    __slots__ = ("token", "resource", "action", "attributes", "context", "explain")
+    __slots__ = ("token", "resource", "action", "attributes", "context", "explain", "enforce_context")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    ENFORCE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     token: str
     resource: str
     action: str
     attributes: _struct_pb2.Struct
     context: _struct_pb2.Struct
     explain: bool
-    def __init__(self, token: _Optional[str] = ..., resource: _Optional[str] = ..., action: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
+    enforce_context: str
+    def __init__(self, token: _Optional[str] = ..., resource: _Optional[str] = ..., action: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ..., enforce_context: _Optional[str] = ...) -> None: ...
 
 class CheckResponse(_message.Message):
     __slots__ = ("allowed", "reason", "message", "matched_rules", "subject", "policy_version", "decision_id")
@@ -111,18 +113,20 @@ class CheckResponse(_message.Message):
     def __init__(self, allowed: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., matched_rules: _Optional[_Iterable[str]] = ..., subject: _Optional[str] = ..., policy_version: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class BatchCheckItem(_message.Message):
-    __slots__ = ("correlation_id", "resource", "action", "attributes", "context")
+    __slots__ = ("correlation_id", "resource", "action", "attributes", "context", "enforce_context")
     CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENFORCE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     correlation_id: str
     resource: str
     action: str
     attributes: _struct_pb2.Struct
     context: _struct_pb2.Struct
-    def __init__(self, correlation_id: _Optional[str] = ..., resource: _Optional[str] = ..., action: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    enforce_context: str
+    def __init__(self, correlation_id: _Optional[str] = ..., resource: _Optional[str] = ..., action: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., enforce_context: _Optional[str] = ...) -> None: ...
 
 class BatchCheckRequest(_message.Message):
     __slots__ = ("token", "items", "explain")
@@ -161,16 +165,18 @@ class BatchCheckResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[BatchCheckResult, _Mapping]]] = ..., subject: _Optional[str] = ..., policy_version: _Optional[str] = ..., decision_id: _Optional[str] = ...) -> None: ...
 
 class GetVisibilityRequest(_message.Message):
-    __slots__ = ("token", "elements", "prefix", "action")
+    __slots__ = ("token", "elements", "prefix", "action", "enforce_context")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ELEMENTS_FIELD_NUMBER: _ClassVar[int]
     PREFIX_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
+    ENFORCE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     token: str
     elements: _containers.RepeatedScalarFieldContainer[str]
     prefix: str
     action: str
-    def __init__(self, token: _Optional[str] = ..., elements: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+    enforce_context: str
+    def __init__(self, token: _Optional[str] = ..., elements: _Optional[_Iterable[str]] = ..., prefix: _Optional[str] = ..., action: _Optional[str] = ..., enforce_context: _Optional[str] = ...) -> None: ...
 
 class GetVisibilityResponse(_message.Message):
     __slots__ = ("visible", "decisions", "subject", "policy_version", "valid_until", "reason", "message")
@@ -232,20 +238,22 @@ class GetPrincipalResponse(_message.Message):
     def __init__(self, authenticated: _Optional[bool] = ..., reason: _Optional[_Union[Reason, str]] = ..., message: _Optional[str] = ..., subject: _Optional[str] = ..., permissions: _Optional[_Iterable[str]] = ..., roles: _Optional[_Iterable[str]] = ..., scopes: _Optional[_Iterable[str]] = ..., org_id: _Optional[str] = ..., client_id: _Optional[str] = ..., machine: _Optional[bool] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hints: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PlanResourcesRequest(_message.Message):
-    __slots__ = ("token", "action", "resource", "attributes", "context", "explain")
+    __slots__ = ("token", "action", "resource", "attributes", "context", "explain", "enforce_context")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     ACTION_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    ENFORCE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     token: str
     action: str
     resource: str
     attributes: _struct_pb2.Struct
     context: _struct_pb2.Struct
     explain: bool
-    def __init__(self, token: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ...) -> None: ...
+    enforce_context: str
+    def __init__(self, token: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., explain: _Optional[bool] = ..., enforce_context: _Optional[str] = ...) -> None: ...
 
 class PlanCondition(_message.Message):
     __slots__ = ("all", "any", "negate", "compare", "is_null")

@@ -189,7 +189,7 @@ class ReloadPolicyResponse(_message.Message):
     def __init__(self, ok: _Optional[bool] = ..., changed: _Optional[bool] = ..., version: _Optional[str] = ..., error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
 
 class EvaluateRequest(_message.Message):
-    __slots__ = ("token", "claims", "claims_json", "action", "resource", "attributes", "context")
+    __slots__ = ("token", "claims", "claims_json", "action", "resource", "attributes", "context", "enforce_context")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CLAIMS_FIELD_NUMBER: _ClassVar[int]
     CLAIMS_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +197,7 @@ class EvaluateRequest(_message.Message):
     RESOURCE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    ENFORCE_CONTEXT_FIELD_NUMBER: _ClassVar[int]
     token: str
     claims: _struct_pb2.Struct
     claims_json: str
@@ -204,7 +205,8 @@ class EvaluateRequest(_message.Message):
     resource: str
     attributes: _struct_pb2.Struct
     context: _struct_pb2.Struct
-    def __init__(self, token: _Optional[str] = ..., claims: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., claims_json: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ...) -> None: ...
+    enforce_context: str
+    def __init__(self, token: _Optional[str] = ..., claims: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., claims_json: _Optional[str] = ..., action: _Optional[str] = ..., resource: _Optional[str] = ..., attributes: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., context: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., enforce_context: _Optional[str] = ...) -> None: ...
 
 class NearMiss(_message.Message):
     __slots__ = ("rule", "needs")

@@ -1,0 +1,208 @@
+"""The HTTP listener's refusals on `/metrics`: a real App, real sockets on loopback, real scrapes.
+
+Each test provokes one kind of refusal and checks that its reason moved by exactly what was
+provoked and every other reason not at all. A refusal is counted before the client is
+answered or closed, so once the client has seen it a scrape shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+from authz.transports.httprefusals import REFUSALS
+from tests.certs import make_pki
+from tests.conftest import RunningServer, settings_for
+from tests.issuer import Issuer
+from tests.test_metrics import scrape, value
+from tests.test_slow_clients_http import CHECK_PATH, PATIENT, ask, connect, read_all, stall, still_open
+from tests.test_slow_clients_http import start as start_http
+from tests.waiting import wait_for
+
+Refusals = dict[str, float]
+
+
+def start(make_server: Callable[..., RunningServer], issuer: Issuer, **overrides: Any) -> RunningServer:
+    """An App with its HTTP listener and `/metrics`, as test_slow_clients_http starts it."""
+    return start_http(make_server, issuer, metrics_listen="127.0.0.1:0", **overrides)
+
+
+def refusals(srv: RunningServer) -> Refusals:
+    """`authz_http_refusals_total` by reason, every reason the scrape lists."""
+    return {
+        dict(labels)["reason"]: count
+        for (name, labels), count in scrape(srv.app.metrics_port).items()
+        if name == "authz_http_refusals_total"
+    }
+
+
+def only(**counts: int) -> Refusals:
+    """Every reason at 0 but those in `counts`."""
+    assert set(counts) <= set(REFUSALS), counts
+    return {reason: float(counts.get(reason, 0)) for reason in REFUSALS}
+
+
+def connections(srv: RunningServer) -> float:
+    return value(scrape(srv.app.metrics_port), "authz_http_connections")
+
+
+def check(srv: RunningServer, issuer: Issuer) -> int:
+    """A Connect Check on a new connection from 127.0.0.1: its status."""
+    token = issuer.mint(permissions=["read:orders"])
+    body = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+    return ask(srv.app.http_port, "POST", CHECK_PATH, body, {"content-type": "application/json"})[0]
+
+
+def guard_phases(srv: RunningServer) -> list[str | None]:
+    """The phase of each connection the listener holds (the gauge says how many, not which)."""
+    assert srv.app.http is not None
+    return [conn.phase for conn in list(srv.app.http.guard.open)]
+
+
+def test_every_reason_is_listed_at_zero_and_open_connections_are_a_gauge(make_server, issuer):
+    srv = start(make_server, issuer, **PATIENT)
+    assert refusals(srv) == only()
+    assert connections(srv) == 0
+    socks = [connect(srv.app.http_port) for _ in range(3)]
+    try:
+        wait_for(lambda: connections(srv) == 3, what="the gauge to count three connections")
+        assert check(srv, issuer) == 200
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_for(lambda: connections(srv) == 0, what="the gauge to count them out")
+    assert refusals(srv) == only()
+    # Without an HTTP listener there is nothing of it to report.
+    grpc_only = make_server(settings_for(issuer, metrics_listen="127.0.0.1:0"))
+    names = {name for name, _ in scrape(grpc_only.app.metrics_port)}
+    assert not names & {"authz_http_refusals_total", "authz_http_connections"}, names
+
+
+def test_header_deadline_counts_partial_and_silent_connections_not_idle_keep_alive(make_server, issuer):
+    # 2 s: each connection sends what it sends at once, well inside it even on a busy machine.
+    srv = start(make_server, issuer, http_header_timeout_seconds=2.0)
+    port = srv.app.http_port
+    answered = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\n"  # 400: no proxy headers
+    partial = connect(port)
+    partial.sendall(f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: app".encode())
+    silent = connect(port)
+    # Answered once, then idle until the header deadline closes it (before uvicorn's 5 s
+    # keep-alive timeout would): a client pool's normal life, not a refusal.
+    pooled = connect(port)
+    pooled.sendall(answered)
+    # Answered once, then part of a second request: counted.
+    second = connect(port)
+    second.sendall(answered + b"GET /forward-auth HTTP/1.1\r\n")
+    assert read_all(partial).startswith(b"HTTP/1.1 408 ")
+    assert read_all(silent) == b"", "a silent connection is closed unanswered"
+    answer = read_all(pooled)
+    assert answer.startswith(b"HTTP/1.1 400 ") and answer.count(b"HTTP/1.1 ") == 1, answer
+    answer = read_all(second)
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"HTTP/1.1 408 " in answer, answer
+    assert refusals(srv) == only(header_deadline=3)
+
+
+def test_body_deadline_is_counted(make_server, issuer):
+    srv = start(make_server, issuer, http_body_timeout_seconds=0.5)
+    sock = connect(srv.app.http_port)
+    sock.sendall(
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        'content-length: 400\r\n\r\n{"resource": '.encode()
+    )
+    assert read_all(sock).startswith(b"HTTP/1.1 408 ")
+    assert refusals(srv) == only(body_deadline=1)
+    assert check(srv, issuer) == 200
+    assert refusals(srv) == only(body_deadline=1)
+
+
+def test_a_tls_handshake_past_the_header_deadline_is_counted_apart(make_server, issuer, tmp_path):
+    pki = make_pki(tmp_path)
+    srv = start(
+        make_server,
+        issuer,
+        tls_cert=str(pki.server_cert),
+        tls_key=str(pki.server_key),
+        # Time enough for a handshake on a busy machine: this test finishes one too.
+        http_header_timeout_seconds=2.0,
+    )
+    assert read_all(connect(srv.app.http_port)) == b"", "no ClientHello: closed unanswered"
+    assert refusals(srv) == only(tls_handshake_deadline=1)
+    # A finished handshake and no request: the header deadline's, as over plain TCP.
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    with context.wrap_socket(connect(srv.app.http_port), server_hostname="127.0.0.1") as secured:
+        secured.settimeout(20)
+        assert secured.recv(1) == b"", "closed unanswered"
+    assert refusals(srv) == only(tls_handshake_deadline=1, header_deadline=1)
+
+
+def test_past_the_per_client_cap_a_connection_is_counted(make_server, issuer):
+    srv = start(make_server, issuer, http_max_connections_per_client=2, **PATIENT)
+    mine = [connect(srv.app.http_port, "127.0.0.2") for _ in range(2)]
+    try:
+        wait_for(lambda: connections(srv) == 2, what="the listener to hold two")
+        assert read_all(connect(srv.app.http_port, "127.0.0.2")).startswith(b"HTTP/1.1 503 ")
+        assert refusals(srv) == only(client_connection_cap=1)
+        assert check(srv, issuer) == 200  # another address: not refused, not counted
+        assert refusals(srv) == only(client_connection_cap=1)
+        wait_for(lambda: connections(srv) == 2, what="the refused one to be let go")
+    finally:
+        for sock in mine:
+            sock.close()
+
+
+def test_past_the_total_cap_a_busy_listener_refuses_and_an_idle_one_evicts(make_server, issuer):
+    srv = start(make_server, issuer, http_max_connections=2, **PATIENT)
+    port = srv.app.http_port
+    idle = [connect(port, "127.0.0.2"), connect(port, "127.0.0.3")]
+    wait_for(lambda: connections(srv) == 2, what="the listener to hold two idle connections")
+    assert check(srv, issuer) == 200  # the oldest idle one makes room
+    assert read_all(idle[0]) == b""
+    assert refusals(srv) == only(idle_connection_evicted=1)
+    for sock in idle:
+        sock.close()
+    wait_for(lambda: connections(srv) == 0, what="the listener to let them go")
+    # Two connections in the middle of their bodies: nothing to make room with.
+    busy = [stall(port, 2, "127.0.0.2"), stall(port, 2, "127.0.0.3")]
+    try:
+        wait_for(lambda: guard_phases(srv) == ["body", "body"], what="two connections sending bodies")
+        assert read_all(connect(port, "127.0.0.4")).startswith(b"HTTP/1.1 503 ")
+        assert refusals(srv) == only(idle_connection_evicted=1, total_connection_cap=1)
+        assert all(still_open(sock) for sock in busy)
+    finally:
+        for sock in busy:
+            sock.close()
+
+
+def test_past_the_in_flight_limit_a_request_is_counted(make_server, issuer):
+    srv = start(make_server, issuer, max_concurrent_rpcs=1, **PATIENT)
+    assert srv.app.http is not None
+    in_flight = srv.app.http.config.app  # the InFlightLimit in front of the application
+    # A body over the 64 KiB read before a request counts holds its place while it arrives.
+    holder = connect(srv.app.http_port)
+    holder.sendall(
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        "content-length: 200000\r\n\r\n".encode()
+        + b" " * 70_000
+    )
+    try:
+        wait_for(lambda: in_flight.in_flight == 1, what="the slow body to hold the one place")
+        assert check(srv, issuer) == 503
+        assert refusals(srv) == only(in_flight_limit=1)
+    finally:
+        holder.close()
+    wait_for(lambda: in_flight.in_flight == 0, what="the place to be given back")
+    assert check(srv, issuer) == 200
+    assert refusals(srv) == only(in_flight_limit=1)
+
+
+def test_ordinary_traffic_moves_no_refusal(make_server, issuer):
+    srv = start(make_server, issuer)
+    for _ in range(5):
+        assert check(srv, issuer) == 200
+    with socket.create_connection(("127.0.0.1", srv.app.http_port), timeout=10) as sock:
+        sock.sendall(b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\nconnection: close\r\n\r\n")
+        assert read_all(sock).startswith(b"HTTP/1.1 400 ")
+    assert refusals(srv) == only()
