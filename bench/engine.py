@@ -12,7 +12,7 @@ from authz.principal import Principal
 from bench.profile import Profile
 from bench.report import Report
 from bench.stats import ratio, summary_us, timed_calls
-from bench.workloads import FAMILIES, VARIANTS, Request, Workload, build
+from bench.workloads import ATTRIBUTED, FAMILIES, VARIANTS, Request, Workload, build
 from tests.pycasbin_ref import AttrStr, enforcer
 
 SPEEDUP_AT = 1_000
@@ -25,17 +25,28 @@ MAX_VARIANT_COST = 2.0
 PYCASBIN_VARIANT_MAX = 1_000
 
 
-def _pycasbin_args(family: str, request: Request) -> tuple[Any, ...]:
+# Issue 15: every family's decision time at these sizes, whatever its shape.
+BOUNDED_SIZES = (1_000, 10_000, 100_000)
+MAX_MEDIAN_US = 50.0
+MAX_P99_US = 150.0
+
+
+def _pycasbin_args(workload: Workload, request: Request) -> tuple[Any, ...]:
     # pycasbin reads attributes with plain attribute access: strings that carry them.
-    if family == "abac":
-        return AttrStr(request.user, id=request.user), AttrStr(request.obj, **request.attributes), request.act
+    if workload.family in ATTRIBUTED:
+        claims = workload.subjects.get(request.user, {})
+        return (
+            AttrStr(request.user, id=request.user, **claims),
+            AttrStr(request.obj, **request.attributes),
+            request.act,
+        )
     return request.user, request.obj, request.act
 
 
 def _time_authz(
     snapshot: Snapshot, workload: Workload, profile: Profile
 ) -> tuple[dict[str, Any], list[bool]]:
-    principals = {user: Principal(id=user) for user in workload.users}
+    principals = {user: Principal(id=user, claims=workload.subjects.get(user, {})) for user in workload.users}
 
     def decide(request: Request) -> bool:
         return snapshot.decide(principals[request.user], request.obj, request.act, request.attributes).allowed
@@ -56,7 +67,7 @@ def _time_pycasbin(
     enforcer_: casbin.Enforcer, workload: Workload, profile: Profile
 ) -> tuple[dict[str, Any], list[bool]]:
     samples, allowed = [], []
-    calls = ((_pycasbin_args(workload.family, r)) for r in workload.requests)
+    calls = (_pycasbin_args(workload, r) for r in workload.requests)
     for _, result, ns in timed_calls(
         lambda args: bool(enforcer_.enforce(*args)),
         calls,
@@ -138,6 +149,12 @@ def run(profile: Profile, report: Report) -> None:
             report.target(
                 f"engine {family}: growth {low:,} -> {high:,} lines", growth, MAX_GROWTH, at_least=False
             )
+        for size in (s for s in profile.sizes if s in BOUNDED_SIZES):
+            authz = data[family][str(size)]["authz"]
+            report.target(
+                f"engine {family}: median µs at {size:,}", authz["median_us"], MAX_MEDIAN_US, at_least=False
+            )
+            report.target(f"engine {family}: p99 µs at {size:,}", authz["p99_us"], MAX_P99_US, at_least=False)
     for variant, base in VARIANTS.items():
         for size in profile.sizes:
             cost = ratio(

@@ -14,9 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import manyconds
 from tests.pycasbin_ref import write_policy
 
-FAMILIES = ("rbac", "routes", "abac")
+FAMILIES = ("rbac", "routes", "abac", manyconds.FAMILY)
+# Families whose requests carry attributes (pycasbin reads them from attribute-carrying strings).
+ATTRIBUTED = ("abac", manyconds.FAMILY)
 # The rbac family with time-windowed role links, and with pattern-matched roles: each is
 # measured against plain rbac at the same size (issue 12: within 2x).
 VARIANTS = {"rbac-timed": "rbac", "rbac-patterns": "rbac"}
@@ -124,6 +127,8 @@ class Workload:
     requests: list[Request]
     users: list[str]
     permissions: list[str]
+    # Claims per user that conditions read as `r.sub.<name>` (abac_many's `level`).
+    subjects: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def write(self, directory: Path) -> Path:
         """A policy directory (model.conf + policy.csv) both engines load."""
@@ -222,6 +227,8 @@ def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
     variant, family = family, VARIANTS.get(family, family)
     rng = random.Random(f"{family}/{size}/{seed}")
     n_users = max(4, min(50, size // 25))
+    if family == manyconds.FAMILY:
+        return _many(rng, size, n_users, n_requests)
     n_roles = max(2, size // 100)
     p_budget = size - n_users * (ROLES_PER_USER + PERMS_PER_USER) - n_roles * PERMS_PER_ROLE
     n_collections = max(1, p_budget // 5)
@@ -262,3 +269,22 @@ def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
         # Users by id prefix (user1, user10 ...) and a family of permissions through one role.
         g_lines += [f"g, user1*, {roles[0]}", f"g, user2*, {roles[-1]}", f"g, {roles[0]}, read:c1*"]
     return Workload(variant, size, model, p_lines + g_lines, requests, users, perms)
+
+
+def _many(rng: random.Random, size: int, n_users: int, n_requests: int) -> Workload:
+    # The users' grants count as lines too: the p lines fill what they leave.
+    budget = max(1, size - n_users * manyconds.ROLES_PER_USER)
+    p_lines, grants, n_depts = manyconds.policy(rng, budget, n_users)
+    users = sorted(grants, key=lambda name: int(name[4:]))
+    g_lines = [f"g, {user}, {role}" for user in users for role in grants[user]]
+    subjects = {user: manyconds.subject_attributes(rng) for user in users}
+    requests = []
+    for _ in range(n_requests):
+        user = rng.choice(users)
+        dept = int(grants[user][0].split("-")[0][4:])
+        obj, act = manyconds.request(rng, dept, n_depts)
+        requests.append(Request(user, obj, act, manyconds.resource_attributes(rng, user, users)))
+    roles = sorted({role for held in grants.values() for role in held})
+    return Workload(
+        manyconds.FAMILY, size, manyconds.MODEL, p_lines + g_lines, requests, users, roles, subjects
+    )

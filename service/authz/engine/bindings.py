@@ -143,9 +143,12 @@ class Subject(Bound):
         return f"Subject({self.principal.id!r})"
 
 
+_STRINGLIKE = (Resource, Subject)  # a tuple: `Resource | Subject` would be built on every call
+
+
 def plain(value: Any) -> Any:
     """The string a bound value stands for, for functions such as keyMatch2."""
-    return str(value) if isinstance(value, Resource | Subject) else value
+    return str(value) if isinstance(value, _STRINGLIKE) else value
 
 
 def get_attr(value: Any, name: str, path: str) -> Any:

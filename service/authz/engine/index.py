@@ -36,8 +36,10 @@ Lines = tuple[int, ...] | frozenset[int]
 Parts = list[Lines]
 SMALL_GROUP = 16
 # A value shared by this many lines hardly narrows anything (a method column, say):
-# it is not stored, and a request for it is "no narrowing" from this filter.
-BROAD_MIN = 64
+# it is not stored, and a request for it is "no narrowing" from this filter. Below
+# BROAD_MIN * BROAD_SHARE lines every group is kept (a few thousand entries at most): a
+# role's hundred lines in a policy of a thousand still narrow a request ten times.
+BROAD_MIN = 256
 BROAD_SHARE = 16
 
 
@@ -181,24 +183,37 @@ class _All(Filter):
 
 def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
     """Lines in every union (None: no narrowing known), in ascending line order."""
+    found = _narrow(all_parts)
+    return None if found is None else sorted(found)
+
+
+def _narrow(
+    all_parts: Sequence[Parts | None], found: Lines | set[int] | None = None
+) -> Lines | set[int] | None:
+    # `found` (when known) intersected with every union, smallest union first.
     known = [p for p in all_parts if p is not None]
     if not known:
-        return None
+        return found
     if len(known) > 1:
         known.sort(key=lambda parts: sum(len(x) for x in parts))
-    smallest = known[0]
-    found: Lines | set[int] = smallest[0] if len(smallest) == 1 else set().union(*smallest)
-    for parts in known[1:]:
+    if found is None:
+        smallest = known.pop(0)
+        found = smallest[0] if len(smallest) == 1 else set().union(*smallest)
+    for parts in known:
         if not found:
             break
+        mine = found if isinstance(found, set | frozenset) else set(found)
         if len(parts) == 1:
             other = parts[0]
-            mine = found if isinstance(found, set | frozenset) else set(found)
             # C-level either way: `&` walks the smaller set, intersection() the small tuple.
             found = mine & other if isinstance(other, frozenset) else mine.intersection(other)
         else:
-            found = {i for i in found if any(i in part for part in parts)}
-    return sorted(found)
+            # A union: each part intersected at C level walks min(len(found), len(part)) lines.
+            union: set[int] = set()
+            for part in parts:
+                union.update(mine & part if isinstance(part, frozenset) else mine.intersection(part))
+            found = union
+    return found
 
 
 class PolicyIndex:
@@ -232,12 +247,11 @@ class PolicyIndex:
 
     def candidates(self, rvals: Mapping[str, Any]) -> list[int] | None:
         """Ascending indexes of the lines that may match; None means every line."""
-        found = intersect([f.parts(rvals) for f in self.cheap])
-        if not self.costly or (found is not None and len(found) <= FEW):
-            # Few enough: the full matcher on each is cheaper than walking role closures.
-            return found
-        known: list[Parts | None] = [[frozenset(found)]] if found is not None else []
-        return intersect(known + [f.parts(rvals) for f in self.costly])
+        found = _narrow([f.parts(rvals) for f in self.cheap])
+        # Few enough: the full matcher on each is cheaper than walking role closures.
+        if self.costly and (found is None or len(found) > FEW):
+            found = _narrow([f.parts(rvals) for f in self.costly], found)
+        return None if found is None else sorted(found)
 
     # -- analysis ----------------------------------------------------------------
 

@@ -19,7 +19,8 @@ from typing import Any
 from authz.engine.arith import GUARDED, MAX_SEQUENCE
 from authz.engine.bindings import KEYED_SUBJECT_FIELDS, get_attr, get_item
 
-_ATTR = "__authz_attr"
+# The function a compiled matcher reads `x.name` through (`bindings.get_attr`).
+ATTR = "__authz_attr"
 # The request parameter the principal is bound to.
 SUBJECT = "r_sub"
 _ITEM = "__authz_item"
@@ -133,7 +134,7 @@ class _Rewriter(ast.NodeTransformer):
         path = display_path(node)
         value = self.visit(node.value)
         return ast.Call(
-            func=ast.Name(_ATTR, ast.Load()),
+            func=ast.Name(ATTR, ast.Load()),
             args=[value, ast.Constant(node.attr), ast.Constant(path)],
             keywords=[],
         )
@@ -225,6 +226,12 @@ class MatcherCompiler:
         self._fixed_values = tuple(values)
         self._fixed_names = tuple(_names_in(self._fixed))
         self._shapes: dict[str, Callable[..., Any] | MatcherSyntaxError] = {}
+        # One object per distinct constant (by type and value, as 1 and 1.0 differ): lines
+        # repeat the same statuses and names, and a decision comparing with shared objects
+        # reads memory it has just read for the previous line.
+        self._constants: dict[tuple[type, Any], Any] = {}
+        # Each compiled shape's source and parameters (its constants' names, then `params`).
+        self.sources: dict[Callable[..., Any], tuple[str, tuple[str, ...]]] = {}
         # Whether every shape compiled so far decides on the decision cache's key alone.
         self.cacheable = True
 
@@ -248,7 +255,7 @@ class MatcherCompiler:
             pieces.append(f"({template})")
             pieces.append(self._fixed[number + 1])
             names.extend(f"{_CONST}c{number}_{i}" for i in range(len(found)))
-            values.extend(found)
+            values.extend(self._constants.setdefault((type(v), v), v) for v in found)
         source = "".join(pieces).strip()
         fn = self._shapes.get(source)
         if fn is None:
@@ -257,6 +264,7 @@ class MatcherCompiler:
                     source, (*names, *self.params), self.functions, self.subject
                 )
                 self.cacheable = self.cacheable and cacheable
+                self.sources[fn] = (source, (*names, *self.params))
             except MatcherSyntaxError as exc:
                 fn = exc
             self._shapes[source] = fn
@@ -285,14 +293,7 @@ def compile_expression(
 def _compile_checked(
     source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]], subject: str
 ) -> tuple[Callable[..., Any], bool]:
-    try:
-        tree = ast.parse(source, mode="eval")
-    except SyntaxError as exc:
-        raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
-    except ValueError as exc:  # a NUL character (a SyntaxError from Python 3.12 on)
-        raise MatcherSyntaxError(f"syntax error: {exc}") from None
-    rewriter = _Rewriter(params, functions, subject)
-    body = rewriter.visit(tree).body
+    body, cacheable = checked_body(source, params, functions, subject)
     lam = ast.Expression(
         ast.Lambda(
             args=ast.arguments(
@@ -306,12 +307,31 @@ def _compile_checked(
         )
     )
     ast.fix_missing_locations(lam)
-    namespace: dict[str, Any] = {
+    compiled: Callable[..., Any] = eval(compile(lam, "<matcher>", "eval"), namespace(functions))  # noqa: S307
+    return compiled, cacheable
+
+
+def checked_body(
+    source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]], subject: str = SUBJECT
+) -> tuple[ast.expr, bool]:
+    """The expression's syntax tree after the allow-list check and the rewrites; cacheable or not."""
+    try:
+        tree = ast.parse(source, mode="eval")
+    except SyntaxError as exc:
+        raise MatcherSyntaxError(f"syntax error: {exc.msg}") from None
+    except ValueError as exc:  # a NUL character (a SyntaxError from Python 3.12 on)
+        raise MatcherSyntaxError(f"syntax error: {exc}") from None
+    rewriter = _Rewriter(params, functions, subject)
+    body: ast.expr = rewriter.visit(tree).body
+    return body, rewriter.cacheable
+
+
+def namespace(functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
+    """The globals a compiled matcher runs with: no builtins, the guarded helpers, the functions."""
+    return {
         "__builtins__": {},
-        _ATTR: get_attr,
+        ATTR: get_attr,
         _ITEM: get_item,
         **{_OP + name: fn for name, fn in GUARDED.items()},
         **functions,
     }
-    compiled: Callable[..., Any] = eval(compile(lam, "<matcher>", "eval"), namespace)  # noqa: S307
-    return compiled, rewriter.cacheable

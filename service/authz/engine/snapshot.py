@@ -17,8 +17,10 @@ from typing import Any, NamedTuple
 from authz.decision import Decision, Reason
 from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.cache import DecisionCache, decision_key
+from authz.engine.candidates import CandidateEvaluator, build_evaluator
 from authz.engine.contexts import build_with_contexts
 from authz.engine.index import PolicyIndex
+from authz.engine.lean import LeanCompiler
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.patterns import enable_matching
@@ -44,8 +46,9 @@ class Rule(NamedTuple):
     fn: Callable[..., Any]
 
 
-@dataclass(frozen=True, slots=True)
-class _Hit:
+class _Hit(NamedTuple):
+    # A NamedTuple: a request with conditions makes dozens, and a frozen dataclass costs
+    # several times as much to build.
     rule: Rule
     missing: str | None = None  # set when the condition is unknown
 
@@ -69,6 +72,8 @@ class Snapshot:
     # Casbin's enforce contexts by suffix ("2": r2, p2, e2, m2), each a snapshot of its own
     # (`engine/contexts.py`); the default context is this snapshot.
     sections: dict[str, Snapshot] = field(default_factory=dict)
+    # Candidate lines evaluated by head groups and lean conditions (matchers with eval()).
+    evaluator: CandidateEvaluator | None = None
 
     # -- decisions -------------------------------------------------------------------
 
@@ -121,11 +126,13 @@ class Snapshot:
             if not self.rules:
                 return self._decide_empty(rvals)
             rules = self.rules
-            if self.index is not None:
-                picked = self.index.candidates(self.model.aliased(bound))
-                if picked is not None:
-                    rules = [rules[i] for i in picked]
-            return _EFFECTS[self.model.effect](self._hits(rules, rvals), explain)
+            picked = self.index.candidates(self.model.aliased(bound)) if self.index is not None else None
+            if self.evaluator is not None:
+                lines = range(len(rules)) if picked is None else picked
+                hits = self.evaluator.hits(rules, lines, rvals, _Hit, _EvalFailure, _truth)
+            else:
+                hits = self._hits(rules if picked is None else [rules[i] for i in picked], rvals)
+            return _EFFECTS[self.model.effect](hits, explain)
         except _EvalFailure as failure:
             return Decision(False, Reason.POLICY_ERROR, str(failure), (failure.location,))
 
@@ -139,7 +146,8 @@ class Snapshot:
                 continue
             except Exception as exc:
                 raise _EvalFailure(rule.line.location, f"{type(exc).__name__}: {exc}") from exc
-            if _truth(result, rule.line.location):
+            # The location is built only when a result is not a bool: most calls never need it.
+            if result is True or (result is not False and _truth(result, rule.line.location)):
                 yield _Hit(rule)
 
     def _decide_empty(self, rvals: tuple[Any, ...]) -> Decision:
@@ -334,8 +342,9 @@ def _line_error(line: PolicyLine, message: str) -> Finding:
 
 
 def _plain_args(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Conditions call these per candidate line: a list, not a generator, and no per-call setup.
     def call(*args: Any) -> Any:
-        return fn(*(plain(a) for a in args))
+        return fn(*[plain(a) for a in args])
 
     return call
 
@@ -509,6 +518,8 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
         for line in p_lines
         if obj_index is not None and not _PATTERN.search(line.values[obj_index])
     )
+    lean = LeanCompiler(model.request, model.policy, functions, subject)
+    evaluator = build_evaluator(model.matcher, compiler.sources, params, rules, lean)
     indexed = [own for own, role in zip(model.request, model.bind, strict=True) if role in _INDEXED]
     index = PolicyIndex(model.matcher, model.policy, indexed, [r.line.values for r in rules], graphs)
     return Snapshot(
@@ -524,6 +535,7 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
         resources=resources,
         model_text=source.model_text,
         functions=functions,
+        evaluator=evaluator,
     )
 
 
