@@ -68,7 +68,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy service/authz clients/python/authz_client
+	$(BIN)/mypy service/authz clients/python/authz_client bench
 
 ## bench: measure decisions, loads, tokens, serving, peer services, overload and memory against same-run baselines (not part of test; installs the Node peer's packages)
 bench: $(STAMP)

@@ -123,12 +123,14 @@ def subject_attributes(rng: random.Random) -> dict[str, Any]:
     return {"level": rng.randrange(1, 6)}
 
 
-def resource_attributes(rng: random.Random, user: str, users: list[str]) -> dict[str, Any]:
+def resource_attributes(
+    rng: random.Random, user: str, users: list[str], orgs: tuple[str, ...] = ORGS
+) -> dict[str, Any]:
     """A resource's attributes: owner (often the user), status, org, amount, priority, region."""
     return {
         "owner": user if rng.random() < 0.4 else rng.choice(users),
         "status": rng.choice(STATUSES),
-        "org_id": rng.choice(ORGS),
+        "org_id": rng.choice(orgs),
         "amount": rng.randrange(0, 10_000),
         "priority": rng.randrange(10),
         "region": rng.choice(REGIONS),

@@ -136,7 +136,7 @@ def run(profile: Profile, report: Report) -> None:
         load = _load_times(big, _store(server, "bench_load", big), profile.load_rounds)
         issuer = Issuer()
         try:
-            policy, _ = serving.write_payload(profile, issuer)
+            policy, payload = serving.write_payload(profile, issuer)
             dsn = _store(server, "bench_serve", policy)
             with ExitStack() as servers:
                 on_disk = servers.enter_context(serving.authz_serve(profile, issuer, policy))
@@ -144,8 +144,8 @@ def run(profile: Profile, report: Report) -> None:
                 follower = servers.enter_context(serving.authz_serve(profile, issuer, policy, store=dsn))
                 found = interleaved(
                     {
-                        "directory": lambda: measure(profile, on_disk, "check", report),
-                        "postgresql": lambda: measure(profile, stored, "check", report),
+                        "directory": lambda: measure(profile, on_disk, "check", payload, report),
+                        "postgresql": lambda: measure(profile, stored, "check", payload, report),
                     },
                     profile.rpc_rounds,
                 )

@@ -211,17 +211,6 @@ _REQUESTS: dict[str, Callable[[random.Random, int], tuple[str, str]]] = {
 }
 
 
-def _attributes(rng: random.Random, user: str, users: list[str]) -> dict[str, Any]:
-    return {
-        "owner": user if rng.random() < 0.4 else rng.choice(users),
-        "status": rng.choice(STATUSES),
-        "org_id": rng.choice(ORGS),
-        "amount": rng.randrange(0, 10_000),
-        "priority": rng.randrange(10),
-        "region": rng.choice(REGIONS),
-    }
-
-
 def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
     """`size` policy lines of `family` and `n_requests` requests (half aimed at the users' grants)."""
     variant, family = family, VARIANTS.get(family, family)
@@ -258,7 +247,7 @@ def build(family: str, size: int, n_requests: int, seed: int = 7) -> Workload:
         else:
             k = rng.randrange(n_collections + max(1, n_collections // 10))  # some unknown collections
             obj, act = _REQUESTS[family](rng, k)
-        attributes = _attributes(rng, user, users) if family == "abac" else {}
+        attributes = manyconds.resource_attributes(rng, user, users, ORGS) if family == "abac" else {}
         requests.append(Request(user, obj, act, attributes))
     model = MODELS[family]
     if variant == "rbac-timed":
