@@ -253,7 +253,12 @@ def _scan_denies(
                 if not explain:
                     break
         elif hit.rule.effect == ALLOW:
-            (unknown_allows if hit.missing else allows).append(hit)
+            if hit.missing:
+                unknown_allows.append(hit)
+            elif explain or not allows:
+                # Without explain only the first allow is named (the message's); the scan goes
+                # on for denies, and naming every allow cost a location string each.
+                allows.append(hit)
     return allows, denies, unknown_denies, unknown_allows
 
 
