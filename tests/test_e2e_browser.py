@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import urllib.error
@@ -187,3 +188,34 @@ def test_page_calls_authz_across_origins_without_errors(seen: dict[str, Any]) ->
     # The page and authz listen on different ports: every answer above went through a CORS
     # preflight; a refused one would show up here as a failed fetch.
     assert seen["consoleErrors"] == []
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def test_a_demo_that_cannot_start_leaves_no_authz_behind(node: str, tmp_path: Path) -> None:
+    # The orders API's port is taken: the demo fails, and the dev authz it had started stops too.
+    grpc_port = free_port()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        args = [node, str(DEMO / "scripts" / "serve-demo.mjs"), "--dev-dir", str(tmp_path)]
+        for flag, port in (
+            ("--page-port", free_port()),
+            ("--http-port", free_port()),
+            ("--grpc-port", grpc_port),
+            ("--issuer-port", free_port()),
+            ("--api-port", taken.getsockname()[1]),
+        ):
+            args += [flag, str(port)]
+        done = subprocess.run(
+            args, capture_output=True, text=True, timeout=120, env={**os.environ, "AUTHZ_BIN": str(AUTHZ_BIN)}
+        )
+    assert done.returncode != 0 and "EADDRINUSE" in done.stderr, done.stderr
+    wait_for(lambda: _bindable(grpc_port), 30, "the demo's authz gone from its gRPC port")

@@ -49,9 +49,17 @@ const authz = await startDevAuthz({
   devDir: values["dev-dir"],
   corsOrigins,
 });
-const api = await startOrdersApi({ port: Number(values["api-port"]), authzUrl: authz.baseUrl, corsOrigins });
-const config = await demoConfig(authz.baseUrl, authz.mint, api.url);
-writeFileSync(join(DIST, "config.json"), JSON.stringify(config, null, 2));
+let api;
+try {
+  api = await startOrdersApi({ port: Number(values["api-port"]), authzUrl: authz.baseUrl, corsOrigins });
+  const config = await demoConfig(authz.baseUrl, authz.mint, api.url);
+  writeFileSync(join(DIST, "config.json"), JSON.stringify(config, null, 2));
+} catch (err) {
+  // A port already taken, say: the authz started above must not outlive the demo.
+  await api?.close();
+  await authz.stop();
+  throw err;
+}
 
 const python = process.env.PYTHON ?? "python3";
 const page = spawn(python, ["-m", "http.server", String(pagePort), "--bind", "127.0.0.1", "--directory", DIST], {
