@@ -25,6 +25,7 @@ from tests.waiting import wait_for
 
 FLOOD_THREADS = 4
 FLOOD_CALLS = 200  # per thread: 800 at once, below the core's own limit of 1,000 waiting calls
+FLOODS = 5
 REFUSED_METRIC = "authz_grpc_refusals_total"
 R = authz_pb2
 
@@ -83,17 +84,24 @@ def test_a_flood_is_refused_while_accepted_calls_and_health_answer(make_server, 
     flooding.set()
     prober = threading.Thread(target=probe)
     prober.start()
+    results: list[tuple[grpc.StatusCode, str, bool]] = []
     try:
-        results = _flood(srv.address, read)
+        # A flood queues only when the clients outpace the server; on a machine so busy that
+        # they do not, nothing waits and nothing is refused (rightly): flood again, a few times.
+        for _ in range(FLOODS):
+            flood = _flood(srv.address, read)
+            assert len(flood) == FLOOD_THREADS * FLOOD_CALLS
+            results += flood
+            if any(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _, _ in flood):
+                break
     finally:
         flooding.clear()
         prober.join(60)
 
     codes = Counter(code for code, _, _ in results)
-    assert len(results) == FLOOD_THREADS * FLOOD_CALLS
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert codes[grpc.StatusCode.OK] >= 1, "no call of the flood was answered"
-    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, "the flood built no backlog to refuse"
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, f"{FLOODS} floods built no backlog to refuse"
     assert all(allowed for code, _, allowed in results if code == grpc.StatusCode.OK)
     refusals = [details for code, details, _ in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert all("the server is behind" in details and "retry later" in details for details in refusals)
