@@ -78,6 +78,12 @@ def newest_server_id() -> int | None:
         start = newest + 1
 
 
+def started_calls(server_id: int) -> int:
+    """The calls grpcio's core has started on channelz server `server_id` (taken by the loop or not)."""
+    found = _STARTED.search(cygrpc.channelz_get_server(server_id))
+    return int(found[1]) if found else 0
+
+
 class Admission:
     """Counts the calls the loop takes; refuses calls while those waiting in the core exceed `budget` s.
 
@@ -127,8 +133,7 @@ class Admission:
         )
 
     def _sample(self, now: float, server_id: int) -> None:
-        found = _STARTED.search(cygrpc.channelz_get_server(server_id))
-        lag = (int(found[1]) if found else 0) - self.taken  # started, and not taken (yet, or ever)
+        lag = started_calls(server_id) - self.taken  # started, and not taken (yet, or ever)
         elapsed = now - self._sampled_at
         if self._backlog > 0 and elapsed <= 4 * SAMPLE_SECONDS:
             # Behind since the last sample: the loop took calls as fast as it can.
