@@ -20,24 +20,39 @@ from grpc_reflection.v1alpha import reflection_pb2
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.config import load_settings
 from authz.errors import ConfigError
-from authz.transports.admission import started_calls
 from tests.conftest import settings_for
 from tests.waiting import wait_for
 
 FLOOD_THREADS = 4
 FLOOD_CALLS = 200  # per thread: 800 at once, below the core's own limit of 1,000 waiting calls
+FLOODS = 5
 REFUSED_METRIC = "authz_grpc_refusals_total"
 R = authz_pb2
 
 
-def _collect(futures: list[grpc.Future]) -> list[tuple[grpc.StatusCode, str, bool]]:
-    """(code, details, allowed) of each call."""
-    results = []
-    for future in futures:
-        try:
-            results.append((grpc.StatusCode.OK, "", future.result().allowed))
-        except grpc.RpcError as exc:
-            results.append((exc.code(), exc.details() or "", False))
+def _flood(address: str, read: R.CheckRequest) -> list[tuple[grpc.StatusCode, str, bool]]:
+    """FLOOD_THREADS connections each send FLOOD_CALLS Checks at once; (code, details, allowed) of each."""
+    results: list[tuple[grpc.StatusCode, str, bool]] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            check = authz_pb2_grpc.AuthorizationServiceStub(channel).Check
+            futures = [check.future(read, timeout=60) for _ in range(FLOOD_CALLS)]
+            for future in futures:
+                try:
+                    outcome = (grpc.StatusCode.OK, "", future.result().allowed)
+                except grpc.RpcError as exc:
+                    outcome = (exc.code(), exc.details() or "", False)
+                with lock:
+                    results.append(outcome)
+
+    senders = [threading.Thread(target=send) for _ in range(FLOOD_THREADS)]
+    for sender in senders:
+        sender.start()
+    for sender in senders:
+        sender.join(120)
     return results
 
 
@@ -69,39 +84,24 @@ def test_a_flood_is_refused_while_accepted_calls_and_health_answer(make_server, 
     flooding.set()
     prober = threading.Thread(target=probe)
     prober.start()
-    channels = [
-        grpc.insecure_channel(srv.address, options=[("grpc.use_local_subchannel_pool", 1)])
-        for _ in range(FLOOD_THREADS)
-    ]
+    results: list[tuple[grpc.StatusCode, str, bool]] = []
     try:
-        for channel in channels:
-            grpc.channel_ready_future(channel).result(timeout=30)
-        # The server's event loop stalls, as on a machine that takes its core away, while the
-        # flood arrives: the calls queue in grpcio's core whatever the clients' pace.
-        admission = srv.app.grpc_server.gate.admission
-        assert admission.server_id is not None
-        before = started_calls(admission.server_id)
-        release = threading.Event()
-        srv.app.grpc.loop.call_soon_threadsafe(release.wait, 60)
-        try:
-            stubs = [authz_pb2_grpc.AuthorizationServiceStub(channel) for channel in channels]
-            futures = [stub.Check.future(read, timeout=60) for stub in stubs for _ in range(FLOOD_CALLS)]
-            queued = FLOOD_THREADS * FLOOD_CALLS // 2
-            wait_for(lambda: started_calls(admission.server_id) - before >= queued, 60, "the flood queued")
-        finally:
-            release.set()
-        results = _collect(futures)
+        # A flood queues only when the clients outpace the server; on a machine so busy that
+        # they do not, nothing waits and nothing is refused (rightly): flood again, a few times.
+        for _ in range(FLOODS):
+            flood = _flood(srv.address, read)
+            assert len(flood) == FLOOD_THREADS * FLOOD_CALLS
+            results += flood
+            if any(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _, _ in flood):
+                break
     finally:
         flooding.clear()
         prober.join(60)
-        for channel in channels:
-            channel.close()
 
-    assert len(results) == FLOOD_THREADS * FLOOD_CALLS
     codes = Counter(code for code, _, _ in results)
     assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
     assert codes[grpc.StatusCode.OK] >= 1, "no call of the flood was answered"
-    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, "the queued flood was not refused"
+    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, f"{FLOODS} floods built no backlog to refuse"
     assert all(allowed for code, _, allowed in results if code == grpc.StatusCode.OK)
     refusals = [details for code, details, _ in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
     assert all("the server is behind" in details and "retry later" in details for details in refusals)
