@@ -1,117 +1,150 @@
 """Queue-time load shedding (authz.transports.admission) on a real gRPC server.
 
-A flood of Checks sent faster than the server takes them builds a backlog in grpcio's
-core; while the calls there would wait longer than `max_queue_seconds`, authz refuses new
-ones with RESOURCE_EXHAUSTED, answers the rest and every health check. The assertions
-are on statuses and counts only: how fast a busy machine answers is `make bench`'s.
+A flood of Checks that arrives faster than the server takes them builds a backlog in
+grpcio's core; while the calls there would wait longer than `max_queue_seconds`, authz
+refuses new ones with RESOURCE_EXHAUSTED, answers the rest and every health check. The
+assertions are on statuses and counts only: how fast a busy machine answers is `make bench`'s.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
+import urllib.request
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.config import load_settings
 from authz.errors import ConfigError
 from tests.conftest import settings_for
+from tests.policy_dirs import copy_demo
+from tests.serveproc import ServeProcess, free_port
 from tests.waiting import wait_for
 
-FLOOD_THREADS = 4
-FLOOD_CALLS = 200  # per thread: 800 at once, below the core's own limit of 1,000 waiting calls
-FLOODS = 5
+FLOOD_CONNECTIONS = 4
+FLOOD_CALLS = 200  # per connection: 800 at once, below the core's own limit of 1,000 waiting calls
 REFUSED_METRIC = "authz_grpc_refusals_total"
 R = authz_pb2
 
 
-def _flood(address: str, read: R.CheckRequest) -> list[tuple[grpc.StatusCode, str, bool]]:
-    """FLOOD_THREADS connections each send FLOOD_CALLS Checks at once; (code, details, allowed) of each."""
-    results: list[tuple[grpc.StatusCode, str, bool]] = []
-    lock = threading.Lock()
-
-    def send() -> None:
-        with grpc.insecure_channel(address, options=[("grpc.use_local_subchannel_pool", 1)]) as channel:
-            grpc.channel_ready_future(channel).result(timeout=30)
-            check = authz_pb2_grpc.AuthorizationServiceStub(channel).Check
-            futures = [check.future(read, timeout=60) for _ in range(FLOOD_CALLS)]
-            for future in futures:
-                try:
-                    outcome = (grpc.StatusCode.OK, "", future.result().allowed)
-                except grpc.RpcError as exc:
-                    outcome = (exc.code(), exc.details() or "", False)
-                with lock:
-                    results.append(outcome)
-
-    senders = [threading.Thread(target=send) for _ in range(FLOOD_THREADS)]
-    for sender in senders:
-        sender.start()
-    for sender in senders:
-        sender.join(120)
-    return results
+def _received_unread(port: int) -> int:
+    """Bytes the kernel holds, unread, on the established TCP connections to local `port`."""
+    total = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port, state, rx_queue = int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[4]
+            if local_port == port and state == "01":  # ESTABLISHED
+                total += int(rx_queue.split(":")[1], 16)
+    return total
 
 
-def _answered(srv: Any, read: R.CheckRequest) -> bool:
+def _outcome(future: grpc.Future) -> tuple[grpc.StatusCode, str, bool]:
     try:
-        return bool(srv.stub.Check(read, timeout=10).allowed)
+        return grpc.StatusCode.OK, "", bool(future.result().allowed)
+    except grpc.RpcError as exc:
+        return exc.code(), exc.details() or "", False
+
+
+def _refusal_count(metrics_port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == REFUSED_METRIC and sample.labels == {"reason": "queue_time"}:
+                return sample.value
+    raise AssertionError(f"{REFUSED_METRIC} not exported")
+
+
+def _answered(stub: Any, read: R.CheckRequest) -> bool:
+    try:
+        return bool(stub.Check(read, timeout=10).allowed)
     except grpc.RpcError as exc:
         assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, exc
         return False
 
 
-def test_a_flood_is_refused_while_accepted_calls_and_health_answer(make_server, issuer):
-    srv = make_server(settings_for(issuer, max_queue_seconds=0.002))
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc/net/tcp")
+def test_a_flood_is_refused_while_accepted_calls_and_health_answer(issuer, tmp_path):
+    metrics_port = free_port()
+    server = ServeProcess(
+        issuer,
+        copy_demo(tmp_path),
+        cwd=tmp_path,
+        env={"AUTHZ_MAX_QUEUE_SECONDS": "0.002", "AUTHZ_METRICS_LISTEN": f"127.0.0.1:{metrics_port}"},
+    )
+    port = int(server.address.rsplit(":", 1)[1])
     read = R.CheckRequest(
         token=issuer.mint(permissions=["read:orders"]), resource="/api/orders/1", action="GET"
     )
-    # The token verified and cached: the flood's Checks are answered on the loop. (With a 2 ms
-    # budget a stalled machine may refuse even these, so they are waited for.)
-    wait_for(lambda: _answered(srv, read), 30, "the first Check answered")
-
-    health = health_pb2_grpc.HealthStub(srv.channel)
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    channels = [grpc.insecure_channel(server.address, options=options) for _ in range(FLOOD_CONNECTIONS + 1)]
     statuses: list[int] = []
     flooding = threading.Event()
-
-    def probe() -> None:
-        while flooding.is_set() or not statuses:
-            statuses.append(health.Check(health_pb2.HealthCheckRequest(), timeout=30).status)
-
-    flooding.set()
-    prober = threading.Thread(target=probe)
-    prober.start()
-    results: list[tuple[grpc.StatusCode, str, bool]] = []
     try:
-        # A flood queues only when the clients outpace the server; on a machine so busy that
-        # they do not, nothing waits and nothing is refused (rightly): flood again, a few times.
-        for _ in range(FLOODS):
-            flood = _flood(srv.address, read)
-            assert len(flood) == FLOOD_THREADS * FLOOD_CALLS
-            results += flood
-            if any(code == grpc.StatusCode.RESOURCE_EXHAUSTED for code, _, _ in flood):
-                break
-    finally:
+        server.wait_serving(channels[0])
+        for channel in channels:
+            grpc.channel_ready_future(channel).result(timeout=30)
+        stubs = [authz_pb2_grpc.AuthorizationServiceStub(channel) for channel in channels]
+        # The token verified and cached: the flood's Checks are answered on the loop.
+        wait_for(lambda: _answered(stubs[0], read), 30, "the first Check answered")
+
+        health = health_pb2_grpc.HealthStub(channels[-1])
+
+        def probe() -> None:
+            while flooding.is_set() or not statuses:
+                statuses.append(health.Check(health_pb2.HealthCheckRequest(), timeout=60).status)
+
+        # The server is stopped, as a machine that takes its cores away stops it, while the flood
+        # arrives: the calls wait in the kernel and then in grpcio's core, whatever the clients'
+        # pace. (Sent faster than a busy server takes them, they queue the same way, if not always.)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            futures = [
+                stub.Check.future(read, timeout=60)
+                for stub in stubs[:FLOOD_CONNECTIONS]
+                for _ in range(FLOOD_CALLS)
+            ]
+            flooding.set()
+            prober = threading.Thread(target=probe)
+            prober.start()
+            # A quarter of the flood is a backlog many times the 2 ms budget (its requests
+            # alone, without their headers, are that many bytes).
+            quarter = len(futures) // 4 * read.ByteSize()
+            wait_for(lambda: _received_unread(port) >= quarter, 60, "the flood waiting in the kernel")
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        results = [_outcome(future) for future in futures]
         flooding.clear()
         prober.join(60)
 
-    codes = Counter(code for code, _, _ in results)
-    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
-    assert codes[grpc.StatusCode.OK] >= 1, "no call of the flood was answered"
-    assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, f"{FLOODS} floods built no backlog to refuse"
-    assert all(allowed for code, _, allowed in results if code == grpc.StatusCode.OK)
-    refusals = [details for code, details, _ in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
-    assert all("the server is behind" in details and "retry later" in details for details in refusals)
-    # Health was asked throughout and never refused.
-    assert statuses and set(statuses) == {health_pb2.HealthCheckResponse.SERVING}
-    registry = srv.app.metrics.registry
-    assert registry.get_sample_value(REFUSED_METRIC, {"reason": "queue_time"}) == len(refusals)
-    # Once the flood is over, the server answers again: at once, or once a sample finds the
-    # queue gone (a call the core dropped while it waited is taken as gone after 0.2 s of refusals).
-    wait_for(lambda: _answered(srv, read), 30, "a Check answered after the flood")
+        codes = Counter(code for code, _, _ in results)
+        assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}, codes
+        assert codes[grpc.StatusCode.OK] >= 1, "no call of the flood was answered"
+        assert codes[grpc.StatusCode.RESOURCE_EXHAUSTED] >= 1, "the queued flood was not refused"
+        assert all(allowed for code, _, allowed in results if code == grpc.StatusCode.OK)
+        refusals = [details for code, details, _ in results if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+        assert all("the server is behind" in details and "retry later" in details for details in refusals)
+        # Health was asked throughout and never refused.
+        assert statuses and set(statuses) == {health_pb2.HealthCheckResponse.SERVING}
+        assert _refusal_count(metrics_port) == len(refusals)
+        # Once the flood is over, the server answers again: at once, or once a sample finds the
+        # queue gone (a call the core dropped while it waited is taken as gone after 0.2 s of refusals).
+        wait_for(lambda: _answered(stubs[0], read), 30, "a Check answered after the flood")
+    finally:
+        server.process.send_signal(signal.SIGCONT)
+        flooding.clear()
+        for channel in channels:
+            channel.close()
+        server.terminate()
 
 
 def test_a_caller_one_call_at_a_time_is_never_refused(make_server, issuer):
