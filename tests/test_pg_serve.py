@@ -7,7 +7,6 @@ ports following it, real tokens from the test issuer.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,11 @@ from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.pgcluster import PostgresServer
 from tests.policy_dirs import copy_demo
+from tests.waiting import wait_for
 
 A = admin_pb2
 INVOICES = A.PolicyRule(ptype="p", values=["read:invoices", "/api/invoices", "GET", "True", "allow"])
 DEADLINE = 30.0
-
-
-def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
-    """Poll `condition` until it returns something true (returned), or fail after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def publish(dsn: str, tmp_path: Path) -> PostgresStore:
@@ -106,7 +94,7 @@ def test_an_edit_on_one_replica_is_served_by_the_others_with_its_author(replicas
         timeout=60,
     ).version
     assert a.version() == new and a.invoices_allowed()  # live on the writer when the call returns
-    wait_for(lambda: b.version() == new, "replica B to serve the new version")
+    wait_for(lambda: b.version() == new, DEADLINE, "replica B to serve the new version")
     assert b.invoices_allowed()
     latest = b.admin.ListVersions(A.ListVersionsRequest(token=b.token), timeout=60).versions[0]
     assert (latest.version, latest.parent, latest.author, latest.message, latest.kind) == (
@@ -157,7 +145,7 @@ def test_a_broken_version_written_by_hand_is_rejected_by_every_replica_and_rolle
     broken_line = files["policy.csv"].count("\n")
     for replica in (a, b):
         error = wait_for(
-            lambda r=replica: r.policy().last_reload_error.message, "the broken version's rejection"
+            lambda r=replica: r.policy().last_reload_error.message, DEADLINE, "the broken version's rejection"
         )
         policy = replica.policy()
         assert policy.version == good and replica.health() == health_pb2.HealthCheckResponse.SERVING
@@ -170,7 +158,9 @@ def test_a_broken_version_written_by_hand_is_rejected_by_every_replica_and_rolle
     )
     assert done.changed and done.version.version == good and done.version.kind == "rollback"
     for replica in (a, b):
-        wait_for(lambda r=replica: not r.policy().HasField("last_reload_error"), "the rejection to clear")
+        wait_for(
+            lambda r=replica: not r.policy().HasField("last_reload_error"), DEADLINE, "the rejection to clear"
+        )
         assert replica.version() == good
     shown = b.admin.GetVersion(A.GetVersionRequest(token=b.token, version=good), timeout=60)
     assert shown.version.id == done.version.id and "model.conf" in shown.files
@@ -217,7 +207,11 @@ def test_postgres_down_keeps_deciding_refuses_writes_and_every_replica_converges
         postgres_server.stop()
         try:
             for replica in (a, b):
-                wait_for(lambda r=replica: not r.policy().source.reachable, "the replica to see the outage")
+                wait_for(
+                    lambda r=replica: not r.policy().source.reachable,
+                    DEADLINE,
+                    "the replica to see the outage",
+                )
             source = a.policy().source
             assert "cannot connect to the policy store" in source.error and source.since.seconds > 0
             write = A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start)
@@ -234,8 +228,12 @@ def test_postgres_down_keeps_deciding_refuses_writes_and_every_replica_converges
             postgres_server.start()
         new = a.admin.AddRules(write, timeout=60).version
         for replica in (a, b, late):
-            wait_for(lambda r=replica: r.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING")
-            wait_for(lambda r=replica: r.version() == new, "the replica to converge after the restart")
+            wait_for(
+                lambda r=replica: r.health() == health_pb2.HealthCheckResponse.SERVING, DEADLINE, "SERVING"
+            )
+            wait_for(
+                lambda r=replica: r.version() == new, DEADLINE, "the replica to converge after the restart"
+            )
             assert replica.policy().source.reachable
     finally:
         stop.set()
@@ -266,7 +264,9 @@ def test_with_reload_requires_tests_a_version_whose_stored_suites_fail_is_reject
     # Published without running the suites, as a careless push could: the replica runs them.
     pushed = changes.push(PostgresStore(pg_dsn), directory, good, author="ci", run_tests=False)
     assert pushed.changed
-    wait_for(lambda: a.policy().HasField("last_reload_error"), "the failing suites to reject the version")
+    wait_for(
+        lambda: a.policy().HasField("last_reload_error"), DEADLINE, "the failing suites to reject the version"
+    )
     error = a.policy().last_reload_error
     assert "fail" in error.message and all(f.file.startswith("tests/") for f in error.findings)
     assert a.version() == good
@@ -285,7 +285,9 @@ def test_a_replica_started_while_the_store_is_down_says_why(
     finally:
         postgres_server.start()
     wait_for(
-        lambda: late.health() == health_pb2.HealthCheckResponse.SERVING, "SERVING once the store is back"
+        lambda: late.health() == health_pb2.HealthCheckResponse.SERVING,
+        DEADLINE,
+        "SERVING once the store is back",
     )
 
 
@@ -299,4 +301,4 @@ def test_the_periodic_check_finds_a_version_whose_notification_was_lost(replicas
         conn.execute("ALTER TABLE authz_policy_versions DISABLE TRIGGER authz_policy_versions_notify")
     rule = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
     new = changes.add_rules(PostgresStore(pg_dsn), "policy.csv", [rule], start, author="dba").head.version
-    wait_for(lambda: a.version() == new, "the periodic check to find the new head", timeout=60)
+    wait_for(lambda: a.version() == new, 60, "the periodic check to find the new head")
