@@ -34,6 +34,34 @@ p, *, doc, delete, r.ctx.risk == 'high', deny
 p, *, doc, share, r.sub.claims.tenant == r.obj.tenant, allow
 """
 
+# Allow lines combined with deny lines, the effect most tests of several sections use.
+BOTH = "some(where (p.eft == allow)) && !some(where (p.eft == deny))"
+
+
+def contexts_model(e: str = BOTH, e2: str = BOTH, *, m2: str | None = None, extra: str = "") -> str:
+    """r/p/e/m on (sub, obj, act) plus context 2 on (sub, obj) with keyMatch2 routes and g2 groups."""
+    m2 = m2 or "g(r2.sub, p2.sub) && (keyMatch2(r2.obj, p2.obj) || g2(r2.obj, p2.obj))"
+    return f"""[request_definition]
+r = sub, obj, act
+r2 = sub, obj
+
+[policy_definition]
+p = sub, obj, act, eft
+p2 = sub, obj, eft
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[policy_effect]
+e = {e}
+e2 = {e2}
+
+[matchers]
+m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
+m2 = {m2}
+{extra}"""
+
 
 def copy_demo(tmp_path: Path, name: str = "policies") -> Path:
     """A writable copy of the demo policies, test suites included."""

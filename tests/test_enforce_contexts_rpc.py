@@ -25,28 +25,11 @@ from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.cli.main import main
 from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, CheckItem
 from tests.conftest import REPO, RunningServer, settings_for
+from tests.policy_dirs import contexts_model
 from tests.pycasbin_ref import write_policy
 from tests.test_decision_log import decision_lines, with_id
 
-MODEL = """[request_definition]
-r = sub, obj, act
-r2 = sub, obj
-
-[policy_definition]
-p = sub, obj, act, eft
-p2 = sub, obj, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-e2 = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
-m2 = g(r2.sub, p2.sub) && keyMatch2(r2.obj, p2.obj)
-"""
+MODEL = contexts_model(m2="g(r2.sub, p2.sub) && keyMatch2(r2.obj, p2.obj)")
 LINES = [
     "p, read:orders, /api/orders, GET, allow",
     "p2, read:docs, /docs/:id, allow",
