@@ -81,7 +81,8 @@ class DecisionLog:
         bench times the writer's work on its own)."""
         self.mode = mode
         self._pending: collections.deque[Entry] = collections.deque()
-        self._thread: threading.Thread | None = None if background else self._writer()
+        self._background = background
+        self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
         self.dropped = 0
@@ -112,7 +113,7 @@ class DecisionLog:
             outcomes = [o for o in outcomes if not o[2].allowed]
             if not outcomes:
                 return
-        if self._thread is None:
+        if self._thread is None and self._background:
             self._start()
         if len(self._pending) >= MAX_PENDING:
             self.dropped += 1
@@ -126,12 +127,9 @@ class DecisionLog:
     def _start(self) -> None:
         with self._start_lock:
             if self._thread is None:
-                thread = self._writer()
+                thread = threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
                 thread.start()
                 self._thread = thread
-
-    def _writer(self) -> threading.Thread:
-        return threading.Thread(target=self._run, name="authz-decision-log", daemon=True)
 
     def _run(self) -> None:
         wait = threading.Event().wait
