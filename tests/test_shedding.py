@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.config import load_settings
 from authz.errors import ConfigError
+from authz.transports.admission import started_calls
 from tests.conftest import settings_for
 from tests.policy_dirs import copy_demo
 from tests.serveproc import ServeProcess, free_port
@@ -161,8 +162,17 @@ def test_a_caller_one_call_at_a_time_is_never_refused(make_server, issuer):
 def test_calls_the_gate_does_not_answer_are_no_backlog(make_server, issuer):
     # Unknown methods and reflection are counted by the core but answered outside the gate:
     # were they not counted, each would add to the estimate for good, and a few hundred of
-    # them (no token needed) would make the server refuse everyone.
+    # them (no token needed) would make the server refuse everyone. Counted more than once
+    # (by each generic handler that did not know them, as once), they made the gate's count
+    # run ahead of the core's: the estimate's floor sank, and a backlog appeared later.
     srv = make_server(settings_for(issuer, max_queue_seconds=0.1))
+    admission = srv.app.grpc_server.gate.admission
+    assert admission.server_id is not None
+
+    def not_taken() -> int:
+        return started_calls(admission.server_id) - admission.taken
+
+    before = not_taken()  # 0, or a readiness probe the core ended before the loop took it
     unknown = srv.channel.unary_unary("/authz.api.v1.AuthorizationService/NoSuchMethod")
     for _ in range(1000):
         with pytest.raises(grpc.RpcError) as caught:
@@ -177,6 +187,7 @@ def test_calls_the_gate_does_not_answer_are_no_backlog(make_server, issuer):
         asked = reflection_pb2.ServerReflectionRequest(list_services="")
         (answer,) = reflect(iter([asked]), timeout=10)
         assert answer.list_services_response.service
+    assert not_taken() == before, "the gate and the core counted the calls differently"
     read = R.CheckRequest(
         token=issuer.mint(permissions=["read:orders"]), resource="/api/orders/1", action="GET"
     )

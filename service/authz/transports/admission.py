@@ -9,7 +9,11 @@ waiting calls starts cancelling them). So the backlog is measured from outside:
 - channelz counts every call the core has started, and the gate counts every call the
   loop has taken (`arrived`). Their difference, less its lowest value so far, is the
   number of calls waiting in the core; divided by the rate the loop takes calls at, it
-  is how long the newest of them will have waited;
+  is how long the newest of them will have waited. That rate is measured only while at
+  least `MIN_BACKLOG` calls wait (the loop is then taking calls as fast as it can), and
+  fewer waiting calls are never a backlog: a caller with one call at a time on a stalled
+  machine, or a call the core ended before the loop took it, must not read as a queue
+  (one such call over a rate measured between sparse calls once made 1.7 s);
 - while that wait is over the budget, every call but a health check is refused with
   RESOURCE_EXHAUSTED before its request is read (a flood of calls that never send one
   is refused too, while it keeps the loop behind). A refusal costs the loop a third to a
@@ -35,7 +39,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Literal, get_args
 
 from grpc._cython import cygrpc  # type: ignore[attr-defined]  # channelz, as grpcio-channelz reads it
@@ -56,6 +60,8 @@ CALM_SAMPLE_SECONDS = 0.01
 # Refusing every call drains a real backlog within this; one that stays is not a queue.
 STUCK_SECONDS = 0.2
 STEADY_CALLS = 2
+# Fewer waiting calls than this are not a backlog, and measure no rate: shedding is for floods.
+MIN_BACKLOG = 8
 Refusal = Literal[
     "queue_time",  # calls waited in grpcio's core longer than the budget (this module)
     "max_concurrent_rpcs",  # that many calls were being answered (callgate)
@@ -90,8 +96,16 @@ class Admission:
     Everything runs on the event loop thread; `refused` is read by `/metrics` scrapes.
     """
 
-    def __init__(self, budget: float) -> None:
+    def __init__(
+        self,
+        budget: float,
+        *,
+        started: Callable[[int], int] = started_calls,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`started` and `clock` are channelz's count and the monotonic clock (a test scripts them)."""
         self.budget = budget
+        self._started, self._clock = started, clock
         self.server_id: int | None = None
         self.taken = 0  # calls the loop took from the core
         self.refused: dict[Refusal, int] = dict.fromkeys(REFUSALS, 0)  # by reason, of every limit of the gate
@@ -121,21 +135,22 @@ class Admission:
         """The refusal's message while the backlog is over budget (the refusal counted), else None."""
         if self.server_id is None:
             return None
-        now = time.monotonic()
+        now = self._clock()
         if now - self._sampled_at >= (SAMPLE_SECONDS if self._backlog > 0 else CALM_SAMPLE_SECONDS):
             self._sample(now, self.server_id)
         if self.behind <= self.budget:
             return None
         self.count("queue_time")
         return (
-            f"the server is behind: calls wait about {self.behind * 1000:.0f} ms for it, "
+            f"the server is behind: calls wait about {self.behind * 1000:.0f} ms for it "
+            f"({self._backlog} waiting, taken at {self._rate:.0f}/s), "
             f"over its {self.budget * 1000:g} ms budget; retry later"
         )
 
     def _sample(self, now: float, server_id: int) -> None:
-        lag = started_calls(server_id) - self.taken  # started, and not taken (yet, or ever)
+        lag = self._started(server_id) - self.taken  # started, and not taken (yet, or ever)
         elapsed = now - self._sampled_at
-        if self._backlog > 0 and elapsed <= 4 * SAMPLE_SECONDS:
+        if self._backlog >= MIN_BACKLOG and elapsed <= 4 * SAMPLE_SECONDS:
             # Behind since the last sample: the loop took calls as fast as it can.
             rate = (self.taken - self._taken_then) / elapsed
             self._rate = rate if self._rate == 0 else 0.8 * self._rate + 0.2 * rate
@@ -149,7 +164,7 @@ class Admission:
                 self._base = lag
             self._refusing_since, self._lag_then = now, lag
         self._backlog = lag - self._base
-        self.behind = self._backlog / self._rate if self._rate > 0 else 0.0
+        self.behind = self._backlog / self._rate if self._rate > 0 and self._backlog >= MIN_BACKLOG else 0.0
         self._sampled_at, self._taken_then = now, self.taken
 
 

@@ -103,10 +103,45 @@ class CallGate:
         return len(self._awaiting)
 
     def gated(self, method: str, handler: Handler) -> Handler:
-        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request."""
+        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request,
+        else only counted as taken."""
         if handler.request_streaming or not _is_async(handler):
-            return handler
+            return self._counted(handler)
         return self._gate(method, handler)
+
+    def _counted(self, handler: Handler) -> Handler:
+        # Not gated (request streaming: reflection), but counted: the core counts every call,
+        # and one the gate did not count would read as a backlog for good.
+        arrived = self.admission.arrived
+        kind = ("stream" if handler.request_streaming else "unary") + (
+            "_stream" if handler.response_streaming else "_unary"
+        )
+        behaviour: Any = getattr(handler, kind)
+
+        if inspect.isasyncgenfunction(behaviour):
+
+            async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
+                arrived()
+                async for response in behaviour(request, context):
+                    yield response
+
+            counted: Any = stream
+        elif inspect.iscoroutinefunction(behaviour):
+
+            async def call(request: Any, context: Context) -> Any:
+                arrived()
+                return await behaviour(request, context)
+
+            counted = call
+        else:
+
+            def run(request: Any, context: Any) -> Any:  # a thread's: an increment under the GIL
+                arrived()
+                return behaviour(request, context)
+
+            counted = run
+        make = getattr(grpc, f"{kind}_rpc_method_handler")
+        return make(counted, handler.request_deserializer, handler.response_serializer)  # type: ignore[no-any-return]
 
     def _gate(self, method: str, handler: Handler) -> Handler:
         if handler.response_streaming:
@@ -215,18 +250,25 @@ class CallGate:
 
 
 class _GatedGeneric(GenericHandler):
-    """A generic handler whose single-request methods are gated, each wrapped on its first call."""
+    """The server's generic handlers as one: the first that knows a method answers it, gated.
 
-    def __init__(self, inner: GenericHandler, gate: CallGate) -> None:
-        self.inner, self.gate = inner, gate
+    One handler for them all, so a call is counted once: grpcio asks each registered handler
+    in turn, and an unknown method's call, counted by every handler that did not know it,
+    read as taken several times (the queue-time estimate then ran below the core's count).
+    """
+
+    def __init__(self, gate: CallGate) -> None:
+        self.inner: list[GenericHandler] = []
+        self.gate = gate
         self._wrapped: dict[str, tuple[Handler, Handler]] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
-        """The inner handler's answer, gated (unknown methods stay None, so nothing is kept for them)."""
-        handler = self.inner.service(handler_call_details)
+        """The first inner handler's answer, gated (unknown methods stay None: nothing is kept for them)."""
+        answers = (inner.service(handler_call_details) for inner in self.inner)
+        handler = next((found for found in answers if found is not None), None)
         if handler is None:
-            # An unknown method's call, or another handler's (reflection): the core counted it,
-            # so the gate does too, or the queue-time estimate would read it as a backlog.
+            # An unknown method's call: the core counted it, so the gate does too, or the
+            # queue-time estimate would read it as a backlog.
             self.gate.admission.arrived()
             return None
         method = handler_call_details.method
@@ -234,8 +276,6 @@ class _GatedGeneric(GenericHandler):
         if known is None or known[0] is not handler:
             known = (handler, self.gate.gated(method, handler))
             self._wrapped[method] = known
-        if known[1] is handler:  # not gated (request streaming): counted here instead
-            self.gate.admission.arrived()
         return known[1]
 
 
@@ -245,6 +285,8 @@ class GatedServer:
     def __init__(self, server: grpc.aio.Server, gate: CallGate) -> None:
         self.server: Any = server  # add_registered_method_handlers is newer than grpc-stubs
         self.gate = gate
+        self._generic = _GatedGeneric(gate)
+        server.add_generic_rpc_handlers([self._generic])
 
     def add_registered_method_handlers(self, service: str, handlers: Mapping[str, Handler]) -> None:
         """Register `service`'s methods (looked up before any generic handler), gated."""
@@ -252,5 +294,5 @@ class GatedServer:
         self.server.add_registered_method_handlers(service, gated)
 
     def add_generic_rpc_handlers(self, handlers: Iterable[GenericHandler]) -> None:
-        """Register generic handlers, each method gated."""
-        self.server.add_generic_rpc_handlers([_GatedGeneric(handler, self.gate) for handler in handlers])
+        """Register generic handlers (asked in order, after those registered earlier), each method gated."""
+        self._generic.inner.extend(handlers)
