@@ -7,11 +7,13 @@ directories in tmp_path, run through `authz` itself.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from authz.cli.main import main
+from authz.engine.policyfiles import read_policy_dir
 from authz.policy.auth0 import read_declarations
 from authz.policy.lint import lint_directory
 from tests.policy_dirs import BOTH
@@ -69,3 +71,98 @@ def test_lint_reads_p2_lines_with_p2s_fields(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert f"{directory}/policy.csv:4: error: used but not declared on the API: read:wiki" in out
     assert f"lint against {API}" in out
+
+
+# -- policy diff -------------------------------------------------------------------------------
+
+
+def diff(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["policy", "diff", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def header(old: Path, new: Path) -> str:
+    versions = (read_policy_dir(old).version, read_policy_dir(new).version)
+    return f"policy diff {old} (version {versions[0]}) -> {new} (version {versions[1]})"
+
+
+# The deny of /docs/secret replaced by a new route: two gains, both in context 2 only.
+NEW_LINES = [LINES[0], LINES[1], "p2, /wiki/:page, read:docs, allow"]
+
+
+def test_diff_compares_every_enforce_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old, new = policy(tmp_path / "old"), policy(tmp_path / "new", NEW_LINES)
+    code, out, err = diff(capsys, str(old), str(new), "--fail-on", "widen")
+    assert (code, err) == (2, "")
+    assert out.splitlines() == [
+        header(old, new),
+        "unchanged: read:orders",
+        "enforce context 2 (r2, p2, e2, m2)",
+        "  permission read:docs",
+        "    + gains any action /docs/secret (route): denied -> allowed  [old policy.csv:3]",
+        "    + gains any action /wiki/:page (route): denied -> allowed  [new policy.csv:3]",
+        "2 gain(s), 0 loss(es), 0 changed condition(s)",
+    ]
+    code, out, _ = diff(capsys, str(old), str(new), "--format", "json")
+    report = json.loads(out)
+    assert report["widens"] is True
+    assert (report["principals"], report["unchanged"], report["no_effect"]) == ([], ["read:orders"], [])
+    [context] = report["contexts"]
+    assert (context["enforce_context"], context["only_in"], context["unchanged"]) == ("2", None, [])
+    [(name, changes)] = [(p["name"], p["changes"]) for p in context["principals"]]
+    assert name == "read:docs"
+    assert [(c["change"], c["resource"], c["action"], c["because"]) for c in changes] == [
+        ("gains", "/docs/secret", "*", ["old policy.csv:3"]),
+        ("gains", "/wiki/:page", "*", ["new policy.csv:3"]),
+    ]
+    code, out, _ = diff(capsys, str(old), str(new), "--format", "markdown")
+    assert "#### enforce context 2: permission read:docs" in out
+    assert "| + gains | `any` | `/wiki/:page` | denied → allowed |" in out
+
+
+def test_diff_of_one_enforce_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    old = policy(tmp_path / "old")
+    new = policy(tmp_path / "new", [LINES[0].replace("GET", "POST"), *NEW_LINES[1:]])
+    code, out, _ = diff(capsys, str(old), str(new), "--enforce-context", "2")
+    assert code == 0
+    # Only context 2 is compared: the changed p line is not called without effect.
+    assert out.splitlines()[1:] == [
+        "enforce context 2 (r2, p2, e2, m2)",
+        "  permission read:docs",
+        "    + gains any action /docs/secret (route): denied -> allowed  [old policy.csv:3]",
+        "    + gains any action /wiki/:page (route): denied -> allowed  [new policy.csv:3]",
+        "2 gain(s), 0 loss(es), 0 changed condition(s)",
+    ]
+    code, out, _ = diff(capsys, str(old), str(new), "--enforce-context", "")
+    assert out.splitlines()[1:] == [
+        "permission read:orders",
+        "  - loses GET /api/orders (route): allowed -> denied  [old policy.csv:1]",
+        "  + gains POST /api/orders (route): denied -> allowed  [new policy.csv:1]",
+        "1 gain(s), 1 loss(es), 0 changed condition(s)",
+    ]
+    code, _, err = diff(capsys, str(old), str(new), "--enforce-context", "3")
+    assert code == 2
+    assert "enforce_context '3' is a section set of neither version (known: '', '2')" in err
+
+
+def test_diff_of_a_context_only_one_version_has(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = "\n".join(
+        line for line in MODEL.splitlines() if not line.startswith(("r2 ", "p2 ", "e2 ", "m2 "))
+    )
+    old = write_policy(tmp_path / "old", plain, LINES[:1])
+    new = policy(tmp_path / "new")
+    code, out, _ = diff(capsys, str(old), str(new))
+    assert code == 0
+    assert out.splitlines()[1:] == [
+        "unchanged: read:orders",
+        "enforce context 2 (r2, p2, e2, m2): only in the new version "
+        "(a request naming it was refused before)",
+        "  permission read:docs",
+        "    + gains any action /docs/:id (route): denied -> allowed  [new policy.csv:2]",
+        "1 gain(s), 0 loss(es), 0 changed condition(s)",
+    ]
+    code, out, _ = diff(capsys, str(new), str(old), "--format", "json")
+    [context] = json.loads(out)["contexts"]
+    assert context["only_in"] == "old"
+    assert [c["change"] for p in context["principals"] for c in p["changes"]] == ["loses"]
