@@ -166,3 +166,19 @@ def test_diff_of_a_context_only_one_version_has(tmp_path: Path, capsys: pytest.C
     [context] = json.loads(out)["contexts"]
     assert context["only_in"] == "old"
     assert [c["change"] for p in context["principals"] for c in p["changes"]] == ["loses"]
+
+
+# -- authz auth0 export ------------------------------------------------------------------------
+
+
+def test_auth0_export_declares_the_permissions_of_p2_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = policy(tmp_path / "policies", [*LINES, "g, admin, read:orders"])
+    code = main(["auth0", "export", str(directory), "--audience", API, "--api-name", "Orders API"])
+    out, _ = capsys.readouterr()
+    assert code == 0
+    assert "- value: read:docs\n" in out
+    assert "- value: /docs/:id" not in out  # p2's first value is the resource
+    (tmp_path / "tenant.yaml").write_text(out)
+    assert lint_directory(directory, read_declarations(str(tmp_path / "tenant.yaml"))).findings == ()
