@@ -182,3 +182,79 @@ def test_auth0_export_declares_the_permissions_of_p2_lines(
     assert "- value: /docs/:id" not in out  # p2's first value is the resource
     (tmp_path / "tenant.yaml").write_text(out)
     assert lint_directory(directory, read_declarations(str(tmp_path / "tenant.yaml"))).findings == ()
+
+
+# -- policy test suites ------------------------------------------------------------------------
+
+SUITE = """\
+name: documents
+principals:
+  reader: {permissions: [read:docs, read:orders]}
+resources:
+  doc: {id: /docs/1}
+  orders: {id: /api/orders}
+tests:
+  - name: documents are read in context 2
+    principal: reader
+    resource: doc
+    enforce_context: 2
+    actions: {GET: allow}
+  - name: orders are not a context 2 route
+    principal: reader
+    resource: orders
+    enforce_context: "2"
+    actions: {GET: deny}
+  - name: a context the model lacks
+    principal: reader
+    resources: [doc, orders]
+    enforce_context: "3"
+    actions: {GET: deny}
+"""
+
+
+def test_suite_cases_name_their_enforce_context(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = policy(tmp_path / "policies")
+    (directory / "tests").mkdir()
+    (directory / "tests" / "docs_test.yaml").write_text(SUITE)
+    assert main(["policy", "test", str(directory)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    # `enforce_context: 2` (a YAML number) is the context "2"; an unknown context fails its
+    # checks with the refusal itself, never "expected deny, got deny".
+    assert out[:2] == [
+        "PASS  tests/docs_test.yaml:8: documents are read in context 2 [reader GET /docs/1 in context 2]",
+        "PASS  tests/docs_test.yaml:13: orders are not a context 2 route "
+        "[reader GET /api/orders in context 2]",
+    ]
+    refusal = "      enforce_context '3' is not a section set of the policy's model (known: '', '2'"
+    assert out[2:6] == [
+        "FAIL  tests/docs_test.yaml:18: a context the model lacks [reader GET /docs/1 in context 3]",
+        out[3],
+        "FAIL  tests/docs_test.yaml:18: a context the model lacks [reader GET /api/orders in context 3]",
+        out[5],
+    ]
+    assert out[3].startswith(refusal) and out[5].startswith(refusal)
+    assert out[6:] == ["4 checks in 1 suite: 2 passed, 2 failed"]
+    assert main(["policy", "test", str(directory), "--format", "json"]) == 1
+    results = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["enforce_context"], r["passed"]) for r in results] == [
+        ("2", True),
+        ("2", True),
+        ("3", False),
+        ("3", False),
+    ]
+
+
+def test_an_enforce_context_that_is_not_a_name_is_a_suite_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = policy(tmp_path / "policies")
+    (directory / "tests").mkdir()
+    broken = SUITE.replace('enforce_context: "3"', "enforce_context: [3]").replace(
+        "enforce_context: 2\n", "enforce_context: true\n"
+    )
+    (directory / "tests" / "docs_test.yaml").write_text(broken)
+    assert main(["policy", "test", str(directory)]) != 0
+    err = capsys.readouterr().err
+    message = 'enforce_context must be a context suffix such as "2"'
+    assert f"tests/docs_test.yaml:8: test 'documents are read in context 2' {message}" in err
+    assert f"tests/docs_test.yaml:18: test 'a context the model lacks' {message}" in err
