@@ -258,3 +258,22 @@ def test_an_enforce_context_that_is_not_a_name_is_a_suite_error(
     message = 'enforce_context must be a context suffix such as "2"'
     assert f"tests/docs_test.yaml:8: test 'documents are read in context 2' {message}" in err
     assert f"tests/docs_test.yaml:18: test 'a context the model lacks' {message}" in err
+
+
+# -- policy list -------------------------------------------------------------------------------
+
+
+def test_list_filters_p2_lines_by_p2s_fields(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = policy(tmp_path / "policies", [*LINES, "g, carol, read:docs"])
+    assert main(["policy", "list", str(directory), "--subject", "read:*"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "policy.csv:1: p, read:orders, /api/orders, GET, allow",
+        "policy.csv:2: p2, /docs/:id, read:docs, allow",
+        "policy.csv:3: p2, /docs/secret, read:docs, deny",
+        "policy.csv:4: g, carol, read:docs",
+    ]
+    assert main(["policy", "list", str(directory), "--resource", "/docs/*"]) == 0
+    assert [line.split(":")[1] for line in capsys.readouterr().out.splitlines()] == ["2", "3"]
+    # p2 has no act: its lines apply to every action, so an action filter keeps them.
+    assert main(["policy", "list", str(directory), "--action", "DELETE"]) == 0
+    assert [line.split(":")[1] for line in capsys.readouterr().out.splitlines()] == ["2", "3"]
