@@ -108,13 +108,10 @@ def list_rules(
         # A p-type of no section set (read by nothing) is shown as a `p` line would be.
         at = positions.get(line.ptype, positions["p"])
         for name, pattern in (("sub", subject), ("obj", resource), ("act", action)):
-            if pattern is None:
+            where = at[name]
+            if pattern is None or (where is None and name == "act"):
                 continue
-            if at[name] is None:
-                if name != "act":
-                    return False
-                continue
-            value = line.values[at[name]] if at[name] < len(line.values) else None
+            value = line.values[where] if where is not None and where < len(line.values) else None
             if not _any_match([value], pattern):
                 return False
         return True
