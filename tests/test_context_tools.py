@@ -277,3 +277,19 @@ def test_list_filters_p2_lines_by_p2s_fields(tmp_path: Path, capsys: pytest.Capt
     # p2 has no act: its lines apply to every action, so an action filter keeps them.
     assert main(["policy", "list", str(directory), "--action", "DELETE"]) == 0
     assert [line.split(":")[1] for line in capsys.readouterr().out.splitlines()] == ["2", "3"]
+
+
+# -- policy elements ---------------------------------------------------------------------------
+
+
+def test_elements_lists_every_section_sets_ids(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = [*LINES, "p, read:orders, ui:menu.orders, view, allow", "p2, ui:menu.docs, read:docs, allow"]
+    directory = policy(tmp_path / "policies", lines)
+    assert main(["policy", "elements", str(directory)]) == 0
+    assert capsys.readouterr().out == "ui:menu.docs\nui:menu.orders\n"
+    assert main(["policy", "elements", str(directory), "--enforce-context", "2"]) == 0
+    assert capsys.readouterr().out == "ui:menu.docs\n"
+    assert main(["policy", "elements", str(directory), "--enforce-context", ""]) == 0
+    assert capsys.readouterr().out == "ui:menu.orders\n"
+    assert main(["policy", "elements", str(directory), "--enforce-context", "3"]) != 0
+    assert "enforce_context '3' is not a section set" in capsys.readouterr().err
