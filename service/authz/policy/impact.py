@@ -23,7 +23,6 @@ with some sections only, a changed line of another section is never called witho
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -33,6 +32,7 @@ from authz.engine.matcher import SUBJECT
 from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.engine.snapshot import ALLOW
 from authz.errors import InvalidArgument
+from authz.policy.impacttext import TextChange, changed_blocks
 from authz.principal import Principal
 
 LEVELS = ("denied", "conditional", "allowed")
@@ -76,30 +76,6 @@ class PrincipalImpact:
     name: str
     kind: str  # "role" | "permission" | "everyone"
     changes: tuple[Change, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class TextChange:
-    """Lines whose text changed at one place of a file: `old` replaced by `new` (number, text)."""
-
-    file: str
-    old: tuple[tuple[int, str], ...]
-    new: tuple[tuple[int, str], ...]
-    effect: bool  # some change of access points to one of its policy lines
-    comments_only: bool
-
-    @property
-    def line(self) -> int:
-        """Where to look: its first new line, else its first old line."""
-        return (self.new or self.old)[0][0]
-
-    def locations(self) -> list[tuple[str, str]]:
-        """("old" | "new" FILE:LINE, text) of every line."""
-        return [
-            (f"{side} {self.file}:{n}", text)
-            for side, lines in (("old", self.old), ("new", self.new))
-            for n, text in lines
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +135,7 @@ def compare(
                 f"enforce_context {name!r} is a section set of neither version "
                 f"(known: {', '.join(map(repr, known))})"
             )
-    blocks = _blocks(old_source, new_source)
+    blocks = changed_blocks(old_source, new_source)
     changed = {where for block in blocks for where, _ in block.locations()}
     compared: list[tuple[ContextImpact, dict[str, Snapshot]]] = []
     for name in chosen:
@@ -319,30 +295,6 @@ def _condition(snapshot: Snapshot, values: tuple[str, ...]) -> str:
     return ", ".join(v for i, v in enumerate(values) if i not in skip)
 
 
-def _blocks(old_source: PolicySource, new_source: PolicySource) -> list[TextChange]:
-    """The changed blocks of every policy file (effect not known yet)."""
-    old_files, new_files = dict(old_source.files), dict(new_source.files)
-    found: list[TextChange] = []
-    for name in sorted(old_files.keys() | new_files.keys()):
-        before = old_files.get(name, "").splitlines()
-        after = new_files.get(name, "").splitlines()
-        matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-        for tag, a1, a2, b1, b2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
-            # Comments apart from policy lines: a comment edited beside a rule is still without effect.
-            for comments in (True, False):
-                olds = tuple(
-                    (a1 + i + 1, ln) for i, ln in enumerate(before[a1:a2]) if _is_comment(ln) is comments
-                )
-                news = tuple(
-                    (b1 + i + 1, ln) for i, ln in enumerate(after[b1:b2]) if _is_comment(ln) is comments
-                )
-                if olds or news:
-                    found.append(TextChange(name, olds, news, False, comments))
-    return found
-
-
 def _with_effect(
     block: TextChange,
     compared: list[tuple[ContextImpact, dict[str, Snapshot]]],
@@ -388,7 +340,3 @@ def _g_effect(side: str, text: str, impacts: list[PrincipalImpact], snapshots: d
         for c in p.changes
         for location in (c.before if side == "old" else c.after).lines
     )
-
-
-def _is_comment(line: str) -> bool:
-    return not line.strip() or line.strip().startswith("#")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from authz.policy.impact import Change, ContextImpact, Impact, PrincipalImpact, TextChange
+from authz.policy.impact import Change, ContextImpact, Impact, PrincipalImpact
+from authz.policy.impacttext import TextChange
 
 _MARK = {"gains": "+", "loses": "-", "condition": "~"}
 _TITLE = {"role": "role", "permission": "permission", "everyone": "everyone (any signed-in user)"}
