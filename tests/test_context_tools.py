@@ -168,6 +168,18 @@ def test_diff_of_a_context_only_one_version_has(tmp_path: Path, capsys: pytest.C
     assert [c["change"] for p in context["principals"] for c in p["changes"]] == ["loses"]
 
 
+def test_diff_bounds_the_pairs_of_every_section_set_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 401 principals x 400 requests in each set: under the bound alone, over it together.
+    lines = [f"p, perm{i}, /r{i}, GET, allow" for i in range(400)]
+    lines += [f"p2, /d{i}, docs{i}, allow" for i in range(400)]
+    old, new = policy(tmp_path / "old", lines), policy(tmp_path / "new", lines)
+    code, _, err = diff(capsys, str(old), str(new))
+    assert code == 2
+    assert "320800 principal x request pairs is more than policy diff compares (250000)" in err
+
+
 # -- authz auth0 export ------------------------------------------------------------------------
 
 

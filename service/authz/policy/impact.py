@@ -137,10 +137,25 @@ def compare(
             )
     blocks = changed_blocks(old_source, new_source)
     changed = {where for block in blocks for where, _ in block.locations()}
-    compared: list[tuple[ContextImpact, dict[str, Snapshot]]] = []
+    planned = []
     for name in chosen:
-        sides = {side: s for side, s in (("old", _section(old, name)), ("new", _section(new, name))) if s}
-        impacts, unchanged = _compare_section(sides.get("old"), sides.get("new"), changed)
+        sides = {
+            side: found
+            for side, found in (("old", _section(old, name)), ("new", _section(new, name)))
+            if found is not None
+        }
+        planned.append((name, sides, *_principals_and_requests(list(sides.values()))))
+    pairs = sum(len(principals) * len(requests) for *_, principals, requests in planned)
+    if pairs > MAX_PAIRS:
+        raise InvalidArgument(
+            f"{pairs} principal x request pairs is more than policy diff compares ({MAX_PAIRS}); "
+            "--enforce-context compares one section set"
+        )
+    compared: list[tuple[ContextImpact, dict[str, Snapshot]]] = []
+    for name, sides, principals, requests in planned:
+        impacts, unchanged = _compare_section(
+            sides.get("old"), sides.get("new"), principals, requests, changed
+        )
         only = next(iter(sides)) if len(sides) == 1 else ""
         compared.append((ContextImpact(name, tuple(impacts), tuple(unchanged), only), sides))
     # A line of a section set not compared may well change access: never call it without effect.
@@ -163,11 +178,10 @@ def _section(snapshot: Snapshot, name: str) -> Snapshot | None:
     return snapshot if not name else snapshot.sections.get(name)
 
 
-def _compare_section(
-    old: Snapshot | None, new: Snapshot | None, changed: set[str]
-) -> tuple[list[PrincipalImpact], list[str]]:
-    """(the principals' changes, the unchanged roles and permissions) of one section set."""
-    present = [s for s in (old, new) if s is not None]
+def _principals_and_requests(
+    present: list[Snapshot],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """One section set's (name, kind) principals and (resource, action) requests, both versions'."""
     roles, permissions = _classify(present)
     requests = sorted(set().union(*(_requests(s) for s in present)))
     principals = [
@@ -175,11 +189,17 @@ def _compare_section(
         *((r, "role") for r in roles),
         *((p, "permission") for p in permissions),
     ]
-    if len(principals) * len(requests) > MAX_PAIRS:
-        raise InvalidArgument(
-            f"{len(principals)} principals x {len(requests)} requests is more than policy diff compares "
-            f"({MAX_PAIRS})"
-        )
+    return principals, requests
+
+
+def _compare_section(
+    old: Snapshot | None,
+    new: Snapshot | None,
+    principals: list[tuple[str, str]],
+    requests: list[tuple[str, str]],
+    changed: set[str],
+) -> tuple[list[PrincipalImpact], list[str]]:
+    """(the principals' changes, the unchanged roles and permissions) of one section set."""
     shared: set[tuple[str, str, str]] = set()
     impacts: list[PrincipalImpact] = []
     unchanged: list[str] = []
