@@ -1,4 +1,5 @@
-"""The policy tools on a model with enforce contexts (r2, p2, e2, m2): lint, diff, test suites.
+"""The policy tools on a model with enforce contexts (r2, p2, e2, m2): lint, diff, test suites,
+list, elements and the Auth0 export.
 
 Each tool reads a `p2` line with the sections of its own context (`p2`'s fields, `m2`), or
 reports per context, never as if the model had `r`, `p`, `e` and `m` only. Real policy
