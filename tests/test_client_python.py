@@ -32,6 +32,10 @@ from authz_client import (
     is_token_reason,
 )
 from authz_client.asgi import AuthzMiddleware, Scope
+from tests.conftest import settings_for
+from tests.pycasbin_ref import write_policy
+from tests.test_enforce_contexts_rpc import LINES as CONTEXT_LINES
+from tests.test_enforce_contexts_rpc import MODEL as CONTEXT_MODEL
 
 UNREACHABLE = {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE}
 UI_MENUS = {"ui:menu.orders", "ui:menu.reports", "ui:menu.admin"}
@@ -632,6 +636,27 @@ def test_middleware_attributes_hook(server: Any, issuer: Any) -> None:
     )
     assert response.status == 403
     assert response.json()["reason"] == "REASON_ATTRIBUTE_MISSING"
+
+
+def test_middleware_enforce_context(make_server: Any, issuer: Any, tmp_path: Path) -> None:
+    # p lines decide /api/orders, context 2's p2 lines /docs/:id (not /docs/secret).
+    srv = make_server(
+        settings_for(issuer, policy_dir=str(write_policy(tmp_path / "p", CONTEXT_MODEL, CONTEXT_LINES)))
+    )
+    token = issuer.mint(sub="carol", permissions=("read:orders", "read:docs"))
+
+    def status(path: str, **options: str) -> int:
+        response, inner = through_middleware(srv.address, http_scope("GET", path, token), **options)
+        assert inner.called == (response.status == 200)
+        return response.status
+
+    assert status("/docs/1", enforce_context="2") == 200
+    assert status("/docs/1") == 403
+    assert status("/docs/secret", enforce_context="2") == 403
+    assert status("/api/orders") == 200
+    assert status("/api/orders", enforce_context="2") == 403
+    # A context the model lacks is refused, never decided with r, p, e, m.
+    assert status("/api/orders", enforce_context="3") == 400
 
 
 def test_middleware_async_attributes_hook(server: Any, issuer: Any) -> None:

@@ -16,6 +16,10 @@ import pytest
 
 from authz_client import AsyncAuthzClient, AuthzClient
 from authz_client.wsgi import AuthzMiddleware, Environ, StartResponse, request_path
+from tests.conftest import settings_for
+from tests.pycasbin_ref import write_policy
+from tests.test_enforce_contexts_rpc import LINES as CONTEXT_LINES
+from tests.test_enforce_contexts_rpc import MODEL as CONTEXT_MODEL
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -133,3 +137,29 @@ def test_an_async_client_is_refused():
                 AuthzMiddleware(orders_app, async_client)  # type: ignore[arg-type]
 
     asyncio.run(scenario())
+
+
+def test_the_enforce_context_is_passed_through(make_server, issuer, tmp_path):
+    # p lines decide /api/orders, context 2's p2 lines /docs/:id (not /docs/secret).
+    policies = write_policy(tmp_path / "policies", CONTEXT_MODEL, CONTEXT_LINES)
+    srv = make_server(settings_for(issuer, policy_dir=str(policies)))
+    token = issuer.mint(sub="carol", permissions=["read:orders", "read:docs"])
+    with AuthzClient(srv.address, timeout=10.0) as client:
+
+        def status(path: str, **options: str) -> tuple[str, dict[str, Any]]:
+            seen: list[str] = []
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "HTTP_AUTHORIZATION": f"Bearer {token}"}
+            app = AuthzMiddleware(orders_app, client, **options)
+            body = b"".join(app(environ, lambda s, headers, exc_info=None: seen.append(s)))
+            return seen[0], json.loads(body)
+
+        assert status("/docs/1", enforce_context="2") == ("200 OK", {"subject": "carol", "path": "/docs/1"})
+        assert status("/docs/1")[0] == "403 Forbidden"
+        denied = status("/docs/secret", enforce_context="2")
+        assert (denied[0], denied[1]["reason"]) == ("403 Forbidden", "REASON_EXPLICIT_DENY")
+        assert status("/api/orders")[0] == "200 OK"
+        assert status("/api/orders", enforce_context="2")[0] == "403 Forbidden"
+        # A context the model lacks is refused, never decided with r, p, e, m.
+        refused = status("/api/orders", enforce_context="3")
+        assert (refused[0], refused[1]["error"]) == ("400 Bad Request", "bad_request")
+        assert "enforce_context '3' is not a section set" in refused[1]["message"]

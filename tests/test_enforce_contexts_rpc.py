@@ -20,10 +20,12 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import Column, MetaData, String, Table, create_engine, select
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.cli.main import main
 from authz_client import AsyncAuthzClient, AuthzClient, AuthzError, CheckItem
+from authz_client.sqlalchemy import authorized_query
 from tests.conftest import REPO, RunningServer, settings_for
 from tests.policy_dirs import contexts_model
 from tests.pycasbin_ref import write_policy
@@ -229,6 +231,23 @@ def test_python_client_passes_the_context(client: AuthzClient, token: str) -> No
     with pytest.raises(AuthzError) as caught:
         client.check("/docs/1", "GET", token=token, enforce_context="3")
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_authorized_query_passes_the_context(client: AuthzClient, token: str) -> None:
+    docs = Table("docs", MetaData(), Column("id", String, primary_key=True))
+    engine = create_engine("sqlite://")
+    docs.metadata.create_all(engine)
+    with engine.begin() as connection:
+        connection.execute(docs.insert(), [{"id": "1"}, {"id": "secret"}, {"id": "7"}])
+    with engine.connect() as connection:
+        # Context 2: every /docs/:id but the secret one (its p2 deny line); r, p, e, m: none.
+        second = authorized_query(client, token, "GET", "/docs/:id", select(docs.c.id), enforce_context="2")
+        assert sorted(r[0] for r in connection.execute(second)) == ["1", "7"]
+        default = authorized_query(client, token, "GET", "/docs/:id", select(docs.c.id))
+        assert list(connection.execute(default)) == []
+        with pytest.raises(AuthzError) as caught:
+            authorized_query(client, token, "GET", "/docs/:id", select(docs.c.id), enforce_context="3")
+        assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_async_python_client_passes_the_context(srv: RunningServer, token: str) -> None:

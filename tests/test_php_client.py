@@ -17,7 +17,9 @@ from typing import Any
 import pytest
 
 from authz.api.v1 import authz_pb2
-from tests.conftest import REPO, settings_for
+from tests.conftest import REPO, RunningServer, settings_for
+from tests.policy_dirs import contexts_model
+from tests.pycasbin_ref import write_policy
 from tests.shedding import one_request_in_progress
 
 HARNESS = REPO / "tests" / "php" / "harness.php"
@@ -25,6 +27,8 @@ DEBIAN_AUTOLOADERS = (
     Path("/usr/share/php/Nyholm/Psr7/autoload.php"),
     Path("/usr/share/php/Illuminate/Http/autoload.php"),
 )
+# The PSR-15 middleware, the Laravel one, and the Laravel one given the context as a route parameter.
+FRAMEWORKS = ("psr15", "laravel", "laravel_parameter")
 INSTALL = "apt-get install -y php-cli php-curl php-illuminate-http php-nyholm-psr7 (.ci/run does this)"
 
 
@@ -110,7 +114,7 @@ def test_middlewares_answer_200_401_403_like_the_grpc_decision(php, http_server,
         assert result["client"] == {"allowed": answer.allowed, "reason": reason, "subject": answer.subject}, (
             name
         )
-        for framework in ("psr15", "laravel"):
+        for framework in FRAMEWORKS:
             got = result[framework]
             assert got["status"] == status, (name, framework, got)
             if status == 200:
@@ -119,9 +123,10 @@ def test_middlewares_answer_200_401_403_like_the_grpc_decision(php, http_server,
                 assert got["body"]["reason"] == reason, (name, framework)
                 assert got["body"]["error"] == ("unauthorized" if status == 401 else "forbidden")
                 assert got["www_authenticate"] == ("Bearer" if status == 401 else ""), (name, framework)
-    # Each middleware asked its attributes callback once per request, with its own request type.
+    # Each middleware asked its attributes callback once per request, with its own request type
+    # (Laravel's twice: once more for the route parameter's run).
     assert out["callbacks"].count("psr15") == len(cases)
-    assert out["callbacks"].count("laravel") == len(cases)
+    assert out["callbacks"].count("laravel") == 2 * len(cases)
 
 
 def test_missing_fields_read_as_protobuf_defaults(php, http_server):
@@ -149,7 +154,7 @@ def test_an_unreachable_authz_fails_closed_with_503(php, issuer):
     (result,) = run_harness(php, url, [case])["results"]
     assert result["client"]["error"] == "unavailable"
     assert "authz unreachable" in result["client"]["message"]
-    for framework in ("psr15", "laravel"):
+    for framework in FRAMEWORKS:
         assert result[framework]["status"] == 503, framework
         assert result[framework]["body"] == {"error": "authorization check failed"}
 
@@ -169,7 +174,7 @@ def test_an_authz_shedding_load_fails_closed_with_503(php, make_server, issuer):
         (result,) = run_harness(php, srv.http_url, [case])["results"]
     assert result["client"]["error"] == "unavailable"
     assert "HTTP 503" in result["client"]["message"]
-    for framework in ("psr15", "laravel"):
+    for framework in FRAMEWORKS:
         assert result[framework]["status"] == 503, framework
 
 
@@ -186,6 +191,49 @@ def test_a_request_authz_refuses_as_malformed_is_a_400(php, http_server, issuer)
     (result,) = run_harness(php, http_server.http_url, [case])["results"]
     assert result["client"]["error"] == "invalid_argument"
     assert "HTTP 400" in result["client"]["message"]
-    for framework in ("psr15", "laravel"):
+    for framework in FRAMEWORKS:
         assert result[framework]["status"] == 400, framework
         assert result[framework]["body"] == {"error": "bad request"}
+
+
+def test_middlewares_pass_their_enforce_context(php, make_server, issuer, tmp_path: Path) -> None:
+    # r, p, e, m decide /api routes by action; context 2 (r2, p2, e2, m2) decides /docs routes.
+    model = contexts_model(m2="g(r2.sub, p2.sub) && keyMatch2(r2.obj, p2.obj)")
+    lines = [
+        "p, read:orders, /api/orders, GET, allow",
+        "p2, read:docs, /docs/:id, allow",
+        "p2, read:docs, /docs/secret, deny",
+    ]
+    policies = write_policy(tmp_path / "policies", model, lines)
+    srv: RunningServer = make_server(
+        settings_for(issuer, policy_dir=str(policies), http_listen="127.0.0.1:0")
+    )
+    reader = f"Bearer {issuer.mint(sub='carol', permissions=['read:orders', 'read:docs'])}"
+    cases = [
+        ("docs in context 2", "2", "/docs/1", 200),
+        ("docs in the default sections", "", "/docs/1", 403),
+        ("a denied doc in context 2", "2", "/docs/secret", 403),
+        ("orders in the default sections", "", "/api/orders", 200),
+        ("orders in context 2", "2", "/api/orders", 403),
+        ("a context the model lacks", "3", "/docs/1", 400),
+    ]
+    payload = [
+        {"name": n, "authorization": reader, "method": "GET", "path": p, "order": "", "enforce_context": c}
+        for n, c, p, _ in cases
+    ]
+    results = {r["name"]: r for r in run_harness(php, srv.http_url, payload)["results"]}
+    for name, context, path, status in cases:
+        result = results[name]
+        for framework in FRAMEWORKS:
+            assert result[framework]["status"] == status, (name, framework, result[framework])
+        if status == 400:
+            assert result["client"]["error"] == "invalid_argument", name
+            assert "enforce_context '3' is not a section set" in result["client"]["message"]
+            continue
+        request = authz_pb2.CheckRequest(token=reader, resource=path, action="GET", enforce_context=context)
+        answer = srv.stub.Check(request, timeout=10)
+        assert expected_status(answer) == status, name
+        reason = authz_pb2.Reason.Name(answer.reason)
+        assert result["client"] == {"allowed": answer.allowed, "reason": reason, "subject": "carol"}, name
+        if status == 403:
+            assert result["psr15"]["body"]["reason"] == reason, name

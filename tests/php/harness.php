@@ -47,17 +47,40 @@ $spec = json_decode(stream_get_contents(STDIN), true, 16, JSON_THROW_ON_ERROR);
 $client = new AuthzClient($spec['url'], timeoutSeconds: 5.0);
 $factory = new Psr17Factory();
 $seen = [];
-$psr15 = new Psr15Middleware($client, $factory, function (ServerRequestInterface $request) use (&$seen): array {
-    $seen[] = 'psr15';
-    return order_attributes($request->getHeaderLine('X-Order'));
-});
-$laravel = new LaravelMiddleware($client, function (Request $request) use (&$seen): array {
-    $seen[] = 'laravel';
-    return order_attributes((string) $request->header('X-Order', ''));
-});
+// One pair of middlewares per enforce context a case names, each given it at construction.
+$psr15s = [];
+$laravels = [];
+$middlewares = function (string $context) use ($client, $factory, &$seen, &$psr15s, &$laravels): array {
+    $psr15s[$context] ??= new Psr15Middleware(
+        $client,
+        $factory,
+        function (ServerRequestInterface $request) use (&$seen): array {
+            $seen[] = 'psr15';
+            return order_attributes($request->getHeaderLine('X-Order'));
+        },
+        $context,
+    );
+    $laravels[$context] ??= new LaravelMiddleware($client, function (Request $request) use (&$seen): array {
+        $seen[] = 'laravel';
+        return order_attributes((string) $request->header('X-Order', ''));
+    }, $context);
+    return [$psr15s[$context], $laravels[$context]];
+};
+
+/** @return array{status: int, body: mixed, www_authenticate: string} */
+function laravel_result(JsonResponse|Illuminate\Http\Response $response): array
+{
+    return [
+        'status' => $response->getStatusCode(),
+        'body' => json_decode((string) $response->getContent(), true),
+        'www_authenticate' => (string) $response->headers->get('WWW-Authenticate', ''),
+    ];
+}
 
 $results = [];
 foreach ($spec['cases'] as $case) {
+    $context = $case['enforce_context'] ?? '';
+    [$psr15, $laravel] = $middlewares($context);
     $headers = array_filter(['Authorization' => $case['authorization'], 'X-Order' => $case['order'] ?? '']);
 
     $request = $factory->createServerRequest($case['method'], 'http://app.test' . $case['path']);
@@ -70,13 +93,26 @@ foreach ($spec['cases'] as $case) {
     foreach ($headers as $name => $value) {
         $server['HTTP_' . strtoupper(str_replace('-', '_', $name))] = $value;
     }
-    $laravelRequest = Request::create($case['path'], $case['method'], [], [], [], $server);
-    $laravelResponse = $laravel->handle($laravelRequest, static fn (Request $r) => new JsonResponse(
+    $application = static fn (Request $r) => new JsonResponse(
         ['ok' => true, 'subject' => $r->attributes->get(LaravelMiddleware::DECISION_ATTRIBUTE)->subject],
-    ));
+    );
+    $laravelResponse = $laravel->handle(Request::create($case['path'], $case['method'], [], [], [], $server), $application);
+    // The context as a route's middleware parameter (`authz:2`) on the default-context instance.
+    [, $plain] = $middlewares('');
+    $parameterResponse = $plain->handle(
+        Request::create($case['path'], $case['method'], [], [], [], $server),
+        $application,
+        $context,
+    );
 
     try {
-        $d = $client->check($case['authorization'], $case['path'], $case['method'], order_attributes($case['order'] ?? ''));
+        $d = $client->check(
+            $case['authorization'],
+            $case['path'],
+            $case['method'],
+            order_attributes($case['order'] ?? ''),
+            enforceContext: $context,
+        );
         $direct = ['allowed' => $d->allowed, 'reason' => $d->reason, 'subject' => $d->subject];
     } catch (Authz\AuthzException $e) {
         $direct = ['error' => $e->connectCode, 'message' => $e->getMessage()];
@@ -89,11 +125,8 @@ foreach ($spec['cases'] as $case) {
             'body' => json_decode((string) $response->getBody(), true),
             'www_authenticate' => $response->getHeaderLine('WWW-Authenticate'),
         ],
-        'laravel' => [
-            'status' => $laravelResponse->getStatusCode(),
-            'body' => json_decode((string) $laravelResponse->getContent(), true),
-            'www_authenticate' => (string) $laravelResponse->headers->get('WWW-Authenticate', ''),
-        ],
+        'laravel' => laravel_result($laravelResponse),
+        'laravel_parameter' => laravel_result($parameterResponse),
     ];
 }
 // A response that leaves fields out (the Connect default) reads as their protobuf defaults.

@@ -18,14 +18,25 @@ final class Guard
     /**
      * @param null|callable(object): array<string, mixed> $attributes receives the framework's request and
      *        returns the resource attributes the policy reads (an order's owner, org_id, status ...)
+     * @param string $enforceContext Casbin's enforce context every check is decided with: "2" is the
+     *        model's r2, p2, e2, m2 ("" r, p, e, m); one the model lacks is a 400 on every request
      */
-    public function __construct(private readonly AuthzClient $client, ?callable $attributes = null)
-    {
+    public function __construct(
+        private readonly AuthzClient $client,
+        ?callable $attributes = null,
+        private readonly string $enforceContext = '',
+    ) {
         $this->attributes = $attributes === null ? null : \Closure::fromCallable($attributes);
     }
 
-    public function decide(object $request, string $authorization, string $path, string $method): Verdict
-    {
+    /** @param ?string $enforceContext this request's enforce context (null: the constructor's) */
+    public function decide(
+        object $request,
+        string $authorization,
+        string $path,
+        string $method,
+        ?string $enforceContext = null,
+    ): Verdict {
         $attributes = $this->attributes === null ? [] : ($this->attributes)($request);
         try {
             $decision = $this->client->check(
@@ -33,6 +44,7 @@ final class Guard
                 $path === '' ? '/' : $path,
                 strtoupper($method),
                 $attributes,
+                enforceContext: $enforceContext ?? $this->enforceContext,
             );
         } catch (AuthzException $e) {
             if ($e->connectCode === 'invalid_argument') {

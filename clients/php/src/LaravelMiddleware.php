@@ -25,19 +25,25 @@ final class LaravelMiddleware
     /**
      * @param null|callable(Request): array<string, mixed> $attributes resource attributes for a request,
      *        for example from a route-bound model: fn ($r) => ['owner' => $r->route('order')?->user_id]
+     * @param string $enforceContext Casbin's enforce context the checks are decided with ("2": r2, p2, e2, m2)
      */
-    public function __construct(AuthzClient $client, ?callable $attributes = null)
+    public function __construct(AuthzClient $client, ?callable $attributes = null, string $enforceContext = '')
     {
-        $this->guard = new Guard($client, $attributes);
+        $this->guard = new Guard($client, $attributes, $enforceContext);
     }
 
-    public function handle(Request $request, Closure $next): mixed
+    /**
+     * @param ?string $enforceContext a route's own enforce context, as a middleware parameter
+     *        (`->middleware('authz:2')`); null: the constructor's
+     */
+    public function handle(Request $request, Closure $next, ?string $enforceContext = null): mixed
     {
         $verdict = $this->guard->decide(
             $request,
             (string) $request->header('Authorization', ''),
             $request->getPathInfo(),
             $request->getMethod(),
+            $enforceContext,
         );
         if (!$verdict->passes()) {
             return new JsonResponse($verdict->body(), $verdict->status, $verdict->headers());

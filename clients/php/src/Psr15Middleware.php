@@ -13,7 +13,8 @@ use Psr\Http\Server\RequestHandlerInterface;
 /**
  * PSR-15 middleware: asks authz whether the request's bearer token may use METHOD on the
  * request path; 401 / 403 / 400 / 503 otherwise. On an allow the Decision is available to the
- * application as the request attribute `authz.decision`.
+ * application as the request attribute `authz.decision`. With `enforceContext: '2'` every check
+ * is decided with the model's r2, p2, e2, m2 (Casbin's enforce context).
  *
  * Needs the PSR-7, PSR-15 and PSR-17 interfaces that any PSR-15 application already has;
  * the rest of this package does not.
@@ -26,13 +27,15 @@ final class Psr15Middleware implements MiddlewareInterface
 
     /**
      * @param null|callable(ServerRequestInterface): array<string, mixed> $attributes resource attributes for a request
+     * @param string $enforceContext Casbin's enforce context the checks are decided with ("2": r2, p2, e2, m2)
      */
     public function __construct(
         AuthzClient $client,
         private readonly ResponseFactoryInterface $responses,
         ?callable $attributes = null,
+        string $enforceContext = '',
     ) {
-        $this->guard = new Guard($client, $attributes);
+        $this->guard = new Guard($client, $attributes, $enforceContext);
     }
 
     public function process(ServerRequestInterface $request, RequestHandlerInterface $handler): ResponseInterface

@@ -40,6 +40,8 @@ class AuthzMiddleware:
     - ``resource``: the resource string instead of the path (e.g. to strip a mount prefix).
     - ``skip``: true for requests that need no decision (health checks, CORS preflight ...).
 
+    ``enforce_context`` is Casbin's enforce context every check is decided with (``"2"``: the
+    model's r2, p2, e2, m2; ``""``: r, p, e, m); one the model lacks is a 400 on every request.
     Allowed requests reach the app with ``scope["authz"]`` set to the :class:`CheckResult`.
     WebSocket handshakes are checked too (action ``GET``) and refused with a close before accept,
     which servers turn into HTTP 403.
@@ -53,6 +55,7 @@ class AuthzMiddleware:
         attributes: AttributesHook | None = None,
         resource: Callable[[Scope], str] | None = None,
         skip: Callable[[Scope], bool] | None = None,
+        enforce_context: str = "",
     ) -> None:
         if isinstance(client_or_target, str):
             self._target: str | None = client_or_target
@@ -69,6 +72,7 @@ class AuthzMiddleware:
         self._attributes = attributes
         self._resource = resource
         self._skip = skip
+        self._enforce_context = enforce_context
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run as an ASGI application."""
@@ -104,6 +108,7 @@ class AuthzMiddleware:
             # the client may carry for the service's own calls.
             token=_header(scope, b"authorization") or "",
             attributes=attributes,
+            enforce_context=self._enforce_context,
         )
 
     def _get_client(self) -> AsyncAuthzClient:

@@ -135,13 +135,23 @@ def authorized_query(
     source: FromClause | None = None,
     attributes: Mapping[str, Any] | None = None,
     context: Mapping[str, Any] | None = None,
+    enforce_context: str = "",
 ) -> Select[Any]:
     """``select_stmt`` restricted to the rows the token's principal may ``action``.
 
     ``resource`` is the template the rows share (``/api/orders/:id``). ``source`` defaults
-    to the statement's only FROM table. Raises :class:`PlanFieldError` for a field that maps
-    to no column and ``AuthzError`` when the plan cannot be made (FAILED_PRECONDITION).
+    to the statement's only FROM table. ``enforce_context`` plans with another section set of
+    the model (``"2"``: r2, p2, e2, m2). Raises :class:`PlanFieldError` for a field that maps
+    to no column and ``AuthzError`` when the plan cannot be made (FAILED_PRECONDITION, or
+    INVALID_ARGUMENT for a context the model lacks).
     """
-    plan = client.plan_resources(action, resource, token=token, attributes=attributes, context=context)
+    plan = client.plan_resources(
+        action,
+        resource,
+        token=token,
+        attributes=attributes,
+        context=context,
+        enforce_context=enforce_context,
+    )
     where = plan_where(plan, source if source is not None else _source_of(select_stmt), fields)
     return select_stmt.where(where)

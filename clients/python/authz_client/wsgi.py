@@ -49,6 +49,8 @@ class AuthzMiddleware:
     - ``resource``: the resource string instead of the path (``SCRIPT_NAME`` + ``PATH_INFO``).
     - ``skip``: true for requests that need no decision (health checks, CORS preflight ...).
 
+    ``enforce_context`` is Casbin's enforce context every check is decided with (``"2"``: the
+    model's r2, p2, e2, m2; ``""``: r, p, e, m); one the model lacks is a 400 on every request.
     Allowed requests reach the app with ``environ["authz"]`` set to the :class:`CheckResult`.
     """
 
@@ -60,6 +62,7 @@ class AuthzMiddleware:
         attributes: Callable[[Environ], Mapping[str, Any] | None] | None = None,
         resource: Callable[[Environ], str] | None = None,
         skip: Callable[[Environ], bool] | None = None,
+        enforce_context: str = "",
     ) -> None:
         if isinstance(client_or_target, str):
             self._owned: AuthzClient | None = AuthzClient(client_or_target)
@@ -73,6 +76,7 @@ class AuthzMiddleware:
         self._attributes = attributes
         self._resource = resource
         self._skip = skip
+        self._enforce_context = enforce_context
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         """Run as a WSGI application."""
@@ -99,6 +103,7 @@ class AuthzMiddleware:
             # the client may carry for the service's own calls.
             token=str(environ.get("HTTP_AUTHORIZATION", "")),
             attributes=attributes,
+            enforce_context=self._enforce_context,
         )
 
     def close(self) -> None:

@@ -90,6 +90,21 @@ describe("authzMiddleware", () => {
     expect(body.error).toBe("bad_request");
   });
 
+  it("passes its enforce context: one the demo model lacks is a 400, never a decision with r, p, e, m", async () => {
+    const second = await serve({ baseUrl, enforceContext: "2" });
+    const plain = await serve({ baseUrl, enforceContext: "" });
+    try {
+      const refused = await call(second.url, "GET", "/api/orders/42", tokens.alice);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toBe("bad_request");
+      expect(refused.body.message).toContain("enforce_context '2' is not a section set");
+      expect((await call(plain.url, "GET", "/api/orders/42", tokens.alice)).status).toBe(200);
+    } finally {
+      second.server.close();
+      plain.server.close();
+    }
+  });
+
   it("fails closed with 503 when authz cannot be reached", async () => {
     const down = await serve({ baseUrl: `http://127.0.0.1:${await freePort()}`, timeoutMs: 1000 });
     try {

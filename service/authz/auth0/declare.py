@@ -47,8 +47,13 @@ class PolicyNames:
 def policy_names(directory: Path) -> PolicyNames:
     """Read and classify the names of a policy directory that loads (refused otherwise)."""
     snapshot = load_snapshot(directory)  # a policy that does not load is never synced
-    sub = snapshot.model.field_index("sub")
-    subjects = {line.values[sub] for line in snapshot.lines if line.ptype == "p" and sub is not None}
+    # The p lines' subjects and those of every enforce context's own lines (p2 read with p2's fields).
+    subjects = {
+        rule.line.values[sub]
+        for section in (snapshot, *snapshot.sections.values())
+        if (sub := section.model.field_index("sub")) is not None
+        for rule in section.rules
+    }
     links = [line.values[:2] for line in snapshot.lines if line.ptype == "g" and len(line.values) >= 2]
     descriptions = described(read_policy_dir(directory))
     named = subjects | {right for _, right in links} | {n for k, n in descriptions if k == "role"}

@@ -33,11 +33,18 @@ def add_diff_command(commands: Any) -> None:
     diff.add_argument("--git", metavar="REV", help="compare the directory at REV with the working tree")
     _format_argument(diff, ("text", "json", "markdown"))
     diff.add_argument("--fail-on", choices=("widen",), help="exit 2 when any principal gains access")
+    diff.add_argument(
+        "--enforce-context",
+        metavar="SUFFIX",
+        help="compare only Casbin's enforce context SUFFIX (2 is r2, p2, e2, m2; '' is r, p, e, m); "
+        "default: every section set either version's model has",
+    )
     diff.set_defaults(func=run_diff)
 
 
 def run_diff(ns: argparse.Namespace) -> int:
     """Print the impact report."""
+    contexts = None if ns.enforce_context is None else [ns.enforce_context]
     if ns.git:
         if len(ns.dirs) > 1:
             raise UsageError("with --git give one policy directory (default: policies)")
@@ -51,6 +58,7 @@ def run_diff(ns: argparse.Namespace) -> int:
                 read_policy_dir(new),
                 f"{ns.git}:{new}",
                 str(new),
+                contexts,
             )
     else:
         if len(ns.dirs) != 2:
@@ -63,6 +71,7 @@ def run_diff(ns: argparse.Namespace) -> int:
             read_policy_dir(new),
             str(old),
             str(new),
+            contexts,
         )
     if ns.format == "json":
         _print_json(as_json(impact))

@@ -141,6 +141,12 @@ def add_policy_commands(commands: Any) -> Any:
     elements.add_argument("--prefix", default=DEFAULT_PREFIX, help="id prefix (default: %(default)s)")
     elements.add_argument("--typescript", action="store_true", help="write a TypeScript module")
     elements.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    elements.add_argument(
+        "--enforce-context",
+        metavar="SUFFIX",
+        help="only the ids of Casbin's enforce context SUFFIX (2: the p2 lines; '': the p lines); "
+        "default: every section set's",
+    )
     elements.set_defaults(func=run_elements)
     return sub
 
@@ -371,7 +377,7 @@ def run_fmt(ns: argparse.Namespace) -> int:
 def run_elements(ns: argparse.Namespace) -> int:
     """Print the element ids (or the TypeScript module), or write them to --output."""
     output = Path(ns.output) if ns.output else None
-    text = write_elements(Path(ns.dir), ns.prefix, ns.typescript, output)
+    text = write_elements(Path(ns.dir), ns.prefix, ns.typescript, output, ns.enforce_context)
     if output is None:
         sys.stdout.write(text)
     else:

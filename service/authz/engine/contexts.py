@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from authz.engine.matcher import escape_assertion
-from authz.engine.model import Effect, model_error
+from authz.engine.model import Effect, ModelSpec, model_error, parse_model
 from authz.engine.policyfiles import MODEL_FILE, PolicySource
 from authz.errors import InvalidArgument, PolicyLoadError
 from authz.findings import Finding
@@ -197,6 +197,18 @@ def context_model(model_text: str, suffix: str) -> str:
                 value = _unsuffixed(value, suffix)
             lines[definition.lines[0] - 1] = f"{definition.kind} = {value}"
     return "\n".join(lines) + "\n"
+
+
+def rule_models(model_text: str) -> dict[str, ModelSpec]:
+    """Each section set's model by the type of its rule lines: `p` the model's own, `p2` context 2's ...
+
+    For tools that read policy lines without building a snapshot (a `p2` line's values are
+    named by `p2`, not `p`); raises PolicyLoadError when the model does not load.
+    """
+    models = {"p": parse_model(model_text)}
+    for suffix in context_suffixes(model_text):
+        models[f"p{suffix}"] = parse_model(context_model(model_text, suffix))
+    return models
 
 
 def _located(finding: Finding, suffix: str) -> Finding:

@@ -22,7 +22,8 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 
 from authz.engine import Snapshot, build_snapshot
-from authz.engine.model import parse_model
+from authz.engine.contexts import rule_models
+from authz.engine.model import ModelSpec
 from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.errors import (
     AlreadyExists,
@@ -89,30 +90,53 @@ def list_rules(
 ) -> list[PolicyLine]:
     """The policy lines, in file order, filtered by glob patterns (`fnmatch`) on their fields.
 
-    `p` lines are matched on the model's `sub`, `obj` and `act` fields; role lines match a
-    subject on either name and never match a resource or action filter.
+    `p` lines are matched on the model's `sub`, `obj` and `act` fields, an enforce context's
+    `p2` lines on `p2`'s (a line whose definition has no `act` applies to every action, so an
+    action filter keeps it); role lines match a subject on either name and never match a
+    resource or action filter.
     """
     source = read_policy_dir(directory)
-    model = parse_model(source.model_text)
-    index = {name: model.field_index(name) for name in ("sub", "obj", "act")}
+    models = rule_models(source.model_text)
+    positions = {ptype: _field_positions(spec) for ptype, spec in models.items()}
+    roles = models["p"].roles
     lines, _ = parse_lines(source)
 
-    def field(line: PolicyLine, name: str, position: int) -> str | None:
-        # Models without the conventional names: sub, obj, act are the first three values.
-        at = index[name]
-        at = position if at is None else at
-        return line.values[at] if at < len(line.values) else None
-
     def keep(line: PolicyLine) -> bool:
-        if line.ptype in model.roles:
+        if line.ptype in roles:
             names = line.values[:2]
             return resource is None and action is None and (subject is None or _any_match(names, subject))
-        return all(
-            pattern is None or _any_match([field(line, name, position)], pattern)
-            for name, position, pattern in (("sub", 0, subject), ("obj", 1, resource), ("act", 2, action))
-        )
+        # A p-type of no section set (read by nothing) is shown as a `p` line would be.
+        at = positions.get(line.ptype, positions["p"])
+        for name, pattern in (("sub", subject), ("obj", resource), ("act", action)):
+            where = at[name]
+            if pattern is None or (where is None and name == "act"):
+                continue
+            value = line.values[where] if where is not None and where < len(line.values) else None
+            if not _any_match([value], pattern):
+                return False
+        return True
 
     return [line for line in lines if keep(line)]
+
+
+# Policy fields that are never the subject, resource or action.
+_NAMED = frozenset({"p_sub", "p_obj", "p_act", "p_eft", "p_priority"})
+
+
+def _field_positions(model: ModelSpec) -> dict[str, int | None]:
+    """Where `sub`, `obj` and `act` are in a policy definition's lines (None: it has no such field).
+
+    A name the definition lacks is read by position, as in a model with names of its own
+    (`p = user, thing, action`), unless that position holds another known field (`p2 = obj,
+    sub, eft` has no action).
+    """
+    found: dict[str, int | None] = {}
+    for position, name in enumerate(("sub", "obj", "act")):
+        at = model.field_index(name)
+        if at is None and position < len(model.policy) and model.policy[position] not in _NAMED:
+            at = position
+        found[name] = at
+    return found
 
 
 def _any_match(values: Sequence[str | None], pattern: str) -> bool:

@@ -12,13 +12,24 @@ import json
 from pathlib import Path
 
 from authz.engine import load_snapshot
+from authz.engine.contexts import select
 
 DEFAULT_PREFIX = "ui:"
 
 
-def element_ids(policy_dir: Path, prefix: str = DEFAULT_PREFIX) -> list[str]:
-    """Sorted literal resource ids starting with `prefix` that the policy in `policy_dir` names."""
-    return load_snapshot(policy_dir).visible_resources(prefix)
+def element_ids(
+    policy_dir: Path, prefix: str = DEFAULT_PREFIX, enforce_context: str | None = None
+) -> list[str]:
+    """Sorted literal resource ids starting with `prefix` that the policy in `policy_dir` names.
+
+    `enforce_context` None: the ids of every section set (the model's p lines and each enforce
+    context's p2 ... lines); "" the p lines' only, "2" the p2 lines' (unknown: InvalidArgument).
+    """
+    snapshot = load_snapshot(policy_dir)
+    if enforce_context is not None:
+        return select(snapshot, enforce_context).visible_resources(prefix)
+    sets = (snapshot, *snapshot.sections.values())
+    return sorted({found for each in sets for found in each.visible_resources(prefix)})
 
 
 def typescript_module(ids: list[str], prefix: str = DEFAULT_PREFIX) -> str:
@@ -41,12 +52,18 @@ def typescript_module(ids: list[str], prefix: str = DEFAULT_PREFIX) -> str:
     )
 
 
-def write_elements(policy_dir: Path, prefix: str, typescript: bool, output: Path | None) -> str:
+def write_elements(
+    policy_dir: Path,
+    prefix: str,
+    typescript: bool,
+    output: Path | None,
+    enforce_context: str | None = None,
+) -> str:
     """Render the ids (one per line, or as TypeScript) and write them to `output` when given.
 
     Returns the rendered text, so the caller prints it when there is no output file.
     """
-    ids = element_ids(policy_dir, prefix)
+    ids = element_ids(policy_dir, prefix, enforce_context)
     text = typescript_module(ids, prefix) if typescript else "".join(f"{element_id}\n" for element_id in ids)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

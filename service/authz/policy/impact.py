@@ -13,20 +13,26 @@ and no deny line always does) or `denied`. A change of level is a gain or a loss
 level with other conditions is a changed condition. A principal's changes that everyone shares
 are reported once, under everyone. Lines whose text changed (comments included) are listed,
 and those no change of access points to are reported as having no effect.
+
+With Casbin's enforce contexts (`r2`, `p2`, `e2`, `m2` ...), each section set is compared on
+its own: its principals and requests come from its own rule lines (`p2` read with `p2`'s
+fields), and a request is evaluated with its snapshot. A context one version's model lacks
+refuses every request there (`INVALID_ARGUMENT`), so that side denies everything. Compared
+with some sections only, a changed line of another section is never called without effect.
 """
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from authz.engine import Snapshot, Subject
 from authz.engine.bindings import Attributes, Resource
 from authz.engine.matcher import SUBJECT
-from authz.engine.policyfiles import PolicySource
+from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.engine.snapshot import ALLOW
 from authz.errors import InvalidArgument
+from authz.policy.impacttext import TextChange, changed_blocks
 from authz.principal import Principal
 
 LEVELS = ("denied", "conditional", "allowed")
@@ -73,32 +79,18 @@ class PrincipalImpact:
 
 
 @dataclass(frozen=True, slots=True)
-class TextChange:
-    """Lines whose text changed at one place of a file: `old` replaced by `new` (number, text)."""
+class ContextImpact:
+    """The changes of one enforce context ("2": requests decided with r2, p2, e2 and m2)."""
 
-    file: str
-    old: tuple[tuple[int, str], ...]
-    new: tuple[tuple[int, str], ...]
-    effect: bool  # some change of access points to one of its policy lines
-    comments_only: bool
-
-    @property
-    def line(self) -> int:
-        """Where to look: its first new line, else its first old line."""
-        return (self.new or self.old)[0][0]
-
-    def locations(self) -> list[tuple[str, str]]:
-        """("old" | "new" FILE:LINE, text) of every line."""
-        return [
-            (f"{side} {self.file}:{n}", text)
-            for side, lines in (("old", self.old), ("new", self.new))
-            for n, text in lines
-        ]
+    name: str
+    principals: tuple[PrincipalImpact, ...]
+    unchanged: tuple[str, ...]
+    only_in: str = ""  # "old" | "new": the other version's model lacks the context
 
 
 @dataclass(frozen=True, slots=True)
 class Impact:
-    """The whole report."""
+    """The whole report: the model's r, p, e, m in `principals`, its enforce contexts in `contexts`."""
 
     old: str
     new: str
@@ -107,11 +99,18 @@ class Impact:
     principals: tuple[PrincipalImpact, ...]
     unchanged: tuple[str, ...]  # the roles and permissions with no change
     text: tuple[TextChange, ...] = field(default=())
+    contexts: tuple[ContextImpact, ...] = field(default=())
+
+    @property
+    def changes(self) -> list[Change]:
+        """Every change, of every section set compared."""
+        groups = [self.principals, *(c.principals for c in self.contexts)]
+        return [c for group in groups for p in group for c in p.changes]
 
     @property
     def widens(self) -> bool:
         """Whether any principal gains access."""
-        return any(c.kind == "gains" for p in self.principals for c in p.changes)
+        return any(c.kind == "gains" for c in self.changes)
 
 
 def compare(
@@ -121,22 +120,86 @@ def compare(
     new_source: PolicySource,
     old_name: str = "old",
     new_name: str = "new",
+    contexts: Sequence[str] | None = None,
 ) -> Impact:
-    """Evaluate both snapshots for every principal and request; see the module doc."""
-    roles, permissions = _classify((old, new))
-    requests = sorted(_requests(old) | _requests(new))
+    """Evaluate both snapshots for every principal and request; see the module doc.
+
+    `contexts` are the section sets compared ("" the model's r, p, e, m; "2" r2, p2, e2, m2);
+    None compares every one either version's model has. One neither has is InvalidArgument.
+    """
+    known = ["", *sorted(old.sections.keys() | new.sections.keys(), key=int)]
+    chosen = known if contexts is None else list(dict.fromkeys(contexts))
+    for name in chosen:
+        if name not in known:
+            raise InvalidArgument(
+                f"enforce_context {name!r} is a section set of neither version "
+                f"(known: {', '.join(map(repr, known))})"
+            )
+    blocks = changed_blocks(old_source, new_source)
+    changed = {where for block in blocks for where, _ in block.locations()}
+    planned = []
+    for name in chosen:
+        sides = {
+            side: found
+            for side, found in (("old", _section(old, name)), ("new", _section(new, name)))
+            if found is not None
+        }
+        planned.append((name, sides, *_principals_and_requests(list(sides.values()))))
+    pairs = sum(len(principals) * len(requests) for *_, principals, requests in planned)
+    if pairs > MAX_PAIRS:
+        raise InvalidArgument(
+            f"{pairs} principal x request pairs is more than policy diff compares ({MAX_PAIRS}); "
+            "--enforce-context compares one section set"
+        )
+    compared: list[tuple[ContextImpact, dict[str, Snapshot]]] = []
+    for name, sides, principals, requests in planned:
+        impacts, unchanged = _compare_section(
+            sides.get("old"), sides.get("new"), principals, requests, changed
+        )
+        only = next(iter(sides)) if len(sides) == 1 else ""
+        compared.append((ContextImpact(name, tuple(impacts), tuple(unchanged), only), sides))
+    # A line of a section set not compared may well change access: never call it without effect.
+    skipped = {f"p{name}" for name in known if name not in chosen}
+    text = tuple(_with_effect(block, compared, skipped) for block in blocks)
+    default = next((c for c, _ in compared if not c.name), ContextImpact("", (), ()))
+    return Impact(
+        old_name,
+        new_name,
+        old.version,
+        new.version,
+        default.principals,
+        default.unchanged,
+        text,
+        tuple(c for c, _ in compared if c.name),
+    )
+
+
+def _section(snapshot: Snapshot, name: str) -> Snapshot | None:
+    return snapshot if not name else snapshot.sections.get(name)
+
+
+def _principals_and_requests(
+    present: list[Snapshot],
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """One section set's (name, kind) principals and (resource, action) requests, both versions'."""
+    roles, permissions = _classify(present)
+    requests = sorted(set().union(*(_requests(s) for s in present)))
     principals = [
         (EVERYONE, "everyone"),
         *((r, "role") for r in roles),
         *((p, "permission") for p in permissions),
     ]
-    if len(principals) * len(requests) > MAX_PAIRS:
-        raise InvalidArgument(
-            f"{len(principals)} principals x {len(requests)} requests is more than policy diff compares "
-            f"({MAX_PAIRS})"
-        )
-    blocks = _blocks(old_source, new_source)
-    changed = {where for block in blocks for where, _ in block.locations()}
+    return principals, requests
+
+
+def _compare_section(
+    old: Snapshot | None,
+    new: Snapshot | None,
+    principals: list[tuple[str, str]],
+    requests: list[tuple[str, str]],
+    changed: set[str],
+) -> tuple[list[PrincipalImpact], list[str]]:
+    """(the principals' changes, the unchanged roles and permissions) of one section set."""
     shared: set[tuple[str, str, str]] = set()
     impacts: list[PrincipalImpact] = []
     unchanged: list[str] = []
@@ -150,9 +213,12 @@ def compare(
             impacts.append(PrincipalImpact(name, kind, tuple(changes)))
         elif kind != "everyone":
             unchanged.append(name)
-    snapshots = {"old": old, "new": new}
-    text = tuple(_with_effect(block, impacts, snapshots) for block in blocks)
-    return Impact(old_name, new_name, old.version, new.version, tuple(impacts), tuple(unchanged), text)
+    return impacts, unchanged
+
+
+def _rule_lines(snapshot: Snapshot) -> list[PolicyLine]:
+    """The section set's own rule lines (`p`, or `p2` ... in an enforce context's snapshot)."""
+    return [rule.line for rule in snapshot.rules]
 
 
 def _classify(snapshots: Iterable[Snapshot]) -> tuple[list[str], list[str]]:
@@ -161,10 +227,9 @@ def _classify(snapshots: Iterable[Snapshot]) -> tuple[list[str], list[str]]:
     names: set[str] = set()
     for snapshot in snapshots:
         sub = snapshot.model.field_index("sub")
+        names.update(ln.values[sub] for ln in _rule_lines(snapshot) if sub is not None)
         for line in snapshot.lines:
-            if line.ptype == "p" and sub is not None and sub < len(line.values):
-                names.add(line.values[sub])
-            elif line.ptype == "g" and len(line.values) >= 2:
+            if line.ptype == "g" and len(line.values) >= 2:
                 roles.add(line.values[0])
                 names.add(line.values[1])
     usable = {n for n in roles | names if n and n != EVERYONE and "|" not in n}  # user ids are not roles
@@ -172,25 +237,32 @@ def _classify(snapshots: Iterable[Snapshot]) -> tuple[list[str], list[str]]:
 
 
 def _requests(snapshot: Snapshot) -> set[tuple[str, str]]:
-    obj, act = snapshot.model.field_index("obj"), snapshot.model.field_index("act")
+    model = snapshot.model
+    obj, act = model.field_index("obj"), model.field_index("act")
+    if obj is not None and act is None and "r_act" not in (model.bind or model.request):
+        # A section set whose requests have no action (r2 = sub, obj): its lines allow any.
+        return {(ln.values[obj], EVERYONE) for ln in _rule_lines(snapshot)}
     if obj is None or act is None:
         raise InvalidArgument("policy diff needs a model whose p lines have obj and act fields")
-    return {
-        (ln.values[obj], ln.values[act])
-        for ln in snapshot.lines
-        if ln.ptype == "p" and len(ln.values) > max(obj, act)
-    }
+    return {(ln.values[obj], ln.values[act]) for ln in _rule_lines(snapshot)}
+
+
+_REFUSED = Access("denied", frozenset(), frozenset())  # a section set the version lacks: refused
 
 
 def _changes(
-    old: Snapshot, new: Snapshot, name: str, requests: list[tuple[str, str]], changed: set[str]
+    old: Snapshot | None,
+    new: Snapshot | None,
+    name: str,
+    requests: list[tuple[str, str]],
+    changed: set[str],
 ) -> list[Change]:
     principal = Principal(id=_DIFF_ID, permissions=() if name == EVERYONE else (name,))
     found: list[Change] = []
     old_subject, new_subject = Subject(principal), Subject(principal)
     for resource, action in requests:
-        before = access(old, principal, old_subject, resource, action)
-        after = access(new, principal, new_subject, resource, action)
+        before = access(old, principal, old_subject, resource, action) if old else _REFUSED
+        after = access(new, principal, new_subject, resource, action) if new else _REFUSED
         rank = LEVELS.index(after.level) - LEVELS.index(before.level)
         because = tuple(
             sorted(f"old {loc}" for loc in before.lines if f"old {loc}" in changed)
@@ -243,38 +315,24 @@ def _condition(snapshot: Snapshot, values: tuple[str, ...]) -> str:
     return ", ".join(v for i, v in enumerate(values) if i not in skip)
 
 
-def _blocks(old_source: PolicySource, new_source: PolicySource) -> list[TextChange]:
-    """The changed blocks of every policy file (effect not known yet)."""
-    old_files, new_files = dict(old_source.files), dict(new_source.files)
-    found: list[TextChange] = []
-    for name in sorted(old_files.keys() | new_files.keys()):
-        before = old_files.get(name, "").splitlines()
-        after = new_files.get(name, "").splitlines()
-        matcher = difflib.SequenceMatcher(a=before, b=after, autojunk=False)
-        for tag, a1, a2, b1, b2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
-            # Comments apart from policy lines: a comment edited beside a rule is still without effect.
-            for comments in (True, False):
-                olds = tuple(
-                    (a1 + i + 1, ln) for i, ln in enumerate(before[a1:a2]) if _is_comment(ln) is comments
-                )
-                news = tuple(
-                    (b1 + i + 1, ln) for i, ln in enumerate(after[b1:b2]) if _is_comment(ln) is comments
-                )
-                if olds or news:
-                    found.append(TextChange(name, olds, news, False, comments))
-    return found
-
-
 def _with_effect(
-    block: TextChange, impacts: list[PrincipalImpact], snapshots: dict[str, Snapshot]
+    block: TextChange,
+    compared: list[tuple[ContextImpact, dict[str, Snapshot]]],
+    skipped: set[str],
 ) -> TextChange:
     """The block with `effect` set: a change of access cites one of its lines, or one of its g lines
-    links a role to a name through which a changed access of that role matched."""
-    cited = {cause for p in impacts for c in p.changes for cause in c.because}
+    links a role to a name through which a changed access of that role matched, or one of its
+    lines is a rule of a section set not compared (`skipped` p-types)."""
+    cited = {
+        cause for context, _ in compared for p in context.principals for c in p.changes for cause in c.because
+    }
     effect = any(
-        where in cited or _g_effect(where.split(" ", 1)[0], text, impacts, snapshots)
+        where in cited
+        or text.split(",", 1)[0].strip() in skipped
+        or any(
+            _g_effect(where.split(" ", 1)[0], text, list(context.principals), sides)
+            for context, sides in compared
+        )
         for where, text in block.locations()
     )
     return TextChange(block.file, block.old, block.new, effect, block.comments_only)
@@ -286,14 +344,14 @@ def _g_effect(side: str, text: str, impacts: list[PrincipalImpact], snapshots: d
         return False
     if "|" in parts[1]:
         return True  # a user's assignment: users are not compared, so it is never called without effect
-    snapshot = snapshots[side]
+    snapshot = snapshots.get(side)
+    if snapshot is None:
+        return False
     graph = snapshot.graphs.get("g")
     reach = graph.closure(parts[2]) if graph else frozenset((parts[2],))
     sub = snapshot.model.field_index("sub")
     subjects = {
-        ln.location.split(": ", 1)[0]: ln.values[sub]
-        for ln in snapshot.lines
-        if sub is not None and ln.ptype == "p"
+        ln.location.split(": ", 1)[0]: ln.values[sub] for ln in _rule_lines(snapshot) if sub is not None
     }
     return any(
         subjects.get(location) in reach
@@ -302,7 +360,3 @@ def _g_effect(side: str, text: str, impacts: list[PrincipalImpact], snapshots: d
         for c in p.changes
         for location in (c.before if side == "old" else c.after).lines
     )
-
-
-def _is_comment(line: str) -> bool:
-    return not line.strip() or line.strip().startswith("#")

@@ -1,10 +1,12 @@
-"""`authz policy diff` reports: text for people (grouped by role), JSON, Markdown for a pull request."""
+"""`authz policy diff` reports: text for people (grouped by role, then by enforce context), JSON,
+Markdown for a pull request."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from authz.policy.impact import Change, Impact, PrincipalImpact, TextChange
+from authz.policy.impact import Change, ContextImpact, Impact, PrincipalImpact
+from authz.policy.impacttext import TextChange
 
 _MARK = {"gains": "+", "loses": "-", "condition": "~"}
 _TITLE = {"role": "role", "permission": "permission", "everyone": "everyone (any signed-in user)"}
@@ -42,19 +44,40 @@ def _where(block: TextChange) -> str:
     return f"{block.file}:{block.line}: {what} changed, access did not"
 
 
-def render_text(impact: Impact) -> str:
-    """The report for people: each role, permission and everyone with its changes, then the rest."""
-    versions = f"{impact.old} (version {impact.old_version}) -> {impact.new} (version {impact.new_version})"
-    out = [f"policy diff {versions}"]
-    for principal in sorted(impact.principals, key=_order):
-        out.append(_heading(principal))
+def _context_title(context: ContextImpact) -> str:
+    n = context.name
+    title = f"enforce context {n} (r{n}, p{n}, e{n}, m{n})"
+    if context.only_in == "new":
+        return f"{title}: only in the new version (a request naming it was refused before)"
+    if context.only_in == "old":
+        return f"{title}: only in the old version (a request naming it is refused now)"
+    return title
+
+
+def _principals_text(
+    principals: tuple[PrincipalImpact, ...], unchanged: tuple[str, ...], indent: str
+) -> list[str]:
+    out: list[str] = []
+    for principal in sorted(principals, key=_order):
+        out.append(indent + _heading(principal))
         for change in principal.changes:
             because = f"  [{', '.join(change.because)}]" if change.because else ""
-            out.append(f"  {_MARK[change.kind]} {_summary(change)}{because}")
+            out.append(f"{indent}  {_MARK[change.kind]} {_summary(change)}{because}")
             if change.kind == "condition":
-                out += [f"      {line}" for line in _condition_lines(change)]
-    if impact.unchanged:
-        out.append(f"unchanged: {', '.join(impact.unchanged)}")
+                out += [f"{indent}      {line}" for line in _condition_lines(change)]
+    if unchanged:
+        out.append(f"{indent}unchanged: {', '.join(unchanged)}")
+    return out
+
+
+def render_text(impact: Impact) -> str:
+    """The report for people: each role, permission and everyone with its changes (the model's
+    r, p, e, m, then each enforce context's section set), then the lines without effect."""
+    versions = f"{impact.old} (version {impact.old_version}) -> {impact.new} (version {impact.new_version})"
+    out = [f"policy diff {versions}", *_principals_text(impact.principals, impact.unchanged, "")]
+    for context in impact.contexts:
+        out.append(_context_title(context))
+        out += _principals_text(context.principals, context.unchanged, "  ")
     for block in _no_effect(impact):
         out.append(_where(block))
         out += [f"  - {text}" for _, text in block.old] + [f"  + {text}" for _, text in block.new]
@@ -67,46 +90,32 @@ def _order(principal: PrincipalImpact) -> tuple[int, str]:
 
 
 def _verdict(impact: Impact) -> str:
-    gains = sum(c.kind == "gains" for p in impact.principals for c in p.changes)
-    losses = sum(c.kind == "loses" for p in impact.principals for c in p.changes)
-    conditions = sum(c.kind == "condition" for p in impact.principals for c in p.changes)
-    if not impact.principals:
+    changes = impact.changes
+    gains = sum(c.kind == "gains" for c in changes)
+    losses = sum(c.kind == "loses" for c in changes)
+    conditions = sum(c.kind == "condition" for c in changes)
+    if not changes:
         return "no change of access"
     return f"{gains} gain(s), {losses} loss(es), {conditions} changed condition(s)"
 
 
 def as_json(impact: Impact) -> dict[str, Any]:
-    """The JSON form."""
+    """The JSON form; `principals` and `unchanged` are the model's r, p, e, m, `contexts` the rest."""
     return {
         "old": {"path": impact.old, "version": impact.old_version},
         "new": {"path": impact.new, "version": impact.new_version},
         "widens": impact.widens,
-        "principals": [
-            {
-                "name": p.name,
-                "kind": p.kind,
-                "changes": [
-                    {
-                        "change": c.kind,
-                        "resource": c.resource,
-                        "action": c.action,
-                        "target": c.target,
-                        "before": c.before.level,
-                        "after": c.after.level,
-                        "conditions_removed": [
-                            list(x) for x in sorted(c.before.conditions - c.after.conditions)
-                        ],
-                        "conditions_added": [
-                            list(x) for x in sorted(c.after.conditions - c.before.conditions)
-                        ],
-                        "because": list(c.because),
-                    }
-                    for c in p.changes
-                ],
-            }
-            for p in sorted(impact.principals, key=_order)
-        ],
+        "principals": _principals_json(impact.principals),
         "unchanged": list(impact.unchanged),
+        "contexts": [
+            {
+                "enforce_context": c.name,
+                "only_in": c.only_in or None,
+                "principals": _principals_json(c.principals),
+                "unchanged": list(c.unchanged),
+            }
+            for c in impact.contexts
+        ],
         "no_effect": [
             {
                 "file": b.file,
@@ -118,6 +127,30 @@ def as_json(impact: Impact) -> dict[str, Any]:
             for b in _no_effect(impact)
         ],
     }
+
+
+def _principals_json(principals: tuple[PrincipalImpact, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "changes": [
+                {
+                    "change": c.kind,
+                    "resource": c.resource,
+                    "action": c.action,
+                    "target": c.target,
+                    "before": c.before.level,
+                    "after": c.after.level,
+                    "conditions_removed": [list(x) for x in sorted(c.before.conditions - c.after.conditions)],
+                    "conditions_added": [list(x) for x in sorted(c.after.conditions - c.before.conditions)],
+                    "because": list(c.because),
+                }
+                for c in p.changes
+            ],
+        }
+        for p in sorted(principals, key=_order)
+    ]
 
 
 def _conditions(found: frozenset[tuple[str, str]]) -> list[dict[str, str]]:
@@ -132,8 +165,31 @@ def render_markdown(impact: Impact) -> str:
         f"`{impact.old}` ({impact.old_version}) → `{impact.new}` ({impact.new_version}): {_verdict(impact)}"
         + (" — **access widens**" if impact.widens else ""),
     ]
-    for principal in sorted(impact.principals, key=_order):
-        out += ["", f"#### {_heading(principal)}", "", "| change | action | resource | before → after |"]
+    out += _principals_markdown(impact.principals, impact.unchanged, "")
+    for context in impact.contexts:
+        if context.only_in:
+            out += ["", f"{_context_title(context)}."]
+        out += _principals_markdown(context.principals, context.unchanged, f"enforce context {context.name}")
+    blocks = _no_effect(impact)
+    if blocks:
+        out += ["", "Changed without effect on access:", ""]
+        out += [f"- {_code(_where(block))}" for block in blocks]
+    return "\n".join(out) + "\n"
+
+
+def _principals_markdown(
+    principals: tuple[PrincipalImpact, ...], unchanged: tuple[str, ...], context: str
+) -> list[str]:
+    """A table per role or permission; `context` names the enforce context ("" the model's r, p, e, m)."""
+    out: list[str] = []
+    prefix = f"{context}: " if context else ""
+    for principal in sorted(principals, key=_order):
+        out += [
+            "",
+            f"#### {prefix}{_heading(principal)}",
+            "",
+            "| change | action | resource | before → after |",
+        ]
         out.append("|---|---|---|---|")
         for c in principal.changes:
             levels = f"{c.before.level} → {c.after.level}"
@@ -141,13 +197,10 @@ def render_markdown(impact: Impact) -> str:
                 levels = "<br>".join(_code(line) for line in _condition_lines(c))
             action = "any" if c.action == "*" else c.action
             out.append(f"| {_MARK[c.kind]} {c.kind} | {_code(action)} | {_code(c.resource)} | {levels} |")
-    if impact.unchanged:
-        out += ["", "Unchanged: " + ", ".join(_code(name) for name in impact.unchanged)]
-    blocks = _no_effect(impact)
-    if blocks:
-        out += ["", "Changed without effect on access:", ""]
-        out += [f"- {_code(_where(block))}" for block in blocks]
-    return "\n".join(out) + "\n"
+    if unchanged:
+        where = f" in {context}" if context else ""
+        out += ["", f"Unchanged{where}: " + ", ".join(_code(name) for name in unchanged)]
+    return out
 
 
 def _code(text: str) -> str:

@@ -1,6 +1,7 @@
 """Comparing the permission and role names a policy uses with what Auth0 declares.
 
-Names the policies use: the `sub` column of `p` lines and both sides of `g` lines (the role
+Names the policies use: the `sub` column of `p` lines (and of an enforce context's `p2` lines,
+where `p2` puts it) and both sides of `g` lines (the role
 definition token grants act on), except `*`. A `g` line's left side is a user id rather than
 a name, and is skipped, when it is never a `p` subject or a `g` right side anywhere and Auth0
 does not declare it either (`g, auth0|42, admin`).
@@ -14,11 +15,12 @@ role does not grant that permission (the two role definitions drifted apart).
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from authz.engine.model import parse_model
+from authz.engine.contexts import rule_models
 from authz.engine.policyfiles import PolicyLine, parse_lines, read_policy_dir
 from authz.findings import Finding, Severity
 from authz.policy.auth0 import Api, Declarations, Role
@@ -81,22 +83,26 @@ class _Use:
 def lint_directory(directory: Path, declarations: Declarations, audience: str | None = None) -> LintReport:
     """Lint the policy directory against the API `audience` selects (see Declarations.select_api)."""
     source = read_policy_dir(directory)
-    spec = parse_model(source.model_text)
+    subjects = {ptype: spec.field_index("sub") for ptype, spec in rule_models(source.model_text).items()}
     lines, _ = parse_lines(source)  # malformed lines are `policy validate`'s to report
-    return lint_lines(lines, spec.field_index("sub"), declarations, declarations.select_api(audience))
+    return lint_lines(lines, subjects, declarations, declarations.select_api(audience))
 
 
 def lint_lines(
-    lines: list[PolicyLine], sub_index: int | None, declarations: Declarations, api: Api
+    lines: list[PolicyLine],
+    subjects: Mapping[str, int | None],
+    declarations: Declarations,
+    api: Api,
 ) -> LintReport:
-    """Lint parsed policy lines; `sub_index` is the position of `sub` in `p` lines (None: no such field)."""
+    """Lint parsed policy lines; `subjects` is the position of `sub` in each type of rule line
+    (`p`, and `p2` ... of the model's enforce contexts; None: no such field)."""
     scopes = set(api.scopes)
     roles = {role.name: role for role in declarations.roles}
     elsewhere = {
         scope: other.identifier for other in declarations.apis if other != api for scope in other.scopes
     }
     declared = sorted(scopes | roles.keys())
-    uses, users = _used_names(lines, sub_index, scopes | roles.keys() | elsewhere.keys())
+    uses, users = _used_names(lines, subjects, scopes | roles.keys() | elsewhere.keys())
 
     findings: list[NameFinding] = []
     for use in uses:
@@ -143,12 +149,14 @@ def _at(
 
 
 def _used_names(
-    lines: list[PolicyLine], sub_index: int | None, declared: set[str]
+    lines: list[PolicyLine], subjects: Mapping[str, int | None], declared: set[str]
 ) -> tuple[list[_Use], list[_Use]]:
     """(uses of role or permission names, g left sides read as user ids), in file order."""
     candidates: list[tuple[_Use, bool]] = []  # (use, is a g left side)
     for line in lines:
-        if line.ptype == "p" and sub_index is not None and sub_index < len(line.values):
+        # A p2 line of a model without context 2 is read by nothing (`policy validate` says so).
+        sub_index = subjects.get(line.ptype)
+        if sub_index is not None and sub_index < len(line.values):
             candidates.append((_Use(line.values[sub_index], line), False))
         elif line.ptype == "g" and len(line.values) >= 2:
             candidates.append((_Use(line.values[0], line), True))

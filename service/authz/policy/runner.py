@@ -59,14 +59,17 @@ class CheckResult:
 
     @property
     def label(self) -> str:
-        """`case name [principal ACTION resource-id]`."""
-        return f"{self.case.name} [{self.principal.name} {self.action} {self.resource.id}]"
+        """`case name [principal ACTION resource-id]`, with ` in context 2` for an enforce context."""
+        context = f" in context {self.case.enforce_context}" if self.case.enforce_context else ""
+        return f"{self.case.name} [{self.principal.name} {self.action} {self.resource.id}{context}]"
 
     @property
     def problem(self) -> str:
         """What went wrong, in one line (empty when passed)."""
         if self.passed:
             return ""
+        if self.unknown_context:
+            return self.decision.message  # the refusal naming the contexts the model has: no decision
         want = self.expected.effect + (
             f" ({reason_name(self.expected.reason)})" if self.expected.reason else ""
         )

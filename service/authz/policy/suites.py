@@ -25,6 +25,7 @@ The schema follows Cerbos test suites::
         actions: {PUT: allow, DELETE: deny}   # or {DELETE: {effect: deny, reason: REASON_...}}
         reason: REASON_EXPLICIT_DENY      # optional: the reason every action with that outcome gets
         context: {ip: 10.0.0.1}           # optional request context
+        enforce_context: "2"              # optional: decided with r2, p2, e2, m2 (a number is fine)
 
 Every mistake in a file is reported at once, as `tests/FILE:LINE: message`.
 """
@@ -330,10 +331,24 @@ class _Reader:
         which = self.refs(entry, "resource", what, line, resources)
         actions = self.actions(entry.get("actions"), entry.get("reason"), what, line)
         context = self.mapping(entry.get("context"), f"{what} context", line)
-        enforce_context = self.text(entry.get("enforce_context"), f"{what} enforce_context", line)
+        enforce_context = self.enforce_context(entry.get("enforce_context"), what, line)
         if not (name and who and which and actions):
             return None
         return Case(name, line, tuple(who), tuple(which), tuple(actions), dict(context), enforce_context)
+
+    def enforce_context(self, value: Any, what: str, line: int) -> str:
+        # A YAML number (`enforce_context: 2`) is the suffix Casbin names "2"; whether the model
+        # has that context is known only with the policy, so an unknown one fails its checks.
+        if value is None:
+            return ""
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return str(value)
+        if isinstance(value, str):
+            return value
+        self.error(
+            line, f'{what} enforce_context must be a context suffix such as "2", not {type(value).__name__}'
+        )
+        return ""
 
     def refs(
         self, entry: Mapping[str, Any], kind: str, what: str, line: int, known: Mapping[str, _T]

@@ -18,7 +18,7 @@ def _details(result: CheckResult) -> Iterator[str]:
         yield f"near miss: {miss.render(who)}"
     for rule in result.decision.matched_rules:
         yield f"rule: {rule}"
-    if not result.near_misses and not result.decision.matched_rules:
+    if not result.near_misses and not result.decision.matched_rules and not result.unknown_context:
         yield "rule: (no policy line matched)"
 
 
@@ -69,6 +69,7 @@ def as_json(results: list[CheckResult], coverage: Coverage | None = None) -> dic
                 "resource": r.resource.name,
                 "resource_id": r.resource.id,
                 "action": r.action,
+                "enforce_context": r.case.enforce_context,
                 "expected": r.expected.effect,
                 "expected_reason": reason_name(r.expected.reason) if r.expected.reason else None,
                 "allowed": r.decision.allowed,
