@@ -30,6 +30,7 @@ from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.handlers import DecisionService
+from authz.transports import jsonbody
 from authz.transports.convert import ProtoService, error_status
 from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
 from authz.transports.forwardauth import ForwardAuthApp
@@ -72,10 +73,9 @@ class JSONWithDefaults:
         ).encode()
 
     def decode(self, data: bytes | bytearray, message_class: type[Req]) -> Req:
-        """Proto JSON into a message; unknown fields are ignored for forward compatibility."""
-        message = message_class()
-        json_format.Parse(bytes(data), message, ignore_unknown_fields=True)
-        return message
+        """Proto JSON into a message, within `jsonbody`'s bound on values; unknown fields are
+        ignored for forward compatibility."""
+        return jsonbody.parse(data, message_class)
 
 
 class _OnExecutor(Generic[Target]):
