@@ -13,8 +13,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 import pytest
 
+from authz.api.v1 import authz_pb2
 from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 from authz.transports.jsonbody import MAX_JSON_VALUES
 from tests.conftest import RunningServer
@@ -100,3 +102,28 @@ def test_connect_json_duplicate_keys_are_refused(http_server, issuer):
     status, answer = post(http_server, CHECK_PATH, body.encode())
     assert (status, answer["code"]) == (400, "invalid_argument")
     assert "duplicate key" in answer["message"]
+
+
+def test_grpc_batch_of_millions_of_empty_items_is_refused_before_converting_them(server, issuer):
+    token = issuer.mint(permissions=["read:orders"])
+    # A cached token: the call is answered on the gRPC event loop, where every call waits for it.
+    warm = authz_pb2.CheckRequest(token=token, resource="/api/orders/1", action="GET")
+    assert server.stub.Check(warm, timeout=10).allowed
+    hostile = authz_pb2.BatchCheckRequest(token=token)
+    for _ in range(BODY_BYTES // 2):  # an empty item is two bytes on the wire
+        hostile.items.add()
+    cheap = authz_pb2.BatchCheckRequest(
+        token=token, items=[authz_pb2.BatchCheckItem(resource="r" * BODY_BYTES)]
+    )
+
+    def refused(request: authz_pb2.BatchCheckRequest) -> str:
+        with pytest.raises(grpc.RpcError) as caught:
+            server.stub.BatchCheck(request, timeout=120)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        return str(caught.value.details())
+
+    assert refused(hostile) == f"{len(hostile.items)} items exceed the batch limit of 100"
+    assert "resource" in refused(cheap)
+    baseline = best_seconds(lambda: refused(cheap))
+    spent = best_seconds(lambda: refused(hostile))
+    assert not_much_slower(spent, baseline), (spent, baseline)
