@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,10 +118,11 @@ class PolicyAdmin:
         return report
 
     def add_rules(
-        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
     ) -> str:
         """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
         who = self.authorize(token, WRITE)
+        rules = list(rules)  # read only now: converting a request's rules costs time
         file = file or DEFAULT_FILE
         expected = _required_version(expected_version)
         if self.store.directory is None:
@@ -136,10 +137,11 @@ class PolicyAdmin:
         return version
 
     def remove_rules(
-        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
     ) -> str:
         """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
         who = self.authorize(token, WRITE)
+        rules = list(rules)  # read only now: converting a request's rules costs time
         expected = _required_version(expected_version)
         if self.store.directory is None:
             store = self._policy_store()
