@@ -7,6 +7,7 @@ times more. Before the fixes the ratios were about 60 (Connect JSON) and 100 (Ba
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import time
@@ -15,16 +16,21 @@ from typing import Any
 
 import grpc
 import pytest
+from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 
-from authz.api.v1 import authz_pb2
+from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 from authz.transports.jsonbody import MAX_JSON_VALUES
-from tests.conftest import RunningServer
+from authz.transports.wirebounds import MAX_CLAIMS_BYTES, MAX_POLICY_FILES
+from tests.conftest import RunningServer, settings_for
 
 CHECK_PATH = "/authz.api.v1.AuthorizationService/Check"
 BATCH_PATH = "/authz.api.v1.AuthorizationService/BatchCheck"
 # Room for the fields around the hostile part, under the 4 MiB message bound.
 BODY_BYTES = MAX_MESSAGE_BYTES - 4096
+# A field whose length never ends: protobuf cannot parse a message that ends with it.
+TRUNCATED = b"\x0a\xff"
 
 
 def post(srv: RunningServer, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -104,26 +110,113 @@ def test_connect_json_duplicate_keys_are_refused(http_server, issuer):
     assert "duplicate key" in answer["message"]
 
 
-def test_grpc_batch_of_millions_of_empty_items_is_refused_before_converting_them(server, issuer):
+def many_attributes(request: Message, field: str = "attributes") -> Message:
+    """`request` with a map of as many one-entry attributes as fit in the message bound."""
+    entries = getattr(request, field).fields
+    for i in range(BODY_BYTES // 14):  # a six-character key and a null value: 14 bytes
+        entries[f"{i:06}"].null_value = struct_pb2.NULL_VALUE
+    return request
+
+
+def rpc_error(call: Callable[[Message], object], request: Message) -> grpc.RpcError:
+    with pytest.raises(grpc.RpcError) as caught:
+        call(request)
+    return caught.value
+
+
+def test_grpc_map_of_300000_attributes_is_refused_before_protobuf_parses_it(server):
+    check = functools.partial(server.stub.Check, timeout=120)
+    hostile = many_attributes(authz_pb2.CheckRequest(token="not-a-token", resource="r", action="a"))
+    cheap = authz_pb2.CheckRequest(token="not-a-token", resource="r" * BODY_BYTES, action="a")
+    refused = rpc_error(check, hostile)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert str(refused.details()).startswith("attributes and context are too large")
+    # Unparseable bytes after the map: refused for its size all the same, so never parsed.
+    broken = rpc_error(
+        functools.partial(
+            server.channel.unary_unary("/authz.api.v1.AuthorizationService/Check"), timeout=120
+        ),
+        hostile.SerializeToString() + b"\x0a\xff",  # a truncated field
+    )
+    assert broken.code() == grpc.StatusCode.INVALID_ARGUMENT, broken.details()
+    assert rpc_error(check, cheap).code() == grpc.StatusCode.INVALID_ARGUMENT  # the resource bound
+    baseline = best_seconds(lambda: rpc_error(check, cheap))
+    spent = best_seconds(lambda: rpc_error(check, hostile))
+    assert not_much_slower(spent, baseline), (spent, baseline)
+
+
+def test_connect_binary_map_of_300000_attributes_is_refused_before_protobuf_parses_it(http_server):
+    hostile = many_attributes(authz_pb2.CheckRequest(resource="r", action="a")).SerializeToString()
+    conn = http.client.HTTPConnection("127.0.0.1", http_server.app.http_port, timeout=120)
+    try:
+        conn.request(
+            "POST", CHECK_PATH, body=hostile + b"\x0a\xff", headers={"content-type": "application/proto"}
+        )
+        reply = conn.getresponse()
+        answer = json.loads(reply.read())
+    finally:
+        conn.close()
+    assert (reply.status, answer["code"]) == (400, "invalid_argument")
+    assert "attributes and context are too large" in answer["message"]
+
+
+def test_grpc_batch_items_are_counted_before_protobuf_parses_them(server, issuer):
+    batch = functools.partial(server.stub.BatchCheck, timeout=120)
     token = issuer.mint(permissions=["read:orders"])
-    # A cached token: the call is answered on the gRPC event loop, where every call waits for it.
-    warm = authz_pb2.CheckRequest(token=token, resource="/api/orders/1", action="GET")
-    assert server.stub.Check(warm, timeout=10).allowed
     hostile = authz_pb2.BatchCheckRequest(token=token)
     for _ in range(BODY_BYTES // 2):  # an empty item is two bytes on the wire
         hostile.items.add()
-    cheap = authz_pb2.BatchCheckRequest(
-        token=token, items=[authz_pb2.BatchCheckItem(resource="r" * BODY_BYTES)]
-    )
+    refused = rpc_error(batch, hostile)
+    assert (refused.code(), refused.details()) == (grpc.StatusCode.INVALID_ARGUMENT, "more than 10000 items")
+    # Within the wire bound, the batch limit is checked before any item is converted.
+    within = authz_pb2.BatchCheckRequest(token=token, items=[authz_pb2.BatchCheckItem()] * 10_000)
+    assert rpc_error(batch, within).details() == "10000 items exceed the batch limit of 100"
+    # One item's map is measured as the item is found, and named.
+    item = many_attributes(authz_pb2.BatchCheckItem(resource="r", action="a"))
+    one = rpc_error(batch, authz_pb2.BatchCheckRequest(token=token, items=[authz_pb2.BatchCheckItem(), item]))
+    assert str(one.details()).startswith("items[1]: attributes and context are too large")
 
-    def refused(request: authz_pb2.BatchCheckRequest) -> str:
-        with pytest.raises(grpc.RpcError) as caught:
-            server.stub.BatchCheck(request, timeout=120)
-        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        return str(caught.value.details())
 
-    assert refused(hostile) == f"{len(hostile.items)} items exceed the batch limit of 100"
-    assert "resource" in refused(cheap)
-    baseline = best_seconds(lambda: refused(cheap))
-    spent = best_seconds(lambda: refused(hostile))
+def admin_hostile_requests() -> dict[str, tuple[Message, Message, grpc.StatusCode, str]]:
+    """Per admin RPC: millions of tiny values, one 4 MiB string, and how the first is refused."""
+    rules = admin_pb2.AddRulesRequest(token="not-a-token", expected_version="v")
+    for _ in range(BODY_BYTES // 2):  # an empty repeated message is two bytes on the wire
+        rules.rules.add()
+    files = admin_pb2.ValidatePolicyRequest(token="not-a-token")
+    for i in range(BODY_BYTES // 12):  # an entry of a six-character name and empty text: 12 bytes
+        files.files[f"{i:06}"] = ""
+    return {
+        "AddRules": (
+            rules,
+            admin_pb2.AddRulesRequest(
+                token="not-a-token", rules=[admin_pb2.PolicyRule(ptype="p", values=["x" * BODY_BYTES])]
+            ),
+            grpc.StatusCode.UNAUTHENTICATED,
+            "REASON_TOKEN_MALFORMED",
+        ),
+        "Evaluate": (
+            many_attributes(admin_pb2.EvaluateRequest(token="not-a-token"), "claims"),
+            admin_pb2.EvaluateRequest(token="not-a-token", claims_json="x" * BODY_BYTES),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"claims are over {MAX_CLAIMS_BYTES} bytes",
+        ),
+        "ValidatePolicy": (
+            files,
+            admin_pb2.ValidatePolicyRequest(token="not-a-token", files={"p.csv": "x" * BODY_BYTES}),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"more than {MAX_POLICY_FILES} files",
+        ),
+    }
+
+
+@pytest.mark.parametrize("rpc", ["AddRules", "Evaluate", "ValidatePolicy"])
+def test_admin_calls_refuse_costly_content_before_reading_it(make_server, issuer, rpc):
+    srv = make_server(settings_for(issuer, admin_enabled=True))
+    hostile, cheap, code, message = admin_hostile_requests()[rpc]
+    call = functools.partial(getattr(admin_pb2_grpc.PolicyAdminServiceStub(srv.channel), rpc), timeout=120)
+    refused = rpc_error(call, hostile)
+    assert refused.code() == code and str(refused.details()).startswith(message), refused.details()
+    assert rpc_error(call, cheap).code() == grpc.StatusCode.UNAUTHENTICATED  # the token comes first
+    baseline = best_seconds(lambda: rpc_error(call, cheap))
+    spent = best_seconds(lambda: rpc_error(call, hostile))
     assert not_much_slower(spent, baseline), (spent, baseline)

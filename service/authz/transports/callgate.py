@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from authz.errors import InvalidArgument
+from authz.transports import wirebounds
 from authz.transports.admission import Admission
 
 # Time for the request message to arrive once the call's headers have. A client sends both
@@ -109,6 +111,8 @@ class CallGate:
         return self._gate(method, handler)
 
     def _gate(self, method: str, handler: Handler) -> Handler:
+        # Checked before protobuf parses the request, on the loop (`wirebounds`).
+        deserializer = wirebounds.bounded(handler.request_deserializer)
         if handler.response_streaming:
             streaming: Any = handler.unary_stream
 
@@ -124,9 +128,7 @@ class CallGate:
                 else:
                     await out
 
-            return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.stream_stream_rpc_method_handler(stream, deserializer, handler.response_serializer)
         unary: Any = handler.unary_unary
         admission = self.admission
         sheddable = not method.startswith(HEALTH_PREFIX)
@@ -149,9 +151,7 @@ class CallGate:
             finally:
                 self.in_progress -= 1
 
-        return grpc.stream_unary_rpc_method_handler(
-            call, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(call, deserializer, handler.response_serializer)
 
     async def _receive(self, method: str, context: Context) -> Any:
         task = asyncio.current_task()
@@ -172,6 +172,8 @@ class CallGate:
                 f"{self.max_awaiting} calls are waiting for their request message; "
                 "this one had waited longest",
             )
+        except InvalidArgument as exc:  # a bound of `wirebounds`, met before the parse
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except DecodeError:
             # The sync server's code for it; the parser's text is not echoed, nor logged as a fault.
             await context.abort(grpc.StatusCode.INTERNAL, "the request message does not parse")
