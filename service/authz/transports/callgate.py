@@ -55,6 +55,9 @@ REQUEST_MESSAGE_SECONDS = 10.0
 # Calls waiting for their message at once: about 240 MiB of them, ten times the default
 # max_concurrent_rpcs.
 MAX_AWAITING_REQUEST = 10_000
+# Server streams (health Watch) open at once: each lives as long as its client watches and
+# holds its call's memory (about 25 KiB), so without a bound watchers were memory without end.
+MAX_OPEN_STREAMS = 1_000
 # Never refused for the server being behind: an orchestrator must see a busy server as alive.
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
@@ -86,11 +89,14 @@ class CallGate:
         pool: Executor,
         max_awaiting: int = MAX_AWAITING_REQUEST,
         admission: Admission | None = None,
+        max_streams: int = MAX_OPEN_STREAMS,
     ) -> None:
         self.max_in_progress = max_in_progress
         self.request_seconds = request_seconds
         self.pool = pool
         self.max_awaiting = max(1, max_awaiting)
+        self.max_streams = max(1, max_streams)
+        self.open_streams = 0  # server streams past their request message
         self.admission = admission or Admission(0.0)
         self.in_progress = 0  # calls being answered
         self.blocking_jobs = 0  # run_blocking jobs queued or running
@@ -121,12 +127,24 @@ class CallGate:
             async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
                 self.admission.arrived()
                 request = await self._receive(method, context)
-                out = streaming(request, context)
-                if inspect.isasyncgen(out):
-                    async for response in out:
-                        yield response
-                else:
-                    await out
+                if self.open_streams >= self.max_streams:
+                    # The newcomer, unlike a call waiting for its message: a watcher that was
+                    # let in is a client relying on it.
+                    self.admission.count("open_streams")
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"{self.max_streams} streams are open; retry later",
+                    )
+                self.open_streams += 1
+                try:
+                    out = streaming(request, context)
+                    if inspect.isasyncgen(out):
+                        async for response in out:
+                            yield response
+                    else:
+                        await out
+                finally:
+                    self.open_streams -= 1
 
             return grpc.stream_stream_rpc_method_handler(stream, deserializer, handler.response_serializer)
         unary: Any = handler.unary_unary

@@ -26,6 +26,7 @@ from authz.handlers import DecisionService
 from authz.transports.admission import MAX_QUEUE_SECONDS, Admission, newest_server_id
 from authz.transports.callgate import (
     MAX_AWAITING_REQUEST,
+    MAX_OPEN_STREAMS,
     REQUEST_MESSAGE_SECONDS,
     CallGate,
     GatedServer,
@@ -132,6 +133,7 @@ async def build_server(
     max_concurrent_rpcs: int | None = None,
     request_seconds: float = REQUEST_MESSAGE_SECONDS,
     max_awaiting: int = MAX_AWAITING_REQUEST,
+    max_streams: int = MAX_OPEN_STREAMS,
     max_queue_seconds: float = MAX_QUEUE_SECONDS,
     reuse_port: bool = False,
     extra: Mapping[str, Register] | None = None,
@@ -149,7 +151,7 @@ async def build_server(
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
     admission = Admission(max_queue_seconds)
-    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission)
+    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission, max_streams)
     server = grpc.aio.server(
         migration_thread_pool=pool,
         options=[
