@@ -55,7 +55,7 @@ REQUEST_MESSAGE_SECONDS = 10.0
 # Calls waiting for their message at once: about 240 MiB of them, ten times the default
 # max_concurrent_rpcs.
 MAX_AWAITING_REQUEST = 10_000
-# Server streams (health Watch) open at once: each lives as long as its client watches and
+# Server streams (health Watch, reflection) open at once: each lives as long as its client watches and
 # holds its call's memory (about 25 KiB), so without a bound watchers were memory without end.
 MAX_OPEN_STREAMS = 1_000
 # Never refused for the server being behind: an orchestrator must see a busy server as alive.
@@ -111,10 +111,40 @@ class CallGate:
         return len(self._awaiting)
 
     def gated(self, method: str, handler: Handler) -> Handler:
-        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request."""
-        if handler.request_streaming or not _is_async(handler):
+        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request;
+        an async bidirectional stream (reflection) counted among the open streams."""
+        if handler.request_streaming:
+            behaviour: Any = handler.stream_stream
+            bidi = handler.response_streaming and inspect.isasyncgenfunction(behaviour)
+            return self._counted(handler) if bidi else handler
+        if not _is_async(handler):
             return handler
         return self._gate(method, handler)
+
+    async def _open_stream(self, context: Context) -> None:
+        if self.open_streams >= self.max_streams:
+            # The newcomer, unlike a call waiting for its message: a watcher that was let in
+            # is a client relying on it.
+            self.admission.count("open_streams")
+            refusal = f"{self.max_streams} streams are open; retry later"
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        self.open_streams += 1
+
+    def _counted(self, handler: Handler) -> Handler:
+        streaming: Any = handler.stream_stream
+
+        async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+            self.admission.arrived()
+            await self._open_stream(context)
+            try:
+                async for response in streaming(requests, context):
+                    yield response
+            finally:
+                self.open_streams -= 1
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream, handler.request_deserializer, handler.response_serializer
+        )
 
     def _gate(self, method: str, handler: Handler) -> Handler:
         # Checked before protobuf parses the request, on the loop (`wirebounds`).
@@ -127,15 +157,7 @@ class CallGate:
             async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
                 self.admission.arrived()
                 request = await self._receive(method, context)
-                if self.open_streams >= self.max_streams:
-                    # The newcomer, unlike a call waiting for its message: a watcher that was
-                    # let in is a client relying on it.
-                    self.admission.count("open_streams")
-                    await context.abort(
-                        grpc.StatusCode.RESOURCE_EXHAUSTED,
-                        f"{self.max_streams} streams are open; retry later",
-                    )
-                self.open_streams += 1
+                await self._open_stream(context)
                 try:
                     out = streaming(request, context)
                     if inspect.isasyncgen(out):

@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
@@ -170,7 +170,9 @@ async def build_server(
     for name, register in (extra or {}).items():
         register(gated, gate)
         names.append(name)
-    reflection.enable_server_reflection(names, server)
+    # Through the gate, whose count of open streams bounds reflection's too.
+    reflector = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, gated)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     try:
