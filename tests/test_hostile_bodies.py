@@ -101,6 +101,16 @@ def test_connect_json_bound_is_far_above_a_valid_request(http_server, issuer):
     assert len(body["results"]) == 100 and all(r["allowed"] for r in body["results"])
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'\xff{"resource": "r"}', b"[]", b'"r"', b"{", b'{"resource": 1}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["not UTF-8", "a list", "a string", "truncated", "a number for a string", "nested 100,000 deep"],
+)
+def test_connect_json_that_is_not_the_message_is_invalid_argument(http_server, body):
+    status, answer = post(http_server, CHECK_PATH, body)
+    assert (status, answer["code"]) == (400, "invalid_argument"), answer
+
+
 def test_connect_json_duplicate_keys_are_refused(http_server, issuer):
     # A proxy or WAF reading the first "resource" and authz the last would disagree.
     token = json.dumps(issuer.mint(permissions=["read:orders"]))
