@@ -230,3 +230,25 @@ def test_admin_calls_refuse_costly_content_before_reading_it(make_server, issuer
     baseline = best_seconds(lambda: rpc_error(call, cheap))
     spent = best_seconds(lambda: rpc_error(call, hostile))
     assert not_much_slower(spent, baseline), (spent, baseline)
+
+
+@pytest.mark.parametrize(
+    ("claims_json", "message"),
+    [
+        ("[" * 20_000 + "]" * 20_000, "claims_json is not JSON"),
+        (
+            json.dumps({"sub": "x", "pad": "x" * MAX_CLAIMS_BYTES}),
+            f"claims are over {MAX_CLAIMS_BYTES} bytes",
+        ),
+    ],
+    ids=["nested 20,000 deep", "over the claims bound"],
+)
+def test_admin_evaluate_claims_json_has_the_claims_bounds(make_server, issuer, claims_json, message):
+    srv = make_server(settings_for(issuer, admin_enabled=True))
+    evaluate = admin_pb2_grpc.PolicyAdminServiceStub(srv.channel).Evaluate
+    request = admin_pb2.EvaluateRequest(
+        token=issuer.mint(sub="root", roles=["admin"]), claims_json=claims_json, action="GET", resource="/"
+    )
+    refused = rpc_error(functools.partial(evaluate, timeout=60), request)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
+    assert str(refused.details()).startswith(message)

@@ -33,6 +33,7 @@ from authz.policy.validate import ValidationReport, validate_source
 from authz.sources import SourceState, changes
 from authz.sources.follow import PostgresOrigin
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
+from authz.transports.wirebounds import MAX_CLAIMS_BYTES
 
 log = logging.getLogger("authz.admin")
 
@@ -244,9 +245,12 @@ def _claims(claims: Mapping[str, Any], claims_json: str) -> Mapping[str, Any]:
         if not claims:
             raise InvalidArgument("give the claims to evaluate as (claims or claims_json)")
         return claims
+    # The bound the wire puts on `claims` (transports.wirebounds), for the same claims as text.
+    if len(claims_json.encode("utf-8", "surrogatepass")) > MAX_CLAIMS_BYTES:
+        raise InvalidArgument(f"claims are over {MAX_CLAIMS_BYTES} bytes")
     try:
         parsed = json.loads(claims_json)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"claims_json is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise InvalidArgument("claims_json must be a JSON object")
