@@ -252,3 +252,12 @@ def test_admin_evaluate_claims_json_has_the_claims_bounds(make_server, issuer, c
     refused = rpc_error(functools.partial(evaluate, timeout=60), request)
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.details()
     assert str(refused.details()).startswith(message)
+
+
+def test_grpc_visibility_elements_are_counted_before_protobuf_parses_them(server):
+    # Two million empty elements held 46 MiB each while their call waited for the pool.
+    hostile = authz_pb2.GetVisibilityRequest(token="not-a-token", elements=[""] * (BODY_BYTES // 2))
+    raw = server.channel.unary_unary("/authz.api.v1.AuthorizationService/GetVisibility")
+    refused = rpc_error(functools.partial(raw, timeout=120), hostile.SerializeToString() + TRUNCATED)
+    assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.details() == "more than 1000 elements"

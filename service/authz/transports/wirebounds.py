@@ -24,6 +24,7 @@ from google.protobuf.message import DecodeError, Message
 from authz.api.v1 import admin_pb2, authz_pb2
 from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
 from authz.errors import InvalidArgument
+from authz.handlers import MAX_ELEMENTS
 
 # AUTHZ_BATCH_LIMIT's largest value: the service refuses more than its own limit afterwards.
 MAX_BATCH_ITEMS = 10_000
@@ -80,6 +81,12 @@ SPECS: dict[str, Spec] = {
     ),
     authz_pb2.BatchCheckRequest.DESCRIPTOR.full_name: Spec(
         {_number(authz_pb2.BatchCheckRequest, "items"): _ITEMS},
+        unread_below=MAX_WIRE_BYTES,
+    ),
+    # Not a map, but each element parsed costs memory while the call waits for the pool: two
+    # million empty ones held 46 MiB, for a count the service refuses above MAX_ELEMENTS.
+    authz_pb2.GetVisibilityRequest.DESCRIPTOR.full_name: Spec(
+        {_number(authz_pb2.GetVisibilityRequest, "elements"): Bound("elements", max_count=MAX_ELEMENTS)},
         unread_below=MAX_WIRE_BYTES,
     ),
     admin_pb2.EvaluateRequest.DESCRIPTOR.full_name: Spec(
