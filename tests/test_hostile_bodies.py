@@ -1,8 +1,11 @@
 """Request bodies that are cheap to send and were costly to read, against a real server.
 
-Each hostile body is compared with a body of the same size that is cheap to refuse (one
-long string), timed in the same run, best of a few: the hostile one must not cost many
-times more. Before the fixes the ratios were about 60 (Connect JSON) and 100 (BatchCheck).
+Where time is the cost, a hostile body is compared with a body of the same size that is
+cheap to refuse (one long string), timed in the same run, best of a few: the hostile one
+must not cost many times more (before the fixes: 3 s against 0.1 s for Connect JSON, 6.6 s
+against 0.006 s for BatchCheck, 1.2 s against 0.009 s for AddRules). Where the point is
+that protobuf never parsed a message, the message ends with bytes it cannot parse: refused
+for its size, it was never parsed (before the wire bounds: INTERNAL, "does not parse").
 """
 
 from __future__ import annotations
