@@ -122,6 +122,11 @@ NOT_NORMAL = {
     "line feed": "/api/orders/42\n",
     "DEL": "/api/orders/42\x7f",
     "raw non-ASCII": "/api/orders/caf\xe9",
+    # Compatibility forms of '/', '.', '\\', '%': NFKC and Windows' best-fit mapping make them ASCII.
+    "fullwidth solidus and dots": "/api/orders/1%EF%BC%8F..%EF%BC%8F..%EF%BC%8Fadmin",
+    "two dot leader segment": "/api/orders/%E2%80%A5/admin",
+    "fullwidth reverse solidus": "/api/orders/1%EF%BC%BC..%EF%BC%BCadmin",
+    "fullwidth percent": "/api/orders/x%EF%BC%85252e",
     "servlet path parameter": "/api/orders/..;/admin/users",
     "session id": "/api/orders/1;jsessionid=x",
     "backslashes": "/api/orders\\..\\admin",
@@ -297,6 +302,7 @@ OVER_HTTP = [
     "/api/orders/./42",
     "/api/orders/42%00",
     "/api/orders/..;/admin/users",
+    "/api/orders/1%EF%BC%8F..%EF%BC%8F..%EF%BC%8Fadmin",
 ]
 
 

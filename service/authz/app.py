@@ -26,7 +26,7 @@ from authz.reload import PolicyReloader
 from authz.sources import policy_origin
 from authz.tokens import KeySet, TokenSettings, TokenVerifier
 from authz.transports.admission import RefusalCollector
-from authz.transports.callgate import MAX_AWAITING_REQUEST, REQUEST_MESSAGE_SECONDS
+from authz.transports.callgate import MAX_AWAITING_REQUEST, MAX_OPEN_STREAMS, REQUEST_MESSAGE_SECONDS
 from authz.transports.grpcloop import LoopHealth, ServerLoop
 from authz.transports.grpcserver import SERVICE_NAME, GrpcServer, build_server
 from authz.transports.httplimits import HttpLimits
@@ -94,6 +94,7 @@ class App:
         # waiting for theirs at once (authz.transports.callgate).
         self.request_message_seconds = REQUEST_MESSAGE_SECONDS
         self.max_awaiting_request = MAX_AWAITING_REQUEST
+        self.max_open_streams = MAX_OPEN_STREAMS  # health watches open at once
         # How long calls may wait in grpcio's core before others are refused (authz.transports.admission).
         self.max_queue_seconds = settings.max_queue_seconds
         self.grpc = ServerLoop()
@@ -129,6 +130,7 @@ class App:
                 max_concurrent_rpcs=s.max_concurrent_rpcs,
                 request_seconds=self.request_message_seconds,
                 max_awaiting=self.max_awaiting_request,
+                max_streams=self.max_open_streams,
                 max_queue_seconds=self.max_queue_seconds,
                 reuse_port=s.workers > 1,
                 extra=admin_service(admin) if admin is not None else None,

@@ -16,9 +16,8 @@ from __future__ import annotations
 import bisect
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sized
-from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -27,6 +26,7 @@ from authz.decision import Reason
 from authz.decisionlog import DecisionLog
 from authz.errors import ListenError
 from authz.live import LivePolicy
+from authz.metricshttp import READ_SECONDS, BoundedMetricsServer, serve
 from authz.tally import Tally
 from authz.tokens import KeySet, TokenCache
 
@@ -272,20 +272,25 @@ class HttpCollector(Collector):
 
 
 class MetricsListener:
-    """`/metrics` in the Prometheus text format over plain HTTP, on its own threads."""
+    """`/metrics` in the Prometheus text format over plain HTTP, on its own threads (`metricshttp`)."""
 
-    def __init__(self, registry: CollectorRegistry, listen: str) -> None:
+    def __init__(
+        self, registry: CollectorRegistry, listen: str, *, read_seconds: float = READ_SECONDS
+    ) -> None:
         self.registry = registry
         self.listen = listen
+        self.read_seconds = read_seconds
         self.port = 0
-        self._server: WSGIServer | None = None
+        self._server: BoundedMetricsServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> int:
         """Bind (a taken port raises OSError here, not later on a thread), serve, return the port."""
         host, port = split_host_port(self.listen)
         try:
-            self._server, self._thread = start_http_server(port, host.strip("[]"), registry=self.registry)
+            self._server, self._thread = serve(
+                self.registry, host.strip("[]"), port, read_seconds=self.read_seconds
+            )
         except OSError as exc:
             raise ListenError.of("metrics_listen", self.listen, exc) from exc
         self.port = self._server.server_port

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ from authz.policy.validate import ValidationReport, validate_source
 from authz.sources import SourceState, changes
 from authz.sources.follow import PostgresOrigin
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
+from authz.transports.wirebounds import MAX_CLAIMS_BYTES
 
 log = logging.getLogger("authz.admin")
 
@@ -118,10 +119,11 @@ class PolicyAdmin:
         return report
 
     def add_rules(
-        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
     ) -> str:
         """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
         who = self.authorize(token, WRITE)
+        rules = list(rules)  # read only now: converting a request's rules costs time
         file = file or DEFAULT_FILE
         expected = _required_version(expected_version)
         if self.store.directory is None:
@@ -136,10 +138,11 @@ class PolicyAdmin:
         return version
 
     def remove_rules(
-        self, token: str, file: str, rules: Sequence[Rule], expected_version: str, message: str = ""
+        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
     ) -> str:
         """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
         who = self.authorize(token, WRITE)
+        rules = list(rules)  # read only now: converting a request's rules costs time
         expected = _required_version(expected_version)
         if self.store.directory is None:
             store = self._policy_store()
@@ -242,9 +245,12 @@ def _claims(claims: Mapping[str, Any], claims_json: str) -> Mapping[str, Any]:
         if not claims:
             raise InvalidArgument("give the claims to evaluate as (claims or claims_json)")
         return claims
+    # The bound the wire puts on `claims` (transports.wirebounds), for the same claims as text.
+    if len(claims_json.encode("utf-8", "surrogatepass")) > MAX_CLAIMS_BYTES:
+        raise InvalidArgument(f"claims are over {MAX_CLAIMS_BYTES} bytes")
     try:
         parsed = json.loads(claims_json)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise InvalidArgument(f"claims_json is not JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise InvalidArgument("claims_json must be a JSON object")

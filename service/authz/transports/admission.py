@@ -67,6 +67,7 @@ Refusal = Literal[
     "max_concurrent_rpcs",  # that many calls were being answered (callgate)
     "blocking_jobs",  # that many blocking jobs were queued or running (callgate.run_blocking)
     "awaiting_request",  # too many calls were waiting for their request message (callgate)
+    "open_streams",  # too many server streams (health Watch) were open (callgate)
 ]
 REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 _STARTED = re.compile(rb'"callsStarted":"(\d+)"')

@@ -45,6 +45,8 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 import grpc
 from google.protobuf.message import DecodeError
 
+from authz.errors import InvalidArgument
+from authz.transports import wirebounds
 from authz.transports.admission import Admission
 
 # Time for the request message to arrive once the call's headers have. A client sends both
@@ -53,6 +55,9 @@ REQUEST_MESSAGE_SECONDS = 10.0
 # Calls waiting for their message at once: about 240 MiB of them, ten times the default
 # max_concurrent_rpcs.
 MAX_AWAITING_REQUEST = 10_000
+# Server streams (health Watch, reflection) open at once: each lives as long as its client watches and
+# holds its call's memory (about 25 KiB), so without a bound watchers were memory without end.
+MAX_OPEN_STREAMS = 1_000
 # Never refused for the server being behind: an orchestrator must see a busy server as alive.
 HEALTH_PREFIX = "/grpc.health.v1.Health/"
 
@@ -84,11 +89,14 @@ class CallGate:
         pool: Executor,
         max_awaiting: int = MAX_AWAITING_REQUEST,
         admission: Admission | None = None,
+        max_streams: int = MAX_OPEN_STREAMS,
     ) -> None:
         self.max_in_progress = max_in_progress
         self.request_seconds = request_seconds
         self.pool = pool
         self.max_awaiting = max(1, max_awaiting)
+        self.max_streams = max(1, max_streams)
+        self.open_streams = 0  # server streams past their request message
         self.admission = admission or Admission(0.0)
         self.in_progress = 0  # calls being answered
         self.blocking_jobs = 0  # run_blocking jobs queued or running
@@ -103,14 +111,43 @@ class CallGate:
         return len(self._awaiting)
 
     def gated(self, method: str, handler: Handler) -> Handler:
-        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request,
-        else only counted as taken."""
-        if handler.request_streaming or not _is_async(handler):
+        """`handler` (of `/service/method`) as a gated stream of one if it is async with one request;
+        an async bidirectional stream (reflection) counted among the open streams; any other
+        only counted as taken."""
+        if handler.request_streaming:
+            bidi = handler.response_streaming and inspect.isasyncgenfunction(handler.stream_stream)
+            return self._streamed(handler) if bidi else self._counted(handler)
+        if not _is_async(handler):
             return self._counted(handler)
         return self._gate(method, handler)
 
+    async def _open_stream(self, context: Context) -> None:
+        if self.open_streams >= self.max_streams:
+            # The newcomer, unlike a call waiting for its message: a watcher that was let in
+            # is a client relying on it.
+            self.admission.count("open_streams")
+            refusal = f"{self.max_streams} streams are open; retry later"
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal)
+        self.open_streams += 1
+
+    def _streamed(self, handler: Handler) -> Handler:
+        streaming: Any = handler.stream_stream
+
+        async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
+            self.admission.arrived()
+            await self._open_stream(context)
+            try:
+                async for response in streaming(requests, context):
+                    yield response
+            finally:
+                self.open_streams -= 1
+
+        return grpc.stream_stream_rpc_method_handler(
+            stream, handler.request_deserializer, handler.response_serializer
+        )
+
     def _counted(self, handler: Handler) -> Handler:
-        # Not gated (request streaming: reflection), but counted: the core counts every call,
+        # Not gated (a sync handler, or request streaming), but counted: the core counts every call,
         # and one the gate did not count would read as a backlog for good.
         arrived = self.admission.arrived
         kind = ("stream" if handler.request_streaming else "unary") + (
@@ -144,6 +181,8 @@ class CallGate:
         return make(counted, handler.request_deserializer, handler.response_serializer)  # type: ignore[no-any-return]
 
     def _gate(self, method: str, handler: Handler) -> Handler:
+        # Checked before protobuf parses the request, on the loop (`wirebounds`).
+        deserializer = wirebounds.bounded(handler.request_deserializer)
         if handler.response_streaming:
             streaming: Any = handler.unary_stream
 
@@ -152,16 +191,18 @@ class CallGate:
             async def stream(requests: Any, context: Context) -> AsyncIterator[Any]:
                 self.admission.arrived()
                 request = await self._receive(method, context)
-                out = streaming(request, context)
-                if inspect.isasyncgen(out):
-                    async for response in out:
-                        yield response
-                else:
-                    await out
+                await self._open_stream(context)
+                try:
+                    out = streaming(request, context)
+                    if inspect.isasyncgen(out):
+                        async for response in out:
+                            yield response
+                    else:
+                        await out
+                finally:
+                    self.open_streams -= 1
 
-            return grpc.stream_stream_rpc_method_handler(
-                stream, handler.request_deserializer, handler.response_serializer
-            )
+            return grpc.stream_stream_rpc_method_handler(stream, deserializer, handler.response_serializer)
         unary: Any = handler.unary_unary
         admission = self.admission
         sheddable = not method.startswith(HEALTH_PREFIX)
@@ -184,9 +225,7 @@ class CallGate:
             finally:
                 self.in_progress -= 1
 
-        return grpc.stream_unary_rpc_method_handler(
-            call, handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(call, deserializer, handler.response_serializer)
 
     async def _receive(self, method: str, context: Context) -> Any:
         task = asyncio.current_task()
@@ -207,6 +246,8 @@ class CallGate:
                 f"{self.max_awaiting} calls are waiting for their request message; "
                 "this one had waited longest",
             )
+        except InvalidArgument as exc:  # a bound of `wirebounds`, met before the parse
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except DecodeError:
             # The sync server's code for it; the parser's text is not echoed, nor logged as a fault.
             await context.abort(grpc.StatusCode.INTERNAL, "the request message does not parse")

@@ -16,7 +16,6 @@ from concurrent.futures import Executor
 from typing import Generic, TypeVar
 
 from connectrpc.code import Code
-from connectrpc.compat import google_protobuf_binary_codec
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
 from google.protobuf import json_format
@@ -30,6 +29,7 @@ from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.handlers import DecisionService
+from authz.transports import jsonbody, wirebounds
 from authz.transports.convert import ProtoService, error_status
 from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
 from authz.transports.forwardauth import ForwardAuthApp
@@ -72,9 +72,27 @@ class JSONWithDefaults:
         ).encode()
 
     def decode(self, data: bytes | bytearray, message_class: type[Req]) -> Req:
-        """Proto JSON into a message; unknown fields are ignored for forward compatibility."""
+        """Proto JSON into a message, within `jsonbody`'s bound on values; unknown fields are
+        ignored for forward compatibility."""
+        return jsonbody.parse(data, message_class)
+
+
+class BoundedBinary:
+    """Connect's binary codec, with `wirebounds` checked before protobuf parses a request."""
+
+    def name(self) -> str:
+        """The codec name Connect negotiates from `content-type: application/proto`."""
+        return "proto"
+
+    def encode(self, message: Message) -> bytes:
+        """The message's wire bytes."""
+        return message.SerializeToString()
+
+    def decode(self, data: bytes | bytearray, message_class: type[Req]) -> Req:
+        """Wire bytes into a message, refused unparsed when they break a bound."""
+        wirebounds.check_message(data, message_class)
         message = message_class()
-        json_format.Parse(bytes(data), message, ignore_unknown_fields=True)
+        message.ParseFromString(bytes(data))
         return message
 
 
@@ -251,7 +269,7 @@ def build_http_app(
 
     With `cors_origins`, browsers from those origins may call it.
     """
-    codecs = [google_protobuf_binary_codec(), JSONWithDefaults()]
+    codecs = [BoundedBinary(), JSONWithDefaults()]
     decisions = AuthorizationServiceASGIApplication(
         ConnectServicer(service, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
     )

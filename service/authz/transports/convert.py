@@ -196,6 +196,7 @@ class ProtoService:
         self, request: authz_pb2.BatchCheckRequest, authorization: str | None
     ) -> authz_pb2.BatchCheckResponse:
         """BatchCheck: many decisions for one token."""
+        self.service.check_batch_size(len(request.items))
         for index, i in enumerate(request.items):
             check_wire_size(i.attributes, i.context, index)
         items = [

@@ -19,7 +19,7 @@ encoded slash or dot differently from the policy's patterns (a route pattern cou
 `/api/orders/../admin` while the upstream serves `/api/admin`), so a target that is not in
 normal form is refused with 400, which every proxy turns into a refusal. Only a target that
 every common normaliser leaves as it is (nginx's merge_slashes and dot-segment rules,
-RFC 3986 remove_dot_segments) is asked about.
+RFC 3986 remove_dot_segments, Unicode compatibility folding) is asked about.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -57,6 +58,9 @@ _URL_PREFIX = re.compile(
 # see (an encoded `/`, `.` or `\`), or end the string early (NUL).
 _STRUCTURAL_ESCAPE = re.compile(r"%(?:2f|2e|5c|00)", re.IGNORECASE)
 _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# What a path's structure is made of: a Unicode character whose compatibility form holds one
+# of these is refused, as its ASCII spelling would be.
+_STRUCTURAL = frozenset("/.\\%;?#")
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAVAILABLE": 503}
 
 
@@ -85,7 +89,8 @@ def request_path(target: str, *, url: bool = False) -> str:
     form, so that every proxy and upstream resolves it to the path returned here: printable
     ASCII only (a proxy sends anything else percent-encoded), no fragment, a single leading
     `/`, no `//`, `.` or `..` segment, `;`, backslash, malformed escape, or escape of `/`,
-    `.`, `\\`, NUL, `%`, `?`, `#`, `;` or a control character, and valid UTF-8 once decoded.
+    `.`, `\\`, NUL, `%`, `?`, `#`, `;` or a control character, and valid UTF-8 once decoded
+    with no character whose Unicode compatibility form (NFKC) holds one of those.
     """
     if url:
         prefix = _URL_PREFIX.match(target)
@@ -120,7 +125,16 @@ def request_path(target: str, *, url: bool = False) -> str:
         raise _refuse("an encoded control character, '%', '?', '#' or ';'")
     if any(segment in (".", "..") for segment in path.split("/")):
         raise _refuse("a '.' or '..' segment")
+    if not path.isascii() and any(_folds_to_structure(c) for c in path if not c.isascii()):
+        # An upstream that folds Unicode compatibility forms (NFKC, or Windows' best-fit
+        # ANSI mapping) reads U+FF0F..U+FF0F (fullwidth solidus) as `/../`, segments the
+        # policy never saw.
+        raise _refuse("a character that Unicode folding turns into '/', '.', '\\', '%', ';', '?' or '#'")
     return path
+
+
+def _folds_to_structure(char: str) -> bool:
+    return any(c in _STRUCTURAL for c in unicodedata.normalize("NFKC", char))
 
 
 def _one(values: list[str], what: str) -> str:

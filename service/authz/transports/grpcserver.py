@@ -26,6 +26,7 @@ from authz.handlers import DecisionService
 from authz.transports.admission import MAX_QUEUE_SECONDS, Admission, newest_server_id
 from authz.transports.callgate import (
     MAX_AWAITING_REQUEST,
+    MAX_OPEN_STREAMS,
     REQUEST_MESSAGE_SECONDS,
     CallGate,
     GatedServer,
@@ -132,6 +133,7 @@ async def build_server(
     max_concurrent_rpcs: int | None = None,
     request_seconds: float = REQUEST_MESSAGE_SECONDS,
     max_awaiting: int = MAX_AWAITING_REQUEST,
+    max_streams: int = MAX_OPEN_STREAMS,
     max_queue_seconds: float = MAX_QUEUE_SECONDS,
     reuse_port: bool = False,
     extra: Mapping[str, Register] | None = None,
@@ -149,7 +151,7 @@ async def build_server(
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
     admission = Admission(max_queue_seconds)
-    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission)
+    gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission, max_streams)
     server = grpc.aio.server(
         migration_thread_pool=pool,
         options=[
@@ -168,10 +170,10 @@ async def build_server(
     for name, register in (extra or {}).items():
         register(gated, gate)
         names.append(name)
-    # Through the gated server, so its calls are counted (enable_server_reflection would
-    # register on the raw server, unseen by the gate, or pick the sync servicer for this one).
-    servicer = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]  # re-exported
-    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, gated)
+    # Through the gated server: its calls are counted, and its streams bounded with the open
+    # ones (enable_server_reflection would register on the raw server, unseen by the gate).
+    reflector = reflection.aio.ReflectionServicer(names)  # type: ignore[attr-defined]  # re-exported
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflector, gated)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     try:
