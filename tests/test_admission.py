@@ -26,7 +26,7 @@ class Core:
 
 def _admission(core: Core, budget: float) -> Admission:
     admission = Admission(budget, started=core.count, clock=lambda: core.now)
-    admission.watch(SERVER)
+    admission.watch({SERVER})
     return admission
 
 
@@ -95,6 +95,6 @@ def test_calls_the_core_ended_unseen_are_no_backlog_after_stuck_seconds() -> Non
 def test_off_without_a_channelz_server() -> None:
     core = Core()
     admission = Admission(0.01, started=core.count, clock=lambda: core.now)
-    admission.watch(None)
+    admission.watch(set())
     core.started = 10_000
     assert _take(admission) is None and admission.server_id is None

@@ -12,6 +12,7 @@ import signal
 import threading
 import urllib.request
 from collections import Counter
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
@@ -194,6 +195,24 @@ def test_calls_the_gate_does_not_answer_are_no_backlog(make_server, issuer):
     for _ in range(100):
         assert srv.stub.Check(read, timeout=10).allowed
     assert srv.app.metrics.registry.get_sample_value(REFUSED_METRIC, {"reason": "queue_time"}) == 0
+
+
+def test_the_estimate_reads_its_own_servers_count(make_server, issuer):
+    # grpcio numbers servers when channelz is first asked, not in the order they were made:
+    # with servers made before it and never asked about, "the newest id" was another
+    # server's more than half the time, and that server's calls read as this one's backlog.
+    others = [grpc.server(futures.ThreadPoolExecutor(max_workers=1)) for _ in range(4)]
+    srv = make_server(settings_for(issuer, max_queue_seconds=0.1))
+    admission = srv.app.grpc_server.gate.admission
+    assert admission.server_id is not None
+    read = R.CheckRequest(
+        token=issuer.mint(permissions=["read:orders"]), resource="/api/orders/1", action="GET"
+    )
+    before = started_calls(admission.server_id)
+    for _ in range(5):
+        assert srv.stub.Check(read, timeout=10).allowed
+    assert started_calls(admission.server_id) == before + 5
+    assert len(others) == 4  # alive (unasked) until here
 
 
 def test_queue_time_shedding_is_off_by_default(make_server, issuer):

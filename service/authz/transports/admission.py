@@ -73,16 +73,23 @@ REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 _STARTED = re.compile(rb'"callsStarted":"(\d+)"')
 
 
-def newest_server_id() -> int | None:
-    """Channelz's id of the gRPC server created last in this process (ids only grow)."""
-    newest, start = None, 0
+def server_ids() -> set[int]:
+    """Channelz's ids of the gRPC servers of this process.
+
+    grpcio gives a server its id when channelz is first asked, not when the server is made,
+    and not in the order they were made: a server made after others may get the smallest
+    id. So a new server is found as the one id that was not there before it was made
+    (asking gives the servers made so far their ids).
+    """
+    ids: set[int] = set()
+    start = 0
     while True:
         page: dict[str, Any] = json.loads(cygrpc.channelz_get_servers(start))
-        for server in page.get("server", ()):
-            newest = max(newest or 0, int(server["ref"]["serverId"]))
-        if page.get("end", True) or newest is None:
-            return newest
-        start = newest + 1
+        found = [int(server["ref"]["serverId"]) for server in page.get("server", ())]
+        ids.update(found)
+        if page.get("end", True) or not found:
+            return ids
+        start = max(found) + 1
 
 
 def started_calls(server_id: int) -> int:
@@ -118,11 +125,15 @@ class Admission:
         self._backlog = 0
         self._refusing_since, self._lag_then = 0.0, 0
 
-    def watch(self, server_id: int | None) -> None:
-        """Read the core's count of started calls from this channelz server (None: refuse nothing by time)."""
-        self.server_id = server_id if self.budget > 0 else None
-        if self.budget > 0 and server_id is None:
-            log.warning("no channelz server found: gRPC calls are not refused by queue time")
+    def watch(self, created: set[int]) -> None:
+        """Read the core's count of started calls from the channelz server made for this gate:
+        the one id in `created` (none, or several made at once: refuse nothing by time)."""
+        self.server_id = next(iter(created)) if self.budget > 0 and len(created) == 1 else None
+        if self.budget > 0 and self.server_id is None:
+            log.warning(
+                "the gRPC server's channelz id is unknown (%d new servers): no refusals by queue time",
+                len(created),
+            )
 
     def arrived(self) -> None:
         """A call has reached the gate (health checks too: the core counts every call)."""

@@ -23,7 +23,7 @@ from authz import tracing
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.errors import ListenError
 from authz.handlers import DecisionService
-from authz.transports.admission import MAX_QUEUE_SECONDS, Admission, newest_server_id
+from authz.transports.admission import MAX_QUEUE_SECONDS, Admission, server_ids
 from authz.transports.callgate import (
     MAX_AWAITING_REQUEST,
     MAX_OPEN_STREAMS,
@@ -152,6 +152,8 @@ async def build_server(
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
     admission = Admission(max_queue_seconds)
     gate = CallGate(max_concurrent_rpcs, request_seconds, pool, max_awaiting, admission, max_streams)
+    # Asked before and after the server is made: the one new id is this server's (`server_ids`).
+    known = server_ids() if max_queue_seconds > 0 else set()
     server = grpc.aio.server(
         migration_thread_pool=pool,
         options=[
@@ -160,8 +162,7 @@ async def build_server(
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
     )
-    # Built on the loop thread, where every server of the process is built: the newest is this one.
-    admission.watch(newest_server_id() if max_queue_seconds > 0 else None)
+    admission.watch(server_ids() - known if max_queue_seconds > 0 else set())
     gated = GatedServer(server, gate)
     authz_pb2_grpc.add_AuthorizationServiceServicer_to_server(AuthorizationServicer(service, gate), gated)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
