@@ -5,6 +5,7 @@ Only tests import this; authz's own engine never sees these helpers.
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from collections.abc import Iterable
@@ -55,6 +56,26 @@ def register_matching(reference: casbin.Enforcer, model_text: str) -> None:
             reference.add_named_matching_func(ptype, functions[name])
         else:
             reference.add_named_domain_matching_func(ptype, functions[name])
+
+
+def forget_asked_names(reference: casbin.Enforcer) -> None:
+    """Answer every `g()` call on a copy of the role graph as loaded.
+
+    pycasbin's role manager adds each name a `g()` call asks about to a pattern-matched
+    graph, so an answer depends on the calls before it, even on earlier lines of the same
+    request. authz answers each call as the graph the policy built would (docs/policies.md,
+    deliberate differences): this is that reference.
+    """
+    for assertion in reference.model.model.get("g", {}).values():
+        manager = assertion.rm
+        if manager is None:
+            continue
+        loaded = copy.deepcopy(manager)
+
+        def has_link(*args: str, loaded: Any = loaded) -> bool:
+            return bool(copy.deepcopy(loaded).has_link(*args))
+
+        manager.has_link = has_link
 
 
 def register_time_conditions(reference: casbin.Enforcer) -> None:

@@ -26,14 +26,14 @@ from typing import Any
 from unittest import mock
 
 import casbin.util.builtin_operators as casbin_operators
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.engine import roles as roles_module
 from authz.principal import Principal
-from tests.pycasbin_ref import AttrStr, enforcer, line_matches, write_policy
+from tests.pycasbin_ref import AttrStr, enforcer, forget_asked_names, line_matches, write_policy
 
 EFFECTS = (
     "some(where (p.eft == allow))",
@@ -100,8 +100,9 @@ class World:
     moments: tuple[datetime, ...] = ()
     # What pycasbin's copy of a grant link ends with: an open window for timed links.
     link_suffix: str = ""
-    # pycasbin adds the names a request asks about to a pattern-matched role graph, so later
-    # answers depend on earlier requests: each request gets an enforcer of its own.
+    # pycasbin adds the names a g() call asks about to a pattern-matched role graph, so later
+    # answers depend on earlier calls: each request gets an enforcer of its own whose g()
+    # answers on the graph as loaded (`forget_asked_names`).
     fresh_reference: bool = False
     # The request carries the token's org_id as r.dom (`r = sub, dom, obj, act`).
     domains: bool = False
@@ -513,6 +514,7 @@ def _assert_agrees(world: World) -> None:
                 # Only this token's grants: pattern roles would carry one token's grants to another.
                 links = [*world.g_lines, *world.grant_links_of(principal)]
                 reference = enforcer(write_policy(Path(tmp) / "one", world.model, [*world.p_lines, *links]))
+                forget_asked_names(reference)
             expected = reference.enforce(*ref_request)
             assert decision.allowed == expected, (req, principal, decision)
             assert decision.reason in DECIDED, decision
@@ -553,8 +555,27 @@ def test_time_windowed_role_links(world: World) -> None:
     assert_agrees_with_pycasbin(world)
 
 
+# Found by the search: a request naming a pattern role that a member reaches back through
+# (`g2, /r/2, /r/*` asked as `/r/*`) reaches every name the pattern matches.
+PATTERN_ASKED_BY_NAME = World(
+    effect=EFFECTS[0],
+    model=model_text(
+        "sub, obj, act, eft",
+        EFFECTS[0],
+        "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+        roles="g = _, _\ng2 = _, _\n# authz: g2 matches roles with keyMatch",
+    ),
+    p_lines=("p, n0, /r/1, read, allow",),
+    g_lines=("g2, /r/2, /r/*",),
+    principals=(Principal(id="u0", permissions=("n0",), org_id="o1"),),
+    requests=(Request(0, "/r/*", "read"), Request(0, "/s/*", "read")),
+    fresh_reference=True,
+)
+
+
 @NEW_FAMILY_SETTINGS
 @given(pattern_worlds())
+@example(PATTERN_ASKED_BY_NAME)
 def test_pattern_matched_roles_and_objects(world: World) -> None:
     assert_agrees_with_pycasbin(world)
 

@@ -304,7 +304,7 @@ def test_mtls_on_the_http_listener_needs_a_client_certificate_of_its_ca(make_ser
         context = ssl.create_default_context(cafile=str(pki.ca))
         if client is not None:
             context.load_cert_chain(client.client_cert, client.client_key)
-        conn = http.client.HTTPSConnection("127.0.0.1", port_of(srv), timeout=10, context=context)
+        conn = http.client.HTTPSConnection("127.0.0.1", port_of(srv), timeout=30, context=context)
         try:
             conn.request("POST", CHECK_PATH, body=check, headers={"content-type": "application/json"})
             return conn.getresponse().status

@@ -41,6 +41,13 @@ class Serve:
     def text(self) -> str:
         return self.output.read_text(encoding="utf-8", errors="replace")
 
+    def exit_status(self) -> int:
+        """The process's exit status once it exits; its output in the failure if it does not."""
+        try:
+            return self.process.wait(timeout=EXIT_SECONDS)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {EXIT_SECONDS} s; output:\n{self.text()}") from None
+
     def wait_for(self, pattern: re.Pattern[str], timeout: float = 30.0) -> re.Match[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -144,7 +151,7 @@ def test_two_workers_share_the_port_answer_checks_and_stop_on_sigterm(
             channel.close()
 
     run.process.send_signal(signal.SIGTERM)
-    assert run.process.wait(timeout=EXIT_SECONDS) == 0, run.text()
+    assert run.exit_status() == 0, run.text()
     assert not any(_alive(pid) for pid in pids)
 
 
@@ -167,7 +174,7 @@ def test_sighup_reaches_every_worker_which_reloads_and_keeps_serving(
         )
     assert response.allowed
     run.process.send_signal(signal.SIGTERM)
-    assert run.process.wait(timeout=EXIT_SECONDS) == 0, run.text()
+    assert run.exit_status() == 0, run.text()
 
 
 def test_a_worker_that_cannot_start_stops_the_whole_server(
@@ -177,7 +184,7 @@ def test_a_worker_that_cannot_start_stops_the_whole_server(
     broken.mkdir()
     (broken / "policy.csv").write_text("p, read:orders, /api/orders, GET, True, allow\n")
     run = serve("--workers", "2", policy_dir=broken)
-    assert run.process.wait(timeout=EXIT_SECONDS) == 2, run.text()
+    assert run.exit_status() == 2, run.text()
     assert "model.conf is missing" in run.text()
 
 

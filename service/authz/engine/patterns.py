@@ -172,13 +172,23 @@ class Roles:
         seen |= frontier
         return frozenset(seen)
 
-    def holds(self, reached: frozenset[str], start: str, target: str) -> bool:
-        """Whether `target`, a name pycasbin has not seen, joins a role among `reached` (other
-        than `start`; token grants included): created, it becomes a role of every member of
-        a pattern it matches."""
+    def holds(self, reached: frozenset[str], start: str, target: str, hops: int) -> bool:
+        """Whether `target`, a name pycasbin has not seen, joins a role among `reached`
+        (`start` reached within `hops`; token grants included): created, it becomes a role
+        of every member of a pattern it matches."""
         match = self.match
         if match is None or target in self.roles:
             return False
+        members = self.users.get(start)
+        # `start` is itself a known pattern: a member it reaches back (a cycle through it,
+        # `g2, /r/2, /r/*` asked as `/r/*`) gets `target`, one hop further.
+        if (
+            members
+            and start in self.patterns
+            and match(target, start)
+            and members & self.reach(start, hops - 1)
+        ):
+            return True
         patterns = self._patterns_in.get(reached)
         if patterns is None:
             # Per reach set: a request's candidate lines ask about the same set many times.

@@ -86,7 +86,7 @@ class RoleGraph:
         if self.matching is None:
             return False
         domain = (domain or "") if self.with_domain else None
-        return self.matching.view(domain).holds(reach, start, target)
+        return self.matching.view(domain).holds(reach, start, target, self.max_hops)
 
     def _state(self, at: datetime) -> tuple[int, bool]:
         # Which links hold changes only at window ends: between two of them (or exactly on

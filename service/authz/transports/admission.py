@@ -12,8 +12,7 @@ waiting calls starts cancelling them). So the backlog is measured from outside:
   is how long the newest of them will have waited. That rate is measured only while at
   least `MIN_BACKLOG` calls wait (the loop is then taking calls as fast as it can), and
   fewer waiting calls are never a backlog: a caller with one call at a time on a stalled
-  machine, or a call the core ended before the loop took it, must not read as a queue
-  (one such call over a rate measured between sparse calls once made 1.7 s);
+  machine, or a call the core ended before the loop took it, must not read as a queue;
 - while that wait is over the budget, every call but a health check is refused with
   RESOURCE_EXHAUSTED before its request is read (a flood of calls that never send one
   is refused too, while it keeps the loop behind). A refusal costs the loop a third to a
