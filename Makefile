@@ -80,7 +80,8 @@ bench: $(STAMP)
 FUZZ_EXAMPLES ?= 2000
 fuzz: $(STAMP)
 	AUTHZ_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q \
-	  tests/test_properties_*.py tests/test_policy_text_fuzz.py tests/test_pattern_differential.py
+	  tests/test_properties_*.py tests/test_policy_text_fuzz.py tests/test_pattern_differential.py \
+	  tests/test_differential.py
 
 ## soak: a real `authz serve` under mixed load for SOAK_SECONDS (default 10 minutes) with a
 ## policy reload every second, JWKS rotations and outages and a TLS certificate rotation;

@@ -33,6 +33,7 @@ from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.engine import roles as roles_module
 from authz.principal import Principal
+from tests.fuzz_settings import fuzz_examples
 from tests.pycasbin_ref import AttrStr, enforcer, forget_asked_names, line_matches, write_policy
 
 EFFECTS = (
@@ -52,9 +53,14 @@ EFT = st.sampled_from(("allow", "allow", "deny"))
 RULE = re.compile(r"policy\.csv:(\d+): (.*)")
 # All attributes are present, so only these reasons are possible.
 DECIDED = {Reason.ALLOWED, Reason.NO_MATCHING_RULE, Reason.EXPLICIT_DENY}
-FAMILY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# `make fuzz` draws AUTHZ_FUZZ_EXAMPLES worlds per family (tests/fuzz_settings.py).
+FAMILY_SETTINGS = settings(
+    max_examples=fuzz_examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 # The families added with link conditions, patterns and subject priority: fewer, costlier worlds.
-NEW_FAMILY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+NEW_FAMILY_SETTINGS = settings(
+    max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 
 def model_text(
