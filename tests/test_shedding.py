@@ -23,9 +23,13 @@ from grpc_reflection.v1alpha import reflection_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
+from authz.app import App
 from authz.config import load_settings
 from authz.errors import ConfigError
 from authz.transports.admission import started_calls
+from authz.transports.callgate import CallGate, GatedServer
+from authz.transports.grpcloop import ServerLoop
+from authz.transports.grpcserver import build_server
 from tests.conftest import settings_for
 from tests.policy_dirs import copy_demo
 from tests.serveproc import ServeProcess, free_port
@@ -195,6 +199,57 @@ def test_calls_the_gate_does_not_answer_are_no_backlog(make_server, issuer):
     for _ in range(100):
         assert srv.stub.Check(read, timeout=10).allowed
     assert srv.app.metrics.registry.get_sample_value(REFUSED_METRIC, {"reason": "queue_time"}) == 0
+
+
+def test_calls_of_sync_and_client_streaming_methods_are_counted_once(issuer):
+    # Methods the gate does not gate (a sync handler; a stream of requests) are still counted
+    # as taken, once each: counted otherwise, they would read as a backlog for good.
+    ping = health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+    def plain(request: health_pb2.HealthCheckRequest, context: Any) -> health_pb2.HealthCheckResponse:
+        return ping
+
+    async def gather(requests: Any, context: Any) -> health_pb2.HealthCheckResponse:
+        async for _ in requests:
+            pass
+        return ping
+
+    def register(server: GatedServer, gate: CallGate) -> None:
+        decode, encode = (
+            health_pb2.HealthCheckRequest.FromString,
+            health_pb2.HealthCheckResponse.SerializeToString,
+        )
+        handlers = {
+            "Plain": grpc.unary_unary_rpc_method_handler(plain, decode, encode),
+            "Gather": grpc.stream_unary_rpc_method_handler(gather, decode, encode),
+        }
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("test.Kinds", handlers)])
+
+    app = App(settings_for(issuer))
+    loop = ServerLoop()
+    built = loop.start(
+        lambda: build_server(
+            app.service, "127.0.0.1:0", max_queue_seconds=0.1, extra={"test.Kinds": register}
+        )
+    )
+    try:
+        admission = built.gate.admission
+        assert admission.server_id is not None
+        before = started_calls(admission.server_id) - admission.taken
+        encode, decode = (
+            health_pb2.HealthCheckRequest.SerializeToString,
+            health_pb2.HealthCheckResponse.FromString,
+        )
+        with grpc.insecure_channel(f"127.0.0.1:{built.port}") as channel:
+            plain_call = channel.unary_unary("/test.Kinds/Plain", encode, decode)
+            gather_call = channel.stream_unary("/test.Kinds/Gather", encode, decode)
+            for _ in range(50):
+                assert plain_call(health_pb2.HealthCheckRequest(), timeout=10) == ping
+                asked = iter([health_pb2.HealthCheckRequest()] * 3)
+                assert gather_call(asked, timeout=10) == ping
+        assert started_calls(admission.server_id) - admission.taken == before
+    finally:
+        loop.stop(1).wait(30)
 
 
 def test_the_estimate_reads_its_own_servers_count(make_server, issuer):

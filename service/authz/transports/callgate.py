@@ -148,22 +148,15 @@ class CallGate:
 
     def _counted(self, handler: Handler) -> Handler:
         # Not gated (a sync handler, or request streaming), but counted: the core counts every call,
-        # and one the gate did not count would read as a backlog for good.
+        # and one the gate did not count would read as a backlog for good. (An async generator
+        # is gated, or `_streamed` when its requests stream: none reaches here.)
         arrived = self.admission.arrived
         kind = ("stream" if handler.request_streaming else "unary") + (
             "_stream" if handler.response_streaming else "_unary"
         )
         behaviour: Any = getattr(handler, kind)
-
-        if inspect.isasyncgenfunction(behaviour):
-
-            async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
-                arrived()
-                async for response in behaviour(request, context):
-                    yield response
-
-            counted: Any = stream
-        elif inspect.iscoroutinefunction(behaviour):
+        counted: Any
+        if inspect.iscoroutinefunction(behaviour):
 
             async def call(request: Any, context: Context) -> Any:
                 arrived()
