@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from authz import principal as principal_module
 from authz.app import demo_policy_dir
 from authz.engine import load_snapshot
 from authz.principal import Principal
@@ -85,6 +86,25 @@ def test_every_input_is_part_of_the_key(demo: Path, principal, resource, action,
     fresh = load_snapshot(demo)
     fresh.cache = None
     assert cached == fresh.decide(principal, resource, action, attributes, explain=explain)
+
+
+def test_principals_with_equal_facts_share_entries_and_a_start_over_never_reuses_a_number(
+    demo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    snapshot = load_snapshot(demo)
+    assert snapshot.cache is not None
+    # Two tokens of one user: different objects (and claims), the same facts.
+    first = Principal("alice", permissions=("delete:orders",), org_id="org_1", claims={"jti": "1"})
+    second = Principal("alice", permissions=("delete:orders",), org_id="org_1", claims={"jti": "2"})
+    answer = snapshot.decide(first, "/api/orders/1", "DELETE", {"status": "draft"})
+    assert snapshot.decide(second, "/api/orders/1", "DELETE", {"status": "draft"}) is answer
+    # The table of numbers starts over on every new principal: each gets a number never given
+    # before, so a principal whose facts differ can never meet another's cached answer.
+    monkeypatch.setattr(principal_module, "MAX_FACTS_IDS", 1)
+    others = [Principal("alice", permissions=(), org_id=f"org_{n}") for n in range(3)]
+    numbers = {first.facts_id, *(p.facts_id for p in others)}
+    assert len(numbers) == 4
+    assert not snapshot.decide(others[0], "/api/orders/1", "DELETE", {"status": "draft"}).allowed
 
 
 def test_typed_attribute_values_are_distinct_keys(tmp_path: Path) -> None:

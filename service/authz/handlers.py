@@ -10,8 +10,9 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
@@ -41,14 +42,20 @@ MAX_ELEMENTS = 1000
 DEFAULT_VISIBILITY_ACTION = "view"
 
 
-@dataclass(frozen=True)
-class CheckItem:
-    """One question: may the principal do `action` on `resource`?"""
+# Shared by every item that sends no attributes or context: read-only, so never changed.
+NO_VALUES: Mapping[str, Any] = MappingProxyType({})
+
+
+class CheckItem(NamedTuple):
+    """One question: may the principal do `action` on `resource`?
+
+    A NamedTuple: a batch builds a hundred, and a frozen dataclass costs twice as much to build.
+    """
 
     resource: str
     action: str
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    context: Mapping[str, Any] = field(default_factory=dict)
+    attributes: Mapping[str, Any] = NO_VALUES
+    context: Mapping[str, Any] = NO_VALUES
     correlation_id: str = ""
     # Casbin's enforce context: "" decides with r, p, e, m; "2" with r2, p2, e2, m2.
     enforce_context: str = ""

@@ -66,7 +66,8 @@ class Resource(Attributes):
     __slots__ = ("id",)
 
     def __init__(self, resource_id: str, values: Mapping[str, Any]) -> None:
-        super().__init__(values)
+        # Both slots set here: one made per decision, and a super() call costs as much again.
+        self.values = values
         self.id = resource_id
 
     def __eq__(self, other: object) -> bool:
@@ -148,6 +149,9 @@ _STRINGLIKE = (Resource, Subject)  # a tuple: `Resource | Subject` would be buil
 
 def plain(value: Any) -> Any:
     """The string a bound value stands for, for functions such as keyMatch2."""
+    # The request's resource is the value most calls get: its id without a __str__ call.
+    if type(value) is Resource:
+        return value.id
     return str(value) if isinstance(value, _STRINGLIKE) else value
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from authz.decision import Decision
+from authz.decision import Decision, Reason
 from authz.principal import Principal
 from authz.sizing import approx_bytes
 from authz.tally import Tally
@@ -43,16 +43,15 @@ def decision_key(
     context: Mapping[str, Any] | None,
     explain: bool,
 ) -> tuple[Any, ...] | None:
-    """The cache key of one request, or None when it cannot be keyed."""
+    """The cache key of one request, or None when it cannot be keyed.
+
+    The principal's facts enter as the number standing for them (`Principal.facts_id`): a
+    key then hashes in a few steps, where hashing the facts' tuples cost more than half a
+    distinct decision's cache work.
+    """
     try:
         return (
-            principal.id,
-            principal.permissions,
-            principal.roles,
-            principal.scopes,
-            principal.org_id,
-            principal.client_id,
-            principal.machine,
+            principal.facts_id,
             resource,
             action,
             _freeze(attributes) if attributes else (),
@@ -125,40 +124,32 @@ class DecisionCache:
 def entry_bytes(key: tuple[Any, ...], decision: Decision) -> int:
     """The approximate memory one entry holds: its key, its decision and a dict slot.
 
-    The key's principal facts are the same for every decision of one principal, so their
-    size is measured once per principal (the container walk cost more than a decision).
+    The principal's facts are not the entry's: its key holds only the number standing for
+    them, and the facts live in `authz.principal`'s bounded table of those numbers.
     """
-    facts = key[:_PRINCIPAL_FACTS]
-    facts_bytes = _facts_bytes.get(facts)
-    if facts_bytes is None:
-        facts_bytes = approx_bytes(facts) - sys.getsizeof(facts)
-        if len(_facts_bytes) >= _MAX_FACTS:
-            _facts_bytes.clear()
-        _facts_bytes[facts] = facts_bytes
+    _, resource, action, attributes, context, _ = key
     size = sys.getsizeof
-    rest = key[_PRINCIPAL_FACTS:]
-    # The attributes and context (frozen) are walked only when the request sent some.
-    nested = sum(approx_bytes(item) - size(item) for item in rest if type(item) is tuple and item)
     return (
-        size(key)
-        + facts_bytes
-        + sum(map(size, rest))
-        + nested
-        + size(decision)
-        + _PAIR_BYTES  # the message and matched rules, measured as a pair
+        _FIXED_BYTES
+        + size(resource)
+        + size(action)
+        # The attributes and context (frozen) are walked only when the request sent some.
+        + (approx_bytes(attributes) if attributes else 0)
+        + (approx_bytes(context) if context else 0)
         + size(decision.message)
-        + (approx_bytes(decision.matched_rules) if decision.matched_rules else _EMPTY_BYTES)
-        + _SLOT_BYTES
+        + (approx_bytes(decision.matched_rules) if decision.matched_rules else 0)
     )
 
 
-# A dict entry's share of the table (hash, key and value pointers, spare capacity).
-_SLOT_BYTES = 64
-_PAIR_BYTES = sys.getsizeof(("", ()))
-_EMPTY_BYTES = sys.getsizeof(())
-# decision_key's leading items: the principal's facts.
-_PRINCIPAL_FACTS = 7
-# The facts' sizes by facts, for as many principals as a busy token cache holds; started
-# over when full. Read and written without a lock: a lost write only costs a re-measure.
-_MAX_FACTS = 4096
-_facts_bytes: dict[tuple[Any, ...], int] = {}
+# What every entry holds whatever its request: the key's tuple and number, the decision
+# with its empty parts, and a dict entry's share of the table (hash, key and value
+# pointers, spare capacity).
+_FIXED_BYTES = (
+    sys.getsizeof((0, "", "", (), (), False))
+    + sys.getsizeof(2**40)
+    + 2 * sys.getsizeof(())
+    + sys.getsizeof(Decision(False, Reason.NO_MATCHING_RULE))
+    + sys.getsizeof(("", ()))  # the message and matched rules, measured as a pair
+    + sys.getsizeof(())
+    + 64
+)

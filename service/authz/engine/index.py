@@ -187,6 +187,14 @@ def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
     return None if found is None else sorted(found)
 
 
+def _size(parts: Parts) -> int:
+    return sum(map(len, parts))
+
+
+# A tuple, not `set | frozenset`: that builds a union type on every test.
+_SETS = (set, frozenset)
+
+
 def _narrow(
     all_parts: Sequence[Parts | None], found: Lines | set[int] | None = None
 ) -> Lines | set[int] | None:
@@ -195,14 +203,14 @@ def _narrow(
     if not known:
         return found
     if len(known) > 1:
-        known.sort(key=lambda parts: sum(len(x) for x in parts))
+        known.sort(key=_size)
     if found is None:
         smallest = known.pop(0)
         found = smallest[0] if len(smallest) == 1 else set().union(*smallest)
     for parts in known:
         if not found:
             break
-        mine = found if isinstance(found, set | frozenset) else set(found)
+        mine = found if isinstance(found, _SETS) else set(found)
         if len(parts) == 1:
             other = parts[0]
             # C-level either way: `&` walks the smaller set, intersection() the small tuple.

@@ -8,6 +8,8 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
 from typing import Any
 
 from casbin.model import Model
@@ -55,14 +57,31 @@ class ModelSpec:
 
     def request_values(self, bound: Mapping[str, Any]) -> tuple[Any, ...]:
         """The matcher's request arguments from the request bound by authz's names."""
-        return tuple(bound[name] for name in (self.bind or self.request))
+        return self._request_getter(bound)
 
     def aliased(self, bound: dict[str, Any]) -> dict[str, Any]:
         """`bound` plus the model's own request names (`r_user` ...), for the policy index."""
-        for own, canonical in zip(self.request, self.bind, strict=False):
-            if own != canonical:
-                bound[own] = bound[canonical]
+        for own, canonical in self._aliases:
+            bound[own] = bound[canonical]
         return bound
+
+    @cached_property
+    def _request_getter(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        # Built once per model: every decision reads the request values through it.
+        names = self.bind or self.request
+        if len(names) == 1:
+            (name,) = names
+            return lambda bound: (bound[name],)
+        return itemgetter(*names)
+
+    @cached_property
+    def _aliases(self) -> tuple[tuple[str, str], ...]:
+        # The model's own names that differ from authz's (none when the model uses authz's).
+        return tuple(
+            (own, canonical)
+            for own, canonical in zip(self.request, self.bind, strict=False)
+            if own != canonical
+        )
 
     def role_values(self, name: str) -> int:
         """How many values a line of role definition `name` carries (names, domain, condition)."""

@@ -12,6 +12,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
@@ -33,6 +34,9 @@ from authz.findings import Finding
 from authz.principal import Principal
 
 ALLOW, DENY, INDETERMINATE = 1, 2, 0
+# Read-only and shared: a request without attributes or context builds no mapping for them.
+_NO_VALUES: Mapping[str, Any] = MappingProxyType({})
+_NO_CONTEXT = Attributes(_NO_VALUES)
 # The request values an index can compare with policy values (r.ctx is a mapping).
 _INDEXED = ("r_sub", "r_obj", "r_act", "r_dom")
 _PATTERN = re.compile(r"\*|\{|/:|\(")
@@ -116,10 +120,10 @@ class Snapshot:
         subject = subject or Subject(principal)
         bound = {
             SUBJECT: subject,
-            "r_obj": Resource(resource, attributes or {}),
+            "r_obj": Resource(resource, attributes or _NO_VALUES),
             "r_act": action,
             "r_dom": principal.org_id or "",
-            "r_ctx": Attributes(context or {}),
+            "r_ctx": Attributes(context) if context else _NO_CONTEXT,
         }
         rvals = self.model.request_values(bound)
         try:
@@ -216,10 +220,15 @@ def _missing(hits: list[_Hit]) -> Decision:
     )
 
 
+_NO_MATCH = "no policy rule allows this request"
+# Most denials: one answer shared by all of them rather than one built per decision.
+_NOTHING_MATCHED = Decision(False, Reason.NO_MATCHING_RULE, _NO_MATCH)
+
+
 def _no_match(unknown: list[_Hit]) -> Decision:
-    return Decision(
-        False, Reason.NO_MATCHING_RULE, "no policy rule allows this request" + _missing_note(unknown)
-    )
+    if not unknown:
+        return _NOTHING_MATCHED
+    return Decision(False, Reason.NO_MATCHING_RULE, _NO_MATCH + _missing_note(unknown))
 
 
 def _allow_override(hits: Iterator[_Hit], explain: bool) -> Decision:
