@@ -95,7 +95,8 @@ class _Exact(Filter):
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
         lines = self.column.get(str(plain(rvals[self.rname])), _EMPTY)
-        return None if lines is None else [lines]
+        # An empty group adds nothing to a union: [] says "no line" as [()] would, for less.
+        return None if lines is None else [lines] if lines else []
 
 
 @dataclass
@@ -132,8 +133,10 @@ class _Prefix(Filter):
 
     def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
         text = str(plain(rvals[self.rname]))
-        by_prefix = self.by_prefix
-        return _known([by_prefix[text[:n]] for n in self.lengths if n <= len(text) and text[:n] in by_prefix])
+        get = self.by_prefix.get
+        size = len(text)
+        found = [g for n in self.lengths if n <= size and (g := get(text[:n], _EMPTY)) is not _EMPTY]
+        return _known(found)
 
 
 def _known(found: list[Lines | None]) -> Parts | None:

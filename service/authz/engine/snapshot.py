@@ -317,10 +317,23 @@ _EFFECTS: dict[Effect, Callable[[Iterator[_Hit], bool], Decision]] = {
 
 
 def _g_function(graph: RoleGraph) -> Callable[..., bool]:
-    def g(name1: Any, name2: Any, *domain: Any) -> bool:
-        dom = str(plain(domain[0])) if domain else None
-        if graph.matching is not None:
+    if graph.matching is not None:
+
+        def g_matching(name1: Any, name2: Any, *domain: Any) -> bool:
+            dom = str(plain(domain[0])) if domain else None
             return holds(graph, name1, str(plain(name2)), dom)
+
+        return g_matching
+    # The subject's closure without a domain, as reach_for keys it on the Subject.
+    plain_key = (graph.name, None)
+
+    def g(name1: Any, name2: Any, *domain: Any) -> bool:
+        # The common call, g(r.sub, p.sub): a policy value (a str) looked up in the closure the
+        # request's Subject already holds, without the general path's conversions.
+        if not domain and type(name1) is Subject and type(name2) is str:
+            reach = name1.reach.get(plain_key)
+            return name2 in (reach if reach is not None else reach_for(graph, name1, None))
+        dom = str(plain(domain[0])) if domain else None
         return str(plain(name2)) in reach_for(graph, name1, dom)
 
     return g
