@@ -14,7 +14,7 @@ import pytest
 
 from authz.app import demo_policy_dir
 from authz.decision import Decision, Reason
-from authz.engine import Snapshot, load_snapshot
+from authz.engine import Snapshot, load_snapshot, roles
 from authz.errors import PolicyLoadError
 from authz.findings import Finding, Severity
 from authz.principal import Principal
@@ -398,3 +398,30 @@ def test_concurrent_decisions_equal_single_threaded_ones() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_a_principals_reach_is_memoised_by_its_facts_and_the_memo_starts_over_when_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "model.conf").write_text(
+        "[request_definition]\nr = sub, obj, act\n[policy_definition]\np = sub, obj, act\n"
+        "[role_definition]\ng = _, _\n[policy_effect]\ne = some(where (p.eft == allow))\n"
+        "[matchers]\nm = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act\n"
+    )
+    (tmp_path / "policy.csv").write_text("p, reader, doc, read\ng, editor, reader\n")
+    snapshot = load_snapshot(tmp_path)
+    snapshot.cache = None  # every call reaches the graph
+    graph = snapshot.graphs["g"]
+    # Two tokens with the same facts share one reach; other grants get their own.
+    first = Principal("alice", permissions=("editor",), claims={"jti": "1"})
+    second = Principal("alice", permissions=("editor",), claims={"jti": "2"})
+    assert snapshot.decide(first, "doc", "read").allowed
+    assert snapshot.decide(second, "doc", "read").allowed
+    assert graph.subject_reach(first, None) is graph.subject_reach(second, None)
+    assert not snapshot.decide(Principal("alice", permissions=("viewer",)), "doc", "read").allowed
+    # Over its bound the memo starts over; answers stay the graph's.
+    monkeypatch.setattr(roles, "MAX_SUBJECT_MEMO_NAMES", 3)
+    for n in range(5):
+        assert snapshot.decide(Principal(f"u{n}", permissions=("editor",)), "doc", "read").allowed
+        assert not snapshot.decide(Principal(f"v{n}"), "doc", "read").allowed
+    assert graph._subject_members <= 3

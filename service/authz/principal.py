@@ -36,7 +36,7 @@ class Principal:
     expires_at: float | None = None
     claims: Mapping[str, Any] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def grants(self) -> frozenset[str]:
         """Every name this principal holds directly (before the policy's `g` lines)."""
         names = set(self.permissions) | set(self.roles)
