@@ -37,6 +37,7 @@ class Profile:
     memory_pycasbin_decisions: int = 20
     overload_max_rpcs: int = 16  # AUTHZ_MAX_CONCURRENT_RPCS of the overload run: the thread pool's size
     overload_max_queue_s: float = 0.005  # AUTHZ_MAX_QUEUE_SECONDS of the overload run
+    overload_max_pending: int = 8  # AUTHZ_MAX_PENDING_CALLS of the other overload run
 
     @classmethod
     def quick(cls, workdir: Path) -> Profile:
@@ -68,6 +69,7 @@ class Profile:
             memory_decisions=20_000,
             memory_pycasbin_decisions=5,
             overload_max_queue_s=0.02,  # a loose budget: the smoke test wants calls answered at 2x
+            overload_max_pending=64,
         )
 
     @property

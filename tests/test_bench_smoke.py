@@ -100,9 +100,11 @@ def test_quick_rpc_peers_overload_and_memory_sections_run(tmp_path: Path) -> Non
     assert row["authz"]["calls"] > 0 and row["authz"]["errors"] == 0
     for peer in expected:
         assert row[peer]["calls"] > 0 and row[peer]["authz_ratio"] > 0, (peer, row[peer])
-    overload = data["overload"]
-    assert overload["sustainable_rps"] > 0
-    assert all(run["calls"] > 0 for run in overload["runs"].values()), overload["runs"]
+    overload = data["overload"]["modes"]
+    assert set(overload) == {"queue_time", "pending_calls"}
+    for mode in overload.values():
+        assert mode["sustainable_rps"] > 0
+        assert all(run["calls"] > 0 for run in mode["runs"].values()), mode["runs"]
     memory = data["memory"]["authz"]
     assert 0 < memory["decision_cache"]["entries"] <= memory["decision_cache"]["bound"]
     assert memory["token_cache"]["entries"] == memory["token_cache"]["bound"]

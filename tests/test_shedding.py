@@ -270,6 +270,62 @@ def test_the_estimate_reads_its_own_servers_count(make_server, issuer):
     assert len(others) == 4  # alive (unasked) until here
 
 
+PENDING_LIMIT = 4
+STALL_CALLS = 64
+
+
+@pytest.mark.parametrize("limit", [PENDING_LIMIT, 0])
+def test_the_core_holds_at_most_max_pending_calls_while_the_loop_is_stalled(make_server, issuer, limit):
+    # The event loop is held still, so every call stays in grpcio's core. With a limit the core
+    # cancels the calls past it at once, the loop never seeing them; without one (grpcio's own
+    # limit of 3,000) every call waits and is answered once the loop runs again.
+    srv = make_server(settings_for(issuer, max_pending_calls=limit))
+    read = R.CheckRequest(
+        token=issuer.mint(permissions=["read:orders"]), resource="/api/orders/1", action="GET"
+    )
+    assert srv.stub.Check(read, timeout=10).allowed  # the token is cached: answered on the loop
+    loop = srv.app.grpc.loop
+    assert loop is not None
+    stalled, release = threading.Event(), threading.Event()
+
+    def stall() -> None:
+        stalled.set()
+        release.wait(60)
+
+    loop.call_soon_threadsafe(stall)
+    try:
+        assert stalled.wait(30)
+        calls = [srv.stub.Check.future(read, timeout=60) for _ in range(STALL_CALLS)]
+        if limit:
+            # Refused while the loop still stands: by the core, not by anything on the loop.
+            wait_for(lambda: sum(c.done() for c in calls) >= STALL_CALLS - PENDING_LIMIT - 1, timeout=30)
+            assert not release.is_set()
+    finally:
+        release.set()
+    outcomes = Counter(_outcome(c)[0] for c in calls)
+    if limit:
+        assert outcomes[grpc.StatusCode.CANCELLED] >= STALL_CALLS - PENDING_LIMIT - 1, outcomes
+        assert outcomes[grpc.StatusCode.OK] >= 1, outcomes
+        assert set(outcomes) <= {grpc.StatusCode.OK, grpc.StatusCode.CANCELLED}, outcomes
+    else:
+        assert outcomes == {grpc.StatusCode.OK: STALL_CALLS}
+    # Once the loop runs again the server answers as before.
+    assert srv.stub.Check(read, timeout=10).allowed
+
+
+@pytest.mark.parametrize("env", [{"AUTHZ_MAX_PENDING_CALLS": "-1"}, {"AUTHZ_MAX_PENDING_CALLS": "100001"}])
+def test_max_pending_calls_is_bounded(env):
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env=env)
+    assert "max_pending_calls" in str(refused.value)
+
+
+def test_max_pending_calls_and_max_queue_seconds_are_not_set_together():
+    with pytest.raises(ConfigError) as refused:
+        load_settings(env={"AUTHZ_MAX_PENDING_CALLS": "16", "AUTHZ_MAX_QUEUE_SECONDS": "0.1"})
+    assert "not both" in str(refused.value)
+
+
 def test_queue_time_shedding_is_off_by_default(make_server, issuer):
     srv = make_server(settings_for(issuer))
     assert srv.app.grpc_server is not None and srv.app.grpc_server.gate.admission.server_id is None

@@ -132,6 +132,7 @@ class App:
                 max_awaiting=self.max_awaiting_request,
                 max_streams=self.max_open_streams,
                 max_queue_seconds=self.max_queue_seconds,
+                max_pending_calls=s.max_pending_calls,
                 reuse_port=s.workers > 1,
                 extra=admin_service(admin) if admin is not None else None,
             )

@@ -41,6 +41,7 @@ class Settings:
     batch_limit: int = 100
     max_concurrent_rpcs: int = 1000
     max_queue_seconds: float = 0.0
+    max_pending_calls: int = 0
     tls_cert: str = ""
     tls_key: str = ""
     tls_client_ca: str = ""
@@ -265,6 +266,14 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
         problems.append(f"max_concurrent_rpcs {s.max_concurrent_rpcs} must be between 1 and 1000000")
     if not 0 <= s.max_queue_seconds <= 60:
         problems.append(f"max_queue_seconds {s.max_queue_seconds} must be between 0 (no limit) and 60")
+    if not 0 <= s.max_pending_calls <= 100_000:
+        problems.append(
+            f"max_pending_calls {s.max_pending_calls} must be between 0 (grpcio's own limits) and 100000"
+        )
+    if s.max_pending_calls and s.max_queue_seconds:
+        # The calls grpcio's core refuses count as started in channelz and never reach the
+        # gate: the queue-time estimate would read every one of them as a backlog.
+        problems.append("set max_pending_calls or max_queue_seconds, not both: they are two ways to shed load")
     for name in ("http_header_timeout_seconds", "http_body_timeout_seconds"):
         if not 0 < getattr(s, name) <= 3600:
             problems.append(f"{name} {getattr(s, name)} must be above 0 and at most 3600")

@@ -30,6 +30,8 @@ FLAG_HELP = {
     "requests being answered before 503 (AUTHZ_MAX_CONCURRENT_RPCS, default 1000)",
     "max_queue_seconds": "refuse gRPC calls with RESOURCE_EXHAUSTED while calls wait longer than this "
     "for the server, 0 for no limit (AUTHZ_MAX_QUEUE_SECONDS, default 0: off)",
+    "max_pending_calls": "calls grpcio's core holds for the server before it refuses new ones at once "
+    "(CANCELLED), 0 for grpcio's own limit of 3000 (AUTHZ_MAX_PENDING_CALLS, default 0)",
     "tls_cert": "TLS certificate PEM (AUTHZ_TLS_CERT)",
     "tls_key": "TLS private key PEM (AUTHZ_TLS_KEY)",
     "tls_client_ca": "require client certificates signed by this CA: mTLS (AUTHZ_TLS_CLIENT_CA)",

@@ -114,6 +114,24 @@ class AuthorizationServicer(authz_pb2_grpc.AuthorizationServiceServicer):  # typ
     PlanResources = grpc_method(ProtoService.plan_resources)
 
 
+def pending_call_options(limit: int) -> list[tuple[str, int]]:
+    """grpcio core options holding at most `limit` calls the event loop has not taken yet (0: its own).
+
+    Under overload the calls wait in the core, unseen by Python, until the loop takes them
+    (`authz.transports.admission`). Past half of `limit` the core refuses a new call with a
+    probability rising to one at `limit` (random early detection, in C): a refusal costs
+    the loop nothing, where one the gate answers costs it over half an answer, so at twice
+    the sustainable rate the gate's refusals alone took the whole loop. The caller sees
+    CANCELLED, the core's code for it.
+    """
+    if limit <= 0:
+        return []
+    return [
+        ("grpc.server.max_pending_requests", limit // 2),
+        ("grpc.server.max_pending_requests_hard_limit", limit),
+    ]
+
+
 @dataclass(frozen=True)
 class GrpcServer:
     """A built (not yet started) server with its bound port, health servicer and call gate."""
@@ -135,6 +153,7 @@ async def build_server(
     max_awaiting: int = MAX_AWAITING_REQUEST,
     max_streams: int = MAX_OPEN_STREAMS,
     max_queue_seconds: float = MAX_QUEUE_SECONDS,
+    max_pending_calls: int = 0,
     reuse_port: bool = False,
     extra: Mapping[str, Register] | None = None,
 ) -> GrpcServer:
@@ -147,7 +166,9 @@ async def build_server(
     used: it counts calls still waiting for their request message (see `authz.transports.callgate`).
     While the calls waiting in grpcio's core would wait longer than `max_queue_seconds`
     (0: no such limit), calls but health checks are refused the same way
-    (`authz.transports.admission`).
+    (`authz.transports.admission`). With `max_pending_calls`, grpcio's core itself holds at
+    most that many calls the loop has not taken yet and cancels new ones beyond it, at no
+    cost to the loop (see `pending_call_options`).
     """
     pool = futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="authz-rpc")
     admission = Admission(max_queue_seconds)
@@ -160,6 +181,7 @@ async def build_server(
             ("grpc.so_reuseport", 1 if reuse_port else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *pending_call_options(max_pending_calls),
         ],
     )
     admission.watch(server_ids() - known if max_queue_seconds > 0 else set())
