@@ -273,7 +273,7 @@ def _validate(s: Settings, problems: list[str]) -> Settings:
     if s.max_pending_calls and s.max_queue_seconds:
         # The calls grpcio's core refuses count as started in channelz and never reach the
         # gate: the queue-time estimate would read every one of them as a backlog.
-        problems.append("set max_pending_calls or max_queue_seconds, not both: they are two ways to shed load")
+        problems.append("set max_pending_calls or max_queue_seconds, not both: two ways to shed load")
     for name in ("http_header_timeout_seconds", "http_body_timeout_seconds"):
         if not 0 < getattr(s, name) <= 3600:
             problems.append(f"{name} {getattr(s, name)} must be above 0 and at most 3600")
