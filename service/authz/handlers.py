@@ -252,8 +252,10 @@ class DecisionService:
             raise InvalidArgument("give exactly one of elements or prefix")
         if len(elements) > MAX_ELEMENTS:
             raise InvalidArgument(f"{len(elements)} elements exceed the limit of {MAX_ELEMENTS}")
-        for index, element in enumerate(elements):
-            _check_field(f"elements[{index}]", element)
+        if not all(elements) or max(map(len, elements), default=0) > MAX_FIELD_CHARS:
+            # Named only when one is wrong: the common case is two C-level passes.
+            for index, element in enumerate(elements):
+                _check_field(f"elements[{index}]", element)
         _check_field("prefix", prefix, required=False)
         _check_field("action", action, required=False)
         action = action or DEFAULT_VISIBILITY_ACTION

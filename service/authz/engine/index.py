@@ -307,7 +307,11 @@ class PolicyIndex:
                     return None
                 return _Any([c for c in children if c is not None])
             known = [c for c in children if c is not None]
-            return _All(known) if known else None
+            if not known:
+                return None
+            both = _All(known)
+            # One request-dependent child left (statics dropped): it is the filter, one call less.
+            return both._used[0] if len(both._used) == 1 else both
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
             return self._equality(node.left, node.comparators[0])
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
