@@ -54,8 +54,9 @@ def line_problems(
 ) -> Iterator[tuple[PolicyLine, str]]:
     """(line, message) for each `p` line whose value in a pattern column cannot run."""
     verdicts: dict[tuple[str, str], str | None] = {}
+    ordered = sorted(columns)
     for line in lines:
-        for function, column in sorted(columns):
+        for function, column in ordered:
             if column >= len(line.values):
                 continue
             key = (function, line.values[column])
