@@ -68,6 +68,14 @@ LINE = "p, alice, data, read, allow"
             ("model.conf", 14),
             "enforce context 2 has m2 but no r2, p2, e2",
         ),
+        # Nested past the parser's depth: Python raises MemoryError there, not SyntaxError; the
+        # model's checks read the tree first and let it escape the load.
+        (
+            MODEL.replace("r.obj == p.obj", "(" * 150 + "!" * 1000 + "r.obj == p.obj" + ")" * 150),
+            [LINE],
+            ("model.conf", 14),
+            "nested too deeply",
+        ),
     ],
 )
 def test_refused_with_file_line_and_reason(tmp_path, model, lines, where, fragment):

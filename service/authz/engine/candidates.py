@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from authz.engine.bindings import AttributeMissing
 from authz.engine.lean import Lean, LeanCompiler, LeanShape
-from authz.engine.matcher import MatcherSyntaxError, casbin_rewrite
+from authz.engine.matcher import MatcherSyntaxError, parse_matcher
 from authz.engine.policyfiles import PolicyLine
 
 
@@ -228,10 +228,10 @@ def _joined(nodes: list[ast.expr]) -> ast.expr:
 
 def head_length(matcher: str) -> int | None:
     """How many leading conjuncts of the matcher have no `eval()`; None without any `eval()`."""
-    try:
-        body = ast.parse(casbin_rewrite(matcher).strip(), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
+    parsed = parse_matcher(matcher)
+    if parsed is None:
         return None
+    body = parsed.body
     for number, conjunct in enumerate(_conjuncts(body)):
         calls = (n for n in ast.walk(conjunct) if isinstance(n, ast.Call))
         if any(isinstance(c.func, ast.Name) and c.func.id == "eval" for c in calls):

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.engine.bindings import plain
-from authz.engine.matcher import casbin_rewrite
+from authz.engine.matcher import parse_matcher
 from authz.engine.model import builtin_functions
 from authz.engine.roles import RoleGraph, reach_for
 
@@ -247,10 +247,8 @@ class PolicyIndex:
         # One int object per line number, shared by every column's groups.
         self._numbers = list(range(len(rows)))
         self._prefixes: dict[str, tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
-        try:
-            tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval").body
-        except SyntaxError:
-            tree = None
+        parsed = parse_matcher(matcher)
+        tree = parsed.body if parsed is not None else None
         conjuncts = _conjuncts(tree) if tree is not None else []
         filters = [f for f in (self._filter(node) for node in conjuncts) if f is not None]
         self.cheap = [f for f in filters if f.cheap]

@@ -278,6 +278,19 @@ def _names_in(templates: Sequence[str]) -> list[str]:
     return [name for template in templates for name in re.findall(rf"\b{_CONST}m\d+_\d+\b", template)]
 
 
+def parse_matcher(matcher: str) -> ast.Expression | None:
+    """The matcher's syntax tree after Casbin's rewrites, or None when it does not parse.
+
+    Policy text is hostile input: nested past the parser's depth (`!!!!...`, `((((...`) it
+    raises MemoryError or RecursionError, not SyntaxError. The readers of the tree (the
+    index, the model's checks) then skip it; the matcher's compile reports why.
+    """
+    try:
+        return ast.parse(casbin_rewrite(matcher).strip(), mode="eval")
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
 def compile_expression(
     source: str, params: Sequence[str], functions: Mapping[str, Callable[..., Any]], subject: str = SUBJECT
 ) -> tuple[Callable[..., Any], bool]:

@@ -16,7 +16,7 @@ from casbin.model import Model
 
 from authz.engine.bindings import REQUEST_FIELDS
 from authz.engine.keymatch import matcher_functions
-from authz.engine.matcher import casbin_rewrite
+from authz.engine.matcher import parse_matcher
 from authz.engine.policyfiles import MODEL_FILE
 from authz.errors import PolicyLoadError
 from authz.findings import Finding, model_line
@@ -277,9 +277,8 @@ def _binding(text: str, request: tuple[str, ...]) -> tuple[str, ...]:
 
 def _calls(matcher: str) -> Iterator[tuple[str, int]]:
     """(function name, argument count) of every call in the matcher that parses."""
-    try:
-        tree = ast.parse(casbin_rewrite(matcher).strip(), mode="eval")
-    except SyntaxError:
+    tree = parse_matcher(matcher)
+    if tree is None:
         return  # reported when the matcher is compiled
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):

@@ -65,7 +65,7 @@ def split_tokens(line: str) -> list[str] | None:
         return None
     if "(" not in line and "[" not in line:
         # The common case, with nothing to nest: a plain split is exact and much cheaper.
-        return [token.strip() for token in line.split(",")]
+        return list(map(str.strip, line.split(",")))
     depth = 0
     tokens: list[str] = []
     start = 0
@@ -111,17 +111,21 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     findings: list[Finding] = []
     # One string object per distinct value: subjects and actions repeat on most lines.
     shared: dict[str, str] = {}
+    share = shared.setdefault
+    known_types: set[str] = set()  # line types already matched: a policy has a handful
     for name, text in source.files:
         for number, raw in enumerate(text.splitlines(), start=1):
             tokens = split_tokens(raw)
             if tokens is None:
                 continue
             key = tokens[0]
-            if not _LINE_TYPE.fullmatch(key):
-                findings.append(
-                    Finding.error(name, number, f"unknown line type {key!r} (expected p, p2, g, g2 ...)")
-                )
-                continue
-            values = tuple([shared.setdefault(token, token) for token in tokens[1:]])
-            lines.append(PolicyLine(name, number, shared.setdefault(key, key), values))
+            if key not in known_types:
+                if not _LINE_TYPE.fullmatch(key):
+                    findings.append(
+                        Finding.error(name, number, f"unknown line type {key!r} (expected p, p2, g, g2 ...)")
+                    )
+                    continue
+                known_types.add(key)
+            rest = tokens[1:]
+            lines.append(PolicyLine(name, number, share(key, key), tuple(map(share, rest, rest))))
     return lines, findings
