@@ -11,13 +11,13 @@ import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from authz.attrlimits import check_attributes
 from authz.decision import Decision, Reason
 from authz.decisionlog import DecisionLog
 from authz.engine import Snapshot, Subject
+from authz.engine.bindings import NO_VALUES
 from authz.engine.contexts import select
 from authz.engine.plan import Plan, PlanKind, denied, plan_resources
 from authz.errors import InvalidArgument
@@ -40,10 +40,6 @@ def new_decision_id() -> str:
 MAX_FIELD_CHARS = 4096
 MAX_ELEMENTS = 1000
 DEFAULT_VISIBILITY_ACTION = "view"
-
-
-# Shared by every item that sends no attributes or context: read-only, so never changed.
-NO_VALUES: Mapping[str, Any] = MappingProxyType({})
 
 
 class CheckItem(NamedTuple):

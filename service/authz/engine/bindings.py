@@ -13,9 +13,14 @@ all raise AttributeMissing, so `{"status": null}` fails closed like a missing `s
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from authz.principal import Principal
+
+# The attributes or context of a request that sent none: read-only and shared, so a request
+# builds no mapping for them.
+NO_VALUES: Mapping[str, Any] = MappingProxyType({})
 
 # The request-definition names authz binds (DESIGN.md section 4).
 REQUEST_FIELDS = ("sub", "obj", "act", "dom", "ctx")

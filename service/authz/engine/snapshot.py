@@ -12,11 +12,10 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
-from authz.engine.bindings import AttributeMissing, Attributes, Resource, Subject, plain
+from authz.engine.bindings import NO_VALUES, AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.candidates import CandidateEvaluator, build_evaluator
 from authz.engine.contexts import build_with_contexts
@@ -34,9 +33,8 @@ from authz.findings import Finding
 from authz.principal import Principal
 
 ALLOW, DENY, INDETERMINATE = 1, 2, 0
-# Read-only and shared: a request without attributes or context builds no mapping for them.
-_NO_VALUES: Mapping[str, Any] = MappingProxyType({})
-_NO_CONTEXT = Attributes(_NO_VALUES)
+# r.ctx of a request that sent no context: one shared, none built per decision.
+_NO_CONTEXT = Attributes(NO_VALUES)
 # The request values an index can compare with policy values (r.ctx is a mapping).
 _INDEXED = ("r_sub", "r_obj", "r_act", "r_dom")
 _PATTERN = re.compile(r"\*|\{|/:|\(")
@@ -120,7 +118,7 @@ class Snapshot:
         subject = subject or Subject(principal)
         bound = {
             SUBJECT: subject,
-            "r_obj": Resource(resource, attributes or _NO_VALUES),
+            "r_obj": Resource(resource, attributes or NO_VALUES),
             "r_act": action,
             "r_dom": principal.org_id or "",
             "r_ctx": Attributes(context) if context else _NO_CONTEXT,

@@ -20,6 +20,7 @@ from authz import tracing
 from authz.api.v1 import authz_pb2
 from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
 from authz.decision import Decision, reason_name
+from authz.engine.bindings import NO_VALUES
 from authz.engine.plan import PlanKind
 from authz.errors import (
     AlreadyExists,
@@ -32,7 +33,7 @@ from authz.errors import (
     Unauthenticated,
     Unavailable,
 )
-from authz.handlers import NO_VALUES, CheckItem, DecisionService
+from authz.handlers import CheckItem, DecisionService
 from authz.metrics import RpcMetrics
 from authz.transports.planproto import condition_to_proto
 from authz.transports.structs import struct_to_dict
