@@ -179,7 +179,7 @@ def test_past_the_total_cap_a_busy_listener_refuses_and_an_idle_one_evicts(make_
 def test_past_the_in_flight_limit_a_request_is_counted(make_server, issuer):
     srv = start(make_server, issuer, max_concurrent_rpcs=1, **PATIENT)
     assert srv.app.http is not None
-    in_flight = srv.app.http.config.app  # the InFlightLimit in front of the application
+    in_flight = srv.app.http.in_flight
     # A body over the 64 KiB read before a request counts holds its place while it arrives.
     holder = connect(srv.app.http_port)
     holder.sendall(
