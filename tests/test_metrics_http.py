@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from authz.transports.httprefusals import REFUSALS
+from authz.transports.inflight import MAX_LARGE_BODIES
 from tests.certs import make_pki
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
@@ -196,6 +197,46 @@ def test_past_the_in_flight_limit_a_request_is_counted(make_server, issuer):
     wait_for(lambda: in_flight.in_flight == 0, what="the place to be given back")
     assert check(srv, issuer) == 200
     assert refusals(srv) == only(in_flight_limit=1)
+
+
+def test_past_the_large_body_limit_a_large_body_is_refused_and_a_small_one_answered(make_server, issuer):
+    srv = start(make_server, issuer, **PATIENT)
+    assert srv.app.http is not None
+    in_flight = srv.app.http.in_flight
+    head = (
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        "content-length: 4000000\r\n\r\n"
+    ).encode()
+    # Each sends the start of a 4 MiB body, as slowly as it likes: connectrpc would keep every
+    # one whole, and 1,000 of them (max_concurrent_rpcs) 4 GiB.
+    holders = [connect(srv.app.http_port, f"127.0.0.{2 + n % 4}") for n in range(MAX_LARGE_BODIES)]
+    try:
+        for sock in holders:
+            sock.sendall(head + b" " * 70_000)
+        wait_for(lambda: in_flight.large == MAX_LARGE_BODIES, what="the large bodies to hold their places")
+        one_more = connect(srv.app.http_port, "127.0.0.9")
+        one_more.sendall(head + b" " * 70_000)
+        reply = read_all_until(one_more, b"}")
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"too many requests over 65536 bytes" in reply
+        one_more.close()
+        assert check(srv, issuer) == 200  # a small body is not held up by them
+        assert refusals(srv) == only(large_body_limit=1)
+    finally:
+        for sock in holders:
+            sock.close()
+    wait_for(lambda: in_flight.large == 0, what="the places to be given back")
+
+
+def read_all_until(sock: socket.socket, end: bytes, timeout: float = 20.0) -> bytes:
+    """What the server sends on a kept-alive connection, up to and including `end`."""
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(end):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def test_ordinary_traffic_moves_no_refusal(make_server, issuer):

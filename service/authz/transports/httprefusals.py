@@ -30,6 +30,8 @@ Refusal = Literal[
     "idle_connection_evicted",
     # A request answered 503 at once: max_concurrent_rpcs requests already in progress.
     "in_flight_limit",
+    # A request with a large body answered 503 at once: inflight.MAX_LARGE_BODIES in progress.
+    "large_body_limit",
 ]
 REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 
