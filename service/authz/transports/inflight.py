@@ -13,7 +13,7 @@ from authz.transports.httprefusals import HttpRefusals
 BUFFERED_BYTES = 64 * 1024
 # Requests with a body over BUFFERED_BYTES still arriving, read or answered at once. connectrpc
 # keeps each whole (up to MAX_MESSAGE_BYTES, 4 MiB) before decoding it, so 1,000 of them
-# (max_concurrent_rpcs) sent slowly from eight addresses held 4 GiB; 64 hold at most 256 MiB.
+# (max_concurrent_rpcs) sent slowly from eight addresses could hold 4 GiB; 64 hold at most 256 MiB.
 MAX_LARGE_BODIES = 64
 
 
