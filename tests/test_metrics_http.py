@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from authz.transports.httplimits import MAX_BODY_PIECES
 from authz.transports.httprefusals import REFUSALS
 from authz.transports.inflight import MAX_LARGE_BODIES
 from tests.certs import make_pki
@@ -225,6 +226,40 @@ def test_past_the_large_body_limit_a_large_body_is_refused_and_a_small_one_answe
         for sock in holders:
             sock.close()
     wait_for(lambda: in_flight.large == 0, what="the places to be given back")
+
+
+def test_a_body_in_too_many_pieces_is_refused_and_counted(make_server, issuer):
+    srv = start(make_server, issuer)
+    head = (
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+    # One-byte chunks: h11 spends Python time on each (400,000 held the loop for 1.9 s).
+    sock = connect(srv.app.http_port)
+    try:
+        sock.sendall(head + b"1\r\n \r\n" * (MAX_BODY_PIECES + 1))
+        reply = read_all(sock)
+    except (ConnectionResetError, BrokenPipeError):
+        reply = b""
+    finally:
+        sock.close()
+    # 400 and a close; a close with bytes still unread reaches the client as a reset.
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 400 "), reply
+    wait_for(lambda: refusals(srv) == only(fragmented_body=1), what="the refusal to be counted")
+    # A body in a few chunks is a body like any other.
+    token = issuer.mint(permissions=["read:orders"])
+    body = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+    pieces = [body[i : i + 64] for i in range(0, len(body), 64)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    closing = head.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n")
+    assert read_all(send(srv.app.http_port, closing + chunked)).startswith(b"HTTP/1.1 200 ")
+    assert refusals(srv) == only(fragmented_body=1)
+
+
+def send(port: int, data: bytes) -> socket.socket:
+    sock = connect(port)
+    sock.sendall(data)
+    return sock
 
 
 def read_all_until(sock: socket.socket, end: bytes, timeout: float = 20.0) -> bytes:

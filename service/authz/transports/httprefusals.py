@@ -20,6 +20,8 @@ Refusal = Literal[
     "header_deadline",
     # A request's body missed the body deadline: 408 (or a close once answering began).
     "body_deadline",
+    # A request's body came in more than httplimits.MAX_BODY_PIECES pieces: 400 and close.
+    "fragmented_body",
     # A TLS handshake was not done within the header deadline: closed unanswered.
     "tls_handshake_deadline",
     # A new connection from an address already at http_max_connections_per_client.
