@@ -39,7 +39,7 @@ def one_request_in_progress(srv: RunningServer, payload: dict[str, Any]) -> Iter
     waiting = threading.Thread(target=ask)
     waiting.start()
     try:
-        limit = http.config.app  # the InFlightLimit around the listener's application
+        limit = http.in_flight
         deadline = time.monotonic() + 10
         while limit.in_flight < 1:
             assert time.monotonic() < deadline, "the held Check never arrived"

@@ -271,3 +271,40 @@ def test_admin_evaluate_keeps_the_same_bounds(make_server, issuer):
         with pytest.raises(grpc.RpcError) as caught:
             evaluate(oversized)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+# --- NaN -------------------------------------------------------------------------------------
+
+AMOUNT_POLICY = """\
+p, *, doc, pay, True, allow
+p, *, doc, pay, r.obj.amount > 1000, deny
+p, *, doc, pay, r.ctx.limit < r.obj.amount, deny
+"""
+
+
+def test_nan_is_refused_where_it_made_a_numeric_deny_rule_never_fire(make_server, issuer, tmp_path):
+    # Every comparison with NaN is false: `amount > 1000` as a deny rule let NaN pay.
+    directory = write_policy(tmp_path, ATTRIBUTE_MODEL, policy_csv=AMOUNT_POLICY)
+    srv = make_server(settings_for(issuer, policy_dir=str(directory), http_listen="127.0.0.1:0"))
+    token, nan = issuer.mint(), float("nan")
+
+    def pay(attributes: dict[str, Any], context: dict[str, Any]) -> Any:
+        return _check(srv, token, (attributes, context), action="pay")
+
+    assert pay({"amount": 10.0}, {"limit": 100.0}).allowed
+    assert not pay({"amount": 5000.0}, {"limit": 10_000.0}).allowed
+    for attributes, context, where in (
+        ({"amount": nan}, {"limit": 100.0}, "attributes"),
+        ({"amount": 10.0}, {"limit": nan}, "context"),
+        ({"amount": 10.0, "history": [1.0, nan]}, {}, "attributes"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            pay(attributes, context)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert f"{where} holds NaN" in str(caught.value.details())
+    # Connect JSON: Python's json module (and protobuf's) reads the non-standard NaN literal.
+    payload = {"token": token, "resource": "doc", "action": "pay", "attributes": {"amount": nan}}
+    status, body = _connect_check(srv, payload)
+    assert (status, body["code"]) == (400, "invalid_argument")
+    # Infinity compares as the largest number, so the deny rule sees it.
+    assert not pay({"amount": float("inf")}, {"limit": 100.0}).allowed

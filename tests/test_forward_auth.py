@@ -251,6 +251,21 @@ def test_allow_passes_the_subject_and_decision_id(proxied, issuer):
     assert 'authz_rpc_duration_seconds_count{rpc="ForwardAuth"} 1.0' in metrics
 
 
+def test_a_subject_no_header_can_carry_is_a_typed_refusal_not_a_dropped_connection(proxied, issuer, caplog):
+    # An issuer may sign any `sub`; h11 refused "\r\n" or NUL in X-Authz-Subject, and the
+    # proxy got a dropped connection (and the log a traceback) for an allowed request.
+    for subject in ("evil\r\nx-authz-subject: admin", "a\x00b", " padded"):
+        token = issuer.mint(sub=subject, permissions=["read:orders"])
+        status, headers, body = ask(proxied.http_url, traefik("GET", "/api/orders/42", token))
+        assert status == 500 and body["error"] == "internal", (subject, body)
+        assert "x-authz-subject" not in headers and subject not in json.dumps(body)
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    # Beyond ASCII, a subject is sent as its UTF-8 bytes.
+    token = issuer.mint(sub="café|42", permissions=["read:orders"])
+    status, headers, _ = ask(proxied.http_url, traefik("GET", "/api/orders/42", token))
+    assert status == 200 and headers["x-authz-subject"].encode("latin-1").decode() == "café|42"
+
+
 def test_token_problems_are_401_and_other_denies_403(proxied, issuer):
     reader = issuer.mint(permissions=["read:orders"])
     status, headers, body = ask(proxied.http_url, traefik("GET", "/api/orders/42"))

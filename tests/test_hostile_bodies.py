@@ -11,8 +11,10 @@ for its size, it was never parsed (before the wire bounds: INTERNAL, "does not p
 from __future__ import annotations
 
 import functools
+import gzip
 import http.client
 import json
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
@@ -264,3 +266,46 @@ def test_grpc_visibility_elements_are_counted_before_protobuf_parses_them(server
     refused = rpc_error(functools.partial(raw, timeout=120), hostile.SerializeToString() + TRUNCATED)
     assert refused.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert refused.details() == "more than 1000 elements"
+
+
+# --- gzip request bodies ---------------------------------------------------------------------
+
+EMPTY_MEMBER = gzip.compress(b"", mtime=0)  # 20 bytes
+
+
+def post_gzip(srv: RunningServer, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
+    """A POST with `content-encoding: gzip` (Connect) or `grpc-encoding: gzip` (gRPC-Web)."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.app.http_port, timeout=120)
+    encoding = "grpc-encoding" if content_type.startswith("application/grpc-web") else "content-encoding"
+    try:
+        conn.request("POST", CHECK_PATH, body=body, headers={"content-type": content_type, encoding: "gzip"})
+        reply = conn.getresponse()
+        return reply.status, reply.read() + str(reply.headers).encode()
+    finally:
+        conn.close()
+
+
+def test_gzip_bodies_are_bounded_in_size_and_members(http_server, issuer):
+    token = issuer.mint(permissions=["read:orders"])
+    check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+    status, body = post_gzip(http_server, gzip.compress(check))
+    assert status == 200 and json.loads(body.partition(b"}")[0] + b"}")["allowed"] is True
+    # A few members are a gzip stream like any other.
+    half = len(check) // 2
+    assert post_gzip(http_server, gzip.compress(check[:half]) + gzip.compress(check[half:]))[0] == 200
+    # A bomb: 64 MiB of zeros in 64 KiB stops at the 4 MiB message bound.
+    status, body = post_gzip(http_server, gzip.compress(bytes(64 * 1024 * 1024)))
+    assert status == 429 and b"resource_exhausted" in body
+    # 200,000 empty members: each next one was read from a copy of the rest (32 s on the loop).
+    members = EMPTY_MEMBER * (BODY_BYTES // len(EMPTY_MEMBER))
+    status, body = post_gzip(http_server, members)
+    assert status == 400 and b"more than 16 members" in body
+    frame = struct.pack(">BI", 1, len(members)) + members  # gRPC-Web: the compressed flag set
+    status, body = post_gzip(http_server, frame, "application/grpc-web+proto")
+    assert status == 200 and b"grpc-status: 3" in body and b"16%20members" in body
+    # Not gzip at all, the same size: refused at its first bytes, the cheap baseline.
+    cheap = b"x" * len(members)
+    assert post_gzip(http_server, cheap)[0] == 400
+    baseline = best_seconds(lambda: post_gzip(http_server, cheap))
+    spent = best_seconds(lambda: post_gzip(http_server, members))
+    assert not_much_slower(spent, baseline), (spent, baseline)

@@ -13,7 +13,9 @@ import ssl
 from collections.abc import Callable
 from typing import Any
 
+from authz.transports.httplimits import MAX_BODY_PIECES
 from authz.transports.httprefusals import REFUSALS
+from authz.transports.inflight import MAX_LARGE_BODIES
 from tests.certs import make_pki
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
@@ -179,7 +181,7 @@ def test_past_the_total_cap_a_busy_listener_refuses_and_an_idle_one_evicts(make_
 def test_past_the_in_flight_limit_a_request_is_counted(make_server, issuer):
     srv = start(make_server, issuer, max_concurrent_rpcs=1, **PATIENT)
     assert srv.app.http is not None
-    in_flight = srv.app.http.config.app  # the InFlightLimit in front of the application
+    in_flight = srv.app.http.in_flight
     # A body over the 64 KiB read before a request counts holds its place while it arrives.
     holder = connect(srv.app.http_port)
     holder.sendall(
@@ -196,6 +198,80 @@ def test_past_the_in_flight_limit_a_request_is_counted(make_server, issuer):
     wait_for(lambda: in_flight.in_flight == 0, what="the place to be given back")
     assert check(srv, issuer) == 200
     assert refusals(srv) == only(in_flight_limit=1)
+
+
+def test_past_the_large_body_limit_a_large_body_is_refused_and_a_small_one_answered(make_server, issuer):
+    srv = start(make_server, issuer, **PATIENT)
+    assert srv.app.http is not None
+    in_flight = srv.app.http.in_flight
+    head = (
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        "content-length: 4000000\r\n\r\n"
+    ).encode()
+    # Each sends the start of a 4 MiB body, as slowly as it likes: connectrpc would keep every
+    # one whole, and 1,000 of them (max_concurrent_rpcs) 4 GiB.
+    holders = [connect(srv.app.http_port, f"127.0.0.{2 + n % 4}") for n in range(MAX_LARGE_BODIES)]
+    try:
+        for sock in holders:
+            sock.sendall(head + b" " * 70_000)
+        wait_for(lambda: in_flight.large == MAX_LARGE_BODIES, what="the large bodies to hold their places")
+        one_more = connect(srv.app.http_port, "127.0.0.9")
+        one_more.sendall(head + b" " * 70_000)
+        reply = read_all_until(one_more, b"}")
+        assert reply.startswith(b"HTTP/1.1 503 ") and b"too many requests over 65536 bytes" in reply
+        one_more.close()
+        assert check(srv, issuer) == 200  # a small body is not held up by them
+        assert refusals(srv) == only(large_body_limit=1)
+    finally:
+        for sock in holders:
+            sock.close()
+    wait_for(lambda: in_flight.large == 0, what="the places to be given back")
+
+
+def test_a_body_in_too_many_pieces_is_refused_and_counted(make_server, issuer):
+    srv = start(make_server, issuer)
+    head = (
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\ncontent-type: application/json\r\n"
+        "transfer-encoding: chunked\r\n\r\n"
+    ).encode()
+    # One-byte chunks: h11 spends Python time on each (400,000 held the loop for 1.9 s).
+    sock = connect(srv.app.http_port)
+    try:
+        sock.sendall(head + b"1\r\n \r\n" * (MAX_BODY_PIECES + 1))
+        reply = read_all(sock)
+    except (ConnectionResetError, BrokenPipeError):
+        reply = b""
+    finally:
+        sock.close()
+    # 400 and a close; a close with bytes still unread reaches the client as a reset.
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 400 "), reply
+    wait_for(lambda: refusals(srv) == only(fragmented_body=1), what="the refusal to be counted")
+    # A body in a few chunks is a body like any other.
+    token = issuer.mint(permissions=["read:orders"])
+    body = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+    pieces = [body[i : i + 64] for i in range(0, len(body), 64)]
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + b"0\r\n\r\n"
+    closing = head.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n")
+    assert read_all(send(srv.app.http_port, closing + chunked)).startswith(b"HTTP/1.1 200 ")
+    assert refusals(srv) == only(fragmented_body=1)
+
+
+def send(port: int, data: bytes) -> socket.socket:
+    sock = connect(port)
+    sock.sendall(data)
+    return sock
+
+
+def read_all_until(sock: socket.socket, end: bytes, timeout: float = 20.0) -> bytes:
+    """What the server sends on a kept-alive connection, up to and including `end`."""
+    sock.settimeout(timeout)
+    data = b""
+    while not data.endswith(end):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def test_ordinary_traffic_moves_no_refusal(make_server, issuer):

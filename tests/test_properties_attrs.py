@@ -96,6 +96,15 @@ def over_bounds(attributes: dict[str, Any], context: dict[str, Any]) -> bool:
     return wire > WIRE_BYTES or values > MAX_VALUES or size > MAX_BYTES or max(m[2] for m in kept) > MAX_DEPTH
 
 
+def holds_nan(value: Any) -> bool:
+    """Whether a NaN is anywhere in `value` (refused: no rule can compare it)."""
+    if isinstance(value, dict):
+        return any(holds_nan(item) for item in value.values())
+    if isinstance(value, list):
+        return any(holds_nan(item) for item in value)
+    return isinstance(value, float) and value != value
+
+
 def struct(values: dict[str, Any]) -> struct_pb2.Struct:
     out = struct_pb2.Struct()
     out.update(values)
@@ -134,7 +143,7 @@ def _check(
 def test_any_struct_is_decided_or_refused_as_invalid_and_null_is_omitted(
     policy_server, server, token, attributes, context, action
 ):
-    refuse = over_bounds(attributes, context)
+    refuse = over_bounds(attributes, context) or holds_nan(attributes) or holds_nan(context)
     event(f"refused={refuse}")
     # The policy reading nested, list and context attributes (never cached: it reads
     # r.sub.claims), and the demo policy (cached) whose deny on DELETE reads r.obj.status.

@@ -6,7 +6,7 @@ MAX_ATTRIBUTE_VALUES values (every string, number, bool, null, list and struct c
 one) and measure at most MAX_ATTRIBUTE_BYTES (the UTF-8 bytes of every key and string
 plus VALUE_BYTES for every other value); neither may nest more than MAX_ATTRIBUTE_DEPTH
 lists or structs inside one another. A request over a bound is refused with
-InvalidArgument naming the item and the limit.
+InvalidArgument naming the item and the limit, and so is a NaN anywhere in them.
 """
 
 from __future__ import annotations
@@ -75,6 +75,10 @@ def check_attributes(attributes: Mapping[str, Any], context: Mapping[str, Any], 
                 size += VALUE_BYTES
                 # Scalars first: an isinstance against Mapping (an ABC) is the slow test.
                 if isinstance(child, _SCALARS) or not isinstance(child, list | tuple | Mapping):
+                    if child != child:  # NaN (JSON's `NaN` literal, or a double on the wire)
+                        # Every comparison with NaN is false, so `r.obj.amount > 1000` as a
+                        # deny rule never fired for it: the request was allowed.
+                        raise InvalidArgument(f"{where}{name} holds NaN, which no rule can compare")
                     continue
                 if depth >= MAX_ATTRIBUTE_DEPTH:
                     raise InvalidArgument(

@@ -34,6 +34,8 @@ from authz.transports.convert import ProtoService, error_status
 from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
 from authz.transports.forwardauth import ForwardAuthApp
 from authz.transports.grpcserver import MAX_MESSAGE_BYTES
+from authz.transports.gzipbody import BoundedGzip
+from authz.transports.requestshape import ConnectShape
 
 CORS_ALLOW_HEADERS = (
     "authorization",
@@ -270,19 +272,30 @@ def build_http_app(
     With `cors_origins`, browsers from those origins may call it.
     """
     codecs = [BoundedBinary(), JSONWithDefaults()]
+    # connectrpc's own gzip was quadratic in a body's gzip members (32 s on the event loop).
+    compressions = [BoundedGzip()]
     decisions = AuthorizationServiceASGIApplication(
-        ConnectServicer(service, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
+        ConnectServicer(service, executor),
+        read_max_bytes=MAX_MESSAGE_BYTES,
+        codecs=codecs,
+        compressions=compressions,
     )
-    routes: dict[str, ASGIApp] = {decisions.path: decisions}
+    # connectrpc reads every header as UTF-8 and cannot serve gRPC over HTTP/1.1: ConnectShape
+    # refuses both first, as typed errors instead of tracebacks.
+    routes: dict[str, ASGIApp] = {decisions.path: ConnectShape(decisions)}
     if admin is not None:
         admin_app = PolicyAdminServiceASGIApplication(
-            AdminConnectServicer(admin, executor), read_max_bytes=MAX_MESSAGE_BYTES, codecs=codecs
+            AdminConnectServicer(admin, executor),
+            read_max_bytes=MAX_MESSAGE_BYTES,
+            codecs=codecs,
+            compressions=compressions,
         )
-        routes[admin_app.path] = admin_app
+        routes[admin_app.path] = ConnectShape(admin_app)
     if forward_auth:
         routes[FORWARD_AUTH_PATH] = ForwardAuthApp(service, executor)
     # An unknown path goes to the decision API, which answers it with Connect's 404.
-    app = _by_first_segment(routes, decisions) if len(routes) > 1 else decisions
+    fallback = routes[decisions.path]
+    app = _by_first_segment(routes, fallback) if len(routes) > 1 else fallback
     if not cors_origins:
         return app
     # The token travels in a header, never a cookie: credentials stay off, so "*" is usable.

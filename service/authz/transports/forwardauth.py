@@ -62,6 +62,9 @@ _MALFORMED_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # of these is refused, as its ASCII spelling would be.
 _STRUCTURAL = frozenset("/.\\%;?#")
 _HTTP_STATUS = {"INVALID_ARGUMENT": 400, "UNAVAILABLE": 503}
+# An HTTP field value (RFC 9110): visible bytes, with spaces and tabs only between them. A
+# subject with a control character (CR, LF, NUL) cannot travel in X-Authz-Subject.
+_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff](?:[\t \x21-\x7e\x80-\xff]*[\x21-\x7e\x80-\xff])?)?")
 
 
 @dataclass(frozen=True)
@@ -207,7 +210,22 @@ class ForwardAuthApp:
         extra = [(b"x-authz-decision-id", outcome.decision_id.encode())]
         body = {"reason": reason_name(decision.reason), "decision_id": outcome.decision_id}
         if decision.allowed:
-            extra.append((b"x-authz-subject", outcome.subject.encode()))
+            subject = outcome.subject.encode()
+            if not _FIELD_VALUE.fullmatch(subject):
+                # The issuer signed it, but h11 would refuse the header and drop the connection
+                # (a traceback, and no answer). Fail closed, typed; the subject is not echoed.
+                message = (
+                    "the token's subject cannot be an X-Authz-Subject value "
+                    "(a control character, or a space at an end)"
+                )
+                await _answer(
+                    send,
+                    500,
+                    {"error": "internal", "message": message, "decision_id": outcome.decision_id},
+                    extra,
+                )
+                return
+            extra.append((b"x-authz-subject", subject))
             await _answer(send, 200, {"allowed": True, **body}, extra)
         elif decision.reason.is_token_problem:
             missing = decision.reason is Reason.TOKEN_MISSING

@@ -20,6 +20,8 @@ Refusal = Literal[
     "header_deadline",
     # A request's body missed the body deadline: 408 (or a close once answering began).
     "body_deadline",
+    # A request's body came in more than httplimits.MAX_BODY_PIECES pieces: 400 and close.
+    "fragmented_body",
     # A TLS handshake was not done within the header deadline: closed unanswered.
     "tls_handshake_deadline",
     # A new connection from an address already at http_max_connections_per_client.
@@ -30,6 +32,8 @@ Refusal = Literal[
     "idle_connection_evicted",
     # A request answered 503 at once: max_concurrent_rpcs requests already in progress.
     "in_flight_limit",
+    # A request with a large body answered 503 at once: inflight.MAX_LARGE_BODIES in progress.
+    "large_body_limit",
 ]
 REFUSALS: tuple[Refusal, ...] = get_args(Refusal)
 

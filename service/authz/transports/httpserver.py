@@ -18,6 +18,7 @@ from authz.handlers import DecisionService
 from authz.transports.connect import build_http_app
 from authz.transports.httplimits import HttpLimits, guarded_protocol
 from authz.transports.inflight import InFlightLimit
+from authz.transports.requestshape import SingleFraming
 from authz.transports.tlsfiles import CertificateFiles, ContextReloader
 
 log = logging.getLogger("authz.http")
@@ -69,8 +70,11 @@ class HttpListener:
         self.protocol = guarded_protocol(settings.limits)
         # The listener's connections and refusals, for /metrics (`metrics.HttpCollector`).
         self.guard = self.protocol.guard
+        # The requests being answered (read by tests that hold the listener at its limit).
+        self.in_flight = InFlightLimit(app, settings.limits.max_in_flight, self.guard.refusals)
         self.config = uvicorn.Config(
-            InFlightLimit(app, settings.limits.max_in_flight, self.guard.refusals),
+            # Outermost: a doubly framed request is refused before its body is read.
+            SingleFraming(self.in_flight),
             # h11 always (never httptools, even when installed): the read deadlines and the
             # connection caps live in this protocol; requests in progress are InFlightLimit's.
             http=self.protocol,

@@ -11,22 +11,32 @@ from authz.transports.httprefusals import HttpRefusals
 # request's first this-many bytes are read before it counts; a larger body counts while
 # the rest arrives, which the body deadline bounds.
 BUFFERED_BYTES = 64 * 1024
+# Requests with a body over BUFFERED_BYTES still arriving, read or answered at once. connectrpc
+# keeps each whole (up to MAX_MESSAGE_BYTES, 4 MiB) before decoding it, so 1,000 of them
+# (max_concurrent_rpcs) sent slowly from eight addresses could hold 4 GiB; 64 hold at most 256 MiB.
+MAX_LARGE_BODIES = 64
 
 
 class InFlightLimit:
-    """ASGI middleware: at most `limit` requests are answered at once; the next gets 503 at once.
+    """ASGI middleware: at most `limit` requests are answered at once, `large_limit` of them with
+    a body over BUFFERED_BYTES still arriving; the next gets 503 at once.
 
     A request counts from the moment its body has arrived until its answer is sent, so
     idle keep-alive connections and clients still sending their request never take a
     place that a complete request needs. The 503 carries a Connect error (`unavailable`)
-    and is counted in `refusals` (`in_flight_limit`).
+    and is counted in `refusals` (`in_flight_limit`, `large_body_limit`).
     """
 
-    def __init__(self, app: ASGIApp, limit: int, refusals: HttpRefusals) -> None:
+    def __init__(
+        self, app: ASGIApp, limit: int, refusals: HttpRefusals, large_limit: int = MAX_LARGE_BODIES
+    ) -> None:
         self.app = app
         self.limit = limit
+        self.large_limit = large_limit
         self.refusals = refusals
-        self.in_flight = 0  # the event loop's thread alone changes it
+        # The event loop's thread alone changes them.
+        self.in_flight = 0
+        self.large = 0  # those of in_flight whose body was still arriving past BUFFERED_BYTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Read the body's start, then answer the request or refuse it."""
@@ -42,13 +52,19 @@ class InFlightLimit:
             more = message.get("more_body", False)
         if self.in_flight >= self.limit:
             self.refusals.count("in_flight_limit")
-            await _unavailable(send)
+            await _unavailable(send, "too many requests in progress (max_concurrent_rpcs)")
+            return
+        if more and self.large >= self.large_limit:
+            self.refusals.count("large_body_limit")
+            await _unavailable(send, f"too many requests over {BUFFERED_BYTES} bytes in progress")
             return
         self.in_flight += 1
+        self.large += more
         try:
             await self.app(scope, _replay(bytes(body), more, receive), send)
         finally:
             self.in_flight -= 1
+            self.large -= more
 
 
 def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
@@ -65,8 +81,8 @@ def _replay(body: bytes, more: bool, receive: Receive) -> Receive:
     return replayed
 
 
-async def _unavailable(send: Send) -> None:
-    payload = error_body("unavailable", "too many requests in progress (max_concurrent_rpcs)")
+async def _unavailable(send: Send, message: str) -> None:
+    payload = error_body("unavailable", message)
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     await send({"type": "http.response.start", "status": 503, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
