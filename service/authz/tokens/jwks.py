@@ -5,45 +5,30 @@ kid only after its own cooldown; authz needs different guarantees: a key removed
 from the JWKS stops verifying after the next refresh, an unknown kid triggers at most
 one fetch per cooldown, and while the endpoint is down the cached keys keep working.
 
-A fetch is bounded: each wait for the endpoint at most `timeout` seconds, and reading
-the body stops `timeout` seconds after the fetch began (so an endpoint that drips bytes
-cannot hold the fetch lock; about twice `timeout` at worst), at most MAX_JWKS_BYTES read (a larger declared
-`Content-Length` is refused before any of the body is read). A document that is not a
-JWKS, or has no usable signing key, is refused like an outage: the last good keys stay.
+A fetch is bounded (`authz.tokens.fetch`): `timeout` seconds in all, from the first
+connection to the body's last byte, at most MAX_JWKS_BYTES read (a larger declared
+`Content-Length` is refused before any of the body is read), redirects only to URLs the
+configuration would accept. A document that is not a JWKS, or has no usable signing key, is
+refused like an outage: the last good keys stay.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from authz.tokens.fetch import MAX_JWKS_BYTES, JwksFetchError, download
+
 log = logging.getLogger("authz.jwks")
 
-MAX_JWKS_BYTES = 1 << 20
-_READ_CHUNK = 64 * 1024
-
-
-class JwksFetchError(Exception):
-    """A JWKS fetch that did not give keys; `kind` names the fault for logs and tests.
-
-    Kinds: `unreachable` (no connection, or it closed unanswered), `status` (an HTTP
-    error), `too-slow`, `too-large`, `malformed` (not a JWKS with a usable key), and
-    `unexpected` for anything else.
-    """
-
-    def __init__(self, kind: str, detail: str) -> None:
-        self.kind = kind
-        super().__init__(f"{kind}: {detail}")
+__all__ = ["MAX_JWKS_BYTES", "JwksFetchError", "KeySet", "SigningKey"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +125,7 @@ class KeySet:
         return True
 
     def _fetch(self) -> dict[str, SigningKey]:
-        data = _json_document(self._download())
+        data = _json_document(download(self.url, self.timeout))
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise JwksFetchError("malformed", "the document has no 'keys' list")
         keys: dict[str, SigningKey] = {}
@@ -158,36 +143,6 @@ class KeySet:
             # Taking it would drop every key at once: a broken endpoint, not a real rotation.
             raise JwksFetchError("malformed", "the document has no usable signing key")
         return keys
-
-    def _download(self) -> bytes:
-        # The URL's scheme was validated by config: https, or http on loopback only.
-        deadline = time.monotonic() + self.timeout
-        headers = {"Accept": "application/json", "User-Agent": "authz"}
-        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
-                    raise JwksFetchError(
-                        "too-large", f"{declared} bytes declared, the limit is {MAX_JWKS_BYTES}"
-                    )
-                return self._read_capped(response, deadline)
-        except urllib.error.HTTPError as exc:
-            raise JwksFetchError("status", f"HTTP {exc.code}") from exc
-        except TimeoutError as exc:
-            raise JwksFetchError("too-slow", f"no answer within {self.timeout:g} s") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise JwksFetchError("unreachable", str(exc)) from exc
-
-    def _read_capped(self, response: http.client.HTTPResponse, deadline: float) -> bytes:
-        body = bytearray()
-        while chunk := response.read1(_READ_CHUNK):
-            body += chunk
-            if len(body) > MAX_JWKS_BYTES:
-                raise JwksFetchError("too-large", f"more than {MAX_JWKS_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise JwksFetchError("too-slow", f"the body took longer than {self.timeout:g} s")
-        return bytes(body)
 
     def run(self, stop: threading.Event) -> None:
         """Keep the key set fresh until `stop` is set: back off until the first fetch succeeds."""
