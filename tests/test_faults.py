@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import logging
 import os
 import random
@@ -27,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jwt.algorithms import RSAAlgorithm
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
 from authz.engine import build_snapshot
@@ -339,6 +343,31 @@ def test_garbage_jwks_keeps_the_last_good_keys(make_server, own_issuer, caplog, 
     assert _check(srv, token).allowed
     assert _check(srv, own_issuer.mint(sub="bob", permissions=["read:orders"])).allowed
     assert any("cached key(s) stay in use" in r.getMessage() for r in caplog.records)
+
+
+def test_a_published_private_key_verifies_nothing_and_a_broken_key_drops_no_rotation(
+    make_server, own_issuer, caplog
+):
+    caplog.set_level(logging.WARNING, logger="authz.jwks")
+    srv = make_server(settings_for(own_issuer))
+    assert _check(srv, own_issuer.mint(permissions=["read:orders"])).allowed
+    leaked = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = {**json.loads(RSAAlgorithm.to_jwk(leaked)), "kid": "leaked", "use": "sig", "alg": "RS256"}
+    rotated = own_issuer.rotate()
+    odd = {**own_issuer.jwks()["keys"][0], "kid": "odd", "alg": ["RS256"]}
+    own_issuer.body = json.dumps({"keys": [*own_issuer.jwks()["keys"], private, odd]}).encode()
+
+    # Before: the odd key's list `alg` failed the whole fetch (`unexpected`), so the rotation was
+    # never taken; the private key was taken, and a token it signed was INTERNAL on every call.
+    assert srv.app.keys.refresh()
+    assert srv.app.keys.kids() == set(own_issuer.keys)
+    assert _check(srv, own_issuer.mint(permissions=["read:orders"], kid=rotated)).allowed
+    forged = jwt.encode(own_issuer.claims(permissions=["read:orders"]), leaked, "RS256", {"kid": "leaked"})
+    reply = _check(srv, forged)
+    assert (reply.allowed, reply.reason) == (False, R.REASON_TOKEN_KEY_UNKNOWN)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "'leaked': it holds private key material" in skipped[0]
+    assert "'odd': its alg is not a string" in skipped[0]
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["with Content-Length", "without"])

@@ -119,7 +119,8 @@ class KeySet:
             self._keys = keys
             self._ready.set()
         if removed:
-            log.info("JWKS keys removed: %s", ", ".join(sorted(removed)))
+            shown = ", ".join(_shown(kid) for kid in sorted(removed)[:10])
+            log.info("JWKS keys removed: %s%s", shown, " ..." if len(removed) > 10 else "")
             for listener in self._listeners:
                 listener()
         return True
@@ -129,16 +130,19 @@ class KeySet:
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise JwksFetchError("malformed", "the document has no 'keys' list")
         keys: dict[str, SigningKey] = {}
+        skipped: list[str] = []
         for entry in data["keys"]:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
                 continue
             try:
-                alg = entry.get("alg")
-                keys[str(entry["kid"])] = SigningKey(
-                    jwt.PyJWK.from_dict(entry), alg if isinstance(alg, str) else None
-                )
-            except jwt.PyJWTError as exc:
-                log.warning("JWKS key %s skipped: %s", entry.get("kid"), exc)
+                keys[str(entry["kid"])] = _signing_key(entry)
+            except (jwt.PyJWTError, TypeError, ValueError) as exc:
+                # One broken key is skipped, never the whole document: the others may be a rotation.
+                skipped.append(f"{_shown(entry['kid'])}: {exc}")
+        if skipped:
+            # One line per fetch, whatever the document holds (a 1 MiB one can hold 40,000 keys).
+            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            log.warning("JWKS key(s) skipped: %s%s", "; ".join(skipped[:3]), more)
         if not keys:
             # Taking it would drop every key at once: a broken endpoint, not a real rotation.
             raise JwksFetchError("malformed", "the document has no usable signing key")
@@ -159,6 +163,34 @@ class KeySet:
         thread = threading.Thread(target=self.run, args=(stop,), name="authz-jwks", daemon=True)
         thread.start()
         return thread
+
+
+# A JWK member that only a private (or symmetric) key has. A key set is public: a key published
+# with one can be used by anyone who reads the document to sign tokens, so it verifies nothing.
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class UnusableKey(ValueError):
+    """A JWK that parses but must not verify anything."""
+
+
+def _signing_key(entry: dict[str, Any]) -> SigningKey:
+    """The verification key of one JWK; UnusableKey, PyJWTError, TypeError or ValueError if none."""
+    private = sorted(PRIVATE_MEMBERS & entry.keys())
+    if private:
+        raise UnusableKey(
+            f"it holds private key material ({', '.join(private)}): anyone who reads the JWKS could "
+            "sign with it"
+        )
+    alg = entry.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        raise UnusableKey("its alg is not a string")
+    return SigningKey(jwt.PyJWK.from_dict(entry), alg)
+
+
+def _shown(kid: object) -> str:
+    """A key id from the document as a log shows it: quoted, escaped, at most 64 characters."""
+    return repr(str(kid)[:64])
 
 
 def _json_document(body: bytes) -> Any:
