@@ -33,10 +33,13 @@ __all__ = ["MAX_JWKS_BYTES", "JwksFetchError", "KeySet", "SigningKey"]
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A verification key and the algorithm its JWK declares (None: any allowed one)."""
+    """A verification key, the algorithm its JWK declares (None: any allowed one), its key type
+    (`RSA`, `EC`, `OKP`) and, for an EC key, its curve."""
 
     jwk: jwt.PyJWK
     alg: str | None
+    kty: str = "RSA"
+    crv: str | None = None
 
 
 class KeySet:
@@ -185,7 +188,9 @@ def _signing_key(entry: dict[str, Any]) -> SigningKey:
     alg = entry.get("alg")
     if alg is not None and not isinstance(alg, str):
         raise UnusableKey("its alg is not a string")
-    return SigningKey(jwt.PyJWK.from_dict(entry), alg)
+    jwk = jwt.PyJWK.from_dict(entry)  # checks kty and crv: strings it knows
+    crv = entry.get("crv")
+    return SigningKey(jwk, alg, str(entry["kty"]), crv if isinstance(crv, str) else None)
 
 
 def _shown(kid: object) -> str:
