@@ -61,6 +61,7 @@ class MgmtTenant:
     token_audiences: list[str] = field(default_factory=list)
     rate_limit_next: int = 0  # answer this many requests with 429 first
     rate_limit_header: str = "reset"  # "reset" (x-ratelimit-reset) or "retry-after"
+    retry_after: str = "0"  # the Retry-After value sent with "retry-after"
     fail_write: int = 0  # answer the Nth write from now with 503 (0: none) ...
     fail_repeats: int = 1  # ... and this many writes from there on (its retries included)
     failing: int = 0
@@ -159,7 +160,7 @@ class MgmtTenant:
         if self.rate_limit_header == "reset":
             headers["x-ratelimit-reset"] = str(int(time.time()) + 1)
         else:
-            headers["Retry-After"] = "0"
+            headers["Retry-After"] = self.retry_after
         status, _, body = error(
             429, "Too Many Requests", "Global limit has been reached", "too_many_requests"
         )

@@ -233,6 +233,16 @@ def test_rate_limits_are_waited_out_and_pages_followed(
     assert code == 1 and "still rate limited after 4 tries (limit 10)" in err
 
 
+@pytest.mark.parametrize("value", ["nan", "NaN", "soon"])
+def test_a_rate_limit_with_an_odd_retry_after_is_waited_out(
+    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    # float() reads "nan", which time.sleep refused with a ValueError: a traceback, before.
+    tenant.rate_limit_next, tenant.rate_limit_header, tenant.retry_after = 1, "retry-after", value
+    assert run(capsys, "plan", demo())[0] == 2
+    assert tenant.rate_limit_next == 0
+
+
 def test_secrets_are_never_printed(
     tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

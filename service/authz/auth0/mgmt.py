@@ -21,6 +21,7 @@ with the client secret and the token masked should the server echo them.
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 import urllib.parse
@@ -282,6 +283,8 @@ def retry_wait(headers: Mapping[str, str], attempt: int) -> float:
         else:
             wait = 2.0**attempt
     except ValueError:
+        wait = 2.0**attempt
+    if math.isnan(wait):  # float() takes "nan", and time.sleep refuses it (ValueError)
         wait = 2.0**attempt
     return min(max(wait, 0.0), MAX_RETRY_WAIT_SECONDS)
 
