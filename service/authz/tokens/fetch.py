@@ -98,9 +98,11 @@ class Deadline:
 
 def _shut(sock: socket.socket) -> None:
     # A closed socket object has no descriptor any more (EBADF), so this never reaches a
-    # descriptor the process has since reused for something else.
+    # descriptor the process has since reused for something else. The plain socket's shutdown,
+    # also for a TLS socket: SSLSocket.shutdown drops its TLS object, which the reading thread
+    # may be about to use.
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
@@ -109,7 +111,10 @@ def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
     def create_connection(
         address: tuple[str, int], timeout: float | None = None, source_address: Any = None
     ) -> socket.socket:
-        wait = deadline.remaining() if timeout is None else min(timeout, deadline.remaining())
+        # http.client passes its own timeout (a float here: urllib's, set below).
+        wait = deadline.remaining()
+        if isinstance(timeout, int | float):
+            wait = min(timeout, wait)
         sock = socket.create_connection(address, wait, source_address)
         deadline.watch(sock)
         return sock
