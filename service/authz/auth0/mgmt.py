@@ -292,6 +292,8 @@ def retry_wait(headers: Mapping[str, str], attempt: int) -> float:
 def shown_message(text: object, secrets: Sequence[str] = ()) -> str:
     """`text` from a server, fit for a terminal: `secrets` masked, control characters escaped,
     at most MAX_MESSAGE_CHARS (a server may echo the request, or send escape sequences)."""
+    if text is None:
+        return "no explanation"
     message = text if isinstance(text, str) else f"(a JSON {type(text).__name__} where a message belongs)"
     for secret in secrets:  # before any cut, so no part of a secret survives it
         if secret:
