@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -304,6 +305,22 @@ def test_a_server_echoing_the_credentials_has_them_masked(
     code, out, err = run(capsys, "plan", demo())
     assert code == 1 and "HTTP 401: Bearer *** is not valid" in err
     assert token not in out + err and "\x1b" not in err and len(err) < 1000
+
+
+def test_tenant_names_cannot_drive_the_terminal(
+    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Role and permission names come from the tenant; before, they were printed as they were.
+    tenant.add_role("evil\x1b]0;owned\x07\x1b[2J", "", [(API, "export:orders")])
+    code, out, _ = run(capsys, "plan", demo())
+    assert code == 2
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J" in out
+    # An id from the tenant in an error: the same.
+    tenant.roles[-1]["id"] = "rol\x1b[2J"
+    tenant.raw[f"/api/v2/roles/{quote(tenant.roles[-1]['id'], safe='')}/permissions"] = (403, b"{}")
+    code, _, err = run(capsys, "plan", demo())
+    assert code == 1 and "list the permissions of role rol\\x1b[2J" in err and "\x1b" not in err
 
 
 def test_apply_without_a_terminal_asks_for_yes(

@@ -37,7 +37,7 @@ from auth0.management.core.api_error import ApiError
 from auth0.management.core.parse_error import ParsingError
 
 from authz.config import is_loopback
-from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, role_from
+from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, escaped, role_from
 
 PER_PAGE = 100  # the Management API's largest page
 MAX_PAGES = 1000
@@ -57,7 +57,8 @@ class ManagementError(Auth0SourceError):
     """A Management API call failed; the message names the call and, for a 403, the scope it needs."""
 
     def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
+        # Ids in the message come from the tenant: no character of it may drive a terminal.
+        super().__init__(escaped(message))
         self.status = status
 
 
@@ -298,9 +299,7 @@ def shown_message(text: object, secrets: Sequence[str] = ()) -> str:
     for secret in secrets:  # before any cut, so no part of a secret survives it
         if secret:
             message = message.replace(secret, "***")
-    message = message[: MAX_MESSAGE_CHARS + 1]
-    if not message.isprintable():
-        message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+    message = escaped(message[: MAX_MESSAGE_CHARS + 1])
     if len(message) > MAX_MESSAGE_CHARS:
         message = message[:MAX_MESSAGE_CHARS] + "..."
     return message
