@@ -61,10 +61,13 @@ class MgmtTenant:
     token_audiences: list[str] = field(default_factory=list)
     rate_limit_next: int = 0  # answer this many requests with 429 first
     rate_limit_header: str = "reset"  # "reset" (x-ratelimit-reset) or "retry-after"
+    retry_after: str = "0"  # the Retry-After value sent with "retry-after"
     fail_write: int = 0  # answer the Nth write from now with 503 (0: none) ...
     fail_repeats: int = 1  # ... and this many writes from there on (its retries included)
     failing: int = 0
     stall: bool = False  # hold every answer until `release` is set (or 30 s pass): a timeout
+    # Raw answers by path (status, body bytes), sent as they are: a broken or hostile server.
+    raw: dict[str, tuple[int, bytes]] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -157,7 +160,7 @@ class MgmtTenant:
         if self.rate_limit_header == "reset":
             headers["x-ratelimit-reset"] = str(int(time.time()) + 1)
         else:
-            headers["Retry-After"] = "0"
+            headers["Retry-After"] = self.retry_after
         status, _, body = error(
             429, "Too Many Requests", "Global limit has been reached", "too_many_requests"
         )
@@ -309,10 +312,14 @@ def serve(tenant: MgmtTenant) -> Iterator[MgmtTenant]:
                 body: Any = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             else:
                 body = json.loads(raw) if raw else None
-            status, headers, data = tenant.answer(
-                self.command, parts.path, parse_qs(parts.query), self.headers, body
-            )
-            payload = b"" if data is None else json.dumps(data).encode()
+            if parts.path in tenant.raw:
+                status, payload = tenant.raw[parts.path]
+                headers: dict[str, str] = {}
+            else:
+                status, headers, data = tenant.answer(
+                    self.command, parts.path, parse_qs(parts.query), self.headers, body
+                )
+                payload = b"" if data is None else json.dumps(data).encode()
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
                 self.send_header(name, value)

@@ -9,6 +9,7 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
@@ -233,6 +234,16 @@ def test_rate_limits_are_waited_out_and_pages_followed(
     assert code == 1 and "still rate limited after 4 tries (limit 10)" in err
 
 
+@pytest.mark.parametrize("value", ["nan", "NaN", "soon"])
+def test_a_rate_limit_with_an_odd_retry_after_is_waited_out(
+    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    # float() reads "nan", which time.sleep refused with a ValueError: a traceback, before.
+    tenant.rate_limit_next, tenant.rate_limit_header, tenant.retry_after = 1, "retry-after", value
+    assert run(capsys, "plan", demo())[0] == 2
+    assert tenant.rate_limit_next == 0
+
+
 def test_secrets_are_never_printed(
     tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -245,6 +256,71 @@ def test_secrets_are_never_printed(
     monkeypatch.setenv("AUTH0_MANAGEMENT_TOKEN", "expired-token")
     code, out, err = run(capsys, "plan", demo())
     assert code == 1 and "HTTP 401" in err and "expired-token" not in out + err
+
+
+MALFORMED = {
+    "a list": b"[1, 2, 3]",
+    "items of the wrong type": b'{"start": 0, "limit": 2, "total": 2, "resource_servers": [1, "x"]}',
+    "nested 100,000 deep": b"[" * 100_000 + b"]" * 100_000,
+    "not UTF-8": b"\xff\xfe{",
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+@pytest.mark.parametrize("status", [200, 403])
+def test_a_malformed_answer_is_a_clear_error_not_a_traceback(
+    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str], body: bytes, status: int
+) -> None:
+    # Before: the SDKs' ParsingError, RecursionError, UnicodeDecodeError or AttributeError
+    # escaped the command as a traceback.
+    tenant.raw["/api/v2/resource-servers"] = (status, body)
+    code, _, err = run(capsys, "plan", demo())
+    assert code == 1
+    call = "authz: list the APIs (GET /api/v2/resource-servers): "
+    assert err == f"{call}the answer is not the JSON the Management API documents\n" or (
+        status == 403 and err.startswith(f"{call}HTTP 403: no explanation")
+    )
+    tenant.raw = {"/oauth/token": (status if status != 200 else 400, body)}
+    code, _, err = run(capsys, "plan", demo())
+    assert code == 1 and err.startswith(f"authz: {tenant.url}/oauth/token")
+    assert "Traceback" not in err and len(err) < 500
+
+
+def test_a_server_echoing_the_credentials_has_them_masked(
+    tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A proxy's error page may echo the request; a hostile server may send escape sequences.
+    secret, token = "s3cret-value-0123456789", "mgmt-token-0123456789abcdef"
+    monkeypatch.setenv("AUTH0_CLIENT_SECRET", secret)
+    echo = f"you sent client_secret={secret} \x1b]0;owned\x07\x1b[2J" + "x" * 1_000_000
+    answer = {"error": "access_denied", "error_description": echo}
+    tenant.raw["/oauth/token"] = (401, json.dumps(answer).encode())
+    code, out, err = run(capsys, "plan", demo())
+    assert code == 1 and "oauth/token: HTTP 401: you sent client_secret=***" in err
+    assert secret not in out + err and "\x1b" not in err and len(err) < 1000
+
+    monkeypatch.setenv("AUTH0_MANAGEMENT_TOKEN", token)
+    echo = f"Bearer {token} is not valid \x1b[31m" + "y" * 1_000_000
+    tenant.raw = {"/api/v2/resource-servers": (401, json.dumps({"message": echo}).encode())}
+    code, out, err = run(capsys, "plan", demo())
+    assert code == 1 and "HTTP 401: Bearer *** is not valid" in err
+    assert token not in out + err and "\x1b" not in err and len(err) < 1000
+
+
+def test_tenant_names_cannot_drive_the_terminal(
+    tenant: MgmtTenant, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Role and permission names come from the tenant; before, they were printed as they were.
+    tenant.add_role("evil\x1b]0;owned\x07\x1b[2J", "", [(API, "export:orders")])
+    code, out, _ = run(capsys, "plan", demo())
+    assert code == 2
+    assert "\x1b" not in out and "\x07" not in out
+    assert "evil\\x1b]0;owned\\x07\\x1b[2J" in out
+    # An id from the tenant in an error: the same.
+    tenant.roles[-1]["id"] = "rol\x1b[2J"
+    tenant.raw[f"/api/v2/roles/{quote(tenant.roles[-1]['id'], safe='')}/permissions"] = (403, b"{}")
+    code, _, err = run(capsys, "plan", demo())
+    assert code == 1 and "list the permissions of role rol\\x1b[2J" in err and "\x1b" not in err
 
 
 def test_apply_without_a_terminal_asks_for_yes(

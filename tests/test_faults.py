@@ -8,6 +8,9 @@ docs/security.md lists the outcomes.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import json
 import logging
 import os
 import random
@@ -25,9 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from jwt.algorithms import RSAAlgorithm
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
 from authz.engine import build_snapshot
@@ -187,6 +193,130 @@ def test_a_dripping_jwks_is_cut_off_at_the_timeout():
         endpoint.close()
 
 
+class _RawEndpoint:
+    """A loopback TCP endpoint answering each connection with `answer(connection, stop)`."""
+
+    def __init__(self, answer: Any) -> None:
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.connections = 0
+
+        def serve() -> None:
+            while not self.stop.is_set():
+                try:
+                    connection, _ = self.sock.accept()
+                except OSError:
+                    return
+                self.connections += 1
+                threading.Thread(target=answer, args=(connection, self.stop), daemon=True).start()
+
+        threading.Thread(target=serve, daemon=True).start()
+
+    def url(self, scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/.well-known/jwks.json"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.sock.close()
+
+
+def _drip(connection: socket.socket, stop: threading.Event, data: bytes) -> None:
+    with connection:
+        connection.recv(65536)
+        for byte in data:
+            if stop.wait(0.2):
+                return
+            try:
+                connection.sendall(bytes([byte]))
+            except OSError:
+                return
+
+
+def _drip_headers(connection: socket.socket, stop: threading.Event) -> None:
+    # 100 headers of 64 KiB are what http.client takes: hours at this pace.
+    _drip(connection, stop, b"HTTP/1.1 200 OK\r\nX-Pad: " + b"a" * 60_000)
+
+
+def _drip_tls_handshake(connection: socket.socket, stop: threading.Event) -> None:
+    # A TLS record header announcing 16 KiB, then its bytes one by one.
+    _drip(connection, stop, b"\x16\x03\x03\x40\x00" + b"\x02" * 16_384)
+
+
+_hops = itertools.count()
+
+
+def _redirect_to_itself(connection: socket.socket, stop: threading.Event) -> None:
+    # Each hop answers just within the socket timeout; ten hops were ten timeouts.
+    port = connection.getsockname()[1]
+    with connection:
+        connection.recv(65536)
+        if stop.wait(0.6):
+            return
+        hop = f"/hop{next(_hops)}"
+        answer = f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{port}{hop}\r\nContent-Length: 0\r\n\r\n"
+        with contextlib.suppress(OSError):
+            connection.sendall(answer.encode())
+
+
+SLOW_STAGES = {
+    "headers": (_drip_headers, "http"),
+    "tls handshake": (_drip_tls_handshake, "https"),
+    "redirect chain": (_redirect_to_itself, "http"),
+}
+
+
+@pytest.mark.parametrize("stage", SLOW_STAGES.values(), ids=SLOW_STAGES.keys())
+def test_a_jwks_fetch_is_cut_off_at_the_timeout_in_every_stage(stage):
+    # Before: only the body's reading had a deadline; the headers dripped here were still being
+    # read after minutes, holding the fetch lock (and every unknown kid's thread behind it).
+    answer, scheme = stage
+    endpoint = _RawEndpoint(answer)
+    try:
+        keys = KeySet(endpoint.url(scheme), timeout=1.0)
+        started = time.monotonic()
+        assert not keys.refresh()
+        assert time.monotonic() - started < 10
+        assert keys.last_error is not None and keys.last_error.kind == "too-slow"
+    finally:
+        endpoint.close()
+
+
+def _redirect_to(location: str) -> Any:
+    def answer(connection: socket.socket, stop: threading.Event) -> None:
+        with connection:
+            connection.recv(65536)
+            reply = f"HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            connection.sendall(reply.encode())
+
+    return answer
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["http://192.0.2.1/.well-known/jwks.json", "ftp://127.0.0.1/jwks.json"],
+    ids=["plain http off loopback", "ftp"],
+)
+def test_a_jwks_redirect_is_followed_only_where_the_configuration_allows(own_issuer, location):
+    # The configuration takes https, or http on loopback only; a redirect may not leave that.
+    endpoint = _RawEndpoint(_redirect_to(location))
+    try:
+        keys = KeySet(endpoint.url(), timeout=5.0)
+        assert not keys.refresh()
+        assert keys.last_error is not None and keys.last_error.kind == "status"
+        assert "redirect to a URL that is not https" in str(keys.last_error)
+        assert "192.0.2.1" not in str(keys.last_error)
+    finally:
+        endpoint.close()
+    allowed = _RawEndpoint(_redirect_to(own_issuer.jwks_url))
+    try:
+        keys = KeySet(allowed.url(), timeout=5.0)
+        assert keys.refresh()
+        assert keys.kids() == set(own_issuer.keys)
+    finally:
+        allowed.close()
+
+
 GARBAGE = {
     "html": b"<html><body>502 Bad Gateway</body></html>",
     "not utf-8": b"\xff\xfe\x00{",
@@ -213,6 +343,31 @@ def test_garbage_jwks_keeps_the_last_good_keys(make_server, own_issuer, caplog, 
     assert _check(srv, token).allowed
     assert _check(srv, own_issuer.mint(sub="bob", permissions=["read:orders"])).allowed
     assert any("cached key(s) stay in use" in r.getMessage() for r in caplog.records)
+
+
+def test_a_published_private_key_verifies_nothing_and_a_broken_key_drops_no_rotation(
+    make_server, own_issuer, caplog
+):
+    caplog.set_level(logging.WARNING, logger="authz.jwks")
+    srv = make_server(settings_for(own_issuer))
+    assert _check(srv, own_issuer.mint(permissions=["read:orders"])).allowed
+    leaked = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = {**json.loads(RSAAlgorithm.to_jwk(leaked)), "kid": "leaked", "use": "sig", "alg": "RS256"}
+    rotated = own_issuer.rotate()
+    odd = {**own_issuer.jwks()["keys"][0], "kid": "odd", "alg": ["RS256"]}
+    own_issuer.body = json.dumps({"keys": [*own_issuer.jwks()["keys"], private, odd]}).encode()
+
+    # Before: the odd key's list `alg` failed the whole fetch (`unexpected`), so the rotation was
+    # never taken; the private key was taken, and a token it signed was INTERNAL on every call.
+    assert srv.app.keys.refresh()
+    assert srv.app.keys.kids() == set(own_issuer.keys)
+    assert _check(srv, own_issuer.mint(permissions=["read:orders"], kid=rotated)).allowed
+    forged = jwt.encode(own_issuer.claims(permissions=["read:orders"]), leaked, "RS256", {"kid": "leaked"})
+    reply = _check(srv, forged)
+    assert (reply.allowed, reply.reason) == (False, R.REASON_TOKEN_KEY_UNKNOWN)
+    skipped = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(skipped) == 1 and "'leaked': it holds private key material" in skipped[0]
+    assert "'odd': its alg is not a string" in skipped[0]
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["with Content-Length", "without"])

@@ -19,7 +19,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf import struct_pb2
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
 from authz.api.v1 import authz_pb2
 from tests.conftest import settings_for
@@ -215,6 +217,44 @@ def test_algorithm_of_another_key_family_is_not_allowed(make_server, issuer):
         issuer.claims(permissions=["read:orders"]), ec_key, algorithm="ES256", headers={"kid": issuer.active}
     )
     _assert_denied(es, token, R.REASON_TOKEN_ALGORITHM_NOT_ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("algorithms", "alg", "kid"),
+    [
+        (("RS256",), "RS256", "ec"),
+        (("RS256",), "RS256", "ed"),
+        (("RS256", "ES256"), "ES256", "rsa"),
+        (("ES256", "ES384"), "ES384", "ec"),
+    ],
+    ids=["RS256 on an EC key", "RS256 on an Ed25519 key", "ES256 on an RSA key", "ES384 on P-256"],
+)
+def test_a_key_without_alg_verifies_only_its_own_type(make_server, own_issuer, algorithms, alg, kid):
+    # Many issuers' JWKS (not Auth0's) leave `alg` out. Before, such a key of another type than
+    # the token's alg made pyjwt raise TypeError: INTERNAL, logged with a traceback, for any caller.
+    rsa_jwk = {k: v for k, v in own_issuer.jwks()["keys"][0].items() if k != "alg"}
+    ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    keys = {
+        "rsa": {**rsa_jwk, "kid": "rsa"},
+        "ec": {**json.loads(ECAlgorithm.to_jwk(ec_key)), "kid": "ec"},
+        "ed": {**json.loads(OKPAlgorithm.to_jwk(Ed25519PrivateKey.generate().public_key())), "kid": "ed"},
+    }
+    own_issuer.body = json.dumps({"keys": list(keys.values())}).encode()
+    srv = make_server(settings_for(own_issuer, algorithms=algorithms))
+    header = _json_b64({"alg": alg, "kid": kid, "typ": "JWT"})
+    token = f"{header}.{_json_b64(own_issuer.claims(permissions=['read:orders']))}.{_b64(b'x' * 64)}"
+    reply = _check(srv, token)
+    assert (reply.allowed, reply.reason) == (False, R.REASON_TOKEN_ALGORITHM_NOT_ALLOWED)
+    assert f"key {kid!r} is an" in reply.message
+    # The key still verifies tokens of its own type.
+    signed = jwt.encode(
+        own_issuer.claims(permissions=["read:orders"]),
+        own_issuer.keys[own_issuer.active],
+        algorithm="RS256",
+        headers={"kid": "rsa"},
+    )
+    if "RS256" in algorithms:
+        assert _check(srv, signed).allowed
 
 
 def test_unknown_key_id(server, issuer):

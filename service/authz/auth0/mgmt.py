@@ -10,11 +10,18 @@ MAX_RETRY_WAIT_SECONDS), and a 5xx, a timeout or a dropped connection only for a
 repetition changes nothing (reads, a whole scope list, role permission grants, a role's
 description, a deletion). A role creation is never repeated, since a repeat could make the
 role twice; running `apply` again finds the role if the first attempt made it.
+
+The server's answers are not trusted to be well formed: an answer that is not the JSON the
+API documents (HTML from a proxy, a list, a wrong type, JSON nested past the parser's depth)
+is a ManagementError naming the call, never a traceback; the text of the server's error
+messages is shown with control characters escaped, at most MAX_MESSAGE_CHARS of it, and
+with the client secret and the token masked should the server echo them.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 import time
 import urllib.parse
@@ -27,14 +34,22 @@ from auth0.authentication import GetToken
 from auth0.authentication.exceptions import Auth0Error
 from auth0.management import Auth0, PermissionRequestPayload, ResourceServerScope
 from auth0.management.core.api_error import ApiError
+from auth0.management.core.parse_error import ParsingError
 
 from authz.config import is_loopback
-from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, role_from
+from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, escaped, role_from
 
 PER_PAGE = 100  # the Management API's largest page
 MAX_PAGES = 1000
 MAX_RETRIES = 3
 MAX_RETRY_WAIT_SECONDS = 10.0
+# Of a server's error message shown to the user (a proxy's error page can be megabytes).
+MAX_MESSAGE_CHARS = 300
+# What parsing a malformed answer raises inside the SDKs: the Management SDK's ParsingError
+# (a body of the wrong shape); json's RecursionError (nested past its depth); ValueError
+# (not UTF-8, a non-numeric rate-limit header), and AttributeError / TypeError (the
+# authentication SDK reads an error body's fields as a dict's, whatever JSON it is).
+MALFORMED = (ParsingError, RecursionError, ValueError, AttributeError, TypeError)
 T = TypeVar("T")
 
 
@@ -42,7 +57,8 @@ class ManagementError(Auth0SourceError):
     """A Management API call failed; the message names the call and, for a 403, the scope it needs."""
 
     def __init__(self, message: str, status: int = 0) -> None:
-        super().__init__(message)
+        # Ids in the message come from the tenant: no character of it may drive a terminal.
+        super().__init__(escaped(message))
         self.status = status
 
 
@@ -63,7 +79,9 @@ class Management:
     def __init__(self, domain: str, *, timeout: float = 10.0, env: Mapping[str, str] | None = None) -> None:
         self.base = tenant_base_url(domain)
         self._timeout = timeout
+        self._secrets: tuple[str, ...] = ()
         token = self._token(os.environ if env is None else env)
+        self._secrets = (*self._secrets, token)
         # The SDK's generated client, since its ManagementClient wrapper builds https://DOMAIN itself
         # and the loopback test tenant speaks plain http (tenant_base_url allows that nowhere else).
         self._api = Auth0(
@@ -87,16 +105,18 @@ class Management:
         parts = urllib.parse.urlsplit(self.base)
         grant = GetToken(parts.netloc, client_id, secret, protocol=parts.scheme, timeout=self._timeout)
         where = f"{self.base}/oauth/token"
+        self._secrets = (secret,)
         try:
             answer = grant.client_credentials(audience=f"https://{parts.netloc}/api/v2/")
         except Auth0Error as exc:
-            raise ManagementError(
-                f"{where}: HTTP {exc.status_code}: {exc.message}", exc.status_code
-            ) from None
+            message = self.shown(exc.message)
+            raise ManagementError(f"{where}: HTTP {exc.status_code}: {message}", exc.status_code) from None
         except requests.Timeout:
             raise ManagementError(f"{where}: no answer within {self._timeout:g} s") from None
         except requests.RequestException as exc:
             raise ManagementError(f"{where}: unreachable ({type(exc).__name__})") from None
+        except MALFORMED:
+            raise ManagementError(f"{where}: the answer is not the JSON Auth0 documents") from None
         issued = answer.get("access_token") if isinstance(answer, dict) else None
         if not isinstance(issued, str) or not issued:
             raise ManagementError(f"{where} answered without an access_token")
@@ -232,7 +252,7 @@ class Management:
                 if not last and (status == 429 or (repeatable and status >= 500)):
                     time.sleep(retry_wait(exc.headers or {}, attempt))
                     continue
-                raise ManagementError(_explain(what, scope, exc, attempt), status) from None
+                raise ManagementError(_explain(what, scope, exc, attempt, self.shown), status) from None
             except httpx.TimeoutException:
                 if repeatable and not last:
                     continue
@@ -242,7 +262,15 @@ class Management:
                     time.sleep(min(2.0**attempt, MAX_RETRY_WAIT_SECONDS))
                     continue
                 raise ManagementError(f"{what}: {self.base} unreachable ({type(exc).__name__})") from None
+            except MALFORMED:
+                raise ManagementError(
+                    f"{what}: the answer is not the JSON the Management API documents"
+                ) from None
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def shown(self, text: object) -> str:
+        """A server's message as it may be printed: the credentials masked, escaped, bounded."""
+        return shown_message(text, self._secrets)
 
 
 def retry_wait(headers: Mapping[str, str], attempt: int) -> float:
@@ -257,13 +285,32 @@ def retry_wait(headers: Mapping[str, str], attempt: int) -> float:
             wait = 2.0**attempt
     except ValueError:
         wait = 2.0**attempt
+    if math.isnan(wait):  # float() takes "nan", and time.sleep refuses it (ValueError)
+        wait = 2.0**attempt
     return min(max(wait, 0.0), MAX_RETRY_WAIT_SECONDS)
 
 
-def _explain(what: str, scope: str, exc: ApiError, attempt: int) -> str:
+def shown_message(text: object, secrets: Sequence[str] = ()) -> str:
+    """`text` from a server, fit for a terminal: `secrets` masked, control characters escaped,
+    at most MAX_MESSAGE_CHARS (a server may echo the request, or send escape sequences)."""
+    if text is None:
+        return "no explanation"
+    message = text if isinstance(text, str) else f"(a JSON {type(text).__name__} where a message belongs)"
+    for secret in secrets:  # before any cut, so no part of a secret survives it
+        if secret:
+            message = message.replace(secret, "***")
+    message = escaped(message[: MAX_MESSAGE_CHARS + 1])
+    if len(message) > MAX_MESSAGE_CHARS:
+        message = message[:MAX_MESSAGE_CHARS] + "..."
+    return message
+
+
+def _explain(
+    what: str, scope: str, exc: ApiError, attempt: int, shown: Callable[[object], str] = shown_message
+) -> str:
     """Auth0's own `message` (errors are {statusCode, error, message, errorCode}), plus what to do."""
     body = exc.body if isinstance(exc.body, dict) else {}
-    message = str(body.get("message") or body.get("error") or "no explanation")
+    message = shown(body.get("message") or body.get("error") or "no explanation")
     status = exc.status_code or 0
     text = f"{what}: HTTP {status}: {message}"
     if status == 403:
@@ -274,6 +321,6 @@ def _explain(what: str, scope: str, exc: ApiError, attempt: int) -> str:
     elif status == 401:
         text += " — the token is not valid for this tenant's Management API (expired, or another tenant's)"
     elif status == 429:
-        limit = {k.lower(): v for k, v in (exc.headers or {}).items()}.get("x-ratelimit-limit", "?")
+        limit = shown({k.lower(): v for k, v in (exc.headers or {}).items()}.get("x-ratelimit-limit", "?"))
         text += f" — still rate limited after {attempt + 1} tries (limit {limit}); run it again later"
     return text

@@ -15,6 +15,7 @@ from authz.cli.attrs import UsageError
 from authz.cli.policy import DEFAULT_DIR, _print_json
 from authz.config import configured
 from authz.errors import AuthzError
+from authz.policy.auth0 import escaped
 
 if TYPE_CHECKING:
     from authz.auth0.mgmt import Management
@@ -130,11 +131,11 @@ def run_apply(ns: argparse.Namespace) -> int:
         ):
             print("nothing applied")
             return 1
-    outcome = apply(plan, management, lambda text: print(f"done: {text}", flush=True))
+    outcome = apply(plan, management, lambda text: print(escaped(f"done: {text}"), flush=True))
     if outcome.failed:
-        print(f"failed: {outcome.failed}: {outcome.error}")
+        print(escaped(f"failed: {outcome.failed}: {outcome.error}"))
         for text in outcome.not_attempted:
-            print(f"not applied: {text}")
+            print(escaped(f"not applied: {text}"))
         print(
             f"{len(outcome.done)} step(s) applied, 1 failed, {len(outcome.not_attempted)} not attempted; "
             "run `authz auth0 apply` again to finish"
@@ -182,7 +183,9 @@ def render_plan(plan: Plan, directory: str) -> str:
         out.append(f"{len(changes)} change(s) pending ({summary}): `authz auth0 apply` makes them")
     else:
         out.append("in sync: nothing to change")
-    return "\n".join(out)
+    # Names and texts come from the tenant: a role named with an escape sequence must not
+    # drive the operator's terminal.
+    return "\n".join(map(escaped, out))
 
 
 def _line(item: Item) -> str:

@@ -5,53 +5,41 @@ kid only after its own cooldown; authz needs different guarantees: a key removed
 from the JWKS stops verifying after the next refresh, an unknown kid triggers at most
 one fetch per cooldown, and while the endpoint is down the cached keys keep working.
 
-A fetch is bounded: each wait for the endpoint at most `timeout` seconds, and reading
-the body stops `timeout` seconds after the fetch began (so an endpoint that drips bytes
-cannot hold the fetch lock; about twice `timeout` at worst), at most MAX_JWKS_BYTES read (a larger declared
-`Content-Length` is refused before any of the body is read). A document that is not a
-JWKS, or has no usable signing key, is refused like an outage: the last good keys stay.
+A fetch is bounded (`authz.tokens.fetch`): `timeout` seconds in all, from the first
+connection to the body's last byte, at most MAX_JWKS_BYTES read (a larger declared
+`Content-Length` is refused before any of the body is read), redirects only to URLs the
+configuration would accept. A document that is not a JWKS, or has no usable signing key, is
+refused like an outage: the last good keys stay.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
+from authz.tokens.fetch import MAX_JWKS_BYTES, JwksFetchError, download
+
 log = logging.getLogger("authz.jwks")
 
-MAX_JWKS_BYTES = 1 << 20
-_READ_CHUNK = 64 * 1024
-
-
-class JwksFetchError(Exception):
-    """A JWKS fetch that did not give keys; `kind` names the fault for logs and tests.
-
-    Kinds: `unreachable` (no connection, or it closed unanswered), `status` (an HTTP
-    error), `too-slow`, `too-large`, `malformed` (not a JWKS with a usable key), and
-    `unexpected` for anything else.
-    """
-
-    def __init__(self, kind: str, detail: str) -> None:
-        self.kind = kind
-        super().__init__(f"{kind}: {detail}")
+__all__ = ["MAX_JWKS_BYTES", "JwksFetchError", "KeySet", "SigningKey"]
 
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A verification key and the algorithm its JWK declares (None: any allowed one)."""
+    """A verification key, the algorithm its JWK declares (None: any allowed one), its key type
+    (`RSA`, `EC`, `OKP`) and, for an EC key, its curve."""
 
     jwk: jwt.PyJWK
     alg: str | None
+    kty: str = "RSA"
+    crv: str | None = None
 
 
 class KeySet:
@@ -134,60 +122,34 @@ class KeySet:
             self._keys = keys
             self._ready.set()
         if removed:
-            log.info("JWKS keys removed: %s", ", ".join(sorted(removed)))
+            shown = ", ".join(_shown(kid) for kid in sorted(removed)[:10])
+            log.info("JWKS keys removed: %s%s", shown, " ..." if len(removed) > 10 else "")
             for listener in self._listeners:
                 listener()
         return True
 
     def _fetch(self) -> dict[str, SigningKey]:
-        data = _json_document(self._download())
+        data = _json_document(download(self.url, self.timeout))
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise JwksFetchError("malformed", "the document has no 'keys' list")
         keys: dict[str, SigningKey] = {}
+        skipped: list[str] = []
         for entry in data["keys"]:
             if not isinstance(entry, dict) or entry.get("use", "sig") != "sig" or "kid" not in entry:
                 continue
             try:
-                alg = entry.get("alg")
-                keys[str(entry["kid"])] = SigningKey(
-                    jwt.PyJWK.from_dict(entry), alg if isinstance(alg, str) else None
-                )
-            except jwt.PyJWTError as exc:
-                log.warning("JWKS key %s skipped: %s", entry.get("kid"), exc)
+                keys[str(entry["kid"])] = _signing_key(entry)
+            except (jwt.PyJWTError, TypeError, ValueError) as exc:
+                # One broken key is skipped, never the whole document: the others may be a rotation.
+                skipped.append(f"{_shown(entry['kid'])}: {exc}")
+        if skipped:
+            # One line per fetch, whatever the document holds (a 1 MiB one can hold 40,000 keys).
+            more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+            log.warning("JWKS key(s) skipped: %s%s", "; ".join(skipped[:3]), more)
         if not keys:
             # Taking it would drop every key at once: a broken endpoint, not a real rotation.
             raise JwksFetchError("malformed", "the document has no usable signing key")
         return keys
-
-    def _download(self) -> bytes:
-        # The URL's scheme was validated by config: https, or http on loopback only.
-        deadline = time.monotonic() + self.timeout
-        headers = {"Accept": "application/json", "User-Agent": "authz"}
-        request = urllib.request.Request(self.url, headers=headers)  # noqa: S310
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                declared = response.headers.get("Content-Length")
-                if declared is not None and declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
-                    raise JwksFetchError(
-                        "too-large", f"{declared} bytes declared, the limit is {MAX_JWKS_BYTES}"
-                    )
-                return self._read_capped(response, deadline)
-        except urllib.error.HTTPError as exc:
-            raise JwksFetchError("status", f"HTTP {exc.code}") from exc
-        except TimeoutError as exc:
-            raise JwksFetchError("too-slow", f"no answer within {self.timeout:g} s") from exc
-        except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
-            raise JwksFetchError("unreachable", str(exc)) from exc
-
-    def _read_capped(self, response: http.client.HTTPResponse, deadline: float) -> bytes:
-        body = bytearray()
-        while chunk := response.read1(_READ_CHUNK):
-            body += chunk
-            if len(body) > MAX_JWKS_BYTES:
-                raise JwksFetchError("too-large", f"more than {MAX_JWKS_BYTES} bytes")
-            if time.monotonic() > deadline:
-                raise JwksFetchError("too-slow", f"the body took longer than {self.timeout:g} s")
-        return bytes(body)
 
     def run(self, stop: threading.Event) -> None:
         """Keep the key set fresh until `stop` is set: back off until the first fetch succeeds."""
@@ -204,6 +166,36 @@ class KeySet:
         thread = threading.Thread(target=self.run, args=(stop,), name="authz-jwks", daemon=True)
         thread.start()
         return thread
+
+
+# A JWK member that only a private (or symmetric) key has. A key set is public: a key published
+# with one can be used by anyone who reads the document to sign tokens, so it verifies nothing.
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+
+
+class UnusableKey(ValueError):
+    """A JWK that parses but must not verify anything."""
+
+
+def _signing_key(entry: dict[str, Any]) -> SigningKey:
+    """The verification key of one JWK; UnusableKey, PyJWTError, TypeError or ValueError if none."""
+    private = sorted(PRIVATE_MEMBERS & entry.keys())
+    if private:
+        raise UnusableKey(
+            f"it holds private key material ({', '.join(private)}): anyone who reads the JWKS could "
+            "sign with it"
+        )
+    alg = entry.get("alg")
+    if alg is not None and not isinstance(alg, str):
+        raise UnusableKey("its alg is not a string")
+    jwk = jwt.PyJWK.from_dict(entry)  # checks kty and crv: strings it knows
+    crv = entry.get("crv")
+    return SigningKey(jwk, alg, str(entry["kty"]), crv if isinstance(crv, str) else None)
+
+
+def _shown(kid: object) -> str:
+    """A key id from the document as a log shows it: quoted, escaped, at most 64 characters."""
+    return repr(str(kid)[:64])
 
 
 def _json_document(body: bytes) -> Any:

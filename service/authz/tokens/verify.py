@@ -17,7 +17,7 @@ from authz.errors import Unavailable
 from authz.principal import Principal, numeric_date, principal_from_claims
 from authz.tokens import hints
 from authz.tokens.cache import TokenCache
-from authz.tokens.jwks import KeySet
+from authz.tokens.jwks import KeySet, SigningKey
 
 log = logging.getLogger("authz.tokens")
 
@@ -132,6 +132,13 @@ class TokenVerifier:
             raise TokenRejected(
                 Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} is for {key.alg}, the token says {alg}"
             )
+        if not _key_fits(alg, key):
+            # A JWK without `alg` still has a type: an EC or OKP key named by an RS256 token (or
+            # an RSA key by an ES256 one) made pyjwt raise TypeError, an INTERNAL on every call.
+            kind = f"{key.kty} {key.crv}" if key.crv else key.kty
+            raise TokenRejected(
+                Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} is an {kind} key, the token says {alg}"
+            )
         try:
             decoded = self._jws.decode_complete(token, key=key.jwk.key, algorithms=[alg])
         except jwt.InvalidSignatureError:
@@ -142,6 +149,12 @@ class TokenVerifier:
             ) from None
         except jwt.PyJWTError as exc:
             raise TokenRejected(Reason.TOKEN_MALFORMED, f"token cannot be decoded: {exc}") from None
+        except (TypeError, ValueError):
+            # What a key pyjwt cannot use with this algorithm raises (a combination _key_fits
+            # does not know); the token is not trusted, and no caller's input is a fault here.
+            raise TokenRejected(
+                Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} cannot verify an {alg} token"
+            ) from None
         try:
             claims = json.loads(decoded["payload"])
         except (ValueError, RecursionError):  # RecursionError: arrays nested thousands deep
@@ -192,6 +205,17 @@ class TokenVerifier:
                 "token audience does not match",
                 [hints.audience_hint(auds, self.settings.audiences)],
             )
+
+
+# The curve each allowed ECDSA algorithm signs on (RFC 7518, 3.4).
+_CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+def _key_fits(alg: str, key: SigningKey) -> bool:
+    """Whether `key`'s type (and curve) is the one `alg` (an allowed algorithm) verifies with."""
+    if alg[:2] in ("RS", "PS"):
+        return key.kty == "RSA"
+    return key.kty == "EC" and key.crv == _CURVES.get(alg)
 
 
 def _key_family(alg: str) -> str:

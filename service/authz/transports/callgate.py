@@ -8,7 +8,9 @@ every single-request method as a stream of one:
 - the request message must arrive within `request_seconds` of the call reaching the
   server, else the call ends with DEADLINE_EXCEEDED, so stalled calls do not pile up for
   as long as their clients care to keep them open;
-- at most `max_awaiting` calls wait for their message at once (each holds some 24 KiB);
+- at most `max_awaiting` calls wait for their message at once (each holds some 24 KiB, and
+  whatever part of its message it sent: grpcio's core buffers that, unseen here;
+  docs/security.md, "Known limits");
   beyond that the one that has waited longest is ended with RESOURCE_EXHAUSTED. A caller
   that sends its message with its headers is never the longest-waiting, so a flood of
   stalled calls costs bounded memory and still refuses no one else;
