@@ -24,6 +24,7 @@ from authz.config import load_settings
 from authz.errors import ConfigError
 from tests.certs import make_pki
 from tests.conftest import RunningServer, settings_for
+from tests.waiting import wait_for
 
 CHECK_PATH = "/authz.api.v1.AuthorizationService/Check"
 # Lasts for the whole of a test that measures: its stalled sockets must stay open.
@@ -44,8 +45,14 @@ def descriptors() -> Iterator[None]:
 
 def start(make_server: Callable[..., RunningServer], issuer: Any, **overrides: Any) -> RunningServer:
     settings = settings_for(issuer, http_listen="127.0.0.1:0", forward_auth=True, **overrides)
-    # With TLS the fixture's plaintext health probe cannot be used; the HTTP answers wait instead.
-    return make_server(settings, wait=not settings.tls_cert)
+    # With TLS the fixture's plaintext health probe cannot be used: the keys and the policy are
+    # waited for here, or a first call could meet a JWKS fetch still under way (503).
+    srv = make_server(settings, wait=not settings.tls_cert)
+    if settings.tls_cert:
+        wait_for(
+            lambda: srv.app.keys.wait_ready(timeout=0.1) and srv.app.store.loaded, 20.0, "keys and policy"
+        )
+    return srv
 
 
 def port_of(srv: RunningServer) -> int:
@@ -56,13 +63,6 @@ def held(srv: RunningServer) -> int:
     """Connections the listener holds now."""
     assert srv.app.http is not None
     return len(srv.app.http.protocol.guard.open)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
 
 
 def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
@@ -158,7 +158,7 @@ def test_stalled_connections_do_not_slow_the_answers(make_server, issuer, count)
     # 100 per address: below the per-client cap (128), so all of them are held.
     stalled = [stall(port_of(srv), i, f"127.0.0.{2 + i // 100}") for i in range(count)]
     try:
-        wait_for(lambda: held(srv) >= count, f"the listener to hold {count} connections")
+        wait_for(lambda: held(srv) >= count, 20.0, f"the listener to hold {count} connections")
         medians = answers_quickly(srv, issuer)
         assert all(seconds < 0.1 for seconds in medians.values()), (medians, baseline)
         assert all(still_open(sock) for sock in stalled), "a stalled connection was dropped"
@@ -190,7 +190,7 @@ def test_headers_slower_than_the_deadline_get_408_and_a_close(make_server, issue
     # A connection that never sent a byte is closed without an answer, like a keep-alive timeout.
     silent = connect(port_of(srv))
     assert read_all(silent) == b""
-    wait_for(lambda: held(srv) == 0, "the listener to let both go")
+    wait_for(lambda: held(srv) == 0, 20.0, "the listener to let both go")
 
 
 def test_a_body_slower_than_the_deadline_gets_408_and_a_close(make_server, issuer):
@@ -222,7 +222,7 @@ def test_one_address_past_its_cap_is_refused_while_others_connect(make_server, i
     srv = start(make_server, issuer, http_max_connections_per_client=4, **PATIENT)
     mine = [connect(port_of(srv), "127.0.0.2") for _ in range(4)]
     try:
-        wait_for(lambda: held(srv) == 4, "the listener to hold the first four")
+        wait_for(lambda: held(srv) == 4, 20.0, "the listener to hold the first four")
         refused = connect(port_of(srv), "127.0.0.2")
         answer = read_all(refused)
         assert answer.startswith(b"HTTP/1.1 503 "), answer
@@ -232,10 +232,10 @@ def test_one_address_past_its_cap_is_refused_while_others_connect(make_server, i
         assert read_all(other).startswith(b"HTTP/1.1 400 ")  # asked, and answered: no proxy headers
         # A place given back is a place for the same address again.
         mine.pop().close()
-        wait_for(lambda: held(srv) == 3, "the listener to let one go")
+        wait_for(lambda: held(srv) == 3, 20.0, "the listener to let one go")
         again = connect(port_of(srv), "127.0.0.2")
         mine.append(again)
-        wait_for(lambda: held(srv) == 4, "the listener to hold the new one")
+        wait_for(lambda: held(srv) == 4, 20.0, "the listener to hold the new one")
         assert still_open(again)
     finally:
         for sock in mine:
@@ -247,7 +247,7 @@ def test_past_the_listeners_cap_the_oldest_idle_connection_makes_room(make_serve
     idle = []
     for n in range(3):
         idle.append(connect(port_of(srv), f"127.0.0.{2 + n}"))
-        wait_for(lambda: held(srv) == len(idle), "the listener to hold each in turn")
+        wait_for(lambda: held(srv) == len(idle), 20.0, "the listener to hold each in turn")
     try:
         token = issuer.mint(permissions=["read:orders"])
         check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
@@ -266,7 +266,7 @@ def test_tls_handshakes_count_against_the_caps_and_the_header_deadline(make_serv
     # TCP connections that never send their ClientHello: held, and counted as their address's.
     silent = [connect(port_of(srv), "127.0.0.2") for _ in range(16)]
     try:
-        wait_for(lambda: held(srv) == 16, "the listener to hold 16 handshakes")
+        wait_for(lambda: held(srv) == 16, 20.0, "the listener to hold 16 handshakes")
         assert read_all(connect(port_of(srv), "127.0.0.2")) == b"", "the 17th is closed unanswered"
         token = issuer.mint(permissions=["read:orders"])
         check = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
@@ -285,7 +285,7 @@ def test_tls_handshakes_count_against_the_caps_and_the_header_deadline(make_serv
     began = time.monotonic()
     assert read_all(connect(port_of(quick))) == b""
     assert time.monotonic() - began >= 0.45
-    wait_for(lambda: held(quick) == 0, "the listener to let the silent handshake go")
+    wait_for(lambda: held(quick) == 0, 20.0, "the listener to let the silent handshake go")
 
 
 def test_mtls_on_the_http_listener_needs_a_client_certificate_of_its_ca(make_server, issuer, tmp_path):
@@ -326,7 +326,7 @@ def test_mtls_on_the_http_listener_needs_a_client_certificate_of_its_ca(make_ser
             status_with(refused)
     # Whichever way the client saw it, no request reached a decision, and the server let go.
     assert decisions() == decided
-    wait_for(lambda: held(srv) == 0, "the refused handshakes to be let go")
+    wait_for(lambda: held(srv) == 0, 20.0, "the refused handshakes to be let go")
 
 
 def test_limit_settings_are_bounded():

@@ -137,15 +137,16 @@ def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
             deadline.watch(self)
             super().do_handshake(block)
 
-    tls = ssl.create_default_context()
-    tls.sslsocket_class = WatchedTls
-
     class HttpHandler(urllib.request.HTTPHandler):
         def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
             return self.do_open(Plain, req)
 
     class HttpsHandler(urllib.request.HTTPSHandler):
         def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+            # Built here, for https only: loading the system's CAs takes about 20 ms, which a
+            # plain-http fetch (a loopback issuer) has no use for.
+            tls = ssl.create_default_context()
+            tls.sslsocket_class = WatchedTls
             return self.do_open(Tls, req, context=tls)
 
     return urllib.request.build_opener(HttpHandler(), HttpsHandler(), _Redirects())
