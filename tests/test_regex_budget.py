@@ -181,6 +181,9 @@ COND = model("g(r.sub, p.sub) && r.obj == p.obj && eval(p.cond)", "sub, obj, con
         ("[1] * 1000000000 == r.act", "exceeds 100000"),
         ("'%0999999999d' % 1 == r.act", "string formatting"),
         ("(r.act + 'x' * 60000) + 'y' * 60000 == r.act", "concatenation"),
+        # 99,999 references to one list of 99,999: `==` walked 10**10 items (5 s a decision).
+        ("[[0] * 99999] * 99999 == [[0] * 99999] * 99999", "nested ones counted"),
+        ("[['x' * 99999]] * 3 == r.act", "nested ones counted"),
     ],
 )
 def test_growing_products_are_refused_at_decision_time(condition: str, says: str) -> None:
