@@ -1,9 +1,10 @@
-"""keyMatch2 patterns with regular-expression syntax in a plan: never wider than Check, never slow.
+"""Hostile policy text in a plan: never wider than Check, never slow.
 
-The planner compares a pattern with the template segment by segment. A regex piece of the
-pattern (from the policy) met a literal segment of the template (from the caller) on
-Python's backtracking `re`, and was read as if it meant the same alone as inside the whole
-pattern; these lines are what that got wrong.
+The planner compares a keyMatch2 pattern with the template segment by segment. A regex
+piece of the pattern (from the policy) met a literal segment of the template (from the
+caller) on Python's backtracking `re`, and was read as if it meant the same alone as inside
+the whole pattern; and a condition over unknown attributes grew without bound. These lines
+are what that got wrong.
 """
 
 from __future__ import annotations
@@ -82,3 +83,21 @@ def test_a_local_regex_part_is_still_planned(tmp_path):
     # A segment RE2 cannot read (a lone surrogate) is refused, not an exception out of the planner.
     with pytest.raises(FailedPrecondition, match="cannot plan keyMatch2 pattern segment"):
         plan_resources(snapshot, BOB, "GET", "/api/v1\ud800/orders/:id")
+
+
+def test_an_or_chain_over_unknown_attributes_is_refused_as_it_grows(tmp_path):
+    # Each `||` refers to the condition so far twice (where it holds, where it is false or
+    # NULL): 22 terms took 37 s, and every term doubled it.
+    terms = " || ".join(f"r.obj.owner == 'u{i}'" for i in range(40))
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {terms}, allow")
+    started = time.monotonic()
+    with pytest.raises(
+        FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition that is deeper than 32"
+    ):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+    # An `in` of more values than a plan's nodes is refused too (each is a bound parameter).
+    values = ", ".join(f"'u{i}'" for i in range(20_000))
+    snapshot = policy(tmp_path / "in", f"p, *, /api/orders/:id, GET, r.obj.owner in ({values}), allow")
+    with pytest.raises(FailedPrecondition, match="more than 10,000 nodes"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")

@@ -115,6 +115,15 @@ def as_cond(value: Any) -> Cond:
     return _TRUE_COND if value else _FALSE_COND
 
 
+def _bounded(cond: Cond) -> None:
+    # Each `||` / `&&` over unknown attributes refers to the left side twice (where it is
+    # true, and where it is false or NULL): 22 terms took 37 s, 30 would take hours. A
+    # condition past the plan's bounds is refused as it grows, before its tree doubles again.
+    what = planast.too_large(cond.true, cond.missing)
+    if what is not None:
+        raise Unplannable(f"a condition that is {what} as a plan")
+
+
 def cond_and(a: Cond, b: Cond) -> Cond:
     """`a and b`, b evaluated only where a is true."""
     # Most operands of a matcher are decided at plan time: skip the tree algebra for them.
@@ -266,6 +275,7 @@ class LineEvaluator:
                 continue
             cond = as_cond(value)
             acc = cond if acc is None else (cond_and(acc, cond) if is_and else cond_or(acc, cond))
+            _bounded(acc)
         return value if acc is None else acc
 
     def _unaryop(self, node: ast.UnaryOp) -> Any:
@@ -315,6 +325,7 @@ class LineEvaluator:
                     result = part
                     continue
             acc = as_cond(part) if acc is None else cond_and(acc, as_cond(part))
+            _bounded(acc)
         return result if acc is None else acc
 
     def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
