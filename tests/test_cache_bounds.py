@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Any
 
 from authz.app import demo_policy_dir
-from authz.engine import load_snapshot
+from authz.engine import build_snapshot, load_snapshot
 from authz.engine.cache import DecisionCache
+from authz.engine.policyfiles import PolicySource
+from authz.engine.reachmemo import MAX_MEMO_NAMES
 from authz.principal import Principal, principal_from_claims
 from authz.tokens.cache import TokenCache
 
@@ -111,3 +113,43 @@ def test_token_cache_accounts_for_replaced_expired_and_cleared_entries() -> None
     assert cache.get("b") is None and cache.approx_bytes == one
     cache.clear()
     assert cache.approx_bytes == 0
+
+
+RESOURCE_ROLES = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act
+
+[role_definition]
+g = _, _
+g2 = _, _
+
+[policy_effect]
+e = some(where (p.eft == allow))
+
+[matchers]
+m = g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act
+"""
+
+
+def test_role_closures_of_names_requests_choose_stay_within_their_budget() -> None:
+    # Casbin's resource-roles model: g2 reads r.obj, so callers choose whose closure is
+    # memoised. 3,000 documents in one group that belongs to 3,000 others: each closure holds
+    # 3,002 names, and the memo kept them all (9 million names, about 290 MB).
+    documents, groups = 3000, 3000
+    lines = [f"g2, doc{i}, shared" for i in range(documents)] + [
+        f"g2, shared, group{j}" for j in range(groups)
+    ]
+    snapshot = build_snapshot(
+        PolicySource(RESOURCE_ROLES, (("policy.csv", "p, reader, group7, read\n" + "\n".join(lines) + "\n"),))
+    )
+    snapshot.cache = None  # what the role graph keeps, not the decision cache
+    reader = Principal("ann", permissions=("reader",))
+
+    def fill() -> None:
+        for i in range(documents):
+            assert snapshot.decide(reader, f"doc{i}", "read").allowed
+
+    held = _held(fill)
+    assert held <= 2 * MAX_MEMO_NAMES * 32, held

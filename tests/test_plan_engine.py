@@ -153,6 +153,24 @@ def test_a_missing_subject_attribute_fails_closed(tmp_path):
     assert plan_resources(snapshot, BOB, "DELETE", "/api/orders/:id").kind is PlanKind.CONDITIONAL
 
 
+@pytest.mark.parametrize(
+    ("condition", "attributes"),
+    [
+        ("r.obj.org_id * 200000 != 'x'", {"org_id": "ab"}),
+        ("'%0200000d' % r.obj.n != 'x'", {"n": 1}),
+        ("r.obj.org_id + 'x' * 99999 != 'x'", {"org_id": "ab"}),
+    ],
+)
+def test_arithmetic_on_a_known_attribute_has_checks_bounds(tmp_path, condition, attributes):
+    # The planner's own `*`, `+` and `%` were unchecked: Check denies these lines as policy
+    # errors, the plan allowed every row, and `* 1000000000` would have built gigabytes.
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {condition}, allow")
+    checked = snapshot.decide(BOB, "/api/orders/1", "GET", attributes)
+    assert checked.reason is Reason.POLICY_ERROR
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id", attributes)
+    assert (plan.kind, plan.reason) == (PlanKind.ALWAYS_DENIED, Reason.POLICY_ERROR)
+
+
 def test_a_template_naming_a_parameter_twice_is_invalid(demo):
     with pytest.raises(InvalidArgument):
         plan_resources(demo, BOB, "GET", "/api/:id/orders/:id")

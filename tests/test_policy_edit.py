@@ -24,6 +24,7 @@ from authz.policy.edit import (
     remove_rules,
 )
 from authz.policy.ruletext import RuleSyntaxError, format_text, parse_rule
+from authz.principal import Principal
 from tests.policy_dirs import copy_demo, line_number
 
 INVOICES = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
@@ -235,3 +236,27 @@ def test_cli_add_remove_list_fmt(policies, capsys):
     assert main(["policy", "fmt", d, "--check"]) == 1
     assert main(["policy", "fmt", d]) == 0
     assert main(["policy", "fmt", d, "--check"]) == 0
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x1c", "\x1d", "\x1e", "\x0b", "\x0c"])
+def test_a_value_holding_any_line_break_is_refused(policies, separator):
+    # str.splitlines breaks at these, as the policy reader did: this one `g` rule (balanced
+    # brackets, so it read back as the same values) added a `p` line letting anyone in.
+    smuggler = ("g", "alice", f"admin({separator}p, *, /api/admin, GET, True, allow{separator}g, x, y)")
+    before = snapshot_files(policies)
+    with pytest.raises(RuleSyntaxError, match="value 2 of the rule spans lines"):
+        add_rules(policies, "policy.csv", [smuggler])
+    assert snapshot_files(policies) == before
+
+
+def test_a_policy_file_breaks_lines_where_casbin_does(tmp_path):
+    # Casbin's file adapter ends lines at \n, \r\n and \r only: a U+2028 inside a value
+    # (written by another tool) is part of that value, not the start of another rule.
+    policies = copy_demo(tmp_path)
+    with (policies / "roles.csv").open("a", encoding="utf-8") as extra:
+        extra.write("g, alice, admin(\u2028p, *, /api/admin, GET, True, allow\u2028g, x, y)\r\n")
+        extra.write("g, carol, admin\rg, dave, admin\n")
+    snapshot = load_snapshot(policies)
+    assert not snapshot.decide(Principal("anyone"), "/api/admin", "GET").allowed
+    for reader in ("carol", "dave"):
+        assert snapshot.decide(Principal(reader), "/api/orders", "GET").allowed

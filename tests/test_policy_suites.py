@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -164,3 +165,62 @@ def test_the_documented_example_suite_is_valid_and_passes_on_the_demo():
     suite = parse_suite("docs/policies.md", example.group(1))
     results = run_suites(load_snapshot(REPO / "policies"), [suite])
     assert len(results) == 7 and all(r.passed for r in results), [r.problem for r in results]
+
+
+# -- bounds: suites run on reloads and admin edits ----------------------------------------------
+
+LAUGHS = (
+    "{a0: &a0 [x, x, x, x, x, x, x, x, x, x], "
+    + ", ".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9))
+    + "}"
+)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "says"),
+    [
+        # A few hundred bytes of aliases are a billion values, walked on every check.
+        ("attributes: {status: draft, total: 12.5}", f"attributes: {LAUGHS}", "resource 'order': attributes"),
+        ("context: {ip: 10.0.0.1}", f"context: {LAUGHS}", "test 'readers read' resource 'order': context"),
+    ],
+)
+def test_attributes_and_context_keep_a_requests_bounds(old, new, says):
+    with pytest.raises(SuiteError, match=re.escape(says)):
+        parse_suite("t", GOOD.replace(old, new))
+
+
+def test_a_suite_asking_for_more_than_the_checks_bound_is_refused(tmp_path):
+    # 1,000 principals x 1,000 resources x 1,000 actions: a billion decisions from 90 KB.
+    n = 1000
+    text = (
+        "name: S\nprincipals:\n"
+        + "".join(f"  p{i}: {{permissions: [read:orders]}}\n" for i in range(n))
+        + "resources:\n"
+        + "".join(f"  r{i}: {{id: /api/orders/{i}}}\n" for i in range(n))
+        + f"tests:\n  - name: all\n    principals: [{', '.join(f'p{i}' for i in range(n))}]\n"
+        + f"    resources: [{', '.join(f'r{i}' for i in range(n))}]\n"
+        + f"    actions: {{{', '.join(f'A{i}: deny' for i in range(n))}}}\n"
+    )
+    with pytest.raises(SuiteError, match=r"t:2005: the suites ask for more than 100000 checks"):
+        parse_suite("t", text)
+    # Two files under the bound each are over it together.
+    half = GOOD.replace("principals: [alice, job]", "principals: [" + ", ".join(["alice"] * 20_000) + "]")
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    for name in ("a_test.yaml", "b_test.yaml"):
+        (tests / name).write_text(half)
+    assert len(parse_suite("t", half).cases[0].principals) == 20_000
+    with pytest.raises(SuiteError, match=r"tests/b_test\.yaml:19: the suites ask for more than 100000"):
+        load_suites(tmp_path)
+
+
+def test_a_large_suite_reads_in_linear_time():
+    # Duplicate keys were found with a list (`key in keys[:i]`): 40,000 principals were
+    # 800 million comparisons. Over the size bound a file is refused unread.
+    many = "".join(f"  p{i}: {{}}\n" for i in range(40_000))
+    started = time.perf_counter()
+    suite = parse_suite("t", GOOD.replace("  plain: {}\n", many))
+    assert time.perf_counter() - started < 30
+    assert suite.name == "Orders"
+    with pytest.raises(SuiteError, match="a suite file is at most 1048576 characters"):
+        parse_suite("t", GOOD + "#" * 1024 * 1024)

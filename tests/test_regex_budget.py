@@ -181,6 +181,9 @@ COND = model("g(r.sub, p.sub) && r.obj == p.obj && eval(p.cond)", "sub, obj, con
         ("[1] * 1000000000 == r.act", "exceeds 100000"),
         ("'%0999999999d' % 1 == r.act", "string formatting"),
         ("(r.act + 'x' * 60000) + 'y' * 60000 == r.act", "concatenation"),
+        # 99,999 references to one list of 99,999: `==` walked 10**10 items (5 s a decision).
+        ("[[0] * 99999] * 99999 == [[0] * 99999] * 99999", "nested ones counted"),
+        ("[['x' * 99999]] * 3 == r.act", "nested ones counted"),
     ],
 )
 def test_growing_products_are_refused_at_decision_time(condition: str, says: str) -> None:
@@ -208,6 +211,24 @@ def test_unbounded_expressions_are_build_errors_not_crashes(condition: str, says
     with pytest.raises(PolicyLoadError) as caught:
         build_snapshot(source(COND, f"p, reader, doc, {condition}"))
     assert says in str(caught.value)
+
+
+@pytest.mark.parametrize("quote", ["'", '"'])
+def test_an_unterminated_literal_is_refused_in_linear_time(quote: str) -> None:
+    # Each escaped quote after an unterminated one was a new literal start scanning to the
+    # end: 40 s for these 120 KB, hours for the 4 MiB an admin request may carry.
+    text = "r.act == " + quote + ("\\" + quote) * 60_000
+    for built in (
+        lambda: build_snapshot(source(COND, f"p, reader, doc, {text}")),
+        lambda: build_snapshot(source(model(f"r.obj == p.obj && {text}"), "p, reader, doc, read")),
+    ):
+        started = time.perf_counter()
+        with pytest.raises(PolicyLoadError):
+            built()
+        assert time.perf_counter() - started < 10
+    ok = build_snapshot(source(COND, f"p, reader, doc, r.act == {quote}re\\{quote}ad{quote}"))
+    assert not ok.decide(ALICE, "doc", "read").allowed
+    assert ok.decide(ALICE, "doc", f"re{quote}ad").allowed
 
 
 # -- the admin API -----------------------------------------------------------------------------

@@ -35,7 +35,9 @@ _SECTIONS = (
 )
 _KINDS = {title: kind for kind, title in _SECTIONS}
 _HEADER = re.compile(r"\[(?P<title>.*)\]")
-_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'")
+# An unterminated literal runs to the end (the matcher does not parse then): without that,
+# each later escaped quote was a new start scanning to the end, quadratic in the text.
+_STRING = re.compile(r"\"(?:[^\"\\]|\\.)*+\"?|'(?:[^'\\]|\\.)*+'?")
 # A request or policy token of any suffix: `r.sub`, `p2.obj`, `r2_act` (not `.r2.x`, an attribute).
 _TOKEN = re.compile(r"(?<![\w.])(?P<kind>[rp])(?P<suffix>\d*)(?P<sep>[._])(?=\w)")
 _EVAL = re.compile(r"\beval\s*\(")

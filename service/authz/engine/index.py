@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.engine.bindings import plain
+from authz.engine.keymatch import brace_params, colon_params
 from authz.engine.matcher import parse_matcher
 from authz.engine.model import builtin_functions
 from authz.engine.roles import RoleGraph, reach_for
@@ -66,9 +67,62 @@ _META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
 _QUANTIFIERS = "*+?{"
 
 
+def _top_level_bar(pattern: str) -> bool:
+    """Whether a regular expression has a `|` outside every group and class (or may have).
+
+    A `|` inside a group (`/api/(orders|invoices)/:id`) leaves the text before the group a
+    prefix of every match; one at the top does not. Any `|` used to count as top-level, so
+    such routes were never narrowed: 10,000 of them cost 0.6 s a decision, each pattern
+    compiled again once past the regex cache.
+    """
+    if "(?#" in pattern:
+        return True  # a comment's text is not read as syntax: no claim
+    depth = 0
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i]
+        if char == "\\":
+            i += 2
+            continue
+        if char == "[":
+            # A class runs to the first `]` not escaped and not its first member (`[]a]`, `[^]a]`).
+            i += 1
+            if i < n and pattern[i] == "^":
+                i += 1
+            if i < n and pattern[i] == "]":
+                i += 1
+            while i < n and pattern[i] != "]":
+                i += 2 if pattern[i] == "\\" else 1
+            if i >= n:
+                return True  # no end: not a pattern that compiles, so no claim
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif char == "|" and depth == 0:
+            return True
+        i += 1
+    return depth != 0
+
+
+def _any_top_level_bar(pattern: str) -> bool:
+    # keyMatch2..5 rewrite `:name` up to the next `/`, or `{name}`, before compiling, and
+    # a rewrite can drop a bracket: `/:a(/b|c/:d)` is `/[^/]+/b|c/[^/]+`, a top-level `|`.
+    # The prefix before the first special character is untouched by every rewrite.
+    rewrites = {
+        pattern,
+        colon_params(pattern),
+        brace_params(pattern, lambda _: "x", shortest=True),
+        brace_params(pattern, lambda _: "x", shortest=False),
+    }
+    return any(_top_level_bar(text) for text in rewrites)
+
+
 def literal_prefix(pattern: str) -> str:
     """The longest prefix every string matching a keyMatch-family pattern starts with."""
-    if "|" in pattern or pattern == "*":
+    if pattern == "*" or ("|" in pattern and _any_top_level_bar(pattern)):
         return ""
     found = _META.search(pattern)
     if found is None:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from authz.engine.model import builtin_functions
 from authz.engine.policyfiles import MODEL_FILE
+from authz.engine.reachmemo import ReachBudget, ReachMemo
 from authz.findings import Finding, model_line
 
 if TYPE_CHECKING:
@@ -77,7 +78,9 @@ def matcher_for(name: str) -> Callable[[str, str], bool]:
 class Roles:
     """pycasbin's default role manager with a matching function, built by replaying links."""
 
-    def __init__(self, links: Iterable[tuple[str, str]], function: str | None) -> None:
+    def __init__(
+        self, links: Iterable[tuple[str, str]], function: str | None, budget: ReachBudget | None = None
+    ) -> None:
         self.function = function
         self.match = matcher_for(function) if function else None
         self.roles: dict[str, set[str]] = {}
@@ -85,7 +88,7 @@ class Roles:
         # Only a pattern can match a name other than itself: the loops pycasbin runs over
         # every role need to visit only these (in the order pycasbin would meet them).
         self.patterns: dict[str, None] = {}
-        self._reach: dict[tuple[str, int, bool], frozenset[str]] = {}
+        self._reach = ReachMemo(budget or ReachBudget())
         self._patterns_in: dict[frozenset[str], tuple[str, ...]] = {}
         for child, parent in links:
             self._add_link(child, parent)
@@ -158,7 +161,7 @@ class Roles:
             return found
         result = self._walk(name, hops, parent)
         if name in self.roles:
-            self._reach[key] = result
+            self._reach.put(key, result)
         return result
 
     def _walk(self, name: str, hops: int, parent: bool) -> frozenset[str]:
@@ -206,8 +209,12 @@ class Roles:
 class Matching:
     """Pattern matching for one role graph: a `Roles` per request domain."""
 
-    def __init__(self, links: Sequence[Link], roles: str | None, domains: str | None) -> None:
+    def __init__(
+        self, links: Sequence[Link], roles: str | None, domains: str | None, budget: ReachBudget | None = None
+    ) -> None:
         self.roles = roles
+        # Shared by every domain view's reach sets (and the graph's own closures).
+        self.budget = budget or ReachBudget()
         self.domain_match = matcher_for(domains) if domains else None
         self._by_domain: dict[str | None, list[tuple[str, str]]] = {}
         for child, parent, domain in links:
@@ -224,7 +231,7 @@ class Matching:
                 for source, more in self._by_domain.items():
                     if source is not None and source != domain and match(domain, source):
                         links += more
-            found = Roles(links, self.roles)
+            found = Roles(links, self.roles, self.budget)
             if len(self._views) >= MAX_VIEWS:
                 self._views = {}
             self._views[domain] = found
@@ -246,7 +253,7 @@ def enable_matching(
             f"role pattern matching on {graph.name} would compare {work} name/pattern pairs "
             f"(limit {MAX_PAIRS}): fewer pattern names, or a function with fewer special characters",
         )
-    graph.matching = Matching(links, roles, domains)
+    graph.matching = Matching(links, roles, domains, graph.budget)
     for domain in {domain for _, _, domain in links}:
         graph.matching.view(domain)
     return None

@@ -102,30 +102,14 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
 
 
-# A plan is sent whole and turned into one WHERE clause: beyond these it is refused (a
-# policy naming thousands of single resources for one template, or nesting conditions
-# deeper than clients' protobuf parsers accept).
-MAX_PLAN_NODES = 10_000
-MAX_PLAN_DEPTH = 32
+MAX_PLAN_NODES = planast.MAX_NODES
+MAX_PLAN_DEPTH = planast.MAX_DEPTH
 
 
 def _check_size(condition: Node, lines: int) -> None:
-    nodes = 0
-    stack = [(condition, 1)]
-    while stack:
-        node, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_PLAN_NODES or depth > MAX_PLAN_DEPTH:
-            what = (
-                f"more than {MAX_PLAN_NODES:,} nodes"
-                if nodes > MAX_PLAN_NODES
-                else f"deeper than {MAX_PLAN_DEPTH}"
-            )
-            raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
-        if isinstance(node, planast.Not):
-            stack.append((node.child, depth + 1))
-        elif isinstance(node, planast.All | planast.AnyOf):
-            stack.extend((child, depth + 1) for child in node.children)
+    what = planast.too_large(condition)
+    if what is not None:
+        raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
 
 
 def plan_resources(

@@ -148,6 +148,42 @@ def any_of(*children: Node) -> Node:
     return _build(children, AnyOf)
 
 
+# A plan is sent whole and turned into one WHERE clause: beyond these it is refused (a
+# policy naming thousands of single resources for one template, or nesting conditions
+# deeper than clients' protobuf parsers accept).
+MAX_NODES = 10_000
+MAX_DEPTH = 32
+
+
+def too_large(*roots: Node) -> str | None:
+    """What bound the trees break together (nodes counted as a tree, shared ones each time, and
+    each value of an `in`), or None.
+
+    The walk stops at the first bound it crosses, so it costs at most MAX_NODES steps; a
+    condition being built is checked as it grows (`partial`), as `a || b || c ...` over
+    unknown attributes doubles its tree with each term.
+    """
+    nodes = 0
+    stack = [(root, 1) for root in roots]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            return f"more than {MAX_NODES:,} nodes"
+        if depth > MAX_DEPTH:
+            return f"deeper than {MAX_DEPTH}"
+        if isinstance(node, Not):
+            stack.append((node.child, depth + 1))
+        elif isinstance(node, All | AnyOf):
+            stack.extend((child, depth + 1) for child in node.children)
+        elif isinstance(node, Compare) and isinstance(node.value, tuple):
+            # Each value of an `in` is sent and bound as a parameter like a node.
+            nodes += len(node.value)
+    if nodes > MAX_NODES:
+        return f"more than {MAX_NODES:,} nodes"
+    return None
+
+
 def walk(node: Node) -> Iterator[Node]:
     """Every node of the tree, parents first."""
     yield node

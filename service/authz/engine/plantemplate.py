@@ -21,7 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from authz.engine import planast
+from authz.engine import planast, saferegex
+from authz.engine.keymatch import colon_params
 from authz.engine.planast import Node
 
 _PARAM = re.compile(r"^:(\w+)$")
@@ -29,6 +30,11 @@ _PARAM_ANYWHERE = re.compile(r"(^|/):\w+(/|$)|\*")
 # What keyMatch2 treats as special inside a pattern segment (pycasbin: `:name` and `*`, and
 # the pattern is otherwise a regular expression).
 _REGEX = re.compile(r"[.*+?^$()\[\]{}|\\:]")
+# What makes a keyMatch2 pattern segment mean something else inside the whole pattern:
+# alternation, anchors (`\A`, `\Z`, `\b` ...), inline flags.
+_NOT_LOCAL = re.compile(r"[|^$]|\(\?|\\[AZzbBG]")
+# A part starting with a quantifier repeats the `/` before it in the whole pattern.
+_QUANTIFIERS = ("{", "*", "+", "?")
 
 
 class Unplannable(Exception):
@@ -102,7 +108,13 @@ class Template:
             if _REGEX.search(part):
                 if param is not None:
                     raise Unplannable(f"keyMatch2 pattern segment {part!r} against the parameter :{param}")
-                if not re.fullmatch(re.sub(r":[^/]+", "[^/]+", part), segment):
+                if tail:
+                    # Before `/.*` a part may take a `/` (`/a.+/*` holds for `/a/b/1`): the
+                    # segments no longer line up, and a deny line planned per segment would miss.
+                    raise Unplannable(
+                        f"keyMatch2 pattern {pattern!r} with regular-expression characters before /*"
+                    )
+                if not _segment_matches(part, segment):
                     return planast.FALSE
                 continue
             if param is None:
@@ -131,6 +143,31 @@ class Template:
         if not prefix.startswith(literal):
             return planast.FALSE
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside a parameter of {self.text!r}")
+
+
+def _segment_matches(part: str, segment: str) -> bool:
+    """Whether keyMatch2's regex piece `part` matches the template's literal `segment` whole.
+
+    Check runs the pattern as one regex, `^part0/part1/...$`; the plan splits it on `/`, which
+    is sound only where a part means the same alone as inside the whole. A `|` (`/a|q/c/:id`
+    is `^/a` or `q/c/...`), an anchor, an inline flag or a part that is no regex on its own
+    (a group or a class spanning a `/`) would let a part match a segment the whole pattern
+    does not, so the plan would allow rows Check denies: such parts are not planned. The
+    rest runs on RE2 (the segment is the caller's, the part the policy's: Python's `re`
+    backtracked for hours on `(a+)+b` against 40 `a`s).
+    """
+    colon = part.find(":")
+    # colon_params turns a `:` and the rest of the part into `[^/]+` (a `:` that ends it stays).
+    piece, param = (part[:colon], True) if 0 <= colon < len(part) - 1 else (part, False)
+    if _NOT_LOCAL.search(piece) or piece.startswith(_QUANTIFIERS):
+        raise Unplannable(
+            f"keyMatch2 pattern segment {part!r} (its regular expression reaches past its segment)"
+        )
+    regex = (colon_params(part) if param else part) + r"\Z"
+    try:
+        return saferegex.matches(regex, segment)
+    except ValueError as exc:  # a PatternError, or a segment RE2 cannot take (a lone surrogate)
+        raise Unplannable(f"keyMatch2 pattern segment {part!r} ({exc})") from None
 
 
 KIND_PARAM = "id"

@@ -14,6 +14,24 @@ from authz.findings import Finding
 MODEL_FILE = "model.conf"
 _INTERESTING = re.compile(r"[,\[\]()]")
 _LINE_TYPE = re.compile(r"[pg]\d*")
+# Casbin's file adapter reads a policy file in text mode: lines end at \n, \r\n or \r only.
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
+
+
+def text_lines(text: str, *, keepends: bool = False) -> list[str]:
+    """A policy file's lines as Casbin reads them (with their line ends when `keepends`).
+
+    Not `str.splitlines`, which also breaks at \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029:
+    a value holding one was a line to Casbin and two to authz, so `g, a, b(<U+2028>p, *, /x,
+    GET, True, allow<U+2028>)` added through the admin API read back as a `p` line of its own.
+    """
+    if keepends:
+        return _LINE_WITH_END.findall(text)
+    lines = _LINE_BREAK.split(text)
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 class PolicyLine(NamedTuple):
@@ -114,7 +132,7 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     share = shared.setdefault
     known_types: set[str] = set()  # line types already matched: a policy has a handful
     for name, text in source.files:
-        for number, raw in enumerate(text.splitlines(), start=1):
+        for number, raw in enumerate(text_lines(text), start=1):
             tokens = split_tokens(raw)
             if tokens is None:
                 continue

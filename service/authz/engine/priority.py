@@ -20,26 +20,37 @@ _SEPARATOR = "::"
 
 
 def _hierarchy(links: list[PolicyLine]) -> dict[str, int] | PolicyLine:
-    """Level of every `domain::name` in the links (0: nobody below it); a line of a cycle if any."""
-    pending = []
-    names: set[str] = set()
+    """Level of every `domain::name` in the links (0: nobody below it); a line of a cycle if any.
+
+    pycasbin peels the lowest names off level by level; a name's level is one more than its
+    highest member's. Computed here in one pass from the bottom up (the peeling took time
+    quadratic in a chain's length: 8,000 `g` lines in a row took 6 s to load, 100,000 hours).
+    A cycle leaves its links' children without a level: the first such link is reported.
+    """
+    edges: list[tuple[str, str, PolicyLine]] = []
+    members_left: dict[str, int] = {}
+    below: dict[str, list[str]] = {}  # a name -> the parents of its links
     for line in links:
         domain = line.values[2] if len(line.values) > 2 else ""
         child, parent = f"{domain}{_SEPARATOR}{line.values[0]}", f"{domain}{_SEPARATOR}{line.values[1]}"
-        pending.append((child, parent, line))
-        names |= {child, parent}
+        edges.append((child, parent, line))
+        members_left[parent] = members_left.get(parent, 0) + 1
+        members_left.setdefault(child, 0)
+        below.setdefault(child, []).append(parent)
     levels: dict[str, int] = {}
-    level = 0
-    while pending:
-        parents = {parent for _, parent, _ in pending if parent}
-        lowest = names - parents
-        if not lowest:
-            return pending[0][2]
-        levels.update(dict.fromkeys(lowest, level))
-        level += 1
-        pending = [link for link in pending if link[0] not in lowest]
-        names -= lowest
-    levels.update(dict.fromkeys(names, level))
+    highest: dict[str, int] = {}
+    ready = [name for name, left in members_left.items() if left == 0]
+    while ready:
+        name = ready.pop()
+        level = levels[name] = highest.get(name, 0)
+        for parent in below.get(name, ()):
+            highest[parent] = max(highest.get(parent, 0), level + 1)
+            members_left[parent] -= 1
+            if members_left[parent] == 0:
+                ready.append(parent)
+    for child, _, line in edges:
+        if child not in levels:
+            return line
     return levels
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from authz.engine.bindings import Subject, plain
 from authz.engine.patterns import Matching
+from authz.engine.reachmemo import ReachBudget, ReachMemo
 from authz.principal import Principal
 
 # pycasbin's role manager checks the start names plus 9 further hops (max level 10).
@@ -55,7 +56,10 @@ class RoleGraph:
         self.timed = timed
         self.max_hops = MAX_HOPS_CONDITIONAL if timed else MAX_HOPS
         self._parents: dict[str | None, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
-        self._closures: dict[tuple[str | None, str, int], frozenset[str]] = {}
+        # Closures of the policy's names, bounded in the names they hold (request data picks
+        # which names: `g2(r.obj, ...)`); the pattern views below share the budget.
+        self.budget = ReachBudget()
+        self._closures = ReachMemo(self.budget)
         # Principals' reach by (facts number, domain), and the names those sets hold in all.
         self._subject_memo: dict[tuple[int, str | None], frozenset[str]] = {}
         self._subject_members = 0
@@ -66,10 +70,7 @@ class RoleGraph:
         self._bound_set: set[datetime] = set()
         self._bounds: list[datetime] | None = None
         # The closures of the current clock state (see `_state`), replaced when it changes.
-        self._timed_memo: tuple[tuple[int, bool], dict[tuple[str | None, str, int], frozenset[str]]] = (
-            (-1, False),
-            {},
-        )
+        self._timed_memo: tuple[tuple[int, bool], ReachMemo] = ((-1, False), ReachMemo(self.budget))
 
     def add_link(
         self, child: str, parent: str, domain: str | None = None, window: Window | None = None
@@ -186,13 +187,13 @@ class RoleGraph:
             state = self._state(at)
             current = self._timed_memo
             if current[0] != state:
-                current = (state, {})
+                current = (state, ReachMemo(self.budget))
                 self._timed_memo = current
             memo = current[1]
         found = memo.get(key)
         if found is None:
             found = self._walk(name, domain, hops, at)
-            memo[key] = found
+            memo.put(key, found)
         return found
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from authz.engine.policyfiles import split_tokens
+from authz.engine.policyfiles import split_tokens, text_lines
 from authz.errors import InvalidArgument
 
 Rule = tuple[str, ...]
@@ -44,8 +44,10 @@ def rule_line(rule: Sequence[str]) -> str:
     for position, value in enumerate(rule[1:], start=1):
         if not value.strip():
             raise RuleSyntaxError(f"value {position} of the rule is empty")
-        if "\n" in value or "\r" in value:
-            raise RuleSyntaxError(f"value {position} of the rule spans lines")
+        if value.splitlines() != [value]:
+            # Any character Python breaks lines at (U+2028, \x1e, \v ...), not only \n and \r:
+            # whatever reads the file next must see one line.
+            raise RuleSyntaxError(f"value {position} of the rule spans lines (it holds a line break)")
     line = ", ".join(value.strip() for value in rule)
     if tuple(split_tokens(line) or ()) != tuple(value.strip() for value in rule):
         raise RuleSyntaxError(
@@ -74,7 +76,7 @@ def drop_lines(text: str, rules: Sequence[Rule]) -> tuple[str, set[Rule]]:
     wanted = set(rules)
     kept: list[str] = []
     found: set[Rule] = set()
-    for raw in text.splitlines(keepends=True):
+    for raw in text_lines(text, keepends=True):
         rule = line_rule(raw)
         if rule in wanted:
             found.add(rule)
@@ -90,7 +92,7 @@ def format_text(text: str) -> str:
     blank lines and order are kept; the file ends with exactly one newline.
     """
     out: list[str] = []
-    for raw in text.splitlines():
+    for raw in text_lines(text):
         rule = line_rule(raw)
         out.append(", ".join(rule) if rule is not None else raw.rstrip())
     while out and not out[-1]:

@@ -19,7 +19,7 @@ from typing import Protocol
 from authz.engine.policyfiles import MODEL_FILE, PolicySource
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
-from authz.policy.suites import TESTS_DIR, Suite, SuiteError, parse_suite
+from authz.policy.suites import TESTS_DIR, Suite, SuiteError, check_total, parse_suite
 
 # The names a stored version may hold, exactly those a policy directory is read from.
 _POLICY_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
@@ -53,6 +53,7 @@ class PolicyContent:
                 findings.extend(exc.findings)
         if findings:
             raise SuiteError(findings)
+        check_total(suites)
         return suites
 
 

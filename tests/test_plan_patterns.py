@@ -1,0 +1,103 @@
+"""Hostile policy text in a plan: never wider than Check, never slow.
+
+The planner compares a keyMatch2 pattern with the template segment by segment. A regex
+piece of the pattern (from the policy) met a literal segment of the template (from the
+caller) on Python's backtracking `re`, and was read as if it meant the same alone as inside
+the whole pattern; and a condition over unknown attributes grew without bound. These lines
+are what that got wrong.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from authz.app import demo_policy_dir
+from authz.engine import Snapshot, load_snapshot
+from authz.engine.plan import PlanKind, plan_resources
+from authz.errors import FailedPrecondition
+from authz.principal import Principal
+from tests.policy_dirs import write_policy
+
+DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
+BOB = Principal("bob", org_id="org_1")
+
+
+def policy(tmp_path: Path, *lines: str) -> Snapshot:
+    return load_snapshot(write_policy(tmp_path / "p", DEMO_MODEL, policy_csv="\n".join(lines) + "\n"))
+
+
+def test_a_backtracking_pattern_meets_a_long_segment_in_linear_time(tmp_path):
+    # `(a+)+b` against 40 `a`s: about 2**40 steps on Python's `re` (0.5 s at 24, hours at 40),
+    # with the event loop's thread holding the interpreter.
+    snapshot = policy(tmp_path, "p, *, /api/(a+)+b/:x, GET, True, allow")
+    started = time.monotonic()
+    plan = plan_resources(snapshot, BOB, "GET", "/api/" + "a" * 40 + "/:id")
+    assert time.monotonic() - started < 10
+    assert plan.kind is PlanKind.ALWAYS_DENIED
+    assert plan_resources(snapshot, BOB, "GET", "/api/aab/:id").kind is PlanKind.ALWAYS_ALLOWED
+
+
+def test_an_alternation_is_not_read_per_segment(tmp_path):
+    # `^/a|q/c/[^/]+$` is "starts with /a" or "is q/c/..."; read per segment, `a|q` matched
+    # `q` and the plan allowed every row of /q/c/:id, which Check denies.
+    snapshot = policy(tmp_path, "p, *, /a|q/c/:id, GET, True, allow")
+    assert not snapshot.decide(BOB, "/q/c/1", "GET").allowed
+    refused = r"policy\.csv:1: cannot plan keyMatch2 pattern segment 'a\|q'"
+    with pytest.raises(FailedPrecondition, match=refused):
+        plan_resources(snapshot, BOB, "GET", "/q/c/:id")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        "/(x|x/y)/:z",  # a group spanning a `/`: no regex alone (was re.error, an INTERNAL answer)
+        "/[x/y]/:z",  # a class spanning one
+        "/x/y\\Z/:z",  # an anchor inside the pattern (`$` there is refused when the policy loads)
+        "/x/{2}y/:z",  # a quantifier on the `/` before it
+    ],
+)
+def test_a_part_that_means_something_else_alone_is_not_planned(tmp_path, pattern):
+    snapshot = policy(tmp_path, f"p, *, {pattern}, GET, True, allow")
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:1: cannot plan keyMatch2 pattern"):
+        plan_resources(snapshot, BOB, "GET", "/x/y/:id")
+
+
+def test_a_regex_part_before_a_tail_is_not_planned(tmp_path):
+    # `^/a.+/.*$` holds for /a/b/1 (`.+` takes `/b`): per segment `a.+` missed `a`, and the
+    # deny was dropped from the plan while Check denies.
+    snapshot = policy(tmp_path, "p, *, /a/*, GET, True, allow", "p, *, /a.+/*, GET, True, deny")
+    assert not snapshot.decide(BOB, "/a/b/1", "GET").allowed
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:2: cannot plan keyMatch2 pattern '/a\.\+/\*'"):
+        plan_resources(snapshot, BOB, "GET", "/a/b/:id")
+
+
+def test_a_local_regex_part_is_still_planned(tmp_path):
+    snapshot = policy(tmp_path, "p, *, /api/v[0-9]+/orders/:id, GET, True, allow")
+    assert plan_resources(snapshot, BOB, "GET", "/api/v12/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert plan_resources(snapshot, BOB, "GET", "/api/vx/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    assert snapshot.decide(BOB, "/api/v12/orders/1", "GET").allowed
+    assert not snapshot.decide(BOB, "/api/vx/orders/1", "GET").allowed
+    # A segment RE2 cannot read (a lone surrogate) is refused, not an exception out of the planner.
+    with pytest.raises(FailedPrecondition, match="cannot plan keyMatch2 pattern segment"):
+        plan_resources(snapshot, BOB, "GET", "/api/v1\ud800/orders/:id")
+
+
+def test_an_or_chain_over_unknown_attributes_is_refused_as_it_grows(tmp_path):
+    # Each `||` refers to the condition so far twice (where it holds, where it is false or
+    # NULL): 22 terms took 37 s, and every term doubled it.
+    terms = " || ".join(f"r.obj.owner == 'u{i}'" for i in range(40))
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {terms}, allow")
+    started = time.monotonic()
+    with pytest.raises(
+        FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition that is deeper than 32"
+    ):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+    # An `in` of more values than a plan's nodes is refused too (each is a bound parameter).
+    values = ", ".join(f"'u{i}'" for i in range(20_000))
+    snapshot = policy(tmp_path / "in", f"p, *, /api/orders/:id, GET, r.obj.owner in ({values}), allow")
+    with pytest.raises(FailedPrecondition, match="more than 10,000 nodes"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
