@@ -76,6 +76,10 @@ LINE = "p, alice, data, read, allow"
             ("model.conf", 14),
             "nested too deeply",
         ),
+        # A line break to str.splitlines but not to Casbin's model reader: one matcher line to
+        # Casbin, two to whoever reads the file.
+        (MODEL.replace("&& r.act", "&&\u2028r.act"), [LINE], ("model.conf", 14), "U+2028"),
+        ("# notes\x0bon the model\n" + MODEL, [LINE], ("model.conf", 1), "U+000B"),
     ],
 )
 def test_refused_with_file_line_and_reason(tmp_path, model, lines, where, fragment):
@@ -96,6 +100,7 @@ def test_refused_with_file_line_and_reason(tmp_path, model, lines, where, fragme
         ),
         (PRIORITY, ["p, 10, a, d, read, allow", "p, 2, b, d, read, deny"]),
         (SUBJECT_PRIORITY, [LINE, "g, alice, admin"]),
+        (MODEL.replace("\n", "\r\n"), [LINE]),
     ],
 )
 def test_what_authz_implements_exactly_is_valid(tmp_path, model, lines):

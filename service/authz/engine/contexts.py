@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from authz.engine.matcher import escape_assertion
 from authz.engine.model import Effect, ModelSpec, model_error, parse_model
-from authz.engine.policyfiles import MODEL_FILE, PolicySource
+from authz.engine.policyfiles import MODEL_FILE, PolicySource, text_lines
 from authz.errors import InvalidArgument, PolicyLoadError
 from authz.findings import Finding
 
@@ -69,7 +69,7 @@ def _definitions(text: str) -> Iterator[_Definition]:
         buffer.clear()
         numbers.clear()
 
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text_lines(text), start=1):
         line = raw.strip()
         if not line or line[0] in "#;":
             yield from flush()
@@ -187,7 +187,7 @@ def context_model(model_text: str, suffix: str) -> str:
     renamed to match); the other request, policy, effect and matcher definitions become
     blank lines; role definitions, comments and `# authz:` directives stay as they are.
     """
-    lines = model_text.splitlines()
+    lines = text_lines(model_text)
     for definition in _definitions(model_text):
         if not definition.kind:
             continue

@@ -17,7 +17,7 @@ from casbin.model import Model
 from authz.engine.bindings import REQUEST_FIELDS
 from authz.engine.keymatch import matcher_functions
 from authz.engine.matcher import parse_matcher
-from authz.engine.policyfiles import MODEL_FILE
+from authz.engine.policyfiles import MODEL_FILE, text_lines
 from authz.errors import PolicyLoadError
 from authz.findings import Finding, model_line
 
@@ -93,8 +93,25 @@ class ModelSpec:
         return self.policy.index(token) if token in self.policy else None
 
 
+# Line breaks to `str.splitlines` (and to editors) that Casbin's model reader does not break at,
+# reading model text through a StringIO that ends lines at \n only: a matcher holding one would
+# be one line to Casbin and two to a reader of the file.
+_ODD_LINE_BREAK = re.compile("\r(?!\n)|[\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
 def parse_model(text: str) -> ModelSpec:
     """Parse model text; raises PolicyLoadError naming what is wrong."""
+    odd = _ODD_LINE_BREAK.search(text)
+    if odd is not None:
+        number = text.count("\n", 0, odd.start()) + 1
+        raise PolicyLoadError.at(
+            Finding.error(
+                MODEL_FILE,
+                number,
+                f"holds U+{ord(odd.group()):04X}, a line break to some readers and not to Casbin's: "
+                "end lines with \\n or \\r\\n only",
+            )
+        )
     model = Model()
     try:
         model.load_model_from_text(text)
@@ -221,7 +238,7 @@ def _directives(
     typo never silently turns matching off.
     """
     found: dict[str, tuple[str | None, str | None]] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text_lines(text), start=1):
         directive = _DIRECTIVE.fullmatch(raw)
         if directive is None:
             continue
