@@ -12,7 +12,7 @@ from authz.app import demo_policy_dir
 from authz.cli.main import main
 from authz.decision import Reason
 from authz.engine import Snapshot, load_snapshot, planast
-from authz.engine.plan import PlanKind, plan_resources
+from authz.engine.plan import Plan, PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
 from authz.transports.planproto import condition_to_proto
@@ -87,7 +87,8 @@ def test_a_line_naming_one_resource_becomes_a_condition_on_the_path_parameter(tm
     )
     plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
     assert planast.render(plan.condition) == (
-        "NOT (id == '7') AND (id == '42' OR (owner IS NOT NULL AND owner == 'bob'))"
+        "NOT (id == '7' OR id == '7\\n') "
+        "AND (id == '42' OR id == '42\\n' OR (owner IS NOT NULL AND owner == 'bob'))"
     )
     assert plan.fields == ["id", "owner"]
 
@@ -244,6 +245,16 @@ def test_a_kind_template_plans_the_rest_of_the_id_as_the_field_id(tmp_path):
     assert plan_resources(snapshot, BOB, "read", "invoice:*").kind is PlanKind.ALWAYS_ALLOWED
     # Row by row, the plan's rows are Check's.
     rows = [("42", None), ("7", "bob"), ("8", "bob"), ("9", "amy"), ("10", None)]
+    checked = {
+        rest
+        for rest, owner in rows
+        if snapshot.decide(BOB, f"order:{rest}", "read", {"owner": owner} if owner else {}).allowed
+    }
+    assert selected_ids(plan, rows) == checked == {"42", "8"}
+
+
+def selected_ids(plan: Plan, rows: list[tuple[str, str | None]]) -> set[str]:
+    """The ids of the (id, owner) rows that `plan` selects, through SQLAlchemy on SQLite."""
     engine = create_engine("sqlite://")
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE orders (id TEXT, owner TEXT)"))
@@ -255,10 +266,42 @@ def test_a_kind_template_plans_the_rest_of_the_id_as_the_field_id(tmp_path):
         "CONDITIONAL", condition_to_proto(plan.condition), "", "", tuple(plan.fields), (), "bob", "", ""
     )
     with engine.connect() as connection:
-        selected = {r[0] for r in connection.execute(select(orders.c.id).where(plan_where(result, orders)))}
+        return {r[0] for r in connection.execute(select(orders.c.id).where(plan_where(result, orders)))}
+
+
+def test_a_keymatch2_line_naming_an_id_covers_it_with_a_final_line_break_as_check_does(tmp_path):
+    # keyMatch2's `$` also matches before a final `\n` (Python's `re`, so pycasbin and Check):
+    # the deny line on order 7 denies `7\n` too. The plan compared with `7` alone and listed
+    # the row `7\n` that Check denies.
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, r.obj.owner == r.sub.id, allow",
+        "p, *, /api/orders/7, GET, True, deny",
+        "p, *, /api/orders/42, GET, True, allow",
+    )
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    rows = [("7", "bob"), ("7\n", "bob"), ("42", None), ("42\n", None), ("8", "bob"), ("9", "amy")]
     checked = {
         rest
         for rest, owner in rows
-        if snapshot.decide(BOB, f"order:{rest}", "read", {"owner": owner} if owner else {}).allowed
+        if snapshot.decide(BOB, f"/api/orders/{rest}", "GET", {"owner": owner} if owner else {}).allowed
     }
-    assert selected == checked == {"42", "8"}
+    assert selected_ids(plan, rows) == checked == {"42", "42\n", "8"}
+    assert "\n" not in planast.render(plan.condition)  # still one line
+
+
+def test_a_kind_under_keymatch2_covers_an_id_with_a_final_line_break_as_check_does(tmp_path):
+    model = DEMO_MODEL.replace(
+        '(r.obj == p.obj || (keyMatch(p.obj, "/*") && keyMatch2(r.obj, p.obj)))', "keyMatch2(r.obj, p.obj)"
+    )
+    assert model != DEMO_MODEL
+    lines = "p, *, order/*, read, r.obj.owner == r.sub.id, allow\np, *, order/7, read, True, deny\n"
+    snapshot = load_snapshot(write_policy(tmp_path / "p", model, policy_csv=lines))
+    plan = plan_resources(snapshot, BOB, "read", "order/*")
+    rows = [("7", "bob"), ("7\n", "bob"), ("8", "bob"), ("9", "amy")]
+    checked = {
+        rest
+        for rest, owner in rows
+        if snapshot.decide(BOB, f"order/{rest}", "read", {"owner": owner}).allowed
+    }
+    assert selected_ids(plan, rows) == checked == {"8"}

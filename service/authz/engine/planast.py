@@ -205,7 +205,11 @@ def _show(value: Literal | tuple[Literal, ...]) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        text = value.replace("\\", "\\\\").replace("'", "\\'")
+        if not text.isprintable():
+            # One line whatever the value holds (a keyMatch2 plan compares with `7\n` too).
+            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+        return "'" + text + "'"
     return repr(value)
 
 

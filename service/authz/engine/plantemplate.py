@@ -100,7 +100,8 @@ class Template:
         elif len(parts) != len(self.segments):
             return self._unless_regex(pattern)
         out: list[Node] = []
-        for part, segment, param in zip(parts, self.segments, self.params, strict=False):
+        last = len(parts) - 1 if not tail else -1
+        for index, (part, segment, param) in enumerate(zip(parts, self.segments, self.params, strict=False)):
             if _PARAM.match(part):
                 if param is None and not segment:
                     return planast.FALSE
@@ -120,6 +121,8 @@ class Template:
             if param is None:
                 if part != segment:
                     return planast.FALSE
+            elif index == last:
+                out.append(_before_final_line_break(param, part))
             else:
                 out.append(planast.Compare("eq", param, part))
         return planast.all_of(*out)
@@ -143,6 +146,13 @@ class Template:
         if not prefix.startswith(literal):
             return planast.FALSE
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside a parameter of {self.text!r}")
+
+
+def _before_final_line_break(param: str, part: str) -> Node:
+    # keyMatch2's regex ends in `$`, which Python's `re` (so pycasbin, and Check with it) also
+    # matches before a final `\n`: a deny line `/api/orders/7` denies the id `7\n` too, and a
+    # plan that asked for `id == '7'` alone let that row through.
+    return planast.any_of(planast.Compare("eq", param, part), planast.Compare("eq", param, part + "\n"))
 
 
 def _segment_matches(part: str, segment: str) -> bool:
@@ -207,7 +217,7 @@ class KindTemplate(Template):
         if not (start.startswith(self.prefix) or self.prefix.startswith(start)):
             return planast.FALSE
         if found is None:
-            return self.equals(pattern)
+            return planast.any_of(self.equals(pattern), self.equals(pattern + "\n"))
         if (
             pattern.endswith("/*")
             and not _REGEX.search(pattern[:-1])
