@@ -79,6 +79,24 @@ def test_push_pull_round_trip_history_show_and_rollback(pg_dsn, tmp_path):
     refused = authz("policy", "push", str(source), "--store", pg_dsn)
     assert refused.returncode == 2 and "moved on since the last push" in refused.stderr
     assert "pushed #4" in ok("policy", "push", str(source), "--store", pg_dsn, "--expected-version", digest)
+    # A message is stored cut to its bound and printed with its control characters escaped.
+    head = read_policy_dir(source).version
+    (source / "policy.csv").write_text((source / "policy.csv").read_text() + "p, x:z, /z, GET, True, allow\n")
+    noisy = "\x1b[2J\x1b]0;owned\x07" + "m" * 5_000
+    ok(
+        "policy",
+        "push",
+        str(source),
+        "--store",
+        pg_dsn,
+        "--expected-version",
+        head,
+        "-m",
+        noisy,
+    )
+    newest = ok("policy", "history", "--store", pg_dsn, "--limit", "1")
+    assert "\x1b" not in newest and "\x07" not in newest and "\\x1b[2J" in newest
+    assert "m" * 900 in newest and "m" * 1_000 not in newest and newest.rstrip().endswith("…")
 
 
 @pytest.mark.parametrize("command", [("store", "migrate"), ("policy", "history")])

@@ -494,3 +494,24 @@ def test_token_never_logged(server, issuer, caplog):
 
 def test_oversized_token_is_malformed(server):
     assert _check(server, "x" * 20_000).reason == R.REASON_TOKEN_MALFORMED
+
+
+def test_a_refusal_repeats_at_most_64_characters_of_the_callers_header(server, issuer):
+    # The message goes back to the caller and into logs: a 10,000-character kid or alg was all
+    # of it, every call.
+    long_kid = "k" * 10_000
+    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    claims = issuer.claims(permissions=["read:orders"])
+    unknown = jwt.encode(claims, stranger, algorithm="RS256", headers={"kid": long_kid})
+    # No library signs with an unknown alg: the header is written by hand (the signature is never read).
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "X" * 10_000, "kid": "k"}).encode()).rstrip(b"=")
+    odd_alg = header.decode() + "." + unknown.split(".", 1)[1]
+    for token, reason in (
+        (unknown, R.REASON_TOKEN_KEY_UNKNOWN),
+        (odd_alg, R.REASON_TOKEN_ALGORITHM_NOT_ALLOWED),
+    ):
+        reply = _check(server, token)
+        assert reply.reason == reason
+        assert "k" * 64 in reply.message or "X" * 64 in reply.message
+        assert "k" * 65 not in reply.message and "X" * 65 not in reply.message
+        assert len(reply.message) < 200

@@ -37,7 +37,8 @@ from auth0.management.core.api_error import ApiError
 from auth0.management.core.parse_error import ParsingError
 
 from authz.config import is_loopback
-from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, escaped, role_from
+from authz.policy.auth0 import Auth0SourceError, Declarations, api_from, role_from
+from authz.printable import escaped
 
 PER_PAGE = 100  # the Management API's largest page
 MAX_PAGES = 1000

@@ -15,7 +15,7 @@ from authz.cli.attrs import UsageError
 from authz.cli.policy import DEFAULT_DIR, _print_json
 from authz.config import configured
 from authz.errors import AuthzError
-from authz.policy.auth0 import escaped
+from authz.printable import escaped
 
 if TYPE_CHECKING:
     from authz.auth0.mgmt import Management

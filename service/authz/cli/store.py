@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from authz.cli.attrs import UsageError
+from authz.printable import escaped
 from authz.sources import changes
 from authz.sources.pgschema import migrate
 from authz.sources.postgres import PostgresStore, VersionInfo, cli_author
@@ -130,7 +131,9 @@ def run_history(ns: argparse.Namespace) -> int:
         print(json.dumps([_record(v) for v in versions], indent=2, ensure_ascii=False))
         return 0
     for v in versions:
-        print(f"#{v.id}  {v.version}  {_when(v.created_at)}  {v.kind:<8}  {v.author}: {v.message}")
+        # Written by whoever may edit the policy: shown, never obeyed, by the terminal.
+        who, what = escaped(v.author), escaped(v.message)
+        print(f"#{v.id}  {v.version}  {_when(v.created_at)}  {v.kind:<8}  {who}: {what}")
     if not versions:
         print("the policy store holds no version yet: authz policy push DIR --store DSN")
     return 0

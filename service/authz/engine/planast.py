@@ -16,6 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Union
 
+from authz.printable import escaped
+
 Literal = str | int | float | bool
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
 SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
@@ -205,11 +207,8 @@ def _show(value: Literal | tuple[Literal, ...]) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        text = value.replace("\\", "\\\\").replace("'", "\\'")
-        if not text.isprintable():
-            # One line whatever the value holds (a keyMatch2 plan compares with `7\n` too).
-            text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-        return "'" + text + "'"
+        # One line whatever the value holds (a keyMatch2 plan compares with `7\n` too).
+        return "'" + escaped(value.replace("\\", "\\\\").replace("'", "\\'")) + "'"
     return repr(value)
 
 

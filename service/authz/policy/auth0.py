@@ -201,14 +201,6 @@ def _entries(value: Any) -> list[dict[str, Any]]:
     return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
 
 
-def escaped(text: str) -> str:
-    """`text` with every character that is not printable shown as its escape (`\\x1b`): for
-    names and messages from a tenant, which must not drive the terminal they are printed on."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 

@@ -48,6 +48,9 @@ _CONNECTION_DEFAULTS: dict[str, str | int] = {
 }
 # A write retries this often when another writer moved the head while it built its candidate.
 _WRITE_ATTEMPTS = 3
+# A version's message, as stored: callers of the admin API write it and `policy history` prints
+# it on one line, so longer ones are cut (a message is a note, not policy).
+MAX_MESSAGE_CHARS = 1_000
 _INFO = (
     "SELECT v.id, v.version, coalesce(p.version, ''), extract(epoch FROM v.created_at)::float8,"
     " v.author, v.message, v.kind FROM authz_policy_versions v"
@@ -262,13 +265,16 @@ class PostgresStore:
         kind: str,
         run_tests: bool = True,
     ) -> tuple[VersionInfo, bool]:
-        """Apply `change` to the head and commit the result as the new head.
+        """Apply `change` to the head and commit the result as the new head (`message` cut to
+        MAX_MESSAGE_CHARS).
 
         Returns the head after the call and whether a version was added (an unchanged
         content adds none). With `expected_version`, VersionConflict unless the head has
         that digest when the transaction commits; without, a head moved by another writer
         meanwhile means building again from it.
         """
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
         for attempt in range(_WRITE_ATTEMPTS):
             with self.session() as conn:
                 base = (

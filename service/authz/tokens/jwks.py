@@ -122,8 +122,8 @@ class KeySet:
             self._keys = keys
             self._ready.set()
         if removed:
-            shown = ", ".join(_shown(kid) for kid in sorted(removed)[:10])
-            log.info("JWKS keys removed: %s%s", shown, " ..." if len(removed) > 10 else "")
+            names = ", ".join(shown(kid) for kid in sorted(removed)[:10])
+            log.info("JWKS keys removed: %s%s", names, " ..." if len(removed) > 10 else "")
             for listener in self._listeners:
                 listener()
         return True
@@ -141,7 +141,7 @@ class KeySet:
                 keys[str(entry["kid"])] = _signing_key(entry)
             except (jwt.PyJWTError, TypeError, ValueError) as exc:
                 # One broken key is skipped, never the whole document: the others may be a rotation.
-                skipped.append(f"{_shown(entry['kid'])}: {exc}")
+                skipped.append(f"{shown(entry['kid'])}: {exc}")
         if skipped:
             # One line per fetch, whatever the document holds (a 1 MiB one can hold 40,000 keys).
             more = f" and {len(skipped) - 3} more" if len(skipped) > 3 else ""
@@ -193,9 +193,10 @@ def _signing_key(entry: dict[str, Any]) -> SigningKey:
     return SigningKey(jwk, alg, str(entry["kty"]), crv if isinstance(crv, str) else None)
 
 
-def _shown(kid: object) -> str:
-    """A key id from the document as a log shows it: quoted, escaped, at most 64 characters."""
-    return repr(str(kid)[:64])
+def shown(value: object) -> str:
+    """A key id (or another token header value) as a message or a log shows it: quoted, escaped,
+    at most 64 characters of it."""
+    return repr(str(value)[:64])
 
 
 def _json_document(body: bytes) -> Any:

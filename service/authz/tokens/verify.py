@@ -17,7 +17,7 @@ from authz.errors import Unavailable
 from authz.principal import Principal, numeric_date, principal_from_claims
 from authz.tokens import hints
 from authz.tokens.cache import TokenCache
-from authz.tokens.jwks import KeySet, SigningKey
+from authz.tokens.jwks import KeySet, SigningKey, shown
 
 log = logging.getLogger("authz.tokens")
 
@@ -115,7 +115,8 @@ class TokenVerifier:
         if alg not in self.settings.algorithms:
             raise TokenRejected(
                 Reason.TOKEN_ALGORITHM_NOT_ALLOWED,
-                f"algorithm {alg!r} is not allowed (allowed: {', '.join(self.settings.algorithms)})",
+                # The caller's header value, cut short: a 16 KiB token's message was all of it.
+                f"algorithm {shown(alg)} is not allowed (allowed: {', '.join(self.settings.algorithms)})",
             )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
@@ -127,7 +128,9 @@ class TokenVerifier:
                 # a shared port, an issuer down since start-up). Refused as not ready, so the
                 # caller retries instead of reading a deny as the token's verdict.
                 raise Unavailable("the issuer's signing keys (JWKS) are not loaded yet; retry shortly")
-            raise TokenRejected(Reason.TOKEN_KEY_UNKNOWN, f"signing key {kid!r} is not in the issuer's JWKS")
+            raise TokenRejected(
+                Reason.TOKEN_KEY_UNKNOWN, f"signing key {shown(kid)} is not in the issuer's JWKS"
+            )
         if key.alg and _key_family(key.alg) != _key_family(alg):
             raise TokenRejected(
                 Reason.TOKEN_ALGORITHM_NOT_ALLOWED, f"key {kid!r} is for {key.alg}, the token says {alg}"
