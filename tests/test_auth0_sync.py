@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -16,7 +17,7 @@ import pytest
 from authz.app import demo_policy_dir
 from authz.auth0.declare import declare
 from authz.cli.main import main
-from authz.policy.auth0 import read_declarations
+from authz.policy.auth0 import Auth0SourceError, read_declarations
 from authz.policy.lint import lint_directory
 from tests.auth0_mgmt import MgmtTenant, serve
 
@@ -400,6 +401,21 @@ def test_export_directory_round_trips(tmp_path: Path, capsys: pytest.CaptureFixt
         role.__class__(role.name, role.permissions, declared.roles[0].origin, role.description)
         for role in declare(demo_policy_dir(), (API,)).roles
     )
+
+
+def test_an_unterminated_string_in_an_export_is_refused_in_linear_time(tmp_path: Path) -> None:
+    # Each escaped quote after an unterminated one started a literal scanning to the end: about
+    # 40 s for these 120 KB before the JSON was refused.
+    servers = tmp_path / "tenant" / "resource-servers"
+    servers.mkdir(parents=True)
+    (servers / "api.json").write_text('{"identifier": "' + '\\"' * 60_000)
+    started = time.perf_counter()
+    with pytest.raises(Auth0SourceError, match="not valid JSON"):
+        read_declarations(str(tmp_path / "tenant"))
+    assert time.perf_counter() - started < 10
+    # Placeholders still stand for values outside strings and stay text inside them.
+    (servers / "api.json").write_text('{"identifier": "https://x.example ##KEEP##", "token_lifetime": ##T##}')
+    assert read_declarations(str(tmp_path / "tenant")).apis[0].identifier == "https://x.example ##KEEP##"
 
 
 def test_lint_takes_the_audience_from_the_settings(
