@@ -7,9 +7,10 @@ asked before (and, for the cached column, a few hundred repeated ones): the prot
 work grpcio does for the larger messages, the token cache, the proto conversion, the
 engine (decision cache included), the metrics, the decision log (queueing on the request
 thread; writing on its own thread, which shares the interpreter), and the handler's own
-code. What they leave of the RPC's extra time is the transport's: the servicer method, the
-call gate, grpcio's work per byte, and waiting for the interpreter or a core on a busy
-machine.
+code. The last rows set them beside what the server itself read of the RPC runs
+(bench/serverside.py): the same handler timed where it ran (its `authz_rpc_duration_seconds`),
+the server's CPU time per call over the empty RPC's, and what of that was spent outside the
+handler and the log writer: in grpcio and the event loop.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ STAGES = (
     "decision log: write (its own thread)",
 )
 SERVER = "in-process total (the stages above)"
-TRANSPORT = "transport and waiting (the rest)"
-EXTRA = "Check's extra time per call over the empty RPC"
+HANDLER = "the same handler timed in the server (its authz_rpc_duration_seconds)"
+CPU_EXTRA = "server CPU per call over the empty RPC's"
+OUTSIDE = "of which outside the handler and the log writer (grpcio, event loop)"
+EXTRA = "Check's extra time per call over the empty RPC (from RPCs/s)"
 
 
 def _interleaved(
@@ -219,10 +222,26 @@ def measure(
         }
 
 
-def rows(found: dict[str, dict[str, float]], extra: dict[str, float]) -> list[list[Any]]:
-    """The table: a row per stage, a column per case; `extra` is each case's time over the empty RPC."""
+def served(run: dict[str, Any], empty: dict[str, Any]) -> dict[str, float]:
+    """What the server read of an RPC run (bench/serverside.py): its handler's time per call and
+    its CPU time per call over the empty RPC run's (NaN where it was not measured)."""
+    nan = float("nan")
+    return {
+        HANDLER: run.get("handler_us", nan),
+        CPU_EXTRA: run.get("server_cpu_us", nan) - empty.get("server_cpu_us", nan),
+    }
+
+
+def rows(
+    found: dict[str, dict[str, float]], server: dict[str, dict[str, float]], extra: dict[str, float]
+) -> list[list[Any]]:
+    """The table: a row per stage, a column per case; then what the server read of each case's
+    RPC run (`served`) and `extra`, each case's time over the empty RPC from the RPCs/s."""
     cases = list(found)
     table = [[stage, *(found[c][stage] for c in cases)] for stage in (*STAGES, SERVER)]
+    table.append([HANDLER, *(server[c][HANDLER] for c in cases)])
+    table.append([CPU_EXTRA, *(server[c][CPU_EXTRA] for c in cases)])
+    outside = (server[c][CPU_EXTRA] - server[c][HANDLER] - found[c][STAGES[8]] for c in cases)
+    table.append([OUTSIDE, *outside])
     table.append([EXTRA, *(extra[c] for c in cases)])
-    table.append([TRANSPORT, *(extra[c] - found[c][SERVER] for c in cases)])
     return table

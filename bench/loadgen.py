@@ -5,8 +5,9 @@
 Closed loop (the default): every thread makes blocking unary calls in a loop; calls that
 start after the warm-up are timed. Open loop (`--rate`): calls are sent at a fixed rate
 whatever the server's answers, so an overloaded server shows whether it queues or sheds.
-Prints one JSON line: calls, seconds, rps, p50_us, p99_us, rejected, errors (and, open
-loop, the calls refused with RESOURCE_EXHAUSTED and the rate actually sent).
+Prints one JSON line: calls, seconds, rps, p50_us, p99_us, rejected, errors, all_calls (the
+warm-up's included; closed loop), and, open loop, the calls refused with RESOURCE_EXHAUSTED
+and the rate actually sent.
 
 `check` sends a request never sent before on every call (its resource id is fresh), so a
 decision cache cannot answer it; `check-cached` cycles through a few hundred requests.
@@ -186,6 +187,7 @@ def run(
     finished = [measure_from] * threads
     rejected = [0] * threads
     errors = [0] * threads
+    answered = [0] * threads  # warm-up included: the server's work per call is read over all of them
     codes: dict[str, int] = {}
     started = itertools.count()
 
@@ -200,10 +202,12 @@ def run(
             try:
                 ok = one()
             except grpc.RpcError as error:
+                answered[index] += 1
                 errors[index] += 1
                 name = error.code().name if isinstance(error, grpc.Call) else "UNKNOWN"
                 codes[name] = codes.get(name, 0) + 1  # a rare race between threads loses a count only
                 continue
+            answered[index] += 1
             if now >= measure_from:
                 finished[index] = clock()
                 mine.append(finished[index] - now)
@@ -227,6 +231,7 @@ def run(
         "rejected": sum(rejected),
         "errors": sum(errors),
         "error_codes": codes,
+        "all_calls": sum(answered),
     }
 
 

@@ -12,7 +12,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench import breakdown, serving
+from bench import breakdown, serverside, serving
 from bench.profile import Profile
 from bench.report import Report
 from bench.stats import ratio
@@ -41,13 +41,27 @@ LABELS = {
     "visibility-cached": f"GetVisibility({serving.VISIBILITY_ELEMENTS}) (cached: the policy's UI elements)",
 }
 HEADERS = ["rpc", "RPCs/s", "decisions/s", "p50 µs", "p99 µs"]
+# The grpc section's: what the server read of each run (bench/serverside.py).
+SERVER_HEADERS = [*HEADERS, "server CPU µs/call", "in handler µs/call"]
 # Stages timed in process over this many Checks per round.
 BREAKDOWN_CHECKS = 1_000
 
 
-def measure(profile: Profile, address: str, kind: str, payload: Path, report: Report) -> dict[str, Any]:
-    """One load-generator run of `kind`; a warning when calls failed or tokens were rejected."""
+def measure(
+    profile: Profile,
+    address: str,
+    kind: str,
+    payload: Path,
+    report: Report,
+    server: serverside.Server | None = None,
+) -> dict[str, Any]:
+    """One load-generator run of `kind`; a warning when calls failed or tokens were rejected.
+
+    With `server`, also its CPU time per call and its handler's time per call in that run."""
+    before = server.read() if server else None
     result = serving.load(profile, address, kind, payload)
+    if server and before:
+        result.update(server.figures(before, server.read(), kind, result.get("all_calls", 0)))
     result["decisions_per_s"] = result["rps"] * ITEMS[kind]
     if result["rejected"] or result["errors"]:
         report.warn(f"{kind}: {result['rejected']} calls had the token rejected, {result['errors']} failed")
@@ -71,16 +85,24 @@ def _row(name: str, r: dict[str, Any]) -> list[Any]:
     return [name, r["rps"], r["decisions_per_s"], r["p50_us"], r["p99_us"]]
 
 
+def _server_row(name: str, r: dict[str, Any]) -> list[Any]:
+    return [*_row(name, r), r.get("server_cpu_us"), r.get("handler_us")]
+
+
 def run(profile: Profile, report: Report) -> None:
     """One `authz serve` (decision log on), one load generator: the empty RPC, Check, BatchCheck,
     GetVisibility, each on distinct requests and cached ones; then where a Check's time goes."""
     issuer = Issuer()
     try:
         policy, payload = serving.write_payload(profile, issuer)
-        with serving.authz_serve(profile, issuer, policy, AUTHZ_DECISION_LOG="all") as address:
+        metrics = f"127.0.0.1:{serving.free_port()}"
+        with serving.authz_process(
+            profile, issuer, policy, AUTHZ_DECISION_LOG="all", AUTHZ_METRICS_LISTEN=metrics
+        ) as (address, process):
+            server = serverside.Server(process.pid, f"http://{metrics}/metrics")
 
             def runner(kind: str) -> Callable[[], dict[str, Any]]:
-                return lambda: measure(profile, address, kind, payload, report)
+                return lambda: measure(profile, address, kind, payload, report, server)
 
             data: dict[str, Any] = interleaved({kind: runner(kind) for kind in LABELS}, profile.rpc_rounds)
         checks = BREAKDOWN_CHECKS if profile.rpc_rounds > 1 else BREAKDOWN_CHECKS // 10
@@ -112,8 +134,8 @@ def run(profile: Profile, report: Report) -> None:
         f"gRPC, one process (client: {profile.rpc_threads} threads over {profile.rpc_channels} channels; "
         f"{profile.rpc_policy_lines:,}-line policy; decision log on; best of {profile.rpc_rounds} "
         "interleaved runs)",
-        HEADERS,
-        [_row(LABELS[kind], data[kind]) for kind in LABELS],
+        SERVER_HEADERS,
+        [_server_row(LABELS[kind], data[kind]) for kind in LABELS],
         data,
     )
     report.note(
@@ -123,13 +145,14 @@ def run(profile: Profile, report: Report) -> None:
         "the decisions/s of single Checks (all on distinct items)"
     )
     extra = {kind: 1e6 / data[kind]["rps"] - 1e6 / data["health"]["rps"] for kind in stages}
+    served = {kind: breakdown.served(data[kind], data["health"]) for kind in stages}
     report.section(
         "grpc_breakdown",
         f"Where a Check's time goes (µs per call; each server stage timed alone in process over {checks:,} "
         f"Checks, fastest of {breakdown.ROUNDS} rounds; the last rows from the RPC runs above)",
         ["stage", "Check (distinct)", "Check (cached)"],
-        breakdown.rows(stages, extra),
-        {"stages_us": stages, "extra_over_empty_us": extra},
+        breakdown.rows(stages, served, extra),
+        {"stages_us": stages, "served_us": served, "extra_over_empty_us": extra},
     )
 
 

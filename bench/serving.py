@@ -135,12 +135,14 @@ def wait_serving(address: str, process: subprocess.Popen[bytes], log: Path, time
 
 
 @contextmanager
-def server_process(
+def started_process(
     command: list[str], env: dict[str, str], port: int, log: Path, cpu: int | None = None
-) -> Iterator[str]:
-    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its address.
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run a server command until the block ends (SIGTERM, then SIGKILL after 20 s); yields its
+    address and its process.
 
-    With `cpu`, the server and every thread it starts run on that core only.
+    With `cpu`, the server and every thread it starts run on that core only (taskset execs
+    the command, so the process is the server's own).
     """
     address = f"127.0.0.1:{port}"
     with log.open("wb") as out:
@@ -149,9 +151,18 @@ def server_process(
         )
     try:
         wait_serving(address, process, log)
-        yield address
+        yield address, process
     finally:
         stop(process)
+
+
+@contextmanager
+def server_process(
+    command: list[str], env: dict[str, str], port: int, log: Path, cpu: int | None = None
+) -> Iterator[str]:
+    """`started_process`, yielding the address only."""
+    with started_process(command, env, port, log, cpu) as (address, _):
+        yield address
 
 
 def pinned(command: list[str], cpu: int | None) -> list[str]:
@@ -170,6 +181,27 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
+def authz_process(
+    profile: Profile,
+    issuer: Issuer,
+    policy: Path,
+    *,
+    workers: int = 1,
+    store: str = "",
+    cpu: int | None = None,
+    **settings: str,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`authz serve` (the real command) on a free port, from `policy` (or the `store` DSN), with extra
+    AUTHZ_* `settings`; yields its address and its process."""
+    port = free_port()
+    command = [sys.executable, "-m", "authz.cli.main", "serve"]
+    log = profile.workdir / f"authz-serve-{port}.log"
+    env = {**server_env(issuer, policy, port, workers, store), **settings}
+    with started_process(command, env, port, log, cpu) as started:
+        yield started
+
+
+@contextmanager
 def authz_serve(
     profile: Profile,
     issuer: Issuer,
@@ -180,14 +212,9 @@ def authz_serve(
     cpu: int | None = None,
     **settings: str,
 ) -> Iterator[str]:
-    """`authz serve` (the real command) on a free port, from `policy` (or the `store` DSN), with extra
-    AUTHZ_* `settings`; yields its address."""
-    port = free_port()
-    command = [sys.executable, "-m", "authz.cli.main", "serve"]
-    log = profile.workdir / f"authz-serve-{port}.log"
-    env = {**server_env(issuer, policy, port, workers, store), **settings}
-    with server_process(command, env, port, log, cpu) as address:
-        yield address
+    """`authz_process`, yielding the address only."""
+    with authz_process(profile, issuer, policy, workers=workers, store=store, cpu=cpu, **settings) as started:
+        yield started[0]
 
 
 def load(
