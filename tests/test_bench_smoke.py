@@ -90,6 +90,9 @@ def test_quick_rpc_peers_overload_and_memory_sections_run(tmp_path: Path) -> Non
     data = json.loads(out.read_text())["sections"]
     for kind in ("check", "check-cached"):
         assert data["grpc"][kind]["calls"] > 0 and data["grpc"][kind]["errors"] == 0, data["grpc"][kind]
+        # What the server read of the run: its CPU per call and its own handler's time per call.
+        assert data["grpc"][kind]["server_cpu_us"] > 0 and data["grpc"][kind]["handler_us"] > 0
+    assert data["grpc"]["health"]["server_cpu_us"] > 0 and "handler_us" not in data["grpc"]["health"]
     peers = data["peers"]
     expected = ["pycasbin Enforcer", "pycasbin SyncedEnforcer"] + (
         ["node-casbin"] if shutil.which("node") else []
