@@ -151,3 +151,16 @@ def test_a_template_holding_a_line_break_is_refused() -> None:
     snapshot = snapshot_for(EFFECTS[1], [("*", "/api/*", "GET", "True", "allow")])
     with pytest.raises(InvalidArgument, match="line break"):
         plan_resources(snapshot, Principal("u"), "GET", "/api/:org/orders\n")
+
+
+def test_render_and_sample_sql_keep_control_characters_escaped() -> None:
+    # `authz plan` prints both: a value or field from the policy cannot break the line or
+    # drive the terminal (the SQL sample printed `\x1b` and line breaks as they were).
+    condition = planast.all_of(
+        planast.Not(planast.Compare("like", "id", planast.HAS_LINE_BREAK_BEFORE_END)),
+        planast.Compare("eq", "o\x1b", "x\\\x1b'y"),
+    )
+    assert planast.render(condition) == "NOT (id like '%\\n_%') AND o\\x1b == 'x\\\\\\x1b\\'y'"
+    assert planast.sample_sql(condition, "t") == (
+        "SELECT * FROM \"t\" WHERE NOT (\"id\" LIKE E'%\\n_%' ESCAPE '\\') AND \"o\\x1b\" = E'x\\\\\\x1b''y'"
+    )

@@ -257,12 +257,12 @@ def render(node: Node) -> str:
     if isinstance(node, Const):
         return "TRUE" if node.value else "FALSE"
     if isinstance(node, IsNull):
-        return f"{node.field} IS NULL"
+        return f"{escaped(node.field)} IS NULL"
     if isinstance(node, Compare):
-        return f"{node.field} {SYMBOLS[node.op]} {_show(node.value)}"
+        return f"{escaped(node.field)} {SYMBOLS[node.op]} {_show(node.value)}"
     if isinstance(node, Not):
         if isinstance(node.child, IsNull):
-            return f"{node.child.field} IS NOT NULL"
+            return f"{escaped(node.child.field)} IS NOT NULL"
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
     return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
@@ -286,12 +286,16 @@ def _sql_value(value: Literal | tuple[Literal, ...]) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+        if value.isprintable():
+            return "'" + value.replace("'", "''") + "'"
+        # PostgreSQL's escape string: the line stays one line and a control character cannot
+        # drive the terminal it is printed on (`\n`, `\x1b`, `\u2028` read as written).
+        return "E'" + escaped(value.replace("\\", "\\\\")).replace("'", "''") + "'"
     return repr(value)
 
 
 def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return '"' + escaped(name.replace('"', '""')) + '"'
 
 
 def sample_sql(node: Node, table: str) -> str:
