@@ -118,6 +118,10 @@ $fixed = [
     ]]]),
     'infinite number' => $conditional($compare('PLAN_OPERATOR_GT', 'amount', INF)),
     'too deep' => $conditional(array_reduce(range(1, 40), static fn (array $c): array => ['negate' => $c], ['isNull' => 'owner'])),
+    'thousands of terms' => $conditional(['any' => ['conditions' => array_merge(
+        array_map(static fn (int $i): array => $compare('PLAN_OPERATOR_EQ', 'owner', "u{$i}"), range(1, 2000)),
+        [$compare('PLAN_OPERATOR_EQ', 'owner', 'bob')],
+    )]]),
     'too wide' => $conditional($compare('PLAN_OPERATOR_IN', 'owner', array_map('strval', range(1, 10001)))),
     'unknown node' => $conditional(['exists' => 'owner']),
     'list for eq' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', ['bob'])),

@@ -42,6 +42,7 @@ final class EloquentPlan
     /** The server's bounds on a plan: a tree past them is not its plan. */
     public const MAX_NODES = 10000;
     public const MAX_DEPTH = 32;
+    private const FLAT_TERMS = 64;
 
     private int $nodes = 0;
 
@@ -138,12 +139,7 @@ final class EloquentPlan
                     $query->whereRaw($kind === 'all' ? '1 = 1' : '1 = 0', [], $boolean);
                     return;
                 }
-                $join = $kind === 'all' ? 'and' : 'or';
-                $query->whereNested(function (Builder $nested) use ($children, $join, $depth): void {
-                    foreach ($children as $child) {
-                        $this->add($nested, $child, $join, $depth + 1);
-                    }
-                }, $boolean);
+                $this->addJoined($query, $children, $kind === 'all' ? 'and' : 'or', $boolean, $depth);
                 return;
             case 'negate':
                 if (!is_array($body)) {
@@ -161,6 +157,27 @@ final class EloquentPlan
                 return;
         }
         throw new PlanFieldException("unknown plan condition node {$kind}");
+    }
+
+    /**
+     * Add `$children` joined by `$join` as one group; a long list as nested halves, since
+     * SQLite parses `a or b or c ...` one level deeper per term and refuses past 1,000.
+     *
+     * @param list<array<string, mixed>> $children
+     */
+    private function addJoined(Builder $query, array $children, string $join, string $boolean, int $depth): void
+    {
+        $query->whereNested(function (Builder $nested) use ($children, $join, $depth): void {
+            if (count($children) <= self::FLAT_TERMS) {
+                foreach ($children as $child) {
+                    $this->add($nested, $child, $join, $depth + 1);
+                }
+                return;
+            }
+            $half = intdiv(count($children), 2);
+            $this->addJoined($nested, array_slice($children, 0, $half), $join, $join, $depth);
+            $this->addJoined($nested, array_slice($children, $half), $join, $join, $depth);
+        }, $boolean);
     }
 
     /**

@@ -23,7 +23,8 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, false, not_, or_, true
+from sqlalchemy import Boolean, ColumnElement, FromClause, Select, and_, false, not_, or_, true, type_coerce
+from sqlalchemy.sql.elements import Grouping
 
 from authz_client._api import authz_pb2
 
@@ -96,6 +97,22 @@ def _check_type(name: str, column: ColumnElement[Any], value: Any) -> None:
             )
 
 
+# SQLite parses `a OR b OR c ...` as a chain one level deeper per term and refuses one deeper
+# than 1,000 ("Expression tree is too large"): longer lists are joined as parenthesised halves.
+_FLAT_TERMS = 64
+
+
+def _joined(join: Any, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if len(parts) <= _FLAT_TERMS:
+        joined: ColumnElement[bool] = join(*parts)
+        return joined
+    half = len(parts) // 2
+    # type_coerce keeps and_/or_ from flattening a same-operator group back into one list.
+    halves = (Grouping(type_coerce(_joined(join, p), Boolean)) for p in (parts[:half], parts[half:]))
+    grouped: ColumnElement[bool] = join(*halves)
+    return grouped
+
+
 class _Translator:
     def __init__(self, source: FromClause | None, fields: FieldMap) -> None:
         self.source = source
@@ -124,9 +141,9 @@ class _Translator:
         self.count(1)
         kind = message.WhichOneof("node")
         if kind == "all":
-            return and_(*(self.node(c, depth + 1) for c in message.all.conditions))
+            return _joined(and_, [self.node(c, depth + 1) for c in message.all.conditions])
         if kind == "any":
-            return or_(*(self.node(c, depth + 1) for c in message.any.conditions))
+            return _joined(or_, [self.node(c, depth + 1) for c in message.any.conditions])
         if kind == "negate":
             return not_(self.node(message.negate, depth + 1))
         if kind == "is_null":

@@ -54,6 +54,7 @@ const OPERATORS: ReadonlyMap<PlanOperator, "=" | "<>" | "<" | "<=" | ">" | ">=">
 export const MAX_PLAN_NODES = 10_000;
 export const MAX_PLAN_DEPTH = 32;
 
+const FLAT_TERMS = 64;
 const TRUE = sql<SqlBool>`1 = 1`;
 const FALSE = sql<SqlBool>`1 = 0`;
 
@@ -119,11 +120,11 @@ class Translator {
     switch (node.case) {
       case "all": {
         const parts = node.value.conditions.map((c) => this.node(c, depth + 1));
-        return parts.length === 0 ? TRUE : this.eb.and(parts);
+        return parts.length === 0 ? TRUE : this.joined("and", parts);
       }
       case "any": {
         const parts = node.value.conditions.map((c) => this.node(c, depth + 1));
-        return parts.length === 0 ? FALSE : this.eb.or(parts);
+        return parts.length === 0 ? FALSE : this.joined("or", parts);
       }
       case "negate":
         return this.eb.not(this.node(node.value, depth + 1));
@@ -134,6 +135,13 @@ class Translator {
       default:
         throw new PlanFieldError("an empty plan condition");
     }
+  }
+
+  /** SQLite parses `a or b or c ...` one level deeper per term and refuses past 1,000: a long list is nested halves. */
+  private joined(join: "and" | "or", parts: Expression<SqlBool>[]): Expression<SqlBool> {
+    if (parts.length <= FLAT_TERMS) return this.eb[join](parts);
+    const half = Math.floor(parts.length / 2);
+    return this.eb[join]([this.joined(join, parts.slice(0, half)), this.joined(join, parts.slice(half))]);
   }
 
   compare(comparison: PlanComparison): Expression<SqlBool> {

@@ -150,6 +150,20 @@ describe("fixed plans on SQLite", () => {
   });
 });
 
+describe("a plan of thousands of terms on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => table(db, ROWS));
+  afterAll(() => db.destroy());
+
+  it("nests long lists: SQLite refuses `a or b or ...` past 1,000 terms", async () => {
+    const owners = Array.from({ length: 2000 }, (_, i) => compare("EQ", "owner", `u${i}`));
+    const many = conditional({ any: { conditions: [...owners, compare("EQ", "owner", "bob")] } });
+    expect(await ids(db, many)).toEqual(["3"]);
+    const notMany = conditional({ all: { conditions: [...owners.map((c) => ({ negate: c })), compare("NE", "owner", "bob")] } });
+    expect(await ids(db, notMany)).toEqual(["1"]);
+  });
+});
+
 describe("LIKE patterns on SQLite", () => {
   const db = sqlite();
   const odd: OrderRow[] = ["a\nb", "a\n", "\n\n", "%", "_", "\\", "ab"].map((id) => ({
