@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, select
 
-from authz.engine import planast
+from authz.engine import load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
@@ -23,6 +24,7 @@ from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.pgcluster import PostgresServer
+from tests.policy_dirs import write_policy
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -132,6 +134,42 @@ def test_postgresql_rows_with_line_breaks_equal_check(pg: Engine) -> None:
     _prove(pg)
 
 
+KEYMATCH_MODEL = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = keyMatch(r.obj, p.obj) && r.act == p.act
+"""
+
+
+def test_keymatch_is_a_string_prefix_and_plans_every_line_break(sqlite: Engine, tmp_path: Path) -> None:
+    # keyMatch (not keyMatch2) compares strings, no regular expression: `*` takes line breaks,
+    # and an id without `*` is equal or not, with no `$` before a final line break.
+    policy = "p, u, /api/orders*, GET, allow\np, u, /api/orders/7, GET, deny\np, u, /api/*, PUT, allow\n"
+    snapshot = load_snapshot(write_policy(tmp_path / "km", KEYMATCH_MODEL, policy_csv=policy))
+    rows = _rows()
+    with sqlite.begin() as connection:
+        connection.execute(PATHS.delete())
+        connection.execute(PATHS.insert(), rows)
+    instances = [r for r in rows if r["kind"] == "orders"]
+    for action in ("GET", "PUT"):
+        plan = plan_resources(snapshot, Principal("u"), action, "/api/orders/:id")
+        selected = _selected(sqlite, plan.kind, plan.condition, plan.fields) & {r["key"] for r in instances}
+        expected = {
+            r["key"]
+            for r in instances
+            if snapshot.decide(Principal("u"), f"/api/orders/{r['id']}", action, {}).allowed
+        }
+        assert selected == expected, (action, planast.render(plan.condition))
+        assert "7\n" in {r["id"] for r in instances if r["key"] in expected}
+
+
 def test_a_tail_pattern_plans_single_line_parameters() -> None:
     snapshot = snapshot_for(EFFECTS[1], [("*", "/api/*", "GET", "True", "allow")])
     plan = plan_resources(snapshot, Principal("u"), "GET", "/api/:kind/:id")
@@ -164,3 +202,12 @@ def test_render_and_sample_sql_keep_control_characters_escaped() -> None:
     assert planast.sample_sql(condition, "t") == (
         "SELECT * FROM \"t\" WHERE NOT (\"id\" LIKE E'%\\n_%' ESCAPE '\\') AND \"o\\x1b\" = E'x\\\\\\x1b''y'"
     )
+
+
+@pytest.mark.parametrize("function", ["keyMatch3", "keyMatch4", "keyMatch5", "regexMatch", "globMatch"])
+def test_the_other_pattern_functions_on_the_id_are_refused_not_planned(function: str, tmp_path: Path) -> None:
+    # Their `.*`, `$` and `[^/]+` read line breaks as keyMatch2's do; the planner reads none of them.
+    model = KEYMATCH_MODEL.replace("keyMatch(r.obj, p.obj)", f"{function}(r.obj, p.obj)")
+    snapshot = load_snapshot(write_policy(tmp_path / "f", model, policy_csv="p, u, /api/*, GET, allow\n"))
+    with pytest.raises(FailedPrecondition, match=f"{function}\\(\\) of r.obj"):
+        plan_resources(snapshot, Principal("u"), "GET", "/api/orders/:id")
