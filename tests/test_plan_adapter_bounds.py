@@ -148,6 +148,10 @@ def test_like_patterns_a_collation_could_read_otherwise_are_refused(engine: Engi
 def test_unknown_operators_and_trees_past_the_bounds_are_refused(engine: Engine) -> None:
     with pytest.raises(PlanFieldError, match="unknown plan operator 99"):
         _ids(engine, _compare(99, "owner", "bob"))
+    nested = _compare(authz_pb2.PLAN_OPERATOR_IN, "owner", ["bob"])
+    nested.compare.value.list_value.values[0].list_value.values.add(string_value="bob")
+    with pytest.raises(PlanFieldError, match="a list value holds only"):
+        _ids(engine, nested)
     deep = authz_pb2.PlanCondition(is_null="owner")
     for _ in range(planast.MAX_DEPTH):
         deep = authz_pb2.PlanCondition(negate=deep)

@@ -51,7 +51,7 @@ _NUMBERS = (int, float, Decimal)
 _ACCEPTS: dict[type, tuple[type, ...]] = {str: (str,), bool: _NUMBERS, int: _NUMBERS, float: _NUMBERS}
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, *, in_list: bool = False) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -62,8 +62,10 @@ def _value(value: Any) -> Any:
         if not math.isfinite(number):
             raise PlanFieldError(f"a plan number must be finite, not {number}")
         return int(number) if number.is_integer() else number
+    if kind == "list_value" and not in_list:
+        return [_value(v, in_list=True) for v in value.list_value.values]
     if kind == "list_value":
-        return [_value(v) for v in value.list_value.values]
+        raise PlanFieldError("a list value holds only strings, numbers and booleans")
     raise PlanFieldError(f"a {kind or 'missing'} value is not a plan literal")
 
 
