@@ -34,6 +34,9 @@ p, *, /api/orders/:id, PUT, r.obj.owner == r.sub.id && r.obj.status in ('draft',
 p, delete:orders, /api/orders/:id, DELETE, !(r.obj.status == 'shipped') || r.obj.amount < 10, allow
 p, *, /api/orders/:id, DELETE, r.obj.amount > 500, deny
 p, admin, /api/orders/:id, *, True, allow
+p, list:all, /api/*, GET, True, allow
+p, list:all, /api/orders/:id, PUT, True, allow
+p, list:all, /api/*, PUT, True, deny
 """
 
 ROWS: tuple[dict[str, Any], ...] = tuple(
@@ -49,6 +52,13 @@ ROWS: tuple[dict[str, Any], ...] = tuple(
         ("8", "bob", None, "open", 600),
         ("9", None, None, None, None),
         ("10", "carol", "o2", "shipped", 100),
+        # keyMatch2's `/*` takes no line break but a final one; LIKE's own characters.
+        ("a\nb", "frank", "o1", None, 1),
+        ("a\n", "frank", "o1", None, 1),
+        ("\n\n", None, None, None, None),
+        ("%", "frank", "o2", None, 2),
+        ("_", "bob", "o1", None, 3),
+        ("\\", "alice", "o1", None, 4),
     )
 )
 ACTIONS = ("GET", "PUT", "DELETE", "POST")
@@ -62,6 +72,7 @@ def tokens(issuer: Issuer) -> dict[str, str]:
         "carol": issuer.mint("carol", permissions=["delete:orders", "read:orders"], org_id="o2"),
         "dave": issuer.mint("dave", roles=["admin"]),
         "erin": issuer.mint("erin", permissions=["read:orders", "update:orders"]),
+        "frank": issuer.mint("frank", permissions=["list:all"]),
         "expired": issuer.mint("alice", permissions=["read:orders"], org_id="o1", exp_in=-600),
         "garbage": "not-a-jwt",
     }
@@ -87,7 +98,7 @@ def expected_ids(server: RunningServer, token: str, action: str) -> list[str]:
         request.attributes.update({k: row[k] for k in COLUMNS if row[k] is not None})
         if server.stub.Check(request, timeout=5).allowed:
             allowed.append(row["id"])
-    return sorted(allowed, key=int)
+    return sorted(allowed)
 
 
 def table_rows() -> list[dict[str, Any]]:

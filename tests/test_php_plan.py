@@ -27,7 +27,7 @@ AUTOLOADER = Path("/usr/share/php/Illuminate/Database/autoload.php")
 INSTALL = (
     "apt-get install -y php-cli php-curl php-illuminate-database php-sqlite3 php-pgsql (make system-deps)"
 )
-ALL_IDS = [r["id"] for r in plan_cases.ROWS]
+ALL_IDS = sorted(r["id"] for r in plan_cases.ROWS)
 
 
 def php_with(module: str) -> str:
@@ -93,8 +93,20 @@ def prove(out: Any, server: RunningServer, tokens: dict[str, str]) -> None:
         assert fixed[name] == refused + (
             "the plan reads 'region', which is neither in the field map nor a column of the table"
         )
-    for name in ("null value", "unknown operator", "unknown node", "list for eq"):
+    for name in ("null value", "unknown operator", "unknown node", "list for eq", "like not a string"):
         assert fixed[name].startswith(refused), name
+    # Refused where SQL could select more rows than the plan: a collation may ignore a letter's
+    # case in LIKE, an infinite number, a tree past the server's bounds.
+    assert fixed["like with a letter"] == refused + (
+        "a PLAN_OPERATOR_LIKE pattern with a letter or a character outside ASCII is refused"
+    )
+    assert fixed["infinite number"] == refused + "a plan number must be finite"
+    assert fixed["too deep"] == refused + "a plan deeper than 32 is refused"
+    assert fixed["too wide"] == refused + "a plan of more than 10000 nodes is refused"
+    assert fixed["no line break before the end"] == [i for i in ALL_IDS if i not in ("a\nb", "\n\n")]
+    assert fixed["like escapes"] == ["%", "\\", "_"]
+    # SQLite refused a flat OR of 2,001 terms ("Expression tree is too large"): nested halves now.
+    assert fixed["thousands of terms"] == sorted(r["id"] for r in plan_cases.ROWS if r["owner"] == "bob")
     assert fixed["quote in value"] == []
     assert fixed["quote in value sql"]["bindings"] == ["x' OR '1'='1"]
     assert "OR" not in fixed["quote in value sql"]["sql"]

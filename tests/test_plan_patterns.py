@@ -20,6 +20,7 @@ from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.policy_dirs import write_policy
+from tests.test_plan_sql import EFFECTS, snapshot_for
 
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
 BOB = Principal("bob", org_id="org_1")
@@ -101,3 +102,19 @@ def test_an_or_chain_over_unknown_attributes_is_refused_as_it_grows(tmp_path):
     snapshot = policy(tmp_path / "in", f"p, *, /api/orders/:id, GET, r.obj.owner in ({values}), allow")
     with pytest.raises(FailedPrecondition, match="more than 10,000 nodes"):
         plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+
+
+def test_thousands_of_alternating_priority_lines_are_refused_not_a_recursion_error():
+    # Under `priority(p.eft) || deny` each line nests the plan one level: 4,000 alternating allow
+    # and deny lines made a tree whose hash overflowed Python's stack (RecursionError).
+    lines = [("*", f"/api/orders/{i}", "GET", "True", "allow" if i % 2 else "deny") for i in range(4000)]
+    with pytest.raises(FailedPrecondition, match="deeper than 32"):
+        plan_resources(snapshot_for(EFFECTS[3], lines), BOB, "GET", "/api/orders/:id")
+    # A first line that decides every row makes the rest irrelevant, as in Check.
+    first = [("*", "/api/orders/:id", "GET", "True", "allow"), *lines]
+    plan = plan_resources(snapshot_for(EFFECTS[3], first), BOB, "GET", "/api/orders/:id")
+    assert plan.kind is PlanKind.ALWAYS_ALLOWED
+    first = [("*", "/api/orders/:id", "GET", "True", "deny"), *lines]
+    assert plan_resources(snapshot_for(EFFECTS[3], first), BOB, "GET", "/api/orders/:id").kind is (
+        PlanKind.ALWAYS_DENIED
+    )

@@ -24,6 +24,8 @@ use Illuminate\Database\Schema\Blueprint;
 final class PlanOrder extends Model
 {
     protected $table = 'orders';
+    protected $keyType = 'string'; // ids such as "a\nb": not cast to a number when read
+    public $incrementing = false;
     public $timestamps = false;
 }
 
@@ -52,7 +54,7 @@ Manager::table('orders')->insert($input['rows']);
 function ids(Builder|Illuminate\Database\Eloquent\Builder $query): array
 {
     $ids = array_map('strval', $query->pluck('id')->all());
-    usort($ids, static fn (string $a, string $b): int => (int) $a <=> (int) $b);
+    sort($ids, SORT_STRING);
     return $ids;
 }
 
@@ -105,7 +107,22 @@ $fixed = [
     'not empty any' => $conditional(['negate' => ['any' => ['conditions' => []]]]),
     'empty in' => $conditional($compare('PLAN_OPERATOR_IN', 'status', [])),
     'null value' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', null)),
-    'unknown operator' => $conditional($compare('PLAN_OPERATOR_LIKE', 'owner', 'b%')),
+    'unknown operator' => $conditional($compare('PLAN_OPERATOR_REGEX', 'owner', 'b.*')),
+    'like with a letter' => $conditional($compare('PLAN_OPERATOR_LIKE', 'owner', 'b%')),
+    'like not a string' => $conditional($compare('PLAN_OPERATOR_LIKE', 'id', 5)),
+    'no line break before the end' => $conditional(['negate' => $compare('PLAN_OPERATOR_LIKE', 'id', "%\n_%")]),
+    'like escapes' => $conditional(['any' => ['conditions' => [
+        $compare('PLAN_OPERATOR_LIKE', 'id', '\\%'),
+        ['compare' => ['operator' => 8, 'field' => 'id', 'value' => '\\_']],
+        $compare('PLAN_OPERATOR_LIKE', 'id', '\\\\'),
+    ]]]),
+    'infinite number' => $conditional($compare('PLAN_OPERATOR_GT', 'amount', INF)),
+    'too deep' => $conditional(array_reduce(range(1, 40), static fn (array $c): array => ['negate' => $c], ['isNull' => 'owner'])),
+    'thousands of terms' => $conditional(['any' => ['conditions' => array_merge(
+        array_map(static fn (int $i): array => $compare('PLAN_OPERATOR_EQ', 'owner', "u{$i}"), range(1, 2000)),
+        [$compare('PLAN_OPERATOR_EQ', 'owner', 'bob')],
+    )]]),
+    'too wide' => $conditional($compare('PLAN_OPERATOR_IN', 'owner', array_map('strval', range(1, 10001)))),
     'unknown node' => $conditional(['exists' => 'owner']),
     'list for eq' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', ['bob'])),
     'quote in value' => $conditional($compare('PLAN_OPERATOR_EQ', 'owner', "x' OR '1'='1")),

@@ -23,6 +23,11 @@ use Illuminate\Database\Query\Builder;
  * this client does not know) selects no row. The condition goes in as one parenthesised
  * group, and WHERE clauses already on the query that contain an OR are grouped first, so
  * `->orWhere(...)` before the plan cannot widen it.
+ *
+ * A plan is refused rather than translated where SQL could select a row the plan does not:
+ * a LIKE pattern holding a letter or a character outside ASCII (SQLite's and MySQL's LIKE
+ * ignore case), a number that is not finite, an unknown node or operator, and a tree past
+ * the server's bounds (32 levels, 10,000 nodes, each value of an IN counting one).
  */
 final class EloquentPlan
 {
@@ -32,8 +37,14 @@ final class EloquentPlan
     ];
     private const OPERATOR_NAMES = [
         1 => 'PLAN_OPERATOR_EQ', 2 => 'PLAN_OPERATOR_NE', 3 => 'PLAN_OPERATOR_LT', 4 => 'PLAN_OPERATOR_LE',
-        5 => 'PLAN_OPERATOR_GT', 6 => 'PLAN_OPERATOR_GE', 7 => 'PLAN_OPERATOR_IN',
+        5 => 'PLAN_OPERATOR_GT', 6 => 'PLAN_OPERATOR_GE', 7 => 'PLAN_OPERATOR_IN', 8 => 'PLAN_OPERATOR_LIKE',
     ];
+    /** The server's bounds on a plan: a tree past them is not its plan. */
+    public const MAX_NODES = 10000;
+    public const MAX_DEPTH = 32;
+    private const FLAT_TERMS = 64;
+
+    private int $nodes = 0;
 
     /** @var array<string, string> plan field => column */
     private array $columns = [];
@@ -76,7 +87,7 @@ final class EloquentPlan
             $translator->column($field); // every field resolves before any clause is added
         }
         $condition = $plan->condition;
-        $base->whereNested(fn (Builder $nested) => $translator->add($nested, $condition, 'and'));
+        $base->whereNested(fn (Builder $nested) => $translator->add($nested, $condition, 'and', 1));
         return $query;
     }
 
@@ -108,11 +119,15 @@ final class EloquentPlan
      *
      * @param array<string, mixed> $node
      */
-    private function add(Builder $query, array $node, string $boolean): void
+    private function add(Builder $query, array $node, string $boolean, int $depth): void
     {
         if (count($node) !== 1) {
             throw new PlanFieldException('a plan condition must have exactly one node');
         }
+        if ($depth > self::MAX_DEPTH) {
+            throw new PlanFieldException('a plan deeper than ' . self::MAX_DEPTH . ' is refused');
+        }
+        $this->count(1);
         $kind = array_key_first($node);
         $body = $node[$kind];
         switch ($kind) {
@@ -124,19 +139,14 @@ final class EloquentPlan
                     $query->whereRaw($kind === 'all' ? '1 = 1' : '1 = 0', [], $boolean);
                     return;
                 }
-                $join = $kind === 'all' ? 'and' : 'or';
-                $query->whereNested(function (Builder $nested) use ($children, $join): void {
-                    foreach ($children as $child) {
-                        $this->add($nested, $child, $join);
-                    }
-                }, $boolean);
+                $this->addJoined($query, $children, $kind === 'all' ? 'and' : 'or', $boolean, $depth);
                 return;
             case 'negate':
                 if (!is_array($body)) {
                     throw new PlanFieldException('negate needs a condition');
                 }
                 // "and not (...)": the grammar strips a leading "and "/"or " only, as whereNot does.
-                $query->whereNested(fn (Builder $nested) => $this->add($nested, $body, 'and'), "{$boolean} not");
+                $query->whereNested(fn (Builder $nested) => $this->add($nested, $body, 'and', $depth + 1), "{$boolean} not");
                 return;
             case 'isNull':
             case 'is_null':
@@ -147,6 +157,27 @@ final class EloquentPlan
                 return;
         }
         throw new PlanFieldException("unknown plan condition node {$kind}");
+    }
+
+    /**
+     * Add `$children` joined by `$join` as one group; a long list as nested halves, since
+     * SQLite parses `a or b or c ...` one level deeper per term and refuses past 1,000.
+     *
+     * @param list<array<string, mixed>> $children
+     */
+    private function addJoined(Builder $query, array $children, string $join, string $boolean, int $depth): void
+    {
+        $query->whereNested(function (Builder $nested) use ($children, $join, $depth): void {
+            if (count($children) <= self::FLAT_TERMS) {
+                foreach ($children as $child) {
+                    $this->add($nested, $child, $join, $depth + 1);
+                }
+                return;
+            }
+            $half = intdiv(count($children), 2);
+            $this->addJoined($nested, array_slice($children, 0, $half), $join, $join, $depth);
+            $this->addJoined($nested, array_slice($children, $half), $join, $join, $depth);
+        }, $boolean);
     }
 
     /**
@@ -179,7 +210,13 @@ final class EloquentPlan
             if (!is_array($value)) {
                 throw new PlanFieldException('PLAN_OPERATOR_IN needs a list value');
             }
+            $this->count(count($value));
             $query->whereIn($column, $value, $boolean);
+            return;
+        }
+        if ($operator === 'PLAN_OPERATOR_LIKE') {
+            // The escape character is bound too: MySQL reads a backslash in a string literal.
+            $query->whereRaw($query->getGrammar()->wrap($column) . ' like ? escape ?', [self::pattern($value), '\\'], $boolean);
             return;
         }
         if (is_array($value)) {
@@ -191,6 +228,26 @@ final class EloquentPlan
         $query->where($column, self::OPERATORS[$operator], $value, $boolean);
     }
 
+    private function count(int $nodes): void
+    {
+        $this->nodes += $nodes;
+        if ($this->nodes > self::MAX_NODES) {
+            throw new PlanFieldException('a plan of more than ' . self::MAX_NODES . ' nodes is refused');
+        }
+    }
+
+    /** A LIKE pattern no collation reads otherwise than the plan: wildcards, escapes and ASCII non-letters. */
+    private static function pattern(mixed $value): string
+    {
+        if (!is_string($value)) {
+            throw new PlanFieldException('PLAN_OPERATOR_LIKE needs a string pattern');
+        }
+        if (preg_match('/[A-Za-z\x80-\xff]/', $value) === 1) {
+            throw new PlanFieldException('a PLAN_OPERATOR_LIKE pattern with a letter or a character outside ASCII is refused');
+        }
+        return $value;
+    }
+
     /**
      * A comparison's literal as the value to bind: a whole number as an int (proto JSON
      * numbers are doubles; PostgreSQL refuses "100.0" for an integer column).
@@ -199,6 +256,9 @@ final class EloquentPlan
      */
     private static function value(mixed $value): string|int|float|bool|array
     {
+        if (is_float($value) && !is_finite($value)) {
+            throw new PlanFieldException('a plan number must be finite');
+        }
         if (is_float($value) && floor($value) === $value && abs($value) < 2 ** 53) {
             return (int) $value;
         }

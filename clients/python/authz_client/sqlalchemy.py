@@ -8,14 +8,23 @@ column expression), else as a column of the same name of the statement's table; 
 with neither is a :class:`PlanFieldError`, never a silently dropped filter. Column names
 come only from the field map or the table; every value is a bound parameter.
 ``ALWAYS_DENIED`` (and any kind this client does not know) selects no row.
+
+A plan is refused (:class:`PlanFieldError`) rather than translated where SQL could select
+a row the plan does not: a comparison of a column with a value of another type (SQLite and
+PostgreSQL convert ``'5'`` to a number column's ``5``; Check never finds them equal), a
+number that is not finite, a LIKE pattern a collation could read without case, an
+unknown node or operator, and a tree past the server's bounds (32 levels, 10,000 nodes).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import ColumnElement, FromClause, Select, and_, false, not_, or_, true
+from sqlalchemy import Boolean, ColumnElement, FromClause, Select, and_, false, not_, or_, true, type_coerce
+from sqlalchemy.sql.elements import Grouping
 
 from authz_client._api import authz_pb2
 
@@ -33,7 +42,16 @@ class PlanFieldError(ValueError):
     """The plan reads a field that maps to no column (or is malformed): the query is refused."""
 
 
-def _value(value: Any) -> Any:
+# The server's bounds on a plan (authz.engine.planast): a tree past them is not its plan.
+MAX_PLAN_NODES = 10_000
+MAX_PLAN_DEPTH = 32
+# The column types whose values Check compares with a plan value of each type as SQL does
+# (Python: `True == 1 == 1.0`, but `'1' != 1`).
+_NUMBERS = (int, float, Decimal)
+_ACCEPTS: dict[type, tuple[type, ...]] = {str: (str,), bool: _NUMBERS, int: _NUMBERS, float: _NUMBERS}
+
+
+def _value(value: Any, *, in_list: bool = False) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
@@ -41,16 +59,67 @@ def _value(value: Any) -> Any:
         return value.bool_value
     if kind == "number_value":
         number = float(value.number_value)
+        if not math.isfinite(number):
+            raise PlanFieldError(f"a plan number must be finite, not {number}")
         return int(number) if number.is_integer() else number
+    if kind == "list_value" and not in_list:
+        return [_value(v, in_list=True) for v in value.list_value.values]
     if kind == "list_value":
-        return [_value(v) for v in value.list_value.values]
+        raise PlanFieldError("a list value holds only strings, numbers and booleans")
     raise PlanFieldError(f"a {kind or 'missing'} value is not a plan literal")
+
+
+def like_pattern(value: Any) -> str:
+    """A PLAN_OPERATOR_LIKE pattern this adapter runs as Check reads it, else PlanFieldError.
+
+    SQLite's LIKE ignores the case of ASCII letters and MySQL's collations case and accents
+    too: a pattern holding a letter or a character outside ASCII could select rows the plan
+    does not. The planner writes wildcards and line breaks only.
+    """
+    if not isinstance(value, str):
+        raise PlanFieldError("PLAN_OPERATOR_LIKE needs a string pattern")
+    if any(not ch.isascii() or ch.isalpha() for ch in value):
+        raise PlanFieldError(
+            "a PLAN_OPERATOR_LIKE pattern with a letter or a character outside ASCII is refused"
+        )
+    return value
+
+
+def _check_type(name: str, column: ColumnElement[Any], value: Any) -> None:
+    # A column whose Python type SQLAlchemy cannot say (a bare expression) is left to the database.
+    try:
+        python_type = column.type.python_type
+    except NotImplementedError:
+        return
+    for item in value if isinstance(value, list) else (value,):
+        if not issubclass(python_type, _ACCEPTS[type(item)]):
+            raise PlanFieldError(
+                f"the plan compares {name!r} (a {python_type.__name__} column) with a "
+                f"{type(item).__name__}: the database would convert one to the other, Check does not"
+            )
+
+
+# SQLite parses `a OR b OR c ...` as a chain one level deeper per term and refuses one deeper
+# than 1,000 ("Expression tree is too large"): longer lists are joined as parenthesised halves.
+_FLAT_TERMS = 64
+
+
+def _joined(join: Any, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
+    if len(parts) <= _FLAT_TERMS:
+        joined: ColumnElement[bool] = join(*parts)
+        return joined
+    half = len(parts) // 2
+    # type_coerce keeps and_/or_ from flattening a same-operator group back into one list.
+    halves = (Grouping(type_coerce(_joined(join, p), Boolean)) for p in (parts[:half], parts[half:]))
+    grouped: ColumnElement[bool] = join(*halves)
+    return grouped
 
 
 class _Translator:
     def __init__(self, source: FromClause | None, fields: FieldMap) -> None:
         self.source = source
         self.fields = fields
+        self.nodes = 0
 
     def column(self, name: str) -> ColumnElement[Any]:
         mapped = self.fields.get(name, name)
@@ -63,14 +132,22 @@ class _Translator:
             f"the plan reads {name!r}, which is neither in the field map nor a column of the table"
         )
 
-    def node(self, message: Any) -> ColumnElement[bool]:
+    def count(self, nodes: int) -> None:
+        self.nodes += nodes
+        if self.nodes > MAX_PLAN_NODES:
+            raise PlanFieldError(f"a plan of more than {MAX_PLAN_NODES:,} nodes is refused")
+
+    def node(self, message: Any, depth: int = 1) -> ColumnElement[bool]:
+        if depth > MAX_PLAN_DEPTH:
+            raise PlanFieldError(f"a plan deeper than {MAX_PLAN_DEPTH} is refused")
+        self.count(1)
         kind = message.WhichOneof("node")
         if kind == "all":
-            return and_(*(self.node(c) for c in message.all.conditions))
+            return _joined(and_, [self.node(c, depth + 1) for c in message.all.conditions])
         if kind == "any":
-            return or_(*(self.node(c) for c in message.any.conditions))
+            return _joined(or_, [self.node(c, depth + 1) for c in message.any.conditions])
         if kind == "negate":
-            return not_(self.node(message.negate))
+            return not_(self.node(message.negate, depth + 1))
         if kind == "is_null":
             return self.column(message.is_null).is_(None)
         if kind == "compare":
@@ -81,9 +158,13 @@ class _Translator:
         column = self.column(comparison.field)
         value = _value(comparison.value)
         op = comparison.operator
+        _check_type(comparison.field, column, value)
+        if op == authz_pb2.PLAN_OPERATOR_LIKE:
+            return column.like(like_pattern(value), escape="\\")
         if op == authz_pb2.PLAN_OPERATOR_IN:
             if not isinstance(value, list):
                 raise PlanFieldError("PLAN_OPERATOR_IN needs a list value")
+            self.count(len(value))
             return column.in_(value)
         if isinstance(value, list):
             raise PlanFieldError("only PLAN_OPERATOR_IN takes a list value")

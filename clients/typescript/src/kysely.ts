@@ -12,6 +12,11 @@
  * names come only from the field map; every value is a bound parameter. `ALWAYS_DENIED`
  * (also for a refused token; `plan.reason` says why) and a kind this client does not
  * know select no row.
+ *
+ * A plan is refused rather than translated where SQL could select a row the plan does not:
+ * a LIKE pattern holding a letter or a character outside ASCII (SQLite's and MySQL's LIKE
+ * ignore case), a number that is not finite, an unknown node or operator, and a tree past
+ * the server's bounds (32 levels, 10,000 nodes, each value of an IN counting one).
  */
 
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
@@ -45,6 +50,11 @@ const OPERATORS: ReadonlyMap<PlanOperator, "=" | "<>" | "<" | "<=" | ">" | ">=">
   [PlanOperator.GE, ">="],
 ] as const);
 
+/** The server's bounds on a plan: a tree past them is not its plan. */
+export const MAX_PLAN_NODES = 10_000;
+export const MAX_PLAN_DEPTH = 32;
+
+const FLAT_TERMS = 64;
 const TRUE = sql<SqlBool>`1 = 1`;
 const FALSE = sql<SqlBool>`1 = 0`;
 
@@ -56,8 +66,10 @@ function columnsOf(fields: PlanFields): ReadonlyMap<string, string> {
 function literal(value: Value | undefined): Literal | Literal[] {
   const kind = value?.kind;
   switch (kind?.case) {
-    case "stringValue":
     case "numberValue":
+      if (!Number.isFinite(kind.value)) throw new PlanFieldError("a plan number must be finite");
+      return kind.value;
+    case "stringValue":
     case "boolValue":
       return kind.value;
     case "listValue":
@@ -71,11 +83,27 @@ function literal(value: Value | undefined): Literal | Literal[] {
   }
 }
 
+/** A LIKE pattern no collation reads otherwise than the plan: wildcards, escapes and ASCII non-letters. */
+function likePattern(value: Literal | Literal[]): string {
+  if (typeof value !== "string") throw new PlanFieldError("PLAN_OPERATOR_LIKE needs a string pattern");
+  if (/[A-Za-z]|[^\x00-\x7f]/.test(value)) {
+    throw new PlanFieldError("a PLAN_OPERATOR_LIKE pattern with a letter or a character outside ASCII is refused");
+  }
+  return value;
+}
+
 class Translator {
+  private nodes = 0;
+
   constructor(
     private readonly eb: AnyBuilder,
     private readonly columns: ReadonlyMap<string, string>,
   ) {}
+
+  private count(nodes: number): void {
+    this.nodes += nodes;
+    if (this.nodes > MAX_PLAN_NODES) throw new PlanFieldError(`a plan of more than ${MAX_PLAN_NODES} nodes is refused`);
+  }
 
   column(field: string): string {
     const column = this.columns.get(field);
@@ -85,19 +113,21 @@ class Translator {
     return column;
   }
 
-  node(condition: PlanCondition): Expression<SqlBool> {
+  node(condition: PlanCondition, depth = 1): Expression<SqlBool> {
+    if (depth > MAX_PLAN_DEPTH) throw new PlanFieldError(`a plan deeper than ${MAX_PLAN_DEPTH} is refused`);
+    this.count(1);
     const { node } = condition;
     switch (node.case) {
       case "all": {
-        const parts = node.value.conditions.map((c) => this.node(c));
-        return parts.length === 0 ? TRUE : this.eb.and(parts);
+        const parts = node.value.conditions.map((c) => this.node(c, depth + 1));
+        return parts.length === 0 ? TRUE : this.joined("and", parts);
       }
       case "any": {
-        const parts = node.value.conditions.map((c) => this.node(c));
-        return parts.length === 0 ? FALSE : this.eb.or(parts);
+        const parts = node.value.conditions.map((c) => this.node(c, depth + 1));
+        return parts.length === 0 ? FALSE : this.joined("or", parts);
       }
       case "negate":
-        return this.eb.not(this.node(node.value));
+        return this.eb.not(this.node(node.value, depth + 1));
       case "isNull":
         return this.eb(this.column(node.value), "is", null);
       case "compare":
@@ -107,13 +137,25 @@ class Translator {
     }
   }
 
+  /** SQLite parses `a or b or c ...` one level deeper per term and refuses past 1,000: a long list is nested halves. */
+  private joined(join: "and" | "or", parts: Expression<SqlBool>[]): Expression<SqlBool> {
+    if (parts.length <= FLAT_TERMS) return this.eb[join](parts);
+    const half = Math.floor(parts.length / 2);
+    return this.eb[join]([this.joined(join, parts.slice(0, half)), this.joined(join, parts.slice(half))]);
+  }
+
   compare(comparison: PlanComparison): Expression<SqlBool> {
     const column = this.column(comparison.field);
     const value = literal(comparison.value);
     if (comparison.operator === PlanOperator.IN) {
       if (!Array.isArray(value)) throw new PlanFieldError("PLAN_OPERATOR_IN needs a list value");
+      this.count(value.length);
       // `in ()` is a syntax error in SQL: an empty list matches nothing.
       return value.length === 0 ? FALSE : this.eb(column, "in", value);
+    }
+    if (comparison.operator === PlanOperator.LIKE) {
+      // The escape character is bound too: MySQL reads a backslash in a string literal.
+      return sql<SqlBool>`${this.eb.ref(column)} like ${likePattern(value)} escape ${"\\"}`;
     }
     if (Array.isArray(value)) throw new PlanFieldError("only PLAN_OPERATOR_IN takes a list value");
     const operator = OPERATORS.get(comparison.operator);

@@ -6,7 +6,8 @@
 // PostgreSQL and on SQLite.
 
 import { readFileSync } from "node:fs";
-import { fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
+import { ValueSchema } from "@bufbuild/protobuf/wkt";
 import Database from "better-sqlite3";
 import { Kysely, PostgresDialect, SqliteDialect } from "kysely";
 import pg from "pg";
@@ -58,7 +59,8 @@ async function table(db: Kysely<Tables>, rows: OrderRow[]): Promise<void> {
 
 async function ids(db: Kysely<Tables>, plan: PlanResourcesResponse, fields: PlanFields = FIELDS): Promise<string[]> {
   const rows = await whereAuthorized(db.selectFrom("orders").select("id"), plan, fields).execute();
-  return rows.map((r) => r.id).sort((a, b) => Number(a) - Number(b));
+  // Code unit order, as Python's sorted() orders the expected ids (some hold line breaks).
+  return rows.map((r) => r.id).sort();
 }
 
 function sqlite(): Kysely<Tables> {
@@ -122,6 +124,64 @@ describe("fixed plans on SQLite", () => {
     expect(refused(conditional({ compare: { operator: 99, field: "owner", value: "bob" } }))).toThrow(/unknown plan operator/);
     expect(refused(conditional({}))).toThrow(/empty plan condition/);
     expect(refused(conditional(compare("EQ", "owner", null)))).toThrow(/nullValue value is not a plan literal/);
+  });
+
+  it("refuses what SQL could read wider than the plan: letters in LIKE, infinite numbers, a tree past the bounds", () => {
+    const query = db.selectFrom("orders").select("id");
+    const refused = (p: PlanResourcesResponse) => () => whereAuthorized(query, p, FIELDS);
+    // SQLite's LIKE ignores the case of ASCII letters, MySQL's collations accents too.
+    expect(refused(conditional(compare("LIKE", "owner", "b%")))).toThrow(
+      new PlanFieldError("a PLAN_OPERATOR_LIKE pattern with a letter or a character outside ASCII is refused"),
+    );
+    expect(refused(conditional(compare("LIKE", "owner", "%é%")))).toThrow(/outside ASCII/);
+    expect(refused(conditional(compare("LIKE", "id", 5)))).toThrow(/needs a string pattern/);
+    for (const number of [Infinity, -Infinity, NaN]) {
+      // JSON has no such number: set it on the message, as a binary plan could carry it.
+      const infinite = conditional(compare("GT", "amount", 1));
+      if (infinite.condition?.node.case !== "compare") throw new Error("not a comparison");
+      infinite.condition.node.value.value = create(ValueSchema, { kind: { case: "numberValue", value: number } });
+      expect(refused(infinite)).toThrow(new PlanFieldError("a plan number must be finite"));
+    }
+    let deep: JsonObject = { isNull: "owner" };
+    for (let i = 0; i < 40; i++) deep = { negate: deep };
+    expect(refused(conditional(deep))).toThrow(new PlanFieldError("a plan deeper than 32 is refused"));
+    const wide = Array.from({ length: 10_001 }, (_, i) => String(i));
+    expect(refused(conditional(compare("IN", "owner", wide)))).toThrow(/more than 10000 nodes/);
+  });
+});
+
+describe("a plan of thousands of terms on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => table(db, ROWS));
+  afterAll(() => db.destroy());
+
+  it("nests long lists: SQLite refuses `a or b or ...` past 1,000 terms", async () => {
+    const owners = Array.from({ length: 2000 }, (_, i) => compare("EQ", "owner", `u${i}`));
+    const many = conditional({ any: { conditions: [...owners, compare("EQ", "owner", "bob")] } });
+    expect(await ids(db, many)).toEqual(["3"]);
+    const notMany = conditional({ all: { conditions: [...owners.map((c) => ({ negate: c })), compare("NE", "owner", "bob")] } });
+    expect(await ids(db, notMany)).toEqual(["1"]);
+  });
+});
+
+describe("LIKE patterns on SQLite", () => {
+  const db = sqlite();
+  const odd: OrderRow[] = ["a\nb", "a\n", "\n\n", "%", "_", "\\", "ab"].map((id) => ({
+    id,
+    owner: null,
+    org: null,
+    status: null,
+    amount: null,
+  }));
+  beforeAll(() => table(db, odd));
+  afterAll(() => db.destroy());
+
+  it("reads %, _ and the escape as the plan does", async () => {
+    // keyMatch2's `/*`: no line break but a final one.
+    expect(await ids(db, conditional({ negate: compare("LIKE", "id", "%\n_%") }))).toEqual(["%", "\\", "_", "a\n", "ab"]);
+    expect(await ids(db, conditional(compare("LIKE", "id", "%\n%")))).toEqual(["\n\n", "a\n", "a\nb"]);
+    const escaped = ["\\%", "\\_", "\\\\"].map((p) => compare("LIKE", "id", p));
+    expect(await ids(db, conditional({ any: { conditions: escaped } }))).toEqual(["%", "\\", "_"]);
   });
 });
 

@@ -8,6 +8,7 @@ from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.cli.attrs import add_enforce_context
 from authz.cli.remote import add_connection_args, channel_for, request_structs
 from authz.engine import planast
+from authz.printable import escaped
 from authz.transports.planproto import condition_from_proto
 
 
@@ -54,14 +55,14 @@ def run_plan(ns: argparse.Namespace) -> int:
     if reply.kind == authz_pb2.PLAN_KIND_CONDITIONAL:
         condition = condition_from_proto(reply.condition)
         print(f"  condition: {planast.render(condition)}")
-        print(f"  fields:    {', '.join(reply.fields)}")
+        print(f"  fields:    {escaped(', '.join(reply.fields))}")
         print(f"  sql:       {planast.sample_sql(condition, ns.table or _table(ns.resource))}")
     else:
         reason = authz_pb2.Reason.Name(reply.reason)
-        print(f"  message:   {reply.message}" + (f" ({reason})" if reply.reason else ""))
+        print(f"  message:   {escaped(reply.message)}" + (f" ({reason})" if reply.reason else ""))
     print(f"  policy:    {reply.policy_version}   decision: {reply.decision_id}")
     if reply.matched_rules:
         print("  rules:")
         for rule in reply.matched_rules:
-            print(f"    {rule}")
+            print(f"    {escaped(rule)}")
     return 1 if reply.kind == authz_pb2.PLAN_KIND_ALWAYS_DENIED else 0

@@ -154,8 +154,17 @@ def cond_or(a: Cond, b: Cond) -> Cond:
     )
 
 
+# A plan's numbers travel as doubles (google.protobuf.Value): past 2**53 an integer would
+# arrive as a neighbour (9007199254740993 as ...992), and the filter would compare with it.
+_EXACT_INT = 2**53
+
+
 def _literal(value: Any, what: str) -> planast.Literal:
     value = plain(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > _EXACT_INT:
+        raise Unplannable(
+            f"comparison of {what} with {value}, which a plan cannot carry exactly (past 2**53)"
+        )
     if isinstance(value, str | bool | int | float):
         return value
     raise Unplannable(f"comparison of {what} with a {type(value).__name__}")
@@ -181,7 +190,7 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
         if isinstance(plain(value), str) or isinstance(value, bool) or not isinstance(value, int | float):
             # String order is the database's collation, not Python's: it could widen access.
             raise Unplannable(f"ordering comparison of {what} with a {type(plain(value)).__name__}")
-        test = planast.Compare(op, field.name, value)
+        test = planast.Compare(op, field.name, _literal(value, what))
     else:
         raise Unplannable(f"{what} compared with `{op}`")
     present = planast.Not(null)

@@ -82,16 +82,42 @@ def _candidates(
     return rules if picked is None else [rules[i] for i in picked]
 
 
+MAX_PLAN_NODES = planast.MAX_NODES
+MAX_PLAN_DEPTH = planast.MAX_DEPTH
+_SIZE_CHECK_STEPS = 16
+
+
+def _until_decisive(lines: Sequence[tuple[Rule, Cond]]) -> Sequence[tuple[Rule, Cond]]:
+    # Under a priority effect, the lines after one that decides every row decide none: an
+    # administrator's first line `True` gives every row whatever thousands of lines follow.
+    for end, (rule, cond) in enumerate(lines):
+        decided = cond.true if rule.effect == ALLOW else planast.any_of(cond.true, cond.missing)
+        if rule.effect in (ALLOW, DENY) and decided == TRUE:
+            return lines[: end + 1]
+    return lines
+
+
+def _check_size(condition: Node, lines: int) -> None:
+    what = planast.too_large(condition)
+    if what is not None:
+        raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
+
+
 def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
     # Under subjectPriority the snapshot's rules are already in rank order, so both priority
     # effects take the first line that holds, as Snapshot.decide does.
     if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
+        lines = _until_decisive(lines)
         result: Node = FALSE
-        for rule, cond in reversed(lines):
+        for step, (rule, cond) in enumerate(reversed(lines), 1):
             if rule.effect == ALLOW:
                 result = planast.any_of(cond.true, result)
             elif rule.effect == DENY:
                 result = planast.all_of(planast.negate(planast.any_of(cond.true, cond.missing)), result)
+            if step % _SIZE_CHECK_STEPS == 0:
+                # Alternating allow and deny lines nest one level each: 4,000 of them made a tree
+                # whose hash overflowed Python's stack (RecursionError) before the size check.
+                _check_size(result, len(lines))
         return result
     allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
     if effect is Effect.ALLOW_OVERRIDE:
@@ -100,16 +126,6 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
         *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
     )
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
-
-
-MAX_PLAN_NODES = planast.MAX_NODES
-MAX_PLAN_DEPTH = planast.MAX_DEPTH
-
-
-def _check_size(condition: Node, lines: int) -> None:
-    what = planast.too_large(condition)
-    if what is not None:
-        raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
 
 
 def plan_resources(

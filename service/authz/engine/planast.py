@@ -19,8 +19,12 @@ from typing import Union
 from authz.printable import escaped
 
 Literal = str | int | float | bool
-OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in")
-SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in"}
+OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "like")
+SYMBOLS = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "like": "like"}
+# `like` patterns (SQL LIKE, `\` escaping): the planner writes these two only. keyMatch2's
+# `.*` stops at a line break, and its `$` also matches before a final one.
+HAS_LINE_BREAK = "%\n%"
+HAS_LINE_BREAK_BEFORE_END = "%\n_%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +43,7 @@ class IsNull:
 
 @dataclass(frozen=True, slots=True)
 class Compare:
-    """`field op value`; `value` is a tuple of literals for `in`."""
+    """`field op value`; `value` is a tuple of literals for `in`, a LIKE pattern for `like`."""
 
     op: str
     field: str
@@ -133,11 +137,47 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     if zero in present or any(negate(c) in present for c in items):
         # x and not x / x or not x
         return zero
+    items = _merge_in(items, negated=kind is All)
     if not items:
         return unit
     if len(items) == 1:
         return items[0]
     return kind(tuple(items))
+
+
+def _membership(node: Node, negated: bool) -> tuple[str, type, tuple[Literal, ...]] | None:
+    # An `==` or `in` (under a `not` in a conjunction): its field, value type and values.
+    if negated:
+        if not isinstance(node, Not):
+            return None
+        node = node.child
+    if not isinstance(node, Compare) or node.op not in ("eq", "in"):
+        return None
+    values = node.value if isinstance(node.value, tuple) else (node.value,)
+    kinds = {str if isinstance(v, str) else bool if isinstance(v, bool) else float for v in values}
+    return (node.field, kinds.pop(), values) if len(kinds) == 1 else None
+
+
+def _merge_in(items: list[Node], *, negated: bool) -> list[Node]:
+    """`f == a or f == b` as `f in (a, b)`, and `not (f == a) and not (f == b)` as
+    `not (f in (a, b))`: one IN per field and value type instead of a comparison per value
+    (keyMatch2 plans name every id twice: `7` and `7\n`). Two-valued and three-valued logic
+    agree on both sides of these identities, so a NULL field selects the same rows."""
+    found = {i: m for i, item in enumerate(items) if (m := _membership(item, negated)) is not None}
+    groups: dict[tuple[str, type], list[int]] = {}
+    for i, (field, kind, _) in found.items():
+        groups.setdefault((field, kind), []).append(i)
+    out: list[Node] = []
+    for i, item in enumerate(items):
+        group = groups.get(found[i][:2], []) if i in found else []
+        if len(group) > 1:
+            if i != group[0]:
+                continue
+            values = tuple(dict.fromkeys(v for j in group for v in found[j][2]))
+            compare = Compare("in", found[i][0], values)
+            item = Not(compare) if negated else compare
+        out.append(item)
+    return out
 
 
 def all_of(*children: Node) -> Node:
@@ -217,18 +257,27 @@ def render(node: Node) -> str:
     if isinstance(node, Const):
         return "TRUE" if node.value else "FALSE"
     if isinstance(node, IsNull):
-        return f"{node.field} IS NULL"
+        return f"{escaped(node.field)} IS NULL"
     if isinstance(node, Compare):
-        return f"{node.field} {SYMBOLS[node.op]} {_show(node.value)}"
+        return f"{escaped(node.field)} {SYMBOLS[node.op]} {_show(node.value)}"
     if isinstance(node, Not):
         if isinstance(node.child, IsNull):
-            return f"{node.child.field} IS NOT NULL"
+            return f"{escaped(node.child.field)} IS NOT NULL"
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
     return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
 
 
-_SQL_OPERATORS = {"eq": "=", "ne": "<>", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "IN"}
+_SQL_OPERATORS = {
+    "eq": "=",
+    "ne": "<>",
+    "lt": "<",
+    "le": "<=",
+    "gt": ">",
+    "ge": ">=",
+    "in": "IN",
+    "like": "LIKE",
+}
 
 
 def _sql_value(value: Literal | tuple[Literal, ...]) -> str:
@@ -237,12 +286,16 @@ def _sql_value(value: Literal | tuple[Literal, ...]) -> str:
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, str):
-        return "'" + value.replace("'", "''") + "'"
+        if value.isprintable():
+            return "'" + value.replace("'", "''") + "'"
+        # PostgreSQL's escape string: the line stays one line and a control character cannot
+        # drive the terminal it is printed on (`\n`, `\x1b`, `\u2028` read as written).
+        return "E'" + escaped(value.replace("\\", "\\\\")).replace("'", "''") + "'"
     return repr(value)
 
 
 def _sql_name(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+    return '"' + escaped(name.replace('"', '""')) + '"'
 
 
 def sample_sql(node: Node, table: str) -> str:
@@ -259,7 +312,8 @@ def _sql(node: Node) -> str:
     if isinstance(node, IsNull):
         return f"{_sql_name(node.field)} IS NULL"
     if isinstance(node, Compare):
-        return f"{_sql_name(node.field)} {_SQL_OPERATORS[node.op]} {_sql_value(node.value)}"
+        escape = " ESCAPE '\\'" if node.op == "like" else ""
+        return f"{_sql_name(node.field)} {_SQL_OPERATORS[node.op]} {_sql_value(node.value)}{escape}"
     if isinstance(node, Not):
         if isinstance(node.child, IsNull):
             return f"{_sql_name(node.child.field)} IS NOT NULL"

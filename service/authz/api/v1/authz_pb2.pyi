@@ -47,6 +47,7 @@ class PlanOperator(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PLAN_OPERATOR_GT: _ClassVar[PlanOperator]
     PLAN_OPERATOR_GE: _ClassVar[PlanOperator]
     PLAN_OPERATOR_IN: _ClassVar[PlanOperator]
+    PLAN_OPERATOR_LIKE: _ClassVar[PlanOperator]
 REASON_UNSPECIFIED: Reason
 REASON_ALLOWED: Reason
 REASON_NO_MATCHING_RULE: Reason
@@ -75,6 +76,7 @@ PLAN_OPERATOR_LE: PlanOperator
 PLAN_OPERATOR_GT: PlanOperator
 PLAN_OPERATOR_GE: PlanOperator
 PLAN_OPERATOR_IN: PlanOperator
+PLAN_OPERATOR_LIKE: PlanOperator
 
 class CheckRequest(_message.Message):
     __slots__ = ("token", "resource", "action", "attributes", "context", "explain", "enforce_context")
