@@ -11,7 +11,7 @@ from sqlalchemy import MetaData, Table, create_engine, select, text
 from authz.app import demo_policy_dir
 from authz.cli.main import main
 from authz.decision import Reason
-from authz.engine import Snapshot, load_snapshot, planast
+from authz.engine import Snapshot, load_snapshot, planast, plansql
 from authz.engine.plan import Plan, PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
@@ -23,6 +23,11 @@ from tests.policy_dirs import line_number, write_policy
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
 ADMIN = Principal("ada", roles=("admin",), org_id="org_1")
 BOB = Principal("bob", org_id="org_1")
+# keyMatch2's `:id` is `[^/]+`: a line `/api/orders/:id` holds for the rows whose id is one
+# non-empty segment, not for `` or `a/b` (Check refuses `/api/orders/a/b`).
+ONE_SEGMENT = planast.all_of(
+    planast.Compare("ne", "id", ""), planast.Not(planast.Compare("like", "id", "%/%"))
+)
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +44,10 @@ def test_a_deny_comes_back_negated_and_a_null_status_is_denied(demo):
     assert plan.kind is PlanKind.CONDITIONAL
     status = planast.Compare("eq", "status", "shipped")
     # Check denies a delete that does not send the status (ATTRIBUTE_MISSING): so does the plan.
-    assert plan.condition == planast.Not(planast.AnyOf((status, planast.IsNull("status"))))
-    assert plan.fields == ["status"]
+    assert plan.condition == planast.all_of(
+        planast.Not(planast.AnyOf((status, planast.IsNull("status")))), ONE_SEGMENT
+    )
+    assert plan.fields == ["id", "status"]
     assert [r.split(":")[1] for r in plan.matched_rules] == ["13", "14"]
 
 
@@ -52,15 +59,18 @@ def test_an_allow_needs_its_attributes_present(demo):
     assert present in plan.condition.children
     assert planast.Compare("eq", "owner", "bob") in plan.condition.children
     assert planast.render(plan.condition) == (
+        "id != '' AND NOT (id like '%/%') AND "
         "owner IS NOT NULL AND owner == 'bob' AND status IS NOT NULL AND status == 'draft'"
     )
 
 
 def test_constant_plans_and_unknown_requests(demo):
-    assert plan_resources(demo, ADMIN, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
-    # `/api/reports/*`: `.*` takes no line break, so Check refuses a name holding one before its end.
+    # Every row whose id is one segment: no longer ALWAYS_ALLOWED (Check refuses `a/b` and ``).
+    assert plan_resources(demo, ADMIN, "GET", "/api/orders/:id").condition == ONE_SEGMENT
+    # `/api/reports/*`: `.*` takes no line break, so Check refuses a name holding one before its
+    # end (and `r.obj == '/api/reports/*'`, the row `*`, is one of the rows it allows).
     reports = plan_resources(demo, ADMIN, "GET", "/api/reports/:name")
-    assert planast.render(reports.condition) == "name == '*' OR NOT (name like '%\\n_%')"
+    assert planast.render(reports.condition) == "NOT (name like '%\\n_%')"
     for action, resource in (("FLY", "/api/orders/:id"), ("GET", "/api/planets/:id"), ("GET", "ui:x")):
         plan = plan_resources(demo, ADMIN, action, resource)
         assert plan.kind is PlanKind.ALWAYS_DENIED
@@ -70,12 +80,11 @@ def test_constant_plans_and_unknown_requests(demo):
 
 def test_known_attributes_are_bound(demo):
     carol = Principal("carol", permissions=("update:orders",), org_id="org_1")
-    assert plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_1"}).kind is (
-        PlanKind.ALWAYS_ALLOWED
-    )
+    plan = plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_1"})
+    assert plan.condition == ONE_SEGMENT
     plan = plan_resources(demo, carol, "PUT", "/api/orders/:id", {"org_id": "org_2", "owner": "carol"})
     assert plan.condition == planast.all_of(
-        planast.negate(planast.IsNull("status")), planast.Compare("eq", "status", "draft")
+        ONE_SEGMENT, planast.negate(planast.IsNull("status")), planast.Compare("eq", "status", "draft")
     )
 
 
@@ -88,8 +97,10 @@ def test_a_line_naming_one_resource_becomes_a_condition_on_the_path_parameter(tm
         "p, *, /api/orders/7/items, GET, True, allow",
     )
     plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    # `/api/orders/7/items` is the row `7/items`: Check allows `/api/orders/7/items`.
     assert planast.render(plan.condition) == (
-        "NOT (id in ('7', '7\\n')) AND (id in ('42', '42\\n') OR (owner IS NOT NULL AND owner == 'bob'))"
+        "NOT (id in ('7', '7\\n')) AND (id in ('42', '42\\n', '7/items', '7/items\\n') OR "
+        "(id != '' AND NOT (id like '%/%') AND owner IS NOT NULL AND owner == 'bob'))"
     )
     assert plan.fields == ["id", "owner"]
 
@@ -138,7 +149,7 @@ def test_an_unplannable_line_is_refused_with_its_location(tmp_path, condition, f
         == f"policy.csv:{line}: cannot plan {form} (in `p, *, /api/orders/:id, PUT, {condition}, allow`)"
     )
     # A line that cannot match (another action) is never evaluated, so GET still plans.
-    assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").condition == ONE_SEGMENT
 
 
 def test_a_missing_subject_attribute_fails_closed(tmp_path):
@@ -180,8 +191,9 @@ def test_a_template_naming_a_parameter_twice_is_invalid(demo):
 
 def test_sample_sql_quotes_values(demo):
     plan = plan_resources(demo, Principal("o'neil"), "PUT", "/api/orders/:id")
-    assert planast.sample_sql(plan.condition, "orders") == (
-        'SELECT * FROM "orders" WHERE "owner" IS NOT NULL AND "owner" = \'o\'\'neil\' '
+    assert plansql.sample_sql(plan.condition, "orders") == (
+        "SELECT * FROM \"orders\" WHERE \"id\" <> '' AND NOT (\"id\" LIKE '%/%' ESCAPE '\\') AND "
+        "\"owner\" IS NOT NULL AND \"owner\" = 'o''neil' "
         'AND "status" IS NOT NULL AND "status" = \'draft\''
     )
 

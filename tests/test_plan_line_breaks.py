@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, select
 
-from authz.engine import load_snapshot, planast
+from authz.engine import load_snapshot, planast, plansql
 from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
@@ -182,7 +182,9 @@ def test_literal_ids_are_one_in_list() -> None:
     assert plan.condition == planast.Compare("in", "id", ("1", "1\n", "2", "2\n", "3", "3\n"))
     denies = [("*", "/api/orders/:id", "GET", "True", "allow")] + [(*line[:4], "deny") for line in lines]
     plan = plan_resources(snapshot_for(EFFECTS[0], denies), Principal("u"), "GET", "/api/orders/:id")
-    assert planast.render(plan.condition) == "NOT (id in ('1', '1\\n', '2', '2\\n', '3', '3\\n'))"
+    assert planast.render(plan.condition) == (
+        "NOT (id in ('1', '1\\n', '2', '2\\n', '3', '3\\n')) AND id != '' AND NOT (id like '%/%')"
+    )
 
 
 def test_a_template_holding_a_line_break_is_refused() -> None:
@@ -199,7 +201,7 @@ def test_render_and_sample_sql_keep_control_characters_escaped() -> None:
         planast.Compare("eq", "o\x1b", "x\\\x1b'y"),
     )
     assert planast.render(condition) == "NOT (id like '%\\n_%') AND o\\x1b == 'x\\\\\\x1b\\'y'"
-    assert planast.sample_sql(condition, "t") == (
+    assert plansql.sample_sql(condition, "t") == (
         "SELECT * FROM \"t\" WHERE NOT (\"id\" LIKE E'%\\n_%' ESCAPE '\\') AND \"o\\x1b\" = E'x\\\\\\x1b''y'"
     )
 

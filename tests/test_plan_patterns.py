@@ -9,13 +9,14 @@ are what that got wrong.
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
 import pytest
 
 from authz.app import demo_policy_dir
-from authz.engine import Snapshot, load_snapshot
+from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
@@ -24,6 +25,8 @@ from tests.test_plan_sql import EFFECTS, snapshot_for
 
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
 BOB = Principal("bob", org_id="org_1")
+# `:x` is `[^/]+`: the rows whose id is one non-empty segment.
+ONE_SEGMENT = "id != '' AND NOT (id like '%/%')"
 
 
 def policy(tmp_path: Path, *lines: str) -> Snapshot:
@@ -38,7 +41,7 @@ def test_a_backtracking_pattern_meets_a_long_segment_in_linear_time(tmp_path):
     plan = plan_resources(snapshot, BOB, "GET", "/api/" + "a" * 40 + "/:id")
     assert time.monotonic() - started < 10
     assert plan.kind is PlanKind.ALWAYS_DENIED
-    assert plan_resources(snapshot, BOB, "GET", "/api/aab/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert planast.render(plan_resources(snapshot, BOB, "GET", "/api/aab/:id").condition) == ONE_SEGMENT
 
 
 def test_an_alternation_is_not_read_per_segment(tmp_path):
@@ -77,7 +80,9 @@ def test_a_regex_part_before_a_tail_is_not_planned(tmp_path):
 
 def test_a_local_regex_part_is_still_planned(tmp_path):
     snapshot = policy(tmp_path, "p, *, /api/v[0-9]+/orders/:id, GET, True, allow")
-    assert plan_resources(snapshot, BOB, "GET", "/api/v12/orders/:id").kind is PlanKind.ALWAYS_ALLOWED
+    assert (
+        planast.render(plan_resources(snapshot, BOB, "GET", "/api/v12/orders/:id").condition) == ONE_SEGMENT
+    )
     assert plan_resources(snapshot, BOB, "GET", "/api/vx/orders/:id").kind is PlanKind.ALWAYS_DENIED
     assert snapshot.decide(BOB, "/api/v12/orders/1", "GET").allowed
     assert not snapshot.decide(BOB, "/api/vx/orders/1", "GET").allowed
@@ -89,14 +94,19 @@ def test_a_local_regex_part_is_still_planned(tmp_path):
 def test_an_or_chain_over_unknown_attributes_is_refused_as_it_grows(tmp_path):
     # Each `||` refers to the condition so far twice (where it holds, where it is false or
     # NULL): 22 terms took 37 s, and every term doubled it.
-    terms = " || ".join(f"r.obj.owner == 'u{i}'" for i in range(40))
+    terms = " || ".join(f"r.obj.f{i} == 'u{i}'" for i in range(40))
     snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {terms}, allow")
     started = time.monotonic()
-    with pytest.raises(
-        FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition that is deeper than 32"
-    ):
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition that is more than"):
         plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
     assert time.monotonic() - started < 10
+    # On one attribute, the simplifier keeps it one `in`.
+    same = " || ".join(f"r.obj.owner == 'u{i}'" for i in range(40))
+    plan = plan_resources(
+        policy(tmp_path / "same", f"p, *, /api/orders/:id, GET, {same}, allow"), BOB, "GET", "/api/orders/:id"
+    )
+    owners = ", ".join(f"'u{i}'" for i in range(40))
+    assert planast.render(plan.condition) == f"{ONE_SEGMENT} AND owner IS NOT NULL AND owner in ({owners})"
     # An `in` of more values than a plan's nodes is refused too (each is a bound parameter).
     values = ", ".join(f"'u{i}'" for i in range(20_000))
     snapshot = policy(tmp_path / "in", f"p, *, /api/orders/:id, GET, r.obj.owner in ({values}), allow")
@@ -107,13 +117,22 @@ def test_an_or_chain_over_unknown_attributes_is_refused_as_it_grows(tmp_path):
 def test_thousands_of_alternating_priority_lines_are_refused_not_a_recursion_error():
     # Under `priority(p.eft) || deny` each line nests the plan one level: 4,000 alternating allow
     # and deny lines made a tree whose hash overflowed Python's stack (RecursionError).
-    lines = [("*", f"/api/orders/{i}", "GET", "True", "allow" if i % 2 else "deny") for i in range(4000)]
+    lines = [
+        ("*", "/api/orders/:id", "GET", f"r.obj.owner == 'u{i}'" if i % 2 else f"r.obj.org_id == 'o{i}'", eft)
+        for i, eft in zip(range(4000), itertools.cycle(("deny", "allow")), strict=False)
+    ]
     with pytest.raises(FailedPrecondition, match="deeper than 32"):
         plan_resources(snapshot_for(EFFECTS[3], lines), BOB, "GET", "/api/orders/:id")
-    # A first line that decides every row makes the rest irrelevant, as in Check.
+    # Lines naming ids, one field: the simplifier keeps the plan one `in` (the odd ids, allowed).
+    lines = [("*", f"/api/orders/{i}", "GET", "True", "allow" if i % 2 else "deny") for i in range(4000)]
+    plan = plan_resources(snapshot_for(EFFECTS[3], lines), BOB, "GET", "/api/orders/:id")
+    assert plan.condition == planast.Compare(
+        "in", "id", tuple(v for i in range(1, 4000, 2) for v in (str(i), f"{i}\n"))
+    )
+    # A first line that decides every row it can match makes the rest irrelevant, as in Check.
     first = [("*", "/api/orders/:id", "GET", "True", "allow"), *lines]
     plan = plan_resources(snapshot_for(EFFECTS[3], first), BOB, "GET", "/api/orders/:id")
-    assert plan.kind is PlanKind.ALWAYS_ALLOWED
+    assert planast.render(plan.condition) == ONE_SEGMENT
     first = [("*", "/api/orders/:id", "GET", "True", "deny"), *lines]
     assert plan_resources(snapshot_for(EFFECTS[3], first), BOB, "GET", "/api/orders/:id").kind is (
         PlanKind.ALWAYS_DENIED

@@ -7,7 +7,7 @@ import argparse
 from authz.api.v1 import authz_pb2, authz_pb2_grpc
 from authz.cli.attrs import add_enforce_context
 from authz.cli.remote import add_connection_args, channel_for, request_structs
-from authz.engine import planast
+from authz.engine import planast, plansql
 from authz.printable import escaped
 from authz.transports.planproto import condition_from_proto
 
@@ -56,7 +56,7 @@ def run_plan(ns: argparse.Namespace) -> int:
         condition = condition_from_proto(reply.condition)
         print(f"  condition: {planast.render(condition)}")
         print(f"  fields:    {escaped(', '.join(reply.fields))}")
-        print(f"  sql:       {planast.sample_sql(condition, ns.table or _table(ns.resource))}")
+        print(f"  sql:       {plansql.sample_sql(condition, ns.table or _table(ns.resource))}")
     else:
         reason = authz_pb2.Reason.Name(reply.reason)
         print(f"  message:   {escaped(reply.message)}" + (f" ({reason})" if reply.reason else ""))

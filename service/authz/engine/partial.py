@@ -44,7 +44,7 @@ class Field:
 
 @dataclass(frozen=True, slots=True)
 class Obj:
-    """`r.obj` itself: one row's resource id, an instance of the template."""
+    """`r.obj` itself: one row's resource id, the template filled in from the row."""
 
     template: Template
     known: Mapping[str, Any]
@@ -343,7 +343,11 @@ class LineEvaluator:
             obj, other = (left, right) if isinstance(left, Obj) else (right, left)
             if isinstance(obj, Obj) and name in ("eq", "ne") and isinstance(plain(other), str):
                 test = obj.template.equals(plain(other))
-                return Cond(test if name == "eq" else planast.negate(test), FALSE)
+                if name == "eq":
+                    return Cond(test.true, test.unknown)
+                return Cond(
+                    planast.all_of(planast.negate(test.true), planast.negate(test.unknown)), test.unknown
+                )
             what = "r.obj compared as a whole" if isinstance(obj, Obj) else "comparison of a condition"
             raise Unplannable(what)
         if isinstance(left, Field) and isinstance(right, Field):
@@ -408,7 +412,8 @@ class LineEvaluator:
             pattern = plain(args[1])
             template = first.template
             test = template.key_match2(pattern) if name == "keyMatch2" else template.key_match(pattern)
-            return Cond(test, FALSE)
+            # Rows the planner cannot tell are planned as missing attributes: fail closed.
+            return Cond(test.true, test.unknown)
         shown = next((f"r.obj.{a.name}" for a in symbolic if isinstance(a, Field)), "r.obj")
         raise Unplannable(f"{name}() of {shown}, which has no SQL form")
 

@@ -12,7 +12,8 @@ allows; every rewrite is a boolean identity that keeps the two-valued property.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Union
 
@@ -137,12 +138,75 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     if zero in present or any(negate(c) in present for c in items):
         # x and not x / x or not x
         return zero
-    items = _merge_in(items, negated=kind is All)
+    items = [
+        c
+        for c in _drop_decided_values(_merge_in(items, negated=kind is All), any_=kind is AnyOf)
+        if c != unit
+    ]
+    if zero in items:
+        return zero
     if not items:
         return unit
     if len(items) == 1:
         return items[0]
-    return kind(tuple(items))
+    return _in_context(items) if kind is All else _factored(items)
+
+
+def _in_context(items: list[Node]) -> Node:
+    """`a and C(a)` as `a and C(true)`: where `a` is false both are; where it is NULL neither
+    is true, so SQL selects the same rows (`id != '' AND NOT (id != '' AND x)` is
+    `id != '' AND NOT x`). The walk is bounded by the tree's own size."""
+    facts: set[Node] = {c for c in items if not isinstance(c, All)}
+    # A fact is not assumed inside itself: `not x` would read its own `x` as false.
+    out = [_assume_inside(c, facts, 0) for c in items]
+    if all(new is old for new, old in zip(out, items, strict=True)):
+        return All(tuple(items))
+    return _build(out, All)
+
+
+def _assume(node: Node, facts: set[Node], depth: int) -> Node:
+    # `node` with each fact true (and its negation false), a few levels down.
+    if node in facts:
+        return TRUE
+    if negate(node) in facts:
+        return FALSE
+    return _assume_inside(node, facts, depth)
+
+
+def _assume_inside(node: Node, facts: set[Node], depth: int) -> Node:
+    if depth >= _PREDICATE_DEPTH:
+        return node
+    if isinstance(node, Not):
+        # A fact `not x` at the top is not assumed inside itself (its `x` would read as false).
+        inner = _assume(node.child, facts, depth + 1) if depth else _assume_inside(node.child, facts, 1)
+        return node if inner is node.child else negate(inner)
+    if isinstance(node, All | AnyOf) and len(node.children) <= _DECIDED_ITEMS:
+        children = [_assume(c, facts, depth + 1) for c in node.children]
+        if any(new is not old for new, old in zip(children, node.children, strict=True)):
+            return _build(children, type(node))
+    return node
+
+
+def _factored(items: list[Node]) -> Node:
+    """`a or (a and b)` as `a`, and `(a and b) or (a and c)` as `a and (b or c)`: lattice
+    identities, which hold for SQL's NULLs too."""
+    conjuncts: list[set[Node]] = [set(c.children) if isinstance(c, All) else {c} for c in items]
+    if len(items) <= _DECIDED_ITEMS:
+        # Quadratic in the items: only a short `or` is read for it.
+        kept = [
+            item
+            for i, (item, mine) in enumerate(zip(items, conjuncts, strict=True))
+            if not any(j != i and other < mine for j, other in enumerate(conjuncts))
+        ]
+        if len(kept) != len(items):
+            return _build(kept, AnyOf)
+    common = conjuncts[0].intersection(*conjuncts[1:])
+    alls = [item for item in items if isinstance(item, All)]
+    if not common or len(alls) != len(items):
+        return AnyOf(tuple(items))
+    shared = [c for c in alls[0].children if c in common]
+    rests = [_build([c for c in item.children if c not in common], All) for item in alls]
+    return _build([*shared, _build(rests, AnyOf)], All)
 
 
 def _membership(node: Node, negated: bool) -> tuple[str, type, tuple[Literal, ...]] | None:
@@ -178,6 +242,115 @@ def _merge_in(items: list[Node], *, negated: bool) -> list[Node]:
             item = Not(compare) if negated else compare
         out.append(item)
     return out
+
+
+def _drop_decided_values(items: list[Node], *, any_: bool) -> list[Node]:
+    """Drop a value of `f in (...)` (or `not (f in (...))`) that a sibling reading `f` alone
+    decides: in an `any`, one the sibling holds for (`name == '*' OR NOT (name like
+    '%\\n_%')` is the `like` alone); in an `all`, one the sibling refuses. The row holding the
+    value gets the sibling's answer either way, so the rows are the same, NULL or not."""
+    if not 2 <= len(items) <= _DECIDED_ITEMS:
+        return items
+    out: list[Node] = []
+    for i, item in enumerate(items):
+        negated = isinstance(item, Not)
+        found = _membership(item, negated=negated)
+        if found is None or found[1] is not str:
+            out.append(item)
+            continue
+        field, _, values = found
+        tests = [
+            t
+            for j, s in enumerate(items)
+            if j != i and not _decides_none(s, field, values, any_) and (t := _predicate(s, field, 0))
+        ]
+        if not tests:
+            out.append(item)
+            continue
+        texts = [v for v in values if isinstance(v, str)]
+        kept = tuple(v for v in texts if not any(t(v) is any_ for t in tests))
+        if len(kept) == len(values):
+            out.append(item)
+            continue
+        compare = Compare("eq", field, kept[0]) if len(kept) == 1 else Compare("in", field, kept)
+        if not kept:
+            out.append(TRUE if negated else FALSE)
+        else:
+            out.append(Not(compare) if negated else compare)
+    return out
+
+
+def _decides_none(node: Node, field: str, values: tuple[Literal, ...], any_: bool) -> bool:
+    # A sibling `f in (...)` or `not (f in (...))` answered in C, as a set: under priority, a
+    # chain of thousands of lines meets one at each step.
+    negated = isinstance(node, Not)
+    found = _membership(node, negated=negated)
+    if found is None or found[0] != field:
+        return False
+    members = frozenset(found[2])
+    if negated != any_:
+        return members.isdisjoint(values)
+    return members.issuperset(values)
+
+
+# Past these nothing is dropped: a plan of thousands of lines builds an `any` at each step.
+_DECIDED_ITEMS = 16
+_PREDICATE_CHILDREN = 4
+_PREDICATE_DEPTH = 3
+
+
+def _predicate(node: Node, field: str, depth: int) -> Callable[[str], bool] | None:
+    """`node` as a test of a row whose `field` holds a text, or None when it reads more."""
+    if isinstance(node, Const):
+        return lambda _: node.value
+    if isinstance(node, IsNull):
+        return (lambda _: False) if node.field == field else None
+    if isinstance(node, Compare):
+        return _compare_predicate(node, field)
+    if depth >= _PREDICATE_DEPTH:
+        return None
+    if isinstance(node, Not):
+        inner = _predicate(node.child, field, depth + 1)
+        return None if inner is None else (lambda v: not inner(v))
+    if len(node.children) > _PREDICATE_CHILDREN:
+        return None
+    parts = [_predicate(c, field, depth + 1) for c in node.children]
+    tests = [p for p in parts if p is not None]
+    if len(tests) != len(parts):
+        return None
+    if isinstance(node, All):
+        return lambda v: all(t(v) for t in tests)
+    return lambda v: any(t(v) for t in tests)
+
+
+def _compare_predicate(node: Compare, field: str) -> Callable[[str], bool] | None:
+    values = node.value if isinstance(node.value, tuple) else (node.value,)
+    if node.field != field or not all(isinstance(v, str) for v in values):
+        return None
+    if node.op in ("eq", "in"):
+        found = frozenset(values)
+        return lambda v: v in found
+    if node.op == "ne":
+        return lambda v: v != node.value
+    if node.op == "like":
+        regex = re.compile(_like_regex(str(node.value)), re.DOTALL)
+        return lambda v: regex.fullmatch(v) is not None
+    return None
+
+
+def _like_regex(pattern: str) -> str:
+    """SQL `LIKE` with `\\` escaping as a regular expression (the planner's patterns hold no
+    letter, so case, which SQLite's LIKE ignores, is moot)."""
+    return re.sub(r"\\(.)|(%)|(_)|(.)", _like_piece, pattern, flags=re.DOTALL)
+
+
+def _like_piece(match: re.Match[str]) -> str:
+    escaped_char, percent, underscore, plain = match.groups()
+    if percent:
+        return ".*"
+    if underscore:
+        return "."
+    return re.escape(escaped_char if escaped_char is not None else plain)
 
 
 def all_of(*children: Node) -> Node:
@@ -266,57 +439,3 @@ def render(node: Node) -> str:
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
     return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
-
-
-_SQL_OPERATORS = {
-    "eq": "=",
-    "ne": "<>",
-    "lt": "<",
-    "le": "<=",
-    "gt": ">",
-    "ge": ">=",
-    "in": "IN",
-    "like": "LIKE",
-}
-
-
-def _sql_value(value: Literal | tuple[Literal, ...]) -> str:
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_sql_value(v) for v in value) + ")"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, str):
-        if value.isprintable():
-            return "'" + value.replace("'", "''") + "'"
-        # PostgreSQL's escape string: the line stays one line and a control character cannot
-        # drive the terminal it is printed on (`\n`, `\x1b`, `\u2028` read as written).
-        return "E'" + escaped(value.replace("\\", "\\\\")).replace("'", "''") + "'"
-    return repr(value)
-
-
-def _sql_name(name: str) -> str:
-    return '"' + escaped(name.replace('"', '""')) + '"'
-
-
-def sample_sql(node: Node, table: str) -> str:
-    """The condition as a WHERE clause over `table`, literals inlined: for reading only.
-
-    Adapters never build SQL text like this: they bind every value as a parameter.
-    """
-    return f"SELECT * FROM {_sql_name(table)} WHERE {_sql(node)}"  # noqa: S608 (printed, never run)
-
-
-def _sql(node: Node) -> str:
-    if isinstance(node, Const):
-        return "TRUE" if node.value else "FALSE"
-    if isinstance(node, IsNull):
-        return f"{_sql_name(node.field)} IS NULL"
-    if isinstance(node, Compare):
-        escape = " ESCAPE '\\'" if node.op == "like" else ""
-        return f"{_sql_name(node.field)} {_SQL_OPERATORS[node.op]} {_sql_value(node.value)}{escape}"
-    if isinstance(node, Not):
-        if isinstance(node.child, IsNull):
-            return f"{_sql_name(node.child.field)} IS NOT NULL"
-        return f"NOT ({_sql(node.child)})"
-    joiner = " AND " if isinstance(node, All) else " OR "
-    return joiner.join(f"({_sql(c)})" if isinstance(c, All | AnyOf) else _sql(c) for c in node.children)

@@ -1,16 +1,24 @@
 """The resource template of a plan, and how a line's resource pattern meets it.
 
-A list's rows share a template such as `/api/orders/:id`: each `:name` segment is a path
-parameter that one row fills with a non-empty value without `/`. For a policy line the
-planner asks what Check would compute with a row's resource id in `r.obj`:
+A list's rows share a template such as `/api/orders/:id`; a row's resource id is the
+template with its path parameters filled in from the row's columns, whatever they hold. For
+a policy line the planner asks what Check would compute with that id in `r.obj`:
 
-- `r.obj == "/api/orders/42"` holds for the rows whose `id` is `42`, and for no row when
-  the string cannot be an instance of the template;
-- `keyMatch2(r.obj, "/api/orders/:id")` holds for every row, `keyMatch2(r.obj, "/api/*")`
-  for every row whose parameters hold no line break (the last one may end in one: `.*`
-  takes none, `$` matches before a final one), `keyMatch2(r.obj, "/api/orders/42")` for
-  the rows whose `id` is `42` (or `42\n`);
+- `r.obj == "/api/orders/42"` holds for the rows whose `id` is `42` (on a template of one
+  parameter, `r.obj == "/api/orders/a/b"` for the row `a/b`), for no row when the string
+  cannot be such an id;
+- `keyMatch2(r.obj, "/api/orders/:id")` holds for the rows whose `id` is one non-empty
+  segment (`[^/]+`: `id != '' AND NOT (id like '%/%')`), `keyMatch2(r.obj, "/api/*")` for
+  every row whose parameters hold no line break (the last one may end in one: `.*` takes
+  none, `$` matches before a final one), `keyMatch2(r.obj, "/api/orders/42")` for the rows
+  whose `id` is `42` (or `42\n`);
 - `keyMatch(r.obj, "/api/orders*")` (a string prefix, no regular expression) for every row.
+
+Each answer is a `RowTest`: where the function holds, and where the planner cannot tell.
+The latter are rows whose parameter holds a `/` where the pattern reads that parameter's
+segment (`keyMatch2(r.obj, "/api/:a/:b")` on the template `/api/:id`): the segments no
+longer line up, and the plan treats such a row as it treats a missing attribute (an allow
+line does not list it, a deny line denies it), narrower than Check, never wider.
 
 A kind such as `order:*` stands for every id with that prefix; the rest of an id is the
 field `id` (`r.obj == "order:42"` becomes `id == '42'`).
@@ -48,6 +56,20 @@ class Unplannable(Exception):
 
 
 @dataclass(frozen=True)
+class RowTest:
+    """A function of `r.obj` over the rows: where it holds, and where the planner cannot tell
+    (`unknown`, never overlapping `true`), which is planned as a missing attribute."""
+
+    true: Node
+    unknown: Node = planast.FALSE
+
+
+NO_ROW = RowTest(planast.FALSE)
+# A LIKE pattern (`\\` escaping) for a parameter holding more than one segment.
+HAS_SLASH = "%/%"
+
+
+@dataclass(frozen=True)
 class Template:
     """A parsed resource template: literal segments and parameter names."""
 
@@ -67,27 +89,51 @@ class Template:
         return "/".join(self.segments[:first]) + "/" if first else ""
 
     @property
+    def suffix(self) -> str:
+        """What every row's id ends with: `/` and the segments after the last parameter."""
+        last = max(i for i, p in enumerate(self.params) if p)
+        rest = self.segments[last + 1 :]
+        return "/" + "/".join(rest) if rest else ""
+
+    @property
     def names(self) -> tuple[str, ...]:
         """The parameter names in order."""
         return tuple(p for p in self.params if p)
 
-    def equals(self, value: str) -> Node:
+    def _frames(self, value: str) -> bool:
+        # Whether `value` starts with the literal prefix and ends with the suffix, apart.
+        literal, suffix = self.literal, self.suffix
+        return (
+            len(value) >= len(literal) + len(suffix) and value.startswith(literal) and value.endswith(suffix)
+        )
+
+    def equals(self, value: str) -> RowTest:
         """The rows whose resource id equals `value`."""
+        if len(self.names) == 1:
+            # One parameter: the middle of the value is the row's, empty or holding a `/` too
+            # (a deny line `r.obj == "/api/docs/a/b"` denies the row `a/b`; the plan missed it).
+            if not self._frames(value):
+                return NO_ROW
+            middle = value[len(self.literal) : len(value) - len(self.suffix)]
+            return RowTest(planast.Compare("eq", self.names[0], middle))
         parts = value.split("/")
-        if len(parts) != len(self.segments):
-            return planast.FALSE
+        if len(parts) > len(self.segments):
+            # Rows whose parameters hold a `/` may (`/a/b/c` on `/:x/:y`: `a/b` and `c`, or `a` and `b/c`).
+            return RowTest(
+                planast.FALSE, _slashed(self.names) if self.names and self._frames(value) else planast.FALSE
+            )
+        if len(parts) < len(self.segments):
+            return NO_ROW
         out: list[Node] = []
         for part, segment, param in zip(parts, self.segments, self.params, strict=True):
             if param is None:
                 if part != segment:
-                    return planast.FALSE
-            elif not part:
-                return planast.FALSE
+                    return NO_ROW
             else:
                 out.append(planast.Compare("eq", param, part))
-        return planast.all_of(*out)
+        return RowTest(planast.all_of(*out))
 
-    def key_match2(self, pattern: str) -> Node:
+    def key_match2(self, pattern: str) -> RowTest:
         """The rows for which `keyMatch2(resource id, pattern)` holds."""
         parts = pattern.split("/")
         tail = parts[-1] == "*" and len(parts) > 1
@@ -95,6 +141,29 @@ class Template:
             parts = parts[:-1]
         if "*" in "".join(parts):
             raise Unplannable(f"keyMatch2 pattern {pattern!r} with * before its end")
+        if not tail and len(self.names) == 1 and not _REGEX.search(pattern):
+            # A literal route is an equality, `$` also matching before a final line break.
+            return RowTest(planast.any_of(self.equals(pattern).true, self.equals(pattern + "\n").true))
+        if not self._ends_agree(parts, tail):
+            return NO_ROW
+        return RowTest(self._aligned(parts, tail, pattern), self._misaligned(parts, tail))
+
+    def _ends_agree(self, parts: list[str], tail: bool) -> bool:
+        # The pattern's segments before the first parameter meet every row's literal prefix, and
+        # (without `/*`) its last ones the literal suffix, however many `/` the parameters hold.
+        params = [i for i, p in enumerate(self.params) if p]
+        before = zip(parts, self.segments[: params[0]], strict=False)
+        after = () if tail else zip(reversed(parts), reversed(self.segments[params[-1] + 1 :]), strict=False)
+        for part, segment in (*before, *after):
+            if _PARAM.match(part):
+                if not segment:
+                    return False
+            elif not _REGEX.search(part) and part != segment:
+                return False
+        return True
+
+    def _aligned(self, parts: list[str], tail: bool, pattern: str) -> Node:
+        # The rows whose parameters read by a pattern segment hold no `/`: segment by segment.
         out: list[Node] = []
         if tail:
             # `/.*` needs a `/` after the prefix: at least one more segment.
@@ -106,8 +175,11 @@ class Template:
         last = len(parts) - 1 if not tail else -1
         for index, (part, segment, param) in enumerate(zip(parts, self.segments, self.params, strict=False)):
             if _PARAM.match(part):
-                if param is None and not segment:
-                    return planast.FALSE
+                if param is None:
+                    if not segment:
+                        return planast.FALSE
+                else:
+                    out.append(_one_segment(param))
                 continue
             if _REGEX.search(part):
                 if param is not None:
@@ -130,6 +202,16 @@ class Template:
                 out.append(planast.Compare("eq", param, part))
         return planast.all_of(*out)
 
+    def _misaligned(self, parts: list[str], tail: bool) -> Node:
+        # The rows `_aligned` cannot answer: a parameter read by a pattern segment holds a `/`,
+        # so the row's segments shift against the pattern's. None can match a pattern of no more
+        # segments than the template that has no regular expression (each `/` is one segment).
+        read = [p for p in self.params[: len(parts)] if p]
+        regex = any(_REGEX.search(part) and not _PARAM.match(part) for part in parts)
+        if not read or (not tail and not regex and len(parts) <= len(self.segments)):
+            return planast.FALSE
+        return _slashed(read)
+
     def _unless_regex(self, pattern: str) -> Node:
         # Different segment counts: no row matches, unless the pattern's regular
         # expression characters (`.` matches `/`) could bridge them.
@@ -137,7 +219,7 @@ class Template:
             raise Unplannable(f"keyMatch2 pattern {pattern!r} with regular-expression characters")
         return planast.FALSE
 
-    def key_match(self, pattern: str) -> Node:
+    def key_match(self, pattern: str) -> RowTest:
         """The rows for which `keyMatch(resource id, pattern)` holds (`*`: any suffix)."""
         star = pattern.find("*")
         if star == -1:
@@ -145,10 +227,24 @@ class Template:
         prefix = pattern[:star]
         literal = self.literal
         if literal.startswith(prefix):
-            return planast.TRUE
+            return RowTest(planast.TRUE)
         if not prefix.startswith(literal):
-            return planast.FALSE
+            return NO_ROW
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside a parameter of {self.text!r}")
+
+
+def _one_segment(param: str) -> Node:
+    """What keyMatch2's `:name` (`[^/]+`) asks of the parameter it meets: a non-empty value
+    without `/`. Before, an allow line `/api/docs/:id` listed the rows `` and `a/b` (every
+    row: ALWAYS_ALLOWED), which Check refuses."""
+    return planast.all_of(
+        planast.Compare("ne", param, ""), planast.Not(planast.Compare("like", param, HAS_SLASH))
+    )
+
+
+def _slashed(params: list[str] | tuple[str, ...]) -> Node:
+    """Some of `params` holds a `/`."""
+    return planast.any_of(*(planast.Compare("like", p, HAS_SLASH) for p in params))
 
 
 def _before_final_line_break(param: str, part: str) -> Node:
@@ -223,38 +319,39 @@ class KindTemplate(Template):
         """The one parameter: the rest of the id."""
         return (KIND_PARAM,)
 
-    def equals(self, value: str) -> Node:
-        """The rows whose id is `value`: `id == <the rest>`."""
-        if len(value) > len(self.prefix) and value.startswith(self.prefix):
-            return planast.Compare("eq", KIND_PARAM, value[len(self.prefix) :])
-        return planast.FALSE
+    def equals(self, value: str) -> RowTest:
+        """The rows whose id is `value`: `id == <the rest>` (empty too: the row `order:` with the
+        id `` is `r.obj == "order:"`)."""
+        if value.startswith(self.prefix):
+            return RowTest(planast.Compare("eq", KIND_PARAM, value[len(self.prefix) :]))
+        return NO_ROW
 
-    def key_match2(self, pattern: str) -> Node:
+    def key_match2(self, pattern: str) -> RowTest:
         """keyMatch2 against a kind: a plain id, a `prefix/*` covering the kind, or no row."""
         found = _REGEX.search(pattern)
         start = pattern[: found.start()] if found else pattern
         if not (start.startswith(self.prefix) or self.prefix.startswith(start)):
-            return planast.FALSE
+            return NO_ROW
         if found is None:
-            return planast.any_of(self.equals(pattern), self.equals(pattern + "\n"))
+            return RowTest(planast.any_of(self.equals(pattern).true, self.equals(pattern + "\n").true))
         if (
             pattern.endswith("/*")
             and not _REGEX.search(pattern[:-1])
             and self.prefix.startswith(pattern[:-1])
         ):
-            return planast.all_of(*_single_line((KIND_PARAM,)))
+            return RowTest(planast.all_of(*_single_line((KIND_PARAM,))))
         raise Unplannable(f"keyMatch2 pattern {pattern!r} against the kind {self.text!r}")
 
-    def key_match(self, pattern: str) -> Node:
+    def key_match(self, pattern: str) -> RowTest:
         """keyMatch (`*`: any suffix) against a kind."""
         star = pattern.find("*")
         if star == -1:
             return self.equals(pattern)
         prefix = pattern[:star]
         if self.prefix.startswith(prefix):
-            return planast.TRUE
+            return RowTest(planast.TRUE)
         if not prefix.startswith(self.prefix):
-            return planast.FALSE
+            return NO_ROW
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside the id of the kind {self.text!r}")
 
 
