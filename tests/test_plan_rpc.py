@@ -30,17 +30,32 @@ def test_grpc_plan_for_the_demo(server, issuer):
     reply = server.stub.PlanResources(request, timeout=5)
     assert reply.kind == authz_pb2.PLAN_KIND_CONDITIONAL
     assert reply.subject == "ada"
-    assert reply.fields == ["status"]
+    assert reply.fields == ["id", "status"]
     assert reply.policy_version and reply.decision_id
     assert [r.split(":")[1] for r in reply.matched_rules] == ["13", "14"]
     assert json_format.MessageToDict(reply.condition) == {
-        "negate": {
-            "any": {
-                "conditions": [
-                    {"compare": {"operator": "PLAN_OPERATOR_EQ", "field": "status", "value": "shipped"}},
-                    {"isNull": "status"},
-                ]
-            }
+        "all": {
+            "conditions": [
+                {
+                    "negate": {
+                        "any": {
+                            "conditions": [
+                                {
+                                    "compare": {
+                                        "operator": "PLAN_OPERATOR_EQ",
+                                        "field": "status",
+                                        "value": "shipped",
+                                    }
+                                },
+                                {"isNull": "status"},
+                            ]
+                        }
+                    }
+                },
+                # `:id` is one non-empty segment (`[^/]+`).
+                {"compare": {"operator": "PLAN_OPERATOR_NE", "field": "id", "value": ""}},
+                {"negate": {"compare": {"operator": "PLAN_OPERATOR_LIKE", "field": "id", "value": "%/%"}}},
+            ]
         }
     }
     request.explain = False
@@ -67,7 +82,10 @@ def test_the_metadata_carries_the_token(server, issuer):
         metadata=[("authorization", f"Bearer {token}")],
         timeout=5,
     )
-    assert reply.kind == authz_pb2.PLAN_KIND_ALWAYS_ALLOWED
+    assert (reply.kind, reply.message) == (
+        authz_pb2.PLAN_KIND_CONDITIONAL,
+        "id != '' AND NOT (id like '%/%')",
+    )
 
 
 def test_unknown_action_or_resource_is_always_denied(server, issuer):
@@ -121,7 +139,7 @@ def test_connect_json_and_grpc_web_give_the_grpc_answer(http_server, issuer):
     assert reply.status == 200
     body = reply.json()
     assert body["kind"] == "PLAN_KIND_CONDITIONAL"
-    assert body["fields"] == ["org_id", "owner", "status"]
+    assert body["fields"] == ["id", "org_id", "owner", "status"]
     same_answer(via_grpc, json_format.Parse(reply.body, authz_pb2.PlanResourcesResponse()))
     for protocol in (ProtocolType.CONNECT, ProtocolType.GRPC_WEB):
         with AuthorizationServiceClientSync(http_server.http_url, protocol=protocol) as client:
@@ -156,7 +174,7 @@ def test_an_unplannable_line_is_failed_precondition_on_every_transport(issuer, m
     assert client_refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
     # The other routes still plan.
     request.action = "GET"
-    assert running.stub.PlanResources(request, timeout=5).kind == authz_pb2.PLAN_KIND_ALWAYS_ALLOWED
+    assert running.stub.PlanResources(request, timeout=5).kind == authz_pb2.PLAN_KIND_CONDITIONAL
 
 
 ORDERS = Table(
@@ -181,7 +199,7 @@ def test_authorized_query_filters_a_table_as_check_would(server, issuer):
     with engine.begin() as connection:
         connection.execute(ORDERS.insert(), ROWS)
     bob = issuer.mint(sub="bob")
-    fields = {"status": "state"}
+    fields = {"status": "state", "id": "order_id"}
     with AuthzClient(server.address) as client, engine.connect() as connection:
         statement = authorized_query(client, bob, "PUT", TEMPLATE, select(ORDERS.c.order_id), fields=fields)
         assert [r[0] for r in connection.execute(statement)] == ["1"]
@@ -195,9 +213,11 @@ def test_authorized_query_filters_a_table_as_check_would(server, issuer):
         assert list(connection.execute(nobody)) == []
         # `status` maps to no column without the field map: refused, never dropped.
         with pytest.raises(PlanFieldError, match="'status'"):
-            authorized_query(client, bob, "PUT", TEMPLATE, select(ORDERS.c.order_id))
+            authorized_query(
+                client, bob, "PUT", TEMPLATE, select(ORDERS.c.order_id), fields={"id": "order_id"}
+            )
         plan = client.plan_resources("PUT", TEMPLATE, token=bob)
-        assert plan.kind == "CONDITIONAL" and plan.fields == ("owner", "status")
+        assert plan.kind == "CONDITIONAL" and plan.fields == ("id", "owner", "status")
         clause = plan_where(plan, ORDERS, fields)
         compiled = clause.compile(engine)
         # Values are bound parameters, never SQL text.
@@ -210,10 +230,13 @@ def test_cli_plan_prints_the_condition_and_sample_sql(server, issuer, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert out.startswith(f"CONDITIONAL  DELETE {TEMPLATE}\n")
-    assert "  condition: NOT (status == 'shipped' OR status IS NULL)\n" in out
     assert (
-        """  sql:       SELECT * FROM "orders" WHERE NOT ("status" = 'shipped' OR "status" IS NULL)\n"""
+        "  condition: NOT (status == 'shipped' OR status IS NULL) AND id != '' AND NOT (id like '%/%')\n"
         in out
+    )
+    assert (
+        """  sql:       SELECT * FROM "orders" WHERE NOT ("status" = 'shipped' OR "status" IS NULL) """
+        """AND "id" <> '' AND NOT ("id" LIKE '%/%' ESCAPE '\\')\n""" in out
     )
     assert token not in out
     code = main(["plan", "DELETE", TEMPLATE, "--address", server.address, "--token", ""])
@@ -255,7 +278,7 @@ def test_orm_statement_and_the_async_client(server, issuer):
                 "PUT",
                 TEMPLATE,
                 select(Order).order_by(Order.order_id),
-                fields={"status": Order.state},
+                fields={"status": Order.state, "id": Order.order_id},
             )
             assert [o.order_id for o in session.scalars(statement)] == ["1", "2"]
 
@@ -265,7 +288,7 @@ def test_orm_statement_and_the_async_client(server, issuer):
 
         result = asyncio.run(plan())
         assert result.kind == "CONDITIONAL" and result.subject == "carol" and len(result.matched_rules) == 2
-        where = plan_where(result, Order.__table__, {"status": "state"})
+        where = plan_where(result, Order.__table__, {"status": "state", "id": "order_id"})
         assert [o.order_id for o in session.scalars(select(Order).where(where).order_by(Order.order_id))] == [
             "1",
             "2",
