@@ -59,6 +59,10 @@ ROWS: tuple[dict[str, Any], ...] = tuple(
         ("%", "frank", "o2", None, 2),
         ("_", "bob", "o1", None, 3),
         ("\\", "alice", "o1", None, 4),
+        # Not one path segment: `:id` (`[^/]+`) refuses them, `/*` takes them.
+        ("", "frank", "o1", None, 5),
+        ("a/b", "dave", "o1", None, 6),
+        ("/", "bob", "o1", None, 7),
     )
 )
 ACTIONS = ("GET", "PUT", "DELETE", "POST")
