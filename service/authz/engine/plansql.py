@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from authz.engine.planast import All, AnyOf, Compare, Const, IsNull, Literal, Node, Not
+from authz.engine.plannodes import All, AnyOf, Compare, Const, IsNull, Literal, Node, Not
 from authz.printable import escaped
 
 _SQL_OPERATORS = {
