@@ -74,7 +74,7 @@ def like_pattern(value: Any) -> str:
 
     SQLite's LIKE ignores the case of ASCII letters and MySQL's collations case and accents
     too: a pattern holding a letter or a character outside ASCII could select rows the plan
-    does not. The planner writes wildcards and line breaks only.
+    does not. The planner writes wildcards, line breaks and `/` only.
     """
     if not isinstance(value, str):
         raise PlanFieldError("PLAN_OPERATOR_LIKE needs a string pattern")

@@ -891,9 +891,9 @@ export enum PlanOperator {
    * `value` is a pattern in SQL LIKE syntax matched against the field's whole text, case
    * sensitive: `%` any run of characters (line breaks too), `_` any one character, `\`
    * makes the next character itself (`\%`, `\_`, `\\`). The planner writes patterns of
-   * wildcards and line breaks only (`%\n%`: the field holds a line break), which no
-   * collation reads differently; the query adapters refuse a pattern holding a letter or a
-   * character outside ASCII.
+   * wildcards, line breaks and `/` only (`%\n%`: the field holds a line break; `%/%`: a
+   * `/`), which no collation reads differently; the query adapters refuse a pattern holding
+   * a letter or a character outside ASCII.
    *
    * @generated from enum value: PLAN_OPERATOR_LIKE = 8;
    */
