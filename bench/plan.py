@@ -137,7 +137,19 @@ def _fill(engine: Any, table: Any, rows: int) -> None:
 
 
 def _query(profile: Profile, report: Report, snapshot: Snapshot) -> dict[str, Any] | None:
-    from sqlalchemy import Column, Integer, MetaData, String, Table, and_, create_engine, func, or_, select
+    from sqlalchemy import (
+        Column,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        and_,
+        cast,
+        create_engine,
+        func,
+        or_,
+        select,
+    )
 
     with cluster() as server:
         if server is None:
@@ -168,7 +180,9 @@ def _query(profile: Profile, report: Report, snapshot: Snapshot) -> dict[str, An
             policy_version=snapshot.version,
             decision_id="",
         )
-        by_plan = select(func.count()).select_from(orders).where(plan_where(result, orders))
+        # `:id` is one segment: the plan reads the id as text (an integer id always is one).
+        fields = {"id": cast(orders.c.id, String)}
+        by_plan = select(func.count()).select_from(orders).where(plan_where(result, orders, fields))
         by_hand = (
             select(func.count())
             .select_from(orders)
