@@ -75,15 +75,15 @@ EXACT = (
     lines(("/api/docs/a/b", "allow"), ("/api/docs/7/items", "allow")),
     lines(("/api/:kind/:id", "allow"), ("/api/docs/:id", "deny")),
     lines(("/api/docs/:id", "deny"), ("/api/*", "allow")),
+    # `:id` right before `/*` takes the id up to its first `/`, and `/*` the rest.
+    lines(("/api/docs/:id/*", "allow"), ("/api/docs/7", "deny")),
+    lines(("/api/:kind/*", "allow"), ("/api/docs/:id", "deny")),
 )
-TWO_PARAMS = (EXACT[4], EXACT[6])
+TWO_PARAMS = (EXACT[4], EXACT[6], EXACT[9])
 # Policies where a `/` in a parameter shifts the segments a pattern reads: never wider.
 NARROWER = (
     lines(("/api/*", "allow"), ("/api/docs/reports/*", "deny")),
-    lines(
-        ("/api/docs/:id/*", "allow"),
-    ),
-    lines(("/api/:kind/*", "allow"), ("/api/docs/:id", "deny")),
+    lines(("/api/docs/:id/*", "allow"), ("/api/docs/reports/*", "deny")),
     lines(("/api/*", "allow"), ("/api/:kind/:x/:y", "deny")),
 )
 
@@ -174,3 +174,22 @@ def test_an_equality_on_a_one_parameter_template_is_the_row_holding_the_middle()
     assert (two.true, planast.render(two.unknown)) == (planast.FALSE, "kind like '%/%' OR id like '%/%'")
     # A kind's rest may be empty: `r.obj == "order:"` is the row with the id ``.
     assert parse_template("order:*").equals("order:").true == planast.Compare("eq", "id", "")
+
+
+def test_a_param_right_before_a_tail_takes_the_id_up_to_its_first_slash() -> None:
+    # `^/api/docs/[^/]+/.*$`: `/api/docs/a/b` matches (Check allows the row `a/b`), `/api/docs//b`
+    # and `/api/docs/a/\nb` do not. Before, the plan listed no row.
+    snapshot = snapshot_for(EFFECTS[1], lines(("/api/docs/:id/*", "allow")))
+    plan = plan_resources(snapshot, Principal("u"), "GET", "/api/docs/:id")
+    assert planast.render(plan.condition) == (
+        "id like '%/%' AND NOT (id like '/%') AND NOT (id like '%/%\\n_%')"
+    )
+    for id_, allowed in (
+        ("a/b", True),
+        ("a/", True),
+        ("a/b\n", True),
+        ("/b", False),
+        ("a/\nb", False),
+        ("a", False),
+    ):
+        assert snapshot.decide(Principal("u"), f"/api/docs/{id_}", "GET", {}).allowed is allowed, id_

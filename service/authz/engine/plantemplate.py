@@ -65,8 +65,12 @@ class RowTest:
 
 
 NO_ROW = RowTest(planast.FALSE)
-# A LIKE pattern (`\\` escaping) for a parameter holding more than one segment.
+# LIKE patterns (`\\` escaping) for a parameter holding more than one segment, one starting
+# with an empty segment, and a line break after its first `/` (before its end).
 HAS_SLASH = "%/%"
+STARTS_WITH_SLASH = "/%"
+LINE_BREAK_AFTER_SLASH = "%/%\n%"
+LINE_BREAK_AFTER_SLASH_BEFORE_END = "%/%\n_%"
 
 
 @dataclass(frozen=True)
@@ -146,7 +150,34 @@ class Template:
             return RowTest(planast.any_of(self.equals(pattern).true, self.equals(pattern + "\n").true))
         if not self._ends_agree(parts, tail):
             return NO_ROW
-        return RowTest(self._aligned(parts, tail, pattern), self._misaligned(parts, tail))
+        aligned = self._aligned(parts, tail, pattern)
+        spanning = self._spanning_before_tail(parts) if tail else None
+        if spanning is not None:
+            return RowTest(planast.any_of(aligned, spanning))
+        return RowTest(aligned, self._misaligned(parts, tail))
+
+    def _spanning_before_tail(self, parts: list[str]) -> Node | None:
+        """`/api/orders/:id/*` on `/api/orders/:id`: the rows whose parameter holds a `/`, when
+        the pattern's `:x` right before `/*` is the first segment that reads a parameter. Its
+        `[^/]+` takes the parameter up to its first `/` (at least one character), and `/.*`
+        the rest, which may hold no line break but a final one. None for other patterns."""
+        index = len(parts) - 1
+        param = self.params[index] if index < len(self.params) else None
+        if param is None or not _PARAM.match(parts[index]) or any(self.params[:index]):
+            return None
+        if any(_REGEX.search(part) and not _PARAM.match(part) for part in parts[:index]):
+            return None
+        last = index == len(self.params) - 1
+        return planast.all_of(
+            planast.Compare("like", param, HAS_SLASH),
+            planast.Not(planast.Compare("like", param, STARTS_WITH_SLASH)),
+            planast.Not(
+                planast.Compare(
+                    "like", param, LINE_BREAK_AFTER_SLASH_BEFORE_END if last else LINE_BREAK_AFTER_SLASH
+                )
+            ),
+            *_single_line(self.params[index + 1 :]),
+        )
 
     def _ends_agree(self, parts: list[str], tail: bool) -> bool:
         # The pattern's segments before the first parameter meet every row's literal prefix, and
