@@ -4,9 +4,9 @@ A list's rows share a template such as `/api/orders/:id`; a row's resource id is
 template with its path parameters filled in from the row's columns, whatever they hold. For
 a policy line the planner asks what Check would compute with that id in `r.obj`:
 
-- `r.obj == "/api/orders/42"` holds for the rows whose `id` is `42` (on a template of one
-  parameter, `r.obj == "/api/orders/a/b"` for the row `a/b`), for no row when the string
-  cannot be such an id;
+- `r.obj == "/api/orders/42"` holds for the rows whose `id` is `42` (`r.obj ==
+  "/api/orders/a/b"` for the row `a/b`; on several parameters, each way the value's segments
+  split among them), for no row when the string cannot be such an id;
 - `keyMatch2(r.obj, "/api/orders/:id")` holds for the rows whose `id` is one non-empty
   segment (`[^/]+`: `id != '' AND NOT (id like '%/%')`), `keyMatch2(r.obj, "/api/*")` for
   every row whose parameters hold no line break (the last one may end in one: `.*` takes
@@ -65,6 +65,10 @@ class RowTest:
 
 
 NO_ROW = RowTest(planast.FALSE)
+# Ways (and steps) to split an id among several parameters before the planner gives up on it
+# and treats the rows as unknown: a value of thousands of `/` on three parameters has millions.
+_MAX_SPLITS = 16
+_MAX_SPLIT_STEPS = 4096
 # LIKE patterns (`\\` escaping) for a parameter holding more than one segment, one starting
 # with an empty segment, and a line break after its first `/` (before its end).
 HAS_SLASH = "%/%"
@@ -120,22 +124,43 @@ class Template:
                 return NO_ROW
             middle = value[len(self.literal) : len(value) - len(self.suffix)]
             return RowTest(planast.Compare("eq", self.names[0], middle))
-        parts = value.split("/")
-        if len(parts) > len(self.segments):
-            # Rows whose parameters hold a `/` may (`/a/b/c` on `/:x/:y`: `a/b` and `c`, or `a` and `b/c`).
-            return RowTest(
-                planast.FALSE, _slashed(self.names) if self.names and self._frames(value) else planast.FALSE
-            )
-        if len(parts) < len(self.segments):
-            return NO_ROW
-        out: list[Node] = []
-        for part, segment, param in zip(parts, self.segments, self.params, strict=True):
+        # Several parameters: each way the value's segments fill the template (a parameter takes
+        # one or more, `/a/b/c` on `/:x/:y` is `a/b` and `c`, or `a` and `b/c`).
+        splits = self._splits(value.split("/"))
+        if splits is None:
+            return RowTest(planast.FALSE, _slashed(self.names) if self._frames(value) else planast.FALSE)
+        return RowTest(planast.any_of(*splits))
+
+    def _splits(self, parts: list[str]) -> list[Node] | None:
+        """The conditions for each way `parts` fill the segments (a literal takes its own part, a
+        parameter a run of one or more joined by `/`); None past _MAX_SPLITS ways or steps."""
+        found: list[Node] = []
+        steps = 0
+
+        def fill(segment: int, at: int, conds: tuple[Node, ...]) -> bool:
+            nonlocal steps
+            steps += 1
+            if steps > _MAX_SPLIT_STEPS or len(found) > _MAX_SPLITS:
+                return False
+            if segment == len(self.segments):
+                if at == len(parts):
+                    found.append(planast.all_of(*conds))
+                return True
+            param = self.params[segment]
             if param is None:
-                if part != segment:
-                    return NO_ROW
-            else:
-                out.append(planast.Compare("eq", param, part))
-        return RowTest(planast.all_of(*out))
+                return (
+                    at >= len(parts)
+                    or parts[at] != self.segments[segment]
+                    or fill(segment + 1, at + 1, conds)
+                )
+            # Leave one part for each segment after this one.
+            last = len(parts) - (len(self.segments) - segment - 1)
+            return all(
+                fill(segment + 1, end, (*conds, planast.Compare("eq", param, "/".join(parts[at:end]))))
+                for end in range(at + 1, last + 1)
+            )
+
+        return found if fill(0, 0, ()) else None
 
     def key_match2(self, pattern: str) -> RowTest:
         """The rows for which `keyMatch2(resource id, pattern)` holds."""
@@ -145,9 +170,12 @@ class Template:
             parts = parts[:-1]
         if "*" in "".join(parts):
             raise Unplannable(f"keyMatch2 pattern {pattern!r} with * before its end")
-        if not tail and len(self.names) == 1 and not _REGEX.search(pattern):
+        if not tail and not _REGEX.search(pattern):
             # A literal route is an equality, `$` also matching before a final line break.
-            return RowTest(planast.any_of(self.equals(pattern).true, self.equals(pattern + "\n").true))
+            plain, broken = self.equals(pattern), self.equals(pattern + "\n")
+            true = planast.any_of(plain.true, broken.true)
+            unknown = planast.any_of(plain.unknown, broken.unknown)
+            return RowTest(true, planast.all_of(unknown, planast.negate(true)))
         if not self._ends_agree(parts, tail):
             return NO_ROW
         aligned = self._aligned(parts, tail, pattern)
