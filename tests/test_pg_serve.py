@@ -19,7 +19,7 @@ from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.app import App
 from authz.sources import changes
 from authz.sources.pgschema import migrate
-from authz.sources.postgres import PostgresStore, StoreSetupError
+from authz.sources.postgres import MAX_MESSAGE_CHARS, PostgresStore, StoreSetupError
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.pgcluster import PostgresServer
@@ -164,6 +164,38 @@ def test_a_broken_version_written_by_hand_is_rejected_by_every_replica_and_rolle
         assert replica.version() == good
     shown = b.admin.GetVersion(A.GetVersionRequest(token=b.token, version=good), timeout=60)
     assert shown.version.id == done.version.id and "model.conf" in shown.files
+
+
+def test_a_version_over_the_size_bound_is_refused_unread_and_its_long_message_cut(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas()
+    good = a.version()
+    head = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0].id
+    with psycopg.connect(pg_dsn) as conn:
+        # A valid policy with 140 MB of comment lines and a 2 MB message, as a DBA's script could write.
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, author, message)"
+            " VALUES ('by-hand', 'dba', repeat('m', 2000000)) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO authz_policy_files SELECT %s, name, content FROM authz_policy_files"
+            " WHERE version_id = %s",
+            (row[0], head),
+        )
+        conn.execute(
+            "INSERT INTO authz_policy_files VALUES (%s, 'padding.csv',"
+            " repeat('#' || repeat('x', 999999) || E'\\n', 140))",
+            (row[0],),
+        )
+    error = wait_for(
+        lambda: a.policy().last_reload_error.message, DEADLINE, "the oversized version's rejection"
+    )
+    assert f"stored version #{row[0]}" in error and "it was not read" in error
+    assert a.version() == good and a.health() == health_pb2.HealthCheckResponse.SERVING
+    listed = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0]
+    assert listed.id == row[0] and len(listed.message) == MAX_MESSAGE_CHARS
 
 
 def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):

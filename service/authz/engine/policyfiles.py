@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -12,6 +14,10 @@ from authz.errors import PolicyLoadError
 from authz.findings import Finding
 
 MODEL_FILE = "model.conf"
+# model.conf and the policy files together, in UTF-8: a 100,000-line policy is about 6 MB. Read
+# with this bound, a policy file that is a link to /dev/zero or a runaway log is refused, not
+# read until memory runs out.
+MAX_POLICY_BYTES = 64 * 1024 * 1024
 _INTERESTING = re.compile(r"[,\[\]()]")
 _LINE_TYPE = re.compile(r"[pg]\d*")
 # Casbin's file adapter reads a policy file in text mode: lines end at \n, \r\n or \r only.
@@ -100,8 +106,33 @@ def split_tokens(line: str) -> list[str] | None:
     return tokens
 
 
+def read_text_file(path: Path, limit: int) -> str:
+    """The text of `path`, a regular file of at most `limit` bytes of UTF-8, line ends as
+    `Path.read_text` gives them; PolicyLoadError for anything else.
+
+    Opened without blocking and checked on the open file: a FIFO (a reader would wait for a
+    writer for ever), a device such as /dev/zero (endless) or a directory is refused, also
+    behind a symlink and also when it replaced a regular file after a check by name.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise PolicyLoadError(f"{path} is {kind}, not a regular file")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise PolicyLoadError(f"{path} is over {limit} bytes (the policy's limit: {MAX_POLICY_BYTES} in all)")
+    # Universal newlines, as read_text: \r\n and \r read as \n, so the digest does not change.
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
 def read_policy_dir(directory: Path) -> PolicySource:
-    """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name)."""
+    """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name), at most
+    MAX_POLICY_BYTES in all."""
     model_path = directory / MODEL_FILE
     # Inside the try: is_file() raises PermissionError in a directory that cannot be searched.
     try:
@@ -109,18 +140,33 @@ def read_policy_dir(directory: Path) -> PolicySource:
             # A relative default (`policies`) read from another folder is the usual cause.
             where = "" if directory.is_absolute() else f" (relative to {Path.cwd()})"
             raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
-        if not model_path.is_file():
+        if not model_path.exists() and not model_path.is_symlink():
             raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
-        # A symlink counts even when it dangles: skipping it would drop its rules (a deny among them).
-        csvs = sorted(p for p in directory.glob("*.csv") if p.is_file() or p.is_symlink())
+        # Every entry named *.csv counts, whatever it is: skipping a dangling symlink, a FIFO or a
+        # directory would drop its rules (a deny among them), so each is refused when read.
+        csvs = sorted(directory.glob("*.csv"))
         if not csvs:
             raise PolicyLoadError(f"{directory} has no *.csv policy file")
+        left = MAX_POLICY_BYTES
+        texts: list[str] = []
+        for path in (model_path, *csvs):
+            texts.append(read_text_file(path, left))
+            left -= len(texts[-1].encode("utf-8"))
         return PolicySource(
-            model_text=model_path.read_text(encoding="utf-8"),
-            files=tuple((p.name, p.read_text(encoding="utf-8")) for p in csvs),
+            model_text=texts[0], files=tuple((p.name, text) for p, text in zip(csvs, texts[1:], strict=True))
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyLoadError(f"cannot read policy directory {directory}: {exc}") from exc
+
+
+def check_policy_size(source: PolicySource) -> None:
+    """Raise PolicyLoadError when a policy's model and files are over MAX_POLICY_BYTES together."""
+    size = sum(len(text.encode("utf-8")) for text in (source.model_text, *(t for _, t in source.files)))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyLoadError(
+            f"the policy is {size} bytes (model.conf and the *.csv files together), "
+            f"over the limit of {MAX_POLICY_BYTES}"
+        )
 
 
 def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:

@@ -47,7 +47,8 @@ import yaml
 from authz.attrlimits import check_attributes
 from authz.decision import Reason
 from authz.devmode import DEV_ROLES_CLAIM
-from authz.errors import AuthzError, InvalidArgument
+from authz.engine.policyfiles import read_text_file
+from authz.errors import AuthzError, InvalidArgument, PolicyLoadError
 from authz.findings import Finding, listed
 from authz.principal import MACHINE_GRANT_TYPE, Principal, principal_from_claims
 
@@ -145,6 +146,11 @@ def suite_files(directory: Path) -> list[Path]:
     return sorted(p for p in tests.glob(SUITE_GLOB) if p.is_file()) if tests.is_dir() else []
 
 
+def read_suite_file(path: Path) -> str:
+    """A suite file's text, read no further than a suite may be (MAX_SUITE_CHARS, in UTF-8 bytes)."""
+    return read_text_file(path, 4 * MAX_SUITE_CHARS)
+
+
 def checks(case: Case) -> int:
     """How many decisions a case asks for: principals x resources x actions."""
     return len(case.principals) * len(case.resources) * len(case.actions)
@@ -170,9 +176,11 @@ def load_suites(directory: Path) -> list[Suite]:
     for path in suite_files(directory):
         name = f"{TESTS_DIR}/{path.name}"
         try:
-            suites.append(parse_suite(name, path.read_text(encoding="utf-8")))
+            suites.append(parse_suite(name, read_suite_file(path)))
         except SuiteError as exc:
             findings.extend(exc.findings)
+        except PolicyLoadError as exc:
+            findings.append(Finding.error(name, 0, f"cannot read: {exc.message}"))
         except (OSError, UnicodeDecodeError) as exc:
             findings.append(Finding.error(name, 0, f"cannot read: {exc}"))
     if findings:

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authz.engine import build_snapshot
+from authz.engine.policyfiles import MAX_POLICY_BYTES
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound, PolicyLoadError, Unavailable
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.policy.runner import require_passing_content
@@ -51,9 +52,26 @@ _WRITE_ATTEMPTS = 3
 # A version's message, as stored: callers of the admin API write it and `policy history` prints
 # it on one line, so longer ones are cut (a message is a note, not policy).
 MAX_MESSAGE_CHARS = 1_000
+# A stored version: its files (a policy directory's, suites included) and their bytes in all
+# (names and texts in UTF-8): the policy's own bound and as much again for its suites.
+MAX_VERSION_FILES = 1_000
+MAX_VERSION_BYTES = 2 * MAX_POLICY_BYTES
+# A version's files as one statement (one snapshot): their count and bytes first, the rows only
+# when within the bounds, so a huge or swollen row (written by hand) is never fetched.
+_FILES = (
+    "SELECT s.n, s.bytes, f.name, f.content FROM (SELECT count(*) AS n,"
+    " coalesce(sum(octet_length(name) + octet_length(content)), 0) AS bytes"
+    " FROM authz_policy_files WHERE version_id = %(id)s) s"
+    " LEFT JOIN authz_policy_files f ON f.version_id = %(id)s"
+    " AND s.n <= %(files)s AND s.bytes <= %(bytes)s"
+)
+# Fields a hand-written row may make as long as PostgreSQL allows (1 GB) are cut as they are read:
+# every new head's record is read, and history pages hold up to 10,000 of them.
 _INFO = (
-    "SELECT v.id, v.version, coalesce(p.version, ''), extract(epoch FROM v.created_at)::float8,"
-    " v.author, v.message, v.kind FROM authz_policy_versions v"
+    "SELECT v.id, left(v.version, 64), left(coalesce(p.version, ''), 64),"  # noqa: S608 - an int constant
+    " extract(epoch FROM v.created_at)::float8,"
+    f" left(v.author, {MAX_MESSAGE_CHARS}), left(v.message, {MAX_MESSAGE_CHARS}),"
+    " left(v.kind, 64) FROM authz_policy_versions v"
     " LEFT JOIN authz_policy_versions p ON p.id = v.parent_id"
 )
 # SQLSTATEs that no retry fixes: wrong password or user, no such database.
@@ -222,9 +240,17 @@ class PostgresStore:
 
     def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
         """The files of a version; PolicyLoadError when they do not make a policy."""
-        rows = conn.execute("SELECT name, content FROM authz_policy_files WHERE version_id = %s", (info.id,))
-        files = {str(name): str(text) for name, text in rows}
-        return StoredVersion(info, content_from_files(files, f"stored version #{info.id} ({info.version})"))
+        where = f"stored version #{info.id} ({info.version})"
+        bounds = {"id": info.id, "files": MAX_VERSION_FILES, "bytes": MAX_VERSION_BYTES}
+        rows = conn.execute(_FILES, bounds).fetchall()
+        count, size = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+        if count > MAX_VERSION_FILES or size > MAX_VERSION_BYTES:
+            raise PolicyLoadError(
+                f"{where} has {count} files of {size} bytes in all, over the store's limit of "
+                f"{MAX_VERSION_FILES} files and {MAX_VERSION_BYTES} bytes: it was not read"
+            )
+        files = {str(name): str(text) for _, _, name, text in rows if name is not None}
+        return StoredVersion(info, content_from_files(files, where))
 
     def head(self, conn: Connection) -> StoredVersion | None:
         """The newest version with its files."""
