@@ -6,6 +6,7 @@ ports following it, real tokens from the test issuer.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ from tests.waiting import wait_for
 A = admin_pb2
 INVOICES = A.PolicyRule(ptype="p", values=["read:invoices", "/api/invoices", "GET", "True", "allow"])
 DEADLINE = 30.0
+INVOICE_RULE = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
 
 
 def publish(dsn: str, tmp_path: Path) -> PostgresStore:
@@ -196,6 +198,27 @@ def test_a_version_over_the_size_bound_is_refused_unread_and_its_long_message_cu
     assert a.version() == good and a.health() == health_pb2.HealthCheckResponse.SERVING
     listed = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0]
     assert listed.id == row[0] and len(listed.message) == MAX_MESSAGE_CHARS
+
+
+def test_a_notify_flood_is_one_short_log_line_per_reload_with_its_text_escaped(replicas, pg_dsn, caplog):
+    import psycopg
+
+    caplog.set_level(logging.INFO, logger="authz.reload")
+    a = replicas()
+    start = a.version()
+    with psycopg.connect(pg_dsn) as conn:
+        # Any client of the database may notify the channel: 5,000 at one commit, 1 KB each,
+        # with a line break that would forge a log line.
+        conn.execute(
+            "SELECT pg_notify('authz_policy', i::text || E'\\nERROR forged ' || repeat('x', 1000))"
+            " FROM generate_series(1, 5000) i"
+        )
+    # Notifications arrive in order: once this version serves, the flood was heard before it.
+    new = changes.add_rules(PostgresStore(pg_dsn), "policy.csv", [INVOICE_RULE], start, author="dba")
+    wait_for(lambda: a.version() == new.head.version, DEADLINE, "the version after the flood")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reloading the policy")]
+    assert any("from the policy store" in line or "committed to the policy store" in line for line in lines)
+    assert all("\n" not in line and len(line) < 2_000 for line in lines), max(map(len, lines))
 
 
 def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from authz.errors import AuthzError, PolicyLoadError, Unavailable
+from authz.printable import escaped
 from authz.sources import PolicyContent, SourceState
 from authz.sources.pgschema import NOTIFY_CHANNEL
 from authz.sources.postgres import PostgresStore, StoredVersion, StoreUnavailable
@@ -34,6 +35,8 @@ BACKOFF_MIN_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 5.0
 # How long one wait for notifications lasts: the bound on noticing `stop`.
 _LISTEN_SLICE_SECONDS = 0.5
+# A notification's payload (a version's id, when the store's trigger sent it) as logged.
+_PAYLOAD_SHOWN = 20
 
 
 class StoreEmpty(Unavailable):
@@ -161,8 +164,12 @@ class PostgresOrigin:
         changed(f"connected to the policy store {self.location}")
         checked = time.monotonic()
         while not stop.is_set():
-            for note in conn.notifies(timeout=_LISTEN_SLICE_SECONDS, stop_after=1):
-                changed(f"version #{note.payload} committed to the policy store")
+            # One request per batch, however many arrived: any client of the database may NOTIFY
+            # this channel, thousands at once, with up to 8,000 bytes of text each.
+            notes = list(conn.notifies(timeout=_LISTEN_SLICE_SECONDS, stop_after=1))
+            if notes:
+                latest = escaped(notes[-1].payload[:_PAYLOAD_SHOWN])
+                changed(f"{len(notes)} notification(s) from the policy store, the latest: #{latest}")
             if time.monotonic() - checked >= self.check_seconds:
                 checked = time.monotonic()
                 head = self.store.head_id(conn)
