@@ -298,14 +298,14 @@ def check_file_name(file: str) -> None:
 def _distinct(rules: Sequence[Rule]) -> list[Rule]:
     if not rules:
         raise InvalidEdit("no rules given")
-    seen: list[Rule] = []
+    seen: dict[Rule, None] = {}  # a set in order: a list's `in` made 100,000 rules take minutes
     for given in rules:
         rule_line(given)
         rule = tuple(value.strip() for value in given)
         if rule in seen:
             raise InvalidEdit(f"{rule_line(rule)} is given twice")
-        seen.append(rule)
-    return seen
+        seen[rule] = None
+    return list(seen)
 
 
 _locks: dict[Path, threading.Lock] = {}
