@@ -7,6 +7,8 @@ ports following it, real tokens from the test issuer.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -219,6 +221,36 @@ def test_a_notify_flood_is_one_short_log_line_per_reload_with_its_text_escaped(r
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reloading the policy")]
     assert any("from the policy store" in line or "committed to the policy store" in line for line in lines)
     assert all("\n" not in line and len(line) < 2_000 for line in lines), max(map(len, lines))
+
+
+def test_a_stalled_backend_holds_neither_the_reload_nor_an_admin_edit(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas(policy_store_check_seconds=1)
+    # The deadline the replica puts on its reads, shortened from 60 s for the test.
+    a.srv.app.store.origin.read_seconds = 2.0
+    start = a.version()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'authz'"
+            )
+        ]
+    assert pids, "the replica's connections (its watch and its reader)"
+    # Stopped backends answer nothing and never apply statement_timeout, as a stalled server
+    # or a network that still acknowledges. The edit commits on a new connection, then reloads.
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        request = A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start)
+        new = a.admin.AddRules(request, timeout=DEADLINE).version
+        assert a.version() == new and a.invoices_allowed()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert a.health() == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -353,6 +356,30 @@ class PostgresStore:
                 copy.write_row((version_id, name, text))
         parent_digest = parent.info.version if parent is not None else ""
         return VersionInfo(version_id, content.version, parent_digest, float(row[1]), author, message, kind)
+
+
+@contextmanager
+def cut_after(conn: Connection, seconds: float) -> Iterator[None]:
+    """Shut `conn`'s socket down if the block has not ended within `seconds`.
+
+    `statement_timeout` is the server's own: a backend that stalls (stopped, swapping, a
+    network that still acknowledges) never applies it, and the client waits for ever. The
+    cut makes the waiting statement fail as a lost connection (OperationalError).
+    """
+
+    def cut() -> None:
+        # A duplicate of the descriptor, shut down for both directions (not closed: the
+        # connection's own close does that). A connection closed meanwhile has nothing to cut.
+        with suppress(Exception), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _digest(version: StoredVersion | VersionInfo | None) -> str:
