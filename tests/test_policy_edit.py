@@ -21,9 +21,9 @@ from authz.policy.edit import (
     VersionConflict,
     add_rules,
     format_policies,
-    list_rules,
     remove_rules,
 )
+from authz.policy.listing import list_rules
 from authz.policy.ruletext import RuleSyntaxError, format_text, parse_rule
 from authz.principal import Principal
 from tests.policy_dirs import copy_demo, line_number
