@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from authz.errors import PolicyLoadError
-from authz.findings import Finding
+from authz.findings import MAX_FINDINGS, Finding
 
 MODEL_FILE = "model.conf"
+# Lines of the policy files together (comments and blank ones too): a snapshot holds about 600
+# bytes a policy line, and 64 MiB of `g,a,b` lines would be 8 million of them.
+MAX_POLICY_LINES = 1_000_000
 # model.conf and the policy files together, in UTF-8: a 100,000-line policy is about 6 MB. Read
 # with this bound, a policy file that is a link to /dev/zero or a runaway log is refused, not
 # read until memory runs out.
@@ -130,6 +133,12 @@ def read_text_file(path: Path, limit: int) -> str:
     return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
 
 
+def _line_count(text: str) -> int:
+    """How many lines `text_lines` makes of `text`, counted without making them."""
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    return breaks + (1 if text and not text.endswith(("\n", "\r")) else 0)
+
+
 def read_policy_dir(directory: Path) -> PolicySource:
     """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name), at most
     MAX_POLICY_BYTES in all."""
@@ -177,6 +186,9 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     shared: dict[str, str] = {}
     share = shared.setdefault
     known_types: set[str] = set()  # line types already matched: a policy has a handful
+    count = sum(_line_count(text) for _, text in source.files)
+    if count > MAX_POLICY_LINES:
+        raise PolicyLoadError(f"the policy files hold {count} lines, over the limit of {MAX_POLICY_LINES}")
     for name, text in source.files:
         for number, raw in enumerate(text_lines(text), start=1):
             tokens = split_tokens(raw)
@@ -185,6 +197,8 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
             key = tokens[0]
             if key not in known_types:
                 if not _LINE_TYPE.fullmatch(key):
+                    if len(findings) > MAX_FINDINGS:
+                        continue  # the refusal lists that many at most
                     findings.append(
                         Finding.error(name, number, f"unknown line type {key!r} (expected p, p2, g, g2 ...)")
                     )
