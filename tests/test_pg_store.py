@@ -142,6 +142,15 @@ def test_rollback_publishes_the_old_content_as_a_new_version(pg_dsn, tmp_path):
         store.get("0123456789ab")
 
 
+@pytest.mark.parametrize("ref", ["²", "1\x002", "9" * 5_000, "ab'; --", "a" * 65])
+def test_a_version_named_by_anything_but_a_digest_or_a_number_is_an_invalid_argument(pg_dsn, tmp_path, ref):
+    # "²" is a digit int() refuses, PostgreSQL refuses a NUL, 5,000 digits are past int()'s limit:
+    # each escaped as an untyped error (INTERNAL from GetVersion or Rollback, a logged traceback).
+    store = published(pg_dsn, tmp_path)
+    with pytest.raises(InvalidArgument, match="digest"):
+        store.get(ref)
+
+
 def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn, tmp_path):
     store = published(pg_dsn, tmp_path)
     head = store.history()[0]

@@ -55,6 +55,8 @@ _WRITE_ATTEMPTS = 3
 # A version's message, as stored: callers of the admin API write it and `policy history` prints
 # it on one line, so longer ones are cut (a message is a note, not policy).
 MAX_MESSAGE_CHARS = 1_000
+# A version named by a caller (GetVersion, Rollback, `policy show`): its digest or its number.
+MAX_REF_CHARS = 64
 # A stored version: its files (a policy directory's, suites included) and their bytes in all
 # (names and texts in UTF-8): the policy's own bound and as much again for its suites.
 MAX_VERSION_FILES = 1_000
@@ -271,8 +273,13 @@ class PostgresStore:
     def get(self, ref: str) -> StoredVersion:
         """A version by its digest (the newest with it) or its number; NotFound otherwise."""
         ref = ref.strip().removeprefix("#")
-        if not ref:
-            raise InvalidArgument("give a version: its digest (policy_version) or its number from history")
+        # What either can be: "²" is a digit int() refuses, a NUL one PostgreSQL refuses, and
+        # 5,000 digits are past int()'s limit; each was INTERNAL, logged as a fault.
+        if not ref or len(ref) > MAX_REF_CHARS or not (ref.isascii() and ref.isalnum()):
+            raise InvalidArgument(
+                "give a version: its digest (policy_version) or its number from history, "
+                f"at most {MAX_REF_CHARS} letters and digits"
+            )
         with self.session() as conn:
             if ref.isdigit():
                 info = self.info(conn, "v.id = %s", (int(ref),))
