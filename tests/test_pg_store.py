@@ -151,6 +151,25 @@ def test_a_version_named_by_anything_but_a_digest_or_a_number_is_an_invalid_argu
         store.get(ref)
 
 
+def test_a_nul_in_a_rule_a_message_an_author_or_a_pushed_file_is_refused_by_name(pg_dsn, tmp_path):
+    # PostgreSQL's text cannot hold a NUL: each was psycopg's DataError, INTERNAL from the admin API.
+    store = published(pg_dsn, tmp_path)
+    head = store.history()[0].version
+    with pytest.raises(InvalidArgument, match="value 1 of the rule holds a NUL"):
+        changes.add_rules(
+            store, "policy.csv", [("p", "read:x\x00", "/x", "GET", "True", "allow")], head, author="a"
+        )
+    with pytest.raises(InvalidArgument, match="the message holds a NUL"):
+        changes.add_rules(store, "policy.csv", [RULE], head, author="a", message="m\x00")
+    with pytest.raises(InvalidArgument, match="the author holds a NUL"):
+        changes.add_rules(store, "policy.csv", [RULE], head, author="a\x00")
+    policies = copy_demo(tmp_path, "nul")
+    (policies / "policy.csv").write_text("# a NUL: \x00\n" + (policies / "policy.csv").read_text())
+    with pytest.raises(InvalidArgument, match=r"policy\.csv holds a NUL"):
+        changes.push(store, policies, head, author="a")
+    assert store.history()[0].version == head
+
+
 def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn, tmp_path):
     store = published(pg_dsn, tmp_path)
     head = store.history()[0]

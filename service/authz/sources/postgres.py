@@ -311,6 +311,7 @@ class PostgresStore:
         """
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        _storable({"the author": author, "the message": message})
         for attempt in range(_WRITE_ATTEMPTS):
             with self.session() as conn:
                 base = (
@@ -322,6 +323,7 @@ class PostgresStore:
                 # The whole content: a change to the suites alone is a new version too.
                 if base is not None and candidate == base.content:
                     return base.info, False
+                _storable(candidate.files())
                 check_content(candidate, run_tests=run_tests)
                 with conn.transaction():
                     conn.execute("LOCK TABLE authz_policy_versions IN SHARE ROW EXCLUSIVE MODE")
@@ -363,6 +365,13 @@ class PostgresStore:
                 copy.write_row((version_id, name, text))
         parent_digest = parent.info.version if parent is not None else ""
         return VersionInfo(version_id, content.version, parent_digest, float(row[1]), author, message, kind)
+
+
+def _storable(texts: dict[str, str]) -> None:
+    """Raise InvalidArgument naming the first of `texts` PostgreSQL's text type cannot hold (a NUL)."""
+    for name, text in texts.items():
+        if "\x00" in text:
+            raise InvalidArgument(f"{name} holds a NUL character, which the policy store cannot keep")
 
 
 @contextmanager
