@@ -170,6 +170,19 @@ def test_a_nul_in_a_rule_a_message_an_author_or_a_pushed_file_is_refused_by_name
     assert store.history()[0].version == head
 
 
+def test_a_dsn_with_options_of_its_own_keeps_the_statement_timeout(pg_dsn, tmp_path):
+    # Before, any `options` in the DSN replaced the default's: no statement_timeout, so a writer
+    # queued behind a lock a DBA's open transaction holds waited for ever.
+    published(pg_dsn, tmp_path)
+    separator = "&" if "?" in pg_dsn else "?"
+    store = PostgresStore(f"{pg_dsn}{separator}options=-c%20search_path%3Dpublic")
+    with store.session() as conn:
+        row = conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('search_path')"
+        ).fetchone()
+    assert row == ("30s", "public")
+
+
 def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn, tmp_path):
     store = published(pg_dsn, tmp_path)
     head = store.history()[0]

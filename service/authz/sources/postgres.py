@@ -161,6 +161,10 @@ class PostgresStore:
         # Never the password: this is what logs, errors and GetPolicy show.
         self.location = f"postgresql://{self.user}@{host}:{port}/{self.dbname}"
         self._extra = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in params}
+        options = str(params.get("options") or "")
+        if options and "statement_timeout" not in options:
+            # The DSN's own options (a search_path, say) would otherwise drop the timeout with them.
+            self._extra["options"] = f"{options} {_CONNECTION_DEFAULTS['options']}"
 
     # -- connections ----------------------------------------------------------------------
 
