@@ -199,6 +199,33 @@ def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn
     assert done.changed and done.head.version == read_policy_dir(directory).version
 
 
+def test_a_push_refused_over_a_hand_written_head_shows_its_message_escaped(pg_dsn, tmp_path):
+    import psycopg
+
+    store = published(pg_dsn, tmp_path)
+    head = store.history()[0]
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, author, message) VALUES (%s, %s, %s) RETURNING id",
+            (head.version, "dba\x1b[2J", "fixed\x1b]0;owned\x07\nERROR forged"),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO authz_policy_files SELECT %s, name, content FROM authz_policy_files"
+            " WHERE version_id = %s",
+            (row[0], head.id),
+        )
+    policies = copy_demo(tmp_path, "again")
+    (policies / "policy.csv").write_text(
+        (policies / "policy.csv").read_text() + "p, a, /b, GET, True, allow\n"
+    )
+    with pytest.raises(Conflict) as caught:
+        changes.push(store, policies, None, author="ci")
+    text = str(caught.value)
+    assert "has moved on" in text and "\x1b" not in text and "\n" not in text
+    assert "dba\\x1b[2J" in text
+
+
 def test_push_runs_the_suites(pg_dsn, tmp_path):
     store = migrated(pg_dsn)
     directory = copy_demo(tmp_path)
