@@ -180,7 +180,7 @@ def test_a_version_over_the_size_bound_is_refused_unread_and_its_long_message_cu
         # A valid policy with 140 MB of comment lines and a 2 MB message, as a DBA's script could write.
         row = conn.execute(
             "INSERT INTO authz_policy_versions (version, author, message)"
-            " VALUES ('by-hand', 'dba', repeat('m', 2000000)) RETURNING id"
+            " VALUES (E'by-hand\\nERROR forged', 'dba', repeat('m', 2000000)) RETURNING id"
         ).fetchone()
         assert row is not None
         conn.execute(
@@ -196,7 +196,7 @@ def test_a_version_over_the_size_bound_is_refused_unread_and_its_long_message_cu
     error = wait_for(
         lambda: a.policy().last_reload_error.message, DEADLINE, "the oversized version's rejection"
     )
-    assert f"stored version #{row[0]}" in error and "it was not read" in error
+    assert f"stored version #{row[0]} (by-hand\\nERROR forged)" in error and "it was not read" in error
     assert a.version() == good and a.health() == health_pb2.HealthCheckResponse.SERVING
     listed = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0]
     assert listed.id == row[0] and len(listed.message) == MAX_MESSAGE_CHARS

@@ -30,6 +30,7 @@ from authz.engine.policyfiles import MAX_POLICY_BYTES
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound, PolicyLoadError, Unavailable
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.policy.runner import require_passing_content
+from authz.printable import escaped
 from authz.sources import PolicyContent, content_from_files
 from authz.sources.pgschema import LATEST, schema_version
 
@@ -249,7 +250,8 @@ class PostgresStore:
 
     def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
         """The files of a version; PolicyLoadError when they do not make a policy."""
-        where = f"stored version #{info.id} ({info.version})"
+        # The digest column is the writer's word (a hand-written row's may hold a line break).
+        where = f"stored version #{info.id} ({escaped(info.version)})"
         bounds = {"id": info.id, "files": MAX_VERSION_FILES, "bytes": MAX_VERSION_BYTES}
         rows = conn.execute(_FILES, bounds).fetchall()
         count, size = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
