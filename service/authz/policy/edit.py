@@ -16,6 +16,7 @@ import fcntl
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +30,7 @@ from authz.errors import (
     InvalidArgument,
     NotFound,
     PolicyLoadError,
+    Unavailable,
 )
 from authz.findings import Finding, listed
 from authz.policy.atomic import remove_stale_temporaries, replace_files
@@ -40,10 +42,23 @@ DEFAULT_FILE = "policy.csv"
 # Longest policy file name: far below a file system's 255 bytes, and short enough to read in findings.
 MAX_FILE_NAME = 100
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
+# The longest an edit waits for another writer's lock on the directory, and its polling step.
+LOCK_SECONDS = 30.0
+LOCK_POLL_SECONDS = 0.05
 
 
 class EditError(FailedPrecondition):
     """A policy change was not made; nothing was written."""
+
+
+class DirectoryBusy(Unavailable):
+    """Another writer held the policy directory's lock for LOCK_SECONDS: nothing was changed."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(
+            f"the change was not made: another writer has held {directory} for over {LOCK_SECONDS:g} s "
+            "(an `authz policy` command stopped half-way?); try again"
+        )
 
 
 class InvalidEdit(EditError, InvalidArgument):
@@ -246,16 +261,31 @@ _locks_guard = threading.Lock()
 
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
+    # Waited for LOCK_SECONDS at most: a writer that holds the lock and stops (a suspended
+    # `authz policy add`) held every admin edit's pool thread for ever, and with them the pool.
     key = directory.resolve()
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
-    with lock:
+    deadline = time.monotonic() + LOCK_SECONDS
+    if not lock.acquire(timeout=LOCK_SECONDS):
+        raise DirectoryBusy(directory)
+    try:
         try:
             fd = os.open(key, os.O_RDONLY)
         except OSError as exc:
             raise PolicyLoadError(f"policy directory {directory} cannot be opened: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # flock has no timeout: tried without blocking until the deadline.
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DirectoryBusy(directory) from None
+                    time.sleep(LOCK_POLL_SECONDS)
             yield
         finally:
             os.close(fd)
+    finally:
+        lock.release()
