@@ -8,7 +8,7 @@ import pytest
 
 from authz.cli.main import main
 from authz.engine import load_snapshot
-from authz.engine.policyfiles import MAX_POLICY_LINES
+from authz.engine.policyfiles import MAX_POLICY_FILES, MAX_POLICY_LINES
 from authz.errors import PolicyLoadError
 from authz.findings import MAX_FINDINGS, Finding, Severity
 from authz.policy.validate import validate_dir
@@ -252,4 +252,12 @@ def test_a_policy_over_the_line_bound_is_refused_before_its_lines_are_made(tmp_p
     policies = copy_demo(tmp_path)
     (policies / "blank.csv").write_text("\n" * (MAX_POLICY_LINES + 1))
     with pytest.raises(PolicyLoadError, match=f"lines, over the limit of {MAX_POLICY_LINES}"):
+        load_snapshot(policies)
+
+
+def test_a_directory_of_more_policy_files_than_the_bound_is_refused_before_they_are_opened(tmp_path):
+    policies = copy_demo(tmp_path)
+    for n in range(MAX_POLICY_FILES + 1 - 4):  # the demo has four
+        (policies / f"empty{n}.csv").write_text("")
+    with pytest.raises(PolicyLoadError, match=f"1001 \\*.csv files, over the limit of {MAX_POLICY_FILES}"):
         load_snapshot(policies)

@@ -14,6 +14,8 @@ from authz.errors import PolicyLoadError
 from authz.findings import MAX_FINDINGS, Finding
 
 MODEL_FILE = "model.conf"
+# Policy files (`*.csv`) of one policy: each is opened on every reload, whatever it holds.
+MAX_POLICY_FILES = 1_000
 # Lines of the policy files together (comments and blank ones too): a snapshot holds about 600
 # bytes a policy line, and 64 MiB of `g,a,b` lines would be 8 million of them.
 MAX_POLICY_LINES = 1_000_000
@@ -156,6 +158,10 @@ def read_policy_dir(directory: Path) -> PolicySource:
         csvs = sorted(directory.glob("*.csv"))
         if not csvs:
             raise PolicyLoadError(f"{directory} has no *.csv policy file")
+        if len(csvs) > MAX_POLICY_FILES:
+            raise PolicyLoadError(
+                f"{directory} has {len(csvs)} *.csv files, over the limit of {MAX_POLICY_FILES}"
+            )
         left = MAX_POLICY_BYTES
         texts: list[str] = []
         for path in (model_path, *csvs):
@@ -169,7 +175,12 @@ def read_policy_dir(directory: Path) -> PolicySource:
 
 
 def check_policy_size(source: PolicySource) -> None:
-    """Raise PolicyLoadError when a policy's model and files are over MAX_POLICY_BYTES together."""
+    """Raise PolicyLoadError when a policy has over MAX_POLICY_FILES files, or its model and files
+    are over MAX_POLICY_BYTES together."""
+    if len(source.files) > MAX_POLICY_FILES:
+        raise PolicyLoadError(
+            f"the policy has {len(source.files)} files, over the limit of {MAX_POLICY_FILES}"
+        )
     size = sum(len(text.encode("utf-8")) for text in (source.model_text, *(t for _, t in source.files)))
     if size > MAX_POLICY_BYTES:
         raise PolicyLoadError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authz.engine import build_snapshot
-from authz.engine.policyfiles import MAX_POLICY_BYTES
+from authz.engine.policyfiles import MAX_POLICY_BYTES, MAX_POLICY_FILES
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound, PolicyLoadError, Unavailable
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.policy.runner import require_passing_content
@@ -59,8 +59,8 @@ MAX_MESSAGE_CHARS = 1_000
 # A version named by a caller (GetVersion, Rollback, `policy show`): its digest or its number.
 MAX_REF_CHARS = 64
 # A stored version: its files (a policy directory's, suites included) and their bytes in all
-# (names and texts in UTF-8): the policy's own bound and as much again for its suites.
-MAX_VERSION_FILES = 1_000
+# (names and texts in UTF-8): the policy's own bounds and as much again for its suites.
+MAX_VERSION_FILES = 2 * MAX_POLICY_FILES
 MAX_VERSION_BYTES = 2 * MAX_POLICY_BYTES
 # A version's files as one statement (one snapshot): their count and bytes first, the rows only
 # when within the bounds, so a huge or swollen row (written by hand) is never fetched.
