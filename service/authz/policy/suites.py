@@ -141,9 +141,13 @@ class Suite:
 
 
 def suite_files(directory: Path) -> list[Path]:
-    """The suite files of a policy directory, sorted (none when it has no tests/)."""
+    """The suite files of a policy directory, sorted (none when it has no tests/).
+
+    Every entry with a suite's name, whatever it is: a FIFO or a directory in a suite's place
+    is refused when read, not skipped (its checks would silently stop guarding reloads).
+    """
     tests = directory / TESTS_DIR
-    return sorted(p for p in tests.glob(SUITE_GLOB) if p.is_file()) if tests.is_dir() else []
+    return sorted(tests.glob(SUITE_GLOB)) if tests.is_dir() else []
 
 
 def read_suite_file(path: Path) -> str:
