@@ -24,7 +24,14 @@ from authz.engine.lean import LeanCompiler
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.patterns import enable_matching
-from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.engine.policyfiles import (
+    MODEL_FILE,
+    PolicyLine,
+    PolicySource,
+    check_policy_size,
+    parse_lines,
+    read_policy_dir,
+)
 from authz.engine.priority import priority_findings, subject_rank
 from authz.engine.regexcheck import line_problems, pattern_arguments, problem
 from authz.engine.roles import RoleGraph, holds, parse_window, reach_for
@@ -399,6 +406,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     allocates hundreds of thousands of long-lived objects and nothing cyclic, so
     generational passes over them would only slow the load down.
     """
+    check_policy_size(source)
     enabled = gc.isenabled()
     gc.disable()
     try:
