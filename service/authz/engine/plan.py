@@ -28,8 +28,9 @@ from authz.engine.bindings import Attributes, Subject
 from authz.engine.index import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
-from authz.engine.partial import Cond, LineEvaluator, Obj, PlanEvalError, line_tree
+from authz.engine.partial import LineEvaluator, Obj, PlanEvalError, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plancond import Cond
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plantemplate import Template, Unplannable, parse_template
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
