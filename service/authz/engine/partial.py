@@ -70,16 +70,16 @@ _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.IsNot: ("is not", operator.is_not),
 }
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
-# `*`, `+` and `%` size-checked as in Check (`arith`): with a known `r.obj.<field>` from the
-# request, `r.obj.org_id * 1000000000` built gigabytes here, and a line Check denies as a
-# policy error was planned as allowing every row.
+# The operators size-checked and charged to the plan's budget as in Check (`arith`): with a
+# known `r.obj.<field>` from the request, `r.obj.org_id * 1000000000` built gigabytes here,
+# and a line Check denies as a policy error was planned as allowing every row.
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: arith.add,
-    ast.Sub: operator.sub,
+    ast.Sub: arith.sub,
     ast.Mult: arith.mul,
-    ast.Div: operator.truediv,
+    ast.Div: arith.truediv,
     ast.Mod: arith.mod,
-    ast.FloorDiv: operator.floordiv,
+    ast.FloorDiv: arith.floordiv,
 }
 # Functions whose first argument may be the symbolic `r.obj`.
 _OBJ_FUNCTIONS = ("keyMatch", "keyMatch2")

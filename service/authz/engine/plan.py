@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.decision import Reason
-from authz.engine import planast
+from authz.engine import arith, planast
 from authz.engine.bindings import Attributes, Subject
 from authz.engine.index import intersect
 from authz.engine.matcher import EVAL, SUBJECT
@@ -152,21 +152,24 @@ def plan_resources(
     slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
     lines: list[tuple[Rule, Cond]] = []
     memo = memo_for(snapshot)
-    for rule in _candidates(snapshot, memo, bound, template):
-        values = rule.line.values
-        shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
-        scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
-        try:
-            evaluator = LineEvaluator(scope, snapshot.functions, shape, memo.compiled, memo.resource_conds)
-            cond = evaluator.run(shape.tree)
-        except Unplannable as exc:
-            where = f"{rule.line.file}:{rule.line.line}"
-            raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
-        except PlanEvalError as exc:
-            return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
-        # An allow line counts where it matches; a deny line also where it reaches a NULL.
-        if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
-            lines.append((rule, cond))
+    with arith.Budget():  # the operators' work, bounded as in one decision
+        for rule in _candidates(snapshot, memo, bound, template):
+            values = rule.line.values
+            shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
+            scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
+            try:
+                evaluator = LineEvaluator(
+                    scope, snapshot.functions, shape, memo.compiled, memo.resource_conds
+                )
+                cond = evaluator.run(shape.tree)
+            except Unplannable as exc:
+                where = f"{rule.line.file}:{rule.line.line}"
+                raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
+            except PlanEvalError as exc:
+                return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
+            # An allow line counts where it matches; a deny line also where it reaches a NULL.
+            if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
+                lines.append((rule, cond))
     condition = _combine(snapshot.model.effect, lines)
     _check_size(condition, len(lines))
     rules = tuple(rule.line.location for rule, _ in lines) if explain else ()

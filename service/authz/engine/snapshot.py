@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
+from authz.engine import arith
 from authz.engine.bindings import NO_VALUES, AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.candidates import CandidateEvaluator, build_evaluator
@@ -124,6 +125,8 @@ class Snapshot:
             "r_ctx": Attributes(context) if context else _NO_CONTEXT,
         }
         rvals = self.model.request_values(bound)
+        # The operators' work is bounded per decision, whatever the number of lines (`arith`).
+        outer = arith.start()
         try:
             if not self.rules:
                 return self._decide_empty(rvals)
@@ -137,6 +140,8 @@ class Snapshot:
             return _EFFECTS[self.model.effect](hits, explain)
         except _EvalFailure as failure:
             return Decision(False, Reason.POLICY_ERROR, str(failure), (failure.location,))
+        finally:
+            arith.restore(outer)
 
     @staticmethod
     def _hits(rules: list[Rule], rvals: tuple[Any, ...]) -> Iterator[_Hit]:
