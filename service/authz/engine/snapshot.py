@@ -25,9 +25,10 @@ from authz.engine.lean import LeanCompiler
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.patterns import enable_matching
+from authz.engine.patterntable import PatternTable
 from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
 from authz.engine.priority import priority_findings, subject_rank
-from authz.engine.regexcheck import line_problems, pattern_arguments, problem
+from authz.engine.regexcheck import line_problems, pattern_arguments, pattern_uses
 from authz.engine.roles import RoleGraph, holds, parse_window, reach_for
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
@@ -471,10 +472,16 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
         (own for own, role in zip(model.request, model.bind, strict=True) if role == SUBJECT), SUBJECT
     )
     columns, constants = pattern_arguments(model.matcher, model.policy)
-    findings.extend(_line_error(line, message) for line, message in line_problems(columns, p_lines))
+    table = PatternTable(pattern_uses(columns, constants, p_lines))
+    if (message := table.too_many()) is not None:
+        findings.append(model_error(source.model_text, "m", message))
+    findings.extend(
+        _line_error(line, message) for line, message in line_problems(columns, p_lines, table.problem)
+    )
     for function, pattern in sorted(constants):
-        if (message := problem(function, pattern)) is not None:
+        if (message := table.problem(function, pattern)) is not None:
             findings.append(model_error(source.model_text, "m", f"{function} pattern {pattern!r}: {message}"))
+    functions.update({k: _plain_args(f) for k, f in table.functions().items()})
     try:
         compiler = MatcherCompiler(model.matcher, params, functions, subject)
     except MatcherSyntaxError as exc:
