@@ -87,13 +87,7 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
     # Under subjectPriority the snapshot's rules are already in rank order, so both priority
     # effects take the first line that holds, as Snapshot.decide does.
     if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
-        result: Node = FALSE
-        for rule, cond in reversed(lines):
-            if rule.effect == ALLOW:
-                result = planast.any_of(cond.true, result)
-            elif rule.effect == DENY:
-                result = planast.all_of(planast.negate(planast.any_of(cond.true, cond.missing)), result)
-        return result
+        return _first_holding(lines)
     allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
     if effect is Effect.ALLOW_OVERRIDE:
         return allows
@@ -101,6 +95,31 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
         *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
     )
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
+
+
+def _first_holding(lines: Sequence[tuple[Rule, Cond]]) -> Node:
+    # `A1 or (not D1 and (A2 or ...))`, built from the last run of lines of one effect to the
+    # first, a run at a time: a line at a time, each step flattened the condition so far
+    # (quadratic: 4,000 allow lines took 39 s), and alternating effects nested it past
+    # Python's recursion limit (500 lines: a RecursionError out of the plan). Each run adds a
+    # level, so the bounds are checked as it grows.
+    runs: list[tuple[int, list[Cond]]] = []
+    for rule, cond in lines:
+        if rule.effect not in (ALLOW, DENY):
+            continue
+        if runs and runs[-1][0] == rule.effect:
+            runs[-1][1].append(cond)
+        else:
+            runs.append((rule.effect, [cond]))
+    result: Node = FALSE
+    for effect, conds in reversed(runs):
+        if effect == ALLOW:
+            result = planast.any_of(*(c.true for c in conds), result)
+        else:
+            denied = (planast.negate(planast.any_of(c.true, c.missing)) for c in conds)
+            result = planast.all_of(*denied, result)
+        _check_size(result, len(lines))
+    return result
 
 
 MAX_PLAN_NODES = planast.MAX_NODES
