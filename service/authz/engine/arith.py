@@ -72,13 +72,15 @@ def restore(units: int | None) -> None:
     _left.units = units
 
 
-def _charge(units: int) -> None:
+def charge(units: int) -> None:
+    """Spend `units` of the current decision's budget (none outside a decision); raises
+    ValueError past it."""
     left = _left.units
     if left is not None:
         left -= units
         _left.units = left
         if left < 0:
-            raise ValueError(f"the matcher's arithmetic exceeds one decision's budget of {MAX_WORK:,} units")
+            raise ValueError(f"the matcher's work exceeds one decision's budget of {MAX_WORK:,} units")
 
 
 def _built(seq: Any, items: int) -> int:
@@ -145,11 +147,11 @@ def mul(a: Any, b: Any) -> Any:
                     raise ValueError(
                         f"a product of {size} x {count} items (nested ones counted) exceeds {MAX_SEQUENCE}"
                     )
-            _charge(_built(seq, len(seq) * count))
+            charge(_built(seq, len(seq) * count))
             return a * b
     if isinstance(a, int) and isinstance(b, int) and a.bit_length() + b.bit_length() > MAX_INT_BITS:
         raise ValueError(f"a product of integers over {MAX_INT_BITS} bits is not computed")
-    _charge(_words(a) * _words(b))
+    charge(_words(a) * _words(b))
     return a * b
 
 
@@ -164,15 +166,15 @@ def add(a: Any, b: Any) -> Any:
     if _sized(a) and _sized(b):
         if len(a) + len(b) > MAX_SEQUENCE:
             raise ValueError(f"a concatenation of {len(a) + len(b)} items exceeds {MAX_SEQUENCE}")
-        _charge(_built(a, len(a) + len(b)))
+        charge(_built(a, len(a) + len(b)))
     else:
-        _charge(max(_words(a), _words(b)))
+        charge(max(_words(a), _words(b)))
     return a + b
 
 
 def sub(a: Any, b: Any) -> Any:
     """`a - b`, charged to the decision's budget."""
-    _charge(max(_words(a), _words(b)))
+    charge(max(_words(a), _words(b)))
     return a - b
 
 
@@ -180,19 +182,19 @@ def mod(a: Any, b: Any) -> Any:
     """`a % b` for numbers; `%` string formatting is refused (its width is an allocation)."""
     if isinstance(a, str | bytes):
         raise ValueError("% string formatting is not allowed in a matcher")
-    _charge(_words(a) * _words(b) * _DIVISION)
+    charge(_words(a) * _words(b) * _DIVISION)
     return a % b
 
 
 def truediv(a: Any, b: Any) -> Any:
     """`a / b`, charged to the decision's budget."""
-    _charge(_words(a) * _words(b) * _DIVISION)
+    charge(_words(a) * _words(b) * _DIVISION)
     return a / b
 
 
 def floordiv(a: Any, b: Any) -> Any:
     """`a // b`, charged to the decision's budget."""
-    _charge(_words(a) * _words(b) * _DIVISION)
+    charge(_words(a) * _words(b) * _DIVISION)
     return a // b
 
 

@@ -16,6 +16,8 @@ from authz.engine.matcher import parse_matcher
 from authz.engine.policyfiles import PolicyLine
 
 Uses = tuple[set[tuple[str, int]], set[tuple[str, str]]]
+# Functions whose second argument is a pattern a snapshot compiles once (`patterntable`).
+PATTERN_FUNCTIONS = (*REGEX_FUNCTIONS, "globMatch")
 
 
 def pattern_arguments(matcher: str, policy: Sequence[str]) -> Uses:
@@ -28,7 +30,7 @@ def pattern_arguments(matcher: str, policy: Sequence[str]) -> Uses:
     for node in _walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
-        if node.func.id not in REGEX_FUNCTIONS or len(node.args) < 2:
+        if node.func.id not in PATTERN_FUNCTIONS or len(node.args) < 2:
             continue
         pattern = node.args[1]
         if isinstance(pattern, ast.Name) and pattern.id in policy:
