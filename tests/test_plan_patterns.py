@@ -17,6 +17,7 @@ import pytest
 from authz.app import demo_policy_dir
 from authz.engine import Snapshot, load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
+from authz.engine.plancheck import plannability
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.policy_dirs import write_policy
@@ -153,3 +154,16 @@ def test_many_lines_under_a_priority_effect_plan_in_linear_time(tmp_path):
     assert plan.kind is PlanKind.CONDITIONAL
     for owner, allowed in (("u1", True), ("u3", True), ("u0", False), ("u2", False), ("u9", False)):
         assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": owner}).allowed is allowed
+
+
+def test_a_condition_nested_past_the_planners_reading_is_refused(tmp_path):
+    # Python compiles `r.sub.id + 'x' + 'x' ...` a few hundred terms deep (a nested tree);
+    # the planner reads trees recursively, and its RecursionError was an INTERNAL answer.
+    condition = "r.obj.owner != r.sub.id" + " + 'x'" * 400
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {condition}, allow")
+    assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "bob"}).allowed
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition nested too deeply"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert plannability(snapshot) == {
+        "/api/orders/:id": ["policy.csv:1: a condition nested too deeply to plan"]
+    }

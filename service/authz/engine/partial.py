@@ -478,4 +478,13 @@ def line_tree(matcher: str, conditions: tuple[str, ...]) -> tuple[Shape, dict[st
         pieces.append(f"({casbin_rewrite(escape_assertion(condition)).strip()})")
         pieces.append(casbin_rewrite(piece))
     source, values = templatize("".join(pieces).strip(), "__authz_p")
-    return _parse(source), {f"__authz_p{i}": v for i, v in enumerate(values)}
+    try:
+        shape = _parse(source)
+    except RecursionError:
+        # Python compiles a condition nested a few hundred levels deep (`a + 'x' + 'x' ...`),
+        # which this recursive reading cannot follow: a RecursionError was an INTERNAL plan.
+        raise Unplannable(NESTED) from None
+    return shape, {f"__authz_p{i}": v for i, v in enumerate(values)}
+
+
+NESTED = "a condition nested too deeply to plan"

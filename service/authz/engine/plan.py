@@ -28,7 +28,7 @@ from authz.engine.bindings import Attributes, Subject
 from authz.engine.index import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
-from authz.engine.partial import LineEvaluator, Obj, PlanEvalError, line_tree
+from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import Cond
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
@@ -174,13 +174,16 @@ def plan_resources(
     with arith.Budget():  # the operators' work, bounded as in one decision
         for rule in _candidates(snapshot, memo, bound, template):
             values = rule.line.values
-            shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
-            scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
             try:
+                shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
+                scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
                 evaluator = LineEvaluator(
                     scope, snapshot.functions, shape, memo.compiled, memo.resource_conds
                 )
-                cond = evaluator.run(shape.tree)
+                try:
+                    cond = evaluator.run(shape.tree)
+                except RecursionError:
+                    raise Unplannable(NESTED) from None
             except Unplannable as exc:
                 where = f"{rule.line.file}:{rule.line.line}"
                 raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
