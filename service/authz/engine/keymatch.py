@@ -18,7 +18,7 @@ from typing import Any
 
 from casbin.model.function import FunctionMap
 
-from authz.engine import saferegex
+from authz.engine import arith, saferegex
 from authz.engine.saferegex import PatternError
 
 # Where the second argument is a regular expression (after the function's own rewrites).
@@ -176,6 +176,13 @@ def regex_functions(
     """keyMatch2..5 and regexMatch, reading patterns' programs and routes' segments through
     `prepared` and `plain` (a snapshot's table, or the process's caches)."""
 
+    def run(program: Any, key1: Any) -> bool:
+        # About a nanosecond a character: charged to the decision's budget (`arith`), as a
+        # matcher can hand the same 100,000 characters it built to a pattern again and again.
+        if type(key1) is str:
+            arith.charge(len(key1))
+        return saferegex.run(program, key1)
+
     def key_match2(key1: Any, key2: Any) -> bool:
         """pycasbin's keyMatch2 (`/:id`, `/*`) on RE2; segment by segment for plain routes."""
         segments = plain(key2) if isinstance(key2, str) else None
@@ -191,15 +198,17 @@ def regex_functions(
                 elif part != literal:
                     return False
             return True
-        return saferegex.run(prepared("keyMatch2", key2)[0], key1)
+        return run(prepared("keyMatch2", key2)[0], key1)
 
     def key_match3(key1: Any, key2: Any) -> bool:
         """pycasbin's keyMatch3 (`/{id}`, `/*`) on RE2."""
-        return saferegex.run(prepared("keyMatch3", key2)[0], key1)
+        return run(prepared("keyMatch3", key2)[0], key1)
 
     def key_match4(key1: Any, key2: Any) -> bool:
         """pycasbin's keyMatch4: keyMatch3 where a repeated `{name}` must match the same text."""
         program, tokens = prepared("keyMatch4", key2)
+        if type(key1) is str:
+            arith.charge(len(key1))
         values = saferegex.run_groups(program, key1)
         if values is None:
             return False
@@ -214,11 +223,11 @@ def regex_functions(
         """pycasbin's keyMatch5: keyMatch3 that ignores a query string (`?a=b`) in the key."""
         if isinstance(key1, str) and "?" in key1:
             key1 = key1[: key1.find("?")]
-        return saferegex.run(prepared("keyMatch5", key2)[0], key1)
+        return run(prepared("keyMatch5", key2)[0], key1)
 
     def regex_match(key1: Any, key2: Any) -> bool:
         """pycasbin's regexMatch: `re.match(key2, key1)` (anchored at the start only), on RE2."""
-        return saferegex.run(prepared("regexMatch", key2)[0], key1)
+        return run(prepared("regexMatch", key2)[0], key1)
 
     functions = {
         "keyMatch2": key_match2,
