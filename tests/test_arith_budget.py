@@ -87,6 +87,10 @@ def test_operators_within_the_budget_answer_as_pycasbin(tmp_path: Path) -> None:
         # The request's subject and resource are their ids (a TypeError before).
         "r.sub + '!' == 'al!'",
         "r.obj * 2 != r.obj",
+        # Ordered and searched as their ids too (TypeErrors before).
+        "r.obj >= 'doc' && r.obj < 'e'",
+        "'oc' in r.obj && 'x' not in r.obj",
+        "r.sub < 'b' && 'l' in r.sub",
     )
     lines = [f"p, {c}, doc{i}, read" for i, c in enumerate(conditions)]
     abac = model("eval(p.cond) && r.obj == p.obj && r.act == p.act", "cond, obj, act")
