@@ -111,13 +111,6 @@ def regex_of(name: str, key2: Any) -> tuple[str, tuple[str, ...]]:
     return "^" + key2 + "$", tuple(tokens)
 
 
-def check_pattern(name: str, key2: Any) -> None:
-    """Raise PatternError when `key2` is not a pattern function `name` can run in linear time."""
-    if name == "keyMatch2" and isinstance(key2, str) and plain_segments(key2) is not None:
-        return  # compared by segment, never compiled (a 100k-line policy's load compiled each)
-    saferegex.check(regex_of(name, key2)[0])
-
-
 # Characters that mean themselves in a regular expression (with `:` and `/`, keyMatch2's own).
 _PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-~%@:/]*")
 

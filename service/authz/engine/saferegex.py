@@ -250,11 +250,6 @@ def compile_program(pattern: str, captures: bool, max_mem: int = MAX_PATTERN_MEM
 _program = functools.lru_cache(maxsize=_CACHED)(compile_program)
 
 
-def check(pattern: str) -> None:
-    """Raise PatternError unless `pattern` compiles (used at build time for a clear error)."""
-    _program(pattern, False)
-
-
 def _spans(program: Any, text: Any) -> tuple[bytes, list[tuple[int, int]]]:
     # The bound C++ object, not re2's Python wrapper: the wrapper's bookkeeping costs ten
     # times the match itself. Offsets are in the UTF-8 bytes.
