@@ -38,12 +38,12 @@ def lines(count: int) -> list[str]:
 def test_more_patterns_than_the_process_cache_compile_once(tmp_path: Path) -> None:
     directory = write_policy(tmp_path, REGEX, lines(5_000))
     snapshot = load_snapshot(directory)
-    compiled = saferegex._program.cache_info().misses
+    compiled = saferegex.cached_program.cache_info().misses
     requests = ["/docs/4999/a", "/docs/12/b", "x7", "/docs/x", "/elsewhere"]
     for resource in requests:
         snapshot.decide(ANN, resource, "read")
     # Each decision compiled all 5,000 patterns again (the cache kept the last 4,096).
-    assert saferegex._program.cache_info().misses == compiled
+    assert saferegex.cached_program.cache_info().misses == compiled
     reference = enforcer(directory)
     for resource in requests:
         assert snapshot.decide(ANN, resource, "read").allowed == reference.enforce("ann", resource, "read")

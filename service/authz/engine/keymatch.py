@@ -160,7 +160,7 @@ Segments = tuple[tuple[str, bool], ...]
 def process_prepared(name: str, key2: Any) -> tuple[Any, tuple[str, ...]]:
     """A pattern's program from the process's cache (patterns no policy line holds)."""
     regex, tokens = regex_of(name, key2)
-    return saferegex._program(regex, name == "keyMatch4"), tokens
+    return saferegex.cached_program(regex, name == "keyMatch4"), tokens
 
 
 def regex_functions(

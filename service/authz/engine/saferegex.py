@@ -247,7 +247,7 @@ def compile_program(pattern: str, captures: bool, max_mem: int = MAX_PATTERN_MEM
 
 # Patterns made at decision time (a request's value, `p.obj + '/*'`) and the planner's; a
 # policy's own patterns are compiled once per snapshot (`patterntable`).
-_program = functools.lru_cache(maxsize=_CACHED)(compile_program)
+cached_program = functools.lru_cache(maxsize=_CACHED)(compile_program)
 
 
 def _spans(program: Any, text: Any) -> tuple[bytes, list[tuple[int, int]]]:
@@ -272,9 +272,9 @@ def run_groups(program: Any, text: Any) -> tuple[str | None, ...] | None:
 
 def matches(pattern: str, text: Any) -> bool:
     """Whether `re.match(pattern, text)` would match, in time linear in `text`."""
-    return run(_program(pattern, False), text)
+    return run(cached_program(pattern, False), text)
 
 
 def groups(pattern: str, text: Any) -> tuple[str | None, ...] | None:
     """`re.match(pattern, text).groups()`, or None when it does not match."""
-    return run_groups(_program(pattern, True), text)
+    return run_groups(cached_program(pattern, True), text)
