@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from authz.app import demo_policy_dir
-from authz.engine import Snapshot, load_snapshot
+from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
 from authz.engine.plancheck import plannability
+from authz.engine.plancond import Cond
+from authz.engine.plannarrow import memo_for
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.policy_dirs import write_policy
@@ -167,3 +169,19 @@ def test_a_condition_nested_past_the_planners_reading_is_refused(tmp_path):
     assert plannability(snapshot) == {
         "/api/orders/:id": ["policy.csv:1: a condition nested too deeply to plan"]
     }
+
+
+def test_large_resource_answers_are_not_kept(tmp_path):
+    # The memo of resource-only answers counts entries (65,536), and requests choose the
+    # templates: each of these answers is 1,500 nodes, so it is computed again, not kept.
+    pattern = "/x" * 500
+    snapshot = policy(tmp_path, f"p, *, {pattern}, GET, True, allow")
+    memo = memo_for(snapshot)
+    for name in ("a", "b", "c"):
+        template = "".join(f"/:{name}{i}" for i in range(500))
+        assert plan_resources(snapshot, BOB, "GET", template).kind is PlanKind.CONDITIONAL
+    kept = [v for v in memo.resource_conds.values() if isinstance(v, Cond)]
+    assert all(sum(1 for _ in planast.walk(v.true)) <= 256 for v in kept)
+    # A small answer is still kept.
+    plan_resources(snapshot, BOB, "GET", "/x/:id")
+    assert memo.resource_conds

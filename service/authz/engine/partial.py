@@ -187,6 +187,8 @@ class LineEvaluator:
         found = self.resource_conds.get(key)
         if found is None:
             found = self._dispatch(node)
+            if isinstance(found, Cond) and _nodes(found) > _RESOURCE_COND_NODES:
+                return found  # the memo bounds entries: a large answer would make it large
             if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
                 self.resource_conds.clear()
             self.resource_conds[key] = found
@@ -411,6 +413,13 @@ class Shape:
 Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
 _OBJ_NAME = "r_obj"
 _RESOURCE_CONDS_MAX = 65536
+# Larger answers are computed again instead: a template of 500 path parameters against a
+# pattern of 500 segments plans to 1,500 nodes, and requests choose the templates.
+_RESOURCE_COND_NODES = 256
+
+
+def _nodes(cond: Cond) -> int:
+    return planast.measure(cond.true)[0] + planast.measure(cond.missing)[0]
 
 
 @functools.lru_cache(maxsize=4096)
