@@ -269,6 +269,23 @@ def test_edit_errors_have_their_status_codes(admin):
     assert admin.version() == version
 
 
+def test_an_edit_refused_with_thousands_of_reasons_keeps_its_status_code(admin):
+    # The message lists every finding or missing rule; whole, it was over gRPC's 16 KiB trailer
+    # limit and the caller got RESOURCE_EXHAUSTED "Stream removed" instead of the refusal.
+    version = admin.version()
+    short = [A.PolicyRule(ptype="p", values=[f"a{n}", "/b", "GET"]) for n in range(5_000)]
+    add = A.AddRulesRequest(token=admin.token, rules=short, expected_version=version)
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.stub.AddRules(add, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "policy.csv" in caught.value.details() and "characters in all)" in caught.value.details()
+    remove = A.RemoveRulesRequest(token=admin.token, rules=short[:3_000], expected_version=version)
+    with pytest.raises(grpc.RpcError) as caught:
+        admin.stub.RemoveRules(remove, timeout=60)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    assert admin.version() == version
+
+
 def test_error_mapping_of_the_editing_errors():
     assert error_status(VersionConflict("a", "b"), "m").code == "ABORTED"
     assert error_status(InvalidEdit("bad"), "m").code == "INVALID_ARGUMENT"

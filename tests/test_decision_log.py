@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
 
 from authz import decisionlog
 from authz.api.v1 import authz_pb2
+from authz.decision import Decision, Reason
 from tests.conftest import settings_for
 from tests.test_metrics import scrape, value
 
@@ -113,3 +115,37 @@ def test_a_value_with_a_percent_sign_is_written_as_it_is(server, issuer, caplog)
     )
     (line,) = with_id(decision_lines(server, caplog), reply.decision_id)
     assert " subject=alice%s action=GET resource=/api/orders/%d%(x)s allowed=True " in line
+
+
+class StalledSink(logging.Handler):
+    """A log handler whose writes wait until released: a pipe nobody reads, a stalled disk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.opened = threading.Event()
+        self.written = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.opened.wait(60)
+        self.written += 1
+
+
+def test_a_stalled_sink_bounds_the_queue_by_its_bytes_and_never_blocks_the_caller(caplog):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    sink = StalledSink()
+    logging.getLogger("authz.decisions").addHandler(sink)
+    try:
+        log = decisionlog.DecisionLog("all")
+        decision = Decision(True, Reason.ALLOWED)
+        long = "/api/" + "x" * 4_000  # the request bound is 4,096 characters a field
+        calls = 20_000  # about 160 MB of fields; every record returns while the sink is stalled
+        for n in range(calls):
+            log.record(f"id-{n}", "alice", "v1", [(long, long, decision)])
+        per_entry = 2 * len(long)
+        assert log.dropped >= calls - decisionlog.MAX_PENDING_CHARS // per_entry - 1
+        sink.opened.set()
+        log.flush()
+        assert sink.written + log.dropped == calls
+    finally:
+        sink.opened.set()
+        logging.getLogger("authz.decisions").removeHandler(sink)

@@ -36,7 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from jwt.algorithms import RSAAlgorithm
 
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
-from authz.engine import build_snapshot
+from authz.engine import build_snapshot, policyfiles
 from authz.engine.policyfiles import read_policy_dir
 from authz.policy.edit import add_rules, remove_rules
 from authz.tokens.jwks import MAX_JWKS_BYTES, KeySet
@@ -487,6 +487,70 @@ def test_a_dangling_policy_file_is_rejected_not_skipped(make_server, issuer, tmp
     os.replace(policies / "link", policies / "shipped.csv")
     rejected = wait_for(lambda: srv.app.store.last_rejected, 30, "the dangling file reported")
     assert "shipped.csv" in rejected.message
+    assert not srv.stub.Check(shipped, timeout=10).allowed
+
+
+def _replace_with(path: Path, kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put something other than a small regular file at `path`, as a hostile or broken deploy would."""
+    link = path.with_name("link")
+    if kind == "dev-zero":
+        link.symlink_to("/dev/zero")
+        os.replace(link, path)
+    elif kind == "fifo-link":
+        os.mkfifo(tmp_path / "pipe")
+        link.symlink_to(tmp_path / "pipe")
+        os.replace(link, path)
+    elif kind == "fifo":
+        os.mkfifo(link)
+        os.replace(link, path)
+    elif kind == "directory":
+        path.unlink()
+        path.mkdir()
+    else:
+        monkeypatch.setattr(policyfiles, "MAX_POLICY_BYTES", 1024 * 1024)
+        link.write_text(SHIPPED_DENY + "# padding\n" * 200_000)
+        os.replace(link, path)
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "fifo-link", "fifo", "directory", "huge"])
+def test_a_policy_file_that_is_not_a_small_regular_file_is_refused(
+    make_server, issuer, tmp_path, kind, monkeypatch
+):
+    # A policy file read by name used to follow a link to /dev/zero until memory ran out, wait
+    # for ever on a FIFO behind a link (holding the reload lock: admin edits waited too), and
+    # skip a FIFO or a directory named *.csv, dropping its rules (the shipped-order deny).
+    policies = copy_demo(tmp_path)
+    policy = policies / "policy.csv"
+    policy.write_text(policy.read_text().replace(SHIPPED_DENY, ""))
+    (policies / "shipped.csv").write_text(SHIPPED_DENY)
+    srv = make_server(settings_for(issuer, policy_dir=str(policies)))
+    deleter = issuer.mint(permissions=["delete:orders"])
+    shipped = R.CheckRequest(
+        token=deleter, resource="/api/orders/1", action="DELETE", attributes=_struct(status="shipped")
+    )
+    version = srv.stub.Check(shipped, timeout=10).policy_version
+
+    _replace_with(policies / "shipped.csv", kind, tmp_path, monkeypatch)
+    try:
+        srv.app.reloader.request(f"test: shipped.csv replaced by {kind}")
+        rejected = wait_for(lambda: srv.app.store.last_rejected, 30, f"the {kind} reported")
+    finally:
+        if kind == "fifo-link":
+            # Frees a reader the old code left waiting on the FIFO.
+            with contextlib.suppress(OSError):
+                os.close(os.open(tmp_path / "pipe", os.O_WRONLY | os.O_NONBLOCK))
+    assert "shipped.csv" in rejected.message
+    answer = srv.stub.Check(shipped, timeout=10)
+    assert (answer.allowed, answer.policy_version) == (False, version)
+
+    # A regular file back in its place serves again.
+    if kind == "directory":
+        (policies / "shipped.csv").rmdir()
+    else:
+        (policies / "shipped.csv").unlink()
+    (policies / "shipped.csv").write_text(SHIPPED_DENY)
+    srv.app.reloader.request("test: shipped.csv restored")
+    wait_for(lambda: srv.app.store.last_rejected is None, 30, "the restored file read")
     assert not srv.stub.Check(shipped, timeout=10).allowed
 
 

@@ -6,6 +6,9 @@ ports following it, real tokens from the test issuer.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +22,7 @@ from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.app import App
 from authz.sources import changes
 from authz.sources.pgschema import migrate
-from authz.sources.postgres import PostgresStore, StoreSetupError
+from authz.sources.postgres import MAX_MESSAGE_CHARS, PostgresStore, StoreSetupError
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.pgcluster import PostgresServer
@@ -29,6 +32,7 @@ from tests.waiting import wait_for
 A = admin_pb2
 INVOICES = A.PolicyRule(ptype="p", values=["read:invoices", "/api/invoices", "GET", "True", "allow"])
 DEADLINE = 30.0
+INVOICE_RULE = ("p", "read:invoices", "/api/invoices", "GET", "True", "allow")
 
 
 def publish(dsn: str, tmp_path: Path) -> PostgresStore:
@@ -164,6 +168,89 @@ def test_a_broken_version_written_by_hand_is_rejected_by_every_replica_and_rolle
         assert replica.version() == good
     shown = b.admin.GetVersion(A.GetVersionRequest(token=b.token, version=good), timeout=60)
     assert shown.version.id == done.version.id and "model.conf" in shown.files
+
+
+def test_a_version_over_the_size_bound_is_refused_unread_and_its_long_message_cut(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas()
+    good = a.version()
+    head = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0].id
+    with psycopg.connect(pg_dsn) as conn:
+        # A valid policy with 140 MB of comment lines and a 2 MB message, as a DBA's script could write.
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, author, message)"
+            " VALUES (E'by-hand\\nERROR forged', 'dba', repeat('m', 2000000)) RETURNING id"
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO authz_policy_files SELECT %s, name, content FROM authz_policy_files"
+            " WHERE version_id = %s",
+            (row[0], head),
+        )
+        conn.execute(
+            "INSERT INTO authz_policy_files VALUES (%s, 'padding.csv',"
+            " repeat('#' || repeat('x', 999999) || E'\\n', 140))",
+            (row[0],),
+        )
+    error = wait_for(
+        lambda: a.policy().last_reload_error.message, DEADLINE, "the oversized version's rejection"
+    )
+    assert f"stored version #{row[0]} (by-hand\\nERROR forged)" in error and "it was not read" in error
+    assert a.version() == good and a.health() == health_pb2.HealthCheckResponse.SERVING
+    listed = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions[0]
+    assert listed.id == row[0] and len(listed.message) == MAX_MESSAGE_CHARS
+
+
+def test_a_notify_flood_is_one_short_log_line_per_reload_with_its_text_escaped(replicas, pg_dsn, caplog):
+    import psycopg
+
+    caplog.set_level(logging.INFO, logger="authz.reload")
+    a = replicas()
+    start = a.version()
+    with psycopg.connect(pg_dsn) as conn:
+        # Any client of the database may notify the channel: 5,000 at one commit, 1 KB each,
+        # with a line break that would forge a log line.
+        conn.execute(
+            "SELECT pg_notify('authz_policy', i::text || E'\\nERROR forged ' || repeat('x', 1000))"
+            " FROM generate_series(1, 5000) i"
+        )
+    # Notifications arrive in order: once this version serves, the flood was heard before it.
+    new = changes.add_rules(PostgresStore(pg_dsn), "policy.csv", [INVOICE_RULE], start, author="dba")
+    wait_for(lambda: a.version() == new.head.version, DEADLINE, "the version after the flood")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("reloading the policy")]
+    assert any("from the policy store" in line or "committed to the policy store" in line for line in lines)
+    assert all("\n" not in line and len(line) < 2_000 for line in lines), max(map(len, lines))
+
+
+def test_a_stalled_backend_holds_neither_the_reload_nor_an_admin_edit(replicas, pg_dsn):
+    import psycopg
+
+    a = replicas(policy_store_check_seconds=1)
+    # The deadline the replica puts on its reads, shortened from 60 s for the test.
+    a.srv.app.store.origin.read_seconds = 2.0
+    start = a.version()
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        pids = [
+            int(row[0])
+            for row in conn.execute(
+                "SELECT pid FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = 'authz'"
+            )
+        ]
+    assert pids, "the replica's connections (its watch and its reader)"
+    # Stopped backends answer nothing and never apply statement_timeout, as a stalled server
+    # or a network that still acknowledges. The edit commits on a new connection, then reloads.
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        request = A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start)
+        new = a.admin.AddRules(request, timeout=DEADLINE).version
+        assert a.version() == new and a.invoices_allowed()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert a.health() == health_pb2.HealthCheckResponse.SERVING
 
 
 def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):

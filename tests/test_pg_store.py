@@ -142,6 +142,47 @@ def test_rollback_publishes_the_old_content_as_a_new_version(pg_dsn, tmp_path):
         store.get("0123456789ab")
 
 
+@pytest.mark.parametrize("ref", ["²", "1\x002", "9" * 5_000, "ab'; --", "a" * 65])
+def test_a_version_named_by_anything_but_a_digest_or_a_number_is_an_invalid_argument(pg_dsn, tmp_path, ref):
+    # "²" is a digit int() refuses, PostgreSQL refuses a NUL, 5,000 digits are past int()'s limit:
+    # each escaped as an untyped error (INTERNAL from GetVersion or Rollback, a logged traceback).
+    store = published(pg_dsn, tmp_path)
+    with pytest.raises(InvalidArgument, match="digest"):
+        store.get(ref)
+
+
+def test_a_nul_in_a_rule_a_message_an_author_or_a_pushed_file_is_refused_by_name(pg_dsn, tmp_path):
+    # PostgreSQL's text cannot hold a NUL: each was psycopg's DataError, INTERNAL from the admin API.
+    store = published(pg_dsn, tmp_path)
+    head = store.history()[0].version
+    with pytest.raises(InvalidArgument, match="value 1 of the rule holds a NUL"):
+        changes.add_rules(
+            store, "policy.csv", [("p", "read:x\x00", "/x", "GET", "True", "allow")], head, author="a"
+        )
+    with pytest.raises(InvalidArgument, match="the message holds a NUL"):
+        changes.add_rules(store, "policy.csv", [RULE], head, author="a", message="m\x00")
+    with pytest.raises(InvalidArgument, match="the author holds a NUL"):
+        changes.add_rules(store, "policy.csv", [RULE], head, author="a\x00")
+    policies = copy_demo(tmp_path, "nul")
+    (policies / "policy.csv").write_text("# a NUL: \x00\n" + (policies / "policy.csv").read_text())
+    with pytest.raises(InvalidArgument, match=r"policy\.csv holds a NUL"):
+        changes.push(store, policies, head, author="a")
+    assert store.history()[0].version == head
+
+
+def test_a_dsn_with_options_of_its_own_keeps_the_statement_timeout(pg_dsn, tmp_path):
+    # Before, any `options` in the DSN replaced the default's: no statement_timeout, so a writer
+    # queued behind a lock a DBA's open transaction holds waited for ever.
+    published(pg_dsn, tmp_path)
+    separator = "&" if "?" in pg_dsn else "?"
+    store = PostgresStore(f"{pg_dsn}{separator}options=-c%20search_path%3Dpublic")
+    with store.session() as conn:
+        row = conn.execute(
+            "SELECT current_setting('statement_timeout'), current_setting('search_path')"
+        ).fetchone()
+    assert row == ("30s", "public")
+
+
 def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn, tmp_path):
     store = published(pg_dsn, tmp_path)
     head = store.history()[0]
@@ -156,6 +197,33 @@ def test_push_is_refused_when_the_store_moved_on_unless_the_head_is_named(pg_dsn
         changes.push(store, directory, head.version, author="ci")
     done = changes.push(store, directory, edited.head.version, author="ci")
     assert done.changed and done.head.version == read_policy_dir(directory).version
+
+
+def test_a_push_refused_over_a_hand_written_head_shows_its_message_escaped(pg_dsn, tmp_path):
+    import psycopg
+
+    store = published(pg_dsn, tmp_path)
+    head = store.history()[0]
+    with psycopg.connect(pg_dsn) as conn:
+        row = conn.execute(
+            "INSERT INTO authz_policy_versions (version, author, message) VALUES (%s, %s, %s) RETURNING id",
+            (head.version, "dba\x1b[2J", "fixed\x1b]0;owned\x07\nERROR forged"),
+        ).fetchone()
+        assert row is not None
+        conn.execute(
+            "INSERT INTO authz_policy_files SELECT %s, name, content FROM authz_policy_files"
+            " WHERE version_id = %s",
+            (row[0], head.id),
+        )
+    policies = copy_demo(tmp_path, "again")
+    (policies / "policy.csv").write_text(
+        (policies / "policy.csv").read_text() + "p, a, /b, GET, True, allow\n"
+    )
+    with pytest.raises(Conflict) as caught:
+        changes.push(store, policies, None, author="ci")
+    text = str(caught.value)
+    assert "has moved on" in text and "\x1b" not in text and "\n" not in text
+    assert "dba\\x1b[2J" in text
 
 
 def test_push_runs_the_suites(pg_dsn, tmp_path):

@@ -18,6 +18,9 @@ import pytest
 from authz.app import demo_policy_dir
 from authz.engine import Snapshot, load_snapshot, planast
 from authz.engine.plan import PlanKind, plan_resources
+from authz.engine.plancheck import plannability
+from authz.engine.plancond import Cond
+from authz.engine.plannarrow import memo_for
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.policy_dirs import write_policy
@@ -137,3 +140,94 @@ def test_thousands_of_alternating_priority_lines_are_refused_not_a_recursion_err
     assert plan_resources(snapshot_for(EFFECTS[3], first), BOB, "GET", "/api/orders/:id").kind is (
         PlanKind.ALWAYS_DENIED
     )
+
+
+def test_a_long_and_chain_plans_in_linear_time(tmp_path):
+    # Each `&&` rebuilt the flattened conjunction so far: 2,000 terms took 6 s and these
+    # 9,000 about two minutes of one PlanResources call (the plan itself stays small).
+    terms = " && ".join(f"r.obj.owner != 'u{i}'" for i in range(9_000))
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {terms}, allow")
+    started = time.monotonic()
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+    assert plan.kind is PlanKind.CONDITIONAL
+    assert plan.fields == ["id", "owner"]
+    assert not snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "u8999"}).allowed
+    assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "u9000"}).allowed
+    # Terms over distinct attributes grow the plan (each NULL check is reached after the
+    # comparisons before it): refused by the node bound as they go, as before.
+    terms = " && ".join(f"r.obj.f{i} == 'x'" for i in range(5_000))
+    snapshot = policy(tmp_path / "wide", f"p, *, /api/orders/:id, GET, {terms}, allow")
+    started = time.monotonic()
+    with pytest.raises(FailedPrecondition, match="more than 10,000 nodes"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+
+
+PRIORITY_MODEL = DEMO_MODEL.replace(
+    "some(where (p.eft == allow)) && !some(where (p.eft == deny))", "priority(p.eft) || deny"
+)
+
+
+def test_many_lines_under_a_priority_effect_plan_in_linear_time(tmp_path):
+    assert PRIORITY_MODEL != DEMO_MODEL
+    # Each line flattened the condition so far: 4,000 allow lines took 39 s of one call.
+    lines = [f"p, *, /api/orders/:id, GET, r.obj.f{i} == 'u{i}', allow" for i in range(4_000)]
+    snapshot = load_snapshot(write_policy(tmp_path / "a", PRIORITY_MODEL, policy_csv="\n".join(lines) + "\n"))
+    started = time.monotonic()
+    with pytest.raises(FailedPrecondition, match="from 4000 policy lines is more than 10,000 nodes"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+    # On one attribute the simplifier keeps them one `in`.
+    same = [f"p, *, /api/orders/:id, GET, r.obj.owner == 'u{i}', allow" for i in range(4_000)]
+    snapshot = load_snapshot(write_policy(tmp_path / "s", PRIORITY_MODEL, policy_csv="\n".join(same) + "\n"))
+    started = time.monotonic()
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert time.monotonic() - started < 10
+    assert planast.render(plan.condition).startswith(
+        f"{ONE_SEGMENT} AND owner IS NOT NULL AND owner in ('u0', "
+    )
+    # Alternating effects nested the condition a level a line: 500 lines were a RecursionError.
+    effects = ("deny", "allow")
+    lines = [f"p, *, /api/orders/:id, GET, r.obj.f{i} == 'u{i}', {effects[i % 2]}" for i in range(500)]
+    snapshot = load_snapshot(write_policy(tmp_path / "b", PRIORITY_MODEL, policy_csv="\n".join(lines) + "\n"))
+    with pytest.raises(FailedPrecondition, match="from 500 policy lines is deeper than 32"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    lines = [f"p, *, /api/orders/:id, GET, r.obj.owner == 'u{i}', {effects[i % 2]}" for i in range(500)]
+    # A few of them still plan, the first line that holds deciding as in Check.
+    snapshot = load_snapshot(
+        write_policy(tmp_path / "c", PRIORITY_MODEL, policy_csv="\n".join(lines[:4]) + "\n")
+    )
+    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert plan.kind is PlanKind.CONDITIONAL
+    for owner, allowed in (("u1", True), ("u3", True), ("u0", False), ("u2", False), ("u9", False)):
+        assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": owner}).allowed is allowed
+
+
+def test_a_condition_nested_past_the_planners_reading_is_refused(tmp_path):
+    # Python compiles `r.sub.id + 'x' + 'x' ...` a few hundred terms deep (a nested tree);
+    # the planner reads trees recursively, and its RecursionError was an INTERNAL answer.
+    condition = "r.obj.owner != r.sub.id" + " + 'x'" * 400
+    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {condition}, allow")
+    assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "bob"}).allowed
+    with pytest.raises(FailedPrecondition, match=r"policy\.csv:1: cannot plan a condition nested too deeply"):
+        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+    assert plannability(snapshot) == {
+        "/api/orders/:id": ["policy.csv:1: a condition nested too deeply to plan"]
+    }
+
+
+def test_large_resource_answers_are_not_kept(tmp_path):
+    # The memo of resource-only answers counts entries (65,536), and requests choose the
+    # templates: each of these answers is 1,500 nodes, so it is computed again, not kept.
+    pattern = "/x" * 500
+    snapshot = policy(tmp_path, f"p, *, {pattern}, GET, True, allow")
+    memo = memo_for(snapshot)
+    for name in ("a", "b", "c"):
+        template = "".join(f"/:{name}{i}" for i in range(500))
+        assert plan_resources(snapshot, BOB, "GET", template).kind is PlanKind.CONDITIONAL
+    kept = [v for v in memo.resource_conds.values() if isinstance(v, Cond)]
+    assert all(sum(1 for _ in planast.walk(v.true)) <= 256 for v in kept)
+    # A small answer is still kept.
+    plan_resources(snapshot, BOB, "GET", "/x/:id")
+    assert memo.resource_conds

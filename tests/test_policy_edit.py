@@ -2,27 +2,31 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import threading
+import time
 
 import pytest
 
 from authz.cli.main import main
 from authz.engine import load_snapshot
 from authz.engine.policyfiles import read_policy_dir
+from authz.policy import edit
 from authz.policy.atomic import replace_files
 from authz.policy.edit import (
     CandidateRejected,
+    DirectoryBusy,
     InvalidEdit,
     RuleExists,
     RuleNotFound,
     VersionConflict,
     add_rules,
     format_policies,
-    list_rules,
     remove_rules,
 )
+from authz.policy.listing import list_rules
 from authz.policy.ruletext import RuleSyntaxError, format_text, parse_rule
 from authz.principal import Principal
 from tests.policy_dirs import copy_demo, line_number
@@ -144,6 +148,43 @@ def test_add_refuses_duplicates_bad_names_and_bad_rules(policies):
     ):
         with pytest.raises(RuleSyntaxError):
             add_rules(policies, "policy.csv", [bad])
+
+
+def test_many_rules_in_one_edit_are_checked_for_duplicates_in_linear_time(policies):
+    # An AddRules message of 4 MiB holds hundreds of thousands of short rules: finding the one
+    # given twice compared each with every earlier one (100,000 took minutes), after authorisation.
+    rules = [("g", f"user{n}", "reader") for n in range(100_000)]
+    started = time.monotonic()
+    with pytest.raises(InvalidEdit, match="g, user0, reader is given twice"):
+        add_rules(policies, "policy.csv", [*rules, rules[0]])
+    assert time.monotonic() - started < 10, "the duplicate check is not linear"
+
+
+def test_an_edit_waits_a_bounded_time_for_a_writer_that_stopped_holding_the_lock(policies, monkeypatch):
+    # A suspended `authz policy add` holds the directory's flock: every admin edit waited for
+    # ever, each holding a thread of the 16 the server verifies uncached tokens on.
+    monkeypatch.setattr(edit, "LOCK_SECONDS", 1.0)
+    before = snapshot_files(policies)
+    held = os.open(policies, os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    outcome: list[str] = []
+
+    def attempt() -> None:
+        try:
+            add_rules(policies, "policy.csv", [INVOICES])
+            outcome.append("added")
+        except DirectoryBusy as exc:
+            outcome.append(str(exc))
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    try:
+        thread.join(10)
+        assert outcome and "another writer has held" in outcome[0], "the edit still waits"
+    finally:
+        os.close(held)
+        thread.join(10)
+    assert snapshot_files(policies) == before
 
 
 def test_add_to_a_new_file_and_through_a_symlink_keeps_mode_and_link(tmp_path, policies):

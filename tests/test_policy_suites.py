@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 
@@ -156,6 +157,21 @@ def test_load_suites_reads_every_file_and_reports_all_broken_ones(tmp_path):
         ("tests/c_test.yaml", 0, "empty file"),
     ]
     assert load_suites(tmp_path / "elsewhere") == []
+
+
+def test_a_fifo_or_directory_in_a_suites_place_is_refused_not_skipped(tmp_path):
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "a_test.yaml").write_text(GOOD)
+    os.mkfifo(tests / "b_test.yaml")
+    (tests / "c_test.yaml").mkdir()
+    with pytest.raises(SuiteError) as caught:
+        load_suites(tmp_path)
+    assert [(f.file, f.line) for f in caught.value.findings] == [
+        ("tests/b_test.yaml", 0),
+        ("tests/c_test.yaml", 0),
+    ]
+    assert "a FIFO" in caught.value.findings[0].message and "a directory" in caught.value.findings[1].message
 
 
 def test_the_documented_example_suite_is_valid_and_passes_on_the_demo():

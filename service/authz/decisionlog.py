@@ -1,9 +1,10 @@
 """The decision log: one line per call, written off the request path.
 
 Formatting log records and writing them costs more than a decision, so the request
-thread only appends a tuple to a deque (atomic, no lock, no wake-up); a daemon thread
-drains it every few milliseconds into `authz.decisions` lines. The queue is bounded
-(MAX_PENDING); an entry that finds it full is dropped and counted (`dropped`, exported as
+thread only appends a tuple to a deque and counts its size (no wake-up); a daemon thread
+drains it every few milliseconds into `authz.decisions` lines. The queue is bounded in
+entries (MAX_PENDING) and in the characters they hold (MAX_PENDING_CHARS); an entry that
+finds it full is dropped and counted (`dropped`, exported as
 `authz_decision_log_dropped_total`), never lost silently. The writer shares the
 interpreter with the request threads, so it builds each record itself: `Logger.info`
 would walk the stack for the caller's file and line on every line. A line carries the
@@ -33,6 +34,10 @@ log = logging.getLogger("authz.decisions")
 MODES = ("all", "deny", "off")
 Mode = Literal["all", "deny", "off"]
 MAX_PENDING = 100_000
+# The queued entries' strings together (their characters, plus ENTRY_OVERHEAD per decision): a
+# count alone let 100,000 BatchChecks of 4 KiB resources wait in memory behind a stalled sink.
+MAX_PENDING_CHARS = 64 * 1024 * 1024
+ENTRY_OVERHEAD = 64
 DRAIN_SECONDS = 0.02
 # Lines written between two hand-backs of the GIL: about half a millisecond of writing. Each
 # hand-back is a thread switch that, on a busy machine, can cost the event loop its core:
@@ -85,6 +90,9 @@ class DecisionLog:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        # Guards the two counts below: held for an addition or a subtraction, never while writing.
+        self._count_lock = threading.Lock()
+        self._pending_chars = 0
         self.dropped = 0
 
     def record(
@@ -115,10 +123,14 @@ class DecisionLog:
                 return
         if self._thread is None and self._background:
             self._start()
-        if len(self._pending) >= MAX_PENDING:
-            self.dropped += 1
-            return
-        self._pending.append((decision_id, subject or "-", version, outcomes, batch))
+        entry: Entry = (decision_id, subject or "-", version, outcomes, batch)
+        size = _size(entry)
+        with self._count_lock:
+            if len(self._pending) >= MAX_PENDING or self._pending_chars + size > MAX_PENDING_CHARS:
+                self.dropped += 1
+                return
+            self._pending_chars += size
+            self._pending.append(entry)
 
     def flush(self) -> None:
         """Write everything queued so far, in this thread."""
@@ -152,5 +164,14 @@ class DecisionLog:
                     # makes the RPC threads wait out the interpreter's switch interval (5 ms).
                     time.sleep(0)
                 entry = pending.popleft()
+                with self._count_lock:
+                    self._pending_chars -= _size(entry)
                 if enabled:
                     handle(make(log.name, logging.INFO, __file__, 0, line(entry), (), None, "_drain"))
+
+
+def _size(entry: Entry) -> int:
+    """What an entry holds, in characters (ENTRY_OVERHEAD for each decision's own objects)."""
+    decision_id, subject, version, outcomes, _ = entry
+    held = len(decision_id) + len(subject) + len(version) + ENTRY_OVERHEAD
+    return held + sum(len(action) + len(resource) + ENTRY_OVERHEAD for action, resource, _ in outcomes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from authz.findings import Finding, listed
+from authz.findings import Finding, capped, listed
 
 
 class AuthzError(Exception):
@@ -49,7 +49,7 @@ class PolicyLoadError(AuthzError):
 
     def __init__(self, message: str, findings: Sequence[Finding] | None = None) -> None:
         self.message = message
-        self.findings = list(findings) if findings else [Finding.error("", 0, message)]
+        self.findings = capped(findings) if findings else [Finding.error("", 0, message)]
         # One finding that reads exactly as the message (see `at`) is not repeated under it.
         alone = [str(f) for f in self.findings] == [message]
         super().__init__(message if alone else listed(message, self.findings))

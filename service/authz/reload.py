@@ -20,6 +20,8 @@ from authz.live import LivePolicy
 
 log = logging.getLogger("authz.reload")
 
+MAX_REASONS = 8
+
 
 class PolicyReloader:
     """Reloads `store` when its directory changes or `request` is called; `start`, then `stop`."""
@@ -28,8 +30,9 @@ class PolicyReloader:
         self.store = store
         self._stop = threading.Event()
         self._wanted = threading.Event()
-        # A deque, not a list under a lock: a signal handler may interrupt its own thread.
-        self._reasons: deque[str] = deque()
+        # A deque, not a list under a lock: a signal handler may interrupt its own thread. Only
+        # the latest reasons are kept for the log line: a flood of triggers is one reload anyway.
+        self._reasons: deque[str] = deque(maxlen=MAX_REASONS)
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:

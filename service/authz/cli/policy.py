@@ -21,9 +21,10 @@ from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
 from authz.engine.plancheck import plannability, summary
 from authz.policy.coverage import measure
-from authz.policy.edit import DEFAULT_FILE, add_rules, format_policies, list_rules, remove_rules
+from authz.policy.edit import DEFAULT_FILE, add_rules, format_policies, remove_rules
 from authz.policy.elements import DEFAULT_PREFIX, write_elements
 from authz.policy.explain import explain
+from authz.policy.listing import list_rules
 from authz.policy.ruletext import parse_rule
 from authz.policy.runner import run_suites
 from authz.policy.suites import load_suites, suite_files

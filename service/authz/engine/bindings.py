@@ -65,7 +65,34 @@ class Attributes(Bound):
         return f"Attributes({dict(self.values)!r})"
 
 
-class Resource(Attributes):
+class _Text:
+    """Ordering and containment of a request value that stands for its id, as pycasbin's plain
+    string does (`r.obj < 'm'`, `'orders' in r.obj`, `r.sub >= 'a'` were TypeErrors: a
+    policy error where pycasbin decided). `r.obj in 'text'` still is one: str's `in` takes
+    only a str on its left."""
+
+    __slots__ = ()
+
+    def _text(self) -> str:
+        raise NotImplementedError
+
+    def __lt__(self, other: object) -> bool:
+        return self._text() < plain(other)  # type: ignore[no-any-return]
+
+    def __le__(self, other: object) -> bool:
+        return self._text() <= plain(other)  # type: ignore[no-any-return]
+
+    def __gt__(self, other: object) -> bool:
+        return self._text() > plain(other)  # type: ignore[no-any-return]
+
+    def __ge__(self, other: object) -> bool:
+        return self._text() >= plain(other)  # type: ignore[no-any-return]
+
+    def __contains__(self, item: object) -> bool:
+        return plain(item) in self._text()
+
+
+class Resource(_Text, Attributes):
     """The request's resource: equals its id string; `r.obj.<name>` reads attributes."""
 
     __slots__ = ("id",)
@@ -84,6 +111,9 @@ class Resource(Attributes):
         return hash(self.id)
 
     def __str__(self) -> str:
+        return self.id
+
+    def _text(self) -> str:
         return self.id
 
     def __repr__(self) -> str:
@@ -114,7 +144,7 @@ def claim(claims: Mapping[str, Any], name: str, path: str) -> Any:
     return value
 
 
-class Subject(Bound):
+class Subject(_Text, Bound):
     """The principal as a matcher sees it: equals its `sub`; exposes the token's facts."""
 
     __slots__ = ("principal", "reach")
@@ -143,6 +173,9 @@ class Subject(Bound):
         return hash(self.principal.id)
 
     def __str__(self) -> str:
+        return self.principal.id
+
+    def _text(self) -> str:
         return self.principal.id
 
     def __repr__(self) -> str:

@@ -25,6 +25,7 @@ import operator
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+from authz.engine import arith
 from authz.engine.bindings import AttributeMissing
 from authz.engine.lean import Lean, LeanCompiler, LeanShape
 from authz.engine.matcher import MatcherSyntaxError, parse_matcher
@@ -200,9 +201,12 @@ class _Run:
 
     def tails(self, av: tuple[Any, ...]) -> list[Any] | None:
         """Every line's tail, or None when one raises (the caller then goes line by line)."""
+        left = arith.remaining()
         try:
             return [fn(av, k, v) for fn, k, v in zip(self.fns, self.ks, self.vs, strict=True)]
         except Exception:
+            # Line by line, the effect may stop before the lines that spent the budget here.
+            arith.restore(left)
             return None
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from casbin.model.function import FunctionMap
 
-from authz.engine import saferegex
+from authz.engine import arith, saferegex
 from authz.engine.saferegex import PatternError
 
 # Where the second argument is a regular expression (after the function's own rewrites).
@@ -111,31 +111,6 @@ def regex_of(name: str, key2: Any) -> tuple[str, tuple[str, ...]]:
     return "^" + key2 + "$", tuple(tokens)
 
 
-def check_pattern(name: str, key2: Any) -> None:
-    """Raise PatternError when `key2` is not a pattern function `name` can run in linear time."""
-    if name == "keyMatch2" and isinstance(key2, str) and plain_segments(key2) is not None:
-        return  # compared by segment, never compiled (a 100k-line policy's load compiled each)
-    saferegex.check(regex_of(name, key2)[0])
-
-
-def key_match2(key1: Any, key2: Any) -> bool:
-    """pycasbin's keyMatch2 (`/:id`, `/*`) on RE2; segment by segment for plain routes."""
-    segments = plain_segments(key2) if isinstance(key2, str) else None
-    # Python's `$` also matches before a final newline: such keys take the regex.
-    if segments is not None and isinstance(key1, str) and "\n" not in key1:
-        parts = key1.split("/")
-        if len(parts) != len(segments):
-            return False  # neither a literal nor `[^/]+` matches a `/`
-        for part, (literal, param) in zip(parts, segments, strict=True):
-            if param:
-                if len(part) <= len(literal) or not part.startswith(literal):
-                    return False
-            elif part != literal:
-                return False
-        return True
-    return saferegex.matches(regex_of("keyMatch2", key2)[0], key1)
-
-
 # Characters that mean themselves in a regular expression (with `:` and `/`, keyMatch2's own).
 _PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-~%@:/]*")
 
@@ -168,35 +143,6 @@ def plain_segments(pattern: str) -> tuple[tuple[str, bool], ...] | None:
     return tuple(segments)
 
 
-def key_match3(key1: Any, key2: Any) -> bool:
-    """pycasbin's keyMatch3 (`/{id}`, `/*`) on RE2."""
-    return saferegex.matches(regex_of("keyMatch3", key2)[0], key1)
-
-
-def key_match4(key1: Any, key2: Any) -> bool:
-    """pycasbin's keyMatch4: keyMatch3 where a repeated `{name}` must match the same text."""
-    regex, tokens = regex_of("keyMatch4", key2)
-    values = saferegex.groups(regex, key1)
-    if values is None:
-        return False
-    if len(tokens) != len(values):
-        raise PatternError("KeyMatch4: number of tokens is not equal to number of values")
-    seen: dict[str, Any] = {}
-    return all(seen.setdefault(token, value) == value for token, value in zip(tokens, values, strict=True))
-
-
-def key_match5(key1: Any, key2: Any) -> bool:
-    """pycasbin's keyMatch5: keyMatch3 that ignores a query string (`?a=b`) in the key."""
-    if isinstance(key1, str) and "?" in key1:
-        key1 = key1[: key1.find("?")]
-    return saferegex.matches(regex_of("keyMatch5", key2)[0], key1)
-
-
-def regex_match(key1: Any, key2: Any) -> bool:
-    """pycasbin's regexMatch: `re.match(key2, key1)` (anchored at the start only), on RE2."""
-    return saferegex.matches(_bounded(key2), key1)
-
-
 def _two(fn: Callable[[Any, Any], bool]) -> Callable[..., bool]:
     # pycasbin's wrappers read the first two arguments and ignore any others.
     def call(*args: Any) -> bool:
@@ -206,14 +152,92 @@ def _two(fn: Callable[[Any, Any], bool]) -> Callable[..., bool]:
     return call
 
 
+# (program, keyMatch4's tokens) for a function name and its pattern.
+Prepared = Callable[[str, Any], tuple[Any, tuple[str, ...]]]
+Segments = tuple[tuple[str, bool], ...]
+
+
+def process_prepared(name: str, key2: Any) -> tuple[Any, tuple[str, ...]]:
+    """A pattern's program from the process's cache (patterns no policy line holds)."""
+    regex, tokens = regex_of(name, key2)
+    return saferegex.cached_program(regex, name == "keyMatch4"), tokens
+
+
+def regex_functions(
+    prepared: Prepared, plain: Callable[[str], Segments | None]
+) -> dict[str, Callable[..., bool]]:
+    """keyMatch2..5 and regexMatch, reading patterns' programs and routes' segments through
+    `prepared` and `plain` (a snapshot's table, or the process's caches)."""
+
+    def run(program: Any, key1: Any) -> bool:
+        # About a nanosecond a character: charged to the decision's budget (`arith`), as a
+        # matcher can hand the same 100,000 characters it built to a pattern again and again.
+        if type(key1) is str:
+            arith.charge(len(key1))
+        return saferegex.run(program, key1)
+
+    def key_match2(key1: Any, key2: Any) -> bool:
+        """pycasbin's keyMatch2 (`/:id`, `/*`) on RE2; segment by segment for plain routes."""
+        segments = plain(key2) if isinstance(key2, str) else None
+        # Python's `$` also matches before a final newline: such keys take the regex.
+        if segments is not None and isinstance(key1, str) and "\n" not in key1:
+            parts = key1.split("/")
+            if len(parts) != len(segments):
+                return False  # neither a literal nor `[^/]+` matches a `/`
+            for part, (literal, param) in zip(parts, segments, strict=True):
+                if param:
+                    if len(part) <= len(literal) or not part.startswith(literal):
+                        return False
+                elif part != literal:
+                    return False
+            return True
+        return run(prepared("keyMatch2", key2)[0], key1)
+
+    def key_match3(key1: Any, key2: Any) -> bool:
+        """pycasbin's keyMatch3 (`/{id}`, `/*`) on RE2."""
+        return run(prepared("keyMatch3", key2)[0], key1)
+
+    def key_match4(key1: Any, key2: Any) -> bool:
+        """pycasbin's keyMatch4: keyMatch3 where a repeated `{name}` must match the same text."""
+        program, tokens = prepared("keyMatch4", key2)
+        if type(key1) is str:
+            arith.charge(len(key1))
+        values = saferegex.run_groups(program, key1)
+        if values is None:
+            return False
+        if len(tokens) != len(values):
+            raise PatternError("KeyMatch4: number of tokens is not equal to number of values")
+        seen: dict[str, Any] = {}
+        return all(
+            seen.setdefault(token, value) == value for token, value in zip(tokens, values, strict=True)
+        )
+
+    def key_match5(key1: Any, key2: Any) -> bool:
+        """pycasbin's keyMatch5: keyMatch3 that ignores a query string (`?a=b`) in the key."""
+        if isinstance(key1, str) and "?" in key1:
+            key1 = key1[: key1.find("?")]
+        return run(prepared("keyMatch5", key2)[0], key1)
+
+    def regex_match(key1: Any, key2: Any) -> bool:
+        """pycasbin's regexMatch: `re.match(key2, key1)` (anchored at the start only), on RE2."""
+        return run(prepared("regexMatch", key2)[0], key1)
+
+    functions = {
+        "keyMatch2": key_match2,
+        "keyMatch3": key_match3,
+        "keyMatch4": key_match4,
+        "keyMatch5": key_match5,
+        "regexMatch": regex_match,
+    }
+    return {name: _two(fn) for name, fn in functions.items()}
+
+
+_PROCESS = regex_functions(process_prepared, lambda key2: plain_segments(key2))
+key_match2 = _PROCESS["keyMatch2"]
+
+
 def matcher_functions() -> dict[str, Callable[..., Any]]:
     """pycasbin's matcher functions by name, the regular-expression ones replaced by these."""
     functions: dict[str, Callable[..., Any]] = dict(FunctionMap.load_function_map().get_functions())
-    functions.update(
-        keyMatch2=_two(key_match2),
-        keyMatch3=_two(key_match3),
-        keyMatch4=_two(key_match4),
-        keyMatch5=_two(key_match5),
-        regexMatch=_two(regex_match),
-    )
+    functions.update(_PROCESS)
     return functions

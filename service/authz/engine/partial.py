@@ -4,13 +4,11 @@ The matcher is the one the snapshot compiled (pycasbin's rewrites, the same allo
 already passed at build time), parsed here as a syntax tree and interpreted with
 `r.sub`, `r.act`, `r.ctx` and the line's values bound and `r.obj` symbolic.
 
-A boolean result is a `Cond`: two conditions over a row, `true` (Check's matcher returns
-True for that row) and `missing` (Check's evaluation reaches an attribute the row does not
-have, i.e. a NULL column, which Check treats as "not sent"). Python's evaluation order is
-followed exactly, because it decides which attribute is reached first:
+A boolean result is a `Cond` (`plancond`): two conditions over a row, `true` (Check's
+matcher returns True for that row) and `missing` (Check's evaluation reaches an attribute
+the row does not have, i.e. a NULL column, which Check treats as "not sent"). Python's
+evaluation order is followed exactly, because it decides which attribute is reached first:
 
-    a and b:  true = Ta & Tb                 missing = Ma | (Ta & Mb)
-    a or b:   true = Ta | (Fa & Tb)          missing = Ma | (Fa & Mb)      Fa = !Ta & !Ma
     not a:    true = Fa                      missing = Ma
     f == v:   true = f IS NOT NULL & f == v  missing = f IS NULL
 """
@@ -28,6 +26,7 @@ from authz.engine import arith, planast
 from authz.engine.bindings import AttributeMissing, get_attr, get_item, plain
 from authz.engine.matcher import EVAL, casbin_rewrite, escape_assertion, templatize
 from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plancond import FALSE_COND, MISSING_COND, TRUE_COND, Cond, Conjunction, bounded, cond_or
 from authz.engine.plantemplate import Template, Unplannable
 
 
@@ -50,28 +49,12 @@ class Obj:
     known: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Cond:
-    """A boolean that depends on the row: when it is true, when evaluation reaches a NULL."""
-
-    true: Node
-    missing: Node
-
-    @property
-    def false(self) -> Node:
-        """Evaluated to false without reaching a NULL."""
-        return planast.all_of(planast.negate(self.true), planast.negate(self.missing))
-
-
 class _Missing:
     # A concrete attribute the request lacks (`r.sub.org_id` of a token without one).
     __slots__ = ()
 
 
 MISSING = _Missing()
-_MISSING_COND = Cond(FALSE, TRUE)
-_TRUE_COND = Cond(TRUE, FALSE)
-_FALSE_COND = Cond(FALSE, FALSE)
 _SYMBOLIC = (Field, Obj, Cond, _Missing)
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
@@ -87,16 +70,16 @@ _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.IsNot: ("is not", operator.is_not),
 }
 _FLIP = {"lt": "gt", "le": "ge", "gt": "lt", "ge": "le", "eq": "eq", "ne": "ne"}
-# `*`, `+` and `%` size-checked as in Check (`arith`): with a known `r.obj.<field>` from the
-# request, `r.obj.org_id * 1000000000` built gigabytes here, and a line Check denies as a
-# policy error was planned as allowing every row.
+# The operators size-checked and charged to the plan's budget as in Check (`arith`): with a
+# known `r.obj.<field>` from the request, `r.obj.org_id * 1000000000` built gigabytes here,
+# and a line Check denies as a policy error was planned as allowing every row.
 _BINARY: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: arith.add,
-    ast.Sub: operator.sub,
+    ast.Sub: arith.sub,
     ast.Mult: arith.mul,
-    ast.Div: operator.truediv,
+    ast.Div: arith.truediv,
     ast.Mod: arith.mod,
-    ast.FloorDiv: operator.floordiv,
+    ast.FloorDiv: arith.floordiv,
 }
 # Functions whose first argument may be the symbolic `r.obj`.
 _OBJ_FUNCTIONS = ("keyMatch", "keyMatch2")
@@ -107,51 +90,12 @@ def as_cond(value: Any) -> Cond:
     if isinstance(value, Cond):
         return value
     if value is MISSING:
-        return _MISSING_COND
+        return MISSING_COND
     if isinstance(value, Field):
         raise Unplannable(f"r.obj.{value.name} used as a truth value; compare it: == True")
     if isinstance(value, Obj):
         raise Unplannable("r.obj used as a truth value")
-    return _TRUE_COND if value else _FALSE_COND
-
-
-def _bounded(cond: Cond) -> None:
-    # Each `||` / `&&` over unknown attributes refers to the left side twice (where it is
-    # true, and where it is false or NULL): 22 terms took 37 s, 30 would take hours. A
-    # condition past the plan's bounds is refused as it grows, before its tree doubles again.
-    what = planast.too_large(cond.true, cond.missing)
-    if what is not None:
-        raise Unplannable(f"a condition that is {what} as a plan")
-
-
-def cond_and(a: Cond, b: Cond) -> Cond:
-    """`a and b`, b evaluated only where a is true."""
-    # Most operands of a matcher are decided at plan time: skip the tree algebra for them.
-    if a.missing is FALSE:
-        if a.true is TRUE:
-            return b
-        if a.true is FALSE:
-            return a
-    if b.true is FALSE and b.missing is FALSE:
-        return Cond(FALSE, a.missing)
-    return Cond(planast.all_of(a.true, b.true), planast.any_of(a.missing, planast.all_of(a.true, b.missing)))
-
-
-def cond_or(a: Cond, b: Cond) -> Cond:
-    """`a or b`, b evaluated only where a is false."""
-    if a.missing is FALSE:
-        if a.true is TRUE:
-            return a
-        if a.true is FALSE:
-            return b
-        if b.true is TRUE and b.missing is FALSE:
-            # x or (not x): a route line's `r.obj == p.obj || keyMatch2(r.obj, p.obj)`.
-            return b
-    fa = a.false
-    return Cond(
-        planast.any_of(a.true, planast.all_of(fa, b.true)),
-        planast.any_of(a.missing, planast.all_of(fa, b.missing)),
-    )
+    return TRUE_COND if value else FALSE_COND
 
 
 # A plan's numbers travel as doubles (google.protobuf.Value): past 2**53 an integer would
@@ -252,6 +196,8 @@ class LineEvaluator:
         found = self.resource_conds.get(key)
         if found is None:
             found = self._dispatch(node)
+            if isinstance(found, Cond) and _nodes(found) > _RESOURCE_COND_NODES:
+                return found  # the memo bounds entries: a large answer would make it large
             if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
                 self.resource_conds.clear()
             self.resource_conds[key] = found
@@ -273,18 +219,25 @@ class LineEvaluator:
 
     def _boolop(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
+        chain: Conjunction | None = None
         acc: Cond | None = None
         value: Any = None
         for child in node.values:
             value = self.eval(child)
-            if acc is None and not isinstance(value, _SYMBOLIC):
+            if chain is None and acc is None and not isinstance(value, _SYMBOLIC):
                 # Python's own semantics while everything so far is concrete.
                 if bool(value) != is_and:
                     return value
                 continue
             cond = as_cond(value)
-            acc = cond if acc is None else (cond_and(acc, cond) if is_and else cond_or(acc, cond))
-            _bounded(acc)
+            if is_and:
+                chain = chain or Conjunction()
+                chain.add(cond)
+            else:
+                acc = cond if acc is None else cond_or(acc, cond)
+                bounded(acc)
+        if chain is not None:
+            return chain.result()
         return value if acc is None else acc
 
     def _unaryop(self, node: ast.UnaryOp) -> Any:
@@ -320,22 +273,22 @@ class LineEvaluator:
     def _compare(self, node: ast.Compare) -> Any:
         values = [self.eval(node.left), *(self.eval(c) for c in node.comparators)]
         result: Any = True
-        acc: Cond | None = None
+        chain: Conjunction | None = None
         for op, left, right in zip(node.ops, values, values[1:], strict=False):
             if left is MISSING or right is MISSING:
-                part: Any = _MISSING_COND
+                part: Any = MISSING_COND
             elif isinstance(left, _SYMBOLIC) or isinstance(right, _SYMBOLIC):
                 part = self._symbolic_compare(op, left, right)
             else:
                 part = self._concrete(functools.partial(_COMPARE[type(op)][1], left, right))
-                if acc is None:
+                if chain is None:
                     if not part:
                         return part
                     result = part
                     continue
-            acc = as_cond(part) if acc is None else cond_and(acc, as_cond(part))
-            _bounded(acc)
-        return result if acc is None else acc
+            chain = chain or Conjunction()
+            chain.add(as_cond(part))
+        return result if chain is None else chain.result()
 
     def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
         name = _COMPARE[type(op)][0]
@@ -474,6 +427,13 @@ class Shape:
 Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
 _OBJ_NAME = "r_obj"
 _RESOURCE_CONDS_MAX = 65536
+# Larger answers are computed again instead: a template of 500 path parameters against a
+# pattern of 500 segments plans to 1,500 nodes, and requests choose the templates.
+_RESOURCE_COND_NODES = 256
+
+
+def _nodes(cond: Cond) -> int:
+    return planast.measure(cond.true)[0] + planast.measure(cond.missing)[0]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -541,4 +501,13 @@ def line_tree(matcher: str, conditions: tuple[str, ...]) -> tuple[Shape, dict[st
         pieces.append(f"({casbin_rewrite(escape_assertion(condition)).strip()})")
         pieces.append(casbin_rewrite(piece))
     source, values = templatize("".join(pieces).strip(), "__authz_p")
-    return _parse(source), {f"__authz_p{i}": v for i, v in enumerate(values)}
+    try:
+        shape = _parse(source)
+    except RecursionError:
+        # Python compiles a condition nested a few hundred levels deep (`a + 'x' + 'x' ...`),
+        # which this recursive reading cannot follow: a RecursionError was an INTERNAL plan.
+        raise Unplannable(NESTED) from None
+    return shape, {f"__authz_p{i}": v for i, v in enumerate(values)}
+
+
+NESTED = "a condition nested too deeply to plan"

@@ -23,13 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.decision import Reason
-from authz.engine import planast
+from authz.engine import arith, planast
 from authz.engine.bindings import Attributes, Subject
 from authz.engine.index import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
-from authz.engine.partial import Cond, LineEvaluator, Obj, PlanEvalError, line_tree
+from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
+from authz.engine.plancond import Cond
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plantemplate import Template, Unplannable, parse_template
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
@@ -84,7 +85,6 @@ def _candidates(
 
 MAX_PLAN_NODES = planast.MAX_NODES
 MAX_PLAN_DEPTH = planast.MAX_DEPTH
-_SIZE_CHECK_STEPS = 16
 
 
 def _until_decisive(lines: Sequence[tuple[Rule, Cond]]) -> Sequence[tuple[Rule, Cond]]:
@@ -107,18 +107,7 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
     # Under subjectPriority the snapshot's rules are already in rank order, so both priority
     # effects take the first line that holds, as Snapshot.decide does.
     if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
-        lines = _until_decisive(lines)
-        result: Node = FALSE
-        for step, (rule, cond) in enumerate(reversed(lines), 1):
-            if rule.effect == ALLOW:
-                result = planast.any_of(cond.true, result)
-            elif rule.effect == DENY:
-                result = planast.all_of(planast.negate(planast.any_of(cond.true, cond.missing)), result)
-            if step % _SIZE_CHECK_STEPS == 0:
-                # Alternating allow and deny lines nest one level each: 4,000 of them made a tree
-                # whose hash overflowed Python's stack (RecursionError) before the size check.
-                _check_size(result, len(lines))
-        return result
+        return _first_holding(_until_decisive(lines))
     allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
     if effect is Effect.ALLOW_OVERRIDE:
         return allows
@@ -126,6 +115,31 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
         *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
     )
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
+
+
+def _first_holding(lines: Sequence[tuple[Rule, Cond]]) -> Node:
+    # `A1 or (not D1 and (A2 or ...))`, built from the last run of lines of one effect to the
+    # first, a run at a time: a line at a time, each step flattened the condition so far
+    # (quadratic: 4,000 allow lines took 39 s), and alternating effects nested it past
+    # Python's recursion limit (500 lines: a RecursionError out of the plan). Each run adds a
+    # level, so the bounds are checked as it grows.
+    runs: list[tuple[int, list[Cond]]] = []
+    for rule, cond in lines:
+        if rule.effect not in (ALLOW, DENY):
+            continue
+        if runs and runs[-1][0] == rule.effect:
+            runs[-1][1].append(cond)
+        else:
+            runs.append((rule.effect, [cond]))
+    result: Node = FALSE
+    for effect, conds in reversed(runs):
+        if effect == ALLOW:
+            result = planast.any_of(*(c.true for c in conds), result)
+        else:
+            denied = (planast.negate(planast.any_of(c.true, c.missing)) for c in conds)
+            result = planast.all_of(*denied, result)
+        _check_size(result, len(lines))
+    return result
 
 
 def plan_resources(
@@ -167,21 +181,27 @@ def plan_resources(
     slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
     lines: list[tuple[Rule, Cond]] = []
     memo = memo_for(snapshot)
-    for rule in _candidates(snapshot, memo, bound, template):
-        values = rule.line.values
-        shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
-        scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
-        try:
-            evaluator = LineEvaluator(scope, snapshot.functions, shape, memo.compiled, memo.resource_conds)
-            cond = evaluator.run(shape.tree)
-        except Unplannable as exc:
-            where = f"{rule.line.file}:{rule.line.line}"
-            raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
-        except PlanEvalError as exc:
-            return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
-        # An allow line counts where it matches; a deny line also where it reaches a NULL.
-        if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
-            lines.append((rule, cond))
+    with arith.Budget():  # the operators' work, bounded as in one decision
+        for rule in _candidates(snapshot, memo, bound, template):
+            values = rule.line.values
+            try:
+                shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
+                scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
+                evaluator = LineEvaluator(
+                    scope, snapshot.functions, shape, memo.compiled, memo.resource_conds
+                )
+                try:
+                    cond = evaluator.run(shape.tree)
+                except RecursionError:
+                    raise Unplannable(NESTED) from None
+            except Unplannable as exc:
+                where = f"{rule.line.file}:{rule.line.line}"
+                raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
+            except PlanEvalError as exc:
+                return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
+            # An allow line counts where it matches; a deny line also where it reaches a NULL.
+            if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
+                lines.append((rule, cond))
     condition = _combine(snapshot.model.effect, lines)
     _check_size(condition, len(lines))
     rules = tuple(rule.line.location for rule, _ in lines) if explain else ()

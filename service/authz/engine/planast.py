@@ -56,6 +56,7 @@ __all__ = [
     "all_of",
     "any_of",
     "fields",
+    "measure",
     "negate",
     "render",
     "too_large",
@@ -201,32 +202,42 @@ MAX_NODES = 10_000
 MAX_DEPTH = 32
 
 
-def too_large(*roots: Node) -> str | None:
-    """What bound the trees break together (nodes counted as a tree, shared ones each time, and
-    each value of an `in`), or None.
+def measure(node: Node) -> tuple[int, int]:
+    """A tree's nodes (shared ones each time, and each value of an `in`) and depth.
 
-    The walk stops at the first bound it crosses, so it costs at most MAX_NODES steps; a
-    condition being built is checked as it grows (`partial`), as `a || b || c ...` over
-    unknown attributes doubles its tree with each term.
+    The walk stops at the first bound it crosses (the counts are then past it), so it costs
+    at most MAX_NODES steps.
     """
-    nodes = 0
-    stack = [(root, 1) for root in roots]
-    while stack:
-        node, depth = stack.pop()
+    nodes = depth = 0
+    stack = [(node, 1)]
+    while stack and nodes <= MAX_NODES and depth <= MAX_DEPTH:
+        node, level = stack.pop()
         nodes += 1
-        if nodes > MAX_NODES:
-            return f"more than {MAX_NODES:,} nodes"
-        if depth > MAX_DEPTH:
-            return f"deeper than {MAX_DEPTH}"
+        depth = max(depth, level)
         if isinstance(node, Not):
-            stack.append((node.child, depth + 1))
+            stack.append((node.child, level + 1))
         elif isinstance(node, All | AnyOf):
-            stack.extend((child, depth + 1) for child in node.children)
+            stack.extend((child, level + 1) for child in node.children)
         elif isinstance(node, Compare) and isinstance(node.value, tuple):
             # Each value of an `in` is sent and bound as a parameter like a node.
             nodes += len(node.value)
-    if nodes > MAX_NODES:
-        return f"more than {MAX_NODES:,} nodes"
+    return nodes, depth
+
+
+def too_large(*roots: Node) -> str | None:
+    """What bound the trees break together (`measure`), or None.
+
+    A condition being built is checked as it grows (`plancond`), as `a || b || c ...` over
+    unknown attributes doubles its tree with each term.
+    """
+    nodes = 0
+    for root in roots:
+        count, depth = measure(root)
+        nodes += count
+        if depth > MAX_DEPTH:
+            return f"deeper than {MAX_DEPTH}"
+        if nodes > MAX_NODES:
+            return f"more than {MAX_NODES:,} nodes"
     return None
 
 

@@ -16,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from authz.engine.matcher import EVAL
-from authz.engine.partial import line_tree
+from authz.engine.partial import NESTED, line_tree
+from authz.engine.plantemplate import Unplannable
 from authz.engine.snapshot import Snapshot
 
 _OBJ = "r_obj"
@@ -104,8 +105,13 @@ def plannability(snapshot: Snapshot) -> dict[str, list[str]]:
         values = rule.line.values
         resource = values[obj] if obj is not None else "*"
         problems = out.setdefault(resource, [])
-        shape, consts = line_tree(model.matcher, tuple(values[i] for i in slots))
-        form = unplannable(shape.tree, consts)
+        try:
+            shape, consts = line_tree(model.matcher, tuple(values[i] for i in slots))
+            form = unplannable(shape.tree, consts)
+        except Unplannable as exc:
+            form = exc.form
+        except RecursionError:
+            form = NESTED
         if form:
             problems.append(f"{rule.line.file}:{rule.line.line}: {form}")
     return out

@@ -69,6 +69,7 @@ NO_ROW = RowTest(planast.FALSE)
 # and treats the rows as unknown: a value of thousands of `/` on three parameters has millions.
 _MAX_SPLITS = 16
 _MAX_SPLIT_STEPS = 4096
+_MAX_SPLIT_SEGMENTS = 64  # the search recurses a level a segment
 # LIKE patterns (`\\` escaping) for a parameter holding more than one segment, one starting
 # with an empty segment, and a line break after its first `/` (before its end).
 HAS_SLASH = "%/%"
@@ -124,9 +125,22 @@ class Template:
                 return NO_ROW
             middle = value[len(self.literal) : len(value) - len(self.suffix)]
             return RowTest(planast.Compare("eq", self.names[0], middle))
-        # Several parameters: each way the value's segments fill the template (a parameter takes
-        # one or more, `/a/b/c` on `/:x/:y` is `a/b` and `c`, or `a` and `b/c`).
-        splits = self._splits(value.split("/"))
+        parts = value.split("/")
+        if len(parts) < len(self.segments):
+            return NO_ROW
+        if len(parts) == len(self.segments):
+            # No parameter holds a `/`: segment by segment.
+            out: list[Node] = []
+            for part, segment, param in zip(parts, self.segments, self.params, strict=True):
+                if param is None:
+                    if part != segment:
+                        return NO_ROW
+                else:
+                    out.append(planast.Compare("eq", param, part))
+            return RowTest(planast.all_of(*out))
+        # Some parameter holds a `/`: each way the value's segments fill the template (a
+        # parameter takes one or more, `/a/b/c` on `/:x/:y` is `a/b` and `c`, or `a` and `b/c`).
+        splits = self._splits(parts) if len(self.segments) <= _MAX_SPLIT_SEGMENTS else None
         if splits is None:
             return RowTest(planast.FALSE, _slashed(self.names) if self._frames(value) else planast.FALSE)
         return RowTest(planast.any_of(*splits))

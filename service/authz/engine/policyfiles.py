@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from authz.errors import PolicyLoadError
-from authz.findings import Finding
+from authz.findings import MAX_FINDINGS, Finding
 
 MODEL_FILE = "model.conf"
+# Policy files (`*.csv`) of one policy: each is opened on every reload, whatever it holds.
+MAX_POLICY_FILES = 1_000
+# Lines of the policy files together (comments and blank ones too): a snapshot holds about 600
+# bytes a policy line, and 64 MiB of `g,a,b` lines would be 8 million of them.
+MAX_POLICY_LINES = 1_000_000
+# model.conf and the policy files together, in UTF-8: a 100,000-line policy is about 6 MB. Read
+# with this bound, a policy file that is a link to /dev/zero or a runaway log is refused, not
+# read until memory runs out.
+MAX_POLICY_BYTES = 64 * 1024 * 1024
 _INTERESTING = re.compile(r"[,\[\]()]")
 _LINE_TYPE = re.compile(r"[pg]\d*")
 # Casbin's file adapter reads a policy file in text mode: lines end at \n, \r\n or \r only.
@@ -100,8 +111,39 @@ def split_tokens(line: str) -> list[str] | None:
     return tokens
 
 
+def read_text_file(path: Path, limit: int) -> str:
+    """The text of `path`, a regular file of at most `limit` bytes of UTF-8, line ends as
+    `Path.read_text` gives them; PolicyLoadError for anything else.
+
+    Opened without blocking and checked on the open file: a FIFO (a reader would wait for a
+    writer for ever), a device such as /dev/zero (endless) or a directory is refused, also
+    behind a symlink and also when it replaced a regular file after a check by name.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO, device or socket"
+            raise PolicyLoadError(f"{path} is {kind}, not a regular file")
+        with open(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise PolicyLoadError(f"{path} is over {limit} bytes (the policy's limit: {MAX_POLICY_BYTES} in all)")
+    # Universal newlines, as read_text: \r\n and \r read as \n, so the digest does not change.
+    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _line_count(text: str) -> int:
+    """How many lines `text_lines` makes of `text`, counted without making them."""
+    breaks = text.count("\n") + text.count("\r") - text.count("\r\n")
+    return breaks + (1 if text and not text.endswith(("\n", "\r")) else 0)
+
+
 def read_policy_dir(directory: Path) -> PolicySource:
-    """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name)."""
+    """Read `model.conf` and every `*.csv` directly inside `directory` (sorted by name), at most
+    MAX_POLICY_BYTES in all."""
     model_path = directory / MODEL_FILE
     # Inside the try: is_file() raises PermissionError in a directory that cannot be searched.
     try:
@@ -109,18 +151,42 @@ def read_policy_dir(directory: Path) -> PolicySource:
             # A relative default (`policies`) read from another folder is the usual cause.
             where = "" if directory.is_absolute() else f" (relative to {Path.cwd()})"
             raise PolicyLoadError(f"policy directory {directory} does not exist{where}")
-        if not model_path.is_file():
+        if not model_path.exists() and not model_path.is_symlink():
             raise PolicyLoadError(f"{model_path} is missing: a policy directory needs a model.conf")
-        # A symlink counts even when it dangles: skipping it would drop its rules (a deny among them).
-        csvs = sorted(p for p in directory.glob("*.csv") if p.is_file() or p.is_symlink())
+        # Every entry named *.csv counts, whatever it is: skipping a dangling symlink, a FIFO or a
+        # directory would drop its rules (a deny among them), so each is refused when read.
+        csvs = sorted(directory.glob("*.csv"))
         if not csvs:
             raise PolicyLoadError(f"{directory} has no *.csv policy file")
+        if len(csvs) > MAX_POLICY_FILES:
+            raise PolicyLoadError(
+                f"{directory} has {len(csvs)} *.csv files, over the limit of {MAX_POLICY_FILES}"
+            )
+        left = MAX_POLICY_BYTES
+        texts: list[str] = []
+        for path in (model_path, *csvs):
+            texts.append(read_text_file(path, left))
+            left -= len(texts[-1].encode("utf-8"))
         return PolicySource(
-            model_text=model_path.read_text(encoding="utf-8"),
-            files=tuple((p.name, p.read_text(encoding="utf-8")) for p in csvs),
+            model_text=texts[0], files=tuple((p.name, text) for p, text in zip(csvs, texts[1:], strict=True))
         )
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyLoadError(f"cannot read policy directory {directory}: {exc}") from exc
+
+
+def check_policy_size(source: PolicySource) -> None:
+    """Raise PolicyLoadError when a policy has over MAX_POLICY_FILES files, or its model and files
+    are over MAX_POLICY_BYTES together."""
+    if len(source.files) > MAX_POLICY_FILES:
+        raise PolicyLoadError(
+            f"the policy has {len(source.files)} files, over the limit of {MAX_POLICY_FILES}"
+        )
+    size = sum(len(text.encode("utf-8")) for text in (source.model_text, *(t for _, t in source.files)))
+    if size > MAX_POLICY_BYTES:
+        raise PolicyLoadError(
+            f"the policy is {size} bytes (model.conf and the *.csv files together), "
+            f"over the limit of {MAX_POLICY_BYTES}"
+        )
 
 
 def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
@@ -131,6 +197,9 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     shared: dict[str, str] = {}
     share = shared.setdefault
     known_types: set[str] = set()  # line types already matched: a policy has a handful
+    count = sum(_line_count(text) for _, text in source.files)
+    if count > MAX_POLICY_LINES:
+        raise PolicyLoadError(f"the policy files hold {count} lines, over the limit of {MAX_POLICY_LINES}")
     for name, text in source.files:
         for number, raw in enumerate(text_lines(text), start=1):
             tokens = split_tokens(raw)
@@ -139,6 +208,8 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
             key = tokens[0]
             if key not in known_types:
                 if not _LINE_TYPE.fullmatch(key):
+                    if len(findings) > MAX_FINDINGS:
+                        continue  # the refusal lists that many at most
                     findings.append(
                         Finding.error(name, number, f"unknown line type {key!r} (expected p, p2, g, g2 ...)")
                     )

@@ -9,14 +9,15 @@ matcher when the pattern is a constant there.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from authz.engine.keymatch import REGEX_FUNCTIONS, check_pattern
+from authz.engine.keymatch import REGEX_FUNCTIONS
 from authz.engine.matcher import parse_matcher
 from authz.engine.policyfiles import PolicyLine
-from authz.engine.saferegex import PatternError
 
 Uses = tuple[set[tuple[str, int]], set[tuple[str, str]]]
+# Functions whose second argument is a pattern a snapshot compiles once (`patterntable`).
+PATTERN_FUNCTIONS = (*REGEX_FUNCTIONS, "globMatch")
 
 
 def pattern_arguments(matcher: str, policy: Sequence[str]) -> Uses:
@@ -29,7 +30,7 @@ def pattern_arguments(matcher: str, policy: Sequence[str]) -> Uses:
     for node in _walk(tree):
         if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
             continue
-        if node.func.id not in REGEX_FUNCTIONS or len(node.args) < 2:
+        if node.func.id not in PATTERN_FUNCTIONS or len(node.args) < 2:
             continue
         pattern = node.args[1]
         if isinstance(pattern, ast.Name) and pattern.id in policy:
@@ -48,10 +49,21 @@ def _walk(tree: ast.AST) -> Iterator[ast.AST]:
         stack.extend(ast.iter_child_nodes(node))
 
 
+def pattern_uses(
+    columns: set[tuple[str, int]], constants: set[tuple[str, str]], lines: Sequence[PolicyLine]
+) -> set[tuple[str, str]]:
+    """Every (function, pattern) the policy's lines and the matcher's constants hand over."""
+    uses = set(constants)
+    for function, column in columns:
+        uses.update((function, line.values[column]) for line in lines if column < len(line.values))
+    return uses
+
+
 def line_problems(
-    columns: set[tuple[str, int]], lines: Sequence[PolicyLine]
+    columns: set[tuple[str, int]], lines: Sequence[PolicyLine], problem: Callable[[str, str], str | None]
 ) -> Iterator[tuple[PolicyLine, str]]:
-    """(line, message) for each `p` line whose value in a pattern column cannot run."""
+    """(line, message) for each `p` line whose value in a pattern column cannot run, as
+    `problem(function, pattern)` judges it (a snapshot's `PatternTable`)."""
     ordered = sorted(columns)
     # Each column's distinct values are judged once; the lines are walked again only when one
     # fails (a 100,000-line load looked up every line's verdict in Python).
@@ -71,12 +83,3 @@ def line_problems(
             value = line.values[column]
             if (message := found.get(value)) is not None:
                 yield line, f"{function} pattern {value[:80]!r}: {message}"
-
-
-def problem(function: str, pattern: str) -> str | None:
-    """Why `pattern` cannot be used by `function`, or None when it can."""
-    try:
-        check_pattern(function, pattern)
-    except PatternError as exc:
-        return str(exc)
-    return None

@@ -231,11 +231,11 @@ def translate(pattern: str) -> str:
     return _Writer(parsed.state.flags).sequence(parsed, True)
 
 
-@functools.lru_cache(maxsize=_CACHED)
-def _program(pattern: str, captures: bool) -> Any:
+def compile_program(pattern: str, captures: bool, max_mem: int = MAX_PATTERN_MEMORY) -> Any:
+    """`pattern` compiled for `run` / `run_groups`, within `max_mem` bytes; raises PatternError."""
     text = translate(pattern)
     options = re2.Options()
-    options.max_mem = MAX_PATTERN_MEMORY
+    options.max_mem = max_mem
     options.log_errors = False
     options.never_capture = not captures
     program = _re2.RE2(text.encode(), options)
@@ -245,26 +245,36 @@ def _program(pattern: str, captures: bool) -> Any:
     return program
 
 
-def check(pattern: str) -> None:
-    """Raise PatternError unless `pattern` compiles (used at build time for a clear error)."""
-    _program(pattern, False)
+# Patterns made at decision time (a request's value, `p.obj + '/*'`) and the planner's; a
+# policy's own patterns are compiled once per snapshot (`patterntable`).
+cached_program = functools.lru_cache(maxsize=_CACHED)(compile_program)
 
 
-def _spans(pattern: str, text: Any, captures: bool) -> tuple[bytes, list[tuple[int, int]]]:
+def _spans(program: Any, text: Any) -> tuple[bytes, list[tuple[int, int]]]:
     # The bound C++ object, not re2's Python wrapper: the wrapper's bookkeeping costs ten
     # times the match itself. Offsets are in the UTF-8 bytes.
     data = text.encode()
-    return data, _program(pattern, captures).Match(_ANCHOR_START, data, 0, len(data))
+    return data, program.Match(_ANCHOR_START, data, 0, len(data))
+
+
+def run(program: Any, text: Any) -> bool:
+    """Whether a compiled pattern matches at the start of `text`, in time linear in `text`."""
+    return _spans(program, text)[1][0][0] >= 0
+
+
+def run_groups(program: Any, text: Any) -> tuple[str | None, ...] | None:
+    """A compiled pattern's groups (compiled with captures), or None when it does not match."""
+    data, spans = _spans(program, text)
+    if spans[0][0] < 0:
+        return None
+    return tuple(None if start < 0 else data[start:end].decode() for start, end in spans[1:])
 
 
 def matches(pattern: str, text: Any) -> bool:
     """Whether `re.match(pattern, text)` would match, in time linear in `text`."""
-    return _spans(pattern, text, False)[1][0][0] >= 0
+    return run(cached_program(pattern, False), text)
 
 
 def groups(pattern: str, text: Any) -> tuple[str | None, ...] | None:
     """`re.match(pattern, text).groups()`, or None when it does not match."""
-    data, spans = _spans(pattern, text, True)
-    if spans[0][0] < 0:
-        return None
-    return tuple(None if start < 0 else data[start:end].decode() for start, end in spans[1:])
+    return run_groups(cached_program(pattern, True), text)

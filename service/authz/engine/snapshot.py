@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from authz.decision import Decision, Reason
+from authz.engine import arith
 from authz.engine.bindings import NO_VALUES, AttributeMissing, Attributes, Resource, Subject, plain
 from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.candidates import CandidateEvaluator, build_evaluator
@@ -24,9 +25,17 @@ from authz.engine.lean import LeanCompiler
 from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
 from authz.engine.model import Effect, ModelSpec, builtin_functions, model_error, parse_model
 from authz.engine.patterns import enable_matching
-from authz.engine.policyfiles import MODEL_FILE, PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.engine.patterntable import PatternTable
+from authz.engine.policyfiles import (
+    MODEL_FILE,
+    PolicyLine,
+    PolicySource,
+    check_policy_size,
+    parse_lines,
+    read_policy_dir,
+)
 from authz.engine.priority import priority_findings, subject_rank
-from authz.engine.regexcheck import line_problems, pattern_arguments, problem
+from authz.engine.regexcheck import line_problems, pattern_arguments, pattern_uses
 from authz.engine.roles import RoleGraph, holds, parse_window, reach_for
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
@@ -124,6 +133,8 @@ class Snapshot:
             "r_ctx": Attributes(context) if context else _NO_CONTEXT,
         }
         rvals = self.model.request_values(bound)
+        # The operators' work is bounded per decision, whatever the number of lines (`arith`).
+        outer = arith.start()
         try:
             if not self.rules:
                 return self._decide_empty(rvals)
@@ -137,6 +148,8 @@ class Snapshot:
             return _EFFECTS[self.model.effect](hits, explain)
         except _EvalFailure as failure:
             return Decision(False, Reason.POLICY_ERROR, str(failure), (failure.location,))
+        finally:
+            arith.restore(outer)
 
     @staticmethod
     def _hits(rules: list[Rule], rvals: tuple[Any, ...]) -> Iterator[_Hit]:
@@ -399,6 +412,7 @@ def build_snapshot(source: PolicySource) -> Snapshot:
     allocates hundreds of thousands of long-lived objects and nothing cyclic, so
     generational passes over them would only slow the load down.
     """
+    check_policy_size(source)
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -466,10 +480,16 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
         (own for own, role in zip(model.request, model.bind, strict=True) if role == SUBJECT), SUBJECT
     )
     columns, constants = pattern_arguments(model.matcher, model.policy)
-    findings.extend(_line_error(line, message) for line, message in line_problems(columns, p_lines))
+    table = PatternTable(pattern_uses(columns, constants, p_lines))
+    if (message := table.too_many()) is not None:
+        findings.append(model_error(source.model_text, "m", message))
+    findings.extend(
+        _line_error(line, message) for line, message in line_problems(columns, p_lines, table.problem)
+    )
     for function, pattern in sorted(constants):
-        if (message := problem(function, pattern)) is not None:
+        if (message := table.problem(function, pattern)) is not None:
             findings.append(model_error(source.model_text, "m", f"{function} pattern {pattern!r}: {message}"))
+    functions.update({k: _plain_args(f) for k, f in table.functions().items()})
     try:
         compiler = MatcherCompiler(model.matcher, params, functions, subject)
     except MatcherSyntaxError as exc:

@@ -16,15 +16,13 @@ import fcntl
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from fnmatch import fnmatchcase
 from pathlib import Path
 
 from authz.engine import Snapshot, build_snapshot
-from authz.engine.contexts import rule_models
-from authz.engine.model import ModelSpec
-from authz.engine.policyfiles import PolicyLine, PolicySource, parse_lines, read_policy_dir
+from authz.engine.policyfiles import PolicySource, parse_lines, read_policy_dir
 from authz.errors import (
     AlreadyExists,
     Conflict,
@@ -32,6 +30,7 @@ from authz.errors import (
     InvalidArgument,
     NotFound,
     PolicyLoadError,
+    Unavailable,
 )
 from authz.findings import Finding, listed
 from authz.policy.atomic import remove_stale_temporaries, replace_files
@@ -43,10 +42,23 @@ DEFAULT_FILE = "policy.csv"
 # Longest policy file name: far below a file system's 255 bytes, and short enough to read in findings.
 MAX_FILE_NAME = 100
 _FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")
+# The longest an edit waits for another writer's lock on the directory, and its polling step.
+LOCK_SECONDS = 30.0
+LOCK_POLL_SECONDS = 0.05
 
 
 class EditError(FailedPrecondition):
     """A policy change was not made; nothing was written."""
+
+
+class DirectoryBusy(Unavailable):
+    """Another writer held the policy directory's lock for LOCK_SECONDS: nothing was changed."""
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(
+            f"the change was not made: another writer has held {directory} for over {LOCK_SECONDS:g} s "
+            "(an `authz policy` command stopped half-way?); try again"
+        )
 
 
 class InvalidEdit(EditError, InvalidArgument):
@@ -76,71 +88,6 @@ class CandidateRejected(EditError):
     def __init__(self, message: str, findings: list[Finding]) -> None:
         self.findings = findings
         super().__init__(listed(message, findings))
-
-
-# -- reading ------------------------------------------------------------------------------
-
-
-def list_rules(
-    directory: Path,
-    *,
-    subject: str | None = None,
-    resource: str | None = None,
-    action: str | None = None,
-) -> list[PolicyLine]:
-    """The policy lines, in file order, filtered by glob patterns (`fnmatch`) on their fields.
-
-    `p` lines are matched on the model's `sub`, `obj` and `act` fields, an enforce context's
-    `p2` lines on `p2`'s (a line whose definition has no `act` applies to every action, so an
-    action filter keeps it); role lines match a subject on either name and never match a
-    resource or action filter.
-    """
-    source = read_policy_dir(directory)
-    models = rule_models(source.model_text)
-    positions = {ptype: _field_positions(spec) for ptype, spec in models.items()}
-    roles = models["p"].roles
-    lines, _ = parse_lines(source)
-
-    def keep(line: PolicyLine) -> bool:
-        if line.ptype in roles:
-            names = line.values[:2]
-            return resource is None and action is None and (subject is None or _any_match(names, subject))
-        # A p-type of no section set (read by nothing) is shown as a `p` line would be.
-        at = positions.get(line.ptype, positions["p"])
-        for name, pattern in (("sub", subject), ("obj", resource), ("act", action)):
-            where = at[name]
-            if pattern is None or (where is None and name == "act"):
-                continue
-            value = line.values[where] if where is not None and where < len(line.values) else None
-            if not _any_match([value], pattern):
-                return False
-        return True
-
-    return [line for line in lines if keep(line)]
-
-
-# Policy fields that are never the subject, resource or action.
-_NAMED = frozenset({"p_sub", "p_obj", "p_act", "p_eft", "p_priority"})
-
-
-def _field_positions(model: ModelSpec) -> dict[str, int | None]:
-    """Where `sub`, `obj` and `act` are in a policy definition's lines (None: it has no such field).
-
-    A name the definition lacks is read by position, as in a model with names of its own
-    (`p = user, thing, action`), unless that position holds another known field (`p2 = obj,
-    sub, eft` has no action).
-    """
-    found: dict[str, int | None] = {}
-    for position, name in enumerate(("sub", "obj", "act")):
-        at = model.field_index(name)
-        if at is None and position < len(model.policy) and model.policy[position] not in _NAMED:
-            at = position
-        found[name] = at
-    return found
-
-
-def _any_match(values: Sequence[str | None], pattern: str) -> bool:
-    return any(value is not None and fnmatchcase(value, pattern) for value in values)
 
 
 # -- changing -----------------------------------------------------------------------------
@@ -298,14 +245,14 @@ def check_file_name(file: str) -> None:
 def _distinct(rules: Sequence[Rule]) -> list[Rule]:
     if not rules:
         raise InvalidEdit("no rules given")
-    seen: list[Rule] = []
+    seen: dict[Rule, None] = {}  # a set in order: a list's `in` made 100,000 rules take minutes
     for given in rules:
         rule_line(given)
         rule = tuple(value.strip() for value in given)
         if rule in seen:
             raise InvalidEdit(f"{rule_line(rule)} is given twice")
-        seen.append(rule)
-    return seen
+        seen[rule] = None
+    return list(seen)
 
 
 _locks: dict[Path, threading.Lock] = {}
@@ -314,16 +261,31 @@ _locks_guard = threading.Lock()
 
 @contextmanager
 def _locked(directory: Path) -> Iterator[None]:
+    # Waited for LOCK_SECONDS at most: a writer that holds the lock and stops (a suspended
+    # `authz policy add`) held every admin edit's pool thread for ever, and with them the pool.
     key = directory.resolve()
     with _locks_guard:
         lock = _locks.setdefault(key, threading.Lock())
-    with lock:
+    deadline = time.monotonic() + LOCK_SECONDS
+    if not lock.acquire(timeout=LOCK_SECONDS):
+        raise DirectoryBusy(directory)
+    try:
         try:
             fd = os.open(key, os.O_RDONLY)
         except OSError as exc:
             raise PolicyLoadError(f"policy directory {directory} cannot be opened: {exc}") from exc
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            # flock has no timeout: tried without blocking until the deadline.
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise DirectoryBusy(directory) from None
+                    time.sleep(LOCK_POLL_SECONDS)
             yield
         finally:
             os.close(fd)
+    finally:
+        lock.release()

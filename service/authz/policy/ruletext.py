@@ -44,6 +44,9 @@ def rule_line(rule: Sequence[str]) -> str:
     for position, value in enumerate(rule[1:], start=1):
         if not value.strip():
             raise RuleSyntaxError(f"value {position} of the rule is empty")
+        if "\x00" in value:
+            # No policy reader expects one, and the policy store cannot keep one.
+            raise RuleSyntaxError(f"value {position} of the rule holds a NUL character")
         if value.splitlines() != [value]:
             # Any character Python breaks lines at (U+2028, \x1e, \v ...), not only \n and \r:
             # whatever reads the file next must see one line.

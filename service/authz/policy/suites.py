@@ -47,7 +47,8 @@ import yaml
 from authz.attrlimits import check_attributes
 from authz.decision import Reason
 from authz.devmode import DEV_ROLES_CLAIM
-from authz.errors import AuthzError, InvalidArgument
+from authz.engine.policyfiles import read_text_file
+from authz.errors import AuthzError, InvalidArgument, PolicyLoadError
 from authz.findings import Finding, listed
 from authz.principal import MACHINE_GRANT_TYPE, Principal, principal_from_claims
 
@@ -140,9 +141,18 @@ class Suite:
 
 
 def suite_files(directory: Path) -> list[Path]:
-    """The suite files of a policy directory, sorted (none when it has no tests/)."""
+    """The suite files of a policy directory, sorted (none when it has no tests/).
+
+    Every entry with a suite's name, whatever it is: a FIFO or a directory in a suite's place
+    is refused when read, not skipped (its checks would silently stop guarding reloads).
+    """
     tests = directory / TESTS_DIR
-    return sorted(p for p in tests.glob(SUITE_GLOB) if p.is_file()) if tests.is_dir() else []
+    return sorted(tests.glob(SUITE_GLOB)) if tests.is_dir() else []
+
+
+def read_suite_file(path: Path) -> str:
+    """A suite file's text, read no further than a suite may be (MAX_SUITE_CHARS, in UTF-8 bytes)."""
+    return read_text_file(path, 4 * MAX_SUITE_CHARS)
 
 
 def checks(case: Case) -> int:
@@ -170,9 +180,11 @@ def load_suites(directory: Path) -> list[Suite]:
     for path in suite_files(directory):
         name = f"{TESTS_DIR}/{path.name}"
         try:
-            suites.append(parse_suite(name, path.read_text(encoding="utf-8")))
+            suites.append(parse_suite(name, read_suite_file(path)))
         except SuiteError as exc:
             findings.extend(exc.findings)
+        except PolicyLoadError as exc:
+            findings.append(Finding.error(name, 0, f"cannot read: {exc.message}"))
         except (OSError, UnicodeDecodeError) as exc:
             findings.append(Finding.error(name, 0, f"cannot read: {exc}"))
     if findings:

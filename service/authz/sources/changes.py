@@ -19,6 +19,7 @@ from authz.policy.atomic import replace_files
 from authz.policy.edit import adding, removing, with_files
 from authz.policy.ruletext import Rule, rule_line
 from authz.policy.suites import SUITE_GLOB, TESTS_DIR
+from authz.printable import escaped
 from authz.sources import PolicyContent
 from authz.sources.directory import read_dir_content
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
@@ -145,7 +146,8 @@ def push(
         if expected_version is None and base is not None and moved:
             raise Conflict(
                 f"the policy store has moved on since the last push: its head {base.info.version} "
-                f"(#{base.info.id}, {base.info.kind} by {base.info.author}: {base.info.message}) was not "
+                f"(#{base.info.id}, {escaped(base.info.kind)} by {escaped(base.info.author)}: "
+                f"{escaped(base.info.message)}) was not "
                 f"pushed; pull it into {directory} first, or push with --expected-version "
                 f"{base.info.version} to replace it"
             )

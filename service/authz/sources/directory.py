@@ -21,7 +21,7 @@ import watchfiles
 
 from authz.engine.policyfiles import read_policy_dir
 from authz.errors import PolicyLoadError
-from authz.policy.suites import TESTS_DIR, suite_files
+from authz.policy.suites import TESTS_DIR, read_suite_file, suite_files
 from authz.sources import PolicyContent, SourceState
 
 log = logging.getLogger("authz.reload")
@@ -118,7 +118,7 @@ def read_dir_content(directory: Path) -> PolicyContent:
     suites: list[tuple[str, str]] = []
     for path in suite_files(directory):
         try:
-            suites.append((f"{TESTS_DIR}/{path.name}", path.read_text(encoding="utf-8")))
+            suites.append((f"{TESTS_DIR}/{path.name}", read_suite_file(path)))
         except (OSError, UnicodeDecodeError) as exc:
             raise PolicyLoadError(f"cannot read the suite {path}: {exc}") from exc
     return PolicyContent(policy, tuple(suites))

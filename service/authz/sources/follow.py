@@ -21,9 +21,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from authz.errors import AuthzError, PolicyLoadError, Unavailable
+from authz.printable import escaped
 from authz.sources import PolicyContent, SourceState
 from authz.sources.pgschema import NOTIFY_CHANNEL
-from authz.sources.postgres import PostgresStore, StoredVersion, StoreUnavailable
+from authz.sources.postgres import PostgresStore, StoredVersion, StoreUnavailable, cut_after
 
 if TYPE_CHECKING:
     from authz.sources.postgres import Connection
@@ -32,8 +33,13 @@ log = logging.getLogger("authz.store")
 
 BACKOFF_MIN_SECONDS = 0.25
 BACKOFF_MAX_SECONDS = 5.0
+# The longest a read of the store may take, measured here: twice the server's statement_timeout,
+# so a slow but working server is never cut, and a stalled one cannot hold the reload for ever.
+READ_SECONDS = 60.0
 # How long one wait for notifications lasts: the bound on noticing `stop`.
 _LISTEN_SLICE_SECONDS = 0.5
+# A notification's payload (a version's id, when the store's trigger sent it) as logged.
+_PAYLOAD_SHOWN = 20
 
 
 class StoreEmpty(Unavailable):
@@ -46,6 +52,7 @@ class PostgresOrigin:
     def __init__(self, store: PostgresStore, *, check_seconds: float = 10.0) -> None:
         self.store = store
         self.check_seconds = check_seconds
+        self.read_seconds = READ_SECONDS
         self._lock = threading.Lock()  # the reader connection and the cache
         self._reader: Connection | None = None
         self._cached: StoredVersion | None = None
@@ -66,11 +73,12 @@ class PostgresOrigin:
         with self._lock:
             try:
                 try:
-                    stored = self._read_head(self._reader_connection())
+                    stored = self._read_head_within(self._reader_connection())
                 except self.store.psycopg.OperationalError:
-                    # The reader may have been cut by a restart since its last use: one fresh try.
+                    # The reader may have been cut by a restart since its last use, or stalled
+                    # past the deadline: one fresh try, on a new connection (a new backend).
                     self._drop_reader()
-                    stored = self._read_head(self._reader_connection())
+                    stored = self._read_head_within(self._reader_connection())
             except self.store.psycopg.Error as exc:
                 self._drop_reader()
                 error = self.store.connect_error(exc)
@@ -84,6 +92,11 @@ class PostgresOrigin:
                 raise
             self._set(True, "", head=stored.info.version)
             return stored.content
+
+    def _read_head_within(self, conn: Connection) -> StoredVersion:
+        # Bounded on this side: the reload lock is held meanwhile, and admin edits wait for it.
+        with cut_after(conn, self.read_seconds):
+            return self._read_head(conn)
 
     def _read_head(self, conn: Connection) -> StoredVersion:
         head = self.store.head_id(conn)
@@ -161,11 +174,16 @@ class PostgresOrigin:
         changed(f"connected to the policy store {self.location}")
         checked = time.monotonic()
         while not stop.is_set():
-            for note in conn.notifies(timeout=_LISTEN_SLICE_SECONDS, stop_after=1):
-                changed(f"version #{note.payload} committed to the policy store")
+            # One request per batch, however many arrived: any client of the database may NOTIFY
+            # this channel, thousands at once, with up to 8,000 bytes of text each.
+            notes = list(conn.notifies(timeout=_LISTEN_SLICE_SECONDS, stop_after=1))
+            if notes:
+                latest = escaped(notes[-1].payload[:_PAYLOAD_SHOWN])
+                changed(f"{len(notes)} notification(s) from the policy store, the latest: #{latest}")
             if time.monotonic() - checked >= self.check_seconds:
                 checked = time.monotonic()
-                head = self.store.head_id(conn)
+                with cut_after(conn, self.read_seconds):
+                    head = self.store.head_id(conn)
                 # Compared with the last head a read settled (served or rejected), so a lost
                 # notification and a read that failed half-way are both made good here.
                 if head != self._settled:

@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import os
+import socket
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authz.engine import build_snapshot
+from authz.engine.policyfiles import MAX_POLICY_BYTES, MAX_POLICY_FILES
 from authz.errors import FailedPrecondition, InvalidArgument, NotFound, PolicyLoadError, Unavailable
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.policy.runner import require_passing_content
+from authz.printable import escaped
 from authz.sources import PolicyContent, content_from_files
 from authz.sources.pgschema import LATEST, schema_version
 
@@ -51,9 +56,28 @@ _WRITE_ATTEMPTS = 3
 # A version's message, as stored: callers of the admin API write it and `policy history` prints
 # it on one line, so longer ones are cut (a message is a note, not policy).
 MAX_MESSAGE_CHARS = 1_000
+# A version named by a caller (GetVersion, Rollback, `policy show`): its digest or its number.
+MAX_REF_CHARS = 64
+# A stored version: its files (a policy directory's, suites included) and their bytes in all
+# (names and texts in UTF-8): the policy's own bounds and as much again for its suites.
+MAX_VERSION_FILES = 2 * MAX_POLICY_FILES
+MAX_VERSION_BYTES = 2 * MAX_POLICY_BYTES
+# A version's files as one statement (one snapshot): their count and bytes first, the rows only
+# when within the bounds, so a huge or swollen row (written by hand) is never fetched.
+_FILES = (
+    "SELECT s.n, s.bytes, f.name, f.content FROM (SELECT count(*) AS n,"
+    " coalesce(sum(octet_length(name) + octet_length(content)), 0) AS bytes"
+    " FROM authz_policy_files WHERE version_id = %(id)s) s"
+    " LEFT JOIN authz_policy_files f ON f.version_id = %(id)s"
+    " AND s.n <= %(files)s AND s.bytes <= %(bytes)s"
+)
+# Fields a hand-written row may make as long as PostgreSQL allows (1 GB) are cut as they are read:
+# every new head's record is read, and history pages hold up to 10,000 of them.
 _INFO = (
-    "SELECT v.id, v.version, coalesce(p.version, ''), extract(epoch FROM v.created_at)::float8,"
-    " v.author, v.message, v.kind FROM authz_policy_versions v"
+    "SELECT v.id, left(v.version, 64), left(coalesce(p.version, ''), 64),"  # noqa: S608 - an int constant
+    " extract(epoch FROM v.created_at)::float8,"
+    f" left(v.author, {MAX_MESSAGE_CHARS}), left(v.message, {MAX_MESSAGE_CHARS}),"
+    " left(v.kind, 64) FROM authz_policy_versions v"
     " LEFT JOIN authz_policy_versions p ON p.id = v.parent_id"
 )
 # SQLSTATEs that no retry fixes: wrong password or user, no such database.
@@ -138,6 +162,10 @@ class PostgresStore:
         # Never the password: this is what logs, errors and GetPolicy show.
         self.location = f"postgresql://{self.user}@{host}:{port}/{self.dbname}"
         self._extra = {key: value for key, value in _CONNECTION_DEFAULTS.items() if key not in params}
+        options = str(params.get("options") or "")
+        if options and "statement_timeout" not in options:
+            # The DSN's own options (a search_path, say) would otherwise drop the timeout with them.
+            self._extra["options"] = f"{options} {_CONNECTION_DEFAULTS['options']}"
 
     # -- connections ----------------------------------------------------------------------
 
@@ -222,9 +250,18 @@ class PostgresStore:
 
     def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
         """The files of a version; PolicyLoadError when they do not make a policy."""
-        rows = conn.execute("SELECT name, content FROM authz_policy_files WHERE version_id = %s", (info.id,))
-        files = {str(name): str(text) for name, text in rows}
-        return StoredVersion(info, content_from_files(files, f"stored version #{info.id} ({info.version})"))
+        # The digest column is the writer's word (a hand-written row's may hold a line break).
+        where = f"stored version #{info.id} ({escaped(info.version)})"
+        bounds = {"id": info.id, "files": MAX_VERSION_FILES, "bytes": MAX_VERSION_BYTES}
+        rows = conn.execute(_FILES, bounds).fetchall()
+        count, size = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
+        if count > MAX_VERSION_FILES or size > MAX_VERSION_BYTES:
+            raise PolicyLoadError(
+                f"{where} has {count} files of {size} bytes in all, over the store's limit of "
+                f"{MAX_VERSION_FILES} files and {MAX_VERSION_BYTES} bytes: it was not read"
+            )
+        files = {str(name): str(text) for _, _, name, text in rows if name is not None}
+        return StoredVersion(info, content_from_files(files, where))
 
     def head(self, conn: Connection) -> StoredVersion | None:
         """The newest version with its files."""
@@ -242,8 +279,13 @@ class PostgresStore:
     def get(self, ref: str) -> StoredVersion:
         """A version by its digest (the newest with it) or its number; NotFound otherwise."""
         ref = ref.strip().removeprefix("#")
-        if not ref:
-            raise InvalidArgument("give a version: its digest (policy_version) or its number from history")
+        # What either can be: "²" is a digit int() refuses, a NUL one PostgreSQL refuses, and
+        # 5,000 digits are past int()'s limit; each was INTERNAL, logged as a fault.
+        if not ref or len(ref) > MAX_REF_CHARS or not (ref.isascii() and ref.isalnum()):
+            raise InvalidArgument(
+                "give a version: its digest (policy_version) or its number from history, "
+                f"at most {MAX_REF_CHARS} letters and digits"
+            )
         with self.session() as conn:
             if ref.isdigit():
                 info = self.info(conn, "v.id = %s", (int(ref),))
@@ -275,6 +317,7 @@ class PostgresStore:
         """
         if len(message) > MAX_MESSAGE_CHARS:
             message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        _storable({"the author": author, "the message": message})
         for attempt in range(_WRITE_ATTEMPTS):
             with self.session() as conn:
                 base = (
@@ -286,6 +329,7 @@ class PostgresStore:
                 # The whole content: a change to the suites alone is a new version too.
                 if base is not None and candidate == base.content:
                     return base.info, False
+                _storable(candidate.files())
                 check_content(candidate, run_tests=run_tests)
                 with conn.transaction():
                     conn.execute("LOCK TABLE authz_policy_versions IN SHARE ROW EXCLUSIVE MODE")
@@ -327,6 +371,37 @@ class PostgresStore:
                 copy.write_row((version_id, name, text))
         parent_digest = parent.info.version if parent is not None else ""
         return VersionInfo(version_id, content.version, parent_digest, float(row[1]), author, message, kind)
+
+
+def _storable(texts: dict[str, str]) -> None:
+    """Raise InvalidArgument naming the first of `texts` PostgreSQL's text type cannot hold (a NUL)."""
+    for name, text in texts.items():
+        if "\x00" in text:
+            raise InvalidArgument(f"{name} holds a NUL character, which the policy store cannot keep")
+
+
+@contextmanager
+def cut_after(conn: Connection, seconds: float) -> Iterator[None]:
+    """Shut `conn`'s socket down if the block has not ended within `seconds`.
+
+    `statement_timeout` is the server's own: a backend that stalls (stopped, swapping, a
+    network that still acknowledges) never applies it, and the client waits for ever. The
+    cut makes the waiting statement fail as a lost connection (OperationalError).
+    """
+
+    def cut() -> None:
+        # A duplicate of the descriptor, shut down for both directions (not closed: the
+        # connection's own close does that). A connection closed meanwhile has nothing to cut.
+        with suppress(Exception), socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _digest(version: StoredVersion | VersionInfo | None) -> str:

@@ -90,9 +90,23 @@ def error_status(exc: Exception, method: str) -> Status:
     """An error as the status a transport reports; unexpected ones are logged, their text withheld."""
     code = error_code(exc)
     if code != "INTERNAL":
-        return Status(code, str(exc))
+        return Status(code, _bounded(str(exc)))
     log.error("internal error in %s", method, exc_info=exc)
     return Status(code, "internal error; the request was denied")
+
+
+# gRPC carries the message in a trailer, percent-encoded (up to 3 bytes per byte), and a client
+# refuses trailers over 16 KiB: a rejected edit listing thousands of findings reached the caller
+# as RESOURCE_EXHAUSTED "Stream removed", its code and its text lost.
+MAX_STATUS_BYTES = 2_000
+
+
+def _bounded(message: str) -> str:
+    data = message.encode("utf-8", "replace")
+    if len(data) <= MAX_STATUS_BYTES:
+        return message
+    cut = data[:MAX_STATUS_BYTES].decode("utf-8", "ignore")
+    return f"{cut}… (cut: {len(message)} characters in all)"
 
 
 def request_token(token: str, authorization: str | None) -> str:

@@ -23,6 +23,7 @@ from google.protobuf.message import DecodeError, Message
 
 from authz.api.v1 import admin_pb2, authz_pb2
 from authz.attrlimits import MAX_WIRE_BYTES, bounds_message
+from authz.engine.policyfiles import MAX_POLICY_FILES
 from authz.errors import InvalidArgument
 from authz.handlers import MAX_ELEMENTS
 
@@ -30,8 +31,6 @@ from authz.handlers import MAX_ELEMENTS
 MAX_BATCH_ITEMS = 10_000
 # Evaluate's claims stand for a token's payload, which is at most 16 KiB.
 MAX_CLAIMS_BYTES = 64 * 1024
-# Files of one ValidatePolicy candidate (a policy directory's *.csv).
-MAX_POLICY_FILES = 1_000
 # Fields of a message besides its bounded repeated ones: a client repeats none of them.
 MAX_OTHER_FIELDS = 64
 
