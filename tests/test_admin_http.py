@@ -13,6 +13,7 @@ from pathlib import Path
 from types import CodeType, FrameType
 from typing import Any
 
+import grpc
 import pytest
 from connectrpc.errors import ConnectError
 from connectrpc.protocol import ProtocolType
@@ -21,6 +22,7 @@ from google.protobuf import json_format
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceClientSync
 from authz.transports import jsonbody
+from authz.transports.convert import MAX_STATUS_BYTES
 from tests.conftest import HTTP_ORIGIN, RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import copy_demo
@@ -223,3 +225,27 @@ def test_a_large_request_is_parsed_off_the_event_loop(http_server):
 
     assert any(_answered_during(http_server, check, jsonbody.parse) for _ in range(20))
     assert set(answers) == {400}
+
+
+def test_an_error_listing_many_findings_is_bounded_on_both_listeners(admin_http, issuer):
+    # 1,000 broken rules: the error listed every finding (100 KB; 2.2 MB for 20,000), and a gRPC
+    # client dropped a status past 16 KiB of metadata: RESOURCE_EXHAUSTED "Stream removed".
+    srv, _ = admin_http
+    root = issuer.mint(sub="root", roles=["admin"])
+    grpc_admin = admin_pb2_grpc.PolicyAdminServiceStub(srv.channel)
+    version = grpc_admin.GetPolicy(A.GetPolicyRequest(token=root), timeout=10).version
+    broken = ["a", "/x", "GET", "r.obj.x +* 1", "allow"]
+    rules = [A.PolicyRule(ptype="p", values=[*broken[:1], f"/x{i}", *broken[2:]]) for i in range(1000)]
+    request = A.AddRulesRequest(token=root, rules=rules, expected_version=version)
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_admin.AddRules(request, timeout=60)
+    assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, refused.value
+    text = refused.value.details()
+    assert text.startswith("the change was not made: the policy does not load:")
+    assert "policy.csv:" in text and "syntax error" in text and "more lines" in text
+    assert len(text.encode()) <= MAX_STATUS_BYTES
+
+    payload = json.loads(json_format.MessageToJson(request))
+    status, error = post(srv.http_url, "AddRules", payload)
+    assert (status, error["code"]) == (400, "failed_precondition")
+    assert error["message"] == text
