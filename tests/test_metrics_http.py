@@ -269,13 +269,17 @@ def test_an_invalid_request_is_refused_and_counted_an_upgrade_header_ignored_and
     not_a_length = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\ncontent-length: abc\r\n\r\n"
     answer = read_all(send(port, not_a_length))
     assert answer.startswith(b"HTTP/1.1 400 ") and b"not valid HTTP/1.1" in answer, answer
+    # The same after an answered request on a kept-alive connection.
+    answered = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\n"  # 400: no proxy headers
+    answer = read_all(send(port, answered + not_a_length))
+    assert answer.count(b"HTTP/1.1 400 ") == 2 and b"not valid HTTP/1.1" in answer, answer
     endless_header = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\nx-pad: " + b"a" * 100_000
     try:
         answer = read_all(send(port, endless_header))
     except (ConnectionResetError, BrokenPipeError):  # closed with bytes unread
         answer = b""
     assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
-    wait_for(lambda: refusals(srv) == only(invalid_request=2), what="both refusals counted")
+    wait_for(lambda: refusals(srv) == only(invalid_request=3), what="the refusals counted")
 
     token = issuer.mint(permissions=["read:orders"])
     body = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
@@ -286,7 +290,7 @@ def test_an_invalid_request_is_refused_and_counted_an_upgrade_header_ignored_and
     ).encode()
     answer = read_all(send(port, h2c + body))
     assert answer.startswith(b"HTTP/1.1 200 ") and b'"allowed": true' in answer, answer
-    assert refusals(srv) == only(invalid_request=2)
+    assert refusals(srv) == only(invalid_request=3)
     warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert not warned, [(r.name, r.getMessage()) for r in warned]
     assert any("Upgrade header" in r.getMessage() for r in caplog.records)  # at debug level

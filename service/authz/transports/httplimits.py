@@ -307,7 +307,9 @@ class GuardedH11Protocol(H11Protocol):
             # The application's receive now gets http.disconnect and its send does nothing.
             cycle.disconnected = True
             cycle.message_event.set()
-        if cycle is None or not cycle.response_started:
+        # Answered unless this request's answer has begun (a finished one may be the previous
+        # request's, on a kept-alive connection).
+        if cycle is None or cycle.response_complete or not cycle.response_started:
             self.transport.write(error_response(status, "invalid_argument", message))
         self.transport.close()
 
