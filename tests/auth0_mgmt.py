@@ -3,7 +3,7 @@
 Resource servers with their scopes, roles, role permissions and role users, offset pagination
 (`page` / `per_page`, `include_totals` wrapping a page in {start, limit, total, KEY}) with a
 small page size of its own, checkpoint pagination of role users (`from` / `take` -> `next`),
-errors as {statusCode, error, message, errorCode}, 429 with x-ratelimit-limit / -remaining /
+errors as {statusCode, error, message, errorCode}, redirects, 429 with x-ratelimit-limit / -remaining /
 -reset (epoch seconds), and a token whose scopes each endpoint checks. Failures can be injected
 on the Nth write so that an apply stops half-way.
 """
@@ -68,6 +68,8 @@ class MgmtTenant:
     stall: bool = False  # hold every answer until `release` is set (or 30 s pass): a timeout
     # Raw answers by path (status, body bytes), sent as they are: a broken or hostile server.
     raw: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    # Redirects by path (status, Location), sent before the request is read as an answer.
+    redirects: dict[str, tuple[int, str]] = field(default_factory=dict)
     release: threading.Event = field(default_factory=threading.Event)
     url: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -312,9 +314,12 @@ def serve(tenant: MgmtTenant) -> Iterator[MgmtTenant]:
                 body: Any = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
             else:
                 body = json.loads(raw) if raw else None
-            if parts.path in tenant.raw:
+            headers: dict[str, str] = {}
+            if parts.path in tenant.redirects:
+                status, headers["Location"] = tenant.redirects[parts.path]
+                payload = b""
+            elif parts.path in tenant.raw:
                 status, payload = tenant.raw[parts.path]
-                headers: dict[str, str] = {}
             else:
                 status, headers, data = tenant.answer(
                     self.command, parts.path, parse_qs(parts.query), self.headers, body

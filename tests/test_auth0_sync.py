@@ -16,6 +16,7 @@ import pytest
 
 from authz.app import demo_policy_dir
 from authz.auth0.declare import declare
+from authz.auth0.mgmt import Management, ManagementError
 from authz.cli.main import main
 from authz.policy.auth0 import Auth0SourceError, read_declarations
 from authz.policy.lint import lint_directory
@@ -257,6 +258,28 @@ def test_secrets_are_never_printed(
     monkeypatch.setenv("AUTH0_MANAGEMENT_TOKEN", "expired-token")
     code, out, err = run(capsys, "plan", demo())
     assert code == 1 and "HTTP 401" in err and "expired-token" not in out + err
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_redirect_is_refused_not_followed_with_the_credentials(
+    tenant: MgmtTenant, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], status: int
+) -> None:
+    # requests (under auth0-python's GetToken) followed a 307 or 308 and posted the client
+    # secret again, to wherever the Location pointed.
+    with serve(MgmtTenant()) as elsewhere:
+        tenant.redirects["/oauth/token"] = (status, f"{elsewhere.url}/oauth/token")
+        with pytest.raises(ManagementError) as refused:
+            Management(tenant.url)
+        assert refused.value.status == status
+        code, out, err = run(capsys, "plan", demo())
+        assert code == 1 and f"oauth/token: HTTP {status}: a redirect to {elsewhere.url}/oauth/token" in err
+        assert "not followed" in err and tenant.client_secret not in out + err
+
+        monkeypatch.setenv("AUTH0_MANAGEMENT_TOKEN", tenant.token)
+        tenant.redirects = {"/api/v2/resource-servers": (status, f"{elsewhere.url}/api/v2/resource-servers")}
+        code, out, err = run(capsys, "plan", demo())
+        assert code == 1 and f"(GET /api/v2/resource-servers): HTTP {status}: a redirect to" in err
+    assert elsewhere.requests == [] and elsewhere.token_audiences == []
 
 
 MALFORMED = {

@@ -9,6 +9,8 @@ docs/security.md lists the outcomes.
 from __future__ import annotations
 
 import contextlib
+import gc
+import http.client
 import itertools
 import json
 import logging
@@ -39,6 +41,7 @@ from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2, authz_pb2_grpc
 from authz.engine import build_snapshot, policyfiles
 from authz.engine.policyfiles import read_policy_dir
 from authz.policy.edit import add_rules, remove_rules
+from authz.tokens.fetch import MAX_PENDING_LOOKUPS
 from authz.tokens.jwks import MAX_JWKS_BYTES, KeySet
 from authz.transports.httpserver import bind
 from tests.conftest import RunningServer, settings_for
@@ -280,6 +283,67 @@ def test_a_jwks_fetch_is_cut_off_at_the_timeout_in_every_stage(stage):
         assert keys.last_error is not None and keys.last_error.kind == "too-slow"
     finally:
         endpoint.close()
+
+
+SLOW_NAME = "jwks.resolver-does-not-answer.invalid"
+
+
+@pytest.fixture
+def unanswered_lookups(monkeypatch: pytest.MonkeyPatch) -> Iterator[threading.Event]:
+    """The process's resolver (socket.getaddrinfo) with SLOW_NAME answered only once the
+    returned event is set, as when resolv.conf's name servers do not answer; other names as ever."""
+    release = threading.Event()
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == SLOW_NAME:
+            release.wait(60)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    for proxy in ("https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)
+    yield release
+    release.set()
+
+
+def test_a_jwks_name_that_does_not_resolve_is_cut_off_at_the_timeout(unanswered_lookups):
+    # getaddrinfo ran outside the deadline: a resolver that did not answer held the fetch, and
+    # the key set's fetch lock, for as long as its timeouts and attempts added up to.
+    keys = KeySet(f"https://{SLOW_NAME}/.well-known/jwks.json", timeout=1.0)
+    started = time.monotonic()
+    assert not keys.refresh()
+    assert time.monotonic() - started < 10  # the resolver answers after 60 s
+    assert keys.last_error is not None and keys.last_error.kind == "too-slow"
+    # Each lookup given up on keeps a thread until the resolver answers: a few at most.
+    for _ in range(MAX_PENDING_LOOKUPS - 1):
+        assert not keys.refresh() and keys.last_error.kind == "too-slow"
+    assert not keys.refresh()
+    assert keys.last_error.kind == "unreachable" and "lookups are still running" in str(keys.last_error)
+    unanswered_lookups.set()  # the resolver answers (a failure): the lookups end, fetches start again
+
+    def fetched_again() -> bool:
+        keys.refresh()
+        return keys.last_error is not None and "Temporary failure" in str(keys.last_error)
+
+    wait_for(fetched_again)
+
+
+def test_a_jwks_fetch_defines_no_classes(issuer):
+    # Each fetch defined its connection, TLS socket and handler classes anew, each kept until
+    # a garbage collection found its reference cycles.
+    def connection_classes() -> int:
+        return len(http.client.HTTPConnection.__subclasses__() + http.client.HTTPSConnection.__subclasses__())
+
+    keys = KeySet(issuer.jwks_url, timeout=5.0)
+    gc.disable()
+    try:
+        before = connection_classes()
+        assert all(keys.refresh() for _ in range(5))
+        assert connection_classes() == before
+    finally:
+        gc.enable()
 
 
 def _redirect_to(location: str) -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import threading
 import urllib.error
@@ -322,3 +323,14 @@ def test_durations_count_a_bound_in_its_own_bucket_and_the_rest_in_inf() -> None
     )
     assert [label for label, _ in buckets][-1] == "+Inf"
     assert total == pytest.approx(10.00012)
+
+
+def test_the_start_up_lines_name_the_ports_bound(make_server, issuer, caplog):
+    # With port 0 the OS picks the port: the lines said 127.0.0.1:0.
+    caplog.set_level(logging.INFO, logger="authz")
+    srv = make_server(settings_for(issuer, http_listen="127.0.0.1:0", metrics_listen="127.0.0.1:0"))
+    lines = [r.getMessage() for r in caplog.records if r.name == "authz"]
+    app = srv.app
+    assert any(line.startswith(f"authz listening on 127.0.0.1:{app.port} ") for line in lines), lines
+    assert f"authz HTTP (Connect, gRPC-Web) listening on 127.0.0.1:{app.http_port}" in lines
+    assert f"authz metrics (Prometheus) on http://127.0.0.1:{app.metrics_port}/metrics" in lines

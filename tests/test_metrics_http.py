@@ -8,6 +8,7 @@ answered or closed, so once the client has seen it a scrape shows it.
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import ssl
 from collections.abc import Callable
@@ -254,6 +255,45 @@ def test_a_body_in_too_many_pieces_is_refused_and_counted(make_server, issuer):
     closing = head.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n")
     assert read_all(send(srv.app.http_port, closing + chunked)).startswith(b"HTTP/1.1 200 ")
     assert refusals(srv) == only(fragmented_body=1)
+
+
+def test_an_invalid_request_is_refused_and_counted_an_upgrade_header_ignored_and_neither_warns(
+    make_server, issuer, caplog
+):
+    # uvicorn logged a WARNING for each: "Invalid HTTP request received." for what h11 cannot
+    # parse, and for a request with an Upgrade header (`curl --http2` sends `upgrade: h2c`)
+    # "Unsupported upgrade request." with advice to install a WebSocket library.
+    srv = start(make_server, issuer)
+    port = srv.app.http_port
+    caplog.set_level(logging.DEBUG)
+    not_a_length = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\ncontent-length: abc\r\n\r\n"
+    answer = read_all(send(port, not_a_length))
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"not valid HTTP/1.1" in answer, answer
+    # The same after an answered request on a kept-alive connection.
+    answered = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\n\r\n"  # 400: no proxy headers
+    answer = read_all(send(port, answered + not_a_length))
+    assert answer.count(b"HTTP/1.1 400 ") == 2 and b"not valid HTTP/1.1" in answer, answer
+    endless_header = b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\nx-pad: " + b"a" * 100_000
+    try:
+        answer = read_all(send(port, endless_header))
+    except (ConnectionResetError, BrokenPipeError):  # closed with bytes unread
+        answer = b""
+    assert answer == b"" or answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    wait_for(lambda: refusals(srv) == only(invalid_request=3), what="the refusals counted")
+
+    token = issuer.mint(permissions=["read:orders"])
+    body = json.dumps({"token": token, "resource": "/api/orders/1", "action": "GET"}).encode()
+    h2c = (
+        f"POST {CHECK_PATH} HTTP/1.1\r\nhost: authz\r\nconnection: Upgrade, HTTP2-Settings, close\r\n"
+        "upgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n\r\n"
+    ).encode()
+    answer = read_all(send(port, h2c + body))
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"allowed": true' in answer, answer
+    assert refusals(srv) == only(invalid_request=3)
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert not warned, [(r.name, r.getMessage()) for r in warned]
+    assert any("Upgrade header" in r.getMessage() for r in caplog.records)  # at debug level
 
 
 def send(port: int, data: bytes) -> socket.socket:

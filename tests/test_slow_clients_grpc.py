@@ -29,6 +29,7 @@ from authz.transports.grpcloop import ServerLoop
 from authz.transports.grpcserver import build_server
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
+from tests.policy_dirs import copy_demo
 from tests.waiting import wait_for
 
 R = authz_pb2
@@ -383,3 +384,53 @@ def test_a_large_batch_on_a_cached_token_is_decided_on_the_pool(make_server, iss
     wait_for(on_the_pool, 60, "a large batch decided on the pool")
     replies = [call.result() for call in pending]
     assert all(len(reply.results) == 10_000 and reply.results[1].allowed for reply in replies)
+
+
+def test_a_visibility_prefix_on_a_cached_token_is_decided_on_the_pool(make_server, issuer, tmp_path):
+    # A prefix names no element in the request but stands for every literal id the policy
+    # names under it: with a cached token, each of their decisions ran on the event loop
+    # (these 500, each weighing every line of `*` and `view`: 0.9 s).
+    policies = copy_demo(tmp_path)
+    lines = [f"p, *, ui:el{n}, view, True, allow\n" for n in range(500)]
+    (policies / "elements.csv").write_text("".join(lines))
+    srv = make_server(settings_for(issuer, policy_dir=str(policies)))
+    token = issuer.mint(permissions=["read:orders"])
+    assert srv.stub.Check(R.CheckRequest(token=token, resource="/api/orders/1", action="GET")).allowed
+    gate = _gate(srv.app)
+    request = R.GetVisibilityRequest(token=token, prefix="ui:el")
+    pending: list[Any] = []
+
+    def on_the_pool() -> bool:
+        if not any(not call.done() for call in pending):
+            pending.append(srv.stub.GetVisibility.future(request, timeout=60))
+        return gate.blocking_jobs > 0
+
+    wait_for(on_the_pool, 60, "a prefix decided on the pool")
+    replies = [call.result() for call in pending]
+    assert all(len(reply.visible) == 500 for reply in replies)
+
+
+def test_decisions_a_large_policy_makes_slow_move_to_the_pool(make_server, issuer, tmp_path):
+    # A decision weighs the lines the index leaves it: here every `*` line of `view` (2,000),
+    # about 5 ms a decision, so each inline BatchCheck of 100 held the event loop for 0.5 s
+    # (20,000 such lines: 5 s). Calls of a policy whose decisions prove slow go to the pool.
+    policies = copy_demo(tmp_path)
+    lines = [f"p, *, ui:el{n}, view, True, allow\n" for n in range(2_000)]
+    (policies / "elements.csv").write_text("".join(lines))
+    srv = make_server(settings_for(issuer, policy_dir=str(policies)))
+    token = issuer.mint(permissions=["read:orders"])
+    assert srv.stub.Check(R.CheckRequest(token=token, resource="/api/orders/1", action="GET")).allowed
+    gate = _gate(srv.app)
+    pending: list[Any] = []
+
+    def on_the_pool() -> bool:
+        if not any(not call.done() for call in pending):
+            # Other elements each time: decisions made before are answered from the cache.
+            first = 100 * len(pending)
+            items = [R.BatchCheckItem(resource=f"ui:el{first + n}", action="view") for n in range(100)]
+            batch = R.BatchCheckRequest(token=token, items=items)
+            pending.append(srv.stub.BatchCheck.future(batch, timeout=60))
+        return gate.blocking_jobs > 0
+
+    wait_for(on_the_pool, 60, "slow decisions made on the pool")
+    assert all(all(r.allowed for r in call.result().results) for call in pending)

@@ -7,6 +7,7 @@ while the answers that must keep coming are asked from 127.0.0.1.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import resource
@@ -337,3 +338,26 @@ def test_limit_settings_are_bounded():
     env |= {"AUTHZ_HTTP_BODY_TIMEOUT_SECONDS": "2.5", "AUTHZ_HTTP_MAX_CONNECTIONS": "64"}
     s = load_settings({}, env)
     assert (s.http_body_timeout_seconds, s.http_max_connections) == (2.5, 64)
+
+
+def test_a_closed_connection_is_freed_without_the_garbage_collector(make_server, issuer):
+    # Each connection's parser was wrapped in a closure holding the connection: a reference
+    # cycle, so every closed connection (its h11 state and its last request) stayed until the
+    # collector ran, which is paused while a large policy builds.
+    srv = start(make_server, issuer)
+    assert srv.app.http is not None
+    protocol = srv.app.http.protocol
+
+    def alive() -> int:
+        return sum(1 for thing in gc.get_objects() if isinstance(thing, protocol))
+
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(20):
+            with connect(port_of(srv)) as sock:
+                sock.sendall(b"GET /forward-auth HTTP/1.1\r\nhost: authz\r\nconnection: close\r\n\r\n")
+                assert read_all(sock).startswith(b"HTTP/1.1 400 ")  # no proxy headers
+        wait_for(lambda: alive() == 0, what="the closed connections to be freed")
+    finally:
+        gc.enable()

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2
 from authz import tracing
 from authz.admin.proto import AdminProto, admin_service
 from authz.admin.service import PolicyAdmin
-from authz.config import Settings
+from authz.config import Settings, with_port
 from authz.decisionlog import DecisionLog
 from authz.decisionlog import Mode as DecisionLogMode
 from authz.devmode import DEV_AUDIENCE, DEV_ROLES_CLAIM, DevIssuer, dev_dir
@@ -149,7 +149,7 @@ class App:
         threading.Thread(target=self._serving_when_ready, name="authz-ready", daemon=True).start()
         log.info(
             "authz listening on %s (policy %s from %s)",
-            s.listen,
+            with_port(s.listen, self.port),
             self.store.current.version if self.store.loaded else "not loaded yet",
             self.store.origin.location,
         )
@@ -177,7 +177,7 @@ class App:
             raise
         self.http = http
         self.metrics.watch(HttpCollector(http.guard.refusals.counts, http.guard.open))
-        log.info("authz HTTP (Connect, gRPC-Web) listening on %s", s.http_listen)
+        log.info("authz HTTP (Connect, gRPC-Web) listening on %s", with_port(s.http_listen, self.http_port))
 
     def _start_metrics(self) -> None:
         listener = MetricsListener(self.metrics.registry, self.settings.metrics_listen)
@@ -189,7 +189,8 @@ class App:
                 self.http.stop(0)
             raise
         self.metrics_listener = listener
-        log.info("authz metrics (Prometheus) on http://%s/metrics", self.settings.metrics_listen)
+        address = with_port(self.settings.metrics_listen, self.metrics_port)
+        log.info("authz metrics (Prometheus) on http://%s/metrics", address)
 
     def _serving_when_ready(self) -> None:
         # SERVING only once the policy is loaded and the JWKS was fetched once.

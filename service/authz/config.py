@@ -82,6 +82,12 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def with_port(address: str, port: int) -> str:
+    """`address` (`host:port`) with `port`: a listener's address as bound (port 0 picks one)."""
+    host, _ = split_host_port(address)
+    return f"{host}:{port}"
+
+
 def _as_list(value: Any) -> tuple[str, ...]:
     if isinstance(value, str):
         return tuple(v.strip() for v in value.split(",") if v.strip())

@@ -228,6 +228,7 @@ class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: i
     def __init__(self, proto: AdminProto, gate: CallGate) -> None:
         self.proto = proto
         self.gate = gate
+        self.inline_cost = None
 
     GetPolicy = grpc_method(AdminProto.get_policy)
     ValidatePolicy = grpc_method(AdminProto.validate_policy)

@@ -16,6 +16,11 @@ API documents (HTML from a proxy, a list, a wrong type, JSON nested past the par
 is a ManagementError naming the call, never a traceback; the text of the server's error
 messages is shown with control characters escaped, at most MAX_MESSAGE_CHARS of it, and
 with the client secret and the token masked should the server echo them.
+
+No request follows a redirect: the token request carries the client secret in its body and
+every Management API call the token, and a 307 or 308 would have them sent again to wherever
+the `Location` points (requests, under the SDK's `GetToken`, followed them). A redirect is a
+ManagementError naming its status; the token request is made here, on the same httpx client.
 """
 
 from __future__ import annotations
@@ -29,9 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import httpx
-import requests
-from auth0.authentication import GetToken
-from auth0.authentication.exceptions import Auth0Error
 from auth0.management import Auth0, PermissionRequestPayload, ResourceServerScope
 from auth0.management.core.api_error import ApiError
 from auth0.management.core.parse_error import ParsingError
@@ -81,6 +83,7 @@ class Management:
         self.base = tenant_base_url(domain)
         self._timeout = timeout
         self._secrets: tuple[str, ...] = ()
+        self._http = httpx.Client(timeout=timeout, follow_redirects=False)
         token = self._token(os.environ if env is None else env)
         self._secrets = (*self._secrets, token)
         # The SDK's generated client, since its ManagementClient wrapper builds https://DOMAIN itself
@@ -90,7 +93,7 @@ class Management:
             token=token,
             timeout=timeout,
             max_retries=0,
-            follow_redirects=False,
+            httpx_client=self._http,
         )
 
     def _token(self, env: Mapping[str, str]) -> str:
@@ -103,22 +106,32 @@ class Management:
                 "of a machine-to-machine application authorised for it (read:resource_servers and "
                 "read:roles to read; update:resource_servers, create:roles, update:roles to apply)"
             )
-        parts = urllib.parse.urlsplit(self.base)
-        grant = GetToken(parts.netloc, client_id, secret, protocol=parts.scheme, timeout=self._timeout)
         where = f"{self.base}/oauth/token"
         self._secrets = (secret,)
+        grant = {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "audience": f"https://{urllib.parse.urlsplit(self.base).netloc}/api/v2/",
+        }
         try:
-            answer = grant.client_credentials(audience=f"https://{parts.netloc}/api/v2/")
-        except Auth0Error as exc:
-            message = self.shown(exc.message)
-            raise ManagementError(f"{where}: HTTP {exc.status_code}: {message}", exc.status_code) from None
-        except requests.Timeout:
+            answer = self._http.post(where, json=grant)
+        except httpx.TimeoutException:
             raise ManagementError(f"{where}: no answer within {self._timeout:g} s") from None
-        except requests.RequestException as exc:
+        except httpx.TransportError as exc:
             raise ManagementError(f"{where}: unreachable ({type(exc).__name__})") from None
+        try:
+            body: object = answer.json() if answer.content else {}
         except MALFORMED:
-            raise ManagementError(f"{where}: the answer is not the JSON Auth0 documents") from None
-        issued = answer.get("access_token") if isinstance(answer, dict) else None
+            if answer.is_success:
+                raise ManagementError(f"{where}: the answer is not the JSON Auth0 documents") from None
+            body = answer.text
+        status = answer.status_code
+        if answer.is_redirect:
+            raise ManagementError(f"{where}: HTTP {status}: {redirected(answer.headers, self.shown)}", status)
+        if not answer.is_success:
+            raise ManagementError(f"{where}: HTTP {status}: {self.shown(token_error(body))}", status)
+        issued = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(issued, str) or not issued:
             raise ManagementError(f"{where} answered without an access_token")
         return issued
@@ -274,6 +287,20 @@ class Management:
         return shown_message(text, self._secrets)
 
 
+def redirected(headers: Mapping[str, str], shown: Callable[[object], str]) -> str:
+    """Why a redirect is an error, and where it pointed."""
+    target = {key.lower(): value for key, value in headers.items()}.get("location", "nowhere")
+    return f"a redirect to {shown(target)}, not followed: it would carry the credentials"
+
+
+def token_error(body: object) -> object:
+    """The message of /oauth/token's error answer: `error_description`, else `message`, else
+    `error` ({error, error_description}, as OAuth 2.0 has it), else the text as it came."""
+    if not isinstance(body, dict):
+        return body
+    return body.get("error_description") or body.get("message") or body.get("error") or "no explanation"
+
+
 def retry_wait(headers: Mapping[str, str], attempt: int) -> float:
     """Seconds to wait after a 429: Retry-After, else Auth0's x-ratelimit-reset (epoch seconds), bounded."""
     lower = {key.lower(): value for key, value in headers.items()}
@@ -310,9 +337,11 @@ def _explain(
     what: str, scope: str, exc: ApiError, attempt: int, shown: Callable[[object], str] = shown_message
 ) -> str:
     """Auth0's own `message` (errors are {statusCode, error, message, errorCode}), plus what to do."""
+    status = exc.status_code or 0
+    if 300 <= status < 400:
+        return f"{what}: HTTP {status}: {redirected(exc.headers or {}, shown)}"
     body = exc.body if isinstance(exc.body, dict) else {}
     message = shown(body.get("message") or body.get("error") or "no explanation")
-    status = exc.status_code or 0
     text = f"{what}: HTTP {status}: {message}"
     if status == 403:
         text += (

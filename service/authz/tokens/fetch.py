@@ -7,7 +7,8 @@ time within each timeout held the fetch, and with it the key set's fetch lock, w
 fetch with a 1 s timeout). Here a timer
 shuts down every socket of the fetch once `timeout` seconds have passed since it began, so a
 blocked read returns at once, whatever stage the fetch is in: connecting, the proxy tunnel,
-the TLS handshake, the status line and headers, each redirect, the body.
+the TLS handshake, the status line and headers, each redirect, the body. Name resolution,
+which no socket timeout covers, is waited for until the same deadline (`_resolve`).
 
 Redirects are followed only to URLs the configuration would accept (https, or plain http on a
 loopback host), at most MAX_REDIRECTS of them.
@@ -106,50 +107,112 @@ def _shut(sock: socket.socket) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def _opener(deadline: Deadline) -> urllib.request.OpenerDirector:
-    """urllib's opener (proxies from the environment included) with every socket watched."""
+# The deadline of the fetch running on this thread: http.client connects, and ssl shakes
+# hands, on the thread that opens the URL, through the module-level classes below.
+_fetching = threading.local()
+# Name lookups still running after their fetch gave up on them (a thread each, until the
+# resolver answers): past this many, a fetch fails at once rather than start another.
+MAX_PENDING_LOOKUPS = 4
+_lookups = threading.BoundedSemaphore(MAX_PENDING_LOOKUPS)
 
-    def create_connection(
-        address: tuple[str, int], timeout: float | None = None, source_address: Any = None
-    ) -> socket.socket:
-        # http.client passes its own timeout (a float here: urllib's, set below).
+AddressInfo = tuple[socket.AddressFamily, socket.SocketKind, int, str, tuple[Any, ...]]
+
+
+def _current() -> Deadline:
+    deadline: Deadline = _fetching.deadline
+    return deadline
+
+
+def _resolve(host: str, port: int, deadline: Deadline) -> list[AddressInfo]:
+    """`socket.getaddrinfo` for `host`, waited for until the deadline only.
+
+    The resolver has no timeout of its own (resolv.conf's timeout times attempts times address
+    families can be a minute), so it runs on a thread of its own, left to finish alone once
+    the fetch has given up on it; at most MAX_PENDING_LOOKUPS such threads at a time.
+    """
+    if not _lookups.acquire(blocking=False):
+        raise OSError(f"name resolution: {MAX_PENDING_LOOKUPS} earlier lookups are still running")
+    done = threading.Event()
+    found: list[AddressInfo] = []
+    failed: list[OSError] = []
+
+    def lookup() -> None:
+        try:
+            found.extend(socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM))
+        except OSError as exc:  # socket.gaierror among them
+            failed.append(exc)
+        finally:
+            _lookups.release()
+            done.set()
+
+    threading.Thread(target=lookup, name="authz-jwks-resolve", daemon=True).start()
+    if not done.wait(deadline.remaining()):
+        raise TimeoutError(f"name resolution took longer than {deadline.seconds:g} s")
+    if failed:
+        raise failed[0]
+    return found
+
+
+def _create_connection(
+    address: tuple[str, int], timeout: float | None = None, source_address: Any = None
+) -> socket.socket:
+    """socket.create_connection's loop over the host's addresses, with the lookup, every
+    connect and the connected socket within the fetch's deadline."""
+    deadline = _current()
+    host, port = address
+    error: OSError = OSError(f"no address for {host}")
+    for family, kind, proto, _, target in _resolve(host, port, deadline):
+        sock = socket.socket(family, kind, proto)
+        # http.client passes its own timeout (a float here: urllib's, set by _download).
         wait = deadline.remaining()
         if isinstance(timeout, int | float):
             wait = min(timeout, wait)
-        sock = socket.create_connection(address, wait, source_address)
+        try:
+            sock.settimeout(wait)
+            if source_address:
+                sock.bind(source_address)
+            sock.connect(target)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
         deadline.watch(sock)
         return sock
+    raise error
 
-    class Plain(http.client.HTTPConnection):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._create_connection = create_connection
 
-    class Tls(http.client.HTTPSConnection):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self._create_connection = create_connection
+class _Plain(http.client.HTTPConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _create_connection
 
-    class WatchedTls(ssl.SSLSocket):
-        # The TLS socket takes the TCP socket's descriptor before its handshake: watched from
-        # here on, so a handshake dripped a byte at a time is cut off too.
-        def do_handshake(self, block: bool = False) -> None:
-            deadline.watch(self)
-            super().do_handshake(block)
 
-    class HttpHandler(urllib.request.HTTPHandler):
-        def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            return self.do_open(Plain, req)
+class _Tls(http.client.HTTPSConnection):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._create_connection = _create_connection
 
-    class HttpsHandler(urllib.request.HTTPSHandler):
-        def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-            # Built here, for https only: loading the system's CAs takes about 20 ms, which a
-            # plain-http fetch (a loopback issuer) has no use for.
-            tls = ssl.create_default_context()
-            tls.sslsocket_class = WatchedTls
-            return self.do_open(Tls, req, context=tls)
 
-    return urllib.request.build_opener(HttpHandler(), HttpsHandler(), _Redirects())
+class _WatchedTls(ssl.SSLSocket):
+    # The TLS socket takes the TCP socket's descriptor before its handshake: watched from
+    # here on, so a handshake dripped a byte at a time is cut off too.
+    def do_handshake(self, block: bool = False) -> None:
+        _current().watch(self)
+        super().do_handshake(block)
+
+
+class _HttpHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_Plain, req)
+
+
+class _HttpsHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        # Built here, for https only: loading the system's CAs takes about 20 ms, which a
+        # plain-http fetch (a loopback issuer) has no use for.
+        tls = ssl.create_default_context()
+        tls.sslsocket_class = _WatchedTls
+        return self.do_open(_Tls, req, context=tls)
 
 
 class _Redirects(urllib.request.HTTPRedirectHandler):
@@ -178,6 +241,7 @@ class _Redirects(urllib.request.HTTPRedirectHandler):
 def download(url: str, timeout: float) -> bytes:
     """The body at `url`, within `timeout` seconds in all and MAX_JWKS_BYTES; JwksFetchError otherwise."""
     deadline = Deadline(timeout)
+    _fetching.deadline = deadline
     try:
         return _download(url, deadline)
     except JwksFetchError:
@@ -195,13 +259,16 @@ def download(url: str, timeout: float) -> bytes:
         raise JwksFetchError("unreachable", str(exc)) from exc
     finally:
         deadline.finish()
+        _fetching.deadline = None
 
 
 def _download(url: str, deadline: Deadline) -> bytes:
     # The URL's scheme was validated by config: https, or http on loopback only.
     headers = {"Accept": "application/json", "User-Agent": "authz"}
     request = urllib.request.Request(url, headers=headers)  # noqa: S310
-    with _opener(deadline).open(request, timeout=deadline.seconds) as response:
+    # urllib's opener: proxies from the environment included, every socket watched.
+    opener = urllib.request.build_opener(_HttpHandler(), _HttpsHandler(), _Redirects())
+    with opener.open(request, timeout=deadline.seconds) as response:
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_JWKS_BYTES:
             raise JwksFetchError("too-large", f"{declared} bytes declared, the limit is {MAX_JWKS_BYTES}")

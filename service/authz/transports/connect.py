@@ -18,7 +18,6 @@ from typing import Generic, TypeVar
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
 from connectrpc.request import RequestContext
-from google.protobuf import json_format
 from google.protobuf.message import Message
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -29,7 +28,7 @@ from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.handlers import DecisionService
-from authz.transports import jsonbody, wirebounds
+from authz.transports.connectcodecs import BoundedBinary, JSONWithDefaults, parsed, prepared
 from authz.transports.convert import ProtoService, error_status
 from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
 from authz.transports.forwardauth import ForwardAuthApp
@@ -56,53 +55,13 @@ Resp = TypeVar("Resp", bound=Message)
 Target = TypeVar("Target")
 
 
-class JSONWithDefaults:
-    """Connect's `json` codec, but printing fields at their default values.
-
-    The library's codec omits them, so a deny would have no `"allowed"` key at all; a
-    complete answer keeps naive clients (PHP arrays, plain `fetch`) from misreading it.
-    """
-
-    def name(self) -> str:
-        """The codec name Connect negotiates from `content-type: application/json`."""
-        return "json"
-
-    def encode(self, message: Message) -> bytes:
-        """Proto JSON (camelCase names, enum names) with every field present."""
-        return json_format.MessageToJson(
-            message, always_print_fields_with_no_presence=True, indent=None
-        ).encode()
-
-    def decode(self, data: bytes | bytearray, message_class: type[Req]) -> Req:
-        """Proto JSON into a message, within `jsonbody`'s bound on values; unknown fields are
-        ignored for forward compatibility."""
-        return jsonbody.parse(data, message_class)
-
-
-class BoundedBinary:
-    """Connect's binary codec, with `wirebounds` checked before protobuf parses a request."""
-
-    def name(self) -> str:
-        """The codec name Connect negotiates from `content-type: application/proto`."""
-        return "proto"
-
-    def encode(self, message: Message) -> bytes:
-        """The message's wire bytes."""
-        return message.SerializeToString()
-
-    def decode(self, data: bytes | bytearray, message_class: type[Req]) -> Req:
-        """Wire bytes into a message, refused unparsed when they break a bound."""
-        wirebounds.check_message(data, message_class)
-        message = message_class()
-        message.ParseFromString(bytes(data))
-        return message
-
-
 class _OnExecutor(Generic[Target]):
     """Runs `proto`'s calls on `executor`, never on the event loop, their errors as Connect errors.
 
     Decisions are CPU work, a token with an unknown `kid` may fetch the JWKS and an admin
-    edit writes files and runs the policy's test suites.
+    edit writes files and runs the policy's test suites. The request is parsed and the
+    answer encoded there too (`connectcodecs`): both grow with the message, and a large
+    policy's GetPolicy answer took seconds to encode as JSON.
     """
 
     def __init__(self, proto: Target, executor: Executor) -> None:
@@ -116,11 +75,18 @@ class _OnExecutor(Generic[Target]):
         ctx: RequestContext[Req, Resp],
     ) -> Resp:
         headers = ctx.request_headers
-        authorization = headers.get("authorization")
         call = tracing.continued(convert, lambda: headers, "connect")
-        loop = asyncio.get_running_loop()
+
+        def serve() -> Resp:
+            # A body that is not the message is connectrpc's INVALID_ARGUMENT, not an RPC's
+            # failure: it is raised before the call is measured, as it was on the loop.
+            response = call(self.proto, parsed(request), headers.get("authorization"))
+            return prepared(response, request, headers)
+
         try:
-            return await loop.run_in_executor(self.executor, call, self.proto, request, authorization)
+            return await asyncio.get_running_loop().run_in_executor(self.executor, serve)
+        except ConnectError:
+            raise
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         raise ConnectError(Code[status.code], status.message)

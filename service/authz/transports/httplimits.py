@@ -34,7 +34,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
 from authz.config import Settings
-from authz.transports.httprefusals import HttpRefusals
+from authz.transports.httprefusals import HttpRefusals, Refusal
 
 log = logging.getLogger("authz.http")
 
@@ -50,6 +50,42 @@ MAX_BODY_PIECES = 16_384
 
 class BodyTooFragmented(Exception):
     """A request body came in more than MAX_BODY_PIECES pieces (raised out of h11's parsing)."""
+
+
+class InvalidRequest(Exception):
+    """What h11 read is not an HTTP/1.1 request (its RemoteProtocolError, raised past uvicorn)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__("the request is not valid HTTP/1.1")
+        self.status = HTTPStatus(status)
+
+
+class CountingConnection(h11.Connection):
+    """h11's connection, counting the pieces of the current request's body as it parses them.
+
+    uvicorn reads every event through `next_event`, so its loop stops at the piece too many.
+    A parse error leaves as InvalidRequest, for the protocol to count and answer (uvicorn
+    answered it with a WARNING log line per request). A uvicorn connection becomes one by
+    its class (`GuardedH11Protocol.__init__`): a method per connection, or a closure holding
+    the protocol, would make every connection a reference cycle, freed only by the garbage
+    collector (paused while a large policy builds) instead of when it closes.
+    """
+
+    pieces = 0  # of the current request's body
+
+    def next_event(self) -> Any:
+        """h11's next event, counted."""
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            raise InvalidRequest(exc.error_status_hint) from exc
+        if type(event) is h11.Data:
+            self.pieces += 1
+            if self.pieces > MAX_BODY_PIECES:
+                raise BodyTooFragmented()
+        elif type(event) is h11.Request:
+            self.pieces = 0
+        return event
 
 
 @dataclass(frozen=True)
@@ -178,21 +214,8 @@ class GuardedH11Protocol(H11Protocol):
         # Bytes decrypted between the handshake's end and start_tls returning (a request sent
         # with the client's Finished message): handed to uvicorn once it serves the connection.
         self.early = bytearray()
-        self.pieces = 0  # of the current request's body
-        parse = self.conn.next_event
-
-        def counted() -> Any:
-            # uvicorn reads every event through here, so its loop stops at the piece too many.
-            event = parse()
-            if type(event) is h11.Data:
-                self.pieces += 1
-                if self.pieces > MAX_BODY_PIECES:
-                    raise BodyTooFragmented()
-            elif type(event) is h11.Request:
-                self.pieces = 0
-            return event
-
-        self.conn.next_event = counted  # type: ignore[method-assign]
+        # uvicorn made the connection, nothing parsed yet: the same object, counting.
+        self.conn.__class__ = CountingConnection
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Count the connection in (or refuse it), then start its TLS handshake or serve it."""
@@ -262,21 +285,32 @@ class GuardedH11Protocol(H11Protocol):
         try:
             super().handle_events()
         except BodyTooFragmented:
-            self._refuse_fragmented()
+            message = f"the request body came in more than {MAX_BODY_PIECES} pieces (chunks)"
+            self._refuse("fragmented_body", HTTPStatus.BAD_REQUEST, message)
+            return
+        except InvalidRequest as exc:
+            self._refuse("invalid_request", exc.status, str(exc))
             return
         self._follow()
 
-    def _refuse_fragmented(self) -> None:
-        self.guard.refusals.count("fragmented_body")
+    def _unsupported_upgrade_warning(self) -> None:
+        # uvicorn's WARNING (and a hint to install a WebSocket library) for any request with an
+        # Upgrade header, such as `curl --http2`'s h2c: the request is answered over HTTP/1.1.
+        log.debug("ignoring the Upgrade header of a request from %s", self.host)
+
+    def _refuse(self, reason: Refusal, status: HTTPStatus, message: str) -> None:
+        self.guard.refusals.count(reason)
         self._disarm()
-        message = f"the request body came in more than {MAX_BODY_PIECES} pieces (chunks)"
         log.debug("closing a connection from %s: %s", self.host, message)
         cycle = self.cycle
-        # The application's receive now gets http.disconnect and its send does nothing.
-        cycle.disconnected = True
-        cycle.message_event.set()
-        if not cycle.response_started:
-            self.transport.write(error_response(HTTPStatus.BAD_REQUEST, "invalid_argument", message))
+        if cycle is not None:
+            # The application's receive now gets http.disconnect and its send does nothing.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        # Answered unless this request's answer has begun (a finished one may be the previous
+        # request's, on a kept-alive connection).
+        if cycle is None or cycle.response_complete or not cycle.response_started:
+            self.transport.write(error_response(status, "invalid_argument", message))
         self.transport.close()
 
     def on_response_complete(self) -> None:

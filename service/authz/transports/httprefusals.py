@@ -22,6 +22,9 @@ Refusal = Literal[
     "body_deadline",
     # A request's body came in more than httplimits.MAX_BODY_PIECES pieces: 400 and close.
     "fragmented_body",
+    # What came is not an HTTP/1.1 request (h11 could not parse it): 400 (431 for headers
+    # past h11's size bound) and close.
+    "invalid_request",
     # A TLS handshake was not done within the header deadline: closed unanswered.
     "tls_handshake_deadline",
     # A new connection from an address already at http_max_connections_per_client.
