@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from google.protobuf import struct_pb2
+from google.protobuf import json_format, struct_pb2
 from sqlalchemy import BigInteger, Column, Engine, Integer, MetaData, String, Table, create_engine, select
 
 from authz.engine.plan import PlanKind, plan_resources
@@ -246,3 +246,73 @@ def test_authorized_query_infers_the_integer_id_column(server, issuer) -> None:
         }
     assert selected == expected and expected
     assert "CAST" not in str(statement.compile(engine)).upper()
+
+
+# The same proofs for the PHP and Kysely adapters, which take the integer id fields as a
+# declaration (tests/test_php_plan.py, tests/test_typescript_plan.py): plans as proto JSON.
+
+
+def plan_json(result: PlanResult) -> dict[str, Any]:
+    """A PlanResult as the server's Connect JSON gives it."""
+    plan: dict[str, Any] = {"kind": f"PLAN_KIND_{result.kind}", "fields": list(result.fields)}
+    if result.condition is not None:
+        plan["condition"] = json_format.MessageToDict(result.condition)
+    return plan
+
+
+def exact_cases() -> list[dict[str, Any]]:
+    """Every plan of `plans()` with the ids Check allows (as text: JS numbers stop at 2**53)."""
+    return [
+        {"name": f"{i} {template}", "plan": plan_json(result), "expected": sorted(str(n) for n in allowed)}
+        for i, (_, template, result, allowed) in enumerate(plans())
+    ]
+
+
+# Fixed plans on the rows seven (7), minus (-7) and null (NULL): the keys each selects, or the
+# start of the refusal.
+FIXED_ROWS = [{"key": "seven", "id": 7}, {"key": "minus", "id": -7}, {"key": "null", "id": None}]
+
+
+def _c(op: str, value: Any) -> dict[str, Any]:
+    return {"compare": {"operator": f"PLAN_OPERATOR_{op}", "field": "id", "value": value}}
+
+
+def _not(condition: dict[str, Any]) -> dict[str, Any]:
+    return {"negate": condition}
+
+
+BOTH = ["minus", "seven"]
+NOT_CERTAIN = "the plan matches 'id', an integer id column, with a LIKE pattern"
+TEXT_ORDER = "the plan orders 'id', an integer id column, against"
+FIXED_CASES: list[tuple[str, dict[str, Any], list[str] | str]] = [
+    ("ne empty", _c("NE", ""), BOTH),
+    ("not like slash", _not(_c("LIKE", "%/%")), BOTH),
+    ("not like line break", _not(_c("LIKE", "%\n_%")), BOTH),
+    ("like escaped percent", _c("LIKE", "\\%"), []),
+    ("not eq 007", _not(_c("EQ", "007")), BOTH),
+    ("ne 7", _c("NE", "7"), ["minus"]),
+    ("eq -7", _c("EQ", "-7"), ["minus"]),
+    ("eq number", _c("EQ", 7), ["seven"]),
+    ("lt number", _c("LT", 0), ["minus"]),
+    ("in mixed", _c("IN", ["007", "-7", "7", "7\n"]), BOTH),
+    ("in none left", _c("IN", ["007", "+7"]), []),
+    ("not in none left", _not(_c("IN", ["007", "+7"])), BOTH),
+    *((f"eq {t!r}", _c("EQ", t), []) for t in ("007", "+7", " 7", "7\n", "-0", "7.0", "1e1", "", "9" * 30)),
+    ("lt text", _c("LT", "9"), TEXT_ORDER),
+    ("ge text", _c("GE", "10"), TEXT_ORDER),
+    ("like unsure", _c("LIKE", "%7%"), NOT_CERTAIN),
+    ("like every", _c("LIKE", "%"), NOT_CERTAIN),
+    ("like trailing escape", _c("LIKE", "%/\\"), NOT_CERTAIN),
+]
+
+
+def fixed_cases() -> list[dict[str, Any]]:
+    """FIXED_CASES as JSON plans over the field `id`."""
+    return [
+        {
+            "name": name,
+            "plan": {"kind": "PLAN_KIND_CONDITIONAL", "condition": c, "fields": ["id"]},
+            "expected": e,
+        }
+        for name, c, e in FIXED_CASES
+    ]
