@@ -186,6 +186,26 @@ describe("fixed plans on SQLite", () => {
   });
 });
 
+describe("integer id columns on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => intTable(db, [{ key: "seven", id: "7" }, { key: "big", id: "9007199254740993" }, { key: "null", id: null }]));
+  afterAll(() => db.destroy());
+  const declared = { integerIds: ["id"] };
+
+  it("compares integers, as Check decides on the row's text, without a cast", async () => {
+    const onePart = conditional({ all: { conditions: [compare("NE", "id", ""), { negate: compare("LIKE", "id", "%/%") }] } });
+    expect(await intKeys(db, onePart)).toEqual(["big", "seven"]);
+    const literal = conditional(compare("IN", "id", ["7", "7\n", "007", "9007199254740993"]));
+    expect(await intKeys(db, literal)).toEqual(["big", "seven"]);
+    const compiled = whereAuthorized(db.selectFrom("int_orders").select("key"), literal, ["id"], declared).compile();
+    expect(compiled.parameters).toEqual([7, 9007199254740993n]);
+    expect(compiled.sql).not.toMatch(/cast/i);
+    expect(await intKeys(db, conditional({ negate: compare("EQ", "id", "+7") }))).toEqual(["big", "seven"]);
+    expect(await intKeys(db, conditional(compare("LT", "id", "9")))).toMatch(/Check compares the texts, not the numbers/);
+    expect(await intKeys(db, conditional(compare("LIKE", "id", "%7")))).toMatch(/not certain/);
+  });
+});
+
 describe("a plan of thousands of terms on SQLite", () => {
   const db = sqlite();
   beforeAll(() => table(db, ROWS));
