@@ -144,7 +144,6 @@ def _query(profile: Profile, report: Report, snapshot: Snapshot) -> dict[str, An
         String,
         Table,
         and_,
-        cast,
         create_engine,
         func,
         or_,
@@ -180,9 +179,9 @@ def _query(profile: Profile, report: Report, snapshot: Snapshot) -> dict[str, An
             policy_version=snapshot.version,
             decision_id="",
         )
-        # `:id` is one segment: the plan reads the id as text (an integer id always is one).
-        fields = {"id": cast(orders.c.id, String)}
-        by_plan = select(func.count()).select_from(orders).where(plan_where(result, orders, fields))
+        # The template's `:id` is the integer column itself: compared as integers, no cast.
+        where = plan_where(result, orders, template=TEMPLATE)
+        by_plan = select(func.count()).select_from(orders).where(where)
         by_hand = (
             select(func.count())
             .select_from(orders)

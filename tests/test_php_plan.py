@@ -19,10 +19,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests import plan_cases
+from tests import plan_cases, test_plan_integer_ids
 from tests.conftest import REPO, RunningServer
 
 HARNESS = REPO / "tests" / "php" / "plan_harness.php"
+INT_HARNESS = REPO / "tests" / "php" / "int_plan_harness.php"
 AUTOLOADER = Path("/usr/share/php/Illuminate/Database/autoload.php")
 INSTALL = (
     "apt-get install -y php-cli php-curl php-illuminate-database php-sqlite3 php-pgsql (make system-deps)"
@@ -136,3 +137,53 @@ def test_postgresql_rows_equal_check(plan_server, issuer, pg_dsn):
         "password": dsn.password or "",
     }
     prove(run_harness(php, plan_server, connection, tokens), plan_server, tokens)
+
+
+def run_int_harness(
+    php: str, connection: dict[str, Any], rows: list[dict[str, Any]], cases: list[Any]
+) -> Any:
+    payload = {"connection": connection, "rows": rows, "cases": cases}
+    done = subprocess.run(
+        [php, str(INT_HARNESS)], input=json.dumps(payload), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
+
+
+def prove_integer_ids(php: str, connection: dict[str, Any]) -> None:
+    """`integerIds: ['id']` on a BIGINT column: the rows Check allows, the refusals, NULL kept out."""
+    rows = [{"key": str(n), "id": n} for n in test_plan_integer_ids.IDS]
+    out = run_int_harness(php, connection, rows, test_plan_integer_ids.exact_cases())
+    for case in test_plan_integer_ids.exact_cases():
+        for way in ("builder", "eloquent"):
+            assert out[case["name"]][way] == case["expected"], (case, way)
+    fixed = test_plan_integer_ids.fixed_cases()
+    out = run_int_harness(php, connection, test_plan_integer_ids.FIXED_ROWS, fixed)
+    for case in fixed:
+        for way in ("builder", "eloquent"):
+            got, expected = out[case["name"]][way], case["expected"]
+            if isinstance(expected, str):
+                assert isinstance(got, str) and got.startswith("PlanFieldException: "), (case, got)
+                assert expected in got, (case, got)
+            else:
+                assert got == expected, (case, way)
+
+
+def test_sqlite_integer_ids_equal_check(tmp_path):
+    php = php_with("pdo_sqlite")
+    (tmp_path / "ints.sqlite").touch()
+    prove_integer_ids(php, {"driver": "sqlite", "database": str(tmp_path / "ints.sqlite")})
+
+
+def test_postgresql_integer_ids_equal_check(pg_dsn):
+    php = php_with("pdo_pgsql")
+    dsn = urlsplit(pg_dsn)
+    connection = {
+        "driver": "pgsql",
+        "host": dsn.hostname,
+        "port": dsn.port,
+        "database": dsn.path.lstrip("/"),
+        "username": dsn.username,
+        "password": dsn.password or "",
+    }
+    prove_integer_ids(php, connection)

@@ -28,6 +28,11 @@ use Illuminate\Database\Query\Builder;
  * a LIKE pattern holding a letter or a character outside ASCII (SQLite's and MySQL's LIKE
  * ignore case), a number that is not finite, an unknown node or operator, and a tree past
  * the server's bounds (32 levels, 10,000 nodes, each value of an IN counting one).
+ *
+ * `$integerIds` names the path parameters (`['id']` for `/api/orders/:id`) whose column
+ * holds integers: their text comparisons are decided as Check decides them on the row's
+ * text and compared as integers (IntegerIds), so the id column needs no cast. Name only
+ * path parameters: Check gets an attribute as the number itself, never equal to a text.
  */
 final class EloquentPlan
 {
@@ -52,11 +57,16 @@ final class EloquentPlan
     /** @var list<string>|null the table's columns, read once when a field is not in the map */
     private ?array $tableColumns = null;
 
+    /** @var array<string, true> plan fields that are integer id path parameters */
+    private array $integerIds = [];
+
     /**
      * @param array<int|string, string> $fields
+     * @param list<string> $integerIds
      */
-    private function __construct(private readonly Builder $base, array $fields)
+    private function __construct(private readonly Builder $base, array $fields, array $integerIds)
     {
+        $this->integerIds = array_fill_keys($integerIds, true);
         foreach ($fields as $field => $column) {
             $this->columns[is_int($field) ? $column : $field] = $column;
         }
@@ -68,10 +78,11 @@ final class EloquentPlan
      * @template T of Builder|EloquentBuilder
      * @param T $query
      * @param array<int|string, string> $fields plan field => column, or a column of the same name as a list entry
+     * @param list<string> $integerIds path parameters whose column holds integers (`['id']`)
      * @return T
      * @throws PlanFieldException for a field that maps to no column or a malformed plan
      */
-    public static function apply(Builder|EloquentBuilder $query, Plan $plan, array $fields = []): Builder|EloquentBuilder
+    public static function apply(Builder|EloquentBuilder $query, Plan $plan, array $fields = [], array $integerIds = []): Builder|EloquentBuilder
     {
         $base = $query instanceof EloquentBuilder ? $query->getQuery() : $query;
         if ($plan->kind === Plan::ALWAYS_ALLOWED) {
@@ -82,7 +93,7 @@ final class EloquentPlan
             $base->whereRaw('1 = 0');
             return $query;
         }
-        $translator = new self($base, $fields);
+        $translator = new self($base, $fields, $integerIds);
         foreach ($plan->fields as $field) {
             $translator->column($field); // every field resolves before any clause is added
         }
@@ -91,12 +102,12 @@ final class EloquentPlan
         return $query;
     }
 
-    /** Add `whereAuthorized(Plan $plan, array $fields = [])` to every Illuminate query builder (and so to Eloquent's). */
+    /** Add `whereAuthorized(Plan $plan, array $fields = [], array $integerIds = [])` to every Illuminate query builder (and so to Eloquent's). */
     public static function registerMacro(): void
     {
-        Builder::macro('whereAuthorized', function (Plan $plan, array $fields = []): Builder {
+        Builder::macro('whereAuthorized', function (Plan $plan, array $fields = [], array $integerIds = []): Builder {
             /** @var Builder $this */
-            return EloquentPlan::apply($this, $plan, $fields);
+            return EloquentPlan::apply($this, $plan, $fields, $integerIds);
         });
     }
 
@@ -202,10 +213,17 @@ final class EloquentPlan
      */
     private function compare(Builder $query, array $comparison, string $boolean): void
     {
-        $column = $this->column(is_string($comparison['field'] ?? null) ? $comparison['field'] : '');
+        $field = is_string($comparison['field'] ?? null) ? $comparison['field'] : '';
+        $column = $this->column($field);
         $operator = $comparison['operator'] ?? 0;
         $operator = is_int($operator) ? (self::OPERATOR_NAMES[$operator] ?? "{$operator}") : (string) $operator;
         $value = self::value($comparison['value'] ?? null);
+        $text = is_string($value) || (is_array($value) && array_filter($value, 'is_string') !== []);
+        if ($text && isset($this->integerIds[$field])) {
+            $this->count(is_array($value) ? count($value) : 0);
+            IntegerIds::compare($query, $field, $column, $operator, $value, $boolean);
+            return;
+        }
         if ($operator === 'PLAN_OPERATOR_IN') {
             if (!is_array($value)) {
                 throw new PlanFieldException('PLAN_OPERATOR_IN needs a list value');

@@ -14,6 +14,13 @@ a row the plan does not: a comparison of a column with a value of another type (
 PostgreSQL convert ``'5'`` to a number column's ``5``; Check never finds them equal), a
 number that is not finite, a LIKE pattern a collation could read without case, an
 unknown node or operator, and a tree past the server's bounds (32 levels, 10,000 nodes).
+
+A path parameter of the template (``:id``) whose column is an integer column (``Integer``,
+``BigInteger``) is read as Check reads it, the row's text ``str(n)``, and compared as an
+integer: ``id == '42'`` is ``id = 42``, a text no integer writes so (``'007'``, ``'7\n'``,
+``''``) matches no row, a LIKE pattern needing a character no integer holds (``'%/%'``)
+matches none; ``<`` ``<=`` ``>`` ``>=`` with a text (Check orders text, not numbers) and
+any other LIKE pattern are refused.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from sqlalchemy.sql.elements import Grouping
 
 from authz_client._api import authz_pb2
 
+from ._intids import integer_of, like_matches_no_integer, template_params
 from .plan import ALWAYS_ALLOWED, CONDITIONAL, PlanResult
 
 if TYPE_CHECKING:
@@ -115,11 +123,62 @@ def _joined(join: Any, parts: list[ColumnElement[bool]]) -> ColumnElement[bool]:
     return grouped
 
 
+_ORDERINGS = (
+    authz_pb2.PLAN_OPERATOR_LT,
+    authz_pb2.PLAN_OPERATOR_LE,
+    authz_pb2.PLAN_OPERATOR_GT,
+    authz_pb2.PLAN_OPERATOR_GE,
+)
+
+
+def _is_integer(column: ColumnElement[Any]) -> bool:
+    try:
+        return column.type.python_type is int  # not Boolean (bool), Numeric (Decimal)
+    except NotImplementedError:
+        return False
+
+
+def _integer_compare(name: str, column: ColumnElement[Any], op: int, value: Any) -> ColumnElement[bool]:
+    # A comparison that holds for no row is `column <> column`: false, and NULL on a NULL
+    # column as the text comparison was (so a NOT around it never takes NULL rows in).
+    never: ColumnElement[bool] = column != column
+    if op == authz_pb2.PLAN_OPERATOR_LIKE:
+        if not isinstance(value, str) or not like_matches_no_integer(value):
+            raise PlanFieldError(
+                f"the plan matches {name!r}, an integer id column, with the LIKE pattern {value!r}: "
+                "which integers' text it matches is not certain"
+            )
+        return never
+    if op == authz_pb2.PLAN_OPERATOR_IN:
+        if not isinstance(value, list):
+            raise PlanFieldError("PLAN_OPERATOR_IN needs a list value")
+        numbers = [integer_of(v) if isinstance(v, str) else v for v in value]
+        kept = [n for n in numbers if n is not None]
+        return column.in_(kept) if kept else never
+    if isinstance(value, list):
+        raise PlanFieldError("only PLAN_OPERATOR_IN takes a list value")
+    if op not in (authz_pb2.PLAN_OPERATOR_EQ, authz_pb2.PLAN_OPERATOR_NE):
+        raise PlanFieldError(
+            f"the plan orders {name!r}, an integer id column, against the text {value!r}: "
+            "Check compares the texts, not the numbers"
+            if op in _ORDERINGS
+            else f"unknown plan operator {op}"
+        )
+    number = integer_of(value) if isinstance(value, str) else None
+    equal: ColumnElement[bool] = never if number is None else column == number
+    return equal if op == authz_pb2.PLAN_OPERATOR_EQ else not_(equal)
+
+
+def _has_text(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, list) and any(isinstance(v, str) for v in value))
+
+
 class _Translator:
     def __init__(self, source: FromClause | None, fields: FieldMap) -> None:
         self.source = source
         self.fields = fields
         self.nodes = 0
+        self.integer_ids: frozenset[str] = frozenset()
 
     def column(self, name: str) -> ColumnElement[Any]:
         mapped = self.fields.get(name, name)
@@ -158,6 +217,10 @@ class _Translator:
         column = self.column(comparison.field)
         value = _value(comparison.value)
         op = comparison.operator
+        if comparison.field in self.integer_ids and _has_text(value):
+            if op == authz_pb2.PLAN_OPERATOR_IN and isinstance(value, list):
+                self.count(len(value))
+            return _integer_compare(comparison.field, column, op, value)
         _check_type(comparison.field, column, value)
         if op == authz_pb2.PLAN_OPERATOR_LIKE:
             return column.like(like_pattern(value), escape="\\")
@@ -183,12 +246,18 @@ class _Translator:
 
 
 def plan_where(
-    plan: PlanResult, source: FromClause | None = None, fields: FieldMap | None = None
+    plan: PlanResult,
+    source: FromClause | None = None,
+    fields: FieldMap | None = None,
+    *,
+    template: str = "",
 ) -> ColumnElement[bool]:
     """The WHERE clause for a plan: ``true()``, ``false()`` or the translated condition.
 
     ``source`` is the table (or other FROM clause) whose columns the fields name;
     ``fields`` maps a plan field to a column name of ``source`` or to a column expression.
+    ``template`` is the resource the plan was asked for (``/api/orders/:id``): its path
+    parameters whose column is an integer column compare as integers (module docstring).
     """
     if plan.kind == ALWAYS_ALLOWED:
         return true()
@@ -197,6 +266,11 @@ def plan_where(
     translator = _Translator(source, fields or {})
     for name in plan.fields:
         translator.column(name)  # every field resolves before any SQL is built
+    translator.integer_ids = frozenset(
+        name
+        for name in template_params(template)
+        if name in plan.fields and _is_integer(translator.column(name))
+    )
     return translator.node(plan.condition)
 
 
@@ -234,5 +308,6 @@ def authorized_query(
         context=context,
         enforce_context=enforce_context,
     )
-    where = plan_where(plan, source if source is not None else _source_of(select_stmt), fields)
+    source = source if source is not None else _source_of(select_stmt)
+    where = plan_where(plan, source, fields, template=resource)
     return select_stmt.where(where)

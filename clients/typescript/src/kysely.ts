@@ -17,6 +17,13 @@
  * a LIKE pattern holding a letter or a character outside ASCII (SQLite's and MySQL's LIKE
  * ignore case), a number that is not finite, an unknown node or operator, and a tree past
  * the server's bounds (32 levels, 10,000 nodes, each value of an IN counting one).
+ *
+ * `{ integerIds: ["id"] }` names the path parameters whose column holds integers: their text
+ * comparisons are decided as Check decides them on the row's text `String(n)` and compared as
+ * integers (`id == '42'` is `id = 42`; `'007'`, `'7\n'`, `''` match no row; a LIKE pattern
+ * needing a character no integer holds, such as `'%/%'`, matches none; `<` `<=` `>` `>=` with
+ * a text and any other LIKE pattern are refused), so the id column needs no cast. Name only
+ * path parameters: Check gets an attribute as the number itself, never equal to a text.
  */
 
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
@@ -31,6 +38,11 @@ import {
 
 /** Plan field -> column (`"orders.org_id"` qualifies it); an array lists same-named columns. */
 export type PlanFields = Readonly<Record<string, string>> | readonly string[];
+
+/** How to translate: `integerIds` lists the path parameters (`["id"]`) whose column holds integers. */
+export interface PlanOptions {
+  readonly integerIds?: readonly string[];
+}
 
 /** The plan reads a field with no column, or is malformed: the query is refused. */
 export class PlanFieldError extends Error {
@@ -92,12 +104,44 @@ function likePattern(value: Literal | Literal[]): string {
   return value;
 }
 
+// The text of an integer a 64-bit column can hold (no `007`, `+7`, ` 7`, `7\n`, `-0`).
+const CANONICAL = /^-?(0|[1-9][0-9]{0,18})$/;
+const INT64 = [-(2n ** 63n), 2n ** 63n - 1n] as const;
+
+/** The integer whose text is `text`, bound as a number (a bigint past 2**53), or undefined. */
+function integerOf(text: string): number | bigint | undefined {
+  if (!CANONICAL.test(text) || text === "-0") return undefined;
+  const big = BigInt(text);
+  if (big < INT64[0] || big > INT64[1]) return undefined;
+  return Number.isSafeInteger(Number(text)) ? Number(text) : big;
+}
+
+/** Whether no integer's text matches the LIKE `pattern` for certain: it requires a character none holds. */
+function likeMatchesNoInteger(pattern: string): boolean {
+  let escaped = false;
+  let other = false;
+  for (const ch of pattern) {
+    if (escaped) {
+      escaped = false;
+      other ||= !"-0123456789".includes(ch);
+    } else if (ch === "\\") {
+      escaped = true;
+    } else {
+      other ||= !"%_-0123456789".includes(ch);
+    }
+  }
+  return other && !escaped;
+}
+
+const ORDERINGS: readonly PlanOperator[] = [PlanOperator.LT, PlanOperator.LE, PlanOperator.GT, PlanOperator.GE];
+
 class Translator {
   private nodes = 0;
 
   constructor(
     private readonly eb: AnyBuilder,
     private readonly columns: ReadonlyMap<string, string>,
+    private readonly integerIds: ReadonlySet<string>,
   ) {}
 
   private count(nodes: number): void {
@@ -147,6 +191,8 @@ class Translator {
   compare(comparison: PlanComparison): Expression<SqlBool> {
     const column = this.column(comparison.field);
     const value = literal(comparison.value);
+    const text = typeof value === "string" || (Array.isArray(value) && value.some((v) => typeof v === "string"));
+    if (text && this.integerIds.has(comparison.field)) return this.integerCompare(comparison, column, value);
     if (comparison.operator === PlanOperator.IN) {
       if (!Array.isArray(value)) throw new PlanFieldError("PLAN_OPERATOR_IN needs a list value");
       this.count(value.length);
@@ -162,20 +208,52 @@ class Translator {
     if (operator === undefined) throw new PlanFieldError(`unknown plan operator ${comparison.operator}`);
     return this.eb(column, operator, value);
   }
+
+  /**
+   * A text comparison of an integer id column, as Check decides it on the row's text. One that
+   * holds for no row is `column <> column`: false, and NULL on a NULL column as the text
+   * comparison was, so a NOT around it never takes NULL rows in.
+   */
+  private integerCompare(comparison: PlanComparison, column: string, value: Literal | Literal[]): Expression<SqlBool> {
+    const never = this.eb(column, "<>", this.eb.ref(column));
+    const field = JSON.stringify(comparison.field);
+    if (comparison.operator === PlanOperator.LIKE) {
+      if (typeof value !== "string" || !likeMatchesNoInteger(value)) {
+        throw new PlanFieldError(`the plan matches ${field}, an integer id column, with a LIKE pattern whose integers are not certain`);
+      }
+      return never;
+    }
+    if (comparison.operator === PlanOperator.IN) {
+      if (!Array.isArray(value)) throw new PlanFieldError("PLAN_OPERATOR_IN needs a list value");
+      this.count(value.length);
+      const kept = value.map((v) => (typeof v === "string" ? integerOf(v) : v)).filter((v) => v !== undefined);
+      return kept.length === 0 ? never : this.eb(column, "in", kept);
+    }
+    if (Array.isArray(value)) throw new PlanFieldError("only PLAN_OPERATOR_IN takes a list value");
+    if (ORDERINGS.includes(comparison.operator)) {
+      throw new PlanFieldError(`the plan orders ${field}, an integer id column, against a text: Check compares the texts, not the numbers`);
+    }
+    const equal = comparison.operator === PlanOperator.EQ;
+    if (!equal && comparison.operator !== PlanOperator.NE) throw new PlanFieldError(`unknown plan operator ${comparison.operator}`);
+    const number = typeof value === "string" ? integerOf(value) : undefined;
+    if (number === undefined) return equal ? never : this.eb(column, "=", this.eb.ref(column));
+    return this.eb(column, equal ? "=" : "<>", number);
+  }
 }
 
 /**
- * The WHERE condition for `plan`, for `query.where((eb) => planWhere(eb, plan, fields))`.
+ * The WHERE condition for `plan`, for `query.where((eb) => planWhere(eb, plan, fields, options))`.
  * Throws `PlanFieldError` for a field the map lacks or a malformed plan.
  */
 export function planWhere<DB, TB extends keyof DB>(
   eb: ExpressionBuilder<DB, TB>,
   plan: PlanResourcesResponse,
   fields: PlanFields,
+  options: PlanOptions = {},
 ): Expression<SqlBool> {
   if (plan.kind === PlanKind.ALWAYS_ALLOWED) return TRUE;
   if (plan.kind !== PlanKind.CONDITIONAL || plan.condition === undefined) return FALSE;
-  const translator = new Translator(eb as unknown as AnyBuilder, columnsOf(fields));
+  const translator = new Translator(eb as unknown as AnyBuilder, columnsOf(fields), new Set(options.integerIds ?? []));
   for (const field of plan.fields) translator.column(field); // every field resolves first
   return translator.node(plan.condition);
 }
@@ -190,6 +268,11 @@ export interface Filterable<Q> {
  * `query` restricted to the rows `plan` allows, ANDed with its other conditions. Kysely
  * calls the callback at once, so a `PlanFieldError` is thrown here, before any SQL runs.
  */
-export function whereAuthorized<Q extends Filterable<Q>>(query: Q, plan: PlanResourcesResponse, fields: PlanFields): Q {
-  return query.where((eb) => planWhere(eb, plan, fields));
+export function whereAuthorized<Q extends Filterable<Q>>(
+  query: Q,
+  plan: PlanResourcesResponse,
+  fields: PlanFields,
+  options: PlanOptions = {},
+): Q {
+  return query.where((eb) => planWhere(eb, plan, fields, options));
 }

@@ -27,14 +27,29 @@ interface OrderRow {
   status: string | null;
   amount: number | null;
 }
+// An integer id column (`bigint`); ids travel as text, as JSON numbers stop at 2**53.
+interface IntRow {
+  key: string;
+  id: string | null;
+}
 interface Tables {
   orders: OrderRow;
+  int_orders: IntRow;
+}
+interface IntCase {
+  name: string;
+  plan: JsonObject;
+  expected: string[] | string;
 }
 interface Cases {
   url: string;
   dsn: string;
   rows: OrderRow[];
   cases: { name: string; token: string; action: string; expected: string[] }[];
+  int_rows: IntRow[];
+  int_cases: IntCase[];
+  int_fixed_rows: IntRow[];
+  int_fixed: IntCase[];
 }
 
 const FIELDS: PlanFields = { id: "id", owner: "owner", org_id: "org", status: "status", amount: "amount" };
@@ -61,6 +76,27 @@ async function ids(db: Kysely<Tables>, plan: PlanResourcesResponse, fields: Plan
   const rows = await whereAuthorized(db.selectFrom("orders").select("id"), plan, fields).execute();
   // Code unit order, as Python's sorted() orders the expected ids (some hold line breaks).
   return rows.map((r) => r.id).sort();
+}
+
+async function intTable(db: Kysely<Tables>, rows: IntRow[]): Promise<void> {
+  await db.schema.dropTable("int_orders").ifExists().execute();
+  await db.schema
+    .createTable("int_orders")
+    .addColumn("key", "text", (c) => c.primaryKey())
+    .addColumn("id", "bigint")
+    .execute();
+  await db.insertInto("int_orders").values(rows).execute();
+}
+
+/** The keys `plan` selects with `id` declared an integer id, or the refusal. */
+async function intKeys(db: Kysely<Tables>, plan: PlanResourcesResponse): Promise<string[] | string> {
+  try {
+    const query = whereAuthorized(db.selectFrom("int_orders").select("key"), plan, ["id"], { integerIds: ["id"] });
+    return (await query.execute()).map((r) => r.key).sort();
+  } catch (error) {
+    if (error instanceof PlanFieldError) return `PlanFieldError: ${error.message}`;
+    throw error;
+  }
 }
 
 function sqlite(): Kysely<Tables> {
@@ -150,6 +186,26 @@ describe("fixed plans on SQLite", () => {
   });
 });
 
+describe("integer id columns on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => intTable(db, [{ key: "seven", id: "7" }, { key: "big", id: "9007199254740993" }, { key: "null", id: null }]));
+  afterAll(() => db.destroy());
+  const declared = { integerIds: ["id"] };
+
+  it("compares integers, as Check decides on the row's text, without a cast", async () => {
+    const onePart = conditional({ all: { conditions: [compare("NE", "id", ""), { negate: compare("LIKE", "id", "%/%") }] } });
+    expect(await intKeys(db, onePart)).toEqual(["big", "seven"]);
+    const literal = conditional(compare("IN", "id", ["7", "7\n", "007", "9007199254740993"]));
+    expect(await intKeys(db, literal)).toEqual(["big", "seven"]);
+    const compiled = whereAuthorized(db.selectFrom("int_orders").select("key"), literal, ["id"], declared).compile();
+    expect(compiled.parameters).toEqual([7, 9007199254740993n]);
+    expect(compiled.sql).not.toMatch(/cast/i);
+    expect(await intKeys(db, conditional({ negate: compare("EQ", "id", "+7") }))).toEqual(["big", "seven"]);
+    expect(await intKeys(db, conditional(compare("LT", "id", "9")))).toMatch(/Check compares the texts, not the numbers/);
+    expect(await intKeys(db, conditional(compare("LIKE", "id", "%7")))).toMatch(/not certain/);
+  });
+});
+
 describe("a plan of thousands of terms on SQLite", () => {
   const db = sqlite();
   beforeAll(() => table(db, ROWS));
@@ -188,7 +244,8 @@ describe("LIKE patterns on SQLite", () => {
 const casesFile = process.env.AUTHZ_PLAN_CASES;
 
 describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
-  const input: Cases = casesFile ? JSON.parse(readFileSync(casesFile, "utf8")) : { url: "", dsn: "", rows: [], cases: [] };
+  const none: Cases = { url: "", dsn: "", rows: [], cases: [], int_rows: [], int_cases: [], int_fixed_rows: [], int_fixed: [] };
+  const input: Cases = casesFile ? JSON.parse(readFileSync(casesFile, "utf8")) : none;
   const databases: [string, () => Kysely<Tables>][] = [
     ["postgresql", () => new Kysely<Tables>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: input.dsn, max: 2 }) }) })],
     ["sqlite", sqlite],
@@ -214,6 +271,18 @@ describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
       }
       // `:id` plans as a condition on the id (one segment): ALWAYS_ALLOWED is tested above.
       expect([...kinds].sort()).toEqual([PlanKind.ALWAYS_DENIED, PlanKind.CONDITIONAL]);
+    });
+
+    it("compares a declared integer id column as integers: the rows Check allows, the refusals, NULL kept out", async () => {
+      expect(input.int_cases.length).toBeGreaterThan(10);
+      await intTable(db, input.int_rows);
+      for (const c of input.int_cases) expect([c.name, await intKeys(db, plan(c.plan))]).toEqual([c.name, c.expected]);
+      await intTable(db, input.int_fixed_rows);
+      for (const c of input.int_fixed) {
+        const got = await intKeys(db, plan(c.plan));
+        if (typeof c.expected === "string") expect([c.name, got]).toEqual([c.name, expect.stringMatching(`^PlanFieldError: .*${c.expected}`)]);
+        else expect([c.name, got]).toEqual([c.name, c.expected]);
+      }
     });
   });
 });
