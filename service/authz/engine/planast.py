@@ -31,7 +31,9 @@ from authz.engine.plannodes import (
     Literal,
     Node,
     Not,
+    depth_of,
     negate,
+    size_of,
 )
 from authz.engine.planvalues import DECIDED_ITEMS, PREDICATE_DEPTH, drop_decided_values, merge_in
 from authz.printable import escaped
@@ -203,25 +205,9 @@ MAX_DEPTH = 32
 
 
 def measure(node: Node) -> tuple[int, int]:
-    """A tree's nodes (shared ones each time, and each value of an `in`) and depth.
-
-    The walk stops at the first bound it crosses (the counts are then past it), so it costs
-    at most MAX_NODES steps.
-    """
-    nodes = depth = 0
-    stack = [(node, 1)]
-    while stack and nodes <= MAX_NODES and depth <= MAX_DEPTH:
-        node, level = stack.pop()
-        nodes += 1
-        depth = max(depth, level)
-        if isinstance(node, Not):
-            stack.append((node.child, level + 1))
-        elif isinstance(node, All | AnyOf):
-            stack.extend((child, level + 1) for child in node.children)
-        elif isinstance(node, Compare) and isinstance(node.value, tuple):
-            # Each value of an `in` is sent and bound as a parameter like a node.
-            nodes += len(node.value)
-    return nodes, depth
+    """A tree's nodes (shared ones each time, and each value of an `in`) and depth, kept by
+    the nodes since they were made."""
+    return size_of(node), depth_of(node)
 
 
 def too_large(*roots: Node) -> str | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Union
 
@@ -36,6 +37,23 @@ class Compare:
     op: str
     field: str
     value: Literal | tuple[Literal, ...]
+    # Each value of an `in` is sent and bound as a parameter like a node.
+    size: int = dataclasses.field(init=False, repr=False, compare=False)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        values = len(self.value) if isinstance(self.value, tuple) else 0
+        object.__setattr__(self, "size", 1 + values)
+        object.__setattr__(self, "_hash", hash((self.op, self.field, self.value)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+# The composite nodes keep their hash, their size (nodes, shared ones each time, as they are
+# sent) and their depth from construction: the simplifier puts trees in sets and dicts and
+# measures them at every step, and a generated hash walked the whole tree each time (a plan
+# on the bench's policy spent most of its time hashing).
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +61,17 @@ class Not:
     """Negation."""
 
     child: Node
+    size: int = dataclasses.field(init=False, repr=False, compare=False)
+    depth: int = dataclasses.field(init=False, repr=False, compare=False)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", 1 + size_of(self.child))
+        object.__setattr__(self, "depth", 1 + depth_of(self.child))
+        object.__setattr__(self, "_hash", hash((Not, self.child)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +79,15 @@ class All:
     """Conjunction of two or more conditions."""
 
     children: tuple[Node, ...]
+    size: int = dataclasses.field(init=False, repr=False, compare=False)
+    depth: int = dataclasses.field(init=False, repr=False, compare=False)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _composite(self, All, self.children)
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +95,31 @@ class AnyOf:
     """Disjunction of two or more conditions."""
 
     children: tuple[Node, ...]
+    size: int = dataclasses.field(init=False, repr=False, compare=False)
+    depth: int = dataclasses.field(init=False, repr=False, compare=False)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        _composite(self, AnyOf, self.children)
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def _composite(node: All | AnyOf, kind: type[All] | type[AnyOf], children: tuple[Node, ...]) -> None:
+    object.__setattr__(node, "size", 1 + sum(map(size_of, children)))
+    object.__setattr__(node, "depth", 1 + max(map(depth_of, children), default=0))
+    object.__setattr__(node, "_hash", hash((kind, children)))
+
+
+def size_of(node: Node) -> int:
+    """The nodes of `node`'s tree as a plan sends them (shared ones each time, each value of an `in`)."""
+    return 1 if isinstance(node, Const | IsNull) else node.size
+
+
+def depth_of(node: Node) -> int:
+    """The levels of `node`'s tree."""
+    return node.depth if isinstance(node, Not | All | AnyOf) else 1
 
 
 Node = Union[Const, IsNull, Compare, Not, All, AnyOf]  # noqa: UP007 (a runtime alias, recursive)
