@@ -161,9 +161,16 @@ class LineEvaluator:
         self.resource_only = shape.resource_only
         self.compiled = compiled
         self.resource_conds = resource_conds
+        self._root: ast.expr | None = None  # a chain whose NULL reach nobody reads (`run`)
 
-    def run(self, tree: ast.expr) -> Cond:
-        """The line's result as a Cond; raises Unplannable or PlanEvalError."""
+    def run(self, tree: ast.expr, *, reached: bool = True) -> Cond:
+        """The line's result as a Cond; raises Unplannable or PlanEvalError.
+
+        `reached=False` when the caller reads only where the line is true (an allow line's
+        part in every effect): a top-level `and` chain then leaves where it reaches a NULL
+        unworked, FALSE in the result, which spares a rebuild of the chain per term.
+        """
+        self._root = tree if not reached else None
         value = self.eval(tree)
         if isinstance(value, _SYMBOLIC):
             return as_cond(value)
@@ -231,7 +238,7 @@ class LineEvaluator:
                 continue
             cond = as_cond(value)
             if is_and:
-                chain = chain or Conjunction()
+                chain = chain or Conjunction(reached=node is not self._root)
                 chain.add(cond)
             else:
                 acc = cond if acc is None else cond_or(acc, cond)

@@ -191,7 +191,8 @@ def plan_resources(
                     scope, snapshot.functions, shape, memo.compiled, memo.resource_conds
                 )
                 try:
-                    cond = evaluator.run(shape.tree)
+                    # An allow line is read only where it is true (`_combine`).
+                    cond = evaluator.run(shape.tree, reached=rule.effect != ALLOW)
                 except RecursionError:
                     raise Unplannable(NESTED) from None
             except Unplannable as exc:

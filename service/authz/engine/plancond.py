@@ -87,7 +87,9 @@ class Conjunction:
     the plan's bounds are checked on the running totals, so a chain is linear in its length.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, reached: bool = True) -> None:
+        """`reached=False`: where the chain reaches a NULL is not worked out (FALSE in `result`)."""
+        self._reached = reached
         self._true: dict[Node, None] = {}
         self._implied: set[Node] = set()  # what the true side's conjuncts imply
         self._missing: dict[Node, None] = {}
@@ -99,7 +101,7 @@ class Conjunction:
         """The next term (evaluated where the terms before it are true)."""
         if self._false:
             return
-        if cond.missing is not FALSE:
+        if self._reached and cond.missing is not FALSE:
             reached = self._where_true(cond.missing)
             for part in _parts(reached, AnyOf):
                 if part is not FALSE and part not in self._missing:

@@ -28,6 +28,7 @@ class IsNull:
     """The row's field is NULL: Check would not have been sent this attribute."""
 
     field: str
+    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class Compare:
     # Each value of an `in` is sent and bound as a parameter like a node.
     size: int = dataclasses.field(init=False, repr=False, compare=False)
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         values = len(self.value) if isinstance(self.value, tuple) else 0
@@ -82,6 +84,7 @@ class All:
     size: int = dataclasses.field(init=False, repr=False, compare=False)
     depth: int = dataclasses.field(init=False, repr=False, compare=False)
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _composite(self, All, self.children)
@@ -98,6 +101,7 @@ class AnyOf:
     size: int = dataclasses.field(init=False, repr=False, compare=False)
     depth: int = dataclasses.field(init=False, repr=False, compare=False)
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _composite(self, AnyOf, self.children)
@@ -128,9 +132,17 @@ FALSE = Const(False)
 
 
 def negate(node: Node) -> Node:
-    """`not node`, with constants folded and double negation removed."""
+    """`not node`, with constants folded and double negation removed.
+
+    A node's negation is made once and kept by the node: the simplifier asks for it of every
+    child at every step (`x and not x`), and a new `Not` each time was most of its work.
+    """
     if isinstance(node, Const):
         return FALSE if node.value else TRUE
     if isinstance(node, Not):
         return node.child
-    return Not(node)
+    made = node._negation
+    if made is None:
+        made = Not(node)
+        object.__setattr__(node, "_negation", made)
+    return made
