@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import struct_pb2
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, cast, create_engine, select
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, cast, select
 
 from authz.engine import planast
 from authz.engine.plan import PlanKind, plan_resources
@@ -27,6 +27,7 @@ from authz_client._api import authz_pb2
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import PlanFieldError, plan_where
 from tests.pgcluster import PostgresServer
+from tests.sqlengines import postgres_engine, sqlite_engine
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -71,7 +72,6 @@ def _ids(engine: Engine, condition: Any, fields: dict[str, Any] | None = None) -
 
 
 def _fill(engine: Engine) -> Engine:
-    METADATA.create_all(engine)
     with engine.begin() as connection:
         connection.execute(ITEMS.insert(), ROWS)
     return engine
@@ -79,19 +79,14 @@ def _fill(engine: Engine) -> Engine:
 
 @pytest.fixture(scope="module")
 def sqlite() -> Iterator[Engine]:
-    engine = _fill(create_engine("sqlite://"))
-    yield engine
-    engine.dispose()
+    with sqlite_engine(METADATA) as engine:
+        yield _fill(engine)
 
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    postgres_server.sql("CREATE DATABASE authz_plan_bounds")
-    dsn = postgres_server.dsn("authz_plan_bounds").replace("postgresql://", "postgresql+psycopg://", 1)
-    engine = _fill(create_engine(dsn))
-    yield engine
-    engine.dispose()
-    postgres_server.sql("DROP DATABASE authz_plan_bounds WITH (FORCE)")
+    with postgres_engine(postgres_server, "authz_plan_bounds", METADATA) as engine:
+        yield _fill(engine)
 
 
 @pytest.fixture(params=["sqlite", "pg"])

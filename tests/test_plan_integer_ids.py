@@ -27,6 +27,7 @@ from authz_client import AuthzClient, PlanResult
 from authz_client._api import authz_pb2
 from authz_client.sqlalchemy import PlanFieldError, authorized_query, plan_where
 from tests.pgcluster import PostgresServer
+from tests.sqlengines import postgres_engine, sqlite_engine
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -106,22 +107,15 @@ def _prove(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def sqlite() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
+    with sqlite_engine(METADATA) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    postgres_server.sql("CREATE DATABASE authz_plan_int_ids")
-    engine = create_engine(
-        postgres_server.dsn("authz_plan_int_ids").replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
-    postgres_server.sql("DROP DATABASE authz_plan_int_ids WITH (FORCE)")
+    # A database of this module's own on the session's cluster.
+    with postgres_engine(postgres_server, "authz_plan_int_ids", METADATA) as engine:
+        yield engine
 
 
 def test_sqlite_integer_ids_equal_check(sqlite: Engine) -> None:

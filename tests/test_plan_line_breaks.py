@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine, select
+from sqlalchemy import Column, Engine, MetaData, String, Table, select
 
 from authz.engine import load_snapshot, planast, plansql
 from authz.engine.plan import PlanKind, plan_resources
@@ -25,6 +25,7 @@ from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.pgcluster import PostgresServer
 from tests.policy_dirs import write_policy
+from tests.sqlengines import postgres_engine, sqlite_engine
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -108,22 +109,15 @@ def _prove(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def sqlite() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
+    with sqlite_engine(METADATA) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    postgres_server.sql("CREATE DATABASE authz_plan_line_breaks")
-    engine = create_engine(
-        postgres_server.dsn("authz_plan_line_breaks").replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
-    postgres_server.sql("DROP DATABASE authz_plan_line_breaks WITH (FORCE)")
+    # A database of this module's own on the session's cluster.
+    with postgres_engine(postgres_server, "authz_plan_line_breaks", METADATA) as engine:
+        yield engine
 
 
 def test_sqlite_rows_with_line_breaks_equal_check(sqlite: Engine) -> None:

@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Column, Engine, MetaData, String, Table, create_engine
+from sqlalchemy import Column, Engine, MetaData, String, Table
 
 from authz.engine import planast
 from authz.engine.plan import plan_resources
@@ -23,6 +23,7 @@ from authz.engine.plantemplate import parse_template
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.pgcluster import PostgresServer
+from tests.sqlengines import postgres_engine, sqlite_engine
 from tests.test_plan_line_breaks import _selected
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
@@ -129,22 +130,15 @@ def _prove(engine: Engine) -> None:
 
 @pytest.fixture(scope="module")
 def sqlite() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
+    with sqlite_engine(METADATA) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    postgres_server.sql("CREATE DATABASE authz_plan_segments")
-    engine = create_engine(
-        postgres_server.dsn("authz_plan_segments").replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
-    postgres_server.sql("DROP DATABASE authz_plan_segments WITH (FORCE)")
+    # A database of this module's own on the session's cluster.
+    with postgres_engine(postgres_server, "authz_plan_segments", METADATA) as engine:
+        yield engine
 
 
 def test_sqlite_rows_that_are_not_one_segment_follow_check(sqlite: Engine) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, create_engine, select
+from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
 
 from authz.engine import Snapshot, load_snapshot
 from authz.engine.plan import PlanKind, plan_resources
@@ -29,6 +29,7 @@ from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.pgcluster import PostgresServer
 from tests.policy_dirs import write_policy
+from tests.sqlengines import postgres_engine, sqlite_engine
 
 EFFECTS = (
     "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
@@ -186,23 +187,15 @@ def fill(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 @pytest.fixture(scope="module")
 def sqlite() -> Iterator[Engine]:
-    engine = create_engine("sqlite://")
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
+    with sqlite_engine(METADATA) as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    # A database of this module's own on the session's cluster (tests/pgcluster.py).
-    postgres_server.sql("CREATE DATABASE authz_plan_proof")
-    engine = create_engine(
-        postgres_server.dsn("authz_plan_proof").replace("postgresql://", "postgresql+psycopg://", 1)
-    )
-    METADATA.create_all(engine)
-    yield engine
-    engine.dispose()
-    postgres_server.sql("DROP DATABASE authz_plan_proof WITH (FORCE)")
+    # A database of this module's own on the session's cluster.
+    with postgres_engine(postgres_server, "authz_plan_proof", METADATA) as engine:
+        yield engine
 
 
 def prove(
