@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import pytest
 from sqlalchemy import Engine, MetaData, create_engine
 
 from tests.pgcluster import PostgresServer
@@ -33,3 +35,20 @@ def postgres_engine(server: PostgresServer, database: str, metadata: MetaData) -
     finally:
         engine.dispose()
         server.sql(f"DROP DATABASE {database} WITH (FORCE)")
+
+
+def engine_fixtures(metadata: MetaData, database: str) -> tuple[Any, Any]:
+    """A test module's `sqlite` and `pg` fixtures (module scope) over `metadata`'s tables:
+    `sqlite, pg = engine_fixtures(METADATA, "authz_this_module")`."""
+
+    @pytest.fixture(scope="module", name="sqlite")
+    def sqlite() -> Iterator[Engine]:
+        with sqlite_engine(metadata) as engine:
+            yield engine
+
+    @pytest.fixture(scope="module", name="pg")
+    def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
+        with postgres_engine(postgres_server, database, metadata) as engine:
+            yield engine
+
+    return sqlite, pg

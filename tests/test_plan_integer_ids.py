@@ -26,8 +26,7 @@ from authz.transports.planproto import condition_to_proto
 from authz_client import AuthzClient, PlanResult
 from authz_client._api import authz_pb2
 from authz_client.sqlalchemy import PlanFieldError, authorized_query, plan_where
-from tests.pgcluster import PostgresServer
-from tests.sqlengines import postgres_engine, sqlite_engine
+from tests.sqlengines import engine_fixtures
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -105,17 +104,7 @@ def _prove(engine: Engine) -> None:
     assert 0 in shapes and len(IDS) in shapes and len(shapes) > 3  # some plans allow some rows
 
 
-@pytest.fixture(scope="module")
-def sqlite() -> Iterator[Engine]:
-    with sqlite_engine(METADATA) as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    # A database of this module's own on the session's cluster.
-    with postgres_engine(postgres_server, "authz_plan_int_ids", METADATA) as engine:
-        yield engine
+sqlite, pg = engine_fixtures(METADATA, "authz_plan_int_ids")
 
 
 def test_sqlite_integer_ids_equal_check(sqlite: Engine) -> None:

@@ -10,7 +10,6 @@ escaping.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,9 +22,8 @@ from authz.principal import Principal
 from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
-from tests.pgcluster import PostgresServer
 from tests.policy_dirs import write_policy
-from tests.sqlengines import postgres_engine, sqlite_engine
+from tests.sqlengines import engine_fixtures
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -107,17 +105,7 @@ def _prove(engine: Engine) -> None:
     assert min(planned.values()) >= 3 * len(EFFECTS), planned
 
 
-@pytest.fixture(scope="module")
-def sqlite() -> Iterator[Engine]:
-    with sqlite_engine(METADATA) as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    # A database of this module's own on the session's cluster.
-    with postgres_engine(postgres_server, "authz_plan_line_breaks", METADATA) as engine:
-        yield engine
+sqlite, pg = engine_fixtures(METADATA, "authz_plan_line_breaks")
 
 
 def test_sqlite_rows_with_line_breaks_equal_check(sqlite: Engine) -> None:

@@ -12,9 +12,7 @@ plan here is checked row by row against Check: never wider, and equal where it i
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 
-import pytest
 from sqlalchemy import Column, Engine, MetaData, String, Table
 
 from authz.engine import planast
@@ -22,8 +20,7 @@ from authz.engine.plan import plan_resources
 from authz.engine.plantemplate import parse_template
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
-from tests.pgcluster import PostgresServer
-from tests.sqlengines import postgres_engine, sqlite_engine
+from tests.sqlengines import engine_fixtures
 from tests.test_plan_line_breaks import _selected
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
@@ -128,17 +125,7 @@ def _prove(engine: Engine) -> None:
     assert narrower  # the residual the docs name is real, and still never wider
 
 
-@pytest.fixture(scope="module")
-def sqlite() -> Iterator[Engine]:
-    with sqlite_engine(METADATA) as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    # A database of this module's own on the session's cluster.
-    with postgres_engine(postgres_server, "authz_plan_segments", METADATA) as engine:
-        yield engine
+sqlite, pg = engine_fixtures(METADATA, "authz_plan_segments")
 
 
 def test_sqlite_rows_that_are_not_one_segment_follow_check(sqlite: Engine) -> None:

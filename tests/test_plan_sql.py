@@ -12,11 +12,9 @@ attributes, allows: a NULL column is an attribute that was not sent.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, select
@@ -27,9 +25,8 @@ from authz.principal import Principal
 from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
-from tests.pgcluster import PostgresServer
 from tests.policy_dirs import write_policy
-from tests.sqlengines import postgres_engine, sqlite_engine
+from tests.sqlengines import engine_fixtures
 
 EFFECTS = (
     "some(where (p.eft == allow)) && !some(where (p.eft == deny))",
@@ -185,17 +182,7 @@ def fill(engine: Engine, rows: list[dict[str, Any]]) -> None:
         connection.execute(ORDERS.insert(), rows)
 
 
-@pytest.fixture(scope="module")
-def sqlite() -> Iterator[Engine]:
-    with sqlite_engine(METADATA) as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def pg(postgres_server: PostgresServer) -> Iterator[Engine]:
-    # A database of this module's own on the session's cluster.
-    with postgres_engine(postgres_server, "authz_plan_proof", METADATA) as engine:
-        yield engine
+sqlite, pg = engine_fixtures(METADATA, "authz_plan_proof")
 
 
 def prove(

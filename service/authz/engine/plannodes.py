@@ -77,43 +77,34 @@ class Not:
 
 
 @dataclass(frozen=True, slots=True)
-class All:
+class _Junction:
+    """`all` or `any` of two or more conditions (the subclasses say which)."""
+
+    children: tuple[Node, ...]
+    size: int = dataclasses.field(init=False, repr=False, compare=False)
+    depth: int = dataclasses.field(init=False, repr=False, compare=False)
+    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
+    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        children = self.children
+        object.__setattr__(self, "size", 1 + sum(map(size_of, children)))
+        object.__setattr__(self, "depth", 1 + max(map(depth_of, children), default=0))
+        object.__setattr__(self, "_hash", hash((type(self), children)))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+# eq=False: the base's equality (which compares the classes too) and its kept hash serve.
+@dataclass(frozen=True, slots=True, eq=False)
+class All(_Junction):
     """Conjunction of two or more conditions."""
 
-    children: tuple[Node, ...]
-    size: int = dataclasses.field(init=False, repr=False, compare=False)
-    depth: int = dataclasses.field(init=False, repr=False, compare=False)
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
-    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        _composite(self, All, self.children)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
-@dataclass(frozen=True, slots=True)
-class AnyOf:
+@dataclass(frozen=True, slots=True, eq=False)
+class AnyOf(_Junction):
     """Disjunction of two or more conditions."""
-
-    children: tuple[Node, ...]
-    size: int = dataclasses.field(init=False, repr=False, compare=False)
-    depth: int = dataclasses.field(init=False, repr=False, compare=False)
-    _hash: int = dataclasses.field(init=False, repr=False, compare=False)
-    _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        _composite(self, AnyOf, self.children)
-
-    def __hash__(self) -> int:
-        return self._hash
-
-
-def _composite(node: All | AnyOf, kind: type[All] | type[AnyOf], children: tuple[Node, ...]) -> None:
-    object.__setattr__(node, "size", 1 + sum(map(size_of, children)))
-    object.__setattr__(node, "depth", 1 + max(map(depth_of, children), default=0))
-    object.__setattr__(node, "_hash", hash((kind, children)))
 
 
 def size_of(node: Node) -> int:
