@@ -868,13 +868,15 @@ def test_sigterm_under_load_finishes_in_flight_calls_and_refuses_new_ones(loaded
     signalled.set()
     sent = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    status = server.process.wait(30)
+    # Each part of the drain has its own bound (the reloader's threads 5 s each, gRPC's grace
+    # 10 s, the HTTP listener's 10 s + 2): once in a CI run on two busy cores, 30 s ran out.
+    status = server.process.wait(90)
     exited = time.monotonic()
     for caller in callers:
         caller.join(150)
 
     assert status == 0, server.output()
-    assert exited - sent < 10 + 5  # within the default grace of 10 s, plus start-up slack
+    assert exited - sent < 45, server.output()  # the drain's bounds added up, plus slack
     assert "received SIGTERM: draining" in server.output()
     # No call failed before the signal.
     ended_before = [o for o in outcomes if o[1] < sent]
