@@ -425,3 +425,35 @@ def test_a_principals_reach_is_memoised_by_its_facts_and_the_memo_starts_over_wh
         assert snapshot.decide(Principal(f"u{n}", permissions=("editor",)), "doc", "read").allowed
         assert not snapshot.decide(Principal(f"v{n}"), "doc", "read").allowed
     assert graph._subject_members <= 3
+
+
+ROUTES_MODEL = RBAC_MODEL.replace(
+    "r.obj == p.obj && r.act == p.act", "keyMatch2(r.obj, p.obj) && r.act == p.act"
+)
+
+
+def test_remembered_narrowing_is_bounded_and_decides_as_pycasbin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Distinct resources under one route share the index's narrowed candidates; the memo of
+    them starts over at its bound, and every decision still equals pycasbin's."""
+    from authz.engine import index
+
+    monkeypatch.setattr(index, "MAX_NARROWED", 8)
+    lines = [f"p, alice, /api/c{n}/:id, {act}" for n in range(12) for act in ("GET", "PUT")]
+    lines += ["p, alice, /api/open, GET", "p, bob, /api/c3/*, GET"]
+    snap = snapshot(tmp_path / "policy", ROUTES_MODEL, *lines)
+    ref = enforcer(tmp_path / "policy")
+    assert snap.index is not None and snap.index._owned
+    requests = [
+        (sub, f"/api/c{n}/{rid}", act)
+        for sub in ("alice", "bob")
+        for n in (*range(12), 40)
+        for rid in ("x1", "x2", "a/b")
+        for act in ("GET", "PUT", "DELETE")
+    ]
+    for sub, obj, act in requests:
+        assert snap.decide(Principal(id=sub), obj, act).allowed is ref.enforce(sub, obj, act), (sub, obj, act)
+        assert len(snap.index._narrowed) <= 8
+    # The memo was used: more keys were met than it holds.
+    assert len({(obj.rsplit("/", 1)[0], act) for _, obj, act in requests}) > 8

@@ -13,7 +13,9 @@ A line that some filter excludes has a false conjunct, so the whole matcher is f
 it: skipping it changes no decision. Every candidate still runs the full compiled
 matcher, so semantics stay pycasbin's. Conjuncts the indexer does not understand (eval
 conditions, arbitrary functions) simply do not narrow; with none understood every
-line is a candidate.
+line is a candidate. The cheap filters' narrowed result is remembered per index by the
+groups they found (bounded: `MAX_NARROWED`), so distinct resources under one route pay for
+the union and intersection once.
 """
 
 from __future__ import annotations
@@ -61,7 +63,12 @@ def _groups(pairs: Iterable[tuple[str, int]], total: int) -> dict[str, Lines | N
 
 
 _EMPTY: Lines = ()
+_UNKNOWN: Any = object()
 FEW = 16
+# Narrowed cheap-filter results kept per index: distinct requests (a fresh resource id under
+# one route, one action) find the same groups, and their union and intersection cost a third
+# of a decision. The keys hold only the index's own groups, so the bound is on entries.
+MAX_NARROWED = 4096
 _PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
 _META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
 _QUANTIFIERS = "*+?{"
@@ -238,6 +245,17 @@ class _All(Filter):
         return None if lines is None else [frozenset(lines)]
 
 
+def _owned(f: Filter) -> bool:
+    # Whether a filter's parts are always groups of the index itself.
+    if isinstance(f, _Exact | _Prefix | _Static):
+        return True
+    if isinstance(f, _Any):
+        return all(_owned(child) for child in f.children)
+    if isinstance(f, _All):
+        return len(f._used) == 1 and _owned(f._used[0])
+    return False
+
+
 def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
     """Lines in every union (None: no narrowing known), in ascending line order."""
     found = _narrow(all_parts)
@@ -301,20 +319,40 @@ class PolicyIndex:
         # One int object per line number, shared by every column's groups.
         self._numbers = list(range(len(rows)))
         self._prefixes: dict[str, tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
+        self._narrowed: dict[tuple[tuple[Lines, ...] | None, ...], tuple[int, ...] | None] = {}
         parsed = parse_matcher(matcher)
         tree = parsed.body if parsed is not None else None
         conjuncts = _conjuncts(tree) if tree is not None else []
         filters = [f for f in (self._filter(node) for node in conjuncts) if f is not None]
         self.cheap = [f for f in filters if f.cheap]
+        # Narrowed results are remembered only when every cheap filter answers with groups the
+        # index holds anyway (an intersection built per request would make each entry a copy).
+        self._owned = all(_owned(f) for f in self.cheap)
         self.costly = [f for f in filters if not f.cheap]
 
-    def candidates(self, rvals: Mapping[str, Any]) -> list[int] | None:
-        """Ascending indexes of the lines that may match; None means every line."""
-        found = _narrow([f.parts(rvals) for f in self.cheap])
+    def candidates(self, rvals: Mapping[str, Any]) -> Sequence[int] | None:
+        """Ascending indexes of the lines that may match (shared: never changed by the caller);
+        None means every line."""
+        parts = [f.parts(rvals) for f in self.cheap]
+        found: tuple[int, ...] | None
+        if self._owned:
+            # The groups found are the index's own objects: equal keys compare by identity first.
+            key = tuple(None if p is None else tuple(p) for p in parts)
+            found = self._narrowed.get(key, _UNKNOWN)
+            if found is _UNKNOWN:
+                narrowed = _narrow(parts)
+                found = None if narrowed is None else tuple(sorted(narrowed))
+                if len(self._narrowed) >= MAX_NARROWED:
+                    self._narrowed = {}
+                self._narrowed[key] = found
+        else:
+            narrowed = _narrow(parts)
+            found = None if narrowed is None else tuple(sorted(narrowed))
         # Few enough: the full matcher on each is cheaper than walking role closures.
         if self.costly and (found is None or len(found) > FEW):
-            found = _narrow([f.parts(rvals) for f in self.costly], found)
-        return None if found is None else sorted(found)
+            reached = _narrow([f.parts(rvals) for f in self.costly], found)
+            return None if reached is None else sorted(reached)
+        return found
 
     # -- analysis ----------------------------------------------------------------
 
