@@ -457,3 +457,19 @@ def test_remembered_narrowing_is_bounded_and_decides_as_pycasbin(
         assert len(snap.index._narrowed) <= 8
     # The memo was used: more keys were met than it holds.
     assert len({(obj.rsplit("/", 1)[0], act) for _, obj, act in requests}) > 8
+
+
+def test_broad_narrowed_results_are_not_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A result past MAX_KEPT_LINES lines is computed each time: the memo's memory stays bounded
+    by entries times that many line numbers."""
+    from authz.engine import index
+
+    monkeypatch.setattr(index, "MAX_KEPT_LINES", 3)
+    lines = [f"p, u{n}, /api/wide/:id, GET" for n in range(5)] + ["p, alice, /api/narrow/:id, GET"]
+    snap = snapshot(tmp_path / "policy", ROUTES_MODEL, *lines)
+    ref = enforcer(tmp_path / "policy")
+    assert snap.index is not None
+    for sub, obj in (("u2", "/api/wide/1"), ("alice", "/api/narrow/1"), ("alice", "/api/wide/2")):
+        assert snap.decide(Principal(id=sub), obj, "GET").allowed is ref.enforce(sub, obj, "GET")
+    kept = list(snap.index._narrowed.values())
+    assert kept and all(found is not None and len(found) <= 3 for found in kept)

@@ -69,6 +69,10 @@ FEW = 16
 # one route, one action) find the same groups, and their union and intersection cost a third
 # of a decision. The keys hold only the index's own groups, so the bound is on entries.
 MAX_NARROWED = 4096
+# A result past this many lines is not kept (the matcher's work on them dwarfs narrowing), so
+# the memo holds at most MAX_NARROWED * MAX_KEPT_LINES line references (128 MiB would be
+# 4,096 results of 100,000 lines each).
+MAX_KEPT_LINES = 256
 _PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
 _META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
 _QUANTIFIERS = "*+?{"
@@ -342,9 +346,10 @@ class PolicyIndex:
             if found is _UNKNOWN:
                 narrowed = _narrow(parts)
                 found = None if narrowed is None else tuple(sorted(narrowed))
-                if len(self._narrowed) >= MAX_NARROWED:
-                    self._narrowed = {}
-                self._narrowed[key] = found
+                if found is None or len(found) <= MAX_KEPT_LINES:
+                    if len(self._narrowed) >= MAX_NARROWED:
+                        self._narrowed = {}
+                    self._narrowed[key] = found
         else:
             narrowed = _narrow(parts)
             found = None if narrowed is None else tuple(sorted(narrowed))
