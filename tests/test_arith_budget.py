@@ -115,3 +115,33 @@ def test_pattern_functions_on_long_texts_count_toward_the_budget() -> None:
     assert decision.reason is Reason.POLICY_ERROR and "budget" in decision.message
     snapshot = build_snapshot(source(COND, f"p, reader, doc, !({' || '.join([call] * 10)})"))
     assert snapshot.decide(ALICE, "doc", "read").allowed
+
+
+def test_request_values_searched_in_strings_answer_as_pycasbin(tmp_path: Path) -> None:
+    """`r.obj in 'text'` and `r.sub in p.sub` test substrings, as on pycasbin's plain strings
+    (a TypeError, a policy error, before): str's `in` takes only a str on its left."""
+    conditions = (
+        "r.obj in 'the doc0 file'",
+        "r.obj not in 'mydoc1'",
+        "r.sub in 'xaly' and r.sub not in 'bob'",
+        "r.obj in r.sub.nick",
+        "r.obj in ('doc4', 'doc5')",
+    )
+    lines = [f"p, {c}, doc{i}, read" for i, c in enumerate(conditions)]
+    abac = model("eval(p.cond) && r.obj == p.obj && r.act == p.act", "cond, obj, act")
+    directory = write_policy(tmp_path / "cond", abac, lines)
+    snapshot, reference = load_snapshot(directory), enforcer(directory)
+    principal, subject = Principal("al", claims={"nick": "a doc3"}), AttrStr("al", nick="a doc3")
+    for i, condition in enumerate(conditions):
+        expected = reference.enforce(subject, f"doc{i}", "read")
+        assert expected == (i != 1), condition
+        decision = snapshot.decide(principal, f"doc{i}", "read")
+        assert decision.allowed == expected, (condition, decision.message)
+    # In the matcher itself, against policy values.
+    matcher = model("r.sub in p.sub && r.obj in p.obj && r.act == p.act", "sub, obj, act")
+    directory = write_policy(tmp_path / "matcher", matcher, ["p, xaly, /api/docs, read"])
+    snapshot, reference = load_snapshot(directory), enforcer(directory)
+    for sub, obj in (("al", "/api"), ("al", "docs"), ("bo", "/api"), ("al", "/api/orders")):
+        expected = reference.enforce(sub, obj, "read")
+        assert snapshot.decide(Principal(sub), obj, "read").allowed == expected, (sub, obj)
+    assert reference.enforce("al", "docs", "read")

@@ -68,8 +68,8 @@ class Attributes(Bound):
 class _Text:
     """Ordering and containment of a request value that stands for its id, as pycasbin's plain
     string does (`r.obj < 'm'`, `'orders' in r.obj`, `r.sub >= 'a'` were TypeErrors: a
-    policy error where pycasbin decided). `r.obj in 'text'` still is one: str's `in` takes
-    only a str on its left."""
+    policy error where pycasbin decided). `r.obj in 'text'` is `text_contains`: str's `in`
+    takes only a str on its left."""
 
     __slots__ = ()
 
@@ -191,6 +191,14 @@ def plain(value: Any) -> Any:
     if type(value) is Resource:
         return value.id
     return str(value) if isinstance(value, _STRINGLIKE) else value
+
+
+def text_contains(item: Any, container: Any) -> bool:
+    """`item in container` inside a matcher: a bound request value tested against a string is
+    its text, as pycasbin's plain strings are (`r.obj in 'text'`, `r.obj in p.obj`)."""
+    if type(container) is str and not isinstance(item, str):
+        item = plain(item)
+    return item in container
 
 
 def get_attr(value: Any, name: str, path: str) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from authz.engine.arith import GUARDED, MAX_SEQUENCE
-from authz.engine.bindings import KEYED_SUBJECT_FIELDS, get_attr, get_item
+from authz.engine.bindings import KEYED_SUBJECT_FIELDS, get_attr, get_item, text_contains
 
 # The function a compiled matcher reads `x.name` through (`bindings.get_attr`).
 ATTR = "__authz_attr"
@@ -25,6 +25,7 @@ ATTR = "__authz_attr"
 SUBJECT = "r_sub"
 _ITEM = "__authz_item"
 _OP = "__authz_op_"
+_IN = "__authz_in"
 
 _ALLOWED_NODES: tuple[type[ast.AST], ...] = (
     ast.Expression,
@@ -120,6 +121,18 @@ class _Rewriter(ast.NodeTransformer):
             node.left, node.right = left, right
             return node
         return ast.Call(func=ast.Name(_OP + name, ast.Load()), args=[left, right], keywords=[])
+
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        # `r.obj in 'text'` and `r.sub in p.sub` test a substring in pycasbin, whose request
+        # values are strings; str's `in` refuses authz's bound values on its left, so a lone
+        # `in` whose right side is not a literal collection runs through `text_contains`.
+        self.generic_visit(node)
+        (op, *more), right = node.ops, node.comparators[0]
+        literal = isinstance(right, ast.Tuple | ast.List | ast.Set)
+        if more or literal or not isinstance(op, ast.In | ast.NotIn):
+            return node
+        call = ast.Call(func=ast.Name(_IN, ast.Load()), args=[node.left, right], keywords=[])
+        return call if isinstance(op, ast.In) else ast.UnaryOp(ast.Not(), call)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.AST:
         if node.attr.startswith("_"):
@@ -353,6 +366,7 @@ def namespace(functions: Mapping[str, Callable[..., Any]]) -> dict[str, Any]:
         "__builtins__": {},
         ATTR: get_attr,
         _ITEM: get_item,
+        _IN: text_contains,
         **{_OP + name: fn for name, fn in GUARDED.items()},
         **functions,
     }
