@@ -145,3 +145,20 @@ def test_request_values_searched_in_strings_answer_as_pycasbin(tmp_path: Path) -
         expected = reference.enforce(sub, obj, "read")
         assert snapshot.decide(Principal(sub), obj, "read").allowed == expected, (sub, obj)
     assert reference.enforce("al", "docs", "read")
+
+
+def test_request_ids_indexed_by_number_answer_as_pycasbin(tmp_path: Path) -> None:
+    """`r.obj[0]` is the id's first character, as on pycasbin's strings (an attribute named
+    `0`, never sent, before); past the end it is an error, as pycasbin raises."""
+    conditions = ("r.obj[0] == 'd'", "r.obj[-1] == '1'", "r.sub[1] == 'l'", "r.obj[0] == 'x'")
+    lines = [f"p, {c}, doc{i}, read" for i, c in enumerate(conditions)]
+    abac = model("eval(p.cond) && r.obj == p.obj && r.act == p.act", "cond, obj, act")
+    directory = write_policy(tmp_path, abac, lines)
+    snapshot, reference = load_snapshot(directory), enforcer(directory)
+    for i, condition in enumerate(conditions):
+        expected = reference.enforce("al", f"doc{i}", "read")
+        assert expected == (i != 3), condition
+        assert snapshot.decide(Principal("al"), f"doc{i}", "read").allowed == expected, condition
+    far = write_policy(tmp_path / "far", abac, ["p, r.obj[99] == 'd', doc, read"])
+    decision = load_snapshot(far).decide(Principal("al"), "doc", "read")
+    assert decision.reason is Reason.POLICY_ERROR and "index out of range" in decision.message

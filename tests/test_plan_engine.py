@@ -133,6 +133,7 @@ def test_priority_takes_the_first_line_in_order(tmp_path):
         ("'x' in r.obj.tags", "membership in r.obj.tags"),
         ("r.obj.approved", "r.obj.approved used as a truth value; compare it: == True"),
         ("regexMatch(r.obj, '^/api')", "regexMatch() of r.obj, which has no SQL form"),
+        ("r.obj[0] == '/'", "a character of the resource id (r.obj[<number>])"),
     ],
 )
 def test_an_unplannable_line_is_refused_with_its_location(tmp_path, condition, form):
@@ -318,3 +319,21 @@ def test_a_kind_under_keymatch2_covers_an_id_with_a_final_line_break_as_check_do
         if snapshot.decide(BOB, f"order/{rest}", "read", {"owner": owner}).allowed
     }
     assert selected_ids(plan, rows) == checked == {"8"}
+
+
+def test_a_character_of_a_concrete_id_plans_as_check_decides(tmp_path):
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, GET, r.obj[-1] == '7', allow",
+        "p, *, /api/orders/:id, PUT, r.obj[40] == '7', allow",
+    )
+    for resource in ("/api/orders/7", "/api/orders/8"):
+        allowed = snapshot.decide(BOB, resource, "GET").allowed
+        assert allowed is resource.endswith("7")
+        kind = plan_resources(snapshot, BOB, "GET", resource).kind
+        assert kind is (PlanKind.ALWAYS_ALLOWED if allowed else PlanKind.ALWAYS_DENIED)
+    # Past the id's end: Check's policy error, and the plan's.
+    assert snapshot.decide(BOB, "/api/orders/7", "PUT").reason is Reason.POLICY_ERROR
+    plan = plan_resources(snapshot, BOB, "PUT", "/api/orders/7")
+    assert plan.kind is PlanKind.ALWAYS_DENIED and plan.reason is Reason.POLICY_ERROR
+    assert "string index 40 out of range" in plan.message

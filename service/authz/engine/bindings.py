@@ -214,7 +214,15 @@ def get_attr(value: Any, name: str, path: str) -> Any:
 
 
 def get_item(value: Any, key: Any, path: str) -> Any:
-    """`value[key]` inside a matcher; a missing key is a missing attribute."""
+    """`value[key]` inside a matcher; a missing key is a missing attribute.
+
+    A number indexes the id of `r.obj` or `r.sub` (a character, as on pycasbin's strings);
+    a name reads its attribute or claim."""
+    if isinstance(key, int) and isinstance(value, _Text):
+        try:
+            return value._text()[key]
+        except IndexError as exc:
+            raise PolicyEvalError(f"{path}: {exc}") from None
     if isinstance(value, Bound):
         return value.lookup(str(key), f"{path}[{key!r}]")
     try:

@@ -335,6 +335,14 @@ class LineEvaluator:
         if value is MISSING:
             return MISSING
         if isinstance(value, Obj):
+            if item and isinstance(key, int):
+                # A character of the id, as Check reads it (`bindings.get_item`).
+                if not value.template.concrete:
+                    raise Unplannable("a character of the resource id (r.obj[<number>])")
+                text = value.template.text
+                if not -len(text) <= key < len(text):
+                    raise PlanEvalError(f"IndexError: string index {key} out of range")
+                return text[key]
             name = str(key)
             return value.known[name] if name in value.known else Field(name)
         if isinstance(value, Field):
