@@ -15,8 +15,9 @@ hand on as they are. The bounds stay where they were: `jsonbody`'s on JSON value
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Generic, TypeVar, cast
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any, Generic, TypeVar, cast
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -112,9 +113,41 @@ class JSONWithDefaults(OffLoopCodec):
         return jsonbody.parse(data, message_class)
 
     def serialize(self, message: Message) -> bytes:
-        """Proto JSON (camelCase names, enum names) with every field present."""
-        text = json_format.MessageToJson(message, always_print_fields_with_no_presence=True, indent=None)
-        return text.encode()
+        """Proto JSON (camelCase names, enum names) with every field present: the bytes of
+        `json_format.MessageToJson(..., indent=None)`, a long list encoded a slice at a time."""
+        tree = json_format.MessageToDict(message, always_print_fields_with_no_presence=True)
+        return "".join(json_pieces(tree)).encode()
+
+
+# Items of a list encoded by one `json.dumps` call. That call is C and keeps the interpreter
+# lock to itself: a 100,000-line GetPolicy in one piece held it about 0.2 s, every other
+# answer waiting; a slice of 1,000 holds it a few milliseconds, then the loop may take it.
+JSON_SLICE = 1000
+
+
+def json_pieces(value: Any) -> Iterator[str]:
+    """`json.dumps(value)` (its default separators and ASCII escapes) as pieces: objects are
+    walked, and a long list among their values is encoded JSON_SLICE items per call (a message's
+    repeated field: its items are small messages)."""
+    if isinstance(value, dict):
+        if not value:
+            yield "{}"
+            return
+        opening = "{"
+        for key, item in value.items():
+            yield f"{opening}{json.dumps(key)}: "
+            yield from json_pieces(item)
+            opening = ", "
+        yield "}"
+    elif isinstance(value, list) and len(value) > JSON_SLICE:
+        opening = "["
+        for start in range(0, len(value), JSON_SLICE):
+            yield opening
+            yield json.dumps(value[start : start + JSON_SLICE])[1:-1]
+            opening = ", "
+        yield "]"
+    else:
+        yield json.dumps(value)
 
 
 class BoundedBinary(OffLoopCodec):
