@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from authz.app import demo_policy_dir
 from authz.decision import Reason
 from authz.engine import arith, build_snapshot, load_snapshot
@@ -162,3 +164,18 @@ def test_request_ids_indexed_by_number_answer_as_pycasbin(tmp_path: Path) -> Non
     far = write_policy(tmp_path / "far", abac, ["p, r.obj[99] == 'd', doc, read"])
     decision = load_snapshot(far).decide(Principal("al"), "doc", "read")
     assert decision.reason is Reason.POLICY_ERROR and "index out of range" in decision.message
+
+
+def test_the_policy_diff_evaluates_lines_within_the_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`authz policy diff` (`policy.impact.access`) runs each candidate line's matcher within a
+    decision's budget, as Check does: a proposed policy is text under review."""
+    from authz.engine import Subject
+    from authz.policy.impact import access
+
+    text = source(COND, "p, reader, doc, 'a' * 4000 != ''")
+    within = access(build_snapshot(text), ALICE, Subject(ALICE), "doc", "read")
+    assert within.level == "allowed" and within.lines and not within.conditions
+    monkeypatch.setattr(arith, "MAX_WORK", 10)
+    past = access(build_snapshot(text), ALICE, Subject(ALICE), "doc", "read")
+    # Past the budget the line is reported as depending on the request, as an error does.
+    assert past.level == "conditional" and past.conditions

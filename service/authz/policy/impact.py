@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from authz.engine import Snapshot, Subject
+from authz.engine import Snapshot, Subject, arith
 from authz.engine.bindings import Attributes, Resource
 from authz.engine.matcher import SUBJECT
 from authz.engine.policyfiles import PolicyLine, PolicySource
@@ -293,7 +293,10 @@ def access(snapshot: Snapshot, principal: Principal, subject: Subject, resource:
     allow = deny_always = False
     for rule in rules:
         try:
-            always = rule.fn(*rvals, *rule.line.values) is True
+            # Each line within a decision's budget of work, as `Snapshot.decide` runs it: a
+            # proposed policy is text from a change under review.
+            with arith.Budget():
+                always = rule.fn(*rvals, *rule.line.values) is True
         except Exception:  # AttributeMissing, or another failure: either way it depends on the request
             always = False
             conditions.add(
