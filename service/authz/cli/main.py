@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import grpc
 
+from authz import logformat
 from authz.cli.attrs import UsageError, add_enforce_context
 from authz.cli.auth0 import add_auth0_commands
 from authz.cli.diff import add_diff_command
@@ -87,10 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run a command; errors print one clear message and exit 2."""
     ns = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(ns.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logformat.configure(getattr(logging, str(ns.log_level).upper(), logging.INFO))
     try:
         code: int = ns.func(ns)
     except (AuthzError, UsageError, FileNotFoundError) as exc:
