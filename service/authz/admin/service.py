@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,6 +51,16 @@ class PolicyView:
     lines: list[PolicyLine]
     rejected: RejectedReload | None
     source: SourceState | None = None
+
+
+@dataclass(frozen=True)
+class RuleEdit:
+    """What an AddRules / RemoveRules asks for; read only once its caller may write (`PolicyAdmin`)."""
+
+    file: str
+    rules: list[Rule]
+    expected_version: str
+    message: str = ""
 
 
 @dataclass(frozen=True)
@@ -118,47 +128,46 @@ class PolicyAdmin:
             return ValidationReport([*report.findings, *exc.findings], report.snapshot, report.version)
         return report
 
-    def add_rules(
-        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
-    ) -> str:
-        """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
-        who = self.authorize(token, WRITE)
-        rules = list(rules)  # read only now: converting a request's rules costs time
-        file = file or DEFAULT_FILE
-        expected = _required_version(expected_version)
-        if self.store.directory is None:
-            done = changes.add_rules(self._policy_store(), file, rules, expected, author=who, message=message)
-            version = done.head.version
-        else:
-            version = add_rules(self.store.directory, file, rules, expected, built=self.store.offer)
-        self.store.reload()
-        log.info(
-            "%s added %d rule(s) to %s: policy %s -> %s", who, len(rules), file, expected_version, version
-        )
-        return version
+    def add_rules(self, token: str, read: Callable[[], RuleEdit]) -> str:
+        """Append the edit's rules to its file (default policy.csv); return the new version, already serving.
 
-    def remove_rules(
-        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
-    ) -> str:
-        """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
+        `read()` is called once the caller may write: reading a request's rules (its parse,
+        on gRPC, and its conversion) costs time, which no caller without `write` may cost.
+        """
         who = self.authorize(token, WRITE)
-        rules = list(rules)  # read only now: converting a request's rules costs time
-        expected = _required_version(expected_version)
+        edit = read()
+        file = edit.file or DEFAULT_FILE
+        expected = _required_version(edit.expected_version)
         if self.store.directory is None:
             store = self._policy_store()
-            done = changes.remove_rules(store, file or None, rules, expected, author=who, message=message)
+            done = changes.add_rules(store, file, edit.rules, expected, author=who, message=edit.message)
             version = done.head.version
         else:
-            version = remove_rules(
-                self.store.directory, file or None, rules, expected, built=self.store.offer
-            )
+            version = add_rules(self.store.directory, file, edit.rules, expected, built=self.store.offer)
+        self.store.reload()
+        log.info("%s added %d rule(s) to %s: policy %s -> %s", who, len(edit.rules), file, expected, version)
+        return version
+
+    def remove_rules(self, token: str, read: Callable[[], RuleEdit]) -> str:
+        """Remove the edit's rules from its file (empty: any policy file); return the new version,
+        already serving. `read()` is called once the caller may write, as in `add_rules`."""
+        who = self.authorize(token, WRITE)
+        edit = read()
+        file = edit.file or None
+        expected = _required_version(edit.expected_version)
+        if self.store.directory is None:
+            store = self._policy_store()
+            done = changes.remove_rules(store, file, edit.rules, expected, author=who, message=edit.message)
+            version = done.head.version
+        else:
+            version = remove_rules(self.store.directory, file, edit.rules, expected, built=self.store.offer)
         self.store.reload()
         log.info(
             "%s removed %d rule(s) from %s: policy %s -> %s",
             who,
-            len(rules),
+            len(edit.rules),
             file or "the policy",
-            expected_version,
+            expected,
             version,
         )
         return version
