@@ -114,6 +114,7 @@ def test_an_edit_sent_as_bytes_takes_its_token_from_the_message_or_the_metadata(
         A.AddRulesRequest(rules=[INVOICES], expected_version=admin.version()), metadata=bearer, timeout=10
     )
     assert added.version == admin.version() == read_policy_dir(admin.policies).version
+    assert not added.HasField("reload_error")  # set only when the reload after the commit failed
     removed = admin.stub.RemoveRules(
         A.RemoveRulesRequest(token=admin.token, rules=[INVOICES], expected_version=added.version), timeout=10
     )

@@ -155,21 +155,26 @@ class AdminProto:
     def add_rules(
         self, request: admin_pb2.AddRulesRequest | bytes, authorization: str | None
     ) -> admin_pb2.AddRulesResponse:
-        """AddRules (the message, or its wire bytes): through the editing gate, live on return."""
-        version = self.admin.add_rules(
+        """AddRules (the message, or its wire bytes): through the editing gate, live on return
+        unless `reload_error` says why not."""
+        edited = self.admin.add_rules(
             request_token(_token(request), authorization), _edit(request, admin_pb2.AddRulesRequest)
         )
-        return admin_pb2.AddRulesResponse(version=version)
+        return admin_pb2.AddRulesResponse(
+            version=edited.version, reload_error=_reload_error(edited.reload_error)
+        )
 
     @measured("RemoveRules")
     def remove_rules(
         self, request: admin_pb2.RemoveRulesRequest | bytes, authorization: str | None
     ) -> admin_pb2.RemoveRulesResponse:
-        """RemoveRules (the message, or its wire bytes): through the editing gate, live on return."""
-        version = self.admin.remove_rules(
+        """RemoveRules (the message, or its wire bytes): as AddRules."""
+        edited = self.admin.remove_rules(
             request_token(_token(request), authorization), _edit(request, admin_pb2.RemoveRulesRequest)
         )
-        return admin_pb2.RemoveRulesResponse(version=version)
+        return admin_pb2.RemoveRulesResponse(
+            version=edited.version, reload_error=_reload_error(edited.reload_error)
+        )
 
     @measured("ReloadPolicy")
     def reload_policy(
@@ -231,14 +236,16 @@ class AdminProto:
     def rollback(
         self, request: admin_pb2.RollbackRequest, authorization: str | None
     ) -> admin_pb2.RollbackResponse:
-        """Rollback: an older content as the new head, live on return."""
-        done = self.admin.rollback(
+        """Rollback: an older content as the new head, live on return unless `reload_error` says why not."""
+        done, reload_error = self.admin.rollback(
             request_token(request.token, authorization),
             request.version,
             request.expected_version,
             request.message,
         )
-        return admin_pb2.RollbackResponse(version=_version(done.head), changed=done.changed)
+        return admin_pb2.RollbackResponse(
+            version=_version(done.head), changed=done.changed, reload_error=_reload_error(reload_error)
+        )
 
 
 class PolicyAdminServicer(admin_pb2_grpc.PolicyAdminServiceServicer):  # type: ignore[misc]
