@@ -13,6 +13,7 @@ from authz.api.v1 import authz_pb2
 from authz.decision import Decision, Reason
 from tests.conftest import settings_for
 from tests.test_metrics import scrape, value
+from tests.waiting import wait_for
 
 
 def decision_lines(srv: Any, caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -148,4 +149,64 @@ def test_a_stalled_sink_bounds_the_queue_by_its_bytes_and_never_blocks_the_calle
         assert sink.written + log.dropped == calls
     finally:
         sink.opened.set()
+        logging.getLogger("authz.decisions").removeHandler(sink)
+
+
+class FailingSink(logging.Handler):
+    """A handler whose `emit` raises (no `handleError`, unlike the stdlib's) for lines naming `fails`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        message = record.getMessage()
+        if "fails" in message:
+            raise OSError("the sink is gone")
+        self.lines.append(message)
+
+
+def test_a_handler_that_raises_loses_its_line_only_and_is_counted(make_server, issuer, caplog):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    srv = make_server(settings_for(issuer, metrics_listen="127.0.0.1:0"))
+    sink = FailingSink()
+    logging.getLogger("authz.decisions").addHandler(sink)
+    try:
+        token = issuer.mint(sub="alice", permissions=["read:orders"])
+        check = srv.stub.Check
+        failing = check(authz_pb2.CheckRequest(token=token, resource="/api/orders/fails", action="GET"))
+        later = check(authz_pb2.CheckRequest(token=token, resource="/api/orders/7", action="GET"))
+        # Written by the writer thread (no flush here): it used to die on the failing line, and
+        # every line after it waited in the queue until the queue was full, then was dropped.
+        wait_for(lambda: with_id(sink.lines, later.decision_id), what="the line after the failure")
+        assert not with_id(sink.lines, failing.decision_id)
+        log = srv.app.service.decision_log
+        assert (log.failed, log.dropped) == (1, 0)
+        samples = scrape(srv.app.metrics_port)
+        assert value(samples, "authz_decision_log_failed_total") == 1
+        assert value(samples, "authz_decision_log_dropped_total") == 0
+        reports = [r.getMessage() for r in caplog.records if r.name == "authz.server"]
+        assert any("failed to write 1 line(s) (1 in all), the latest: OSError" in r for r in reports), reports
+    finally:
+        logging.getLogger("authz.decisions").removeHandler(sink)
+
+
+def test_lines_a_handler_fails_on_give_their_room_back_exactly(caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="authz.decisions")
+    # Each entry holds 4 + 5 + 2 characters and one decision of 3 + 6, plus the two overheads.
+    per_entry = 4 + 5 + 2 + 3 + 6 + 2 * decisionlog.ENTRY_OVERHEAD
+    monkeypatch.setattr(decisionlog, "MAX_PENDING_CHARS", 10 * per_entry)
+    sink = FailingSink()
+    logging.getLogger("authz.decisions").addHandler(sink)
+    try:
+        log = decisionlog.DecisionLog("all", background=False)
+        decision = Decision(True, Reason.ALLOWED)
+        for round_ in range(3):
+            for n in range(11):
+                log.record(f"id-{n % 10}", "alice", "v1", [("GET", "/fails", decision)])
+            # Ten fit, the eleventh does not, every round: a failed line gives back what it held.
+            assert log.dropped == round_ + 1
+            log.flush()  # the shutdown's flush: it raised the handler's error
+        assert log.failed == 30
+    finally:
         logging.getLogger("authz.decisions").removeHandler(sink)

@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import threading
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -251,6 +252,62 @@ def test_a_stalled_backend_holds_neither_the_reload_nor_an_admin_edit(replicas, 
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
     assert a.health() == health_pb2.HealthCheckResponse.SERVING
+
+
+# Installed in a test's store: at the commit of the next version, its writer's role may open no
+# more connections and the role's open ones (the replica's reader and watch) are ended, so the
+# reload that follows the commit cannot read the store: an outage that starts just then. (A
+# superuser is exempt from connection limits: the replica connects as a role of its own.)
+CUT_READS_AT_COMMIT = """
+CREATE FUNCTION authz_test_cut_reads() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER AS $$
+BEGIN
+  EXECUTE format('ALTER ROLE %I CONNECTION LIMIT 0', session_user);
+  PERFORM pg_terminate_backend(pid, 10000) FROM pg_stat_activity
+    WHERE usename = session_user AND pid <> pg_backend_pid();
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER authz_test_cut_reads AFTER INSERT ON authz_policy_versions
+  DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION authz_test_cut_reads();
+"""
+
+
+def test_an_edit_committed_before_its_reload_failed_answers_its_version_once(
+    make_server, issuer, pg_dsn, postgres_server: PostgresServer, tmp_path
+):
+    publish(pg_dsn, tmp_path)
+    dbname = urllib.parse.urlsplit(pg_dsn).path.lstrip("/")
+    role = f"authz_app_{dbname.removeprefix('authz_')}"
+    postgres_server.sql(f"CREATE ROLE {role} LOGIN")
+    for grant in ("ALL ON ALL TABLES IN SCHEMA public", "ALL ON ALL SEQUENCES IN SCHEMA public"):
+        postgres_server.sql(f"GRANT {grant} TO {role}", dbname)
+    postgres_server.sql(CUT_READS_AT_COMMIT, dbname)
+    store = postgres_server.dsn(dbname, user=role)
+    unused = str(tmp_path / "unused")
+    settings = settings_for(issuer, policy_store=store, admin_enabled=True, policy_dir=unused)
+    a = Replica(make_server(settings), issuer)
+    start = a.version()
+    try:
+        request = A.AddRulesRequest(token=a.token, rules=[INVOICES], expected_version=start)
+        # Before: the reload's error (UNAVAILABLE, or here FAILED_PRECONDITION), though the version
+        # was committed; a client that repeated the call met a conflict, or with a fresh
+        # expected_version made the change twice.
+        added = a.admin.AddRules(request, timeout=DEADLINE)
+        assert added.version != start
+        failure = added.reload_error.message
+        assert failure.startswith(f"committed as {added.version}, not serving yet: "), failure
+        assert "policy store" in failure
+        # The last good policy serves meanwhile, and GetPolicy (answered from memory) says why.
+        policy = a.policy()
+        assert policy.version == start and not policy.source.reachable
+        assert not a.invoices_allowed()
+    finally:
+        postgres_server.sql("DROP TRIGGER authz_test_cut_reads ON authz_policy_versions", dbname)
+        postgres_server.sql(f"ALTER ROLE {role} CONNECTION LIMIT -1")
+    # Retried as any reload after an outage (the watch reconnects and reads the head).
+    wait_for(lambda: a.version() == added.version, timeout=DEADLINE, what="the committed edit serving")
+    assert a.invoices_allowed()
+    history = a.admin.ListVersions(A.ListVersionsRequest(token=a.token), timeout=60).versions
+    assert [v.version for v in history[:2]] == [added.version, start]
 
 
 def test_history_rpcs_need_a_store_and_the_right_grants(make_server, issuer, replicas):

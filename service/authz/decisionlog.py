@@ -5,9 +5,13 @@ thread only appends a tuple to a deque and counts its size (no wake-up); a daemo
 drains it every few milliseconds into `authz.decisions` lines. The queue is bounded in
 entries (MAX_PENDING) and in the characters they hold (MAX_PENDING_CHARS); an entry that
 finds it full is dropped and counted (`dropped`, exported as
-`authz_decision_log_dropped_total`), never lost silently. The writer shares the
-interpreter with the request threads, so it builds each record itself: `Logger.info`
-would walk the stack for the caller's file and line on every line. A line carries the
+`authz_decision_log_dropped_total`), never lost silently. A line that a handler of
+`authz.decisions` fails to write (one whose `emit` raises instead of calling `handleError`,
+as the stdlib's handlers do) is counted too (`failed`, `authz_decision_log_failed_total`)
+and reported at most once a minute on `authz.server`; the writer goes on with the next
+line (before, it died: the queue filled behind it and every later line was dropped). The
+writer shares the interpreter with the request threads, so it builds each record itself:
+`Logger.info` would walk the stack for the caller's file and line on every line. A line carries the
 decision id that the response returns, never the token. The caller-supplied values
 (subject, action, resource) are written logfmt-style, quoted and escaped when they hold a
 space, a quote, `=` or a control character, so a crafted resource cannot forge a line or
@@ -19,6 +23,7 @@ logged: every decision, only denials, or nothing.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import re
@@ -30,6 +35,7 @@ from typing import Literal
 from authz.decision import Decision
 
 log = logging.getLogger("authz.decisions")
+report = logging.getLogger("authz.server")
 
 MODES = ("all", "deny", "off")
 Mode = Literal["all", "deny", "off"]
@@ -45,9 +51,14 @@ DRAIN_SECONDS = 0.02
 # there than every 64 (issue 15, with bench/loadgen.py against `authz serve`).
 YIELD_EVERY = 64
 
+# Between two reports of lines that a handler failed to write: each report is a log line too.
+FAILURE_REPORT_SECONDS = 60.0
+
 # (action, resource, decision) for each item of one call.
 Outcome = tuple[str, str, Decision]
-Entry = tuple[str, str, str, Sequence[Outcome], bool]
+# (decision id, subject, version, outcomes, batch, size): the size (`_size`) is kept with the
+# entry, so the writer gives back exactly what the queue counted, without measuring it again.
+Entry = tuple[str, str, str, Sequence[Outcome], bool, int]
 
 
 _UNSAFE = re.compile('[ "=;]')
@@ -62,7 +73,7 @@ def field(value: str) -> str:
 
 def line(entry: Entry) -> str:
     """One queued call's log message."""
-    decision_id, subject, version, outcomes, batch = entry
+    decision_id, subject, version, outcomes, batch, _ = entry
     if not batch:
         action, resource, decision = outcomes[0]
         return (
@@ -94,6 +105,9 @@ class DecisionLog:
         self._count_lock = threading.Lock()
         self._pending_chars = 0
         self.dropped = 0
+        # Lines a handler raised on; changed by the writer, under `_write_lock`.
+        self.failed = 0
+        self._reported = (0.0, 0)  # (time.monotonic(), `failed`) of the latest report
 
     def record(
         self,
@@ -123,8 +137,9 @@ class DecisionLog:
                 return
         if self._thread is None and self._background:
             self._start()
-        entry: Entry = (decision_id, subject or "-", version, outcomes, batch)
-        size = _size(entry)
+        subject = subject or "-"
+        size = _size(decision_id, subject, version, outcomes)
+        entry: Entry = (decision_id, subject, version, outcomes, batch, size)
         with self._count_lock:
             if len(self._pending) >= MAX_PENDING or self._pending_chars + size > MAX_PENDING_CHARS:
                 self.dropped += 1
@@ -165,13 +180,36 @@ class DecisionLog:
                     time.sleep(0)
                 entry = pending.popleft()
                 with self._count_lock:
-                    self._pending_chars -= _size(entry)
-                if enabled:
+                    self._pending_chars -= entry[5]
+                if not enabled:
+                    continue
+                try:
                     handle(make(log.name, logging.INFO, __file__, 0, line(entry), (), None, "_drain"))
+                except Exception as exc:  # a handler's fault: this line is lost, the next ones are not
+                    self.failed += 1
+                    self._report(exc)
+
+    def _report(self, exc: Exception) -> None:
+        # At most once a minute (the first at once), so a sink that fails on every line does
+        # not double the log; on another logger, and guarded, as its handlers may fail alike.
+        at, reported = self._reported
+        now = time.monotonic()
+        if reported and now - at < FAILURE_REPORT_SECONDS:
+            return
+        self._reported = (now, self.failed)
+        # Counted in `failed` all the same when this fails too.
+        with contextlib.suppress(Exception):
+            report.error(
+                "decision log: a handler of %s failed to write %d line(s) (%d in all), the latest: %s: %s",
+                log.name,
+                self.failed - reported,
+                self.failed,
+                type(exc).__name__,
+                exc,
+            )
 
 
-def _size(entry: Entry) -> int:
+def _size(decision_id: str, subject: str, version: str, outcomes: Sequence[Outcome]) -> int:
     """What an entry holds, in characters (ENTRY_OVERHEAD for each decision's own objects)."""
-    decision_id, subject, version, outcomes, _ = entry
     held = len(decision_id) + len(subject) + len(version) + ENTRY_OVERHEAD
     return held + sum(len(action) + len(resource) + ENTRY_OVERHEAD for action, resource, _ in outcomes)

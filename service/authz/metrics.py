@@ -7,7 +7,7 @@ value (0.6 µs an increment, 0.9 µs an observation, a fifth of a cached Check t
 so the series a request moves are exposed by `_RpcCollector` at scrape time instead;
 the library still defines the rarely moved ones and does the registry, the text format
 and the HTTP listener. Whatever another component counts already (token and decision
-cache lookups, reloads, JWKS fetches, dropped decision log lines) or holds (the live
+cache lookups, reloads, JWKS fetches, dropped and failed decision log lines) or holds (the live
 policy, the keys) is read from it at scrape time by `ServiceCollector`.
 """
 
@@ -232,6 +232,11 @@ class ServiceCollector(Collector):
                 "authz_decision_log_dropped",
                 "Decision log entries dropped: the writer was far behind.",
                 self.decision_log.dropped,
+            ),
+            (
+                "authz_decision_log_failed",
+                "Decision log lines a handler of authz.decisions raised on (not written).",
+                self.decision_log.failed,
             ),
         )
         for name, documentation, value in counters:

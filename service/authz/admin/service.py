@@ -3,20 +3,25 @@
 Callers are authorised by authz itself: a `Check` of the caller's token for `read` or
 `write` on `authz:policies` against the policy in force (logged like any decision). Edits
 go through the one editing gate (`authz.policy.edit`: lock, expected version, candidate
-built and its suites run, atomic replace) and are made live before the call returns.
+built and its suites run, atomic replace) and are made live before the call returns. When
+the reload after a committed edit fails, the call still answers the committed version, with
+the reload's failure beside it (`Edited.reload_error`): an error answer made clients repeat
+an edit that was made.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from authz.decision import reason_name
 from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.errors import (
+    AuthzError,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
@@ -51,6 +56,24 @@ class PolicyView:
     lines: list[PolicyLine]
     rejected: RejectedReload | None
     source: SourceState | None = None
+
+
+@dataclass(frozen=True)
+class RuleEdit:
+    """What an AddRules / RemoveRules asks for; read only once its caller may write (`PolicyAdmin`)."""
+
+    file: str
+    rules: list[Rule]
+    expected_version: str
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Edited:
+    """A committed edit's version; `reload_error` when the reload after it failed (not serving yet)."""
+
+    version: str
+    reload_error: RejectedReload | None = None
 
 
 @dataclass(frozen=True)
@@ -118,50 +141,77 @@ class PolicyAdmin:
             return ValidationReport([*report.findings, *exc.findings], report.snapshot, report.version)
         return report
 
-    def add_rules(
-        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
-    ) -> str:
-        """Append `rules` to `file` (default policy.csv) and return the new version, already serving."""
-        who = self.authorize(token, WRITE)
-        rules = list(rules)  # read only now: converting a request's rules costs time
-        file = file or DEFAULT_FILE
-        expected = _required_version(expected_version)
-        if self.store.directory is None:
-            done = changes.add_rules(self._policy_store(), file, rules, expected, author=who, message=message)
-            version = done.head.version
-        else:
-            version = add_rules(self.store.directory, file, rules, expected, built=self.store.offer)
-        self.store.reload()
-        log.info(
-            "%s added %d rule(s) to %s: policy %s -> %s", who, len(rules), file, expected_version, version
-        )
-        return version
+    def add_rules(self, token: str, read: Callable[[], RuleEdit]) -> Edited:
+        """Append the edit's rules to its file (default policy.csv): the new version, serving
+        unless its reload failed (`_serve_committed`).
 
-    def remove_rules(
-        self, token: str, file: str, rules: Iterable[Rule], expected_version: str, message: str = ""
-    ) -> str:
-        """Remove `rules` from `file` (empty: any policy file); return the new version, already serving."""
+        `read()` is called once the caller may write: reading a request's rules (its parse,
+        on gRPC, and its conversion) costs time, which no caller without `write` may cost.
+        """
         who = self.authorize(token, WRITE)
-        rules = list(rules)  # read only now: converting a request's rules costs time
-        expected = _required_version(expected_version)
+        edit = read()
+        file = edit.file or DEFAULT_FILE
+        expected = _required_version(edit.expected_version)
         if self.store.directory is None:
             store = self._policy_store()
-            done = changes.remove_rules(store, file or None, rules, expected, author=who, message=message)
+            done = changes.add_rules(store, file, edit.rules, expected, author=who, message=edit.message)
             version = done.head.version
         else:
-            version = remove_rules(
-                self.store.directory, file or None, rules, expected, built=self.store.offer
-            )
-        self.store.reload()
+            version = add_rules(self.store.directory, file, edit.rules, expected, built=self.store.offer)
+        log.info("%s added %d rule(s) to %s: policy %s -> %s", who, len(edit.rules), file, expected, version)
+        return Edited(version, self._serve_committed(who, version))
+
+    def remove_rules(self, token: str, read: Callable[[], RuleEdit]) -> Edited:
+        """Remove the edit's rules from its file (empty: any policy file): the new version, as
+        `add_rules` answers it. `read()` is called once the caller may write, as there."""
+        who = self.authorize(token, WRITE)
+        edit = read()
+        file = edit.file or None
+        expected = _required_version(edit.expected_version)
+        if self.store.directory is None:
+            store = self._policy_store()
+            done = changes.remove_rules(store, file, edit.rules, expected, author=who, message=edit.message)
+            version = done.head.version
+        else:
+            version = remove_rules(self.store.directory, file, edit.rules, expected, built=self.store.offer)
         log.info(
             "%s removed %d rule(s) from %s: policy %s -> %s",
             who,
-            len(rules),
+            len(edit.rules),
             file or "the policy",
-            expected_version,
+            expected,
             version,
         )
-        return version
+        return Edited(version, self._serve_committed(who, version))
+
+    def _serve_committed(self, who: str, version: str) -> RejectedReload | None:
+        """Reload after a committed edit; a failure is the reload's, returned beside the version.
+
+        The edit is made whatever the reload does: answered as an error (UNAVAILABLE when the
+        store could not be read back), it was repeated by clients, a second change or a
+        conflict. The last good policy keeps serving, and the reload is tried again as any
+        other is: on the source's next change (a directory's watch, which saw this write; a
+        store's notification), once a store can be read again (its watch's reconnection, its
+        periodic check of the head), on SIGHUP or ReloadPolicy.
+        """
+        try:
+            self.store.reload()
+        except Exception as exc:
+            serving = self.store.current.version
+            reason = exc.message if isinstance(exc, PolicyLoadError) else str(exc)
+            # An unexpected failure is logged with its traceback, as the reloader does.
+            log.error(
+                "%s's edit is committed as policy %s, but the reload after it failed; %s keeps "
+                "serving until a reload succeeds: %s",
+                who,
+                version,
+                serving,
+                reason,
+                exc_info=None if isinstance(exc, AuthzError) else exc,
+            )
+            findings = tuple(exc.findings) if isinstance(exc, PolicyLoadError) else ()
+            return RejectedReload(time.time(), f"committed as {version}, not serving yet: {reason}", findings)
+        return None
 
     def reload(self, token: str) -> ReloadOutcome:
         """Reload the directory now; a rejected policy is an outcome (with findings), not an error."""
@@ -212,15 +262,17 @@ class PolicyAdmin:
         self.authorize(token, READ)
         return self._policy_store().get(ref)
 
-    def rollback(self, token: str, ref: str, expected_version: str, message: str = "") -> changes.Committed:
-        """A new version with the content of `ref`, serving when the call returns."""
+    def rollback(
+        self, token: str, ref: str, expected_version: str, message: str = ""
+    ) -> tuple[changes.Committed, RejectedReload | None]:
+        """A new version with the content of `ref`, serving when the call returns unless its
+        reload failed (the failure, as `add_rules` returns it)."""
         who = self.authorize(token, WRITE)
         done = changes.rollback(
             self._policy_store(), ref, expected_version or None, author=who, message=message
         )
-        self.store.reload()
         log.info("%s rolled the policy back to %s: now %s (#%d)", who, ref, done.head.version, done.head.id)
-        return done
+        return done, self._serve_committed(who, done.head.version)
 
     def _policy_store(self) -> PostgresStore:
         origin = self.store.origin

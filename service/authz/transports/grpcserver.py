@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
@@ -88,6 +89,10 @@ def grpc_method(
             return await self.gate.run_blocking(call, self.proto, request, authorization)
         except Overloaded as exc:
             status = Status("RESOURCE_EXHAUSTED", str(exc))
+        except DecodeError:
+            # A request parsed here, not by grpcio (`admin.proto.UNPARSED`): the gate's answer
+            # for one that does not parse, the parser's text not echoed nor logged as a fault.
+            status = Status("INTERNAL", "the request message does not parse")
         except Exception as exc:
             status = error_status(exc, convert.__name__)
         await context.abort(grpc.StatusCode[status.code], status.message)

@@ -52,15 +52,17 @@ class PolicyAdminService(Protocol):
 
     async def add_rules(self, request: AddRulesRequest, ctx: RequestContext[AddRulesRequest, AddRulesResponse], /) -> AddRulesResponse:
         """
-        Append rules to a policy file through the editing gate; live when the call returns.
-        ABORTED when the policy is no longer at `expected_version`.
+        Append rules to a policy file through the editing gate; live when the call returns,
+        unless `reload_error` says why not yet. ABORTED when the policy is no longer at
+        `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def remove_rules(self, request: RemoveRulesRequest, ctx: RequestContext[RemoveRulesRequest, RemoveRulesResponse], /) -> RemoveRulesResponse:
         """
         Remove rules from a policy file (or from any) through the editing gate; live when the
-        call returns. ABORTED when the policy is no longer at `expected_version`.
+        call returns, unless `reload_error` says why not yet. ABORTED when the policy is no
+        longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -90,8 +92,9 @@ class PolicyAdminService(Protocol):
 
     async def rollback(self, request: RollbackRequest, ctx: RequestContext[RollbackRequest, RollbackResponse], /) -> RollbackResponse:
         """
-        A new version whose content equals an older one, live when the call returns
-        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        A new version whose content equals an older one, live when the call returns unless
+        `reload_error` says why not yet (`authz policy rollback`). ABORTED when the head is no
+        longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -300,8 +303,9 @@ class PolicyAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> AddRulesResponse:
         """
-        Append rules to a policy file through the editing gate; live when the call returns.
-        ABORTED when the policy is no longer at `expected_version`.
+        Append rules to a policy file through the editing gate; live when the call returns,
+        unless `reload_error` says why not yet. ABORTED when the policy is no longer at
+        `expected_version`.
         """
         return await self.execute_unary(
             request=request,
@@ -325,7 +329,8 @@ class PolicyAdminServiceClient(ConnectClient):
     ) -> RemoveRulesResponse:
         """
         Remove rules from a policy file (or from any) through the editing gate; live when the
-        call returns. ABORTED when the policy is no longer at `expected_version`.
+        call returns, unless `reload_error` says why not yet. ABORTED when the policy is no
+        longer at `expected_version`.
         """
         return await self.execute_unary(
             request=request,
@@ -440,8 +445,9 @@ class PolicyAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> RollbackResponse:
         """
-        A new version whose content equals an older one, live when the call returns
-        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        A new version whose content equals an older one, live when the call returns unless
+        `reload_error` says why not yet (`authz policy rollback`). ABORTED when the head is no
+        longer at `expected_version`.
         """
         return await self.execute_unary(
             request=request,
@@ -472,15 +478,17 @@ class PolicyAdminServiceSync(Protocol):
 
     def add_rules(self, request: AddRulesRequest, ctx: RequestContext[AddRulesRequest, AddRulesResponse], /) -> AddRulesResponse:
         """
-        Append rules to a policy file through the editing gate; live when the call returns.
-        ABORTED when the policy is no longer at `expected_version`.
+        Append rules to a policy file through the editing gate; live when the call returns,
+        unless `reload_error` says why not yet. ABORTED when the policy is no longer at
+        `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def remove_rules(self, request: RemoveRulesRequest, ctx: RequestContext[RemoveRulesRequest, RemoveRulesResponse], /) -> RemoveRulesResponse:
         """
         Remove rules from a policy file (or from any) through the editing gate; live when the
-        call returns. ABORTED when the policy is no longer at `expected_version`.
+        call returns, unless `reload_error` says why not yet. ABORTED when the policy is no
+        longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -510,8 +518,9 @@ class PolicyAdminServiceSync(Protocol):
 
     def rollback(self, request: RollbackRequest, ctx: RequestContext[RollbackRequest, RollbackResponse], /) -> RollbackResponse:
         """
-        A new version whose content equals an older one, live when the call returns
-        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        A new version whose content equals an older one, live when the call returns unless
+        `reload_error` says why not yet (`authz policy rollback`). ABORTED when the head is no
+        longer at `expected_version`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -718,8 +727,9 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> AddRulesResponse:
         """
-        Append rules to a policy file through the editing gate; live when the call returns.
-        ABORTED when the policy is no longer at `expected_version`.
+        Append rules to a policy file through the editing gate; live when the call returns,
+        unless `reload_error` says why not yet. ABORTED when the policy is no longer at
+        `expected_version`.
         """
         return self.execute_unary(
             request=request,
@@ -743,7 +753,8 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
     ) -> RemoveRulesResponse:
         """
         Remove rules from a policy file (or from any) through the editing gate; live when the
-        call returns. ABORTED when the policy is no longer at `expected_version`.
+        call returns, unless `reload_error` says why not yet. ABORTED when the policy is no
+        longer at `expected_version`.
         """
         return self.execute_unary(
             request=request,
@@ -858,8 +869,9 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> RollbackResponse:
         """
-        A new version whose content equals an older one, live when the call returns
-        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        A new version whose content equals an older one, live when the call returns unless
+        `reload_error` says why not yet (`authz policy rollback`). ABORTED when the head is no
+        longer at `expected_version`.
         """
         return self.execute_unary(
             request=request,

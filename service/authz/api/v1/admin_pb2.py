@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61uthz/api/v1/admin.proto\x12\x0c\x61uthz.api.v1\x1a\x18\x61uthz/api/v1/authz.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nPolicyRule\x12\r\n\x05ptype\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"Y\n\nPolicyLine\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\r\n\x05ptype\x18\x03 \x01(\t\x12\x0e\n\x06values\x18\x04 \x03(\t\x12\x10\n\x08location\x18\x05 \x01(\t\"g\n\x07\x46inding\x12/\n\x08severity\x18\x01 \x01(\x0e\x32\x1d.authz.api.v1.FindingSeverity\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"o\n\x0bReloadError\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"!\n\x10GetPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xc3\x01\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.authz.api.v1.PolicyLine\x12\x34\n\x11last_reload_error\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\x12/\n\x06source\x18\x05 \x01(\x0b\x32\x1f.authz.api.v1.PolicySourceState\"\x96\x01\n\x11PolicySourceState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0chead_version\x18\x06 \x01(\t\"\xb5\x01\n\x15ValidatePolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12=\n\x05\x66iles\x18\x03 \x03(\x0b\x32..authz.api.v1.ValidatePolicyRequest.FilesEntry\x12\x11\n\trun_tests\x18\x04 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"\x82\x01\n\x0f\x41\x64\x64RulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"#\n\x10\x41\x64\x64RulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"\x85\x01\n\x12RemoveRulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"&\n\x13RemoveRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\"$\n\x13ReloadPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"n\n\x14ReloadPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\xf0\x01\n\x0f\x45valuateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x63laims_json\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x65nforce_context\x18\x08 \x01(\t\"\'\n\x08NearMiss\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05needs\x18\x02 \x01(\t\"\xc7\x01\n\x10\x45valuateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.authz.api.v1.Reason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rmatched_rules\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\t\x12+\n\x0bnear_misses\x18\x07 \x03(\x0b\x32\x16.authz.api.v1.NearMiss\"\x9b\x01\n\rPolicyVersion\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\"3\n\x13ListVersionsRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"E\n\x14ListVersionsResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.authz.api.v1.PolicyVersion\"3\n\x11GetVersionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xac\x01\n\x12GetVersionResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12:\n\x05\x66iles\x18\x02 \x03(\x0b\x32+.authz.api.v1.GetVersionResponse.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0fRollbackRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"Q\n\x10RollbackResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08*m\n\x0f\x46indingSeverity\x12 \n\x1c\x46INDING_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46INDING_SEVERITY_ERROR\x10\x01\x12\x1c\n\x18\x46INDING_SEVERITY_WARNING\x10\x02\x32\xf3\x05\n\x12PolicyAdminService\x12L\n\tGetPolicy\x12\x1e.authz.api.v1.GetPolicyRequest\x1a\x1f.authz.api.v1.GetPolicyResponse\x12[\n\x0eValidatePolicy\x12#.authz.api.v1.ValidatePolicyRequest\x1a$.authz.api.v1.ValidatePolicyResponse\x12I\n\x08\x41\x64\x64Rules\x12\x1d.authz.api.v1.AddRulesRequest\x1a\x1e.authz.api.v1.AddRulesResponse\x12R\n\x0bRemoveRules\x12 .authz.api.v1.RemoveRulesRequest\x1a!.authz.api.v1.RemoveRulesResponse\x12U\n\x0cReloadPolicy\x12!.authz.api.v1.ReloadPolicyRequest\x1a\".authz.api.v1.ReloadPolicyResponse\x12I\n\x08\x45valuate\x12\x1d.authz.api.v1.EvaluateRequest\x1a\x1e.authz.api.v1.EvaluateResponse\x12U\n\x0cListVersions\x12!.authz.api.v1.ListVersionsRequest\x1a\".authz.api.v1.ListVersionsResponse\x12O\n\nGetVersion\x12\x1f.authz.api.v1.GetVersionRequest\x1a .authz.api.v1.GetVersionResponse\x12I\n\x08Rollback\x12\x1d.authz.api.v1.RollbackRequest\x1a\x1e.authz.api.v1.RollbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61uthz/api/v1/admin.proto\x12\x0c\x61uthz.api.v1\x1a\x18\x61uthz/api/v1/authz.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"+\n\nPolicyRule\x12\r\n\x05ptype\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"Y\n\nPolicyLine\x12\x0c\n\x04\x66ile\x18\x01 \x01(\t\x12\x0c\n\x04line\x18\x02 \x01(\x05\x12\r\n\x05ptype\x18\x03 \x01(\t\x12\x0e\n\x06values\x18\x04 \x03(\t\x12\x10\n\x08location\x18\x05 \x01(\t\"g\n\x07\x46inding\x12/\n\x08severity\x18\x01 \x01(\x0e\x32\x1d.authz.api.v1.FindingSeverity\x12\x0c\n\x04\x66ile\x18\x02 \x01(\t\x12\x0c\n\x04line\x18\x03 \x01(\x05\x12\x0f\n\x07message\x18\x04 \x01(\t\"o\n\x0bReloadError\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"!\n\x10GetPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xc3\x01\n\x11GetPolicyResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\'\n\x05lines\x18\x03 \x03(\x0b\x32\x18.authz.api.v1.PolicyLine\x12\x34\n\x11last_reload_error\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\x12/\n\x06source\x18\x05 \x01(\x0b\x32\x1f.authz.api.v1.PolicySourceState\"\x96\x01\n\x11PolicySourceState\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x11\n\treachable\x18\x03 \x01(\x08\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12)\n\x05since\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0chead_version\x18\x06 \x01(\t\"\xb5\x01\n\x15ValidatePolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12=\n\x05\x66iles\x18\x03 \x03(\x0b\x32..authz.api.v1.ValidatePolicyRequest.FilesEntry\x12\x11\n\trun_tests\x18\x04 \x01(\x08\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"^\n\x16ValidatePolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\'\n\x08\x66indings\x18\x03 \x03(\x0b\x32\x15.authz.api.v1.Finding\"\x82\x01\n\x0f\x41\x64\x64RulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"T\n\x10\x41\x64\x64RulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12/\n\x0creload_error\x18\x02 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\x85\x01\n\x12RemoveRulesRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x05rules\x18\x02 \x03(\x0b\x32\x18.authz.api.v1.PolicyRule\x12\x0c\n\x04\x66ile\x18\x03 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\"W\n\x13RemoveRulesResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12/\n\x0creload_error\x18\x02 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"$\n\x13ReloadPolicyRequest\x12\r\n\x05token\x18\x01 \x01(\t\"n\n\x14ReloadPolicyResponse\x12\n\n\x02ok\x18\x01 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12\x0f\n\x07version\x18\x03 \x01(\t\x12(\n\x05\x65rror\x18\x04 \x01(\x0b\x32\x19.authz.api.v1.ReloadError\"\xf0\x01\n\x0f\x45valuateRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\'\n\x06\x63laims\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0b\x63laims_json\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x10\n\x08resource\x18\x05 \x01(\t\x12+\n\nattributes\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x17\n\x0f\x65nforce_context\x18\x08 \x01(\t\"\'\n\x08NearMiss\x12\x0c\n\x04rule\x18\x01 \x01(\t\x12\r\n\x05needs\x18\x02 \x01(\t\"\xc7\x01\n\x10\x45valuateResponse\x12\x0f\n\x07\x61llowed\x18\x01 \x01(\x08\x12$\n\x06reason\x18\x02 \x01(\x0e\x32\x14.authz.api.v1.Reason\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x15\n\rmatched_rules\x18\x04 \x03(\t\x12\x0f\n\x07subject\x18\x05 \x01(\t\x12\x16\n\x0epolicy_version\x18\x06 \x01(\t\x12+\n\x0bnear_misses\x18\x07 \x03(\x0b\x32\x16.authz.api.v1.NearMiss\"\x9b\x01\n\rPolicyVersion\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06parent\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x61uthor\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\"3\n\x13ListVersionsRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"E\n\x14ListVersionsResponse\x12-\n\x08versions\x18\x01 \x03(\x0b\x32\x1b.authz.api.v1.PolicyVersion\"3\n\x11GetVersionRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\"\xac\x01\n\x12GetVersionResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12:\n\x05\x66iles\x18\x02 \x03(\x0b\x32+.authz.api.v1.GetVersionResponse.FilesEntry\x1a,\n\nFilesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\\\n\x0fRollbackRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x18\n\x10\x65xpected_version\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\"\x82\x01\n\x10RollbackResponse\x12,\n\x07version\x18\x01 \x01(\x0b\x32\x1b.authz.api.v1.PolicyVersion\x12\x0f\n\x07\x63hanged\x18\x02 \x01(\x08\x12/\n\x0creload_error\x18\x03 \x01(\x0b\x32\x19.authz.api.v1.ReloadError*m\n\x0f\x46indingSeverity\x12 \n\x1c\x46INDING_SEVERITY_UNSPECIFIED\x10\x00\x12\x1a\n\x16\x46INDING_SEVERITY_ERROR\x10\x01\x12\x1c\n\x18\x46INDING_SEVERITY_WARNING\x10\x02\x32\xf3\x05\n\x12PolicyAdminService\x12L\n\tGetPolicy\x12\x1e.authz.api.v1.GetPolicyRequest\x1a\x1f.authz.api.v1.GetPolicyResponse\x12[\n\x0eValidatePolicy\x12#.authz.api.v1.ValidatePolicyRequest\x1a$.authz.api.v1.ValidatePolicyResponse\x12I\n\x08\x41\x64\x64Rules\x12\x1d.authz.api.v1.AddRulesRequest\x1a\x1e.authz.api.v1.AddRulesResponse\x12R\n\x0bRemoveRules\x12 .authz.api.v1.RemoveRulesRequest\x1a!.authz.api.v1.RemoveRulesResponse\x12U\n\x0cReloadPolicy\x12!.authz.api.v1.ReloadPolicyRequest\x1a\".authz.api.v1.ReloadPolicyResponse\x12I\n\x08\x45valuate\x12\x1d.authz.api.v1.EvaluateRequest\x1a\x1e.authz.api.v1.EvaluateResponse\x12U\n\x0cListVersions\x12!.authz.api.v1.ListVersionsRequest\x1a\".authz.api.v1.ListVersionsResponse\x12O\n\nGetVersion\x12\x1f.authz.api.v1.GetVersionRequest\x1a .authz.api.v1.GetVersionResponse\x12I\n\x08Rollback\x12\x1d.authz.api.v1.RollbackRequest\x1a\x1e.authz.api.v1.RollbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,8 +38,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_VALIDATEPOLICYREQUEST_FILESENTRY']._serialized_options = b'8\001'
   _globals['_GETVERSIONRESPONSE_FILESENTRY']._loaded_options = None
   _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_options = b'8\001'
-  _globals['_FINDINGSEVERITY']._serialized_start=2820
-  _globals['_FINDINGSEVERITY']._serialized_end=2929
+  _globals['_FINDINGSEVERITY']._serialized_start=2968
+  _globals['_FINDINGSEVERITY']._serialized_end=3077
   _globals['_POLICYRULE']._serialized_start=131
   _globals['_POLICYRULE']._serialized_end=174
   _globals['_POLICYLINE']._serialized_start=176
@@ -63,37 +63,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ADDRULESREQUEST']._serialized_start=1152
   _globals['_ADDRULESREQUEST']._serialized_end=1282
   _globals['_ADDRULESRESPONSE']._serialized_start=1284
-  _globals['_ADDRULESRESPONSE']._serialized_end=1319
-  _globals['_REMOVERULESREQUEST']._serialized_start=1322
-  _globals['_REMOVERULESREQUEST']._serialized_end=1455
-  _globals['_REMOVERULESRESPONSE']._serialized_start=1457
-  _globals['_REMOVERULESRESPONSE']._serialized_end=1495
-  _globals['_RELOADPOLICYREQUEST']._serialized_start=1497
-  _globals['_RELOADPOLICYREQUEST']._serialized_end=1533
-  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1535
-  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1645
-  _globals['_EVALUATEREQUEST']._serialized_start=1648
-  _globals['_EVALUATEREQUEST']._serialized_end=1888
-  _globals['_NEARMISS']._serialized_start=1890
-  _globals['_NEARMISS']._serialized_end=1929
-  _globals['_EVALUATERESPONSE']._serialized_start=1932
-  _globals['_EVALUATERESPONSE']._serialized_end=2131
-  _globals['_POLICYVERSION']._serialized_start=2134
-  _globals['_POLICYVERSION']._serialized_end=2289
-  _globals['_LISTVERSIONSREQUEST']._serialized_start=2291
-  _globals['_LISTVERSIONSREQUEST']._serialized_end=2342
-  _globals['_LISTVERSIONSRESPONSE']._serialized_start=2344
-  _globals['_LISTVERSIONSRESPONSE']._serialized_end=2413
-  _globals['_GETVERSIONREQUEST']._serialized_start=2415
-  _globals['_GETVERSIONREQUEST']._serialized_end=2466
-  _globals['_GETVERSIONRESPONSE']._serialized_start=2469
-  _globals['_GETVERSIONRESPONSE']._serialized_end=2641
+  _globals['_ADDRULESRESPONSE']._serialized_end=1368
+  _globals['_REMOVERULESREQUEST']._serialized_start=1371
+  _globals['_REMOVERULESREQUEST']._serialized_end=1504
+  _globals['_REMOVERULESRESPONSE']._serialized_start=1506
+  _globals['_REMOVERULESRESPONSE']._serialized_end=1593
+  _globals['_RELOADPOLICYREQUEST']._serialized_start=1595
+  _globals['_RELOADPOLICYREQUEST']._serialized_end=1631
+  _globals['_RELOADPOLICYRESPONSE']._serialized_start=1633
+  _globals['_RELOADPOLICYRESPONSE']._serialized_end=1743
+  _globals['_EVALUATEREQUEST']._serialized_start=1746
+  _globals['_EVALUATEREQUEST']._serialized_end=1986
+  _globals['_NEARMISS']._serialized_start=1988
+  _globals['_NEARMISS']._serialized_end=2027
+  _globals['_EVALUATERESPONSE']._serialized_start=2030
+  _globals['_EVALUATERESPONSE']._serialized_end=2229
+  _globals['_POLICYVERSION']._serialized_start=2232
+  _globals['_POLICYVERSION']._serialized_end=2387
+  _globals['_LISTVERSIONSREQUEST']._serialized_start=2389
+  _globals['_LISTVERSIONSREQUEST']._serialized_end=2440
+  _globals['_LISTVERSIONSRESPONSE']._serialized_start=2442
+  _globals['_LISTVERSIONSRESPONSE']._serialized_end=2511
+  _globals['_GETVERSIONREQUEST']._serialized_start=2513
+  _globals['_GETVERSIONREQUEST']._serialized_end=2564
+  _globals['_GETVERSIONRESPONSE']._serialized_start=2567
+  _globals['_GETVERSIONRESPONSE']._serialized_end=2739
   _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_start=1009
   _globals['_GETVERSIONRESPONSE_FILESENTRY']._serialized_end=1053
-  _globals['_ROLLBACKREQUEST']._serialized_start=2643
-  _globals['_ROLLBACKREQUEST']._serialized_end=2735
-  _globals['_ROLLBACKRESPONSE']._serialized_start=2737
-  _globals['_ROLLBACKRESPONSE']._serialized_end=2818
-  _globals['_POLICYADMINSERVICE']._serialized_start=2932
-  _globals['_POLICYADMINSERVICE']._serialized_end=3687
+  _globals['_ROLLBACKREQUEST']._serialized_start=2741
+  _globals['_ROLLBACKREQUEST']._serialized_end=2833
+  _globals['_ROLLBACKRESPONSE']._serialized_start=2836
+  _globals['_ROLLBACKRESPONSE']._serialized_end=2966
+  _globals['_POLICYADMINSERVICE']._serialized_start=3080
+  _globals['_POLICYADMINSERVICE']._serialized_end=3835
 # @@protoc_insertion_point(module_scope)

@@ -145,10 +145,12 @@ class AddRulesRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class AddRulesResponse(_message.Message):
-    __slots__ = ("version",)
+    __slots__ = ("version", "reload_error")
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     version: str
-    def __init__(self, version: _Optional[str] = ...) -> None: ...
+    reload_error: ReloadError
+    def __init__(self, version: _Optional[str] = ..., reload_error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
 
 class RemoveRulesRequest(_message.Message):
     __slots__ = ("token", "rules", "file", "expected_version", "message")
@@ -165,10 +167,12 @@ class RemoveRulesRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., rules: _Optional[_Iterable[_Union[PolicyRule, _Mapping]]] = ..., file: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RemoveRulesResponse(_message.Message):
-    __slots__ = ("version",)
+    __slots__ = ("version", "reload_error")
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     version: str
-    def __init__(self, version: _Optional[str] = ...) -> None: ...
+    reload_error: ReloadError
+    def __init__(self, version: _Optional[str] = ..., reload_error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...
 
 class ReloadPolicyRequest(_message.Message):
     __slots__ = ("token",)
@@ -302,9 +306,11 @@ class RollbackRequest(_message.Message):
     def __init__(self, token: _Optional[str] = ..., version: _Optional[str] = ..., expected_version: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class RollbackResponse(_message.Message):
-    __slots__ = ("version", "changed")
+    __slots__ = ("version", "changed", "reload_error")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
+    RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     version: PolicyVersion
     changed: bool
-    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., changed: _Optional[bool] = ...) -> None: ...
+    reload_error: ReloadError
+    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., changed: _Optional[bool] = ..., reload_error: _Optional[_Union[ReloadError, _Mapping]] = ...) -> None: ...

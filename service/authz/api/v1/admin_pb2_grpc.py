@@ -99,8 +99,9 @@ class PolicyAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AddRules(self, request, context):
-        """Append rules to a policy file through the editing gate; live when the call returns.
-        ABORTED when the policy is no longer at `expected_version`.
+        """Append rules to a policy file through the editing gate; live when the call returns,
+        unless `reload_error` says why not yet. ABORTED when the policy is no longer at
+        `expected_version`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,7 +109,8 @@ class PolicyAdminServiceServicer:
 
     def RemoveRules(self, request, context):
         """Remove rules from a policy file (or from any) through the editing gate; live when the
-        call returns. ABORTED when the policy is no longer at `expected_version`.
+        call returns, unless `reload_error` says why not yet. ABORTED when the policy is no
+        longer at `expected_version`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,8 +145,9 @@ class PolicyAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Rollback(self, request, context):
-        """A new version whose content equals an older one, live when the call returns
-        (`authz policy rollback`). ABORTED when the head is no longer at `expected_version`.
+        """A new version whose content equals an older one, live when the call returns unless
+        `reload_error` says why not yet (`authz policy rollback`). ABORTED when the head is no
+        longer at `expected_version`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
