@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from authz import logformat
 from authz.api.v1 import authz_pb2
 from authz.app import App
 from authz.config import Settings
@@ -76,7 +77,7 @@ def _decision_lines(path: Path) -> Iterator[None]:
     """`authz.decisions` at INFO into `path`, formatted as `authz serve` formats it."""
     logger = logging.getLogger("authz.decisions")
     handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(logformat.SecondCachedFormatter(logformat.FORMAT))
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

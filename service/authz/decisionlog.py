@@ -33,6 +33,7 @@ from collections.abc import Sequence
 from typing import Literal
 
 from authz.decision import Decision
+from authz.logrecords import record_maker
 
 log = logging.getLogger("authz.decisions")
 report = logging.getLogger("authz.server")
@@ -168,7 +169,7 @@ class DecisionLog:
         with self._write_lock:
             pending = self._pending
             written = 0
-            make, handle = log.makeRecord, log.handle
+            make, handle = record_maker(log, __file__, "_drain"), log.handle
             # Checked per drain as Logger.info would per line: lines queued before the logger
             # was turned down are not written.
             enabled = log.isEnabledFor(logging.INFO)
@@ -184,7 +185,7 @@ class DecisionLog:
                 if not enabled:
                     continue
                 try:
-                    handle(make(log.name, logging.INFO, __file__, 0, line(entry), (), None, "_drain"))
+                    handle(make(line(entry)))
                 except Exception as exc:  # a handler's fault: this line is lost, the next ones are not
                     self.failed += 1
                     self._report(exc)
