@@ -4,7 +4,8 @@ Families: RBAC over token grants with random role graphs (sometimes with Casbin'
 request names, bound by position); keyMatch2 routes with methods; ABAC `eval()` conditions
 on owner/org/status/amount, every attribute present; role links with time windows, decided
 with the clock held on and around each window's ends; role names and object groups matched
-by pycasbin functions (`# authz: g matches roles with F`); subjectPriority. Each runs under
+by pycasbin functions (`# authz: g matches roles with F`); subjectPriority; UI element ids and
+routes under matchers with static conjuncts (`keyMatch(p.obj, '/*')`, `p.sub == '*'`). Each runs under
 a random policy effect where it has a choice. pycasbin has no tokens, so its copy of the policy gets
 the token grants as the role links they stand for (`g, <sub>, <grant>`, DESIGN.md
 section 4). For every request authz's decision must equal pycasbin's, and every rule
@@ -473,6 +474,49 @@ def subject_priority_worlds(draw: st.DrawFn) -> World:
     )
 
 
+# Static conjuncts (policy values and constants only) beside and inside request-dependent
+# ones: the index groups the others' columns over the lines the statics leave (`_conjunction`).
+STATIC_MATCHERS = (
+    # The demo model's matcher without eval().
+    f"{ANYONE_MATCHES} && (r.obj == p.obj || (keyMatch(p.obj, '/*') && keyMatch2(r.obj, p.obj)))"
+    " && (p.act == '*' || r.act == p.act)",
+    "keyMatch(p.obj, '/api/*') && g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act",
+    "(p.act == 'view' || p.act == '*') && g(r.sub, p.sub) && (r.obj == p.obj || p.sub == 'n0')",
+    "g(r.sub, p.sub) && ((p.act == 'view' && r.obj == p.obj)"
+    " || (keyMatch(p.obj, '/*') && p.sub != 'n1' && keyMatch2(r.obj, p.obj) && r.act == p.act))",
+    "(p.sub == '*' && r.obj == p.obj) || (g(r.sub, p.sub) && !keyMatch(p.obj, '/*') && r.act == p.act)",
+)
+ELEMENT_OBJECTS = ("ui:menu.orders", "ui:button.x", "/api/orders/:id", "/api/*", "/*", "*", "/x")
+ELEMENT_REQUESTS = (
+    "ui:menu.orders",
+    "ui:button.x",
+    "ui:other",
+    "/api/orders/42",
+    "/api/x",
+    "/x",
+    "*",
+    "/api/orders/:id",
+)
+
+
+@st.composite
+def static_worlds(draw: st.DrawFn) -> World:
+    """UI element ids and routes under matchers with static conjuncts, like the demo model's."""
+    effect = draw(st.sampled_from(EFFECTS))
+    actions = st.sampled_from(("view", "GET", "*"))
+    lines = draw(
+        st.lists(st.tuples(ANYONE, st.sampled_from(ELEMENT_OBJECTS), actions, EFT), min_size=1, max_size=12)
+    )
+    return World(
+        effect=effect,
+        model=model_text("sub, obj, act, eft", effect, draw(st.sampled_from(STATIC_MATCHERS))),
+        p_lines=tuple(", ".join(("p", *line)) for line in lines),
+        g_lines=draw(role_links(())),
+        principals=draw(principals(())),
+        requests=_requests(draw, st.sampled_from(ELEMENT_REQUESTS), st.sampled_from(("view", "GET", "POST"))),
+    )
+
+
 # -- the comparison --------------------------------------------------------------------
 
 
@@ -595,4 +639,10 @@ def test_subject_priority(world: World) -> None:
 @NEW_FAMILY_SETTINGS
 @given(domain_pattern_worlds())
 def test_domain_patterns(world: World) -> None:
+    assert_agrees_with_pycasbin(world)
+
+
+@FAMILY_SETTINGS
+@given(static_worlds())
+def test_static_conjuncts_beside_element_and_route_lines(world: World) -> None:
     assert_agrees_with_pycasbin(world)

@@ -3,11 +3,19 @@
 The matcher's top-level conjuncts are read once per snapshot. A conjunct that ties a
 policy column to the request in a way an index can answer becomes a filter:
 
-- `r.X == p.Y` / `p.Y == "const"`     exact-value index on column Y
+- `r.X == p.Y`                        exact-value index on column Y
 - `g(r.X, p.Y[, r.D])`                lines whose Y is reachable from the request's X
                                       (for `r.sub`: the subject and its token grants)
 - `keyMatch*(r.X, p.Y)`               literal-prefix index of the patterns in column Y
+- `p.Y == "const"`, `keyMatch*(p.Y, "const")`, and `||` / `&&` of them
+                                      static: decided per line at build time
 - `a || b`, `a && b` inside them      union / intersection of the above
+
+Within one `&&` (the top level included), the other conjuncts' indexes hold only the lines
+where its static conjuncts are true: under the demo model, `keyMatch(p.obj, "/*") &&
+keyMatch2(r.obj, p.obj)` indexes the routes alone, so thousands of `ui:` element lines do
+not share one prefix `ui` too broad to keep (which made each of them a candidate of every
+element request: 20,000 such lines cost 54 ms a decision).
 
 A line that some filter excludes has a false conjunct, so the whole matcher is false on
 it: skipping it changes no decision. Every candidate still runs the full compiled
@@ -23,20 +31,18 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from authz.engine.bindings import plain
+from authz.engine.indexfilters import Filter, Lines, _All, _Any, _Exact, _narrow, _Prefix, _Reach, _Static
 from authz.engine.keymatch import brace_params, colon_params
 from authz.engine.matcher import parse_matcher
 from authz.engine.model import builtin_functions
-from authz.engine.roles import RoleGraph, reach_for
+from authz.engine.roles import RoleGraph
 
-# Line numbers of one index group: a tuple while small (a 1-tuple is a fifth of a
-# frozenset's size, and most groups of a large policy hold one line), else a frozenset.
-Lines = tuple[int, ...] | frozenset[int]
-# Parts of a union: a line is a candidate when it is in any part.
-Parts = list[Lines]
+# The lines where a conjunction's static conjuncts hold, ascending (None: every line). A
+# tuple, not a set: a mask of 100,000 lines is 0.8 MiB as a tuple, 4 MiB as a frozenset.
+Mask = tuple[int, ...] | None
 SMALL_GROUP = 16
 # A value shared by this many lines hardly narrows anything (a method column, say):
 # it is not stored, and a request for it is "no narrowing" from this filter. Below
@@ -58,12 +64,18 @@ def _groups(pairs: Iterable[tuple[str, int]], total: int) -> dict[str, Lines | N
             groups[value] = [number]
         else:
             group.append(number)
-    broad = max(BROAD_MIN, total // BROAD_SHARE)
+    broad = _broad(total)
     return {value: None if len(lines) > broad else _group(lines) for value, lines in groups.items()}
 
 
-_EMPTY: Lines = ()
 _UNKNOWN: Any = object()
+
+
+def _broad(total: int) -> int:
+    # Groups larger than this are not stored: a request for them is "no narrowing".
+    return max(BROAD_MIN, total // BROAD_SHARE)
+
+
 FEW = 16
 # Narrowed cheap-filter results kept per index: distinct requests (a fresh resource id under
 # one route, one action) find the same groups, and their union and intersection cost a third
@@ -143,112 +155,6 @@ def literal_prefix(pattern: str) -> str:
     return pattern[: i - 1] if pattern[i] in _QUANTIFIERS and i > 0 else pattern[:i]
 
 
-class Filter:
-    """Candidate lines for one request, as a union of frozensets (None: every line)."""
-
-    # Cheap filters answer with a dict lookup or two; the others walk role closures.
-    cheap = True
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        raise NotImplementedError
-
-
-@dataclass
-class _Exact(Filter):
-    column: dict[str, Lines | None]
-    rname: str
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        lines = self.column.get(str(plain(rvals[self.rname])), _EMPTY)
-        # An empty group adds nothing to a union: [] says "no line" as [()] would, for less.
-        return None if lines is None else [lines] if lines else []
-
-
-@dataclass
-class _Static(Filter):
-    lines: Lines | None
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        return None if self.lines is None else [self.lines]
-
-
-@dataclass
-class _Reach(Filter):
-    column: dict[str, Lines | None]
-    graph: RoleGraph
-    rname: str
-    domain: Callable[[Mapping[str, Any]], str | None]
-    cheap = False
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        reach = reach_for(self.graph, rvals[self.rname], self.domain(rvals))
-        column = self.column
-        if len(reach) > len(column):
-            found = [lines for value, lines in column.items() if value in reach]
-        else:
-            found = [column[name] for name in reach if name in column]
-        return _known(found)
-
-
-@dataclass
-class _Prefix(Filter):
-    by_prefix: dict[str, Lines | None]
-    lengths: tuple[int, ...]
-    rname: str
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        text = str(plain(rvals[self.rname]))
-        get = self.by_prefix.get
-        size = len(text)
-        found = [g for n in self.lengths if n <= size and (g := get(text[:n], _EMPTY)) is not _EMPTY]
-        return _known(found)
-
-
-def _known(found: list[Lines | None]) -> Parts | None:
-    # One broad group among them means this filter cannot narrow the request.
-    parts: Parts = []
-    for lines in found:
-        if lines is None:
-            return None
-        parts.append(lines)
-    return parts
-
-
-@dataclass
-class _Any(Filter):
-    children: list[Filter]
-
-    def __post_init__(self) -> None:
-        self.cheap = all(child.cheap for child in self.children)
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        out: Parts = []
-        for child in self.children:
-            got = child.parts(rvals)
-            if got is None:
-                return None
-            out.extend(got)
-        return out
-
-
-@dataclass
-class _All(Filter):
-    children: list[Filter]
-
-    def __post_init__(self) -> None:
-        self.cheap = all(child.cheap for child in self.children)
-        # Dropping a static child keeps a superset, which is all a filter owes: with a
-        # request-dependent child beside it, intersecting would cost more than it saves.
-        dynamic = [child for child in self.children if not isinstance(child, _Static)]
-        self._used = dynamic or self.children
-
-    def parts(self, rvals: Mapping[str, Any]) -> Parts | None:
-        if len(self._used) == 1:
-            return self._used[0].parts(rvals)
-        lines = intersect([child.parts(rvals) for child in self._used])
-        return None if lines is None else [frozenset(lines)]
-
-
 def _owned(f: Filter) -> bool:
     # Whether a filter's parts are always groups of the index itself.
     if isinstance(f, _Exact | _Prefix | _Static):
@@ -258,49 +164,6 @@ def _owned(f: Filter) -> bool:
     if isinstance(f, _All):
         return len(f._used) == 1 and _owned(f._used[0])
     return False
-
-
-def intersect(all_parts: Sequence[Parts | None]) -> list[int] | None:
-    """Lines in every union (None: no narrowing known), in ascending line order."""
-    found = _narrow(all_parts)
-    return None if found is None else sorted(found)
-
-
-def _size(parts: Parts) -> int:
-    return sum(map(len, parts))
-
-
-# A tuple, not `set | frozenset`: that builds a union type on every test.
-_SETS = (set, frozenset)
-
-
-def _narrow(
-    all_parts: Sequence[Parts | None], found: Lines | set[int] | None = None
-) -> Lines | set[int] | None:
-    # `found` (when known) intersected with every union, smallest union first.
-    known = [p for p in all_parts if p is not None]
-    if not known:
-        return found
-    if len(known) > 1:
-        known.sort(key=_size)
-    if found is None:
-        smallest = known.pop(0)
-        found = smallest[0] if len(smallest) == 1 else set().union(*smallest)
-    for parts in known:
-        if not found:
-            break
-        mine = found if isinstance(found, _SETS) else set(found)
-        if len(parts) == 1:
-            other = parts[0]
-            # C-level either way: `&` walks the smaller set, intersection() the small tuple.
-            found = mine & other if isinstance(other, frozenset) else mine.intersection(other)
-        else:
-            # A union: each part intersected at C level walks min(len(found), len(part)) lines.
-            union: set[int] = set()
-            for part in parts:
-                union.update(mine & part if isinstance(part, frozenset) else mine.intersection(part))
-            found = union
-    return found
 
 
 class PolicyIndex:
@@ -319,20 +182,23 @@ class PolicyIndex:
         self.request = set(request)
         self.rows = rows
         self.graphs = graphs
-        self._columns: dict[str, dict[str, Lines | None]] = {}
+        # Analysis caches, keyed by column and mask (see `_conjunction`); dropped once built.
+        self._columns: dict[tuple[str, Mask], dict[str, Lines | None]] = {}
+        self._prefixes: dict[tuple[str, Mask], tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
+        self._statics: dict[int, Mask] = {}
         # One int object per line number, shared by every column's groups.
         self._numbers = list(range(len(rows)))
-        self._prefixes: dict[str, tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
         self._narrowed: dict[tuple[tuple[Lines, ...] | None, ...], tuple[int, ...] | None] = {}
         parsed = parse_matcher(matcher)
         tree = parsed.body if parsed is not None else None
-        conjuncts = _conjuncts(tree) if tree is not None else []
-        filters = [f for f in (self._filter(node) for node in conjuncts) if f is not None]
+        filters = self._conjunction(_conjuncts(tree), None) if tree is not None else []
         self.cheap = [f for f in filters if f.cheap]
         # Narrowed results are remembered only when every cheap filter answers with groups the
         # index holds anyway (an intersection built per request would make each entry a copy).
         self._owned = all(_owned(f) for f in self.cheap)
         self.costly = [f for f in filters if not f.cheap]
+        # The filters hold the groups they use; the masks (line numbers) can go.
+        self._columns, self._prefixes, self._statics = {}, {}, {}
 
     def candidates(self, rvals: Mapping[str, Any]) -> Sequence[int] | None:
         """Ascending indexes of the lines that may match (shared: never changed by the caller);
@@ -361,31 +227,37 @@ class PolicyIndex:
 
     # -- analysis ----------------------------------------------------------------
 
-    def _column(self, pname: str) -> dict[str, Lines | None]:
-        found = self._columns.get(pname)
+    def _masked(self, mask: Mask) -> tuple[list[int], Sequence[Sequence[str]]]:
+        # The line numbers in `mask` (None: every line), ascending, and their rows.
+        if mask is None:
+            return self._numbers, self.rows
+        return list(mask), [self.rows[n] for n in mask]
+
+    def _column(self, pname: str, mask: Mask) -> dict[str, Lines | None]:
+        found = self._columns.get((pname, mask))
         if found is None:
             position = self.policy.index(pname)
-            found = _groups(
-                zip([row[position] for row in self.rows], self._numbers, strict=True), len(self.rows)
-            )
-            self._columns[pname] = found
+            numbers, rows = self._masked(mask)
+            found = _groups(zip([row[position] for row in rows], numbers, strict=True), len(self.rows))
+            self._columns[pname, mask] = found
         return found
 
-    def _prefix(self, pname: str) -> tuple[dict[str, Lines | None], tuple[int, ...]]:
-        found = self._prefixes.get(pname)
+    def _prefix(self, pname: str, mask: Mask) -> tuple[dict[str, Lines | None], tuple[int, ...]]:
+        found = self._prefixes.get((pname, mask))
         if found is None:
             position = self.policy.index(pname)
             prefixes: dict[str, str] = {}
             keys = []
-            for row in self.rows:
+            numbers, rows = self._masked(mask)
+            for row in rows:
                 value = row[position]
                 prefix = prefixes.get(value)
                 if prefix is None:
                     prefix = prefixes[value] = literal_prefix(value)
                 keys.append(prefix)
-            by_prefix = _groups(zip(keys, self._numbers, strict=True), len(self.rows))
+            by_prefix = _groups(zip(keys, numbers, strict=True), len(self.rows))
             found = (by_prefix, tuple(sorted({len(p) for p in by_prefix})))
-            self._prefixes[pname] = found
+            self._prefixes[pname, mask] = found
         return found
 
     def _is_r(self, node: ast.AST) -> str | None:
@@ -394,77 +266,137 @@ class PolicyIndex:
     def _is_p(self, node: ast.AST) -> str | None:
         return node.id if isinstance(node, ast.Name) and node.id in self.policy else None
 
-    def _filter(self, node: ast.AST) -> Filter | None:
+    def _conjunction(self, nodes: list[ast.AST], mask: Mask) -> list[Filter]:
+        """Filters of conjuncts, each over the lines where every static conjunct holds.
+
+        A line on which a static conjunct (policy values and constants only, such as
+        `keyMatch(p.obj, "/*")`) is false makes the conjunction false, so the other
+        conjuncts' filters may leave it out: their groups are built over `mask` only.
+        """
+        for node in nodes:
+            lines = self._static_lines(node)
+            if lines is not None:
+                mask = lines if mask is None else _meet([mask, lines])
+        return [f for f in (self._filter(node, mask) for node in nodes) if f is not None]
+
+    def _filter(self, node: ast.AST, mask: Mask) -> Filter | None:
+        # A superset of the lines in `mask` on which `node` may be true.
+        static = self._static_lines(node)
+        if static is not None:
+            return _Static(None if len(static) > _broad(len(self.rows)) else _group(list(static)))
         if isinstance(node, ast.BoolOp):
-            children = [self._filter(v) for v in node.values]
             if isinstance(node.op, ast.Or):
+                children = [self._filter(v, mask) for v in node.values]
                 if any(c is None for c in children):
                     return None
                 return _Any([c for c in children if c is not None])
-            known = [c for c in children if c is not None]
+            known = self._conjunction(_conjuncts(node), mask)
             if not known:
                 return None
             both = _All(known)
             # One request-dependent child left (statics dropped): it is the filter, one call less.
             return both._used[0] if len(both._used) == 1 else both
         if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
-            return self._equality(node.left, node.comparators[0])
+            return self._equality(node.left, node.comparators[0], mask)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-            return self._call(node.func.id, node.args)
+            return self._call(node.func.id, node.args, mask)
         return None
 
-    def _equality(self, left: ast.AST, right: ast.AST) -> Filter | None:
+    def _equality(self, left: ast.AST, right: ast.AST, mask: Mask) -> Filter | None:
         for a, b in ((left, right), (right, left)):
             pname, rname = self._is_p(a), self._is_r(b)
             if pname and rname:
-                return _Exact(self._column(pname), rname)
-            if pname and isinstance(b, ast.Constant) and isinstance(b.value, str):
-                return _Static(self._column(pname).get(b.value, _EMPTY))
+                return _Exact(self._column(pname, mask), rname)
         return None
 
-    def _call(self, name: str, args: list[ast.expr]) -> Filter | None:
+    def _call(self, name: str, args: list[ast.expr], mask: Mask) -> Filter | None:
         if len(args) < 2:
             return None
         rname, pname = self._is_r(args[0]), self._is_p(args[1])
         if not rname or not pname:
-            return self._static_call(name, args)
+            return None
         if name in _PREFIX_FUNCTIONS and len(args) == 2:
-            by_prefix, lengths = self._prefix(pname)
+            by_prefix, lengths = self._prefix(pname, mask)
             return _Prefix(by_prefix, lengths, rname)
         graph = self.graphs.get(name)
         # A pattern-matched graph holds for names outside any reach set: it cannot narrow.
         if graph is None or graph.matching is not None or len(args) > 3:
             return None
+        column = self._column(pname, mask)
         if len(args) == 2:
-            return _Reach(self._column(pname), graph, rname, lambda _r: None)
+            return _Reach(column, graph, rname, lambda _r: None)
         dom = args[2]
         dname = self._is_r(dom)
         if dname:
-            return _Reach(self._column(pname), graph, rname, lambda r: str(plain(r[dname])))
+            return _Reach(column, graph, rname, lambda r: str(plain(r[dname])))
         if isinstance(dom, ast.Constant) and isinstance(dom.value, str):
             value = dom.value
-            return _Reach(self._column(pname), graph, rname, lambda _r: value)
+            return _Reach(column, graph, rname, lambda _r: value)
         return None
 
-    def _static_call(self, name: str, args: list[ast.expr]) -> Filter | None:
-        # keyMatch(p.obj, "/*"): depends on the line alone, so it is decided at build time.
+    # -- static conjuncts: decided per line at build time --------------------------------
+
+    def _static_lines(self, node: ast.AST) -> Mask:
+        """The lines on which `node` holds, when it reads policy values and constants only.
+
+        None when it reads the request (or cannot be decided here). Cached per node: the
+        builder asks again for each enclosing conjunction.
+        """
+        key = id(node)
+        if key not in self._statics:
+            self._statics[key] = self._decide_static(node)
+        return self._statics[key]
+
+    def _decide_static(self, node: ast.AST) -> Mask:
+        if isinstance(node, ast.BoolOp):
+            found = [self._static_lines(v) for v in node.values]
+            known = [lines for lines in found if lines is not None]
+            if len(known) < len(found):
+                return None
+            if isinstance(node.op, ast.Or):
+                return tuple(sorted(set().union(*known)))
+            return _meet(known)
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
+            for a, b in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
+                pname = self._is_p(a)
+                if pname and isinstance(b, ast.Constant) and isinstance(b.value, str):
+                    return self._lines_where(pname, b.value.__eq__)
+            return None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            return self._static_call(node.func.id, node.args)
+        return None
+
+    def _static_call(self, name: str, args: list[ast.expr]) -> Mask:
+        # keyMatch(p.obj, "/*"): decided per distinct value with the builtin itself.
         if name not in _PREFIX_FUNCTIONS or len(args) != 2:
             return None
         pname = self._is_p(args[0])
         const = args[1]
         if not pname or not isinstance(const, ast.Constant) or not isinstance(const.value, str):
             return None
-        fn = builtin_functions()[name]
-        position = self.policy.index(pname)
-        verdicts: dict[str, bool] = {}
+        fn, pattern = builtin_functions()[name], const.value
         try:
-            for row in self.rows:
-                if row[position] not in verdicts:
-                    verdicts[row[position]] = bool(fn(row[position], const.value))
+            return self._lines_where(pname, lambda text: bool(fn(text, pattern)))
         except Exception:  # a pattern the function rejects: do not narrow
             return None
-        lines = [n for n, row in zip(self._numbers, self.rows, strict=True) if verdicts[row[position]]]
-        return _Static(None if len(lines) > max(BROAD_MIN, len(self.rows) // BROAD_SHARE) else _group(lines))
+
+    def _lines_where(self, pname: str, test: Callable[[str], bool]) -> tuple[int, ...]:
+        position = self.policy.index(pname)
+        verdicts: dict[str, bool] = {}
+        lines = []
+        for number, row in zip(self._numbers, self.rows, strict=True):
+            value = row[position]
+            verdict = verdicts.get(value)
+            if verdict is None:
+                verdict = verdicts[value] = test(value)
+            if verdict:
+                lines.append(number)
+        return tuple(lines)
+
+
+def _meet(masks: list[tuple[int, ...]]) -> tuple[int, ...]:
+    # The lines in every mask, ascending.
+    return tuple(sorted(set(masks[0]).intersection(*masks[1:])))
 
 
 def _conjuncts(node: ast.AST) -> list[ast.AST]:

@@ -25,7 +25,7 @@ from typing import Any
 from authz.decision import Reason
 from authz.engine import arith, planast
 from authz.engine.bindings import Attributes, Subject
-from authz.engine.index import intersect
+from authz.engine.indexfilters import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
 from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, line_tree

@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 # The index's filter kinds, read here to answer them for a template instead of an id.
-from authz.engine.index import Filter, Lines, Parts, _All, _Any, _Exact, _Prefix, intersect
+from authz.engine.indexfilters import Filter, Lines, Parts, _All, _Any, _Exact, _Prefix, intersect
 from authz.engine.matcher import compile_expression
 from authz.engine.snapshot import Snapshot
 

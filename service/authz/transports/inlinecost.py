@@ -1,15 +1,16 @@
 """Whether the serving policy's decisions are cheap enough to be made on the gRPC event loop.
 
 A call on a cached token asking for few decisions runs inline (`grpcserver`), on the premise
-that a decision takes microseconds. It takes as long as the lines the index leaves it: under
-the demo model, 20,000 element lines of `*` and `view` cost 54 ms a decision, so an inline
-`BatchCheck` of 100 such elements held the loop, every other call and health check, for 5 s,
-and 50,000 conditional lines on one route cost 15 ms a decision. So each inline call's CPU
-time is compared with INLINE_SECONDS_PER_DECISION times its decisions; STRIKES calls over it
-(one could be a policy's first, building what later decisions reuse) send every later call
-to the pool, until another policy version serves. The CPU time is the loop
-thread's own (`time.thread_time`), so time spent waiting for the interpreter lock, which
-pool threads hold in turns, never counts against a policy.
+that a decision takes microseconds. It takes as long as the lines the index leaves it: 50,000
+conditional lines on one route and action cost 15 ms a decision, so an inline `BatchCheck` of
+100 such requests would hold the loop, every other call and health check, for 1.5 s (20,000
+element lines of `*` and `view` under the demo model cost 54 ms a decision, 5 s a batch,
+until the index narrowed them). So each inline call's CPU time is compared with
+INLINE_SECONDS_PER_DECISION times its decisions; STRIKES calls over it (one could be a
+policy's first, building what later decisions reuse) send every later call to the pool,
+until another policy version serves. The CPU time is the loop thread's own
+(`time.thread_time`), so time spent waiting for the interpreter lock, which pool threads
+hold in turns, never counts against a policy.
 """
 
 from __future__ import annotations
