@@ -295,7 +295,8 @@ def test_an_edit_committed_before_its_reload_failed_answers_its_version_once(
         assert added.version != start
         failure = added.reload_error.message
         assert failure.startswith(f"committed as {added.version}, not serving yet: "), failure
-        assert "policy store" in failure
+        # A full server (the role's connection limit) is an outage to wait for, not a user to fix.
+        assert "policy store" in failure and "refused user" not in failure, failure
         # The last good policy serves meanwhile, and GetPolicy (answered from memory) says why.
         policy = a.policy()
         assert policy.version == start and not policy.source.reachable
@@ -393,6 +394,9 @@ def test_a_store_that_cannot_be_used_stops_the_start_with_one_line(issuer, postg
     with pytest.raises(StoreSetupError, match="refused user 'authz_secret'") as caught:
         App(wrong).start()
     assert "\n" not in str(caught.value) and "nope" not in str(caught.value)
+    nobody = settings_for(issuer, policy_store=postgres_server.dsn("postgres", "authz_nobody", "x"))
+    with pytest.raises(StoreSetupError, match="refused user 'authz_nobody'"):
+        App(nobody).start()
 
 
 def test_with_reload_requires_tests_a_version_whose_stored_suites_fail_is_rejected(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import getpass
 import importlib
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -83,7 +84,12 @@ _INFO = (
 # SQLSTATEs that no retry fixes: wrong password or user, no such database.
 _AUTH_STATES = {"28P01", "28000"}
 _NO_DATABASE = "3D000"
-_AUTH_SIGNS = ("password authentication failed", "no pg_hba.conf entry", 'role "', "no password supplied")
+# The server's texts for a refused login. A role's name alone is not one: "too many connections
+# for role" is a full server, to wait for, not a user to fix.
+_AUTH_SIGNS = re.compile(
+    r'password authentication failed|no pg_hba\.conf entry|no password supplied|role ".*" does not exist'
+    r'|role ".*" is not permitted to log in'
+)
 
 
 class StoreUnavailable(Unavailable):
@@ -190,7 +196,7 @@ class PostgresStore:
         state = getattr(exc, "sqlstate", None)
         text = str(exc)
         # libpq gives no SQLSTATE for a refused login, only the server's message.
-        if state in _AUTH_STATES or any(sign in text for sign in _AUTH_SIGNS):
+        if state in _AUTH_STATES or _AUTH_SIGNS.search(text):
             return StoreSetupError(
                 f"the policy store {self.location} refused user {self.user!r}: fix the user or password "
                 "in AUTHZ_POLICY_STORE / --store (or PGPASSWORD)"
