@@ -10,7 +10,7 @@ from authz.cli.main import main
 from authz.engine import load_snapshot
 from authz.engine.policyfiles import MAX_POLICY_FILES, MAX_POLICY_LINES
 from authz.errors import PolicyLoadError
-from authz.findings import MAX_FINDINGS, Finding, Severity
+from authz.findings import MAX_FINDINGS, MAX_MESSAGE_CHARS, Finding, Severity
 from authz.policy.validate import validate_dir
 from tests.conftest import REPO
 from tests.policy_dirs import copy_demo, line_number, write_policy
@@ -246,6 +246,27 @@ def test_countless_bad_lines_are_refused_with_a_bounded_list_of_findings(tmp_pat
     assert len(caught.value.findings) == MAX_FINDINGS + 1
     assert "junk.csv:1: unknown line type 'x'" in str(caught.value)
     assert "more findings not listed" in str(caught.value) and len(str(caught.value)) < 100_000
+
+
+def test_each_finding_quoting_long_policy_text_is_bounded_and_keeps_its_reason(tmp_path):
+    # A 1 MB condition made each of its findings 2 MB (the line, then the condition again), and
+    # 1,000 such lines a refusal of 2 GB: logged, kept as the last rejection, sent by GetPolicy.
+    policies = copy_demo(tmp_path)
+    long_token = "x" * 1_000_000
+    many_words = " ".join(["y"] * 300_000)
+    (policies / "long.csv").write_text(
+        f"p, *, /api/a, GET, foo({long_token}), allow\np, *, /api/b, GET, foo({many_words}), allow\n"
+    )
+    with pytest.raises(PolicyLoadError) as caught:
+        load_snapshot(policies)
+    found = [f for f in caught.value.findings if f.file == "long.csv"]
+    assert [f.line for f in found] == [1, 2]
+    assert all(len(f.message) <= MAX_MESSAGE_CHARS for f in found)
+    assert "only the model's functions may be called, not 'foo'" in found[0].message
+    assert "…[999,8" in found[0].message and "characters]…" in found[1].message
+    assert len(str(caught.value)) < 4 * MAX_MESSAGE_CHARS
+    # Long messages given whole are cut too.
+    assert len(str(PolicyLoadError("z" * 1_000_000))) <= MAX_MESSAGE_CHARS
 
 
 def test_a_policy_over_the_line_bound_is_refused_before_its_lines_are_made(tmp_path):

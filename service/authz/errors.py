@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from authz.findings import Finding, capped, listed
+from authz.findings import Finding, capped, listed, shortened
 
 
 class AuthzError(Exception):
@@ -48,6 +48,7 @@ class PolicyLoadError(AuthzError):
     """
 
     def __init__(self, message: str, findings: Sequence[Finding] | None = None) -> None:
+        message = shortened(message)
         self.message = message
         self.findings = capped(findings) if findings else [Finding.error("", 0, message)]
         # One finding that reads exactly as the message (see `at`) is not repeated under it.

@@ -15,6 +15,11 @@ from typing import Any
 # Findings one refusal carries (its message, the log line, GetPolicy's last reload error): a
 # file of 4 million unknown lines made 4 million findings and a 280 MB message.
 MAX_FINDINGS = 1_000
+# One finding's message, whose text quotes the policy (a line, a condition): a 1 MB condition
+# made each of its findings 2 MB, and 1,000 of them a 2 GB refusal. A long run without spaces
+# keeps its ends; past that, the message keeps its start and its end.
+MAX_MESSAGE_CHARS = 4_000
+_LONG_RUN = re.compile(r"\S{241,}")
 
 
 class Severity(enum.Enum):
@@ -33,6 +38,11 @@ class Finding:
     file: str
     line: int
     message: str
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            # Frozen: set once, here, before anything reads it.
+            object.__setattr__(self, "message", shortened(self.message))
 
     @classmethod
     def error(cls, file: str, line: int, message: str) -> Finding:
@@ -65,6 +75,22 @@ class Finding:
             "line": self.line,
             "message": self.message,
         }
+
+
+def shortened(text: str) -> str:
+    """`text` within MAX_MESSAGE_CHARS: each run of over 240 characters without a space cut to
+    its ends, then, if still too long, the text to its start and its end; every cut says how
+    many characters it left out."""
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    text = _LONG_RUN.sub(lambda m: _cut(m[0], 120, 80), text)
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    return _cut(text, MAX_MESSAGE_CHARS // 2, MAX_MESSAGE_CHARS // 4)
+
+
+def _cut(text: str, head: int, tail: int) -> str:
+    return f"{text[:head]}…[{len(text) - head - tail:,} characters]…{text[-tail:]}"
 
 
 def capped(findings: Sequence[Finding]) -> list[Finding]:
