@@ -202,7 +202,14 @@ class LineEvaluator:
         )
         found = self.resource_conds.get(key)
         if found is None:
-            found = self._dispatch(node)
+            # Kept for lines of either effect: worked out with its NULL reach (a deny line reads
+            # it), whatever the chain around it reads. An allow line's answer without it, kept
+            # and then read by a deny line, dropped the deny's unknown rows: a wider plan.
+            root, self._root = self._root, None
+            try:
+                found = self._dispatch(node)
+            finally:
+                self._root = root
             if isinstance(found, Cond) and _nodes(found) > _RESOURCE_COND_NODES:
                 return found  # the memo bounds entries: a large answer would make it large
             if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
