@@ -154,23 +154,32 @@ class LineEvaluator:
         shape: Shape,
         compiled: Compiled,
         resource_conds: dict[tuple[Any, ...], Any],
+        *,
+        segment: Node | None = None,
     ) -> None:
+        """`segment`: the template's segment condition (`plantemplate.segment_condition`) that
+        the planner conjoins after combining the lines; a chain read only where it is true
+        leaves out a term that is exactly it, and `segmented` says one was left out."""
         self.names = names
         self.functions = functions
         self.fixed = shape.fixed
         self.resource_only = shape.resource_only
         self.compiled = compiled
         self.resource_conds = resource_conds
-        self._root: ast.expr | None = None  # a chain whose NULL reach nobody reads (`run`)
+        # The `and` chains whose NULL reach nobody reads (`run`), by node id.
+        self._unreached: set[int] = set()
+        self.segment = segment
+        self.segmented = False
 
     def run(self, tree: ast.expr, *, reached: bool = True) -> Cond:
         """The line's result as a Cond; raises Unplannable or PlanEvalError.
 
         `reached=False` when the caller reads only where the line is true (an allow line's
         part in every effect): a top-level `and` chain then leaves where it reaches a NULL
-        unworked, FALSE in the result, which spares a rebuild of the chain per term.
+        unworked, FALSE in the result, which spares a rebuild of the chain per term; so does an
+        `and` chain that is a term of such a chain (only where it is true is read there too).
         """
-        self._root = tree if not reached else None
+        self._unreached = set() if reached else {id(tree)}
         value = self.eval(tree)
         if isinstance(value, _SYMBOLIC):
             return as_cond(value)
@@ -205,11 +214,11 @@ class LineEvaluator:
             # Kept for lines of either effect: worked out with its NULL reach (a deny line reads
             # it), whatever the chain around it reads. An allow line's answer without it, kept
             # and then read by a deny line, dropped the deny's unknown rows: a wider plan.
-            root, self._root = self._root, None
+            unreached, self._unreached = self._unreached, set()
             try:
                 found = self._dispatch(node)
             finally:
-                self._root = root
+                self._unreached = unreached
             if isinstance(found, Cond) and _nodes(found) > _RESOURCE_COND_NODES:
                 return found  # the memo bounds entries: a large answer would make it large
             if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
@@ -233,6 +242,12 @@ class LineEvaluator:
 
     def _boolop(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
+        unreached = is_and and id(node) in self._unreached
+        if unreached:
+            # `a and (b and c)`: the inner chain's NULL reach is not read either.
+            self._unreached.update(
+                id(c) for c in node.values if isinstance(c, ast.BoolOp) and isinstance(c.op, ast.And)
+            )
         chain: Conjunction | None = None
         acc: Cond | None = None
         value: Any = None
@@ -245,7 +260,16 @@ class LineEvaluator:
                 continue
             cond = as_cond(value)
             if is_and:
-                chain = chain or Conjunction(reached=node is not self._root)
+                chain = chain or Conjunction(reached=not unreached)
+                if (
+                    unreached
+                    and cond.missing is FALSE
+                    and self.segment is not None
+                    and cond.true == self.segment
+                ):
+                    # The template's segment condition, a conjunct of the whole line.
+                    self.segmented = True
+                    continue
                 chain.add(cond)
             else:
                 acc = cond if acc is None else cond_or(acc, cond)
@@ -287,7 +311,7 @@ class LineEvaluator:
     def _compare(self, node: ast.Compare) -> Any:
         values = [self.eval(node.left), *(self.eval(c) for c in node.comparators)]
         result: Any = True
-        chain: Conjunction | None = None
+        terms: list[Cond] = []  # from the first unknown comparison on
         for op, left, right in zip(node.ops, values, values[1:], strict=False):
             if left is MISSING or right is MISSING:
                 part: Any = MISSING_COND
@@ -295,14 +319,23 @@ class LineEvaluator:
                 part = self._symbolic_compare(op, left, right)
             else:
                 part = self._concrete(functools.partial(_COMPARE[type(op)][1], left, right))
-                if chain is None:
+                if not terms:
                     if not part:
                         return part
                     result = part
                     continue
-            chain = chain or Conjunction()
-            chain.add(as_cond(part))
-        return result if chain is None else chain.result()
+            terms.append(as_cond(part))
+        if not terms:
+            return result
+        if len(terms) == 1:
+            # One unknown comparison (`r.obj.owner == r.sub.id`): its Cond as made, already
+            # simplified, without a chain's rebuild of it.
+            bounded(terms[0])
+            return terms[0]
+        chain = Conjunction()
+        for term in terms:
+            chain.add(term)
+        return chain.result()
 
     def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
         name = _COMPARE[type(op)][0]

@@ -28,6 +28,7 @@ Anything else about a whole `r.obj` cannot be planned (`Unplannable`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -313,6 +314,25 @@ def _one_segment(param: str) -> Node:
     return planast.all_of(
         planast.Compare("ne", param, ""), planast.Not(planast.Compare("like", param, HAS_SLASH))
     )
+
+
+# Templates of more parameters plan each line with its segment conditions in place.
+_MAX_FACTORED_PARAMS = 4
+
+
+def segment_condition(template: Template) -> Node | None:
+    """What keyMatch2's `:name` asks of every parameter of `template` (`_one_segment` of each,
+    in order): the whole condition a line `/api/orders/:id` puts on the rows of that template,
+    which the planner conjoins once after combining the lines (`plan.py`). None for a kind or
+    a template without parameters, or of more than a few."""
+    if isinstance(template, KindTemplate) or not 0 < len(template.names) <= _MAX_FACTORED_PARAMS:
+        return None
+    return _segments(template.names)
+
+
+@functools.lru_cache(maxsize=256)
+def _segments(names: tuple[str, ...]) -> Node:
+    return planast.all_of(*(_one_segment(name) for name in names))
 
 
 def _slashed(params: list[str] | tuple[str, ...]) -> Node:
