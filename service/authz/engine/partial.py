@@ -55,7 +55,11 @@ class _Missing:
 
 
 MISSING = _Missing()
+# Tuples for isinstance: a union (`Cond | Obj`) is built again on every test.
 _SYMBOLIC = (Field, Obj, Cond, _Missing)
+_WHOLE = (Cond, Obj)
+_LITERALS = (str, bool, int, float)
+_BOOLS = (bool, float)
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Eq: ("eq", operator.eq),
@@ -109,14 +113,30 @@ def _literal(value: Any, what: str) -> planast.Literal:
         raise Unplannable(
             f"comparison of {what} with {value}, which a plan cannot carry exactly (past 2**53)"
         )
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _LITERALS):
         return value
     raise Unplannable(f"comparison of {what} with a {type(value).__name__}")
 
 
+def _null_checks(name: str) -> tuple[planast.IsNull, Node]:
+    # A field's `IS NULL` and `IS NOT NULL`. Most plans compare the same few fields, so a short
+    # name's (the policy's `r.obj.owner`; a request may choose a key, `r.obj[r.sub.x]`) are
+    # made once.
+    return _kept_null_checks(name) if len(name) <= _KEPT_NAME else _made_null_checks(name)
+
+
+def _made_null_checks(name: str) -> tuple[planast.IsNull, Node]:
+    null = planast.IsNull(name)
+    return null, planast.negate(null)
+
+
+_KEPT_NAME = 64
+_kept_null_checks = functools.lru_cache(maxsize=1024)(_made_null_checks)
+
+
 def _field_compare(field: Field, op: str, value: Any) -> Cond:
     what = f"r.obj.{field.name}"
-    null = planast.IsNull(field.name)
+    null, present = _null_checks(field.name)
     if op in ("in", "not in"):
         if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
             raise Unplannable(f"{what} {op} a {type(value).__name__} (only a list of literals)")
@@ -137,7 +157,6 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
         test = planast.Compare(op, field.name, _literal(value, what))
     else:
         raise Unplannable(f"{what} compared with `{op}`")
-    present = planast.Not(null)
     if isinstance(test, planast.Const):
         return Cond(present if test.value else FALSE, null)
     # Built directly: a guard and a comparison (or its negation) never simplify further.
@@ -146,6 +165,18 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
 
 class LineEvaluator:
     """Interprets one line's matcher tree over bound names (one instance per line)."""
+
+    __slots__ = (
+        "_unreached",
+        "compiled",
+        "fixed",
+        "functions",
+        "names",
+        "resource_conds",
+        "resource_only",
+        "segment",
+        "segmented",
+    )
 
     def __init__(
         self,
@@ -183,7 +214,7 @@ class LineEvaluator:
         value = self.eval(tree)
         if isinstance(value, _SYMBOLIC):
             return as_cond(value)
-        if not isinstance(value, bool | float):
+        if not isinstance(value, _BOOLS):
             raise PlanEvalError(f"matcher result should be bool, got {type(value).__name__}")
         return Cond(TRUE if value else FALSE, FALSE)
 
@@ -194,7 +225,12 @@ class LineEvaluator:
             # A subtree that does not read r.obj runs as compiled code, as in Check.
             fn, params = self.compiled(*fixed)
             names = self.names
-            return self._concrete(lambda: fn(*[names[n] for n in params]))
+            try:  # `_concrete`, inline: most of a line's nodes are these
+                return fn(*[names[n] for n in params])
+            except AttributeMissing:
+                return MISSING
+            except Exception as exc:
+                raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
         resource_only = self.resource_only.get(id(node))
         if resource_only is not None:
             return self._resource_only(node, *resource_only)
@@ -339,7 +375,7 @@ class LineEvaluator:
 
     def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
         name = _COMPARE[type(op)][0]
-        if isinstance(left, Cond | Obj) or isinstance(right, Cond | Obj):
+        if isinstance(left, _WHOLE) or isinstance(right, _WHOLE):
             obj, other = (left, right) if isinstance(left, Obj) else (right, left)
             if isinstance(obj, Obj) and name in ("eq", "ne") and isinstance(plain(other), str):
                 test = obj.template.equals(plain(other))

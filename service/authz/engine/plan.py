@@ -32,6 +32,7 @@ from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, Shap
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import Cond
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
+from authz.engine.plannodes import JUNCTIONS, LEAVES
 from authz.engine.plantemplate import Template, Unplannable, parse_template, segment_condition
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
@@ -92,7 +93,7 @@ def _until_decisive(lines: Sequence[tuple[Rule, Cond]]) -> Sequence[tuple[Rule, 
     # administrator's first line `True` gives every row whatever thousands of lines follow.
     for end, (rule, cond) in enumerate(lines):
         decided = cond.true if rule.effect == ALLOW else planast.any_of(cond.true, cond.missing)
-        if rule.effect in (ALLOW, DENY) and decided == TRUE:
+        if rule.effect in (ALLOW, DENY) and decided is TRUE:
             return lines[: end + 1]
     return lines
 
@@ -125,9 +126,14 @@ def _evaluate(
 
 
 def _reads(node: Node, fields: Sequence[str]) -> bool:
-    return any(
-        isinstance(n, planast.IsNull | planast.Compare) and n.field in fields for n in planast.walk(node)
-    )
+    # Whether the tree reads one of `fields` (recursive calls: a generator per level cost more).
+    if isinstance(node, LEAVES):
+        return node.field in fields
+    if isinstance(node, planast.Not):
+        return _reads(node.child, fields)
+    if isinstance(node, JUNCTIONS):
+        return any(_reads(child, fields) for child in node.children)
+    return False
 
 
 def _with_segment(
@@ -236,12 +242,14 @@ def plan_resources(
     }
     names = {name: bound[name] for name in snapshot.model.request}
     policy = snapshot.model.policy
-    # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
-    slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
+    memo = memo_for(snapshot)
+    slots = memo.slots
+    if slots is None:
+        # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
+        slots = memo.slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
     lines: list[tuple[Rule, Cond]] = []
     segmented: set[int] = set()  # the lines whose segment condition is left for `_combine`
     segment = segment_condition(template)
-    memo = memo_for(snapshot)
     with arith.Budget():  # the operators' work, bounded as in one decision
         for rule in _candidates(snapshot, memo, bound, template):
             values = rule.line.values
@@ -259,7 +267,7 @@ def plan_resources(
             except PlanEvalError as exc:
                 return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
             # An allow line counts where it matches; a deny line also where it reaches a NULL.
-            if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
+            if cond.true is not FALSE or (rule.effect == DENY and cond.missing is not FALSE):
                 if left_out:
                     segmented.add(len(lines))
                 lines.append((rule, cond))
@@ -267,9 +275,9 @@ def plan_resources(
     condition = _combine(snapshot.model.effect, lines, factor)
     _check_size(condition, len(lines))
     rules = tuple(rule.line.location for rule, _ in lines) if explain else ()
-    if condition == TRUE:
+    if condition is TRUE:
         return Plan(PlanKind.ALWAYS_ALLOWED, TRUE, Reason.UNSPECIFIED, "every row is allowed", rules)
-    if condition == FALSE:
+    if condition is FALSE:
         return Plan(
             PlanKind.ALWAYS_DENIED,
             FALSE,

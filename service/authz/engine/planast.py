@@ -20,6 +20,8 @@ from authz.engine.plannodes import (
     FALSE,
     HAS_LINE_BREAK,
     HAS_LINE_BREAK_BEFORE_END,
+    JUNCTIONS,
+    LEAVES,
     OPERATORS,
     SYMBOLS,
     TRUE,
@@ -123,6 +125,8 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
             return second
         if second is unit:
             return first
+    if all(isinstance(c, LEAVES) or (isinstance(c, Not) and isinstance(c.child, LEAVES)) for c in children):
+        return _of_literals(children, kind)
     # The constants are the module's two (`is`); each pass below returns at once when it
     # would change nothing, as it mostly does (a plan's builds are most of its cost).
     items = [c for c in _flat(children, kind) if c is not unit]
@@ -148,6 +152,22 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     return _in_context(items) if kind is All else _factored(items)
 
 
+def _of_literals(children: tuple[Node, ...], kind: type[All] | type[AnyOf]) -> Node:
+    """`_build` of comparisons and NULL checks (or their negations) alone, as a chain of
+    `r.obj.f == v` terms builds: nothing to flatten, absorb or assume inside, so only the
+    duplicates, `x and not x` and the `==` / `in` rewrites are left to look for."""
+    present = dict.fromkeys(children)
+    items = list(present)
+    if len(items) == 1:
+        return items[0]
+    if any(isinstance(c, Not) and c.child in present for c in items):
+        return FALSE if kind is All else TRUE
+    rewritten = drop_decided_values(merge_in(items, negated=kind is All), any_=kind is AnyOf)
+    if rewritten is not items:
+        return _build(rewritten, kind)
+    return kind(tuple(items))
+
+
 def _in_context(items: list[Node]) -> Node:
     """`a and C(a)` as `a and C(true)`: where `a` is false both are; where it is NULL neither
     is true, so SQL selects the same rows (`id != '' AND NOT (id != '' AND x)` is
@@ -167,7 +187,7 @@ def _literal(node: Node) -> bool:
     # A comparison or a NULL check, or its negation.
     if isinstance(node, Not):
         node = node.child
-    return isinstance(node, Compare | IsNull)
+    return isinstance(node, LEAVES)
 
 
 def _assume(node: Node, facts: set[Node], depth: int) -> Node:
@@ -186,7 +206,7 @@ def _assume_inside(node: Node, facts: set[Node], depth: int) -> Node:
         # A fact `not x` at the top is not assumed inside itself (its `x` would read as false).
         inner = _assume(node.child, facts, depth + 1) if depth else _assume_inside(node.child, facts, 1)
         return node if inner is node.child else negate(inner)
-    if isinstance(node, All | AnyOf) and len(node.children) <= DECIDED_ITEMS:
+    if isinstance(node, JUNCTIONS) and len(node.children) <= DECIDED_ITEMS:
         children = [_assume(c, facts, depth + 1) for c in node.children]
         if any(new is not old for new, old in zip(children, node.children, strict=True)):
             return _build(children, type(node))
@@ -263,14 +283,14 @@ def walk(node: Node) -> Iterator[Node]:
     yield node
     if isinstance(node, Not):
         yield from walk(node.child)
-    elif isinstance(node, All | AnyOf):
+    elif isinstance(node, JUNCTIONS):
         for child in node.children:
             yield from walk(child)
 
 
 def fields(node: Node) -> list[str]:
     """The fields a condition reads, sorted."""
-    return sorted({n.field for n in walk(node) if isinstance(n, IsNull | Compare)})
+    return sorted({n.field for n in walk(node) if isinstance(n, LEAVES)})
 
 
 def _show(value: Literal | tuple[Literal, ...]) -> str:
@@ -297,4 +317,4 @@ def render(node: Node) -> str:
             return f"{escaped(node.child.field)} IS NOT NULL"
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
-    return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
+    return joiner.join(f"({render(c)})" if isinstance(c, JUNCTIONS) else render(c) for c in node.children)
