@@ -307,9 +307,15 @@ class LineEvaluator:
                     self.segmented = True
                     continue
                 chain.add(cond)
+                if chain.false:
+                    # False for every row: Python evaluates no later term for any row, so
+                    # neither does the plan (a later term's error is not Check's either).
+                    break
             else:
                 acc = cond if acc is None else cond_or(acc, cond)
                 bounded(acc)
+                if acc.true is TRUE and acc.missing is FALSE:
+                    break  # true for every row: likewise
         if chain is not None:
             return chain.result()
         return value if acc is None else acc

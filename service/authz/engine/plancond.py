@@ -116,6 +116,11 @@ class Conjunction:
                 return
         self._take(cond)
 
+    @property
+    def false(self) -> bool:
+        """The terms so far are false for every row: later ones change nothing."""
+        return self._false or (self._first is not None and self._first.true is FALSE)
+
     def _take(self, cond: Cond) -> None:
         if self._reached and cond.missing is not FALSE:
             reached = self._where_true(cond.missing)
