@@ -330,6 +330,7 @@ def segment_condition(template: Template) -> Node | None:
     return _segments(template.names)
 
 
+# Kept per parameter names: at most 4 of them, within the 4,096 characters of a resource.
 @functools.lru_cache(maxsize=256)
 def _segments(names: tuple[str, ...]) -> Node:
     return planast.all_of(*(_one_segment(name) for name in names))
