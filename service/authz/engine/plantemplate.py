@@ -92,20 +92,20 @@ class Template:
         """A template without parameters names one resource."""
         return not any(self.params)
 
-    @property
+    @functools.cached_property
     def literal(self) -> str:
         """What every row's id starts with: the segments before the first parameter, and `/`."""
         first = next(i for i, p in enumerate(self.params) if p)
         return "/".join(self.segments[:first]) + "/" if first else ""
 
-    @property
+    @functools.cached_property
     def suffix(self) -> str:
         """What every row's id ends with: `/` and the segments after the last parameter."""
         last = max(i for i, p in enumerate(self.params) if p)
         rest = self.segments[last + 1 :]
         return "/" + "/".join(rest) if rest else ""
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         """The parameter names in order."""
         return tuple(p for p in self.params if p)
@@ -449,6 +449,9 @@ class KindTemplate(Template):
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside the id of the kind {self.text!r}")
 
 
+# Kept per text (a resource is at most 4,096 characters, `handlers.MAX_FIELD_CHARS`): a list's
+# few templates are parsed once, and their parts (`names`, `literal`) worked out once.
+@functools.lru_cache(maxsize=1024)
 def parse_template(text: str) -> Template:
     """Split a template into segments; `:name` segments are parameters (names unique).
 
