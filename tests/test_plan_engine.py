@@ -153,6 +153,24 @@ def test_an_unplannable_line_is_refused_with_its_location(tmp_path, condition, f
     assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").condition == ONE_SEGMENT
 
 
+def test_a_term_that_no_row_reaches_is_not_planned(tmp_path):
+    # `a && b` evaluates b on no row where a is false, `a || b` on none where a is true: Check
+    # never reads `r.obj.owner < 'm'` below, and the plan refused the lines for it.
+    snapshot = policy(
+        tmp_path,
+        "p, *, /api/orders/:id, PUT, r.obj.org_id == r.sub.org_id && r.obj.owner < 'm', allow",
+        "p, *, /api/orders/:id, GET, keyMatch(r.obj, '/api/*') || r.obj.owner < 'm', allow",
+    )
+    no_org = Principal("zed")  # `r.sub.org_id` is missing: the first term is false on every row
+    assert plan_resources(snapshot, no_org, "PUT", "/api/orders/:id").kind is PlanKind.ALWAYS_DENIED
+    assert not snapshot.decide(no_org, "/api/orders/1", "PUT", {"org_id": "o", "owner": "a"}).allowed
+    assert plan_resources(snapshot, BOB, "GET", "/api/orders/:id").condition == ONE_SEGMENT
+    assert snapshot.decide(BOB, "/api/orders/1", "GET", {}).allowed
+    # Where the first term holds for some row, the second is read there: still refused.
+    with pytest.raises(FailedPrecondition, match=r"ordering comparison of r\.obj\.owner"):
+        plan_resources(snapshot, BOB, "PUT", "/api/orders/:id")
+
+
 def test_a_missing_subject_attribute_fails_closed(tmp_path):
     snapshot = policy(
         tmp_path,

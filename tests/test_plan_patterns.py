@@ -231,3 +231,32 @@ def test_large_resource_answers_are_not_kept(tmp_path):
     # A small answer is still kept.
     plan_resources(snapshot, BOB, "GET", "/x/:id")
     assert memo.resource_conds
+
+
+def test_a_deny_line_reads_its_own_unknown_rows_after_an_allow_line_of_the_same_values(tmp_path):
+    # The answer of a subtree about r.obj alone is kept per template and line values, for
+    # lines of both effects. An allow line, read only where it is true, kept it without the
+    # rows the planner cannot tell (`a/b` against `/api/:a/:b`); the deny line of the same
+    # values then missed them, and the plan allowed the row `a/b`, which Check denies.
+    model = """[request_definition]
+r = sub, obj, act
+
+[policy_definition]
+p = sub, obj, act, eft
+
+[policy_effect]
+e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
+
+[matchers]
+m = keyMatch2(r.obj, p.obj) && keyMatch2(r.obj, p.sub)
+"""
+    lines = (
+        "p, /api/*, /api/*, x, allow",
+        "p, /api/:a/:b, /api/:a/:b, x, allow",
+        "p, /api/:a/:b, /api/:a/:b, x, deny",
+    )
+    snapshot = load_snapshot(write_policy(tmp_path / "p", model, policy_csv="\n".join(lines) + "\n"))
+    assert not snapshot.decide(BOB, "/api/a/b", "x").allowed
+    assert snapshot.decide(BOB, "/api/a", "x").allowed
+    plan = plan_resources(snapshot, BOB, "x", "/api/:id")
+    assert planast.render(plan.condition) == "NOT (id like '%/%') AND NOT (id like '%\\n_%')"

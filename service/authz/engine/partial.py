@@ -55,7 +55,11 @@ class _Missing:
 
 
 MISSING = _Missing()
+# Tuples for isinstance: a union (`Cond | Obj`) is built again on every test.
 _SYMBOLIC = (Field, Obj, Cond, _Missing)
+_WHOLE = (Cond, Obj)
+_LITERALS = (str, bool, int, float)
+_BOOLS = (bool, float)
 
 _COMPARE: dict[type[ast.cmpop], tuple[str, Callable[[Any, Any], Any]]] = {
     ast.Eq: ("eq", operator.eq),
@@ -109,14 +113,30 @@ def _literal(value: Any, what: str) -> planast.Literal:
         raise Unplannable(
             f"comparison of {what} with {value}, which a plan cannot carry exactly (past 2**53)"
         )
-    if isinstance(value, str | bool | int | float):
+    if isinstance(value, _LITERALS):
         return value
     raise Unplannable(f"comparison of {what} with a {type(value).__name__}")
 
 
+def _null_checks(name: str) -> tuple[planast.IsNull, Node]:
+    # A field's `IS NULL` and `IS NOT NULL`. Most plans compare the same few fields, so a short
+    # name's (the policy's `r.obj.owner`; a request may choose a key, `r.obj[r.sub.x]`) are
+    # made once.
+    return _kept_null_checks(name) if len(name) <= _KEPT_NAME else _made_null_checks(name)
+
+
+def _made_null_checks(name: str) -> tuple[planast.IsNull, Node]:
+    null = planast.IsNull(name)
+    return null, planast.negate(null)
+
+
+_KEPT_NAME = 64
+_kept_null_checks = functools.lru_cache(maxsize=1024)(_made_null_checks)
+
+
 def _field_compare(field: Field, op: str, value: Any) -> Cond:
     what = f"r.obj.{field.name}"
-    null = planast.IsNull(field.name)
+    null, present = _null_checks(field.name)
     if op in ("in", "not in"):
         if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
             raise Unplannable(f"{what} {op} a {type(value).__name__} (only a list of literals)")
@@ -137,7 +157,6 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
         test = planast.Compare(op, field.name, _literal(value, what))
     else:
         raise Unplannable(f"{what} compared with `{op}`")
-    present = planast.Not(null)
     if isinstance(test, planast.Const):
         return Cond(present if test.value else FALSE, null)
     # Built directly: a guard and a comparison (or its negation) never simplify further.
@@ -147,6 +166,18 @@ def _field_compare(field: Field, op: str, value: Any) -> Cond:
 class LineEvaluator:
     """Interprets one line's matcher tree over bound names (one instance per line)."""
 
+    __slots__ = (
+        "_unreached",
+        "compiled",
+        "fixed",
+        "functions",
+        "names",
+        "resource_conds",
+        "resource_only",
+        "segment",
+        "segmented",
+    )
+
     def __init__(
         self,
         names: Mapping[str, Any],
@@ -154,27 +185,36 @@ class LineEvaluator:
         shape: Shape,
         compiled: Compiled,
         resource_conds: dict[tuple[Any, ...], Any],
+        *,
+        segment: Node | None = None,
     ) -> None:
+        """`segment`: the template's segment condition (`plantemplate.segment_condition`) that
+        the planner conjoins after combining the lines; a chain read only where it is true
+        leaves out a term that is exactly it, and `segmented` says one was left out."""
         self.names = names
         self.functions = functions
         self.fixed = shape.fixed
         self.resource_only = shape.resource_only
         self.compiled = compiled
         self.resource_conds = resource_conds
-        self._root: ast.expr | None = None  # a chain whose NULL reach nobody reads (`run`)
+        # The `and` chains whose NULL reach nobody reads (`run`), by node id.
+        self._unreached: set[int] = set()
+        self.segment = segment
+        self.segmented = False
 
     def run(self, tree: ast.expr, *, reached: bool = True) -> Cond:
         """The line's result as a Cond; raises Unplannable or PlanEvalError.
 
         `reached=False` when the caller reads only where the line is true (an allow line's
         part in every effect): a top-level `and` chain then leaves where it reaches a NULL
-        unworked, FALSE in the result, which spares a rebuild of the chain per term.
+        unworked, FALSE in the result, which spares a rebuild of the chain per term; so does an
+        `and` chain that is a term of such a chain (only where it is true is read there too).
         """
-        self._root = tree if not reached else None
+        self._unreached = set() if reached else {id(tree)}
         value = self.eval(tree)
         if isinstance(value, _SYMBOLIC):
             return as_cond(value)
-        if not isinstance(value, bool | float):
+        if not isinstance(value, _BOOLS):
             raise PlanEvalError(f"matcher result should be bool, got {type(value).__name__}")
         return Cond(TRUE if value else FALSE, FALSE)
 
@@ -185,7 +225,12 @@ class LineEvaluator:
             # A subtree that does not read r.obj runs as compiled code, as in Check.
             fn, params = self.compiled(*fixed)
             names = self.names
-            return self._concrete(lambda: fn(*[names[n] for n in params]))
+            try:  # `_concrete`, inline: most of a line's nodes are these
+                return fn(*[names[n] for n in params])
+            except AttributeMissing:
+                return MISSING
+            except Exception as exc:
+                raise PlanEvalError(f"{type(exc).__name__}: {exc}") from exc
         resource_only = self.resource_only.get(id(node))
         if resource_only is not None:
             return self._resource_only(node, *resource_only)
@@ -202,7 +247,14 @@ class LineEvaluator:
         )
         found = self.resource_conds.get(key)
         if found is None:
-            found = self._dispatch(node)
+            # Kept for lines of either effect: worked out with its NULL reach (a deny line reads
+            # it), whatever the chain around it reads. An allow line's answer without it, kept
+            # and then read by a deny line, dropped the deny's unknown rows: a wider plan.
+            unreached, self._unreached = self._unreached, set()
+            try:
+                found = self._dispatch(node)
+            finally:
+                self._unreached = unreached
             if isinstance(found, Cond) and _nodes(found) > _RESOURCE_COND_NODES:
                 return found  # the memo bounds entries: a large answer would make it large
             if len(self.resource_conds) >= _RESOURCE_CONDS_MAX:
@@ -226,6 +278,12 @@ class LineEvaluator:
 
     def _boolop(self, node: ast.BoolOp) -> Any:
         is_and = isinstance(node.op, ast.And)
+        unreached = is_and and id(node) in self._unreached
+        if unreached:
+            # `a and (b and c)`: the inner chain's NULL reach is not read either.
+            self._unreached.update(
+                id(c) for c in node.values if isinstance(c, ast.BoolOp) and isinstance(c.op, ast.And)
+            )
         chain: Conjunction | None = None
         acc: Cond | None = None
         value: Any = None
@@ -238,11 +296,26 @@ class LineEvaluator:
                 continue
             cond = as_cond(value)
             if is_and:
-                chain = chain or Conjunction(reached=node is not self._root)
+                chain = chain or Conjunction(reached=not unreached)
+                if (
+                    unreached
+                    and cond.missing is FALSE
+                    and self.segment is not None
+                    and cond.true == self.segment
+                ):
+                    # The template's segment condition, a conjunct of the whole line.
+                    self.segmented = True
+                    continue
                 chain.add(cond)
+                if chain.false:
+                    # False for every row: Python evaluates no later term for any row, so
+                    # neither does the plan (a later term's error is not Check's either).
+                    break
             else:
                 acc = cond if acc is None else cond_or(acc, cond)
                 bounded(acc)
+                if acc.true is TRUE and acc.missing is FALSE:
+                    break  # true for every row: likewise
         if chain is not None:
             return chain.result()
         return value if acc is None else acc
@@ -280,7 +353,7 @@ class LineEvaluator:
     def _compare(self, node: ast.Compare) -> Any:
         values = [self.eval(node.left), *(self.eval(c) for c in node.comparators)]
         result: Any = True
-        chain: Conjunction | None = None
+        terms: list[Cond] = []  # from the first unknown comparison on
         for op, left, right in zip(node.ops, values, values[1:], strict=False):
             if left is MISSING or right is MISSING:
                 part: Any = MISSING_COND
@@ -288,18 +361,27 @@ class LineEvaluator:
                 part = self._symbolic_compare(op, left, right)
             else:
                 part = self._concrete(functools.partial(_COMPARE[type(op)][1], left, right))
-                if chain is None:
+                if not terms:
                     if not part:
                         return part
                     result = part
                     continue
-            chain = chain or Conjunction()
-            chain.add(as_cond(part))
-        return result if chain is None else chain.result()
+            terms.append(as_cond(part))
+        if not terms:
+            return result
+        if len(terms) == 1:
+            # One unknown comparison (`r.obj.owner == r.sub.id`): its Cond as made, already
+            # simplified, without a chain's rebuild of it.
+            bounded(terms[0])
+            return terms[0]
+        chain = Conjunction()
+        for term in terms:
+            chain.add(term)
+        return chain.result()
 
     def _symbolic_compare(self, op: ast.cmpop, left: Any, right: Any) -> Cond:
         name = _COMPARE[type(op)][0]
-        if isinstance(left, Cond | Obj) or isinstance(right, Cond | Obj):
+        if isinstance(left, _WHOLE) or isinstance(right, _WHOLE):
             obj, other = (left, right) if isinstance(left, Obj) else (right, left)
             if isinstance(obj, Obj) and name in ("eq", "ne") and isinstance(plain(other), str):
                 test = obj.template.equals(plain(other))

@@ -28,11 +28,12 @@ from authz.engine.bindings import Attributes, Subject
 from authz.engine.indexfilters import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
-from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, line_tree
+from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, Shape, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import Cond
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
-from authz.engine.plantemplate import Template, Unplannable, parse_template
+from authz.engine.plannodes import JUNCTIONS, LEAVES
+from authz.engine.plantemplate import Template, Unplannable, parse_template, segment_condition
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
@@ -92,7 +93,7 @@ def _until_decisive(lines: Sequence[tuple[Rule, Cond]]) -> Sequence[tuple[Rule, 
     # administrator's first line `True` gives every row whatever thousands of lines follow.
     for end, (rule, cond) in enumerate(lines):
         decided = cond.true if rule.effect == ALLOW else planast.any_of(cond.true, cond.missing)
-        if rule.effect in (ALLOW, DENY) and decided == TRUE:
+        if rule.effect in (ALLOW, DENY) and decided is TRUE:
             return lines[: end + 1]
     return lines
 
@@ -103,12 +104,76 @@ def _check_size(condition: Node, lines: int) -> None:
         raise FailedPrecondition(f"the plan from {lines} policy lines is {what}: narrow the resource")
 
 
-def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]]) -> Node:
+def _evaluate(
+    scope: dict[str, Any], snapshot: Snapshot, shape: Shape, memo: PlanMemo, effect: int, segment: Node | None
+) -> tuple[Cond, bool]:
+    # A line's Cond, and whether the template's segment condition was left out of it: an
+    # allow line is read only where it is true (`_combine`), and may leave it out.
+    allow = effect == ALLOW
+    evaluator = LineEvaluator(
+        scope,
+        snapshot.functions,
+        shape,
+        memo.compiled,
+        memo.resource_conds,
+        segment=segment if allow else None,
+    )
+    try:
+        cond = evaluator.run(shape.tree, reached=not allow)
+    except RecursionError:
+        raise Unplannable(NESTED) from None
+    return cond, evaluator.segmented
+
+
+def _reads(node: Node, fields: Sequence[str]) -> bool:
+    # Whether the tree reads one of `fields` (recursive calls: a generator per level cost more).
+    if isinstance(node, LEAVES):
+        return node.field in fields
+    if isinstance(node, planast.Not):
+        return _reads(node.child, fields)
+    if isinstance(node, JUNCTIONS):
+        return any(_reads(child, fields) for child in node.children)
+    return False
+
+
+def _with_segment(
+    effect: Effect, lines: list[tuple[Rule, Cond]], segmented: set[int], segment: Node | None
+) -> tuple[list[tuple[Rule, Cond]], Node | None]:
+    """The lines, and the segment condition to conjoin with their allows' disjunction.
+
+    Every allow line left it out (the list's route lines, `/api/orders/:id`): `any(S and T_i)`
+    is `S and any(T_i)`, built once instead of taken out of every line by the simplifier.
+    Otherwise (or under a priority effect) each line that left it out gets it back.
+    """
+    if not segmented or segment is None:
+        return lines, None
+    allows = (i for i, (rule, _) in enumerate(lines) if rule.effect == ALLOW)
+    if effect not in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY) and all(i in segmented for i in allows):
+        return lines, segment
+    return [
+        (rule, Cond(planast.all_of(segment, cond.true), cond.missing) if i in segmented else cond)
+        for i, (rule, cond) in enumerate(lines)
+    ], None
+
+
+def _conjoined(segment: Node, rest: Node) -> Node:
+    # `segment and rest`, built as it stands: `rest` reads none of the segment's fields (the
+    # lines that did are planned whole), so no rewrite of the simplifier can meet the two.
+    if rest is TRUE or rest is FALSE:
+        return segment if rest is TRUE else FALSE
+    parts = segment.children if isinstance(segment, planast.All) else (segment,)
+    return planast.All((*parts, *(rest.children if isinstance(rest, planast.All) else (rest,))))
+
+
+def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]], factor: Node | None = None) -> Node:
     # Under subjectPriority the snapshot's rules are already in rank order, so both priority
-    # effects take the first line that holds, as Snapshot.decide does.
+    # effects take the first line that holds, as Snapshot.decide does. `factor`: a condition
+    # of every allow line, left out of them (`_with_segment`).
     if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
         return _first_holding(_until_decisive(lines))
     allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
+    if factor is not None:
+        allows = _conjoined(factor, allows)
     if effect is Effect.ALLOW_OVERRIDE:
         return allows
     no_deny = planast.all_of(
@@ -177,38 +242,42 @@ def plan_resources(
     }
     names = {name: bound[name] for name in snapshot.model.request}
     policy = snapshot.model.policy
-    # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
-    slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
-    lines: list[tuple[Rule, Cond]] = []
     memo = memo_for(snapshot)
+    slots = memo.slots
+    if slots is None:
+        # The policy columns in the matcher's eval() slots, in order (the build checked they exist).
+        slots = memo.slots = [policy.index(n) for n in EVAL.findall(snapshot.model.matcher)]
+    lines: list[tuple[Rule, Cond]] = []
+    segmented: set[int] = set()  # the lines whose segment condition is left for `_combine`
+    segment = segment_condition(template)
     with arith.Budget():  # the operators' work, bounded as in one decision
         for rule in _candidates(snapshot, memo, bound, template):
             values = rule.line.values
             try:
                 shape, consts = line_tree(snapshot.model.matcher, tuple(values[i] for i in slots))
                 scope = {**names, **dict(zip(policy, values, strict=True)), **consts}
-                evaluator = LineEvaluator(
-                    scope, snapshot.functions, shape, memo.compiled, memo.resource_conds
-                )
-                try:
-                    # An allow line is read only where it is true (`_combine`).
-                    cond = evaluator.run(shape.tree, reached=rule.effect != ALLOW)
-                except RecursionError:
-                    raise Unplannable(NESTED) from None
+                line = (scope, snapshot, shape, memo, rule.effect)
+                cond, left_out = _evaluate(*line, segment)
+                if left_out and _reads(cond.true, template.names):
+                    # `r.obj.id == ''` beside `/api/orders/:id`: the two meet in the line only.
+                    cond, left_out = _evaluate(*line, None)
             except Unplannable as exc:
                 where = f"{rule.line.file}:{rule.line.line}"
                 raise FailedPrecondition(f"{where}: cannot plan {exc.form} (in `{rule.line.text}`)") from None
             except PlanEvalError as exc:
                 return denied(Reason.POLICY_ERROR, f"policy error at {rule.line.location}: {exc}")
             # An allow line counts where it matches; a deny line also where it reaches a NULL.
-            if cond.true != FALSE or (rule.effect == DENY and cond.missing != FALSE):
+            if cond.true is not FALSE or (rule.effect == DENY and cond.missing is not FALSE):
+                if left_out:
+                    segmented.add(len(lines))
                 lines.append((rule, cond))
-    condition = _combine(snapshot.model.effect, lines)
+    lines, factor = _with_segment(snapshot.model.effect, lines, segmented, segment)
+    condition = _combine(snapshot.model.effect, lines, factor)
     _check_size(condition, len(lines))
     rules = tuple(rule.line.location for rule, _ in lines) if explain else ()
-    if condition == TRUE:
+    if condition is TRUE:
         return Plan(PlanKind.ALWAYS_ALLOWED, TRUE, Reason.UNSPECIFIED, "every row is allowed", rules)
-    if condition == FALSE:
+    if condition is FALSE:
         return Plan(
             PlanKind.ALWAYS_DENIED,
             FALSE,

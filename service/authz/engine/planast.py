@@ -20,6 +20,8 @@ from authz.engine.plannodes import (
     FALSE,
     HAS_LINE_BREAK,
     HAS_LINE_BREAK_BEFORE_END,
+    JUNCTIONS,
+    LEAVES,
     OPERATORS,
     SYMBOLS,
     TRUE,
@@ -31,9 +33,7 @@ from authz.engine.plannodes import (
     Literal,
     Node,
     Not,
-    depth_of,
     negate,
-    size_of,
 )
 from authz.engine.planvalues import DECIDED_ITEMS, PREDICATE_DEPTH, drop_decided_values, merge_in
 from authz.printable import escaped
@@ -77,20 +77,36 @@ def _flat(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> list[Node]
     return list(out)
 
 
-def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node]:
+def _absorb(children: list[Node], kind: type[All] | type[AnyOf]) -> list[Node] | None:
     # In an `any`, an `all` child that contains `not X` for another child X loses it:
     # X or (not X and Y) == X or Y. Dually in an `all`: X and (not X or Y) == X and Y.
+    # None when no child changes.
     inner = All if kind is AnyOf else AnyOf
+    if not any(isinstance(child, inner) for child in children):
+        return None
     # All children, the child itself included: no node contains its own negation.
     present = set(children)
+    negated = {c.child for c in children if isinstance(c, Not)}
     out: list[Node] = []
+    changed = False
     for child in children:
         if isinstance(child, inner):
-            kept = [c for c in child.children if negate(c) not in present]
+            kept = [c for c in child.children if not _negation_in(c, present, negated)]
             if len(kept) != len(child.children):
                 child = _build(kept, inner)
+                changed = True
         out.append(child)
-    return out
+    return out if changed else None
+
+
+def _negation_in(node: Node, present: set[Node], negated: set[Node]) -> bool:
+    # `negate(node) in present` without making the negation of a node made for this build:
+    # `negated` holds the children of the `Not`s in `present`.
+    if isinstance(node, Not):
+        return node.child in present
+    if isinstance(node, Const):
+        return negate(node) in present
+    return node in negated
 
 
 def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
@@ -109,20 +125,26 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
             return second
         if second is unit:
             return first
-    items = [c for c in _flat(children, kind) if c != unit]
-    if zero in items:
+    if all(isinstance(c, LEAVES) or (isinstance(c, Not) and isinstance(c.child, LEAVES)) for c in children):
+        return _of_literals(children, kind)
+    # The constants are the module's two (`is`); each pass below returns at once when it
+    # would change nothing, as it mostly does (a plan's builds are most of its cost).
+    items = [c for c in _flat(children, kind) if c is not unit]
+    if any(c is zero for c in items):
         return zero
-    items = _absorb(items, kind)
-    items = [c for c in _flat(items, kind) if c != unit]
+    absorbed = _absorb(items, kind)
+    if absorbed is not None:
+        items = [c for c in _flat(absorbed, kind) if c is not unit]
     present = set(items)
-    if zero in present or any(negate(c) in present for c in items):
+    # No constant is left among the items, so `not x` beside `x` is a `Not` whose child is there.
+    if zero in present or any(isinstance(c, Not) and c.child in present for c in items):
         # x and not x / x or not x
         return zero
-    items = [
-        c for c in drop_decided_values(merge_in(items, negated=kind is All), any_=kind is AnyOf) if c != unit
-    ]
-    if zero in items:
-        return zero
+    rewritten = drop_decided_values(merge_in(items, negated=kind is All), any_=kind is AnyOf)
+    if rewritten is not items:
+        # Built again: a value dropped or merged may decide another item, or equal one
+        # (`not (f == 'a') and f in ('a', 'b')` is `not (f == 'a') and f == 'b'`, then `f == 'b'`).
+        return _build(rewritten, kind)
     if not items:
         return unit
     if len(items) == 1:
@@ -130,16 +152,42 @@ def _build(children: Iterable[Node], kind: type[All] | type[AnyOf]) -> Node:
     return _in_context(items) if kind is All else _factored(items)
 
 
+def _of_literals(children: tuple[Node, ...], kind: type[All] | type[AnyOf]) -> Node:
+    """`_build` of comparisons and NULL checks (or their negations) alone, as a chain of
+    `r.obj.f == v` terms builds: nothing to flatten, absorb or assume inside, so only the
+    duplicates, `x and not x` and the `==` / `in` rewrites are left to look for."""
+    present = dict.fromkeys(children)
+    items = list(present)
+    if len(items) == 1:
+        return items[0]
+    if any(isinstance(c, Not) and c.child in present for c in items):
+        return FALSE if kind is All else TRUE
+    rewritten = drop_decided_values(merge_in(items, negated=kind is All), any_=kind is AnyOf)
+    if rewritten is not items:
+        return _build(rewritten, kind)
+    return kind(tuple(items))
+
+
 def _in_context(items: list[Node]) -> Node:
     """`a and C(a)` as `a and C(true)`: where `a` is false both are; where it is NULL neither
     is true, so SQL selects the same rows (`id != '' AND NOT (id != '' AND x)` is
     `id != '' AND NOT x`). The walk is bounded by the tree's own size."""
+    if all(_literal(c) for c in items):
+        # Nothing inside a comparison, a NULL check or the negation of one to assume facts in.
+        return All(tuple(items))
     facts: set[Node] = {c for c in items if not isinstance(c, All)}
     # A fact is not assumed inside itself: `not x` would read its own `x` as false.
     out = [_assume_inside(c, facts, 0) for c in items]
     if all(new is old for new, old in zip(out, items, strict=True)):
         return All(tuple(items))
     return _build(out, All)
+
+
+def _literal(node: Node) -> bool:
+    # A comparison or a NULL check, or its negation.
+    if isinstance(node, Not):
+        node = node.child
+    return isinstance(node, LEAVES)
 
 
 def _assume(node: Node, facts: set[Node], depth: int) -> Node:
@@ -158,7 +206,7 @@ def _assume_inside(node: Node, facts: set[Node], depth: int) -> Node:
         # A fact `not x` at the top is not assumed inside itself (its `x` would read as false).
         inner = _assume(node.child, facts, depth + 1) if depth else _assume_inside(node.child, facts, 1)
         return node if inner is node.child else negate(inner)
-    if isinstance(node, All | AnyOf) and len(node.children) <= DECIDED_ITEMS:
+    if isinstance(node, JUNCTIONS) and len(node.children) <= DECIDED_ITEMS:
         children = [_assume(c, facts, depth + 1) for c in node.children]
         if any(new is not old for new, old in zip(children, node.children, strict=True)):
             return _build(children, type(node))
@@ -168,6 +216,9 @@ def _assume_inside(node: Node, facts: set[Node], depth: int) -> Node:
 def _factored(items: list[Node]) -> Node:
     """`a or (a and b)` as `a`, and `(a and b) or (a and c)` as `a and (b or c)`: lattice
     identities, which hold for SQL's NULLs too."""
+    if not any(isinstance(c, All) for c in items):
+        # Single conditions, none repeated: no conjunct to take out, none inside another.
+        return AnyOf(tuple(items))
     conjuncts: list[set[Node]] = [set(c.children) if isinstance(c, All) else {c} for c in items]
     if len(items) <= DECIDED_ITEMS:
         # Quadratic in the items: only a short `or` is read for it.
@@ -207,7 +258,7 @@ MAX_DEPTH = 32
 def measure(node: Node) -> tuple[int, int]:
     """A tree's nodes (shared ones each time, and each value of an `in`) and depth, kept by
     the nodes since they were made."""
-    return size_of(node), depth_of(node)
+    return node.size, node.depth
 
 
 def too_large(*roots: Node) -> str | None:
@@ -232,14 +283,14 @@ def walk(node: Node) -> Iterator[Node]:
     yield node
     if isinstance(node, Not):
         yield from walk(node.child)
-    elif isinstance(node, All | AnyOf):
+    elif isinstance(node, JUNCTIONS):
         for child in node.children:
             yield from walk(child)
 
 
 def fields(node: Node) -> list[str]:
     """The fields a condition reads, sorted."""
-    return sorted({n.field for n in walk(node) if isinstance(n, IsNull | Compare)})
+    return sorted({n.field for n in walk(node) if isinstance(n, LEAVES)})
 
 
 def _show(value: Literal | tuple[Literal, ...]) -> str:
@@ -266,4 +317,4 @@ def render(node: Node) -> str:
             return f"{escaped(node.child.field)} IS NOT NULL"
         return f"NOT ({render(node.child)})"
     joiner = " AND " if isinstance(node, All) else " OR "
-    return joiner.join(f"({render(c)})" if isinstance(c, All | AnyOf) else render(c) for c in node.children)
+    return joiner.join(f"({render(c)})" if isinstance(c, JUNCTIONS) else render(c) for c in node.children)

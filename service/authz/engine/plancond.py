@@ -94,13 +94,34 @@ class Conjunction:
         self._implied: set[Node] = set()  # what the true side's conjuncts imply
         self._missing: dict[Node, None] = {}
         self._false = False  # the terms so far are false for every row: later ones add nothing
+        # The first term that is not constantly true waits here until a second one comes: a
+        # chain of one such term (`x and True`) is that term, already simplified, as made.
+        self._first: Cond | None = None
+        self._terms = 0  # such terms
         self._nodes = 0  # the sides' roots and their simplification are checked by `result`
         self._work = 0
 
     def add(self, cond: Cond) -> None:
         """The next term (evaluated where the terms before it are true)."""
-        if self._false:
+        if self._false or (cond.true is TRUE and cond.missing is FALSE):
             return
+        self._terms += 1
+        if self._terms == 1:
+            self._first = cond
+            return
+        if self._first is not None:
+            first, self._first = self._first, None
+            self._take(first)
+            if self._false:
+                return
+        self._take(cond)
+
+    @property
+    def false(self) -> bool:
+        """The terms so far are false for every row: later ones change nothing."""
+        return self._false or (self._first is not None and self._first.true is FALSE)
+
+    def _take(self, cond: Cond) -> None:
         if self._reached and cond.missing is not FALSE:
             reached = self._where_true(cond.missing)
             for part in _parts(reached, AnyOf):
@@ -119,8 +140,12 @@ class Conjunction:
 
     def result(self) -> Cond:
         """The chain's Cond, simplified."""
-        true = FALSE if self._false else planast.all_of(*self._true)
-        cond = Cond(true, planast.any_of(*self._missing))
+        if self._first is not None:
+            first = self._first
+            cond = first if self._reached or first.missing is FALSE else Cond(first.true, FALSE)
+        else:
+            true = FALSE if self._false else planast.all_of(*self._true)
+            cond = Cond(true, planast.any_of(*self._missing))
         bounded(cond)
         return cond
 

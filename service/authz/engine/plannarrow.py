@@ -26,6 +26,7 @@ from authz.engine.matcher import compile_expression
 from authz.engine.snapshot import Snapshot
 
 _OBJ = "r_obj"
+_OBJ_FILTERS = (_Exact, _Prefix)  # a tuple: `_Exact | _Prefix` builds a union on every test
 
 
 class PlanMemo:
@@ -37,6 +38,10 @@ class PlanMemo:
         self._compiled: dict[tuple[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]] = {}
         # Conditions on the resource id alone, by subtree, template and line values (partial.py).
         self.resource_conds: dict[tuple[Any, ...], Any] = {}
+        # The policy columns in the matcher's eval() slots, in order (`plan.py`).
+        self.slots: list[int] | None = None
+        # The lines an `r.obj` filter keeps for a template's literal prefix (`TemplateNarrowing`).
+        self.obj_parts: dict[tuple[int, str], Parts | None] = {}
 
     def keys(self, groups: Mapping[str, Lines | None]) -> list[str]:
         """An index group dict's keys, sorted (the dict lives as long as the snapshot)."""
@@ -66,6 +71,13 @@ def memo_for(snapshot: Snapshot) -> PlanMemo:
         found = _MEMOS[id(snapshot)] = PlanMemo(snapshot.functions)
         weakref.finalize(snapshot, _MEMOS.pop, id(snapshot), None)
     return found
+
+
+# What the memo of `r.obj` filters keeps: templates choose the literals (and a short literal
+# such as `/` on a policy of routes keeps thousands of groups).
+_KEPT_LITERAL = 256
+_KEPT_PARTS = 64
+_KEPT_ENTRIES = 4096
 
 
 def _starting_with(keys: list[str], groups: Mapping[str, Lines | None], prefix: str) -> Parts | None:
@@ -101,16 +113,29 @@ class TemplateNarrowing:
         if isinstance(flt, _All):
             lines = intersect([self.parts(c, bound) for c in flt.children])
             return None if lines is None else [frozenset(lines)]
-        literal = self.literal
-        if isinstance(flt, _Exact) and flt.rname == _OBJ:
-            return _starting_with(self.memo.keys(flt.column), flt.column, literal)
-        if isinstance(flt, _Prefix) and flt.rname == _OBJ:
-            groups = flt.by_prefix
-            shorter = [groups[literal[:n]] for n in flt.lengths if n < len(literal) and literal[:n] in groups]
-            longer = _starting_with(self.memo.keys(groups), groups, literal)
-            if longer is None or any(lines is None for lines in shorter):
-                return None
-            return [lines for lines in shorter if lines is not None] + longer
+        if isinstance(flt, _OBJ_FILTERS) and flt.rname == _OBJ:
+            # The same for every request of the template: kept per snapshot, within bounds.
+            kept = self.memo.obj_parts
+            key = (id(flt), self.literal)
+            if key in kept:
+                return kept[key]
+            found = self._obj_parts(flt)
+            if len(self.literal) <= _KEPT_LITERAL and (found is None or len(found) <= _KEPT_PARTS):
+                if len(kept) >= _KEPT_ENTRIES:
+                    kept.clear()
+                kept[key] = found
+            return found
         if getattr(flt, "rname", None) == _OBJ:
             return None  # g(r.obj, ...): no narrowing
         return flt.parts(bound)
+
+    def _obj_parts(self, flt: _Exact | _Prefix) -> Parts | None:
+        literal = self.literal
+        if isinstance(flt, _Exact):
+            return _starting_with(self.memo.keys(flt.column), flt.column, literal)
+        groups = flt.by_prefix
+        shorter = [groups[literal[:n]] for n in flt.lengths if n < len(literal) and literal[:n] in groups]
+        longer = _starting_with(self.memo.keys(groups), groups, literal)
+        if longer is None or any(lines is None for lines in shorter):
+            return None
+        return [lines for lines in shorter if lines is not None] + longer

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Union
+from typing import ClassVar, Union
 
 Literal = str | int | float | bool
 OPERATORS = ("eq", "ne", "lt", "le", "gt", "ge", "in", "like")
@@ -21,6 +21,8 @@ class Const:
     """TRUE or FALSE: every row, or none (only the two module constants exist)."""
 
     value: bool
+    size: ClassVar[int] = 1
+    depth: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ class IsNull:
 
     field: str
     _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    size: ClassVar[int] = 1
+    depth: ClassVar[int] = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +46,7 @@ class Compare:
     size: int = dataclasses.field(init=False, repr=False, compare=False)
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
     _negation: Not | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    depth: ClassVar[int] = 1
 
     def __post_init__(self) -> None:
         values = len(self.value) if isinstance(self.value, tuple) else 0
@@ -68,9 +73,10 @@ class Not:
     _hash: int = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "size", 1 + size_of(self.child))
-        object.__setattr__(self, "depth", 1 + depth_of(self.child))
-        object.__setattr__(self, "_hash", hash((Not, self.child)))
+        child = self.child
+        object.__setattr__(self, "size", 1 + child.size)
+        object.__setattr__(self, "depth", 1 + child.depth)
+        object.__setattr__(self, "_hash", hash((Not, child)))
 
     def __hash__(self) -> int:
         return self._hash
@@ -88,8 +94,15 @@ class _Junction:
 
     def __post_init__(self) -> None:
         children = self.children
-        object.__setattr__(self, "size", 1 + sum(map(size_of, children)))
-        object.__setattr__(self, "depth", 1 + max(map(depth_of, children), default=0))
+        # Read off the children (every node has both): a call per child was most of the cost
+        # of a node, and the planner makes thousands.
+        size = depth = 0
+        for child in children:
+            size += child.size
+            if child.depth > depth:
+                depth = child.depth
+        object.__setattr__(self, "size", 1 + size)
+        object.__setattr__(self, "depth", 1 + depth)
         object.__setattr__(self, "_hash", hash((type(self), children)))
 
     def __hash__(self) -> int:
@@ -107,19 +120,13 @@ class AnyOf(_Junction):
     """Disjunction of two or more conditions."""
 
 
-def size_of(node: Node) -> int:
-    """The nodes of `node`'s tree as a plan sends them (shared ones each time, each value of an `in`)."""
-    return 1 if isinstance(node, Const | IsNull) else node.size
-
-
-def depth_of(node: Node) -> int:
-    """The levels of `node`'s tree."""
-    return node.depth if isinstance(node, Not | All | AnyOf) else 1
-
-
 Node = Union[Const, IsNull, Compare, Not, All, AnyOf]  # noqa: UP007 (a runtime alias, recursive)
 TRUE = Const(True)
 FALSE = Const(False)
+# For isinstance on the hot paths: `All | AnyOf` builds a union type on every test (ten times
+# the cost of the test itself).
+JUNCTIONS = (All, AnyOf)
+LEAVES = (Compare, IsNull)
 
 
 def negate(node: Node) -> Node:

@@ -28,6 +28,7 @@ Anything else about a whole `r.obj` cannot be planned (`Unplannable`).
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -91,20 +92,20 @@ class Template:
         """A template without parameters names one resource."""
         return not any(self.params)
 
-    @property
+    @functools.cached_property
     def literal(self) -> str:
         """What every row's id starts with: the segments before the first parameter, and `/`."""
         first = next(i for i, p in enumerate(self.params) if p)
         return "/".join(self.segments[:first]) + "/" if first else ""
 
-    @property
+    @functools.cached_property
     def suffix(self) -> str:
         """What every row's id ends with: `/` and the segments after the last parameter."""
         last = max(i for i, p in enumerate(self.params) if p)
         rest = self.segments[last + 1 :]
         return "/" + "/".join(rest) if rest else ""
 
-    @property
+    @functools.cached_property
     def names(self) -> tuple[str, ...]:
         """The parameter names in order."""
         return tuple(p for p in self.params if p)
@@ -315,6 +316,26 @@ def _one_segment(param: str) -> Node:
     )
 
 
+# Templates of more parameters plan each line with its segment conditions in place.
+_MAX_FACTORED_PARAMS = 4
+
+
+def segment_condition(template: Template) -> Node | None:
+    """What keyMatch2's `:name` asks of every parameter of `template` (`_one_segment` of each,
+    in order): the whole condition a line `/api/orders/:id` puts on the rows of that template,
+    which the planner conjoins once after combining the lines (`plan.py`). None for a kind or
+    a template without parameters, or of more than a few."""
+    if isinstance(template, KindTemplate) or not 0 < len(template.names) <= _MAX_FACTORED_PARAMS:
+        return None
+    return _segments(template.names)
+
+
+# Kept per parameter names: at most 4 of them, within the 4,096 characters of a resource.
+@functools.lru_cache(maxsize=256)
+def _segments(names: tuple[str, ...]) -> Node:
+    return planast.all_of(*(_one_segment(name) for name in names))
+
+
 def _slashed(params: list[str] | tuple[str, ...]) -> Node:
     """Some of `params` holds a `/`."""
     return planast.any_of(*(planast.Compare("like", p, HAS_SLASH) for p in params))
@@ -428,6 +449,9 @@ class KindTemplate(Template):
         raise Unplannable(f"keyMatch prefix {prefix!r} ending inside the id of the kind {self.text!r}")
 
 
+# Kept per text (a resource is at most 4,096 characters, `handlers.MAX_FIELD_CHARS`): a list's
+# few templates are parsed once, and their parts (`names`, `literal`) worked out once.
+@functools.lru_cache(maxsize=1024)
 def parse_template(text: str) -> Template:
     """Split a template into segments; `:name` segments are parameters (names unique).
 

@@ -29,7 +29,10 @@ def merge_in(items: list[Node], *, negated: bool) -> list[Node]:
     """`f == a or f == b` as `f in (a, b)`, and `not (f == a) and not (f == b)` as
     `not (f in (a, b))`: one IN per field and value type instead of a comparison per value
     (keyMatch2 plans name every id twice: `7` and `7\n`). Two-valued and three-valued logic
-    agree on both sides of these identities, so a NULL field selects the same rows."""
+    agree on both sides of these identities, so a NULL field selects the same rows. Returns
+    `items` itself when it merges nothing."""
+    if not _shared_membership(items, negated):
+        return items
     found = {i: m for i, item in enumerate(items) if (m := membership(item, negated)) is not None}
     groups: dict[tuple[str, type], list[int]] = {}
     for i, (field, kind, _) in found.items():
@@ -44,16 +47,56 @@ def merge_in(items: list[Node], *, negated: bool) -> list[Node]:
             compare = Compare("in", found[i][0], values)
             item = Not(compare) if negated else compare
         out.append(item)
-    return out
+    return out if len(out) != len(items) else items
+
+
+def _shared_membership(items: list[Node], negated: bool) -> bool:
+    # Whether two items may be `==` / `in` on one field (the cheap test before `membership`).
+    seen: set[str] = set()
+    for item in items:
+        if negated:
+            if not isinstance(item, Not):
+                continue
+            item = item.child
+        if isinstance(item, Compare) and item.op in ("eq", "in"):
+            if item.field in seen:
+                return True
+            seen.add(item.field)
+    return False
+
+
+def _may_decide(items: list[Node], any_: bool) -> bool:
+    """Whether `drop_decided_values` may drop something: an `==` / `in` beside another item
+    reading its field. A NULL check that tests nothing in its place (`f IS NOT NULL` in an
+    `all`, `f IS NULL` in an `any`: a text is never NULL) does not count; anything but a
+    comparison or NULL check, or the negation of one, counts as reading every field."""
+    readers: dict[str, int] = {}
+    members: list[str] = []
+    other = False  # an item of another kind: it may read any field
+    for item in items:
+        node = item.child if isinstance(item, Not) else item
+        if isinstance(node, IsNull):
+            if (node is item) == any_:
+                continue
+        elif isinstance(node, Compare):
+            if node.op in ("eq", "in"):
+                members.append(node.field)
+        else:
+            other = True
+            continue
+        readers[node.field] = readers.get(node.field, 0) + 1
+    return bool(members) and (other or any(readers[field] > 1 for field in members))
 
 
 def drop_decided_values(items: list[Node], *, any_: bool) -> list[Node]:
     """Drop a value of `f in (...)` (or `not (f in (...))`) that a sibling reading `f` alone
     decides: in an `any`, one the sibling holds for (`name == '*' OR NOT (name like
     '%\\n_%')` is the `like` alone); in an `all`, one the sibling refuses. The row holding the
-    value gets the sibling's answer either way, so the rows are the same, NULL or not."""
-    if not 2 <= len(items) <= DECIDED_ITEMS:
+    value gets the sibling's answer either way, so the rows are the same, NULL or not.
+    Returns `items` itself when it drops nothing."""
+    if not 2 <= len(items) <= DECIDED_ITEMS or not _may_decide(items, any_):
         return items
+    changed = False
     out: list[Node] = []
     for i, item in enumerate(items):
         negated = isinstance(item, Not)
@@ -75,12 +118,13 @@ def drop_decided_values(items: list[Node], *, any_: bool) -> list[Node]:
         if len(kept) == len(values):
             out.append(item)
             continue
-        compare = Compare("eq", field, kept[0]) if len(kept) == 1 else Compare("in", field, kept)
+        changed = True
         if not kept:
             out.append(TRUE if negated else FALSE)
-        else:
-            out.append(Not(compare) if negated else compare)
-    return out
+            continue
+        compare = Compare("eq", field, kept[0]) if len(kept) == 1 else Compare("in", field, kept)
+        out.append(Not(compare) if negated else compare)
+    return out if changed else items
 
 
 def _decides_none(node: Node, field: str, values: tuple[Literal, ...], any_: bool) -> bool:
