@@ -263,7 +263,7 @@ def test_each_finding_quoting_long_policy_text_is_bounded_and_keeps_its_reason(t
     assert [f.line for f in found] == [1, 2]
     assert all(len(f.message) <= MAX_MESSAGE_CHARS for f in found)
     assert "only the model's functions may be called, not 'foo'" in found[0].message
-    assert "…[999,8" in found[0].message and "characters]…" in found[1].message
+    assert "…[999,5" in found[0].message and "characters]…" in found[1].message
     assert len(str(caught.value)) < 4 * MAX_MESSAGE_CHARS
     # Long messages given whole are cut too.
     assert len(str(PolicyLoadError("z" * 1_000_000))) <= MAX_MESSAGE_CHARS

@@ -16,10 +16,12 @@ from typing import Any
 # file of 4 million unknown lines made 4 million findings and a 280 MB message.
 MAX_FINDINGS = 1_000
 # One finding's message, whose text quotes the policy (a line, a condition): a 1 MB condition
-# made each of its findings 2 MB, and 1,000 of them a 2 GB refusal. A long run without spaces
-# keeps its ends; past that, the message keeps its start and its end.
+# made each of its findings 2 MB, and 1,000 of them a 2 GB refusal. The quoted parts keep their
+# ends and the reasons between them stay whole; past that, the message keeps its start and end.
 MAX_MESSAGE_CHARS = 4_000
-_LONG_RUN = re.compile(r"\S{241,}")
+MAX_PART_CHARS = 600
+# Where a message's reason meets the text it quotes: "LINE: reason (in 'CONDITION')".
+_PARTS = re.compile(r"(: | \(in )")
 
 
 class Severity(enum.Enum):
@@ -78,12 +80,13 @@ class Finding:
 
 
 def shortened(text: str) -> str:
-    """`text` within MAX_MESSAGE_CHARS: each run of over 240 characters without a space cut to
-    its ends, then, if still too long, the text to its start and its end; every cut says how
-    many characters it left out."""
+    """`text` within MAX_MESSAGE_CHARS: each part between `: ` and ` (in ` of over MAX_PART_CHARS
+    cut to its ends, then, if still too long, the text to its start and its end; every cut
+    says how many characters it left out."""
     if len(text) <= MAX_MESSAGE_CHARS:
         return text
-    text = _LONG_RUN.sub(lambda m: _cut(m[0], 120, 80), text)
+    parts = _PARTS.split(text)
+    text = "".join(_cut(part, 300, 200) if len(part) > MAX_PART_CHARS else part for part in parts)
     if len(text) <= MAX_MESSAGE_CHARS:
         return text
     return _cut(text, MAX_MESSAGE_CHARS // 2, MAX_MESSAGE_CHARS // 4)
