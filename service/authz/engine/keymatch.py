@@ -115,6 +115,20 @@ def regex_of(name: str, key2: Any) -> tuple[str, tuple[str, ...]]:
 _PLAIN_ROUTE = re.compile(r"[A-Za-z0-9_\-~%@:/]*")
 
 
+def plain_route(pattern: str) -> bool:
+    """Whether `plain_segments` has segments for `pattern` (without building them: a load asks
+    it of every keyMatch2 pattern of the policy)."""
+    if len(pattern) > saferegex.MAX_PATTERN_CHARS or not _PLAIN_ROUTE.fullmatch(pattern):
+        return False
+    # Its regex is `^...$` with each `:param` as colon_params writes it: at most this long. Built
+    # only when that bound is over the limit (a 100,000-line policy's load built one per pattern).
+    longest = len(pattern) + 2 + len(_SEGMENT) * pattern.count(":")
+    # Past it, the regex path refuses the pattern: so must this one.
+    return longest <= saferegex.MAX_PATTERN_CHARS or (
+        len(regex_of("keyMatch2", pattern)[0]) <= saferegex.MAX_PATTERN_CHARS
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def plain_segments(pattern: str) -> tuple[tuple[str, bool], ...] | None:
     """A keyMatch2 pattern without regular-expression syntax, split on `/`: (literal, is it a
@@ -124,15 +138,8 @@ def plain_segments(pattern: str) -> tuple[tuple[str, bool], ...] | None:
     unless the `:` ends the segment; a compiled route of 100,000 lines (tens of thousands
     of distinct patterns) would otherwise compile a regex for most decisions.
     """
-    if len(pattern) > saferegex.MAX_PATTERN_CHARS or not _PLAIN_ROUTE.fullmatch(pattern):
+    if not plain_route(pattern):
         return None
-    # Its regex is `^...$` with each `:param` as colon_params writes it: at most this long. Built
-    # only when that bound is over the limit (a 100,000-line policy's load built one per pattern).
-    longest = len(pattern) + 2 + len(_SEGMENT) * pattern.count(":")
-    if longest > saferegex.MAX_PATTERN_CHARS and (
-        len(regex_of("keyMatch2", pattern)[0]) > saferegex.MAX_PATTERN_CHARS
-    ):
-        return None  # the regex path refuses it: so must this one
     segments = []
     for segment in pattern.split("/"):
         colon = segment.find(":")

@@ -34,6 +34,7 @@ from wcmatch import glob
 from authz.engine import arith, saferegex
 from authz.engine.keymatch import (
     Segments,
+    plain_route,
     plain_segments,
     process_prepared,
     regex_functions,
@@ -81,7 +82,7 @@ class PatternTable:
             if name == "globMatch":
                 self._add_glob(pattern)
                 continue
-            if name != "keyMatch2" or plain_segments(pattern) is None:
+            if name != "keyMatch2" or not plain_route(pattern):
                 regexes.append((name, pattern))
                 if name == "keyMatch2":
                     self._routes.add(pattern)
