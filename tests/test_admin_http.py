@@ -26,6 +26,7 @@ from authz.transports.convert import MAX_STATUS_BYTES
 from tests.conftest import HTTP_ORIGIN, RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.policy_dirs import copy_demo
+from tests.test_admin import UNPARSABLE_RULE
 from tests.waiting import wait_for
 
 A = admin_pb2
@@ -249,3 +250,48 @@ def test_an_error_listing_many_findings_is_bounded_on_both_listeners(admin_http,
     status, error = post(srv.http_url, "AddRules", payload)
     assert (status, error["code"]) == (400, "failed_precondition")
     assert error["message"] == text
+
+
+def _binary(base: str, method: str, data: bytes, **headers: str) -> tuple[int, dict[str, Any]]:
+    """A binary Connect call (`application/proto`): the status and the error body (JSON)."""
+    request = urllib.request.Request(
+        f"{base}{ADMIN_PATH}/{method}",
+        data=data,
+        headers={"content-type": "application/proto", **headers},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, {}
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+@pytest.mark.parametrize("method", ["AddRules", "RemoveRules"])
+def test_a_binary_edits_rules_are_parsed_only_once_its_caller_may_write(admin_http, issuer, method):
+    # Over gRPC the rules were parsed on the loop before the caller's `write` check; over Connect
+    # they were parsed whole on the pool before it (about 0.1 s in one C call for a 4 MiB
+    # message, and `invalid_argument` for an unparsable one, whoever sent it).
+    srv, _ = admin_http
+    root = issuer.mint(sub="root", roles=["admin"])
+    status, view = post(srv.http_url, "GetPolicy", {}, authorization=f"Bearer {root}")
+    assert status == 200
+    message = getattr(A, f"{method}Request")
+
+    def sent(token: str, *, zipped: bool = False, **headers: str) -> tuple[int, str]:
+        data = message(token=token, expected_version=view["version"]).SerializeToString() + UNPARSABLE_RULE
+        if zipped:
+            data, headers = gzip.compress(data), {**headers, "content-encoding": "gzip"}
+        status, error = _binary(srv.http_url, method, data, **headers)
+        return status, error.get("code", "")
+
+    assert sent("not-a-jwt") == (401, "unauthenticated")
+    assert sent("not-a-jwt", zipped=True) == (401, "unauthenticated")
+    assert sent(issuer.mint(permissions=["read:orders"])) == (403, "permission_denied")
+    # A writer's message that does not parse: as over gRPC.
+    assert sent(root) == (500, "internal")
+    assert sent("", authorization=f"Bearer {root}") == (500, "internal")
+    # A well-formed binary edit still goes live.
+    rules = [A.PolicyRule(ptype="p", values=INVOICES)]
+    data = A.AddRulesRequest(token=root, rules=rules, expected_version=view["version"]).SerializeToString()
+    assert _binary(srv.http_url, "AddRules", data)[0] == 200

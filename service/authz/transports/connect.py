@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
@@ -28,7 +28,7 @@ from authz.api.v1 import admin_pb2, authz_pb2
 from authz.api.v1.admin_connect import PolicyAdminServiceASGIApplication
 from authz.api.v1.authz_connect import AuthorizationServiceASGIApplication
 from authz.handlers import DecisionService
-from authz.transports.connectcodecs import BoundedBinary, JSONWithDefaults, parsed, prepared
+from authz.transports.connectcodecs import BoundedBinary, JSONWithDefaults, parsed, prepared, wire_bytes
 from authz.transports.convert import ProtoService, error_status
 from authz.transports.forwardauth import PATH as FORWARD_AUTH_PATH
 from authz.transports.forwardauth import ForwardAuthApp
@@ -70,17 +70,22 @@ class _OnExecutor(Generic[Target]):
 
     async def _call(
         self,
-        convert: Callable[[Target, Req, str | None], Resp],
+        convert: Callable[[Target, Any, str | None], Resp],
         request: Req,
         ctx: RequestContext[Req, Resp],
+        *,
+        unparsed: bool = False,
     ) -> Resp:
+        """`convert` on the pool; `unparsed`: a binary request goes as its wire bytes, parsed by
+        the call once the caller may make it (AddRules, RemoveRules: `admin.proto.UNPARSED`)."""
         headers = ctx.request_headers
         call = tracing.continued(convert, lambda: headers, "connect")
 
         def serve() -> Resp:
             # A body that is not the message is connectrpc's INVALID_ARGUMENT, not an RPC's
             # failure: it is raised before the call is measured, as it was on the loop.
-            response = call(self.proto, parsed(request), headers.get("authorization"))
+            message = wire_bytes(request) if unparsed else parsed(request)
+            response = call(self.proto, message, headers.get("authorization"))
             return prepared(response, request, headers)
 
         try:
@@ -164,7 +169,7 @@ class AdminConnectServicer(_OnExecutor[AdminProto]):
         ctx: RequestContext[admin_pb2.AddRulesRequest, admin_pb2.AddRulesResponse],
     ) -> admin_pb2.AddRulesResponse:
         """AddRules over Connect / gRPC-Web."""
-        return await self._call(AdminProto.add_rules, request, ctx)
+        return await self._call(AdminProto.add_rules, request, ctx, unparsed=True)
 
     async def remove_rules(
         self,
@@ -172,7 +177,7 @@ class AdminConnectServicer(_OnExecutor[AdminProto]):
         ctx: RequestContext[admin_pb2.RemoveRulesRequest, admin_pb2.RemoveRulesResponse],
     ) -> admin_pb2.RemoveRulesResponse:
         """RemoveRules over Connect / gRPC-Web."""
-        return await self._call(AdminProto.remove_rules, request, ctx)
+        return await self._call(AdminProto.remove_rules, request, ctx, unparsed=True)
 
     async def reload_policy(
         self,

@@ -39,16 +39,21 @@ class Pending(Generic[M]):
         self.data = data
         self.message_class = message_class
 
+    def body(self) -> bytes | bytearray:
+        """The body inflated when it came gzipped; one that is not gzip is INVALID_ARGUMENT."""
+        data = self.data
+        if not isinstance(data, Gzipped):
+            return data
+        try:
+            return data.inflate()
+        except ConnectError:
+            raise
+        except Exception as exc:
+            raise ConnectError(Code.INVALID_ARGUMENT, f"decompress: {exc}") from exc
+
     def parse(self) -> M:
         """The message; a body that is not one is INVALID_ARGUMENT, worded as connectrpc words it."""
-        data = self.data
-        if isinstance(data, Gzipped):
-            try:
-                data = data.inflate()
-            except ConnectError:
-                raise
-            except Exception as exc:
-                raise ConnectError(Code.INVALID_ARGUMENT, f"decompress: {exc}") from exc
+        data = self.body()
         try:
             return self.codec.parse(data, self.message_class)
         except ConnectError:
@@ -167,6 +172,14 @@ class BoundedBinary(OffLoopCodec):
     def serialize(self, message: Message) -> bytes:
         """The message's wire bytes."""
         return message.SerializeToString()
+
+
+def wire_bytes(request: M) -> M | bytes:
+    """A binary request's wire bytes (inflated when gzipped), for a call that parses its message
+    only once its caller may make it (`admin.proto.UNPARSED`); any other request `parsed`."""
+    if isinstance(request, Pending) and isinstance(request.codec, BoundedBinary):
+        return bytes(request.body())
+    return parsed(request)
 
 
 def parsed(request: M) -> M:
