@@ -21,10 +21,9 @@ from authz.engine.plan import PlanKind, plan_resources
 from authz.engine.plannarrow import memo_for
 from authz.engine.plannodes import Compare, IsNull, Not
 from authz.principal import Principal
-from authz.transports.planproto import condition_to_proto
-from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
 from tests.sqlengines import engine_fixtures
+from tests.test_plan_integer_ids import result_of
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 METADATA = MetaData()
@@ -68,19 +67,9 @@ def _rows() -> list[dict[str, Any]]:
 
 
 def _selected(engine: Engine, plan: Any) -> set[str]:
-    result = PlanResult(
-        kind=plan.kind.name,
-        condition=condition_to_proto(plan.condition) if plan.kind is PlanKind.CONDITIONAL else None,
-        reason="",
-        message="",
-        fields=tuple(plan.fields),
-        matched_rules=(),
-        subject="u",
-        policy_version="",
-        decision_id="",
-    )
     with engine.connect() as connection:
-        return {row[0] for row in connection.execute(select(DOCS.c.key).where(plan_where(result, DOCS)))}
+        where = plan_where(result_of(plan), DOCS)
+        return {row[0] for row in connection.execute(select(DOCS.c.key).where(where))}
 
 
 def _prove(engine: Engine) -> None:
