@@ -71,15 +71,25 @@ class MatcherSyntaxError(ValueError):
     """The matcher or a condition cannot be compiled; the message says why."""
 
 
+_NOT = re.compile(r"!(?!=)")
+_ASSERTION = re.compile(r"\b([rp]\d*)\.")
+
+
+def _underscored(match: re.Match[str]) -> str:
+    # A function, not the template r"\1_": re expands a template in Python per match, and a
+    # policy load escapes every distinct condition.
+    return match[1] + "_"
+
+
 def casbin_rewrite(text: str) -> str:
     """Apply pycasbin's textual operator rewrites (even inside string literals, as it does)."""
     text = text.replace("&&", "and").replace("||", "or")
-    return re.sub(r"!(?!=)", "not ", text)
+    return _NOT.sub("not ", text) if "!" in text else text
 
 
 def escape_assertion(text: str) -> str:
     """`r.sub` -> `r_sub`, `p2.obj` -> `p2_obj`: the names compiled matchers take."""
-    return re.sub(r"\b([rp]\d*)\.", r"\1_", text)
+    return _ASSERTION.sub(_underscored, text)
 
 
 def display_path(node: ast.AST) -> str:

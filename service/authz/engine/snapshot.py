@@ -431,10 +431,12 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
     }
     p_lines: list[PolicyLine] = []
     for line in lines:
-        quoted = next((value for value in line.values if value.startswith('"')), None)
-        if quoted is not None:
-            findings.append(_line_error(line, _QUOTED.format(quoted)))
-            continue
+        # Most lines have no '"' at all: one scan of the joined text spares a look at each value.
+        if '"' in "".join(line.values):
+            quoted = next((value for value in line.values if value.startswith('"')), None)
+            if quoted is not None:
+                findings.append(_line_error(line, _QUOTED.format(quoted)))
+                continue
         if line.ptype == ptype:
             if len(line.values) != len(model.policy):
                 findings.append(
@@ -509,7 +511,8 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
     slot_columns = [model.policy.index(n) for n in rule_names if n in model.policy]
 
     def line_texts(line: PolicyLine) -> tuple[str, ...]:
-        return tuple(line.values[i] for i in slot_columns)
+        values = line.values
+        return tuple([values[i] for i in slot_columns])
 
     missing_eval = [n for n in rule_names if n not in model.policy]
     if missing_eval:
