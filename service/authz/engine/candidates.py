@@ -306,12 +306,13 @@ def _groups(head: ast.expr, lean: LeanCompiler, rules: Sequence[RuleLike]) -> li
     read = sorted(
         {lean.policy[n.id] for n in ast.walk(head) if isinstance(n, ast.Name) and n.id in lean.policy}
     )
-    numbers: dict[tuple[str, ...], int] = {}
+    numbers: dict[object, int] = {}
     shared = list(range(len(rules)))  # one int object per group number, not one per line
+    # The key: one value, or a tuple of them; equal exactly when the head's columns are.
+    key_of: Callable[[Sequence[str]], object] = operator.itemgetter(*read) if read else lambda _: ()
     out = []
     for rule in rules:
-        values = rule.line.values
-        key = tuple(values[c] for c in read)
+        key = key_of(rule.line.values)
         number = numbers.get(key)
         if number is None:
             number = numbers[key] = shared[len(numbers)]

@@ -511,6 +511,8 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
     slot_columns = [model.policy.index(n) for n in rule_names if n in model.policy]
 
     def line_texts(line: PolicyLine) -> tuple[str, ...]:
+        if len(slot_columns) == 1:  # the usual model: one eval() slot
+            return (line.values[slot_columns[0]],)
         values = line.values
         return tuple([values[i] for i in slot_columns])
 
