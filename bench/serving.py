@@ -15,10 +15,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +35,8 @@ VISIBILITY_ELEMENTS = 50
 CHECK_REQUESTS = 500
 # Valid for the longest section (the peers at 100,000 lines take minutes per size).
 TOKEN_LIFETIME_S = 3600
+
+P = ParamSpec("P")
 
 
 def free_port() -> int:
@@ -156,15 +158,6 @@ def started_process(
         stop(process)
 
 
-@contextmanager
-def server_process(
-    command: list[str], env: dict[str, str], port: int, log: Path, cpu: int | None = None
-) -> Iterator[str]:
-    """`started_process`, yielding the address only."""
-    with started_process(command, env, port, log, cpu) as (address, _):
-        yield address
-
-
 def pinned(command: list[str], cpu: int | None) -> list[str]:
     """`command` run on core `cpu` only (taskset), or as it is."""
     return command if cpu is None else ["taskset", "-c", str(cpu), *command]
@@ -201,20 +194,22 @@ def authz_process(
         yield started
 
 
-@contextmanager
-def authz_serve(
-    profile: Profile,
-    issuer: Issuer,
-    policy: Path,
-    *,
-    workers: int = 1,
-    store: str = "",
-    cpu: int | None = None,
-    **settings: str,
-) -> Iterator[str]:
-    """`authz_process`, yielding the address only."""
-    with authz_process(profile, issuer, policy, workers=workers, store=store, cpu=cpu, **settings) as started:
-        yield started[0]
+def _address_only(
+    start: Callable[P, AbstractContextManager[tuple[str, subprocess.Popen[bytes]]]],
+) -> Callable[P, AbstractContextManager[str]]:
+    """`start` (its arguments as they are), yielding the server's address without its process."""
+
+    @contextmanager
+    def address_only(*args: P.args, **kwargs: P.kwargs) -> Iterator[str]:
+        with start(*args, **kwargs) as (address, _):
+            yield address
+
+    return address_only
+
+
+# `started_process` and `authz_process` for callers that need only the address.
+server_process = _address_only(started_process)
+authz_serve = _address_only(authz_process)
 
 
 def load(

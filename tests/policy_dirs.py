@@ -1,4 +1,4 @@
-"""Policy directories for the policy tooling tests: real files in tmp_path."""
+"""Policy directories for the policy tooling tests (real files in tmp_path), and model texts."""
 
 from __future__ import annotations
 
@@ -7,24 +7,35 @@ from pathlib import Path
 
 from authz.app import demo_policy_dir
 
+# Allow lines combined with deny lines, the effect most tests of several sections use.
+BOTH = "some(where (p.eft == allow)) && !some(where (p.eft == deny))"
+
+
+def model(
+    matcher: str,
+    effect: str = BOTH,
+    *,
+    request: str = "sub, obj, act",
+    policy: str = "sub, obj, act, cond, eft",
+    roles: bool = True,
+) -> str:
+    """A model.conf text with one section of each kind: r, p, g (`roles`: `g = _, _`), e and m.
+
+    The columns are the demo model's (a condition and an effect per line) unless told.
+    """
+    role_definition = "[role_definition]\ng = _, _\n\n" if roles else ""
+    return (
+        f"[request_definition]\nr = {request}\n\n[policy_definition]\np = {policy}\n\n{role_definition}"
+        f"[policy_effect]\ne = {effect}\n\n[matchers]\nm = {matcher}\n"
+    )
+
+
 # Deny rules that read top-level, nested, list and context attributes, and an allow rule
 # comparing a token claim with an attribute (tests/test_attributes.py, test_properties_attrs.py).
-ATTRIBUTE_MODEL = """\
-[request_definition]
-r = sub, obj, act, ctx
-
-[policy_definition]
-p = sub, obj, act, cond, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = (p.sub == "*" || g(r.sub, p.sub)) && r.obj == p.obj && r.act == p.act && eval(p.cond)
-"""
+ATTRIBUTE_MODEL = model(
+    '(p.sub == "*" || g(r.sub, p.sub)) && r.obj == p.obj && r.act == p.act && eval(p.cond)',
+    request="sub, obj, act, ctx",
+)
 ATTRIBUTE_POLICY = """\
 p, *, doc, delete, True, allow
 p, *, doc, delete, r.obj.status == 'shipped', deny
@@ -33,9 +44,6 @@ p, *, doc, delete, r.obj.tags[0] == 'frozen', deny
 p, *, doc, delete, r.ctx.risk == 'high', deny
 p, *, doc, share, r.sub.claims.tenant == r.obj.tenant, allow
 """
-
-# Allow lines combined with deny lines, the effect most tests of several sections use.
-BOTH = "some(where (p.eft == allow)) && !some(where (p.eft == deny))"
 
 
 def contexts_model(e: str = BOTH, e2: str = BOTH, *, m2: str | None = None, extra: str = "") -> str:

@@ -18,6 +18,7 @@ from authz.engine import Snapshot, load_snapshot, roles
 from authz.errors import PolicyLoadError
 from authz.findings import Finding, Severity
 from authz.principal import Principal
+from tests import policy_dirs
 from tests.pycasbin_ref import AttrStr, enforcer, write_policy
 
 ALLOW_AND_DENY = "some(where (p.eft == allow)) && !some(where (p.eft == deny))"
@@ -28,21 +29,9 @@ PRIORITY = "priority(p.eft) || deny"
 
 def cond_model(effect: str = ALLOW_AND_DENY, request: str = "sub, obj, act") -> str:
     """A model with a per-line `eval()` condition and an effect column, like the demo's."""
-    return f"""[request_definition]
-r = {request}
-
-[policy_definition]
-p = sub, obj, act, cond, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = {effect}
-
-[matchers]
-m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && eval(p.cond)
-"""
+    return policy_dirs.model(
+        "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act && eval(p.cond)", effect, request=request
+    )
 
 
 RBAC_MODEL = """[request_definition]

@@ -22,7 +22,7 @@ from authz.principal import Principal
 from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
-from tests.policy_dirs import write_policy
+from tests.policy_dirs import model, write_policy
 from tests.sqlengines import engine_fixtures
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
@@ -116,25 +116,16 @@ def test_postgresql_rows_with_line_breaks_equal_check(pg: Engine) -> None:
     _prove(pg)
 
 
-KEYMATCH_MODEL = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act, eft
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = keyMatch(r.obj, p.obj) && r.act == p.act
-"""
+def _route_model(function: str) -> str:
+    """Lines of a route and an action, the route compared by `function(r.obj, p.obj)`."""
+    return model(f"{function}(r.obj, p.obj) && r.act == p.act", policy="sub, obj, act, eft", roles=False)
 
 
 def test_keymatch_is_a_string_prefix_and_plans_every_line_break(sqlite: Engine, tmp_path: Path) -> None:
     # keyMatch (not keyMatch2) compares strings, no regular expression: `*` takes line breaks,
     # and an id without `*` is equal or not, with no `$` before a final line break.
     policy = "p, u, /api/orders*, GET, allow\np, u, /api/orders/7, GET, deny\np, u, /api/*, PUT, allow\n"
-    snapshot = load_snapshot(write_policy(tmp_path / "km", KEYMATCH_MODEL, policy_csv=policy))
+    snapshot = load_snapshot(write_policy(tmp_path / "km", _route_model("keyMatch"), policy_csv=policy))
     rows = _rows()
     with sqlite.begin() as connection:
         connection.execute(PATHS.delete())
@@ -191,7 +182,8 @@ def test_render_and_sample_sql_keep_control_characters_escaped() -> None:
 @pytest.mark.parametrize("function", ["keyMatch3", "keyMatch4", "keyMatch5", "regexMatch", "globMatch"])
 def test_the_other_pattern_functions_on_the_id_are_refused_not_planned(function: str, tmp_path: Path) -> None:
     # Their `.*`, `$` and `[^/]+` read line breaks as keyMatch2's do; the planner reads none of them.
-    model = KEYMATCH_MODEL.replace("keyMatch(r.obj, p.obj)", f"{function}(r.obj, p.obj)")
-    snapshot = load_snapshot(write_policy(tmp_path / "f", model, policy_csv="p, u, /api/*, GET, allow\n"))
+    snapshot = load_snapshot(
+        write_policy(tmp_path / "f", _route_model(function), policy_csv="p, u, /api/*, GET, allow\n")
+    )
     with pytest.raises(FailedPrecondition, match=f"{function}\\(\\) of r.obj"):
         plan_resources(snapshot, Principal("u"), "GET", "/api/orders/:id")

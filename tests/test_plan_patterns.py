@@ -23,7 +23,7 @@ from authz.engine.plancond import Cond
 from authz.engine.plannarrow import memo_for
 from authz.errors import FailedPrecondition
 from authz.principal import Principal
-from tests.policy_dirs import write_policy
+from tests.policy_dirs import model, write_policy
 from tests.test_plan_sql import EFFECTS, snapshot_for
 
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
@@ -238,24 +238,15 @@ def test_a_deny_line_reads_its_own_unknown_rows_after_an_allow_line_of_the_same_
     # lines of both effects. An allow line, read only where it is true, kept it without the
     # rows the planner cannot tell (`a/b` against `/api/:a/:b`); the deny line of the same
     # values then missed them, and the plan allowed the row `a/b`, which Check denies.
-    model = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act, eft
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = keyMatch2(r.obj, p.obj) && keyMatch2(r.obj, p.sub)
-"""
+    routes = model(
+        "keyMatch2(r.obj, p.obj) && keyMatch2(r.obj, p.sub)", policy="sub, obj, act, eft", roles=False
+    )
     lines = (
         "p, /api/*, /api/*, x, allow",
         "p, /api/:a/:b, /api/:a/:b, x, allow",
         "p, /api/:a/:b, /api/:a/:b, x, deny",
     )
-    snapshot = load_snapshot(write_policy(tmp_path / "p", model, policy_csv="\n".join(lines) + "\n"))
+    snapshot = load_snapshot(write_policy(tmp_path / "p", routes, policy_csv="\n".join(lines) + "\n"))
     assert not snapshot.decide(BOB, "/api/a/b", "x").allowed
     assert snapshot.decide(BOB, "/api/a", "x").allowed
     plan = plan_resources(snapshot, BOB, "x", "/api/:id")

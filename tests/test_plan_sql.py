@@ -25,7 +25,7 @@ from authz.principal import Principal
 from authz.transports.planproto import condition_to_proto
 from authz_client.plan import PlanResult
 from authz_client.sqlalchemy import plan_where
-from tests.policy_dirs import write_policy
+from tests.policy_dirs import model, write_policy
 from tests.sqlengines import engine_fixtures
 
 EFFECTS = (
@@ -112,29 +112,13 @@ ORDERS = Table(
 COLUMNS = ("owner", "org_id", "status", "amount")
 
 
-def model(effect: str) -> str:
-    return f"""[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act, cond, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = {effect}
-
-[matchers]
-m = {MATCHER}
-"""
-
-
 def snapshot_for(effect: str, lines: list[tuple[str, ...]]) -> Snapshot:
     with tempfile.TemporaryDirectory() as tmp:
         policy = "\n".join(", ".join(("p", *line)) for line in lines)
         roles = "g, admin, update:orders\ng, admin, delete:orders\n"
-        directory = write_policy(Path(tmp) / "p", model(effect), policy_csv=policy + "\n", roles_csv=roles)
+        directory = write_policy(
+            Path(tmp) / "p", model(MATCHER, effect), policy_csv=policy + "\n", roles_csv=roles
+        )
         return load_snapshot(directory)
 
 

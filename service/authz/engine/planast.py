@@ -35,8 +35,8 @@ from authz.engine.plannodes import (
     Not,
     negate,
 )
+from authz.engine.plantext import render
 from authz.engine.planvalues import DECIDED_ITEMS, PREDICATE_DEPTH, drop_decided_values, merge_in
-from authz.printable import escaped
 
 __all__ = [
     "FALSE",
@@ -291,30 +291,3 @@ def walk(node: Node) -> Iterator[Node]:
 def fields(node: Node) -> list[str]:
     """The fields a condition reads, sorted."""
     return sorted({n.field for n in walk(node) if isinstance(n, LEAVES)})
-
-
-def _show(value: Literal | tuple[Literal, ...]) -> str:
-    if isinstance(value, tuple):
-        return "(" + ", ".join(_show(v) for v in value) + ")"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        # One line whatever the value holds (a keyMatch2 plan compares with `7\n` too).
-        return "'" + escaped(value.replace("\\", "\\\\").replace("'", "\\'")) + "'"
-    return repr(value)
-
-
-def render(node: Node) -> str:
-    """A condition as one readable line: `NOT (status == 'shipped') AND owner == 'bob'`."""
-    if isinstance(node, Const):
-        return "TRUE" if node.value else "FALSE"
-    if isinstance(node, IsNull):
-        return f"{escaped(node.field)} IS NULL"
-    if isinstance(node, Compare):
-        return f"{escaped(node.field)} {SYMBOLS[node.op]} {_show(node.value)}"
-    if isinstance(node, Not):
-        if isinstance(node.child, IsNull):
-            return f"{escaped(node.child.field)} IS NOT NULL"
-        return f"NOT ({render(node.child)})"
-    joiner = " AND " if isinstance(node, All) else " OR "
-    return joiner.join(f"({render(c)})" if isinstance(c, JUNCTIONS) else render(c) for c in node.children)
