@@ -9,6 +9,8 @@ from authz.app import demo_policy_dir
 
 # Allow lines combined with deny lines, the effect most tests of several sections use.
 BOTH = "some(where (p.eft == allow)) && !some(where (p.eft == deny))"
+# Allow lines only: Casbin's basic effect.
+ALLOW = "some(where (p.eft == allow))"
 
 
 def model(
@@ -17,13 +19,14 @@ def model(
     *,
     request: str = "sub, obj, act",
     policy: str = "sub, obj, act, cond, eft",
-    roles: bool = True,
+    roles: str = "g = _, _",
 ) -> str:
-    """A model.conf text with one section of each kind: r, p, g (`roles`: `g = _, _`), e and m.
+    """A model.conf text with one section of each kind: r, p, g, e and m.
 
-    The columns are the demo model's (a condition and an effect per line) unless told.
+    The columns are the demo model's (a condition and an effect per line) unless told;
+    `roles` is the [role_definition] section's lines, empty for a model without one.
     """
-    role_definition = "[role_definition]\ng = _, _\n\n" if roles else ""
+    role_definition = f"[role_definition]\n{roles}\n\n" if roles else ""
     return (
         f"[request_definition]\nr = {request}\n\n[policy_definition]\np = {policy}\n\n{role_definition}"
         f"[policy_effect]\ne = {effect}\n\n[matchers]\nm = {matcher}\n"

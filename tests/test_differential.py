@@ -34,6 +34,7 @@ from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.engine import roles as roles_module
 from authz.principal import Principal
+from tests import policy_dirs
 from tests.fuzz_settings import fuzz_examples
 from tests.pycasbin_ref import AttrStr, enforcer, forget_asked_names, line_matches, write_policy
 
@@ -62,26 +63,6 @@ FAMILY_SETTINGS = settings(
 NEW_FAMILY_SETTINGS = settings(
     max_examples=fuzz_examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-
-
-def model_text(
-    policy: str, effect: str, matcher: str, roles: str = "g = _, _", request: str = "sub, obj, act"
-) -> str:
-    return f"""[request_definition]
-r = {request}
-
-[policy_definition]
-p = {policy}
-
-[role_definition]
-{roles}
-
-[policy_effect]
-e = {effect}
-
-[matchers]
-m = {matcher}
-"""
 
 
 @dataclass(frozen=True)
@@ -222,7 +203,7 @@ def rbac_worlds(draw: st.DrawFn) -> World:
         request, matcher = "user, thing, action", "g(r.user, p.sub) && r.thing == p.obj && r.action == p.act"
     return World(
         effect=effect,
-        model=model_text(policy, effect, matcher, request=request),
+        model=policy_dirs.model(matcher, effect, policy=policy, request=request),
         p_lines=p_lines,
         g_lines=draw(role_links(chain)),
         principals=draw(principals(chain)),
@@ -268,10 +249,10 @@ def route_worlds(draw: st.DrawFn) -> World:
     filled = st.sampled_from([_instantiate(route, draw) for route in concrete])
     return World(
         effect=effect,
-        model=model_text(
-            "sub, obj, act, eft",
-            effect,
+        model=policy_dirs.model(
             f"{ANYONE_MATCHES} && keyMatch2(r.obj, p.obj) && (r.act == p.act || p.act == '*')",
+            effect,
+            policy="sub, obj, act, eft",
         ),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
         g_lines=draw(role_links(chain)),
@@ -320,10 +301,10 @@ def abac_worlds(draw: st.DrawFn) -> World:
     )
     return World(
         effect=effect,
-        model=model_text(
-            "sub, obj, act, cond, eft",
-            effect,
+        model=policy_dirs.model(
             f"{ANYONE_MATCHES} && r.obj == p.obj && r.act == p.act && eval(p.cond)",
+            effect,
+            policy="sub, obj, act, cond, eft",
         ),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
         g_lines=draw(role_links(chain)),
@@ -358,10 +339,10 @@ def timed_worlds(draw: st.DrawFn) -> World:
     links = [link.removeprefix("g, ") for link in draw(role_links(chain))]
     return World(
         effect=effect,
-        model=model_text(
-            "sub, obj, act, eft",
-            effect,
+        model=policy_dirs.model(
             "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act",
+            effect,
+            policy="sub, obj, act, eft",
             roles="g = _, _, (_, _)",
         ),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
@@ -402,10 +383,10 @@ def pattern_worlds(draw: st.DrawFn) -> World:
     )
     return World(
         effect=effect,
-        model=model_text(
-            "sub, obj, act, eft",
-            effect,
+        model=policy_dirs.model(
             "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+            effect,
+            policy="sub, obj, act, eft",
             roles="\n".join(("g = _, _", "g2 = _, _", *directives)),
         ),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
@@ -434,10 +415,10 @@ def domain_pattern_worlds(draw: st.DrawFn) -> World:
     links = draw(st.lists(st.tuples(names, roles, st.sampled_from(DOMAIN_PATTERNS)), max_size=8))
     return World(
         effect=effect,
-        model=model_text(
-            "sub, dom, obj, act, eft",
-            effect,
+        model=policy_dirs.model(
             "g(r.sub, p.sub, r.dom) && r.dom == p.dom && r.obj == p.obj && r.act == p.act",
+            effect,
+            policy="sub, dom, obj, act, eft",
             roles=f"g = _, _, _\n# authz: g matches domains with {function}",
             request="sub, dom, obj, act",
         ),
@@ -464,8 +445,10 @@ def subject_priority_worlds(draw: st.DrawFn) -> World:
     lines = draw(st.lists(st.tuples(st.sampled_from(order), objects, actions, EFT), min_size=1, max_size=12))
     return World(
         effect=SUBJECT_PRIORITY,
-        model=model_text(
-            "sub, obj, act, eft", SUBJECT_PRIORITY, "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"
+        model=policy_dirs.model(
+            "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act",
+            SUBJECT_PRIORITY,
+            policy="sub, obj, act, eft",
         ),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
         g_lines=tuple(f"g, {a}, {b}" for a, b in links),
@@ -509,7 +492,7 @@ def static_worlds(draw: st.DrawFn) -> World:
     )
     return World(
         effect=effect,
-        model=model_text("sub, obj, act, eft", effect, draw(st.sampled_from(STATIC_MATCHERS))),
+        model=policy_dirs.model(draw(st.sampled_from(STATIC_MATCHERS)), effect, policy="sub, obj, act, eft"),
         p_lines=tuple(", ".join(("p", *line)) for line in lines),
         g_lines=draw(role_links(())),
         principals=draw(principals(())),
@@ -609,10 +592,10 @@ def test_time_windowed_role_links(world: World) -> None:
 # (`g2, /r/2, /r/*` asked as `/r/*`) reaches every name the pattern matches.
 PATTERN_ASKED_BY_NAME = World(
     effect=EFFECTS[0],
-    model=model_text(
-        "sub, obj, act, eft",
-        EFFECTS[0],
+    model=policy_dirs.model(
         "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+        EFFECTS[0],
+        policy="sub, obj, act, eft",
         roles="g = _, _\ng2 = _, _\n# authz: g2 matches roles with keyMatch",
     ),
     p_lines=("p, n0, /r/1, read, allow",),

@@ -118,7 +118,7 @@ def test_postgresql_rows_with_line_breaks_equal_check(pg: Engine) -> None:
 
 def _route_model(function: str) -> str:
     """Lines of a route and an action, the route compared by `function(r.obj, p.obj)`."""
-    return model(f"{function}(r.obj, p.obj) && r.act == p.act", policy="sub, obj, act, eft", roles=False)
+    return model(f"{function}(r.obj, p.obj) && r.act == p.act", policy="sub, obj, act, eft", roles="")
 
 
 def test_keymatch_is_a_string_prefix_and_plans_every_line_break(sqlite: Engine, tmp_path: Path) -> None:

@@ -239,7 +239,7 @@ def test_a_deny_line_reads_its_own_unknown_rows_after_an_allow_line_of_the_same_
     # rows the planner cannot tell (`a/b` against `/api/:a/:b`); the deny line of the same
     # values then missed them, and the plan allowed the row `a/b`, which Check denies.
     routes = model(
-        "keyMatch2(r.obj, p.obj) && keyMatch2(r.obj, p.sub)", policy="sub, obj, act, eft", roles=False
+        "keyMatch2(r.obj, p.obj) && keyMatch2(r.obj, p.sub)", policy="sub, obj, act, eft", roles=""
     )
     lines = (
         "p, /api/*, /api/*, x, allow",
