@@ -34,21 +34,8 @@ def cond_model(effect: str = ALLOW_AND_DENY, request: str = "sub, obj, act") -> 
     )
 
 
-RBAC_MODEL = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
-"""
+RBAC_MATCHER = "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"
+RBAC_MODEL = policy_dirs.model(RBAC_MATCHER, ALLOW_OVERRIDE, policy="sub, obj, act")
 
 ALICE = Principal(id="alice")
 
@@ -136,10 +123,7 @@ def test_token_without_org_makes_org_conditions_unknown(tmp_path: Path) -> None:
 def test_no_policy_lines_decide_as_pycasbin_under_every_effect(tmp_path: Path, effect: str) -> None:
     # pycasbin evaluates the matcher once with empty policy values and then applies the
     # effect: under deny-override nothing denies, so every request is allowed.
-    model = RBAC_MODEL.replace("e = some(where (p.eft == allow))", f"e = {effect}").replace(
-        "p = sub, obj, act", "p = sub, obj, act, eft"
-    )
-    snap = snapshot(tmp_path, model)
+    snap = snapshot(tmp_path, policy_dirs.model(RBAC_MATCHER, effect, policy="sub, obj, act, eft"))
     reference = enforcer(tmp_path)
     for obj, act in (("doc", "read"), ("", ""), ("report", "delete")):
         expected = reference.enforce("alice", obj, act)
@@ -416,8 +400,8 @@ def test_a_principals_reach_is_memoised_by_its_facts_and_the_memo_starts_over_wh
     assert graph._subject_members <= 3
 
 
-ROUTES_MODEL = RBAC_MODEL.replace(
-    "r.obj == p.obj && r.act == p.act", "keyMatch2(r.obj, p.obj) && r.act == p.act"
+ROUTES_MODEL = policy_dirs.model(
+    "g(r.sub, p.sub) && keyMatch2(r.obj, p.obj) && r.act == p.act", ALLOW_OVERRIDE, policy="sub, obj, act"
 )
 
 
