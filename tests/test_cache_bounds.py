@@ -20,6 +20,7 @@ from authz.engine.policyfiles import PolicySource
 from authz.engine.reachmemo import MAX_MEMO_NAMES
 from authz.principal import Principal, principal_from_claims
 from authz.tokens.cache import TokenCache
+from tests.policy_dirs import ALLOW, model
 
 DELETER = Principal("alice", permissions=("delete:orders",), org_id="org_1")
 BUDGET = 2 * 1024 * 1024
@@ -115,22 +116,12 @@ def test_token_cache_accounts_for_replaced_expired_and_cleared_entries() -> None
     assert cache.approx_bytes == 0
 
 
-RESOURCE_ROLES = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act
-
-[role_definition]
-g = _, _
-g2 = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act
-"""
+RESOURCE_ROLES = model(
+    "g(r.sub, p.sub) && g2(r.obj, p.obj) && r.act == p.act",
+    ALLOW,
+    policy="sub, obj, act",
+    roles="g = _, _\ng2 = _, _",
+)
 
 
 def test_role_closures_of_names_requests_choose_stay_within_their_budget() -> None:

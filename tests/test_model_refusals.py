@@ -6,27 +6,13 @@ from __future__ import annotations
 import pytest
 
 from authz.policy.validate import validate_dir
+from tests import policy_dirs
 from tests.pycasbin_ref import write_policy
 
-MODEL = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act, eft
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act
-"""
-PRIORITY = MODEL.replace("p = sub, obj, act, eft", "p = priority, sub, obj, act, eft").replace(
-    "some(where (p.eft == allow))", "priority(p.eft) || deny"
-)
-SUBJECT_PRIORITY = MODEL.replace("some(where (p.eft == allow))", "subjectPriority(p.eft) || deny")
+MATCHER = "g(r.sub, p.sub) && r.obj == p.obj && r.act == p.act"
+MODEL = policy_dirs.model(MATCHER, policy_dirs.ALLOW, policy="sub, obj, act, eft")
+PRIORITY = policy_dirs.model(MATCHER, "priority(p.eft) || deny", policy="priority, sub, obj, act, eft")
+SUBJECT_PRIORITY = policy_dirs.model(MATCHER, "subjectPriority(p.eft) || deny", policy="sub, obj, act, eft")
 LINE = "p, alice, data, read, allow"
 
 

@@ -9,6 +9,7 @@ import pytest
 from authz.app import demo_policy_dir
 from authz.cli.main import main
 from authz.policy.elements import element_ids, typescript_module, write_elements
+from tests.policy_dirs import ALLOW, model
 
 DEMO_UI_IDS = [
     "ui:button.create-order",
@@ -18,21 +19,7 @@ DEMO_UI_IDS = [
     "ui:menu.reports",
 ]
 
-MODEL = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, obj, act
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && r.act == p.act
-"""
+MODEL = model("g(r.sub, p.sub) && keyMatch(r.obj, p.obj) && r.act == p.act", ALLOW, policy="sub, obj, act")
 
 
 def policy_dir(tmp_path: Path, lines: str) -> Path:

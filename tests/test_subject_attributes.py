@@ -7,20 +7,12 @@ from pathlib import Path
 from authz.decision import Reason
 from authz.engine import load_snapshot
 from authz.principal import Principal
+from tests import policy_dirs
 from tests.pycasbin_ref import write_policy
 
-MODEL = """[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub_rule, obj, act, eft
-
-[policy_effect]
-e = some(where (p.eft == allow)) && !some(where (p.eft == deny))
-
-[matchers]
-m = eval(p.sub_rule) && r.obj == p.obj && r.act == p.act
-"""
+MODEL = policy_dirs.model(
+    "eval(p.sub_rule) && r.obj == p.obj && r.act == p.act", policy="sub_rule, obj, act, eft", roles=""
+)
 LINES = [
     "p, r.sub.department == 'sales', /leads, read, allow",
     "p, r.sub.suspended == True, /leads, read, deny",
