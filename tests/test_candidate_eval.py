@@ -23,6 +23,7 @@ from authz.engine.lean import MAX_SLOTS
 from authz.principal import Principal
 from bench.engine import _pycasbin_args
 from bench.workloads import build
+from tests import policy_dirs
 from tests.pycasbin_ref import enforcer, write_policy
 
 EFFECTS = (
@@ -71,10 +72,7 @@ def _model(effect: str, matcher: str) -> str:
     columns = (
         "sub, obj, act, cond, eft, priority" if effect.startswith("priority") else "sub, obj, act, cond, eft"
     )
-    return (
-        f"[request_definition]\nr = sub, obj, act, ctx\n\n[policy_definition]\np = {columns}\n\n"
-        f"[role_definition]\ng = _, _\n\n[policy_effect]\ne = {effect}\n\n[matchers]\nm = {matcher}\n"
-    )
+    return policy_dirs.model(matcher, effect, request="sub, obj, act, ctx", policy=columns)
 
 
 @st.composite

@@ -26,6 +26,7 @@ from authz.engine.policyfiles import MODEL_FILE, PolicySource
 from authz.engine.saferegex import PatternError
 from authz.errors import PolicyLoadError
 from authz.principal import Principal
+from tests import policy_dirs
 from tests.fuzz_settings import FUZZ
 
 # The drawn patterns put `[[`, `||` or `--` inside sets on purpose (Casbin's users write them);
@@ -92,24 +93,6 @@ PATH_PIECES = (
 SUBJECTS = ("reader", "writer")
 NESTED_REPEAT = re.compile(r"\)[*+?{]")
 ACTIONS = ("GET", "PUT")
-
-
-def model_text(matcher: str) -> str:
-    return f"""[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = sub, act, obj
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = {matcher}
-"""
 
 
 def patterns() -> st.SearchStrategy[str]:
@@ -179,7 +162,7 @@ def test_index_full_scan_and_pycasbin_agree_on_metacharacter_patterns(
     world: tuple[str, list[tuple[str, str, str]], list[tuple[str, str]]],
 ) -> None:
     matcher, lines, requests = world
-    text = model_text(matcher)
+    text = policy_dirs.model(matcher, policy_dirs.ALLOW, policy="sub, act, obj")
     try:
         indexed = build_snapshot(PolicySource(text, (("policy.csv", _csv(lines)),)))
     except PolicyLoadError as refused:

@@ -22,6 +22,7 @@ from authz.engine.policyfiles import PolicySource
 from authz.errors import PolicyLoadError
 from authz.policy.validate import validate_source
 from authz.principal import Principal
+from tests import policy_dirs
 from tests.conftest import settings_for
 from tests.fuzz_settings import FUZZ
 from tests.policy_dirs import copy_demo
@@ -31,21 +32,8 @@ ALICE = Principal(id="alice", permissions=("reader",))
 
 
 def model(matcher: str, policy: str = "sub, obj, act") -> str:
-    return f"""[request_definition]
-r = sub, obj, act
-
-[policy_definition]
-p = {policy}
-
-[role_definition]
-g = _, _
-
-[policy_effect]
-e = some(where (p.eft == allow))
-
-[matchers]
-m = {matcher}
-"""
+    """An allow-only model with one role definition, its policy columns `sub, obj, act` unless told."""
+    return policy_dirs.model(matcher, policy_dirs.ALLOW, policy=policy)
 
 
 def source(model_text: str, *lines: str) -> PolicySource:
