@@ -27,7 +27,8 @@ from authz.engine.bindings import AttributeMissing, get_attr, get_item, plain
 from authz.engine.matcher import EVAL, casbin_rewrite, escape_assertion, templatize
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import FALSE_COND, MISSING_COND, TRUE_COND, Cond, Conjunction, bounded, cond_or
-from authz.engine.plantemplate import Template, Unplannable
+from authz.engine.planerrors import Unplannable
+from authz.engine.planpath import Template
 
 
 class PlanEvalError(Exception):

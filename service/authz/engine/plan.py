@@ -31,9 +31,11 @@ from authz.engine.model import Effect
 from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, Shape, line_tree
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import Cond
+from authz.engine.planerrors import Unplannable
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plannodes import JUNCTIONS, LEAVES
-from authz.engine.plantemplate import Template, Unplannable, parse_template, segment_condition
+from authz.engine.planpath import Template
+from authz.engine.plantemplate import parse_template, segment_condition
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
