@@ -9,3 +9,7 @@ class Unplannable(Exception):
     def __init__(self, form: str) -> None:
         self.form = form
         super().__init__(form)
+
+
+class PlanEvalError(Exception):
+    """Evaluation failed for every row alike (Check would answer REASON_POLICY_ERROR)."""
