@@ -22,8 +22,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from authz.api.v1 import admin_pb2, admin_pb2_grpc, authz_pb2
 from authz.app import App
 from authz.sources import changes
+from authz.sources.pgconnection import StoreSetupError
 from authz.sources.pgschema import migrate
-from authz.sources.postgres import MAX_MESSAGE_CHARS, PostgresStore, StoreSetupError
+from authz.sources.postgres import MAX_MESSAGE_CHARS, PostgresStore
 from tests.conftest import RunningServer, settings_for
 from tests.issuer import Issuer
 from tests.pgcluster import PostgresServer

@@ -14,8 +14,9 @@ from authz.errors import Conflict, InvalidArgument, NotFound
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.sources import changes
 from authz.sources.directory import read_dir_content
+from authz.sources.pgconnection import StoreSetupError, StoreUnavailable
 from authz.sources.pgschema import LATEST, migrate, schema_version
-from authz.sources.postgres import PostgresStore, StoreSetupError, StoreUnavailable
+from authz.sources.postgres import PostgresStore
 from tests.pgcluster import PASSWORD_ROLE, PostgresServer
 from tests.policy_dirs import copy_demo
 
@@ -269,7 +270,8 @@ def test_a_store_without_psycopg_installed_names_the_extra():
     # psycopg made unimportable in a fresh interpreter, as on an install without the extra.
     code = (
         "import sys; sys.modules['psycopg'] = None\n"
-        "from authz.sources.postgres import PostgresStore, StoreSetupError\n"
+        "from authz.sources.pgconnection import StoreSetupError\n"
+        "from authz.sources.postgres import PostgresStore\n"
         "try:\n    PostgresStore('postgresql://u@127.0.0.1/db')\n"
         "except StoreSetupError as exc:\n    print(exc)\n"
     )

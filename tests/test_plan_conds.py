@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from authz.engine import planast
 from authz.engine.planast import All, AnyOf, Compare, IsNull, Node, Not
 from authz.engine.plancond import MAX_CHAIN_WORK, Cond, Conjunction
-from authz.engine.plantemplate import Unplannable
+from authz.engine.planerrors import Unplannable
 from tests.fuzz_settings import FUZZ
 
 FIELDS = ("a", "b")

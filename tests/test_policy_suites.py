@@ -12,7 +12,8 @@ from authz.decision import Reason
 from authz.devmode import DEV_ROLES_CLAIM
 from authz.engine import load_snapshot
 from authz.policy.runner import run_suites
-from authz.policy.suites import Expectation, SuiteError, load_suites, parse_suite
+from authz.policy.suitecases import Expectation
+from authz.policy.suites import SuiteError, load_suites, parse_suite
 from tests.conftest import REPO
 
 GOOD = """\

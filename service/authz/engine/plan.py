@@ -28,12 +28,16 @@ from authz.engine.bindings import Attributes, Subject
 from authz.engine.indexfilters import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
-from authz.engine.partial import NESTED, LineEvaluator, Obj, PlanEvalError, Shape, line_tree
+from authz.engine.partial import LineEvaluator
 from authz.engine.planast import FALSE, TRUE, Node
 from authz.engine.plancond import Cond
+from authz.engine.planerrors import PlanEvalError, Unplannable
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plannodes import JUNCTIONS, LEAVES
-from authz.engine.plantemplate import Template, Unplannable, parse_template, segment_condition
+from authz.engine.planpath import Template
+from authz.engine.planshape import NESTED, Shape, line_tree
+from authz.engine.plansymbols import Obj
+from authz.engine.plantemplate import parse_template, segment_condition
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal

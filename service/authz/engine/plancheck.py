@@ -16,8 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from authz.engine.matcher import EVAL
-from authz.engine.partial import NESTED, line_tree
-from authz.engine.plantemplate import Unplannable
+from authz.engine.planerrors import Unplannable
+from authz.engine.planshape import NESTED, line_tree
 from authz.engine.snapshot import Snapshot
 
 _OBJ = "r_obj"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from authz.engine import planast
 from authz.engine.planast import FALSE, TRUE, All, AnyOf, Node
-from authz.engine.plantemplate import Unplannable
+from authz.engine.planerrors import Unplannable
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,15 +13,8 @@ from authz.engine.contexts import select
 from authz.errors import InvalidArgument, PolicyLoadError
 from authz.findings import Finding
 from authz.policy.nearmiss import NearMiss, near_misses
-from authz.policy.suites import (
-    Case,
-    Expectation,
-    NamedPrincipal,
-    NamedResource,
-    Suite,
-    SuiteError,
-    load_suites,
-)
+from authz.policy.suitecases import Case, Expectation, NamedPrincipal, NamedResource, Suite
+from authz.policy.suites import SuiteError, load_suites
 
 if TYPE_CHECKING:
     from authz.sources import PolicyContent

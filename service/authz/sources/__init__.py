@@ -19,7 +19,8 @@ from typing import Protocol
 from authz.engine.policyfiles import MODEL_FILE, PolicySource
 from authz.errors import PolicyLoadError
 from authz.findings import Finding
-from authz.policy.suites import TESTS_DIR, Suite, SuiteError, check_total, parse_suite
+from authz.policy.suitecases import Suite
+from authz.policy.suites import TESTS_DIR, SuiteError, check_total, parse_suite
 
 # The names a stored version may hold, exactly those a policy directory is read from.
 _POLICY_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\.csv")

@@ -23,11 +23,12 @@ from typing import TYPE_CHECKING
 from authz.errors import AuthzError, PolicyLoadError, Unavailable
 from authz.printable import escaped
 from authz.sources import PolicyContent, SourceState
+from authz.sources.pgconnection import StoreUnavailable, cut_after
 from authz.sources.pgschema import NOTIFY_CHANNEL
-from authz.sources.postgres import PostgresStore, StoredVersion, StoreUnavailable, cut_after
+from authz.sources.postgres import PostgresStore, StoredVersion
 
 if TYPE_CHECKING:
-    from authz.sources.postgres import Connection
+    from authz.sources.pgconnection import Connection
 
 log = logging.getLogger("authz.store")
 
