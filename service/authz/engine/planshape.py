@@ -37,56 +37,94 @@ class Shape:
 Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
 
 
+def _children(node: ast.AST) -> list[ast.AST]:
+    # ast.iter_child_nodes without its generators: a shape's nodes are read once each.
+    found: list[ast.AST] = []
+    for name in node._fields:
+        value = getattr(node, name, None)
+        if isinstance(value, ast.AST):
+            found.append(value)
+        elif isinstance(value, list):
+            found.extend(item for item in value if isinstance(item, ast.AST))
+    return found
+
+
+def _worth(node: ast.AST) -> bool:
+    return isinstance(node, ast.expr) and not isinstance(node, ast.Name | ast.Constant)
+
+
+# Subtrees' sources by their text in the template: the matcher around a line's conditions is
+# the same subtrees in every shape, and ast.unparse is most of a shape's parse.
+# Bounded in entries and in each key's length (the parts of a matcher are short).
+_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {}
+_SOURCES_MAX = 4096
+_SOURCE_CHARS = 1000
+
+
+def _source(node: ast.AST, template: str) -> tuple[str, tuple[str, ...]]:
+    text = None
+    # Offsets count UTF-8 bytes: they index the text as characters only when it is ASCII.
+    if template.isascii() and getattr(node, "lineno", None) == getattr(node, "end_lineno", 0) == 1:
+        start, end = node.col_offset, node.end_col_offset  # type: ignore[attr-defined]
+        text = template[start:end] if end - start <= _SOURCE_CHARS else None
+    found = _SOURCES.get(text) if text is not None else None
+    if found is None:
+        names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
+        found = (ast.unparse(node), names)
+        if text is not None:
+            if len(_SOURCES) >= _SOURCES_MAX:
+                _SOURCES.clear()
+            _SOURCES[text] = found
+    return found
+
+
 @functools.lru_cache(maxsize=4096)
 def _parse(template: str) -> Shape:
     tree = ast.parse(template, mode="eval").body
-    fixed: dict[int, tuple[str, tuple[str, ...]]] = {}
+    # One pass, children first, for what each node's subtree holds (walking each subtree
+    # again at every level cost a line of 4,000 distinct shapes a millisecond each):
+    reads: dict[int, bool] = {}  # it reads r.obj
+    other: dict[int, bool] = {}  # it reads r.obj's attributes or items, or another request value
+    kids: dict[int, list[ast.AST]] = {}
 
-    def worth(node: ast.AST) -> bool:
-        return isinstance(node, ast.expr) and not isinstance(node, ast.Name | ast.Constant)
+    def learn(node: ast.AST) -> None:
+        children = kids[id(node)] = _children(node)
+        for child in children:
+            learn(child)
+        key = id(node)
+        if isinstance(node, ast.Name):
+            reads[key] = node.id == OBJ_NAME
+            other[key] = node.id.startswith("r_") and node.id != OBJ_NAME
+            return
+        reads[key] = any(reads[id(child)] for child in children)
+        other[key] = any(other[id(child)] for child in children) or (
+            isinstance(node, ast.Attribute | ast.Subscript) and reads[id(node.value)]
+        )
 
-    def keep(node: ast.AST) -> None:
-        names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
-        fixed[id(node)] = (ast.unparse(node), names)
-
-    def visit(node: ast.AST) -> bool:
-        children = list(ast.iter_child_nodes(node))
-        reads = [visit(child) for child in children]
-        if not any(reads) and not (isinstance(node, ast.Name) and node.id == OBJ_NAME):
-            return False
-        for child, read in zip(children, reads, strict=True):
-            if not read and worth(child):
-                keep(child)
-        return True
-
-    if not visit(tree) and worth(tree):
-        keep(tree)
+    learn(tree)
+    # The largest subtrees that do not read r.obj, under one that does.
+    fixed = {
+        id(child): _source(child, template)
+        for key, children in kids.items()
+        if reads[key]
+        for child in children
+        if not reads[id(child)] and _worth(child)
+    }
+    if not reads[id(tree)] and _worth(tree):
+        fixed[id(tree)] = _source(tree, template)
     resource_only: dict[int, tuple[str, tuple[str, ...]]] = {}
 
-    def whole_obj_only(node: ast.AST) -> bool:
-        for n in ast.walk(node):
-            if isinstance(n, ast.Attribute | ast.Subscript) and _reads_obj(n.value):
-                return False
-            if isinstance(n, ast.Name) and n.id.startswith("r_") and n.id != OBJ_NAME:
-                return False
-        return True
-
     def mark(node: ast.AST) -> None:
-        if id(node) in fixed or not _reads_obj(node):
+        if id(node) in fixed or not reads[id(node)]:
             return
-        if worth(node) and whole_obj_only(node):
-            names = tuple(sorted({n.id for n in ast.walk(node) if isinstance(n, ast.Name)}))
-            resource_only[id(node)] = (ast.unparse(node), names)
+        if _worth(node) and not other[id(node)]:
+            resource_only[id(node)] = _source(node, template)
             return
-        for child in ast.iter_child_nodes(node):
+        for child in kids[id(node)]:
             mark(child)
 
     mark(tree)
     return Shape(tree, fixed, resource_only)
-
-
-def _reads_obj(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == OBJ_NAME for n in ast.walk(node))
 
 
 @functools.lru_cache(maxsize=65536)
