@@ -37,15 +37,22 @@ class Shape:
 Compiled = Callable[[str, tuple[str, ...]], tuple[Callable[..., Any], tuple[str, ...]]]
 
 
+# Nodes that hold no expression: a load context, an operator (half of a shape's nodes).
+_MARKERS = (ast.expr_context, ast.boolop, ast.operator, ast.unaryop, ast.cmpop)
+
+
 def _children(node: ast.AST) -> list[ast.AST]:
-    # ast.iter_child_nodes without its generators: a shape's nodes are read once each.
+    # ast.iter_child_nodes without its generators or the markers: each node is read once.
     found: list[ast.AST] = []
     for name in node._fields:
         value = getattr(node, name, None)
         if isinstance(value, ast.AST):
-            found.append(value)
+            if not isinstance(value, _MARKERS):
+                found.append(value)
         elif isinstance(value, list):
-            found.extend(item for item in value if isinstance(item, ast.AST))
+            found.extend(
+                item for item in value if isinstance(item, ast.AST) and not isinstance(item, _MARKERS)
+            )
     return found
 
 
@@ -87,19 +94,21 @@ def _parse(template: str) -> Shape:
     other: dict[int, bool] = {}  # it reads r.obj's attributes or items, or another request value
     kids: dict[int, list[ast.AST]] = {}
 
-    def learn(node: ast.AST) -> None:
-        children = kids[id(node)] = _children(node)
-        for child in children:
-            learn(child)
+    def learn(node: ast.AST) -> bool:
         key = id(node)
         if isinstance(node, ast.Name):
-            reads[key] = node.id == OBJ_NAME
-            other[key] = node.id.startswith("r_") and node.id != OBJ_NAME
-            return
-        reads[key] = any(reads[id(child)] for child in children)
-        other[key] = any(other[id(child)] for child in children) or (
-            isinstance(node, ast.Attribute | ast.Subscript) and reads[id(node.value)]
-        )
+            kids[key] = []
+            reads[key] = found = node.id == OBJ_NAME
+            other[key] = not found and node.id.startswith("r_")
+            return found
+        children = kids[key] = _children(node)
+        found = wider = False
+        for child in children:
+            found = learn(child) or found
+            wider = wider or other[id(child)]
+        reads[key] = found
+        other[key] = wider or (isinstance(node, ast.Attribute | ast.Subscript) and reads[id(node.value)])
+        return found
 
     learn(tree)
     # The largest subtrees that do not read r.obj, under one that does.
