@@ -35,7 +35,7 @@ from authz.engine.planerrors import PlanEvalError, Unplannable
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plannodes import JUNCTIONS, LEAVES
 from authz.engine.planpath import Template
-from authz.engine.planshape import NESTED, Shape, line_tree
+from authz.engine.planshape import NESTED, OBJ_NAME, Shape, line_tree
 from authz.engine.plansymbols import Obj
 from authz.engine.plantemplate import parse_template, segment_condition
 from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
@@ -81,7 +81,7 @@ def _candidates(
         return rules
     if template.concrete:
         # One resource id: exactly Check's narrowing.
-        picked = index.candidates({**bound, "r_obj": template.text})
+        picked = index.candidates({**bound, OBJ_NAME: template.text})
     else:
         narrowing = TemplateNarrowing(memo, template.literal)
         picked = intersect([narrowing.parts(f, bound) for f in (*index.cheap, *index.costly)])
@@ -239,7 +239,7 @@ def plan_resources(
         )
     bound: dict[str, Any] = {
         SUBJECT: Subject(principal),
-        "r_obj": Obj(template, dict(attributes or {})),
+        OBJ_NAME: Obj(template, dict(attributes or {})),
         "r_act": action,
         "r_dom": principal.org_id or "",
         "r_ctx": Attributes(context or {}),

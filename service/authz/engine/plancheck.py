@@ -17,26 +17,25 @@ from typing import Any
 
 from authz.engine.matcher import EVAL
 from authz.engine.planerrors import Unplannable
-from authz.engine.planshape import NESTED, line_tree
+from authz.engine.planshape import NESTED, OBJ_NAME, line_tree
 from authz.engine.snapshot import Snapshot
 
-_OBJ = "r_obj"
 _ORDER = (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
 _EQUALITY = (ast.Eq, ast.NotEq)
 
 
 def _mentions(node: ast.AST) -> bool:
-    return any(isinstance(n, ast.Name) and n.id == _OBJ for n in ast.walk(node))
+    return any(isinstance(n, ast.Name) and n.id == OBJ_NAME for n in ast.walk(node))
 
 
 def _attribute(node: ast.AST) -> str | None:
     # `r.obj.name` or `r.obj['name']`: the attribute's name.
-    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == _OBJ:
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == OBJ_NAME:
         return node.attr
     if (
         isinstance(node, ast.Subscript)
         and isinstance(node.value, ast.Name)
-        and node.value.id == _OBJ
+        and node.value.id == OBJ_NAME
         and isinstance(node.slice, ast.Constant)
     ):
         return str(node.slice.value)
@@ -44,7 +43,7 @@ def _attribute(node: ast.AST) -> str | None:
 
 
 def _is_obj(node: ast.AST) -> bool:
-    return isinstance(node, ast.Name) and node.id == _OBJ
+    return isinstance(node, ast.Name) and node.id == OBJ_NAME
 
 
 def _pair(left: ast.AST, op: ast.cmpop, right: ast.AST, consts: Mapping[str, Any]) -> str | None:

@@ -23,9 +23,9 @@ from typing import Any
 # The index's filter kinds, read here to answer them for a template instead of an id.
 from authz.engine.indexfilters import Filter, Lines, Parts, _All, _Any, _Exact, _Prefix, intersect
 from authz.engine.matcher import compile_expression
+from authz.engine.planshape import OBJ_NAME
 from authz.engine.snapshot import Snapshot
 
-_OBJ = "r_obj"
 _OBJ_FILTERS = (_Exact, _Prefix)  # a tuple: `_Exact | _Prefix` builds a union on every test
 
 
@@ -113,7 +113,7 @@ class TemplateNarrowing:
         if isinstance(flt, _All):
             lines = intersect([self.parts(c, bound) for c in flt.children])
             return None if lines is None else [frozenset(lines)]
-        if isinstance(flt, _OBJ_FILTERS) and flt.rname == _OBJ:
+        if isinstance(flt, _OBJ_FILTERS) and flt.rname == OBJ_NAME:
             # The same for every request of the template: kept per snapshot, within bounds.
             kept = self.memo.obj_parts
             key = (id(flt), self.literal)
@@ -125,7 +125,7 @@ class TemplateNarrowing:
                     kept.clear()
                 kept[key] = found
             return found
-        if getattr(flt, "rname", None) == _OBJ:
+        if getattr(flt, "rname", None) == OBJ_NAME:
             return None  # g(r.obj, ...): no narrowing
         return flt.parts(bound)
 
