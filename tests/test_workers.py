@@ -211,3 +211,28 @@ def test_dev_mode_refuses_several_workers(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "--dev runs a single process" in result.stderr
+
+
+def _tgkill(pid: int, tid: int, signum: int) -> None:
+    # A signal to one thread of `pid` (tgkill(2)): which thread the kernel picks for a
+    # process-directed signal is up to it, so the test picks one that is not the main thread.
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.syscall(234, pid, tid, signum) != 0:  # SYS_tgkill on x86-64
+        raise OSError(ctypes.get_errno(), f"tgkill {pid} {tid}")
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="SYS_tgkill's number is x86-64's")
+def test_a_sigterm_taken_by_another_thread_still_stops_the_server(serve: Callable[..., Serve]) -> None:
+    # The main thread waited in one blocking Event.wait: a SIGTERM that the kernel gave to a
+    # grpcio or reloader thread set Python's flag but never woke it, so the server ran on.
+    run = serve()
+    address = run.wait_for(re.compile(r"authz listening on (127\.0\.0\.1:\d+)"))[1]
+    wait_address_serving(address)
+    pid = run.process.pid
+    others = sorted(int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid)
+    assert others, "the server runs threads besides its main one"
+    _tgkill(pid, others[-1], signal.SIGTERM)
+    assert run.exit_status() == 0, run.text()
+    assert "received SIGTERM: draining" in run.text()

@@ -82,6 +82,10 @@ def run_serve(ns: argparse.Namespace) -> int:
         return 1
 
 
+# How long a signal handled by another thread may wait for the main thread to run it.
+SIGNAL_POLL_SECONDS = 0.5
+
+
 def serve_process(settings: Settings) -> int:
     """Start, print how to try it in dev mode, and block until a stop signal; SIGHUP reloads the policy."""
     app = App(settings)
@@ -102,7 +106,11 @@ def serve_process(settings: Settings) -> int:
     app.start()
     if app.dev_issuer is not None:
         print_dev_banner(app)
-    stopped.wait()
+    # Woken now and then, not blocked for good: the kernel may hand a SIGTERM to any thread
+    # (grpcio's, the reloader's), and Python runs its handler only once the main thread runs
+    # again. Blocked in one wait, a `--workers` child given SIGTERM after a reload never drained.
+    while not stopped.wait(SIGNAL_POLL_SECONDS):
+        pass
     app.stop()
     return 0
 
