@@ -52,16 +52,19 @@ $(NPM_STAMP): clients/typescript/package-lock.json
 	touch $(NPM_STAMP)
 
 ## test: set up, lint, type-check, check generated code, run the whole suite, then the
-## Python suite again on CPython 3.12 / 3.13 where this machine has them
+## Python suite again on CPython 3.12 / 3.13 where this machine has them; the files run on
+## TEST_WORKERS pytest-xdist workers (a file's tests on one worker; tests/conftest.py)
+TEST_WORKERS ?= 2
+export TEST_WORKERS
 test: $(STAMP) lint typecheck proto-check e2e-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 	scripts/test_other_pythons.sh
 
 test-pythons: $(STAMP)
 	scripts/test_other_pythons.sh
 
 unit: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -27,7 +27,7 @@ for version in 3.12 3.13; do
     touch "${venv}/.installed"
   fi
   echo "== Python ${version}: $("${venv}/bin/python" --version)"
-  "${venv}/bin/python" -m pytest -q -p no:cacheprovider \
+  "${venv}/bin/python" -m pytest -q -p no:cacheprovider -n "${TEST_WORKERS:-2}" --dist loadfile \
     --ignore=tests/test_e2e_browser.py --ignore=tests/test_client_typescript.py \
     --ignore=tests/test_bench_smoke.py --ignore=tests/test_node_client.py \
     --ignore=tests/test_soak.py --ignore=tests/test_php_plan.py --ignore=tests/test_typescript_plan.py

@@ -41,6 +41,38 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 
+# `make test` runs the files on several pytest-xdist workers (`--dist loadfile`: a file's tests on
+# one worker, so its module fixtures start once). The files that build, test or serve from
+# clients/typescript share one worker: `tsc` writes its dist/ and vitest its cache in that tree,
+# and two of them at once could read each other's half-written files.
+SHARED_TREES = {
+    "typescript": (
+        "tests/test_client_typescript.py",
+        "tests/test_typescript_plan.py",
+        "tests/test_e2e_browser.py",
+    ),
+}
+_TREE_OF = {path: tree for tree, paths in SHARED_TREES.items() for path in paths}
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, absent without it
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`--dist loadfile`, with the files of one shared tree scheduled as one file.
+
+    Not xdist's `xdist_group` marks: on pytest 9.2 `--dist loadgroup` silently ignores them
+    (pytest-xdist issue 1386).
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedTreeScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return _TREE_OF.get(path, path)
+
+    return SharedTreeScheduling(config, log)
+
 
 class RunningServer:
     """A started App with a channel and stub for tests."""
