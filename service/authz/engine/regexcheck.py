@@ -3,7 +3,9 @@
 A pattern RE2 cannot run (a backreference, a lookahead, a repetition over 1000 ...) would
 otherwise fail on every decision that reaches its line; checked once at build time it is
 a located error instead: the policy line whose value is the pattern, or model.conf's
-matcher when the pattern is a constant there.
+matcher when the pattern is a constant there. A line that never reaches the call (a static
+conjunct before it is false there, `staticlines.reaching`) is neither compiled nor checked,
+as pycasbin never runs its pattern either.
 """
 
 from __future__ import annotations
