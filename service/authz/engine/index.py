@@ -30,19 +30,16 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from authz.engine.bindings import plain
 from authz.engine.indexfilters import Filter, Lines, _All, _Any, _Exact, _narrow, _Prefix, _Reach, _Static
 from authz.engine.keymatch import brace_params, colon_params
 from authz.engine.matcher import parse_matcher
-from authz.engine.model import builtin_functions
 from authz.engine.roles import RoleGraph
+from authz.engine.staticlines import PREFIX_FUNCTIONS, Mask, StaticLines, meet
 
-# The lines where a conjunction's static conjuncts hold, ascending (None: every line). A
-# tuple, not a set: a mask of 100,000 lines is 0.8 MiB as a tuple, 4 MiB as a frozenset.
-Mask = tuple[int, ...] | None
 SMALL_GROUP = 16
 # A value shared by this many lines hardly narrows anything (a method column, say):
 # it is not stored, and a request for it is "no narrowing" from this filter. Below
@@ -85,7 +82,6 @@ MAX_NARROWED = 4096
 # the memo holds at most MAX_NARROWED * MAX_KEPT_LINES line references (128 MiB would be
 # 4,096 results of 100,000 lines each).
 MAX_KEPT_LINES = 256
-_PREFIX_FUNCTIONS = ("keyMatch", "keyMatch2", "keyMatch3", "keyMatch4")
 _META = re.compile(r"[.*+?^$()\[\]{}|\\:]")
 _QUANTIFIERS = "*+?{"
 
@@ -185,9 +181,9 @@ class PolicyIndex:
         # Analysis caches, keyed by column and mask (see `_conjunction`); dropped once built.
         self._columns: dict[tuple[str, Mask], dict[str, Lines | None]] = {}
         self._prefixes: dict[tuple[str, Mask], tuple[dict[str, Lines | None], tuple[int, ...]]] = {}
-        self._statics: dict[int, Mask] = {}
         # One int object per line number, shared by every column's groups.
         self._numbers = list(range(len(rows)))
+        self._static = StaticLines(policy, rows, self._numbers)
         self._narrowed: dict[tuple[tuple[Lines, ...] | None, ...], tuple[int, ...] | None] = {}
         parsed = parse_matcher(matcher)
         tree = parsed.body if parsed is not None else None
@@ -198,7 +194,8 @@ class PolicyIndex:
         self._owned = all(_owned(f) for f in self.cheap)
         self.costly = [f for f in filters if not f.cheap]
         # The filters hold the groups they use; the masks (line numbers) can go.
-        self._columns, self._prefixes, self._statics = {}, {}, {}
+        self._columns, self._prefixes = {}, {}
+        self._static.forget()
 
     def candidates(self, rvals: Mapping[str, Any]) -> Sequence[int] | None:
         """Ascending indexes of the lines that may match (shared: never changed by the caller);
@@ -264,7 +261,7 @@ class PolicyIndex:
         return node.id if isinstance(node, ast.Name) and node.id in self.request else None
 
     def _is_p(self, node: ast.AST) -> str | None:
-        return node.id if isinstance(node, ast.Name) and node.id in self.policy else None
+        return self._static.column(node)
 
     def _conjunction(self, nodes: list[ast.AST], mask: Mask) -> list[Filter]:
         """Filters of conjuncts, each over the lines where every static conjunct holds.
@@ -274,14 +271,14 @@ class PolicyIndex:
         conjuncts' filters may leave it out: their groups are built over `mask` only.
         """
         for node in nodes:
-            lines = self._static_lines(node)
+            lines = self._static.lines(node)
             if lines is not None:
-                mask = lines if mask is None else _meet([mask, lines])
+                mask = lines if mask is None else meet([mask, lines])
         return [f for f in (self._filter(node, mask) for node in nodes) if f is not None]
 
     def _filter(self, node: ast.AST, mask: Mask) -> Filter | None:
         # A superset of the lines in `mask` on which `node` may be true.
-        static = self._static_lines(node)
+        static = self._static.lines(node)
         if static is not None:
             return _Static(None if len(static) > _broad(len(self.rows)) else _group(list(static)))
         if isinstance(node, ast.BoolOp):
@@ -315,7 +312,7 @@ class PolicyIndex:
         rname, pname = self._is_r(args[0]), self._is_p(args[1])
         if not rname or not pname:
             return None
-        if name in _PREFIX_FUNCTIONS and len(args) == 2:
+        if name in PREFIX_FUNCTIONS and len(args) == 2:
             by_prefix, lengths = self._prefix(pname, mask)
             return _Prefix(by_prefix, lengths, rname)
         graph = self.graphs.get(name)
@@ -333,70 +330,6 @@ class PolicyIndex:
             value = dom.value
             return _Reach(column, graph, rname, lambda _r: value)
         return None
-
-    # -- static conjuncts: decided per line at build time --------------------------------
-
-    def _static_lines(self, node: ast.AST) -> Mask:
-        """The lines on which `node` holds, when it reads policy values and constants only.
-
-        None when it reads the request (or cannot be decided here). Cached per node: the
-        builder asks again for each enclosing conjunction.
-        """
-        key = id(node)
-        if key not in self._statics:
-            self._statics[key] = self._decide_static(node)
-        return self._statics[key]
-
-    def _decide_static(self, node: ast.AST) -> Mask:
-        if isinstance(node, ast.BoolOp):
-            found = [self._static_lines(v) for v in node.values]
-            known = [lines for lines in found if lines is not None]
-            if len(known) < len(found):
-                return None
-            if isinstance(node.op, ast.Or):
-                return tuple(sorted(set().union(*known)))
-            return _meet(known)
-        if isinstance(node, ast.Compare) and len(node.ops) == 1 and isinstance(node.ops[0], ast.Eq):
-            for a, b in ((node.left, node.comparators[0]), (node.comparators[0], node.left)):
-                pname = self._is_p(a)
-                if pname and isinstance(b, ast.Constant) and isinstance(b.value, str):
-                    return self._lines_where(pname, b.value.__eq__)
-            return None
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
-            return self._static_call(node.func.id, node.args)
-        return None
-
-    def _static_call(self, name: str, args: list[ast.expr]) -> Mask:
-        # keyMatch(p.obj, "/*"): decided per distinct value with the builtin itself.
-        if name not in _PREFIX_FUNCTIONS or len(args) != 2:
-            return None
-        pname = self._is_p(args[0])
-        const = args[1]
-        if not pname or not isinstance(const, ast.Constant) or not isinstance(const.value, str):
-            return None
-        fn, pattern = builtin_functions()[name], const.value
-        try:
-            return self._lines_where(pname, lambda text: bool(fn(text, pattern)))
-        except Exception:  # a pattern the function rejects: do not narrow
-            return None
-
-    def _lines_where(self, pname: str, test: Callable[[str], bool]) -> tuple[int, ...]:
-        position = self.policy.index(pname)
-        verdicts: dict[str, bool] = {}
-        lines = []
-        for number, row in zip(self._numbers, self.rows, strict=True):
-            value = row[position]
-            verdict = verdicts.get(value)
-            if verdict is None:
-                verdict = verdicts[value] = test(value)
-            if verdict:
-                lines.append(number)
-        return tuple(lines)
-
-
-def _meet(masks: list[tuple[int, ...]]) -> tuple[int, ...]:
-    # The lines in every mask, ascending.
-    return tuple(sorted(set(masks[0]).intersection(*masks[1:])))
 
 
 def _conjuncts(node: ast.AST) -> list[ast.AST]:

@@ -20,6 +20,13 @@ RE2 grows a program's matching caches up to its memory bound as texts (request d
 new states, so the table's memory is bounded as a whole: MAX_TABLE_MEMORY shared by its
 patterns, each at most saferegex.MAX_PATTERN_MEMORY. Past MAX_PATTERNS patterns a share
 would be too small to match at speed, and the policy is refused.
+
+Only the patterns a call can read are compiled and counted: a line whose static conjunct
+before the call is false (`keyMatch(p.obj, "/*") && keyMatch2(r.obj, p.obj)` on a `ui:` element
+line) never reaches it (`staticlines.reaching`). 20,000 dotted element ids under the demo
+model compiled 20,000 programs (53 MiB kept, 2.7 s to load here) and 32,769 were refused; they
+now compile none (15 MiB, 0.3 s). Were such a pattern reached after all, the call would take the
+process's cache, as a pattern made at decision time does.
 """
 
 from __future__ import annotations

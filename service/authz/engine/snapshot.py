@@ -481,7 +481,7 @@ def _build(source: PolicySource, ptype: str = "p") -> Snapshot:
     subject = next(
         (own for own, role in zip(model.request, model.bind, strict=True) if role == SUBJECT), SUBJECT
     )
-    columns, constants = pattern_arguments(model.matcher, model.policy)
+    columns, constants = pattern_arguments(model.matcher, model.policy, [line.values for line in p_lines])
     table = PatternTable(pattern_uses(columns, constants, p_lines))
     if (message := table.too_many()) is not None:
         findings.append(model_error(source.model_text, "m", message))
