@@ -15,7 +15,6 @@ import gzip
 import http.client
 import json
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,6 +28,7 @@ from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 from authz.transports.jsonbody import MAX_JSON_VALUES
 from authz.transports.wirebounds import MAX_CLAIMS_BYTES, MAX_POLICY_FILES
 from tests.conftest import RunningServer, settings_for
+from tests.timing import best_seconds
 
 CHECK_PATH = "/authz.api.v1.AuthorizationService/Check"
 BATCH_PATH = "/authz.api.v1.AuthorizationService/BatchCheck"
@@ -46,15 +46,6 @@ def post(srv: RunningServer, path: str, body: bytes) -> tuple[int, dict[str, Any
         return reply.status, json.loads(reply.read())
     finally:
         conn.close()
-
-
-def best_seconds(call: Callable[[], object], runs: int = 3) -> float:
-    best = float("inf")
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def not_much_slower(hostile: float, baseline: float) -> bool:

@@ -17,7 +17,7 @@ import pytest
 
 from authz.app import demo_policy_dir
 from authz.engine import Snapshot, load_snapshot, planast
-from authz.engine.plan import PlanKind, plan_resources
+from authz.engine.plan import Plan, PlanKind, plan_resources
 from authz.engine.plancheck import plannability
 from authz.engine.plancond import Cond
 from authz.engine.plannarrow import memo_for
@@ -25,6 +25,7 @@ from authz.errors import FailedPrecondition
 from authz.principal import Principal
 from tests.policy_dirs import model, write_policy
 from tests.test_plan_sql import EFFECTS, snapshot_for
+from tests.timing import assert_linear, sizes
 
 DEMO_MODEL = (demo_policy_dir() / "model.conf").read_text()
 BOB = Principal("bob", org_id="org_1")
@@ -142,26 +143,34 @@ def test_thousands_of_alternating_priority_lines_are_refused_not_a_recursion_err
     )
 
 
+def and_chain(directory: Path, term: str, n: int) -> Snapshot:
+    """A policy of one line whose condition is `n` terms (`term` formatted with `i`) joined by `&&`."""
+    terms = " && ".join(term.format(i=i) for i in range(n))
+    return policy(directory / f"{n}", f"p, *, /api/orders/:id, GET, {terms}, allow")
+
+
+def plan_orders(snapshot: Snapshot) -> Plan:
+    """Bob's plan for GET on /api/orders/:id."""
+    return plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
+
+
 def test_a_long_and_chain_plans_in_linear_time(tmp_path):
-    # Each `&&` rebuilt the flattened conjunction so far: 2,000 terms took 6 s and these
-    # 9,000 about two minutes of one PlanResources call (the plan itself stays small).
-    terms = " && ".join(f"r.obj.owner != 'u{i}'" for i in range(9_000))
-    snapshot = policy(tmp_path, f"p, *, /api/orders/:id, GET, {terms}, allow")
-    started = time.monotonic()
-    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
-    assert time.monotonic() - started < 10
+    # Each `&&` rebuilt the flattened conjunction so far: 2,000 terms took 6 s and 9,000 about
+    # two minutes of one PlanResources call (the plan itself stays small).
+    chains = {n: and_chain(tmp_path, "r.obj.owner != 'u{i}'", n) for n in sizes(500)}
+    assert_linear(lambda n: plan_orders(chains[n]), 500, "terms")
+    snapshot, last = chains[max(chains)], max(chains) - 1
+    plan = plan_orders(snapshot)
     assert plan.kind is PlanKind.CONDITIONAL
     assert plan.fields == ["id", "owner"]
-    assert not snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "u8999"}).allowed
-    assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": "u9000"}).allowed
+    assert not snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": f"u{last}"}).allowed
+    assert snapshot.decide(BOB, "/api/orders/1", "GET", {"owner": f"u{last + 1}"}).allowed
     # Terms over distinct attributes grow the plan (each NULL check is reached after the
-    # comparisons before it): refused by the node bound as they go, as before.
-    terms = " && ".join(f"r.obj.f{i} == 'x'" for i in range(5_000))
-    snapshot = policy(tmp_path / "wide", f"p, *, /api/orders/:id, GET, {terms}, allow")
-    started = time.monotonic()
+    # comparisons before it), linearly too, and are refused by the node bound as they go.
+    wide = {n: and_chain(tmp_path / "wide", "r.obj.f{i} == 'x'", n) for n in sizes(500)}
+    assert_linear(lambda n: plan_orders(wide[n]), 500, "terms")
     with pytest.raises(FailedPrecondition, match="more than 10,000 nodes"):
-        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
-    assert time.monotonic() - started < 10
+        plan_orders(and_chain(tmp_path / "wide", "r.obj.f{i} == 'x'", 5_000))
 
 
 PRIORITY_MODEL = DEMO_MODEL.replace(
@@ -169,22 +178,22 @@ PRIORITY_MODEL = DEMO_MODEL.replace(
 )
 
 
+def priority_lines(directory: Path, condition: str, n: int) -> Snapshot:
+    """`n` allow lines on /api/orders/:id under PRIORITY_MODEL, `condition` formatted with `i`."""
+    lines = "".join(f"p, *, /api/orders/:id, GET, {condition.format(i=i)}, allow\n" for i in range(n))
+    return load_snapshot(write_policy(directory / f"{n}", PRIORITY_MODEL, policy_csv=lines))
+
+
 def test_many_lines_under_a_priority_effect_plan_in_linear_time(tmp_path):
     assert PRIORITY_MODEL != DEMO_MODEL
     # Each line flattened the condition so far: 4,000 allow lines took 39 s of one call.
-    lines = [f"p, *, /api/orders/:id, GET, r.obj.f{i} == 'u{i}', allow" for i in range(4_000)]
-    snapshot = load_snapshot(write_policy(tmp_path / "a", PRIORITY_MODEL, policy_csv="\n".join(lines) + "\n"))
-    started = time.monotonic()
+    distinct = {n: priority_lines(tmp_path / "a", "r.obj.f{i} == 'u{i}'", n) for n in sizes(250)}
+    assert_linear(lambda n: plan_orders(distinct[n]), 250, "lines")
     with pytest.raises(FailedPrecondition, match="from 4000 policy lines is more than 10,000 nodes"):
-        plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
-    assert time.monotonic() - started < 10
-    # On one attribute the simplifier keeps them one `in`.
-    same = [f"p, *, /api/orders/:id, GET, r.obj.owner == 'u{i}', allow" for i in range(4_000)]
-    snapshot = load_snapshot(write_policy(tmp_path / "s", PRIORITY_MODEL, policy_csv="\n".join(same) + "\n"))
-    started = time.monotonic()
-    plan = plan_resources(snapshot, BOB, "GET", "/api/orders/:id")
-    assert time.monotonic() - started < 10
-    assert planast.render(plan.condition).startswith(
+        plan_orders(priority_lines(tmp_path / "a", "r.obj.f{i} == 'u{i}'", 4_000))
+    # On one attribute the simplifier keeps them one `in` (through the same fold as above).
+    same = priority_lines(tmp_path / "s", "r.obj.owner == 'u{i}'", 4_000)
+    assert planast.render(plan_orders(same).condition).startswith(
         f"{ONE_SEGMENT} AND owner IS NOT NULL AND owner in ('u0', "
     )
     # Alternating effects nested the condition a level a line: 500 lines were a RecursionError.

@@ -26,6 +26,7 @@ from tests import policy_dirs
 from tests.conftest import settings_for
 from tests.fuzz_settings import FUZZ
 from tests.policy_dirs import copy_demo
+from tests.timing import seconds
 
 A = admin_pb2
 ALICE = Principal(id="alice", permissions=("reader",))
@@ -38,12 +39,6 @@ def model(matcher: str, policy: str = "sub, obj, act") -> str:
 
 def source(model_text: str, *lines: str) -> PolicySource:
     return PolicySource(model_text, (("policy.csv", "".join(f"{line}\n" for line in lines)),))
-
-
-def seconds(action: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    action()
-    return time.perf_counter() - start
 
 
 # Backtracking on `(a+)+$` doubles with each `a`: 26 of them took seconds, 40 hours.
