@@ -23,23 +23,13 @@ import ast
 import functools
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from authz.engine import arith
 from authz.engine.bindings import AttributeMissing
+from authz.engine.effects import EvalFailure, Hit, Rule, truth
 from authz.engine.lean import Lean, LeanCompiler, LeanShape
 from authz.engine.matcher import MatcherSyntaxError, parse_matcher
-from authz.engine.policyfiles import PolicyLine
-
-
-class RuleLike(Protocol):
-    """A compiled policy line: its values and its matcher function."""
-
-    @property
-    def line(self) -> PolicyLine: ...
-
-    @property
-    def fn(self) -> Callable[..., Any]: ...
 
 
 class _Raised:
@@ -123,15 +113,12 @@ class CandidateEvaluator:
 
     def hits(
         self,
-        rules: Sequence[RuleLike],
+        rules: Sequence[Rule],
         picked: Sequence[int],
         rvals: tuple[Any, ...],
-        hit: Callable[[Any, str | None], Any],
-        failure: Callable[[str, str], Exception],
-        truth: Callable[[Any, str], bool],
-    ) -> Iterator[Any]:
-        """`hit(rule, missing_path)` for each picked line whose matcher holds or reaches a missing
-        attribute, in order; `failure(location, message)` is raised where evaluation fails."""
+    ) -> Iterator[Hit]:
+        """A `Hit` for each picked line whose matcher holds or reaches a missing attribute, in
+        order; EvalFailure where evaluation fails."""
         av, failed = self.prelude(*rvals)
         head, shapes, constants, groups, runs = self.head, self.shapes, self.constants, self.groups, self.runs
         heads: dict[int, Any] = {}
@@ -169,17 +156,17 @@ class CandidateEvaluator:
                         if results is None:
                             result = shape.fn(av, k, v)
             except AttributeMissing as missing:
-                yield hit(rule, missing.path)
+                yield Hit(rule, missing.path)
                 continue
             except Exception as exc:
-                raise failure(rule.line.location, f"{type(exc).__name__}: {exc}") from exc
+                raise EvalFailure(rule.line.location, f"{type(exc).__name__}: {exc}") from exc
             if results is not None:
                 at += len(results) - 1
                 if results.count(False) != len(results):
-                    yield from _run_hits(rules, i, results, hit, truth)
+                    yield from _run_hits(rules, i, results)
                 results = None
             elif result is True or (result is not False and truth(result, rule.line.location)):
-                yield hit(rule, None)
+                yield Hit(rule)
 
 
 class _Run:
@@ -211,15 +198,13 @@ class _Run:
 
 
 def _run_hits(
-    rules: Sequence[RuleLike],
+    rules: Sequence[Rule],
     first: int,
     results: list[Any],
-    hit: Callable[[Any, str | None], Any],
-    truth: Callable[[Any, str], bool],
-) -> Iterator[Any]:
+) -> Iterator[Hit]:
     for line, result in enumerate(results, first):
         if result is True or (result is not False and truth(result, rules[line].line.location)):
-            yield hit(rules[line], None)
+            yield Hit(rules[line])
 
 
 def _conjuncts(node: ast.expr) -> list[ast.expr]:
@@ -247,7 +232,7 @@ def build_evaluator(
     matcher: str,
     sources: dict[Callable[..., Any], tuple[str, tuple[str, ...]]],
     params: Sequence[str],
-    rules: Sequence[RuleLike],
+    rules: Sequence[Rule],
     lean: LeanCompiler,
 ) -> CandidateEvaluator | None:
     """The evaluator of `rules` (compiled by a MatcherCompiler with these `sources` and `params`),
@@ -301,7 +286,7 @@ def build_evaluator(
     return CandidateEvaluator(compiled_head, shapes, constants, groups, runs, lean.prelude())
 
 
-def _groups(head: ast.expr, lean: LeanCompiler, rules: Sequence[RuleLike]) -> list[int]:
+def _groups(head: ast.expr, lean: LeanCompiler, rules: Sequence[Rule]) -> list[int]:
     """A number per line, equal for lines whose values in the head's columns are equal."""
     read = sorted(
         {lean.policy[n.id] for n in ast.walk(head) if isinstance(n, ast.Name) and n.id in lean.policy}
@@ -331,7 +316,7 @@ def _runs(
     groups: list[int],
     shapes: list[LeanShape | None],
     constants: list[tuple[Any, ...]],
-    rules: Sequence[RuleLike],
+    rules: Sequence[Rule],
 ) -> dict[int, _Run]:
     # Maximal runs of two or more consecutive lean lines of one head group. A line whose
     # shape did not split may not share its neighbours' head: it ends a run.

@@ -25,6 +25,7 @@ from typing import Any
 from authz.decision import Reason
 from authz.engine import arith, planast
 from authz.engine.bindings import Attributes, Subject
+from authz.engine.effects import ALLOW, DENY, Rule
 from authz.engine.indexfilters import intersect
 from authz.engine.matcher import EVAL, SUBJECT
 from authz.engine.model import Effect
@@ -38,7 +39,7 @@ from authz.engine.planpath import Template
 from authz.engine.planshape import NESTED, OBJ_NAME, Shape, line_tree
 from authz.engine.plansymbols import Obj
 from authz.engine.plantemplate import parse_template, segment_condition
-from authz.engine.snapshot import ALLOW, DENY, Rule, Snapshot
+from authz.engine.snapshot import Snapshot
 from authz.errors import FailedPrecondition, InvalidArgument
 from authz.principal import Principal
 

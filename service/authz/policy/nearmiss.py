@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from authz.engine import Snapshot
-from authz.engine.snapshot import ALLOW
+from authz.engine.effects import ALLOW
 from authz.principal import Principal
 
 
