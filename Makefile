@@ -56,8 +56,8 @@ $(NPM_STAMP): clients/typescript/package-lock.json
 ## TEST_WORKERS pytest-xdist workers (a file's tests on one worker; tests/conftest.py)
 TEST_WORKERS ?= 2
 export TEST_WORKERS
-test: $(STAMP) lint typecheck proto-check e2e-deps
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+# Prerequisites run in order (this Makefile is not meant for -j): unit last, after e2e-deps.
+test: $(STAMP) lint typecheck proto-check e2e-deps unit
 	scripts/test_other_pythons.sh
 
 test-pythons: $(STAMP)
