@@ -36,6 +36,7 @@ from authz.engine.planerrors import PlanEvalError, Unplannable
 from authz.engine.plannarrow import PlanMemo, TemplateNarrowing, memo_for
 from authz.engine.plannodes import JUNCTIONS, LEAVES
 from authz.engine.planpath import Template
+from authz.engine.planpriority import first_holding, until_decisive
 from authz.engine.planshape import NESTED, OBJ_NAME, Shape, line_tree
 from authz.engine.plansymbols import Obj
 from authz.engine.plantemplate import parse_template, segment_condition
@@ -91,16 +92,6 @@ def _candidates(
 
 MAX_PLAN_NODES = planast.MAX_NODES
 MAX_PLAN_DEPTH = planast.MAX_DEPTH
-
-
-def _until_decisive(lines: Sequence[tuple[Rule, Cond]]) -> Sequence[tuple[Rule, Cond]]:
-    # Under a priority effect, the lines after one that decides every row decide none: an
-    # administrator's first line `True` gives every row whatever thousands of lines follow.
-    for end, (rule, cond) in enumerate(lines):
-        decided = cond.true if rule.effect == ALLOW else planast.any_of(cond.true, cond.missing)
-        if rule.effect in (ALLOW, DENY) and decided is TRUE:
-            return lines[: end + 1]
-    return lines
 
 
 def _check_size(condition: Node, lines: int) -> None:
@@ -175,7 +166,7 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]], factor: Node | 
     # effects take the first line that holds, as Snapshot.decide does. `factor`: a condition
     # of every allow line, left out of them (`_with_segment`).
     if effect in (Effect.PRIORITY, Effect.SUBJECT_PRIORITY):
-        return _first_holding(_until_decisive(lines))
+        return first_holding(until_decisive(lines), lambda condition: _check_size(condition, len(lines)))
     allows = planast.any_of(*(c.true for r, c in lines if r.effect == ALLOW))
     if factor is not None:
         allows = _conjoined(factor, allows)
@@ -185,31 +176,6 @@ def _combine(effect: Effect, lines: Sequence[tuple[Rule, Cond]], factor: Node | 
         *(planast.negate(planast.any_of(c.true, c.missing)) for r, c in lines if r.effect == DENY)
     )
     return no_deny if effect is Effect.DENY_OVERRIDE else planast.all_of(no_deny, allows)
-
-
-def _first_holding(lines: Sequence[tuple[Rule, Cond]]) -> Node:
-    # `A1 or (not D1 and (A2 or ...))`, built from the last run of lines of one effect to the
-    # first, a run at a time: a line at a time, each step flattened the condition so far
-    # (quadratic: 4,000 allow lines took 39 s), and alternating effects nested it past
-    # Python's recursion limit (500 lines: a RecursionError out of the plan). Each run adds a
-    # level, so the bounds are checked as it grows.
-    runs: list[tuple[int, list[Cond]]] = []
-    for rule, cond in lines:
-        if rule.effect not in (ALLOW, DENY):
-            continue
-        if runs and runs[-1][0] == rule.effect:
-            runs[-1][1].append(cond)
-        else:
-            runs.append((rule.effect, [cond]))
-    result: Node = FALSE
-    for effect, conds in reversed(runs):
-        if effect == ALLOW:
-            result = planast.any_of(*(c.true for c in conds), result)
-        else:
-            denied = (planast.negate(planast.any_of(c.true, c.missing)) for c in conds)
-            result = planast.all_of(*denied, result)
-        _check_size(result, len(lines))
-    return result
 
 
 def plan_resources(
