@@ -108,3 +108,41 @@ def expected_ids(server: RunningServer, token: str, action: str) -> list[str]:
 def table_rows() -> list[dict[str, Any]]:
     """ROWS with the tables' column names."""
     return [{"id": r["id"], **{TABLE_COLUMNS[k]: r[k] for k in COLUMNS}} for r in ROWS]
+
+
+# The tables' column types as the adapters are told them (PHP `$types`, Kysely `columnTypes`).
+COLUMN_TYPES = {"id": "text", "owner": "text", "org_id": "text", "status": "text", "amount": "number"}
+
+
+def _compare(op: str, field: str, value: Any) -> dict[str, Any]:
+    return {"compare": {"operator": f"PLAN_OPERATOR_{op}", "field": field, "value": value}}
+
+
+# A column compared with a value of its own type selects what Check allows; with another type
+# (which SQLite and PostgreSQL would convert, Check never does) the plan is refused. Each case:
+# the ids of ROWS it selects, or the words of the refusal after the field's name.
+TEXT_WITH_NUMBER = "(a text column) with a number"
+NUMBER_WITH_STRING = "(a number column) with a string"
+TYPE_CASES: list[tuple[str, dict[str, Any], list[str] | str]] = [
+    ("number column, number", _compare("GT", "amount", 100), ["2", "4", "8"]),
+    ("text column, strings", _compare("IN", "status", ["draft", "open"]), ["1", "2", "5", "8"]),
+    ("null check, no value", {"isNull": "amount"}, ["\n\n", "5", "9"]),
+    ("number column, string", _compare("EQ", "amount", "50"), NUMBER_WITH_STRING),
+    ("text column, number", _compare("EQ", "owner", 5), TEXT_WITH_NUMBER),
+    ("text column, boolean", _compare("NE", "status", True), "(a text column) with a boolean"),
+    ("number column, a string in the list", _compare("IN", "amount", [5, "50"]), NUMBER_WITH_STRING),
+    ("number column, like", _compare("LIKE", "amount", "5%"), NUMBER_WITH_STRING),
+    (
+        "deep in the tree",
+        {"any": {"conditions": [_compare("EQ", "owner", "bob"), {"negate": _compare("LT", "amount", "9")}]}},
+        NUMBER_WITH_STRING,
+    ),
+]
+
+
+def type_cases() -> list[dict[str, Any]]:
+    """TYPE_CASES as JSON plans."""
+    return [
+        {"name": name, "plan": {"kind": "PLAN_KIND_CONDITIONAL", "condition": c}, "expected": e}
+        for name, c, e in TYPE_CASES
+    ]

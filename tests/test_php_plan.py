@@ -2,9 +2,11 @@
 
 tests/php/plan_harness.php (Debian's php-illuminate-database, no framework stub) fills an
 `orders` table with tests/plan_cases.py's rows, asks the real authz for each case's plan
-over Connect JSON and queries three ways (the query builder, an Eloquent model through
-the `whereAuthorized` macro, and a query with an OR before the plan); every way must
-return exactly the rows Check allows. Fixed plans built in PHP prove the refusals.
+over Connect JSON and queries five ways (the query builder, an Eloquent model through
+the `whereAuthorized` macro, a query with an OR before the plan, the query builder with the
+column types declared and a model with them as casts); every way must return exactly the
+rows Check allows. plan_cases.TYPE_CASES prove the type checks both declared ways; fixed
+plans built in PHP prove the other refusals.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def run_harness(php: str, server: RunningServer, connection: dict[str, Any], tok
         "connection": connection,
         "rows": plan_cases.table_rows(),
         "cases": cases,
+        "column_types": plan_cases.COLUMN_TYPES,
+        "type_cases": plan_cases.type_cases(),
     }
     done = subprocess.run(
         [php, str(HARNESS)], input=json.dumps(payload), capture_output=True, text=True, timeout=120
@@ -74,7 +78,7 @@ def prove(out: Any, server: RunningServer, tokens: dict[str, str]) -> None:
             expected = plan_cases.expected_ids(server, token, action)
             result = out["results"][f"{who} {action}"]
             kinds.add(result["kind"])
-            for way in ("builder", "eloquent"):
+            for way in ("builder", "eloquent", "typed", "cast"):
                 assert result[way] == expected, (who, action, way, result["kind"])
             assert result["or_before"] == [i for i in expected if i in ("4", "9")], (who, action)
             if who in ("expired", "garbage"):
@@ -114,6 +118,42 @@ def prove(out: Any, server: RunningServer, tokens: dict[str, str]) -> None:
     assert "OR" not in fixed["quote in value sql"]["sql"]
     assert fixed["numbers as sent"] == ["2", "4"]  # amount > 100 with an org
     assert fixed["in and not"] == ["2", "8"]
+    prove_types(out["typed"], fixed)
+
+
+def prove_types(typed: Any, fixed: Any) -> None:
+    """Declared column types (and a model's casts) refuse a comparison the database would convert."""
+    for case in plan_cases.type_cases():
+        for way in ("builder", "eloquent"):
+            got, expected = typed[case["name"]][way], case["expected"]
+            if isinstance(expected, str):
+                assert isinstance(got, str), (case, way, got)
+                assert got.startswith("PlanFieldException: the plan compares '") and expected in got, (
+                    case,
+                    way,
+                )
+            else:
+                assert got == expected, (case, way)
+    refused = "PlanFieldException: "
+    assert fixed["undeclared converted"] == ["1"]  # amount = '50': what Check never finds equal
+    assert fixed["undeclared when declaring"] == refused + (
+        "the plan compares 'amount', whose column's type is not declared"
+    )
+    assert fixed["null check undeclared"] == ["\n\n", "5", "9"]
+    assert fixed["unknown type word"] == refused + (
+        "the column type of 'amount' is 'integer', not 'text', 'number' or 'boolean'"
+    )
+    assert fixed["integer id declared text"] == refused + "'id' is declared an integer id and a text column"
+    # Eloquent casts an incrementing key to int: a text id is refused, pointing at integerIds.
+    assert fixed["incrementing key with a text"] == refused + (
+        "the plan compares 'id' (a number column) with a string: the database would convert one to"
+        " the other, Check does not (a path parameter whose column holds integers is named in integerIds)"
+    )
+    assert fixed["declared over the cast"] == refused + (
+        "the plan compares 'owner' (a number column) with a string: the database would convert one to"
+        " the other, Check does not (a path parameter whose column holds integers is named in integerIds)"
+    )
+    assert fixed["another table is not the model"].startswith(refused + "the plan compares 'amount', whose")
 
 
 def test_sqlite_rows_equal_check(plan_server, issuer, tmp_path):
@@ -155,12 +195,12 @@ def prove_integer_ids(php: str, connection: dict[str, Any]) -> None:
     rows = [{"key": str(n), "id": n} for n in test_plan_integer_ids.IDS]
     out = run_int_harness(php, connection, rows, test_plan_integer_ids.exact_cases())
     for case in test_plan_integer_ids.exact_cases():
-        for way in ("builder", "eloquent"):
+        for way in ("builder", "eloquent", "typed"):
             assert out[case["name"]][way] == case["expected"], (case, way)
     fixed = test_plan_integer_ids.fixed_cases()
     out = run_int_harness(php, connection, test_plan_integer_ids.FIXED_ROWS, fixed)
     for case in fixed:
-        for way in ("builder", "eloquent"):
+        for way in ("builder", "eloquent", "typed"):
             got, expected = out[case["name"]][way], case["expected"]
             if isinstance(expected, str):
                 assert isinstance(got, str) and got.startswith("PlanFieldException: "), (case, got)

@@ -4,7 +4,9 @@ Starts an authz on tests/plan_cases.py's policy and a throwaway PostgreSQL, asks
 for every row of every principal and action, and hands it all to
 clients/typescript/test/kysely.test.ts (AUTHZ_PLAN_CASES), which asks the same authz for
 each case's plan with the typed client and compares the rows `whereAuthorized` returns,
-on PostgreSQL (Kysely over `pg`) and on SQLite (better-sqlite3).
+on PostgreSQL (Kysely over `pg`) and on SQLite (better-sqlite3), with and without the
+column types read from the database (`introspectColumnTypes`), which must refuse
+plan_cases.TYPE_CASES' comparisons of a column with a value of another type.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ def test_kysely_rows_equal_check_on_postgresql_and_sqlite(plan_server, issuer, p
                 "dsn": pg_dsn,
                 "rows": rows,
                 "cases": cases,
+                "column_types": plan_cases.COLUMN_TYPES,
+                "type_cases": plan_cases.type_cases(),
                 # Integer ids as text: JSON numbers past 2**53 lose digits in JavaScript.
                 "int_rows": [{"key": str(n), "id": str(n)} for n in ints.IDS],
                 "int_cases": ints.exact_cases(),
@@ -74,4 +78,5 @@ def test_kysely_rows_equal_check_on_postgresql_and_sqlite(plan_server, issuer, p
     assert done.returncode == 0, f"vitest failed:\n{done.stdout[-8000:]}\n{done.stderr[-4000:]}"
     assert "on postgresql" in done.stdout and "on sqlite" in done.stdout
     assert "compares a declared integer id column as integers" in done.stdout
+    assert "with the column types read from the database" in done.stdout
     assert "skipped" not in done.stdout, done.stdout

@@ -6,7 +6,8 @@ declare(strict_types=1);
 // (SQLite or PostgreSQL through Debian's php-illuminate-database). Reads JSON on stdin:
 // {connection, rows: [{key, id}], cases: [{name, plan}]}; fills an `int_orders` table whose
 // `id` is a BIGINT column and prints, per case, the keys the plan selects with
-// `integerIds: ['id']` through the query builder and an Eloquent model, or the refusal.
+// `integerIds: ['id']` through the query builder, an Eloquent model, and the query builder
+// with column types declared (an integer id is a number column: none more is needed), or the refusal.
 
 require '/usr/share/php/Illuminate/Database/autoload.php';
 require __DIR__ . '/../../clients/php/autoload.php';
@@ -60,6 +61,7 @@ foreach ($input['cases'] as $case) {
     $results[$case['name']] = [
         'builder' => keys(static fn () => EloquentPlan::apply(Manager::table('int_orders'), $plan, ['id'], ['id'])),
         'eloquent' => keys(static fn () => IntOrder::query()->whereAuthorized($plan, ['id' => 'int_orders.id'], ['id'])),
+        'typed' => keys(static fn () => EloquentPlan::apply(Manager::table('int_orders'), $plan, ['id'], ['id'], [])),
     ];
 }
 echo json_encode($results, JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES), "\n";

@@ -4,9 +4,11 @@ declare(strict_types=1);
 
 // Drives Authz\EloquentPlan for tests/test_php_plan.py on a real database (SQLite or
 // PostgreSQL through Debian's php-illuminate-database). Reads JSON on stdin:
-// {url, connection, rows, cases: [{name, token, action}]}; fills an `orders` table, asks the
-// real authz for each case's plan and prints the ids each way of querying returns, then
-// the answers to fixed plans built here (refusals, empty groups, literal values).
+// {url, connection, rows, cases: [{name, token, action}], column_types, type_cases: [{name, plan}]};
+// fills an `orders` table, asks the real authz for each case's plan and prints the ids each
+// way of querying returns, the ids or refusal of each type case with the column types
+// declared and as a model's casts, then the answers to fixed plans built here (refusals,
+// empty groups, literal values).
 
 require '/usr/share/php/Illuminate/Database/autoload.php';
 require __DIR__ . '/../../clients/php/autoload.php';
@@ -26,6 +28,23 @@ final class PlanOrder extends Model
     protected $table = 'orders';
     protected $keyType = 'string'; // ids such as "a\nb": not cast to a number when read
     public $incrementing = false;
+    public $timestamps = false;
+}
+
+// The same table with its columns' types as the model's casts.
+final class TypedOrder extends Model
+{
+    protected $table = 'orders';
+    protected $keyType = 'string';
+    public $incrementing = false;
+    public $timestamps = false;
+    protected $casts = ['id' => 'string', 'owner' => 'string', 'org' => 'string', 'status' => 'string', 'amount' => 'integer'];
+}
+
+// Eloquent's default key: an incrementing id, cast to int.
+final class CountedOrder extends Model
+{
+    protected $table = 'orders';
     public $timestamps = false;
 }
 
@@ -88,6 +107,17 @@ foreach ($input['cases'] as $case) {
         // Rows 4 and 9 asked for with an OR before the plan: the plan still filters both.
         'or_before' => attempt(static fn () => Manager::table('orders')
             ->where('id', '=', '4')->orWhere('id', '=', '9')->whereAuthorized($plan, FIELDS)),
+        'typed' => attempt(static fn () => Manager::table('orders')->whereAuthorized($plan, FIELDS, types: $input['column_types'])),
+        'cast' => attempt(static fn () => TypedOrder::query()->whereAuthorized($plan, FIELDS, types: [])),
+    ];
+}
+
+$typed = [];
+foreach ($input['type_cases'] as $case) {
+    $plan = Plan::fromArray($case['plan']);
+    $typed[$case['name']] = [
+        'builder' => attempt(static fn () => EloquentPlan::apply(Manager::table('orders'), $plan, FIELDS, [], $input['column_types'])),
+        'eloquent' => attempt(static fn () => EloquentPlan::apply(TypedOrder::query(), $plan, ['org_id' => 'orders.org', 'owner', 'status', 'amount', 'id'], types: [])),
     ];
 }
 
@@ -139,7 +169,22 @@ $answers = [];
 foreach ($fixed as $name => $plan) {
     $answers[$name] = attempt(static fn () => EloquentPlan::apply(Manager::table('orders'), $plan, FIELDS));
 }
+$amountIs50 = $conditional($compare('PLAN_OPERATOR_EQ', 'amount', '50'));
+$typeFixed = [
+    // Not declared: left to the database, which converts (the gap a declaration closes).
+    'undeclared converted' => static fn () => EloquentPlan::apply(Manager::table('orders'), $amountIs50, FIELDS),
+    'undeclared when declaring' => static fn () => EloquentPlan::apply(Manager::table('orders'), $amountIs50, FIELDS, types: ['owner' => 'text']),
+    'null check undeclared' => static fn () => EloquentPlan::apply(Manager::table('orders'), $conditional(['isNull' => 'amount']), FIELDS, types: []),
+    'unknown type word' => static fn () => EloquentPlan::apply(Manager::table('orders'), $amountIs50, FIELDS, types: ['amount' => 'integer']),
+    'integer id declared text' => static fn () => EloquentPlan::apply(Manager::table('orders'), $amountIs50, FIELDS, ['id'], ['id' => 'text']),
+    'incrementing key with a text' => static fn () => CountedOrder::query()->whereAuthorized($conditional($compare('PLAN_OPERATOR_EQ', 'id', '3')), ['id']),
+    'declared over the cast' => static fn () => TypedOrder::query()->whereAuthorized($conditional($compare('PLAN_OPERATOR_EQ', 'owner', 'bob')), FIELDS, [], ['owner' => 'number']),
+    'another table is not the model' => static fn () => TypedOrder::query()->whereAuthorized($amountIs50, ['amount' => 'other.amount'], types: []),
+];
+foreach ($typeFixed as $name => $query) {
+    $answers[$name] = attempt($query);
+}
 $sql = EloquentPlan::apply(Manager::table('orders'), $fixed['quote in value'], FIELDS);
 $answers['quote in value sql'] = ['sql' => $sql->toSql(), 'bindings' => $sql->getBindings()];
 
-echo json_encode(['results' => $results, 'fixed' => $answers], JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES), "\n";
+echo json_encode(['results' => $results, 'typed' => $typed, 'fixed' => $answers], JSON_THROW_ON_ERROR | JSON_UNESCAPED_SLASHES), "\n";

@@ -33,6 +33,11 @@ use Illuminate\Database\Query\Builder;
  * holds integers: their text comparisons are decided as Check decides them on the row's
  * text and compared as integers (IntegerIds), so the id column needs no cast. Name only
  * path parameters: Check gets an attribute as the number itself, never equal to a text.
+ *
+ * A comparison of a column with a value of another type is refused (ColumnTypes: SQLite and
+ * PostgreSQL convert `'5'` to a number column's `5`, Check does not); `$types` declares the
+ * fields' column types (`['amount' => 'number', 'owner' => 'text']`), an Eloquent model's
+ * casts say the rest. Given `$types` (even `[]`), a compared field of no known type is refused.
  */
 final class EloquentPlan
 {
@@ -64,7 +69,7 @@ final class EloquentPlan
      * @param array<int|string, string> $fields
      * @param list<string> $integerIds
      */
-    private function __construct(private readonly Builder $base, array $fields, array $integerIds)
+    private function __construct(private readonly Builder $base, array $fields, array $integerIds, private readonly ColumnTypes $types)
     {
         $this->integerIds = array_fill_keys($integerIds, true);
         foreach ($fields as $field => $column) {
@@ -79,12 +84,15 @@ final class EloquentPlan
      * @param T $query
      * @param array<int|string, string> $fields plan field => column, or a column of the same name as a list entry
      * @param list<string> $integerIds path parameters whose column holds integers (`['id']`)
+     * @param array<string, string>|null $types plan field => its column's type, 'text', 'number' or 'boolean'
      * @return T
-     * @throws PlanFieldException for a field that maps to no column or a malformed plan
+     * @throws PlanFieldException for a field that maps to no column, a comparison of a column with
+     *                            a value of another type, or a malformed plan
      */
-    public static function apply(Builder|EloquentBuilder $query, Plan $plan, array $fields = [], array $integerIds = []): Builder|EloquentBuilder
+    public static function apply(Builder|EloquentBuilder $query, Plan $plan, array $fields = [], array $integerIds = [], ?array $types = null): Builder|EloquentBuilder
     {
         $base = $query instanceof EloquentBuilder ? $query->getQuery() : $query;
+        $columnTypes = new ColumnTypes($query, $types, $integerIds); // a wrong declaration throws whatever the plan
         if ($plan->kind === Plan::ALWAYS_ALLOWED) {
             return $query;
         }
@@ -93,7 +101,7 @@ final class EloquentPlan
             $base->whereRaw('1 = 0');
             return $query;
         }
-        $translator = new self($base, $fields, $integerIds);
+        $translator = new self($base, $fields, $integerIds, $columnTypes);
         foreach ($plan->fields as $field) {
             $translator->column($field); // every field resolves before any clause is added
         }
@@ -102,12 +110,19 @@ final class EloquentPlan
         return $query;
     }
 
-    /** Add `whereAuthorized(Plan $plan, array $fields = [], array $integerIds = [])` to every Illuminate query builder (and so to Eloquent's). */
+    /**
+     * Add `whereAuthorized(Plan $plan, array $fields = [], array $integerIds = [], ?array $types = null)`
+     * to the query builder and to Eloquent's, whose own macro lets the model's casts be read.
+     */
     public static function registerMacro(): void
     {
-        Builder::macro('whereAuthorized', function (Plan $plan, array $fields = [], array $integerIds = []): Builder {
+        Builder::macro('whereAuthorized', function (Plan $plan, array $fields = [], array $integerIds = [], ?array $types = null): Builder {
             /** @var Builder $this */
-            return EloquentPlan::apply($this, $plan, $fields, $integerIds);
+            return EloquentPlan::apply($this, $plan, $fields, $integerIds, $types);
+        });
+        EloquentBuilder::macro('whereAuthorized', function (Plan $plan, array $fields = [], array $integerIds = [], ?array $types = null): EloquentBuilder {
+            /** @var EloquentBuilder $this */
+            return EloquentPlan::apply($this, $plan, $fields, $integerIds, $types);
         });
     }
 
@@ -224,6 +239,7 @@ final class EloquentPlan
             IntegerIds::compare($query, $field, $column, $operator, $value, $boolean);
             return;
         }
+        $this->types->check($field, $column, $value);
         if ($operator === 'PLAN_OPERATOR_IN') {
             if (!is_array($value)) {
                 throw new PlanFieldException('PLAN_OPERATOR_IN needs a list value');

@@ -24,6 +24,12 @@
  * needing a character no integer holds, such as `'%/%'`, matches none; `<` `<=` `>` `>=` with
  * a text and any other LIKE pattern are refused), so the id column needs no cast. Name only
  * path parameters: Check gets an attribute as the number itself, never equal to a text.
+ *
+ * `{ columnTypes }` declares the fields' column types (`{ amount: "number", owner: "text" }`,
+ * or `await introspectColumnTypes(db, "orders", fields)` from the database): a comparison of a
+ * column with a value of another type is refused (SQLite and PostgreSQL convert `'5'` to a
+ * number column's `5`, Check does not), and so is one of a field it leaves out (an integer
+ * id is a number column). Without it, the database compares as it will.
  */
 
 import { sql, type Expression, type ExpressionBuilder, type SqlBool } from "kysely";
@@ -35,23 +41,22 @@ import {
   type PlanCondition,
   type PlanResourcesResponse,
 } from "./gen/authz/api/v1/authz_pb.js";
+import { columnsOf, FieldTypes, PlanFieldError, type ColumnTypes, type Literal, type PlanFields } from "./kysely-fields.js";
 
-/** Plan field -> column (`"orders.org_id"` qualifies it); an array lists same-named columns. */
-export type PlanFields = Readonly<Record<string, string>> | readonly string[];
+export { columnTypeOf, introspectColumnTypes, PlanFieldError } from "./kysely-fields.js";
+export type { ColumnType, ColumnTypes, PlanFields } from "./kysely-fields.js";
 
-/** How to translate: `integerIds` lists the path parameters (`["id"]`) whose column holds integers. */
+/**
+ * How to translate: `integerIds` lists the path parameters (`["id"]`) whose column holds
+ * integers; `columnTypes` the fields' column types, every compared field's once given.
+ */
 export interface PlanOptions {
   readonly integerIds?: readonly string[];
-}
-
-/** The plan reads a field with no column, or is malformed: the query is refused. */
-export class PlanFieldError extends Error {
-  override name = "PlanFieldError";
+  readonly columnTypes?: ColumnTypes;
 }
 
 // The plan's columns are runtime strings, so the translation works on an untyped builder.
 type AnyBuilder = ExpressionBuilder<Record<string, Record<string, unknown>>, string>;
-type Literal = string | number | boolean;
 
 const OPERATORS: ReadonlyMap<PlanOperator, "=" | "<>" | "<" | "<=" | ">" | ">="> = new Map([
   [PlanOperator.EQ, "="],
@@ -69,11 +74,6 @@ export const MAX_PLAN_DEPTH = 32;
 const FLAT_TERMS = 64;
 const TRUE = sql<SqlBool>`1 = 1`;
 const FALSE = sql<SqlBool>`1 = 0`;
-
-function columnsOf(fields: PlanFields): ReadonlyMap<string, string> {
-  if (Array.isArray(fields)) return new Map(fields.map((f: string) => [f, f]));
-  return new Map(Object.entries(fields));
-}
 
 function literal(value: Value | undefined): Literal | Literal[] {
   const kind = value?.kind;
@@ -142,6 +142,7 @@ class Translator {
     private readonly eb: AnyBuilder,
     private readonly columns: ReadonlyMap<string, string>,
     private readonly integerIds: ReadonlySet<string>,
+    private readonly types: FieldTypes,
   ) {}
 
   private count(nodes: number): void {
@@ -193,6 +194,7 @@ class Translator {
     const value = literal(comparison.value);
     const text = typeof value === "string" || (Array.isArray(value) && value.some((v) => typeof v === "string"));
     if (text && this.integerIds.has(comparison.field)) return this.integerCompare(comparison, column, value);
+    this.types.check(comparison.field, value);
     if (comparison.operator === PlanOperator.IN) {
       if (!Array.isArray(value)) throw new PlanFieldError("PLAN_OPERATOR_IN needs a list value");
       this.count(value.length);
@@ -243,7 +245,8 @@ class Translator {
 
 /**
  * The WHERE condition for `plan`, for `query.where((eb) => planWhere(eb, plan, fields, options))`.
- * Throws `PlanFieldError` for a field the map lacks or a malformed plan.
+ * Throws `PlanFieldError` for a field the map lacks, a comparison of a column with a value of
+ * another type, or a malformed plan.
  */
 export function planWhere<DB, TB extends keyof DB>(
   eb: ExpressionBuilder<DB, TB>,
@@ -251,9 +254,11 @@ export function planWhere<DB, TB extends keyof DB>(
   fields: PlanFields,
   options: PlanOptions = {},
 ): Expression<SqlBool> {
+  const integerIds = new Set(options.integerIds ?? []);
+  const types = new FieldTypes(options.columnTypes, integerIds); // a wrong declaration throws whatever the plan
   if (plan.kind === PlanKind.ALWAYS_ALLOWED) return TRUE;
   if (plan.kind !== PlanKind.CONDITIONAL || plan.condition === undefined) return FALSE;
-  const translator = new Translator(eb as unknown as AnyBuilder, columnsOf(fields), new Set(options.integerIds ?? []));
+  const translator = new Translator(eb as unknown as AnyBuilder, columnsOf(fields), integerIds, types);
   for (const field of plan.fields) translator.column(field); // every field resolves first
   return translator.node(plan.condition);
 }

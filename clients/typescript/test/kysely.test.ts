@@ -3,7 +3,8 @@
 // tests/test_typescript_plan.py writes: an authz on tests/plan_cases.py's policy, a
 // throwaway PostgreSQL, the rows, and per principal and action the ids Check allows),
 // each case's plan is asked of that authz and its rows must be exactly Check's, on
-// PostgreSQL and on SQLite.
+// PostgreSQL and on SQLite, with and without the column types declared; its type cases
+// (a column compared with a value of another type) must be refused.
 
 import { readFileSync } from "node:fs";
 import { create, fromJson, type JsonObject, type JsonValue } from "@bufbuild/protobuf";
@@ -18,7 +19,15 @@ import {
   PlanResourcesResponseSchema,
   type PlanResourcesResponse,
 } from "../src/index.js";
-import { PlanFieldError, whereAuthorized, type PlanFields } from "../src/kysely.js";
+import {
+  columnTypeOf,
+  introspectColumnTypes,
+  PlanFieldError,
+  whereAuthorized,
+  type ColumnTypes,
+  type PlanFields,
+  type PlanOptions,
+} from "../src/kysely.js";
 
 interface OrderRow {
   id: string;
@@ -46,6 +55,8 @@ interface Cases {
   dsn: string;
   rows: OrderRow[];
   cases: { name: string; token: string; action: string; expected: string[] }[];
+  column_types: ColumnTypes;
+  type_cases: IntCase[];
   int_rows: IntRow[];
   int_cases: IntCase[];
   int_fixed_rows: IntRow[];
@@ -72,8 +83,13 @@ async function table(db: Kysely<Tables>, rows: OrderRow[]): Promise<void> {
   await db.insertInto("orders").values(rows).execute();
 }
 
-async function ids(db: Kysely<Tables>, plan: PlanResourcesResponse, fields: PlanFields = FIELDS): Promise<string[]> {
-  const rows = await whereAuthorized(db.selectFrom("orders").select("id"), plan, fields).execute();
+async function ids(
+  db: Kysely<Tables>,
+  plan: PlanResourcesResponse,
+  fields: PlanFields = FIELDS,
+  options: PlanOptions = {},
+): Promise<string[]> {
+  const rows = await whereAuthorized(db.selectFrom("orders").select("id"), plan, fields, options).execute();
   // Code unit order, as Python's sorted() orders the expected ids (some hold line breaks).
   return rows.map((r) => r.id).sort();
 }
@@ -88,14 +104,33 @@ async function intTable(db: Kysely<Tables>, rows: IntRow[]): Promise<void> {
   await db.insertInto("int_orders").values(rows).execute();
 }
 
-/** The keys `plan` selects with `id` declared an integer id, or the refusal. */
-async function intKeys(db: Kysely<Tables>, plan: PlanResourcesResponse): Promise<string[] | string> {
+/** `rows()`, or the refusal. */
+async function refusedOr(rows: () => Promise<string[]>): Promise<string[] | string> {
   try {
-    const query = whereAuthorized(db.selectFrom("int_orders").select("key"), plan, ["id"], { integerIds: ["id"] });
-    return (await query.execute()).map((r) => r.key).sort();
+    return await rows();
   } catch (error) {
     if (error instanceof PlanFieldError) return `PlanFieldError: ${error.message}`;
     throw error;
+  }
+}
+
+/** The keys `plan` selects with `id` declared an integer id (and `options`), or the refusal. */
+async function intKeys(db: Kysely<Tables>, plan: PlanResourcesResponse, options: PlanOptions = {}): Promise<string[] | string> {
+  return refusedOr(async () => {
+    const query = whereAuthorized(db.selectFrom("int_orders").select("key"), plan, ["id"], { integerIds: ["id"], ...options });
+    return (await query.execute()).map((r) => r.key).sort();
+  });
+}
+
+/** Each case's rows, or its refusal, as expected (a refusal: words after the field's name). */
+async function expectCases(cases: IntCase[], got: (c: IntCase) => Promise<string[] | string>): Promise<void> {
+  for (const c of cases) {
+    const answer = await got(c);
+    if (typeof c.expected !== "string") expect([c.name, answer]).toEqual([c.name, c.expected]);
+    else {
+      const words = c.expected.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+      expect([c.name, answer]).toEqual([c.name, expect.stringMatching(new RegExp(`^PlanFieldError: .*${words}`))]);
+    }
   }
 }
 
@@ -206,6 +241,57 @@ describe("integer id columns on SQLite", () => {
   });
 });
 
+describe("column types on SQLite", () => {
+  const db = sqlite();
+  beforeAll(() => table(db, ROWS));
+  afterAll(() => db.destroy());
+  const DECLARED: ColumnTypes = { id: "text", owner: "text", org_id: "text", status: "text", amount: "number" };
+
+  it("reads the fields' column types from the database", async () => {
+    expect(await introspectColumnTypes(db, "orders", FIELDS)).toEqual(DECLARED);
+    // Another table's column, or an alias's, is not this table's: left out.
+    const mixed = { owner: "orders.owner", amount: "other.amount", status: "o.status", org_id: "nothing" };
+    expect(await introspectColumnTypes(db, "orders", mixed)).toEqual({ owner: "text" });
+    await expect(introspectColumnTypes(db, "invoices", FIELDS)).rejects.toThrow(/no table "invoices"/);
+    const read = ["int4", "INTEGER", "bigint unsigned", "numeric(10,2)", "double precision", "varchar(255)", "bpchar", "BOOLEAN"];
+    expect(read.map(columnTypeOf)).toEqual(["number", "number", "number", "number", "number", "text", "text", "boolean"]);
+    // Equal whatever the case (Check is not), SQLite's numeric affinity, neither a text nor a number.
+    for (const other of ["citext", "STRING", "timestamptz", "uuid", "jsonb", ""]) expect(columnTypeOf(other)).toBeUndefined();
+  });
+
+  it("refuses a column compared with a value of another type, which the database would convert", async () => {
+    const declared = { columnTypes: DECLARED };
+    const amountIs50 = conditional(compare("EQ", "amount", "50"));
+    // Undeclared, the database converts: amount = '50' finds the row Check refuses.
+    expect(await ids(db, amountIs50)).toEqual(["1"]);
+    expect(await refusedOr(() => ids(db, amountIs50, FIELDS, declared))).toBe(
+      'PlanFieldError: the plan compares "amount" (a number column) with a string: the database would convert one to the other, ' +
+        "Check does not (a path parameter whose column holds integers is named in integerIds)",
+    );
+    expect(await refusedOr(() => ids(db, conditional(compare("EQ", "owner", 5)), FIELDS, declared))).toBe(
+      'PlanFieldError: the plan compares "owner" (a text column) with a number: the database would convert one to the other, Check does not',
+    );
+    expect(await ids(db, conditional(compare("GT", "amount", 100)), FIELDS, declared)).toEqual(["2"]);
+  });
+
+  it("refuses, once types are declared, a compared field they leave out, and a wrong declaration", async () => {
+    const owner = { columnTypes: { owner: "text" } } as const;
+    expect(await refusedOr(() => ids(db, conditional(compare("GT", "amount", 100)), FIELDS, owner))).toBe(
+      'PlanFieldError: the plan compares "amount", whose column\'s type is not declared',
+    );
+    expect(await ids(db, conditional({ isNull: "amount" }), FIELDS, owner)).toEqual(["3"]); // no value, no type
+    const word = { columnTypes: { amount: "integer" } as unknown as ColumnTypes };
+    // Thrown whatever the plan: an allowed one too.
+    expect(await refusedOr(() => ids(db, plan({ kind: "PLAN_KIND_ALWAYS_ALLOWED" }), FIELDS, word))).toBe(
+      'PlanFieldError: the column type of "amount" is "integer", not "text", "number" or "boolean"',
+    );
+    const both = { integerIds: ["id"], columnTypes: { id: "text" } } as const;
+    expect(await refusedOr(() => ids(db, conditional(compare("EQ", "owner", "bob")), FIELDS, both))).toBe(
+      'PlanFieldError: "id" is declared an integer id and a text column',
+    );
+  });
+});
+
 describe("a plan of thousands of terms on SQLite", () => {
   const db = sqlite();
   beforeAll(() => table(db, ROWS));
@@ -244,7 +330,18 @@ describe("LIKE patterns on SQLite", () => {
 const casesFile = process.env.AUTHZ_PLAN_CASES;
 
 describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
-  const none: Cases = { url: "", dsn: "", rows: [], cases: [], int_rows: [], int_cases: [], int_fixed_rows: [], int_fixed: [] };
+  const none: Cases = {
+    url: "",
+    dsn: "",
+    rows: [],
+    cases: [],
+    column_types: {},
+    type_cases: [],
+    int_rows: [],
+    int_cases: [],
+    int_fixed_rows: [],
+    int_fixed: [],
+  };
   const input: Cases = casesFile ? JSON.parse(readFileSync(casesFile, "utf8")) : none;
   const databases: [string, () => Kysely<Tables>][] = [
     ["postgresql", () => new Kysely<Tables>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: input.dsn, max: 2 }) }) })],
@@ -261,11 +358,14 @@ describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
 
     it("returns for every principal and action the rows Check allows", async () => {
       const kinds = new Set<PlanKind>();
+      const columnTypes = await introspectColumnTypes(db, "orders", FIELDS);
+      expect(columnTypes).toEqual(input.column_types);
       for (const c of input.cases) {
         const client = createAuthzClient({ baseUrl: input.url, getToken: () => c.token });
         const plan = await client.planResources({ action: c.action, resource: "/api/orders/:id" });
         kinds.add(plan.kind);
         expect([c.name, await ids(db, plan)]).toEqual([c.name, c.expected]);
+        expect([c.name, await ids(db, plan, FIELDS, { columnTypes })]).toEqual([c.name, c.expected]);
         // The array form of the field map needs same-named columns: `org_id` is `org` here.
         if (plan.fields.includes("org_id")) expect(() => whereAuthorized(db.selectFrom("orders"), plan, ["owner", "status", "amount", "id"])).toThrow(PlanFieldError);
       }
@@ -273,15 +373,23 @@ describe.skipIf(!casesFile)("rows equal Check's over a real authz", () => {
       expect([...kinds].sort()).toEqual([PlanKind.ALWAYS_DENIED, PlanKind.CONDITIONAL]);
     });
 
+    it("refuses a column compared with a value of another type, with the column types read from the database", async () => {
+      expect(input.type_cases.length).toBeGreaterThan(5);
+      const columnTypes = await introspectColumnTypes(db, "orders", FIELDS);
+      await expectCases(input.type_cases, (c) => refusedOr(() => ids(db, plan(c.plan), FIELDS, { columnTypes })));
+    });
+
     it("compares a declared integer id column as integers: the rows Check allows, the refusals, NULL kept out", async () => {
       expect(input.int_cases.length).toBeGreaterThan(10);
       await intTable(db, input.int_rows);
-      for (const c of input.int_cases) expect([c.name, await intKeys(db, plan(c.plan))]).toEqual([c.name, c.expected]);
-      await intTable(db, input.int_fixed_rows);
-      for (const c of input.int_fixed) {
-        const got = await intKeys(db, plan(c.plan));
-        if (typeof c.expected === "string") expect([c.name, got]).toEqual([c.name, expect.stringMatching(`^PlanFieldError: .*${c.expected}`)]);
-        else expect([c.name, got]).toEqual([c.name, c.expected]);
+      // An integer id is a number column: declaring the column types needs no more for it.
+      const typed = await introspectColumnTypes(db, "int_orders", ["id"]);
+      expect(typed).toEqual({ id: "number" });
+      for (const options of [{}, { columnTypes: typed }, { columnTypes: {} }]) {
+        await intTable(db, input.int_rows);
+        await expectCases(input.int_cases, (c) => intKeys(db, plan(c.plan), options));
+        await intTable(db, input.int_fixed_rows);
+        await expectCases(input.int_fixed, (c) => intKeys(db, plan(c.plan), options));
       }
     });
   });

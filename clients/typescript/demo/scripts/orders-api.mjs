@@ -9,7 +9,7 @@ import { createServer } from "node:http";
 import Database from "better-sqlite3";
 import { Kysely, SqliteDialect } from "kysely";
 import { bearer, createAuthzClient, isTokenReason, PlanKind, Reason } from "@authz/client";
-import { whereAuthorized } from "@authz/client/kysely";
+import { introspectColumnTypes, whereAuthorized } from "@authz/client/kysely";
 
 /** The demo's orders: two organisations, owners inside and outside them. */
 export const DEMO_ORDERS = [
@@ -50,6 +50,8 @@ function send(res, status, body, headers = {}) {
  */
 export async function startOrdersApi({ port, authzUrl, corsOrigins }) {
   const db = await openOrders();
+  // Read once: a plan comparing a column with a value of another type is refused, not converted.
+  const columnTypes = await introspectColumnTypes(db, "orders", FIELDS);
   const authz = createAuthzClient({ baseUrl: authzUrl });
 
   async function list(req, res, cors) {
@@ -64,7 +66,7 @@ export async function startOrdersApi({ port, authzUrl, corsOrigins }) {
       return send(res, 401, { error: "unauthorized", reason }, { ...cors, "www-authenticate": "Bearer" });
     }
     const query = db.selectFrom("orders").selectAll().orderBy("id");
-    const orders = await whereAuthorized(query, plan, FIELDS).execute();
+    const orders = await whereAuthorized(query, plan, FIELDS, { columnTypes }).execute();
     send(res, 200, { subject: plan.subject, plan: PlanKind[plan.kind], orders }, cors);
   }
 
