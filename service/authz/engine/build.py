@@ -19,7 +19,8 @@ from authz.engine.contexts import build_with_contexts
 from authz.engine.effects import Rule, effect_of
 from authz.engine.index import PolicyIndex
 from authz.engine.lean import LeanCompiler
-from authz.engine.matcher import SUBJECT, MatcherCompiler, MatcherSyntaxError
+from authz.engine.matcher import MatcherCompiler
+from authz.engine.matchercheck import SUBJECT, MatcherSyntaxError
 from authz.engine.model import Effect, builtin_functions, model_error, parse_model
 from authz.engine.patterns import enable_matching
 from authz.engine.patterntable import PatternTable

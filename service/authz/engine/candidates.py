@@ -29,7 +29,8 @@ from authz.engine import arith
 from authz.engine.bindings import AttributeMissing
 from authz.engine.effects import EvalFailure, Hit, Rule, truth
 from authz.engine.lean import Lean, LeanCompiler, LeanShape
-from authz.engine.matcher import MatcherSyntaxError, parse_matcher
+from authz.engine.matcher import parse_matcher
+from authz.engine.matchercheck import MatcherSyntaxError
 
 
 class _Raised:

@@ -22,7 +22,7 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from authz.engine.matcher import ATTR, MatcherSyntaxError, checked_body, namespace
+from authz.engine.matchercheck import ATTR, MatcherSyntaxError, checked_body, namespace
 
 # Attribute chains hoisted per policy: reading them all costs every decision a little, so
 # a policy reading more distinct attributes leaves the rest where they are.

@@ -27,7 +27,8 @@ from authz.engine import arith, planast
 from authz.engine.bindings import Attributes, Subject
 from authz.engine.effects import ALLOW, DENY, Rule
 from authz.engine.indexfilters import intersect
-from authz.engine.matcher import EVAL, SUBJECT
+from authz.engine.matcher import EVAL
+from authz.engine.matchercheck import SUBJECT
 from authz.engine.model import Effect
 from authz.engine.partial import LineEvaluator
 from authz.engine.planast import FALSE, TRUE, Node

@@ -18,7 +18,7 @@ from authz.engine.cache import DecisionCache, decision_key
 from authz.engine.candidates import CandidateEvaluator
 from authz.engine.effects import EFFECTS, EvalFailure, Hit, Rule, truth
 from authz.engine.index import PolicyIndex
-from authz.engine.matcher import SUBJECT
+from authz.engine.matchercheck import SUBJECT
 from authz.engine.model import Effect, ModelSpec
 from authz.engine.patterntable import PatternTable
 from authz.engine.policyfiles import PolicyLine

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from authz.engine import Snapshot, Subject, arith
 from authz.engine.bindings import Attributes, Resource
 from authz.engine.effects import ALLOW
-from authz.engine.matcher import SUBJECT
+from authz.engine.matchercheck import SUBJECT
 from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.errors import InvalidArgument
 from authz.policy.impacttext import TextChange, changed_blocks
