@@ -84,16 +84,22 @@ class PolicySource:
         return digest.hexdigest()[:12]
 
 
+class UnloadableLine(ValueError):
+    """A policy line pycasbin's file adapter cannot load, so no Casbin policy holds it."""
+
+
 def split_tokens(line: str) -> list[str] | None:
     """Split a policy line on top-level commas, as pycasbin's file adapter does.
 
     Commas inside (), [] stay in their token so conditions like `f(a, b)` survive.
-    Returns None for blank and comment lines.
+    Returns None for blank and comment lines. Raises UnloadableLine at a `)` or `]` that
+    closes nothing: pycasbin's adapter pops its bracket stack there and raises IndexError
+    (quotes mean nothing to it, so one inside a string literal counts too).
     """
     line = line.strip()
     if not line or line.startswith("#"):
         return None
-    if "(" not in line and "[" not in line:
+    if "(" not in line and "[" not in line and ")" not in line and "]" not in line:
         # The common case, with nothing to nest: a plain split is exact and much cheaper.
         return list(map(str.strip, line.split(",")))
     depth = 0
@@ -104,7 +110,12 @@ def split_tokens(line: str) -> list[str] | None:
         if char in "([":
             depth += 1
         elif char in ")]":
-            depth = max(depth - 1, 0)
+            if not depth:
+                raise UnloadableLine(
+                    f"unbalanced {char!r} (character {match.start() + 1}) closes no '(' or '[': "
+                    "pycasbin's file adapter cannot load this line (it raises IndexError)"
+                )
+            depth -= 1
         elif depth == 0:
             tokens.append(line[start : match.start()].strip())
             start = match.end()
@@ -191,7 +202,8 @@ def check_policy_size(source: PolicySource) -> None:
 
 
 def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
-    """Every policy line of every file, plus findings for lines that are not `p`/`g` lines."""
+    """Every policy line of every file, plus findings for lines that are not `p`/`g` lines and
+    lines pycasbin cannot load."""
     lines: list[PolicyLine] = []
     findings: list[Finding] = []
     # One string object per distinct value: subjects and actions repeat on most lines.
@@ -204,7 +216,12 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
         raise PolicyLoadError(f"the policy files hold {count} lines, over the limit of {MAX_POLICY_LINES}")
     for name, text in source.files:
         for number, raw in enumerate(text_lines(text), start=1):
-            tokens = split_tokens(raw)
+            try:
+                tokens = split_tokens(raw)
+            except UnloadableLine as exc:
+                if len(findings) <= MAX_FINDINGS:
+                    findings.append(Finding.error(name, number, f"{raw.strip()}: {exc}"))
+                continue
             if tokens is None:
                 continue
             key = tokens[0]
