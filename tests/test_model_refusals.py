@@ -12,10 +12,10 @@ from hypothesis import strategies as st
 
 from authz.cli.main import main
 from authz.engine import load_snapshot
-from authz.engine.policyfiles import UnloadableLine, split_tokens
+from authz.engine.policyfiles import PolicySource, UnloadableLine, split_tokens
 from authz.errors import PolicyLoadError
 from authz.live import LivePolicy
-from authz.policy.validate import validate_dir
+from authz.policy.validate import validate_dir, validate_source
 from authz.principal import Principal
 from tests import policy_dirs
 from tests.pycasbin_ref import write_policy
@@ -196,3 +196,38 @@ def test_a_reload_onto_a_line_pycasbin_cannot_load_keeps_the_last_good_policy(tm
     assert live.last_rejected is not None
     assert [(f.file, f.line) for f in live.last_rejected.findings] == [("policy.csv", 2)]
     assert not live.current.decide(Principal("bob"), "ui:x", "show").allowed
+
+
+def test_a_lone_carriage_return_in_a_policy_file_is_refused_at_its_line(tmp_path, capsys):
+    # One `g` line to pycasbin (carol a member of `admin\rg`, dave of nothing); two to editors
+    # and to a reader breaking lines at \r, which made both admins.
+    directory = write_policy(tmp_path, CONDITION_MODEL, ["p, admin, ui:x, show, True"])
+    with (directory / "policy.csv").open("a", newline="") as policy:
+        policy.write("g, ann, admin\r\ng, carol, admin\rg, dave, admin\n")
+    reference = casbin.Enforcer(str(directory / "model.conf"), str(directory / "policy.csv"))
+    assert reference.get_grouping_policy() == [["ann", "admin"], ["carol", "admin\rg", "dave", "admin"]]
+    decided = [reference.enforce(who, "ui:x", "show") for who in ("ann", "carol", "dave")]
+    assert decided == [True, False, False]
+    with pytest.raises(PolicyLoadError) as refused:
+        load_snapshot(directory)
+    [finding] = refused.value.findings
+    assert (finding.file, finding.line) == ("policy.csv", 3)
+    assert finding.message.startswith(
+        "'g, carol, admin\\rg, dave, admin' holds a lone \\r (a carriage return not before \\n): "
+        "pycasbin's file adapter reads it as part of the line"
+    )
+    assert main(["policy", "validate", str(directory)]) == 1
+    assert f"{directory}/policy.csv:3: error: {finding.message}" in capsys.readouterr().out
+    # Text that never was a file (a policy store's, a candidate's) is refused the same way.
+    text = (directory / "policy.csv").read_bytes().decode()
+    assert validate_source(PolicySource(CONDITION_MODEL, (("policy.csv", text),))).errors == [finding]
+
+
+def test_a_policy_file_with_crlf_line_ends_loads_as_pycasbin_reads_it(tmp_path):
+    directory = write_policy(tmp_path, CONDITION_MODEL, [])
+    (directory / "policy.csv").write_bytes(b"p, admin, ui:x, show, True\r\ng, ann, admin\r\n")
+    reference = casbin.Enforcer(str(directory / "model.conf"), str(directory / "policy.csv"))
+    snapshot = load_snapshot(directory)
+    loaded = reference.get_policy() + reference.get_grouping_policy()
+    assert [list(ln.values) for ln in snapshot.lines] == loaded
+    assert snapshot.decide(Principal("ann"), "ui:x", "show").allowed
