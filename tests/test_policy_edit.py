@@ -143,6 +143,7 @@ def test_add_refuses_duplicates_bad_names_and_bad_rules(policies):
     for bad in (
         ("p", "a", "/x\nr", "GET", "True", "allow"),  # a second line smuggled in a value
         ("p", "a", "f(x", "GET", "True", "allow"),  # would swallow the next values on reading
+        ("p", "a", "/x)", "GET", "True", "allow"),  # a `)` closing nothing: pycasbin cannot load it
         ("p", "a", "", "GET", "True", "allow"),
         ("x", "a"),
     ):
@@ -226,7 +227,9 @@ def test_fmt_normalises_spacing_and_never_quotes(policies):
         "p,read:orders ,  /api/orders,GET,True,allow\n"
         "\n"
         "  p , *, /api/orders/:id, PUT,r.obj.owner == r.sub.id  &&  r.obj.status == 'draft', allow   \n"
-        "p, read:x, /api/x, GET, keyMatch(r.obj,  '/api/*'), allow\n\n\n"
+        "p, read:x, /api/x, GET, keyMatch(r.obj,  '/api/*'), allow\n"
+        # pycasbin cannot load this line (a `)` closing nothing): the policy refuses it, fmt keeps it.
+        "p,read:y, /api/y), GET,True,allow  \n\n\n"
     )
     assert format_text(messy) == (
         "# a comment\n"
@@ -234,6 +237,7 @@ def test_fmt_normalises_spacing_and_never_quotes(policies):
         "\n"
         "p, *, /api/orders/:id, PUT, r.obj.owner == r.sub.id  &&  r.obj.status == 'draft', allow\n"
         "p, read:x, /api/x, GET, keyMatch(r.obj,  '/api/*'), allow\n"
+        "p,read:y, /api/y), GET,True,allow\n"
     )
     assert format_text(format_text(messy)) == format_text(messy)
     csv = policies / "policy.csv"
@@ -293,13 +297,13 @@ def test_a_value_holding_any_line_break_is_refused(policies, separator):
 
 
 def test_a_policy_file_breaks_lines_where_casbin_does(tmp_path):
-    # Casbin's file adapter ends lines at \n, \r\n and \r only: a U+2028 inside a value
-    # (written by another tool) is part of that value, not the start of another rule.
+    # Casbin's file adapter ends lines at \n (and \r\n): a U+2028 inside a value (written by
+    # another tool) is part of that value, not the start of another rule. A lone \r is refused
+    # (tests/test_model_refusals.py).
     policies = copy_demo(tmp_path)
     with (policies / "roles.csv").open("a", encoding="utf-8") as extra:
         extra.write("g, alice, admin(\u2028p, *, /api/admin, GET, True, allow\u2028g, x, y)\r\n")
-        extra.write("g, carol, admin\rg, dave, admin\n")
+        extra.write("g, carol, admin\r\n")
     snapshot = load_snapshot(policies)
     assert not snapshot.decide(Principal("anyone"), "/api/admin", "GET").allowed
-    for reader in ("carol", "dave"):
-        assert snapshot.decide(Principal(reader), "/api/orders", "GET").allowed
+    assert snapshot.decide(Principal("carol"), "/api/orders", "GET").allowed

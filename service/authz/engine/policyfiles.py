@@ -25,13 +25,17 @@ MAX_POLICY_LINES = 1_000_000
 MAX_POLICY_BYTES = 64 * 1024 * 1024
 _INTERESTING = re.compile(r"[,\[\]()]")
 _LINE_TYPE = re.compile(r"[pg]\d*")
-# Casbin's file adapter reads a policy file in text mode: lines end at \n, \r\n or \r only.
+# Lines end at \n, \r\n or \r only (not at U+2028 and the others `str.splitlines` knows), as in
+# model text read from a file. pycasbin's file adapter ends policy lines at \n alone (the \r of
+# \r\n goes with the line's blanks), so parse_lines refuses a lone \r before lines are split.
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_LONE_CR = re.compile(r"\r(?!\n)")
 _LINE_WITH_END = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 
 
 def text_lines(text: str, *, keepends: bool = False) -> list[str]:
-    """A policy file's lines as Casbin reads them (with their line ends when `keepends`).
+    """A policy file's lines as Casbin reads them (with their line ends when `keepends`); a lone
+    \r, inside a line to Casbin, is refused by `parse_lines` before this splits there.
 
     Not `str.splitlines`, which also breaks at \v, \f, \x1c-\x1e, \x85, U+2028 and U+2029:
     a value holding one was a line to Casbin and two to authz, so `g, a, b(<U+2028>p, *, /x,
@@ -84,16 +88,22 @@ class PolicySource:
         return digest.hexdigest()[:12]
 
 
+class UnloadableLine(ValueError):
+    """A policy line pycasbin's file adapter cannot load, so no Casbin policy holds it."""
+
+
 def split_tokens(line: str) -> list[str] | None:
     """Split a policy line on top-level commas, as pycasbin's file adapter does.
 
     Commas inside (), [] stay in their token so conditions like `f(a, b)` survive.
-    Returns None for blank and comment lines.
+    Returns None for blank and comment lines. Raises UnloadableLine at a `)` or `]` that
+    closes nothing: pycasbin's adapter pops its bracket stack there and raises IndexError
+    (quotes mean nothing to it, so one inside a string literal counts too).
     """
     line = line.strip()
     if not line or line.startswith("#"):
         return None
-    if "(" not in line and "[" not in line:
+    if "(" not in line and "[" not in line and ")" not in line and "]" not in line:
         # The common case, with nothing to nest: a plain split is exact and much cheaper.
         return list(map(str.strip, line.split(",")))
     depth = 0
@@ -104,7 +114,12 @@ def split_tokens(line: str) -> list[str] | None:
         if char in "([":
             depth += 1
         elif char in ")]":
-            depth = max(depth - 1, 0)
+            if not depth:
+                raise UnloadableLine(
+                    f"unbalanced {char!r} (character {match.start() + 1}) closes no '(' or '[': "
+                    "pycasbin's file adapter cannot load this line (it raises IndexError)"
+                )
+            depth -= 1
         elif depth == 0:
             tokens.append(line[start : match.start()].strip())
             start = match.end()
@@ -112,9 +127,10 @@ def split_tokens(line: str) -> list[str] | None:
     return tokens
 
 
-def read_text_file(path: Path, limit: int) -> str:
+def read_text_file(path: Path, limit: int, *, universal_newlines: bool = True) -> str:
     """The text of `path`, a regular file of at most `limit` bytes of UTF-8, line ends as
-    `Path.read_text` gives them; PolicyLoadError for anything else.
+    `Path.read_text` gives them (with `universal_newlines` off, only \r\n is read as \n: a lone
+    \r stays, for `parse_lines` to refuse); PolicyLoadError for anything else.
 
     Opened without blocking and checked on the open file: a FIFO (a reader would wait for a
     writer for ever), a device such as /dev/zero (endless) or a directory is refused, also
@@ -132,8 +148,10 @@ def read_text_file(path: Path, limit: int) -> str:
         os.close(fd)
     if len(data) > limit:
         raise PolicyLoadError(f"{path} is over {limit} bytes (the policy's limit: {MAX_POLICY_BYTES} in all)")
-    # Universal newlines, as read_text: \r\n and \r read as \n, so the digest does not change.
-    return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+    # As read_text: \r\n read as \n (universally, \r too), so a checkout's line ends do not
+    # change the digest.
+    text = data.decode("utf-8").replace("\r\n", "\n")
+    return text.replace("\r", "\n") if universal_newlines else text
 
 
 def _line_count(text: str) -> int:
@@ -166,7 +184,9 @@ def read_policy_dir(directory: Path) -> PolicySource:
         left = MAX_POLICY_BYTES
         texts: list[str] = []
         for path in (model_path, *csvs):
-            texts.append(read_text_file(path, left))
+            # pycasbin reads model.conf in text mode (a lone \r ends a line) and policy files in
+            # binary (it does not).
+            texts.append(read_text_file(path, left, universal_newlines=path == model_path))
             left -= len(texts[-1].encode("utf-8"))
         return PolicySource(
             model_text=texts[0], files=tuple((p.name, text) for p, text in zip(csvs, texts[1:], strict=True))
@@ -191,7 +211,8 @@ def check_policy_size(source: PolicySource) -> None:
 
 
 def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
-    """Every policy line of every file, plus findings for lines that are not `p`/`g` lines."""
+    """Every policy line of every file, plus findings for lines that are not `p`/`g` lines and
+    lines pycasbin cannot load."""
     lines: list[PolicyLine] = []
     findings: list[Finding] = []
     # One string object per distinct value: subjects and actions repeat on most lines.
@@ -203,8 +224,18 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
     if count > MAX_POLICY_LINES:
         raise PolicyLoadError(f"the policy files hold {count} lines, over the limit of {MAX_POLICY_LINES}")
     for name, text in source.files:
+        if "\r" in text and (lone := _LONE_CR.search(text)) is not None:
+            # A line to pycasbin, two to editors and text_lines: its lines are read no further.
+            if len(findings) <= MAX_FINDINGS:
+                findings.append(_lone_carriage_return(name, text, lone.start()))
+            continue
         for number, raw in enumerate(text_lines(text), start=1):
-            tokens = split_tokens(raw)
+            try:
+                tokens = split_tokens(raw)
+            except UnloadableLine as exc:
+                if len(findings) <= MAX_FINDINGS:
+                    findings.append(Finding.error(name, number, f"{raw.strip()}: {exc}"))
+                continue
             if tokens is None:
                 continue
             key = tokens[0]
@@ -222,3 +253,15 @@ def parse_lines(source: PolicySource) -> tuple[list[PolicyLine], list[Finding]]:
             line = (name, number, share(key, key), tuple(map(share, rest, rest)))
             lines.append(new_line(PolicyLine, line))
     return lines, findings
+
+
+def _lone_carriage_return(name: str, text: str, at: int) -> Finding:
+    start = text.rfind("\n", 0, at) + 1
+    end = text.find("\n", at)
+    line = text[start : end if end >= 0 else len(text)].strip()
+    return Finding.error(
+        name,
+        text.count("\n", 0, at) + 1,
+        f"{line!r} holds a lone \\r (a carriage return not before \\n): pycasbin's file adapter reads "
+        "it as part of the line, editors as a line break; end lines with \\n or \\r\\n only",
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from authz.engine.policyfiles import split_tokens, text_lines
+from authz.engine.policyfiles import UnloadableLine, split_tokens, text_lines
 from authz.errors import InvalidArgument
 
 Rule = tuple[str, ...]
@@ -25,7 +25,10 @@ class RuleSyntaxError(InvalidArgument):
 def parse_rule(text: str | Sequence[str]) -> Rule:
     """A rule from one string (`"p, a, b, c"`) or from command-line words (`["p,", "a,", ...]`)."""
     joined = text if isinstance(text, str) else " ".join(text)
-    tokens = split_tokens(joined)
+    try:
+        tokens = split_tokens(joined)
+    except UnloadableLine as exc:
+        raise RuleSyntaxError(f"{joined.strip()!r}: {exc}") from exc
     if tokens is None:
         raise RuleSyntaxError("empty rule: write it as `p, sub, obj, act, ...`")
     rule = tuple(tokens)
@@ -52,7 +55,11 @@ def rule_line(rule: Sequence[str]) -> str:
             # whatever reads the file next must see one line.
             raise RuleSyntaxError(f"value {position} of the rule spans lines (it holds a line break)")
     line = ", ".join(value.strip() for value in rule)
-    if tuple(split_tokens(line) or ()) != tuple(value.strip() for value in rule):
+    try:
+        tokens = split_tokens(line)
+    except UnloadableLine as exc:
+        raise RuleSyntaxError(f"{line!r}: {exc}") from exc
+    if tuple(tokens or ()) != tuple(value.strip() for value in rule):
         raise RuleSyntaxError(
             f"{line!r} would not read back as the same values (unbalanced brackets or a comma?)"
         )
@@ -60,8 +67,12 @@ def rule_line(rule: Sequence[str]) -> str:
 
 
 def line_rule(raw: str) -> Rule | None:
-    """The rule on one line of a policy file, or None for blank, comment and unknown lines."""
-    tokens = split_tokens(raw)
+    """The rule on one line of a policy file, or None for blank, comment and unknown lines and
+    lines Casbin cannot load (the policy refuses those; edits keep them as they are)."""
+    try:
+        tokens = split_tokens(raw)
+    except UnloadableLine:
+        return None
     if tokens is None or not _PTYPE.fullmatch(tokens[0]):
         return None
     return tuple(tokens)
