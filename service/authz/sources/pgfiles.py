@@ -26,13 +26,14 @@ if TYPE_CHECKING:
 MAX_VERSION_FILES = 2 * MAX_POLICY_FILES
 MAX_VERSION_BYTES = 2 * MAX_POLICY_BYTES
 # Count and bytes first, the rows only within the bounds: a swollen version (rows added by
-# hand) is refused before its list is fetched, as its files are (`postgres._FILES`).
+# hand) is refused before its list is fetched, as its files are (`postgres._FILES`). By code
+# point, as Python sorts names, whatever the database's collation.
 _LIST = (
     "SELECT s.n, s.bytes, f.name, octet_length(f.content) FROM (SELECT count(*) AS n,"
     " coalesce(sum(octet_length(name) + octet_length(content)), 0) AS bytes"
     " FROM authz_policy_files WHERE version_id = %(id)s) s"
     " LEFT JOIN authz_policy_files f ON f.version_id = %(id)s"
-    " AND s.n <= %(files)s AND s.bytes <= %(bytes)s ORDER BY f.name"
+    ' AND s.n <= %(files)s AND s.bytes <= %(bytes)s ORDER BY f.name COLLATE "C"'
 )
 # The bytes before the part (its offset in UTF-8) and the part, `chars` characters at most.
 _PART = (
