@@ -26,7 +26,9 @@ from authz.transports.grpcserver import MAX_MESSAGE_BYTES
 
 # What one page may hold: the message bound, less room for its next_page_token.
 PAGE_BYTES = MAX_MESSAGE_BYTES - 2 * MAX_TOKEN_CHARS
-# Lines per GetPolicy page: a page of the shortest lines (about 40 bytes) stays within 4 MiB.
+# Lines per GetPolicy page: the work of one call (a message built and measured per line: 0.3 s
+# for these on a busy 2-core machine); lines under 80 bytes as messages reach it before the
+# page's bytes do.
 MAX_POLICY_PAGE = 50_000
 
 
