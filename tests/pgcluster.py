@@ -121,13 +121,22 @@ def postgres_server() -> Iterator[PostgresServer]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def temporary_database(server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on `server`, dropped afterwards; its DSN."""
+    name = f"authz_{uuid.uuid4().hex[:12]}"
+    server.sql(f"CREATE DATABASE {name}")
+    try:
+        yield server.dsn(name)
+    finally:
+        _drop(server, name)
+
+
 @pytest.fixture
 def pg_dsn(postgres_server: PostgresServer) -> Iterator[str]:
     """A fresh, empty database for one test; its DSN."""
-    name = f"authz_{uuid.uuid4().hex[:12]}"
-    postgres_server.sql(f"CREATE DATABASE {name}")
-    yield postgres_server.dsn(name)
-    _drop(postgres_server, name)
+    with temporary_database(postgres_server) as dsn:
+        yield dsn
 
 
 def _drop(server: PostgresServer, name: str) -> None:

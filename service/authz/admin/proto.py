@@ -20,6 +20,7 @@ from typing import Any
 
 import grpc
 
+from authz.admin import pages
 from authz.admin.service import PolicyAdmin, RuleEdit
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
 from authz.attrlimits import check_attributes
@@ -28,10 +29,9 @@ from authz.findings import Finding, Severity
 from authz.live import RejectedReload
 from authz.metrics import ADMIN_RPCS
 from authz.sources import SourceState
-from authz.sources.postgres import VersionInfo
 from authz.transports.callgate import CallGate, GatedServer
 from authz.transports.convert import check_wire_size, measured, request_token, to_timestamp
-from authz.transports.grpcserver import Register, grpc_method
+from authz.transports.grpcserver import MAX_MESSAGE_BYTES, Register, grpc_method
 from authz.transports.structs import struct_to_dict
 
 ADMIN_SERVICE = admin_pb2.DESCRIPTOR.services_by_name["PolicyAdminService"]
@@ -77,18 +77,6 @@ def _source(state: SourceState | None) -> admin_pb2.PolicySourceState | None:
     )
 
 
-def _version(info: VersionInfo) -> admin_pb2.PolicyVersion:
-    return admin_pb2.PolicyVersion(
-        id=info.id,
-        version=info.version,
-        parent=info.parent,
-        created_at=to_timestamp(info.created_at),
-        author=info.author,
-        message=info.message,
-        kind=info.kind,
-    )
-
-
 def _token(request: EditRequest | bytes) -> str:
     """An edit request's token; from wire bytes, without parsing its rules."""
     return _TOKEN_ONLY.FromString(request).token if isinstance(request, bytes) else request.token
@@ -107,34 +95,34 @@ def _edit(request: EditRequest | bytes, message_class: type[EditRequest]) -> Cal
 
 
 class AdminProto:
-    """The admin RPCs with proto messages in and out; `authorization` is the metadata's value."""
+    """The admin RPCs with proto messages in and out; `authorization` is the metadata's value.
 
-    def __init__(self, admin: PolicyAdmin) -> None:
+    `whole_limit`: the bytes an answer without paging may have (None: any; `pages`).
+    """
+
+    def __init__(self, admin: PolicyAdmin, whole_limit: int | None = None) -> None:
         self.admin = admin
         self.rpcs = admin.decisions.metrics.track(ADMIN_RPCS)
+        self.whole_limit = whole_limit
+
+    def bounded(self, whole_limit: int) -> AdminProto:
+        """The same calls, refusing an answer without paging over `whole_limit` bytes (gRPC's bound)."""
+        return AdminProto(self.admin, whole_limit)
 
     @measured("GetPolicy")
     def get_policy(
         self, request: admin_pb2.GetPolicyRequest, authorization: str | None
     ) -> admin_pb2.GetPolicyResponse:
-        """GetPolicy: the serving policy."""
-        view = self.admin.get_policy(request_token(request.token, authorization))
-        return admin_pb2.GetPolicyResponse(
+        """GetPolicy: the serving policy, its lines in pages with page_size or page_token."""
+        view = self.admin.get_policy(request_token(request.token, authorization), request.page_token)
+        answer = admin_pb2.GetPolicyResponse(
             version=view.version,
             model=view.model_text,
-            lines=[
-                admin_pb2.PolicyLine(
-                    file=line.file,
-                    line=line.line,
-                    ptype=line.ptype,
-                    values=line.values,
-                    location=line.location,
-                )
-                for line in view.lines
-            ],
             last_reload_error=_reload_error(view.rejected),
             source=_source(view.source),
         )
+        paged = bool(request.page_size or request.page_token)
+        return pages.policy_answer(view, answer, request.page_size, paged, self.whole_limit)
 
     @measured("ValidatePolicy")
     def validate_policy(
@@ -220,17 +208,27 @@ class AdminProto:
     def list_versions(
         self, request: admin_pb2.ListVersionsRequest, authorization: str | None
     ) -> admin_pb2.ListVersionsResponse:
-        """ListVersions: the policy store's history, newest first."""
-        versions = self.admin.list_versions(request_token(request.token, authorization), request.limit)
-        return admin_pb2.ListVersionsResponse(versions=[_version(v) for v in versions])
+        """ListVersions: the policy store's history, newest first, a page at a time."""
+        versions, more = self.admin.list_versions(
+            request_token(request.token, authorization), request.limit, request.page_token
+        )
+        return pages.versions_answer(versions, more)
 
     @measured("GetVersion")
     def get_version(
         self, request: admin_pb2.GetVersionRequest, authorization: str | None
     ) -> admin_pb2.GetVersionResponse:
-        """GetVersion: one stored version with its files."""
-        stored = self.admin.get_version(request_token(request.token, authorization), request.version)
-        return admin_pb2.GetVersionResponse(version=_version(stored.info), files=stored.content.files())
+        """GetVersion: one stored version with its files, whole or (page_size, page_token) in parts."""
+        token = request_token(request.token, authorization)
+        names = list(request.files)
+        if not (request.page_size or request.page_token):
+            return pages.version_answer(
+                self.admin.get_version(token, request.version), names, self.whole_limit
+            )
+        page = self.admin.version_page(
+            token, request.version, names, request.page_token, request.page_size, pages.version_room
+        )
+        return pages.version_page_answer(page)
 
     @measured("Rollback")
     def rollback(
@@ -244,7 +242,9 @@ class AdminProto:
             request.message,
         )
         return admin_pb2.RollbackResponse(
-            version=_version(done.head), changed=done.changed, reload_error=_reload_error(reload_error)
+            version=pages.version_record(done.head),
+            changed=done.changed,
+            reload_error=_reload_error(reload_error),
         )
 
 
@@ -287,7 +287,7 @@ def admin_service(proto: AdminProto) -> dict[str, Register]:
 
     def register(server: GatedServer, gate: CallGate) -> None:
         # As the generated add_PolicyAdminServiceServicer_to_server registers them.
-        handlers = method_handlers(PolicyAdminServicer(proto, gate))
+        handlers = method_handlers(PolicyAdminServicer(proto.bounded(MAX_MESSAGE_BYTES), gate))
         server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(ADMIN_SERVICE_NAME, handlers)])
         server.add_registered_method_handlers(ADMIN_SERVICE_NAME, handlers)
 

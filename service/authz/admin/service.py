@@ -18,10 +18,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from authz.admin import paging
+from authz.admin.versionpages import MAX_FILES_PAGE, VersionPage, read_page
 from authz.decision import reason_name
 from authz.engine.policyfiles import PolicyLine, PolicySource
 from authz.errors import (
     AuthzError,
+    Conflict,
     FailedPrecondition,
     InvalidArgument,
     PermissionDenied,
@@ -37,6 +40,7 @@ from authz.policy.runner import require_passing_content
 from authz.policy.validate import ValidationReport, validate_source
 from authz.sources import SourceState, changes
 from authz.sources.follow import PostgresOrigin
+from authz.sources.pgfiles import StoredFile
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
 from authz.transports.wirebounds import MAX_CLAIMS_BYTES
 
@@ -56,6 +60,7 @@ class PolicyView:
     lines: list[PolicyLine]
     rejected: RejectedReload | None
     source: SourceState | None = None
+    start: int = 0  # the line a page starts from (its token's)
 
 
 @dataclass(frozen=True)
@@ -105,16 +110,29 @@ class PolicyAdmin:
             )
         return outcome.subject
 
-    def get_policy(self, token: str) -> PolicyView:
-        """The serving policy: model text, lines with file and line, version, last rejected reload."""
+    def get_policy(self, token: str, page_token: str = "") -> PolicyView:
+        """The serving policy: model text, lines with file and line, version, last rejected reload;
+        with `page_token`, from the line it names (ABORTED when another version serves now)."""
         self.authorize(token, READ)
         snapshot = self.store.current
+        start = 0
+        if page_token:
+            version, start = paging.policy_cursor(page_token)
+            if version != snapshot.version:
+                raise Conflict(
+                    f"the policy changed since the first page: version {version} -> {snapshot.version}; "
+                    "start again"
+                )
+            # A token is made only while lines remain.
+            if not 0 < start < len(snapshot.lines):
+                raise InvalidArgument("page_token points past the policy's lines: start again without it")
         return PolicyView(
             snapshot.version,
             snapshot.model_text,
             snapshot.lines,
             self.store.last_rejected,
             self.store.origin.state(),
+            start,
         )
 
     def validate(
@@ -252,15 +270,32 @@ class PolicyAdmin:
 
     # -- history (a policy store only) ---------------------------------------------------------
 
-    def list_versions(self, token: str, limit: int) -> list[VersionInfo]:
-        """The newest `limit` stored versions (default 50), newest first."""
+    def list_versions(self, token: str, limit: int, page_token: str = "") -> tuple[list[VersionInfo], bool]:
+        """`limit` stored versions (default 50), newest first, from the newest or older than the
+        last one of `page_token`'s page; and whether older ones remain."""
         self.authorize(token, READ)
-        return self._policy_store().history(limit or 50)
+        before = paging.versions_cursor(page_token) if page_token else None
+        return self._policy_store().history_page(limit or 50, before)
 
     def get_version(self, token: str, ref: str) -> StoredVersion:
         """A stored version with its files, by digest or number."""
         self.authorize(token, READ)
         return self._policy_store().get(ref)
+
+    def version_page(
+        self,
+        token: str,
+        ref: str,
+        names: list[str],
+        page_token: str,
+        page_size: int,
+        room: Callable[[VersionInfo, list[StoredFile]], int],
+    ) -> VersionPage:
+        """A page of a stored version's files `names` (empty: all): at most `page_size` parts
+        (0: MAX_FILES_PAGE) within `room(info, listing)` bytes (`versionpages.read_page`)."""
+        self.authorize(token, READ)
+        size = paging.page_size(page_size, MAX_FILES_PAGE)
+        return read_page(self._policy_store(), ref, names, page_token, size, room)
 
     def rollback(
         self, token: str, ref: str, expected_version: str, message: str = ""

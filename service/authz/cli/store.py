@@ -9,17 +9,23 @@ import argparse
 import json
 import os
 import sys
+import textwrap
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from authz.cli.attrs import UsageError
 from authz.printable import escaped
-from authz.sources import changes
+from authz.sources import changes, pgfiles
 from authz.sources.pgschema import migrate
 from authz.sources.postgres import PostgresStore, VersionInfo, cli_author
 
 STORE_ENV = "AUTHZ_POLICY_STORE"
+# `policy history` reads this many versions a query, `policy show` this many bytes of a file:
+# what the command holds at once, however long the history or large the version.
+HISTORY_PAGE = 1_000
+SHOW_PIECE_BYTES = 1 << 20
 
 
 def store_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -56,7 +62,10 @@ def add_store_commands(commands: Any, policy: Any) -> None:
 
     history = policy.add_parser("history", help="the policy store's versions, newest first")
     store_argument(history)
-    history.add_argument("--limit", type=int, default=20, help="how many (default: %(default)s)")
+    history.add_argument(
+        "--limit", type=int, default=20, help="how many (default: %(default)s; 0: every version)"
+    )
+    history.add_argument("--before", type=int, metavar="ID", help="only the versions older than #ID")
     history.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     history.set_defaults(func=run_history)
 
@@ -124,37 +133,70 @@ def run_migrate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _versions(store: PostgresStore, limit: int, before: int | None) -> Iterator[VersionInfo]:
+    """`limit` versions (0: all) older than `before` (None: from the newest), newest first, read a
+    page at a time: the history may be longer than a page, or than memory wants."""
+    left = limit
+    while True:
+        page, more = store.history_page(min(left, HISTORY_PAGE) if limit else HISTORY_PAGE, before)
+        yield from page
+        left -= len(page)
+        if not (more and page) or (limit and left <= 0):
+            return
+        before = page[-1].id
+
+
+def _print_json_list(items: Iterator[dict[str, Any]]) -> None:
+    """Print `items` as json.dumps(list, indent=2) would, one at a time."""
+    separator = "[\n"
+    for item in items:
+        print(separator + textwrap.indent(json.dumps(item, indent=2, ensure_ascii=False), "  "), end="")
+        separator = ",\n"
+    print("[]" if separator == "[\n" else "\n]")
+
+
 def run_history(ns: argparse.Namespace) -> int:
-    """Print the newest versions."""
-    versions = open_store(ns).history(ns.limit)
+    """Print the newest versions (or those older than --before), as they are read."""
+    if ns.limit < 0:
+        raise UsageError(f"--limit {ns.limit}: give how many versions to print, or 0 for all")
+    versions = _versions(open_store(ns), ns.limit, ns.before)
     if ns.format == "json":
-        print(json.dumps([_record(v) for v in versions], indent=2, ensure_ascii=False))
+        _print_json_list(_record(v) for v in versions)
         return 0
+    shown = 0
     for v in versions:
         # Written by whoever may edit the policy: shown, never obeyed, by the terminal.
         who, what = escaped(v.author), escaped(v.message)
         print(f"#{v.id}  {v.version}  {_when(v.created_at)}  {v.kind:<8}  {who}: {what}")
-    if not versions:
+        shown += 1
+    if not shown and ns.before is None:
         print("the policy store holds no version yet: authz policy push DIR --store DSN")
     return 0
 
 
 def run_show(ns: argparse.Namespace) -> int:
-    """Print one version's record and files (or one file's text)."""
-    stored = open_store(ns).get(ns.version)
-    files = stored.content.files()
-    if ns.file:
-        if ns.file not in files:
-            raise UsageError(
-                f"version {stored.info.version} has no file {ns.file!r}: {', '.join(sorted(files))}"
-            )
-        sys.stdout.write(files[ns.file])
-        return 0
-    for key, value in _record(stored.info).items():
-        print(f"{key}: {value}")
-    for name in sorted(files):
-        print(f"\n== {name}")
-        sys.stdout.write(files[name] if files[name].endswith("\n") or not files[name] else files[name] + "\n")
+    """Print one version's record and files (or one file's text), a piece at a time."""
+    store = open_store(ns)
+    with store.session() as conn:
+        info = store.find(conn, ns.version)
+        listing = pgfiles.list_files(conn, info)
+        if ns.file:
+            chosen = [file for file in listing if file.name == ns.file]
+            if not chosen:
+                names = ", ".join(file.name for file in listing)
+                raise UsageError(f"version {info.version} has no file {ns.file!r}: {names}")
+            for text in pgfiles.text_pieces(conn, info.id, chosen[0], SHOW_PIECE_BYTES):
+                sys.stdout.write(text)
+            return 0
+        for key, value in _record(info).items():
+            print(f"{key}: {value}")
+        for file in listing:
+            print(f"\n== {file.name}")
+            text = ""
+            for text in pgfiles.text_pieces(conn, info.id, file, SHOW_PIECE_BYTES):
+                sys.stdout.write(text)
+            if text and not text.endswith("\n"):
+                sys.stdout.write("\n")
     return 0
 
 

@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from authz.engine import build_snapshot
-from authz.engine.policyfiles import MAX_POLICY_BYTES, MAX_POLICY_FILES
 from authz.errors import InvalidArgument, NotFound, PolicyLoadError
 from authz.policy.edit import CandidateRejected, VersionConflict
 from authz.policy.runner import require_passing_content
-from authz.printable import escaped
 from authz.sources import PolicyContent, content_from_files
 from authz.sources.pgconnection import StoreConnector
+from authz.sources.pgfiles import MAX_VERSION_BYTES, MAX_VERSION_FILES, check_version_size, describe
 
 if TYPE_CHECKING:
     from authz.sources.pgconnection import Connection
@@ -38,10 +37,8 @@ _WRITE_ATTEMPTS = 3
 MAX_MESSAGE_CHARS = 1_000
 # A version named by a caller (GetVersion, Rollback, `policy show`): its digest or its number.
 MAX_REF_CHARS = 64
-# A stored version: its files (a policy directory's, suites included) and their bytes in all
-# (names and texts in UTF-8): the policy's own bounds and as much again for its suites.
-MAX_VERSION_FILES = 2 * MAX_POLICY_FILES
-MAX_VERSION_BYTES = 2 * MAX_POLICY_BYTES
+# Versions of one history page (ListVersions' `limit`).
+MAX_HISTORY_PAGE = 10_000
 # A version's files as one statement (one snapshot): their count and bytes first, the rows only
 # when within the bounds, so a huge or swollen row (written by hand) is never fetched.
 _FILES = (
@@ -118,16 +115,11 @@ class PostgresStore(StoreConnector):
 
     def load(self, conn: Connection, info: VersionInfo) -> StoredVersion:
         """The files of a version; PolicyLoadError when they do not make a policy."""
-        # The digest column is the writer's word (a hand-written row's may hold a line break).
-        where = f"stored version #{info.id} ({escaped(info.version)})"
+        where = describe(info)
         bounds = {"id": info.id, "files": MAX_VERSION_FILES, "bytes": MAX_VERSION_BYTES}
         rows = conn.execute(_FILES, bounds).fetchall()
         count, size = (int(rows[0][0]), int(rows[0][1])) if rows else (0, 0)
-        if count > MAX_VERSION_FILES or size > MAX_VERSION_BYTES:
-            raise PolicyLoadError(
-                f"{where} has {count} files of {size} bytes in all, over the store's limit of "
-                f"{MAX_VERSION_FILES} files and {MAX_VERSION_BYTES} bytes: it was not read"
-            )
+        check_version_size(where, count, size)
         files = {str(name): str(text) for _, _, name, text in rows if name is not None}
         return StoredVersion(info, content_from_files(files, where))
 
@@ -138,30 +130,34 @@ class PostgresStore(StoreConnector):
 
     def history(self, limit: int = 50) -> list[VersionInfo]:
         """The newest `limit` versions, newest first."""
-        if not 1 <= limit <= 10_000:
-            raise InvalidArgument(f"limit {limit} must be between 1 and 10000")
+        return self.history_page(limit)[0]
+
+    def history_page(self, limit: int = 50, before: int | None = None) -> tuple[list[VersionInfo], bool]:
+        """Up to `limit` versions older than the id `before` (None: from the newest), newest first,
+        and whether older ones remain."""
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidArgument(f"limit {limit} must be between 1 and {MAX_HISTORY_PAGE}")
+        # One more than asked: whether it comes says whether older versions remain.
+        where, params = ("true", (limit + 1,)) if before is None else ("v.id < %s", (before, limit + 1))
         with self.session() as conn:
-            rows = conn.execute(f"{_INFO} ORDER BY v.id DESC LIMIT %s", (limit,)).fetchall()
-        return [VersionInfo(*row) for row in rows]
+            rows = conn.execute(f"{_INFO} WHERE {where} ORDER BY v.id DESC LIMIT %s", params).fetchall()
+        return [VersionInfo(*row) for row in rows[:limit]], len(rows) > limit
 
     def get(self, ref: str) -> StoredVersion:
         """A version by its digest (the newest with it) or its number; NotFound otherwise."""
-        ref = ref.strip().removeprefix("#")
-        # What either can be: "²" is a digit int() refuses, a NUL one PostgreSQL refuses, and
-        # 5,000 digits are past int()'s limit; each was INTERNAL, logged as a fault.
-        if not ref or len(ref) > MAX_REF_CHARS or not (ref.isascii() and ref.isalnum()):
-            raise InvalidArgument(
-                "give a version: its digest (policy_version) or its number from history, "
-                f"at most {MAX_REF_CHARS} letters and digits"
-            )
         with self.session() as conn:
-            if ref.isdigit():
-                info = self.info(conn, "v.id = %s", (int(ref),))
-            else:
-                info = self.info(conn, "v.version = %s", (ref,))
-            if info is None:
-                raise NotFound(f"no version {ref} in the policy store {self.location}")
-            return self.load(conn, info)
+            return self.load(conn, self.find(conn, ref))
+
+    def find(self, conn: Connection, ref: str) -> VersionInfo:
+        """A version's record by its digest (the newest with it) or its number; NotFound otherwise."""
+        named = version_ref(ref)
+        if isinstance(named, int):
+            info = self.info(conn, "v.id = %s", (named,))
+        else:
+            info = self.info(conn, "v.version = %s", (named,))
+        if info is None:
+            raise NotFound(f"no version {named} in the policy store {self.location}")
+        return info
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -239,6 +235,19 @@ class PostgresStore(StoreConnector):
                 copy.write_row((version_id, name, text))
         parent_digest = parent.info.version if parent is not None else ""
         return VersionInfo(version_id, content.version, parent_digest, float(row[1]), author, message, kind)
+
+
+def version_ref(ref: str) -> int | str:
+    """A version as a caller names it: its number (`42`, `#42`) or its digest; InvalidArgument otherwise."""
+    ref = ref.strip().removeprefix("#")
+    # What either can be: "²" is a digit int() refuses, a NUL one PostgreSQL refuses, and
+    # 5,000 digits are past int()'s limit; each was INTERNAL, logged as a fault.
+    if not ref or len(ref) > MAX_REF_CHARS or not (ref.isascii() and ref.isalnum()):
+        raise InvalidArgument(
+            "give a version: its digest (policy_version) or its number from history, "
+            f"at most {MAX_REF_CHARS} letters and digits"
+        )
+    return int(ref) if ref.isdigit() else ref
 
 
 def _storable(texts: dict[str, str]) -> None:

@@ -40,7 +40,8 @@ _GZIP_COMPRESSION = GzipCompression()
 class PolicyAdminService(Protocol):
     async def get_policy(self, request: GetPolicyRequest, ctx: RequestContext[GetPolicyRequest, GetPolicyResponse], /) -> GetPolicyResponse:
         """
-        The serving policy: model text, every policy line with its file and line, version.
+        The serving policy: model text, every policy line with its file and line, version;
+        its lines in pages with `page_size`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -80,13 +81,14 @@ class PolicyAdminService(Protocol):
 
     async def list_versions(self, request: ListVersionsRequest, ctx: RequestContext[ListVersionsRequest, ListVersionsResponse], /) -> ListVersionsResponse:
         """
-        The policy store's versions, newest first (`authz policy history`).
+        The policy store's versions, newest first (`authz policy history`), in pages.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     async def get_version(self, request: GetVersionRequest, ctx: RequestContext[GetVersionRequest, GetVersionResponse], /) -> GetVersionResponse:
         """
-        One stored version with its files (`authz policy show`).
+        One stored version with its files (`authz policy show`); its files' text in pages with
+        `page_size`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -257,7 +259,8 @@ class PolicyAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> GetPolicyResponse:
         """
-        The serving policy: model text, every policy line with its file and line, version.
+        The serving policy: model text, every policy line with its file and line, version;
+        its lines in pages with `page_size`.
         """
         return await self.execute_unary(
             request=request,
@@ -399,7 +402,7 @@ class PolicyAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> ListVersionsResponse:
         """
-        The policy store's versions, newest first (`authz policy history`).
+        The policy store's versions, newest first (`authz policy history`), in pages.
         """
         return await self.execute_unary(
             request=request,
@@ -422,7 +425,8 @@ class PolicyAdminServiceClient(ConnectClient):
         timeout_ms: int | None = None,
     ) -> GetVersionResponse:
         """
-        One stored version with its files (`authz policy show`).
+        One stored version with its files (`authz policy show`); its files' text in pages with
+        `page_size`.
         """
         return await self.execute_unary(
             request=request,
@@ -466,7 +470,8 @@ class PolicyAdminServiceClient(ConnectClient):
 class PolicyAdminServiceSync(Protocol):
     def get_policy(self, request: GetPolicyRequest, ctx: RequestContext[GetPolicyRequest, GetPolicyResponse], /) -> GetPolicyResponse:
         """
-        The serving policy: model text, every policy line with its file and line, version.
+        The serving policy: model text, every policy line with its file and line, version;
+        its lines in pages with `page_size`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -506,13 +511,14 @@ class PolicyAdminServiceSync(Protocol):
 
     def list_versions(self, request: ListVersionsRequest, ctx: RequestContext[ListVersionsRequest, ListVersionsResponse], /) -> ListVersionsResponse:
         """
-        The policy store's versions, newest first (`authz policy history`).
+        The policy store's versions, newest first (`authz policy history`), in pages.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
     def get_version(self, request: GetVersionRequest, ctx: RequestContext[GetVersionRequest, GetVersionResponse], /) -> GetVersionResponse:
         """
-        One stored version with its files (`authz policy show`).
+        One stored version with its files (`authz policy show`); its files' text in pages with
+        `page_size`.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -681,7 +687,8 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> GetPolicyResponse:
         """
-        The serving policy: model text, every policy line with its file and line, version.
+        The serving policy: model text, every policy line with its file and line, version;
+        its lines in pages with `page_size`.
         """
         return self.execute_unary(
             request=request,
@@ -823,7 +830,7 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> ListVersionsResponse:
         """
-        The policy store's versions, newest first (`authz policy history`).
+        The policy store's versions, newest first (`authz policy history`), in pages.
         """
         return self.execute_unary(
             request=request,
@@ -846,7 +853,8 @@ class PolicyAdminServiceClientSync(ConnectClientSync):
         timeout_ms: int | None = None,
     ) -> GetVersionResponse:
         """
-        One stored version with its files (`authz policy show`).
+        One stored version with its files (`authz policy show`); its files' text in pages with
+        `page_size`.
         """
         return self.execute_unary(
             request=request,

@@ -66,24 +66,30 @@ class ReloadError(_message.Message):
     def __init__(self, at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., message: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ...) -> None: ...
 
 class GetPolicyRequest(_message.Message):
-    __slots__ = ("token",)
+    __slots__ = ("token", "page_size", "page_token")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
-    def __init__(self, token: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, token: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class GetPolicyResponse(_message.Message):
-    __slots__ = ("version", "model", "lines", "last_reload_error", "source")
+    __slots__ = ("version", "model", "lines", "last_reload_error", "source", "next_page_token")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     LAST_RELOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: str
     model: str
     lines: _containers.RepeatedCompositeFieldContainer[PolicyLine]
     last_reload_error: ReloadError
     source: PolicySourceState
-    def __init__(self, version: _Optional[str] = ..., model: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[PolicyLine, _Mapping]]] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ..., source: _Optional[_Union[PolicySourceState, _Mapping]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, version: _Optional[str] = ..., model: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[PolicyLine, _Mapping]]] = ..., last_reload_error: _Optional[_Union[ReloadError, _Mapping]] = ..., source: _Optional[_Union[PolicySourceState, _Mapping]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class PolicySourceState(_message.Message):
     __slots__ = ("kind", "location", "reachable", "error", "since", "head_version")
@@ -257,29 +263,57 @@ class PolicyVersion(_message.Message):
     def __init__(self, id: _Optional[int] = ..., version: _Optional[str] = ..., parent: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., author: _Optional[str] = ..., message: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class ListVersionsRequest(_message.Message):
-    __slots__ = ("token", "limit")
+    __slots__ = ("token", "limit", "page_token")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     LIMIT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     token: str
     limit: int
-    def __init__(self, token: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+    page_token: str
+    def __init__(self, token: _Optional[str] = ..., limit: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class ListVersionsResponse(_message.Message):
-    __slots__ = ("versions",)
+    __slots__ = ("versions", "next_page_token")
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     versions: _containers.RepeatedCompositeFieldContainer[PolicyVersion]
-    def __init__(self, versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, versions: _Optional[_Iterable[_Union[PolicyVersion, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetVersionRequest(_message.Message):
-    __slots__ = ("token", "version")
+    __slots__ = ("token", "version", "page_size", "page_token", "files")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     token: str
     version: str
-    def __init__(self, token: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    files: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, token: _Optional[str] = ..., version: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., files: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StoredFile(_message.Message):
+    __slots__ = ("name", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class FilePart(_message.Message):
+    __slots__ = ("name", "offset", "text")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    offset: int
+    text: str
+    def __init__(self, name: _Optional[str] = ..., offset: _Optional[int] = ..., text: _Optional[str] = ...) -> None: ...
 
 class GetVersionResponse(_message.Message):
-    __slots__ = ("version", "files")
+    __slots__ = ("version", "files", "listing", "parts", "next_page_token")
     class FilesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -289,9 +323,15 @@ class GetVersionResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    LISTING_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     version: PolicyVersion
     files: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., files: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    listing: _containers.RepeatedCompositeFieldContainer[StoredFile]
+    parts: _containers.RepeatedCompositeFieldContainer[FilePart]
+    next_page_token: str
+    def __init__(self, version: _Optional[_Union[PolicyVersion, _Mapping]] = ..., files: _Optional[_Mapping[str, str]] = ..., listing: _Optional[_Iterable[_Union[StoredFile, _Mapping]]] = ..., parts: _Optional[_Iterable[_Union[FilePart, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RollbackRequest(_message.Message):
     __slots__ = ("token", "version", "expected_version", "message")

@@ -85,7 +85,8 @@ class PolicyAdminServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def GetPolicy(self, request, context):
-        """The serving policy: model text, every policy line with its file and line, version.
+        """The serving policy: model text, every policy line with its file and line, version;
+        its lines in pages with `page_size`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,14 +132,15 @@ class PolicyAdminServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListVersions(self, request, context):
-        """The policy store's versions, newest first (`authz policy history`).
+        """The policy store's versions, newest first (`authz policy history`), in pages.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetVersion(self, request, context):
-        """One stored version with its files (`authz policy show`).
+        """One stored version with its files (`authz policy show`); its files' text in pages with
+        `page_size`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
