@@ -52,7 +52,8 @@ $(NPM_STAMP): clients/typescript/package-lock.json
 	touch $(NPM_STAMP)
 
 ## test: set up, lint, type-check, check generated code, run the whole suite, then the
-## Python suite again on CPython 3.12 / 3.13 where this machine has them; the files run on
+## Python suite again on CPython 3.13 and its version-sensitive files on 3.12 where this
+## machine has them (scripts/test_other_pythons.sh); the files run on
 ## TEST_WORKERS pytest-xdist workers (a file's tests on one worker; tests/conftest.py)
 TEST_WORKERS ?= 2
 export TEST_WORKERS
