@@ -213,6 +213,29 @@ def test_a_call_whose_message_never_comes_is_ended_by_the_server(make_server, is
     ).allowed
 
 
+def test_each_call_gets_its_whole_wait_whatever_the_calls_before_it(make_server, issuer, stalled):
+    # One timer ends the waiting calls, set for the longest-waiting one's deadline. A call
+    # answered at once sets it and leaves; a stalled call after it, and another after that
+    # one has ended (no timer then), must each still get its own full wait.
+    srv = make_server(
+        settings_for(issuer), configure=lambda app: setattr(app, "request_message_seconds", 0.5)
+    )
+    token = issuer.mint(permissions=["read:orders"])
+    read = R.CheckRequest(token=token, resource="/api/orders/1", action="GET")
+    calls = stalled(srv.address)
+    for index in range(2):
+        assert srv.stub.Check(read, timeout=10).allowed
+        opened = time.monotonic()  # before the call reaches the server: its wait starts later
+        calls.open(1, timeout=120)
+        code, details = calls.outcome(index)
+        assert (code, details) == (
+            grpc.StatusCode.DEADLINE_EXCEEDED,
+            "no request message within 0.5 s of the call's headers",
+        )
+        assert time.monotonic() - opened >= 0.5, "the call was ended before its own deadline"
+        wait_for(lambda: _gate(srv.app).awaiting_request == 0, 60, "the server forgot the ended call")
+
+
 def test_beyond_the_cap_on_waiting_calls_the_longest_waiting_ends(make_server, issuer, stalled):
     def configure(app: App) -> None:
         _patient(app)

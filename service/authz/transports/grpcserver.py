@@ -195,7 +195,10 @@ async def build_server(
     silently bind a port that is already in use. Beyond `max_concurrent_rpcs` calls being
     answered, a call is refused at once with RESOURCE_EXHAUSTED: under a load spike callers
     fail fast (and closed) instead of queueing without bound. grpcio's own limit is not
-    used: it counts calls still waiting for their request message (see `authz.transports.callgate`).
+    used: it counts calls still waiting for their request message (see `authz.transports.callgate`)
+    and open streams (as many health Watches as the limit refuse every other call, health
+    checks too), and it refuses on the event loop, after taking the call from the core, as
+    the gate does (grpcio 1.85).
     While the calls waiting in grpcio's core would wait longer than `max_queue_seconds`
     (0: no such limit), calls but health checks are refused the same way
     (`authz.transports.admission`). With `max_pending_calls`, grpcio's core itself holds at
