@@ -41,7 +41,7 @@ for version in 3.12 3.13; do
   if [ ! -f "${venv}/.installed" ] || [ pyproject.toml -nt "${venv}/.installed" ]; then
     "$python" -m venv "$venv"
     "${venv}/bin/python" -m pip install --quiet --upgrade pip
-    "${venv}/bin/python" -m pip install --quiet -e ".[dev]" -e clients/python
+    "${venv}/bin/python" -m pip install --quiet --no-compile -e ".[dev]" -e clients/python
     touch "${venv}/.installed"
   fi
   files=()

@@ -13,8 +13,8 @@ listener has no such bound on what it sends, so there it stays whole (`whole_lim
 from __future__ import annotations
 
 from authz.admin import paging
+from authz.admin.outcomes import PolicyView
 from authz.admin.paging import MAX_TOKEN_CHARS
-from authz.admin.service import PolicyView
 from authz.admin.versionpages import VersionPage, choose
 from authz.api.v1 import admin_pb2
 from authz.engine.policyfiles import PolicyLine

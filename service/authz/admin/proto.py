@@ -21,7 +21,8 @@ from typing import Any
 import grpc
 
 from authz.admin import pages
-from authz.admin.service import PolicyAdmin, RuleEdit
+from authz.admin.outcomes import RuleEdit
+from authz.admin.service import PolicyAdmin
 from authz.api.v1 import admin_pb2, admin_pb2_grpc
 from authz.attrlimits import check_attributes
 from authz.decision import reason_name

@@ -15,13 +15,13 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from authz.admin import paging
+from authz.admin.outcomes import Edited, PolicyView, ReloadOutcome, RuleEdit
 from authz.admin.versionpages import MAX_FILES_PAGE, VersionPage, read_page
 from authz.decision import reason_name
-from authz.engine.policyfiles import PolicyLine, PolicySource
+from authz.engine.policyfiles import PolicySource
 from authz.errors import (
     AuthzError,
     Conflict,
@@ -35,10 +35,9 @@ from authz.handlers import CheckItem, DecisionService
 from authz.live import RejectedReload
 from authz.policy.edit import DEFAULT_FILE, add_rules, check_file_name, remove_rules
 from authz.policy.explain import Explanation, explain
-from authz.policy.ruletext import Rule
 from authz.policy.runner import require_passing_content
 from authz.policy.validate import ValidationReport, validate_source
-from authz.sources import SourceState, changes
+from authz.sources import changes
 from authz.sources.follow import PostgresOrigin
 from authz.sources.pgfiles import StoredFile
 from authz.sources.postgres import PostgresStore, StoredVersion, VersionInfo
@@ -49,46 +48,6 @@ log = logging.getLogger("authz.admin")
 POLICY_RESOURCE = "authz:policies"
 READ = "read"
 WRITE = "write"
-
-
-@dataclass(frozen=True)
-class PolicyView:
-    """The serving policy, and why the directory's current state is not serving (if it is not)."""
-
-    version: str
-    model_text: str
-    lines: list[PolicyLine]
-    rejected: RejectedReload | None
-    source: SourceState | None = None
-    start: int = 0  # the line a page starts from (its token's)
-
-
-@dataclass(frozen=True)
-class RuleEdit:
-    """What an AddRules / RemoveRules asks for; read only once its caller may write (`PolicyAdmin`)."""
-
-    file: str
-    rules: list[Rule]
-    expected_version: str
-    message: str = ""
-
-
-@dataclass(frozen=True)
-class Edited:
-    """A committed edit's version; `reload_error` when the reload after it failed (not serving yet)."""
-
-    version: str
-    reload_error: RejectedReload | None = None
-
-
-@dataclass(frozen=True)
-class ReloadOutcome:
-    """What a reload did: `ok` when the directory's policy serves, `changed` when a new one went live."""
-
-    ok: bool
-    changed: bool
-    version: str
-    rejected: RejectedReload | None
 
 
 class PolicyAdmin:
